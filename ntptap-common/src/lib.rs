@@ -1,0 +1,182 @@
+//! Types that cross the boundary between ntptap's kernel programs and its loader.
+//!
+//! Everything here is `#[repr(C)]` and `Copy`, uses integer flags instead of `bool`, and
+//! shows its padding. A `const` assertion pins the size of every type that crosses the ring,
+//! so a change on one side that the other side does not know of fails to compile.
+#![no_std]
+#![deny(missing_docs)]
+
+use core::mem::size_of;
+
+/// Bytes of frame data carried by a small ring record.
+///
+/// An NTP packet without extension fields behind Ethernet, two VLAN tags and IPv6 with a few
+/// extension headers fits; so do packets with a legacy MAC. Longer frames use a [`LargeRecord`].
+pub const SMALL_DATA: usize = 256;
+
+/// Bytes of frame data carried by a large ring record: the most ntptap copies of one frame.
+///
+/// Covers a full 1500-byte-MTU Ethernet frame with two VLAN tags (1522 bytes), with room for
+/// NTS packets with several cookies. A longer frame (jumbo frames, GSO super-packets seen at
+/// TC egress) is cut to this length, counted as truncated, and keeps its original length.
+pub const MAX_DATA: usize = 2048;
+
+/// The frame was seen on its way into the host (XDP, or TC ingress).
+pub const DIRECTION_INGRESS: u8 = 0;
+/// The frame was seen on its way out of the host (TC egress).
+pub const DIRECTION_EGRESS: u8 = 1;
+/// Number of directions; counters are kept per direction.
+pub const DIRECTIONS: u32 = 2;
+
+/// Record flag: the frame is longer than what was copied (`cap_len < orig_len`).
+pub const RECORD_TRUNCATED: u8 = 1;
+
+/// Header of every record in the ring buffer, followed by `cap_len` bytes of frame data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Kernel `CLOCK_MONOTONIC` time at which the program saw the frame, in nanoseconds.
+    pub ts_mono_ns: u64,
+    /// Interface index the frame was seen on.
+    pub ifindex: u32,
+    /// Length of the frame on the wire, in bytes.
+    pub orig_len: u32,
+    /// Bytes of frame data that follow the header (at most the record's data size).
+    pub cap_len: u16,
+    /// [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
+    pub direction: u8,
+    /// `RECORD_*` flags.
+    pub flags: u8,
+    /// Explicit padding to an 8-byte multiple; always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<RecordHeader>() == 24);
+
+/// A ring buffer record with room for `N` bytes of frame data.
+///
+/// The kernel reserves a record of a fixed size (the verifier accepts only constant
+/// reservation sizes), so records come in two size classes: [`SmallRecord`] and [`LargeRecord`].
+/// The reader needs only the header: `cap_len` says how many data bytes are valid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Record<const N: usize> {
+    /// What the frame is and where it was seen.
+    pub header: RecordHeader,
+    /// The first `header.cap_len` bytes of the frame.
+    pub data: [u8; N],
+}
+
+/// Record for frames of at most [`SMALL_DATA`] captured bytes.
+pub type SmallRecord = Record<SMALL_DATA>;
+/// Record for frames of more than [`SMALL_DATA`] captured bytes.
+pub type LargeRecord = Record<MAX_DATA>;
+const _: () = assert!(size_of::<SmallRecord>() == 24 + SMALL_DATA);
+const _: () = assert!(size_of::<LargeRecord>() == 24 + MAX_DATA);
+
+/// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per direction.
+///
+/// Index into the `NTPTAP_COUNTERS` map with [`counter_index`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Frames the program ran on.
+    Seen = 0,
+    /// Frames that matched the filter (the port set, or every frame with `--all`).
+    Matched = 1,
+    /// Matched frames written into the ring buffer.
+    Captured = 2,
+    /// Matched frames lost because the ring buffer was full.
+    RingFull = 3,
+    /// Captured frames cut short (snap length or [`MAX_DATA`]).
+    Truncated = 4,
+    /// Frames whose headers could not be parsed (too short for what they claim, a bad IPv4
+    /// header length, an IPv6 extension header chain too long to follow). Not captured.
+    Unparsable = 5,
+    /// Non-first IP fragments: they carry no UDP header, so no port to match. Not captured
+    /// unless `--all`.
+    Fragment = 6,
+    /// Matched frames the kernel would not copy into a reserved record (should never happen;
+    /// counted so that matched = captured + ring full + copy failed holds exactly).
+    CopyFailed = 7,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 8] = [
+        Counter::Seen,
+        Counter::Matched,
+        Counter::Captured,
+        Counter::RingFull,
+        Counter::Truncated,
+        Counter::Unparsable,
+        Counter::Fragment,
+        Counter::CopyFailed,
+    ];
+}
+
+/// Slots per direction in the counters map: one per [`Counter`].
+pub const COUNTER_SLOTS: u32 = 8;
+/// Entries of the per-CPU counters map.
+pub const COUNTER_ENTRIES: u32 = COUNTER_SLOTS * DIRECTIONS;
+
+/// Index of `counter` for `direction` in the counters map.
+#[inline(always)]
+#[must_use]
+pub const fn counter_index(direction: u8, counter: Counter) -> u32 {
+    direction as u32 * COUNTER_SLOTS + counter as u32
+}
+
+/// Filter flag: capture every frame, whatever its ports (`--all`).
+pub const FILTER_ALL: u32 = 1;
+
+/// Read-only configuration, written into the programs' `.rodata` before they are loaded.
+///
+/// The verifier sees these as constants and prunes the branches they switch off, so an option
+/// that is off costs nothing per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most bytes to copy of each frame, 1..=[`MAX_DATA`].
+    pub snaplen: u32,
+    /// `FILTER_*` flags.
+    pub filter: u32,
+}
+const _: () = assert!(size_of::<Config>() == 8);
+
+impl Config {
+    /// The configuration the programs are built with: whole frames, the port filter.
+    pub const DEFAULT: Config = Config {
+        snaplen: MAX_DATA as u32,
+        filter: 0,
+    };
+}
+
+/// Entries of the port set map: one byte per UDP port, non-zero when the port is watched.
+pub const PORT_ENTRIES: u32 = 65536;
+
+/// Names of the maps and programs, shared so the loader cannot drift from the object file.
+pub mod names {
+    /// The ring buffer map.
+    pub const RING: &str = "NTPTAP_RING";
+    /// The per-CPU counters map.
+    pub const COUNTERS: &str = "NTPTAP_COUNTERS";
+    /// The port set map.
+    pub const PORTS: &str = "NTPTAP_PORTS";
+    /// The read-only configuration global.
+    pub const CONFIG: &str = "NTPTAP_CONFIG";
+    /// XDP program (ingress).
+    pub const XDP: &str = "ntptap_xdp";
+    /// TC program for ingress (`--hook tc`).
+    pub const TC_INGRESS: &str = "ntptap_tc_in";
+    /// TC program for egress.
+    pub const TC_EGRESS: &str = "ntptap_tc_out";
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: `Config` is `#[repr(C)]`, `Copy`, made of integers only, with no padding
+    // (size asserted above), so every bit pattern is valid and it can be copied as bytes.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
+    unsafe impl aya::Pod for super::RecordHeader {}
+}

@@ -1,0 +1,258 @@
+//! ntptap's kernel programs.
+//!
+//! Each entry point is a thin wrapper around [`tap`]: parse the headers, decide, reserve a ring
+//! record of a fixed size class, copy the frame into it, submit, and count every decision.
+//! A tap never harms traffic: every path returns `XDP_PASS` / `TC_ACT_UNSPEC`.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_UNSPEC, xdp_action},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
+    },
+    macros::{classifier, map, xdp},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use ntptap_common::{
+    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, MAX_DATA,
+    PORT_ENTRIES, RECORD_TRUNCATED, Record, RecordHeader, SMALL_DATA, counter_index,
+};
+use parse::{Verdict, classify};
+
+/// Read-only configuration; the loader overwrites it before loading (see `Config`).
+#[unsafe(no_mangle)]
+static NTPTAP_CONFIG: Config = Config::DEFAULT;
+
+/// Captured frames, on their way to the loader. The loader sets the size (`-B`).
+#[map(name = "NTPTAP_RING")]
+static NTPTAP_RING: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
+
+/// Per-CPU counters of every decision, per direction (see `Counter`).
+#[map(name = "NTPTAP_COUNTERS")]
+static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// The UDP port set: a non-zero byte at index `port` means the port is watched.
+#[map(name = "NTPTAP_PORTS")]
+static NTPTAP_PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// Ingress capture at XDP.
+#[xdp]
+pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
+    let frame = XdpFrame(&ctx);
+    tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
+    xdp_action::XDP_PASS
+}
+
+/// Ingress capture at TC (`--hook tc`).
+#[classifier]
+pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
+    let frame = TcFrame::new(&ctx);
+    tap(&frame, frame.ifindex(), DIRECTION_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+/// Egress capture at TC.
+#[classifier]
+pub fn ntptap_tc_out(ctx: TcContext) -> i32 {
+    let frame = TcFrame::new(&ctx);
+    tap(&frame, frame.ifindex(), DIRECTION_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+/// What the hook-specific contexts have in common.
+trait Frame {
+    /// Start and end of the bytes that direct packet access can read.
+    fn linear(&self) -> (usize, usize);
+    /// Length of the whole frame.
+    fn len(&self) -> u64;
+    /// Copy the first `len` bytes of the frame to `dst`; `len` is in `1..=N` for a `[u8; N]`.
+    fn copy(&self, dst: *mut u8, len: u32) -> i64;
+}
+
+struct XdpFrame<'a>(&'a XdpContext);
+
+impl Frame for XdpFrame<'_> {
+    #[inline(always)]
+    fn linear(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (self.0.data_end() - self.0.data()) as u64
+    }
+    #[inline(always)]
+    fn copy(&self, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: `dst` points into a ring record with room for `len` bytes; the helper checks
+        // the packet bounds itself.
+        unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
+    }
+}
+
+/// Bytes of headers the parser may need in the linear part of an skb.
+const HEADER_PULL: u32 = 128;
+
+struct TcFrame<'a>(&'a TcContext);
+
+impl<'a> TcFrame<'a> {
+    /// Wrap `ctx`, making sure the headers are in the linear part of the skb.
+    ///
+    /// Locally generated packets have their headers linear already; a pull happens only for
+    /// the rare skb whose headers are paged, and changes nothing the stack can observe.
+    #[inline(always)]
+    fn new(ctx: &'a TcContext) -> Self {
+        let len = ctx.len();
+        let want = if len < HEADER_PULL { len } else { HEADER_PULL };
+        if ((ctx.data_end() - ctx.data()) as u32) < want {
+            // SAFETY: the helper takes the context pointer the kernel gave us.
+            unsafe { bpf_skb_pull_data(ctx.skb.skb.cast(), want) };
+        }
+        Self(ctx)
+    }
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: reading a field of the context the kernel gave us.
+        unsafe { (*self.0.skb.skb).ifindex }
+    }
+}
+
+impl Frame for TcFrame<'_> {
+    #[inline(always)]
+    fn linear(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        u64::from(self.0.len())
+    }
+    #[inline(always)]
+    fn copy(&self, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: as for XDP: `dst` has room for `len` bytes, the helper checks the skb bounds.
+        unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.cast(), len) }
+    }
+}
+
+#[inline(always)]
+fn count(direction: u8, counter: Counter) {
+    if let Some(slot) = NTPTAP_COUNTERS.get_ptr_mut(counter_index(direction, counter)) {
+        // SAFETY: the slot is this CPU's own; BPF programs do not migrate or nest on one CPU
+        // for the same hook, so a plain increment is not torn.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn config() -> Config {
+    // SAFETY: a read of a static the loader may have rewritten before load; volatile so the
+    // compiler does not fold the default value in.
+    unsafe { core::ptr::read_volatile(&raw const NTPTAP_CONFIG) }
+}
+
+#[inline(always)]
+fn port_watched(port: u16) -> bool {
+    NTPTAP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
+}
+
+/// Decide on one frame and capture it if it matches.
+#[inline(always)]
+fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
+    count(direction, Counter::Seen);
+    let config = config();
+    if config.filter & FILTER_ALL == 0 {
+        let (start, end) = frame.linear();
+        match classify(start, end) {
+            Verdict::Udp { sport, dport } => {
+                if !port_watched(sport) && !port_watched(dport) {
+                    return;
+                }
+            }
+            Verdict::Other => return,
+            Verdict::Fragment => {
+                count(direction, Counter::Fragment);
+                return;
+            }
+            Verdict::Unparsable => {
+                count(direction, Counter::Unparsable);
+                return;
+            }
+        }
+    }
+    count(direction, Counter::Matched);
+
+    let len = frame.len();
+    let mut snap = u64::from(config.snaplen);
+    if snap > MAX_DATA as u64 {
+        snap = MAX_DATA as u64;
+    }
+    let cap = if len < snap { len } else { snap };
+    if cap == 0 {
+        // Only a zero-length frame gets here; there is nothing to copy.
+        count(direction, Counter::CopyFailed);
+        return;
+    }
+    let header = RecordHeader {
+        // SAFETY: the helper takes no arguments and has no preconditions.
+        ts_mono_ns: unsafe { bpf_ktime_get_ns() },
+        ifindex,
+        orig_len: len as u32,
+        cap_len: 0,
+        direction,
+        flags: if cap < len { RECORD_TRUNCATED } else { 0 },
+        _pad: 0,
+    };
+    if cap <= SMALL_DATA as u64 {
+        emit::<SMALL_DATA, F>(frame, header, cap);
+    } else {
+        emit::<MAX_DATA, F>(frame, header, cap);
+    }
+}
+
+/// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
+#[inline(always)]
+fn emit<const N: usize, F: Frame>(frame: &F, mut header: RecordHeader, cap: u64) {
+    let direction = header.direction;
+    let Some(mut entry) = NTPTAP_RING.reserve::<Record<N>>(0) else {
+        count(direction, Counter::RingFull);
+        return;
+    };
+    // The verifier needs the very register passed to the helper bounded to 1..=N. A zero test
+    // on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
+    // bounds then follow from arithmetic on that register. `tap` never calls us with cap == 0.
+    let mut last = cap.wrapping_sub(1);
+    if last > (N - 1) as u64 {
+        last = (N - 1) as u64;
+    }
+    let len = last + 1;
+    let record = entry.as_mut_ptr();
+    header.cap_len = len as u16;
+    // SAFETY: `record` points at a reserved, writable ring record of `size_of::<Record<N>>()`
+    // bytes; `data` has room for `len <= N` bytes.
+    let copied = unsafe {
+        (*record).header = header;
+        frame.copy((&raw mut (*record).data).cast(), len as u32)
+    };
+    if copied != 0 {
+        entry.discard(0);
+        count(direction, Counter::CopyFailed);
+        return;
+    }
+    entry.submit(0);
+    count(direction, Counter::Captured);
+    if header.flags & RECORD_TRUNCATED != 0 {
+        count(direction, Counter::Truncated);
+    }
+}

@@ -1,0 +1,160 @@
+//! Header parsing for the kernel programs: Ethernet, up to two VLAN tags, IPv4 (with options),
+//! IPv6 (with extension headers), UDP.
+//!
+//! Every read goes through [`at`], which checks the whole header against the end of the
+//! packet. Offsets stay below [`MAX_L4_OFFSET`] so the verifier can bound every pointer.
+
+/// What the parser found.
+pub enum Verdict {
+    /// A UDP datagram (the first fragment, or an unfragmented one).
+    Udp { sport: u16, dport: u16 },
+    /// Not IP, or IP that is not UDP.
+    Other,
+    /// A later IP fragment: no UDP header, so no ports.
+    Fragment,
+    /// Headers shorter than they claim, a bad IPv4 header length, or an IPv6 extension
+    /// header chain longer than the parser follows.
+    Unparsable,
+}
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// 802.1Q customer tag.
+const ETH_P_8021Q: u16 = 0x8100;
+/// 802.1ad service tag (QinQ outer tag).
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_UDP: u8 = 17;
+// IPv6 extension headers (RFC 8200 §4) that the parser walks.
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DSTOPTS: u8 = 60;
+/// IPv6 extension headers followed before giving up (counted as unparsable).
+const IPV6_MAX_EXT: usize = 6;
+/// Largest offset of the UDP header the parser accepts.
+pub const MAX_L4_OFFSET: usize = 512;
+
+/// The `N` bytes at `off`, if the packet has them.
+#[inline(always)]
+fn at<const N: usize>(start: usize, end: usize, off: usize) -> Option<&'static [u8; N]> {
+    if start + off + N > end {
+        return None;
+    }
+    // SAFETY: the N bytes at start + off lie inside the packet (checked just above), and
+    // `[u8; N]` has alignment 1.
+    Some(unsafe { &*((start + off) as *const [u8; N]) })
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Classify the frame in `start..end`.
+#[inline(always)]
+pub fn classify(start: usize, end: usize) -> Verdict {
+    let Some(eth) = at::<ETH_HLEN>(start, end, 0) else {
+        return Verdict::Unparsable;
+    };
+    let mut ethertype = be16([eth[12], eth[13]]);
+    let mut off = ETH_HLEN;
+    // Up to two tags: 802.1ad outer + 802.1Q inner, or 802.1Q twice.
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        let Some(tag) = at::<4>(start, end, off) else {
+            return Verdict::Unparsable;
+        };
+        ethertype = be16([tag[2], tag[3]]);
+        off += 4;
+    }
+    let next = match ethertype {
+        ETH_P_IP => ipv4(start, end, off),
+        ETH_P_IPV6 => ipv6(start, end, off),
+        _ => return Verdict::Other,
+    };
+    let off = match next {
+        Ok(off) => off,
+        Err(verdict) => return verdict,
+    };
+    if off > MAX_L4_OFFSET {
+        return Verdict::Unparsable;
+    }
+    let Some(udp) = at::<8>(start, end, off) else {
+        return Verdict::Unparsable;
+    };
+    Verdict::Udp {
+        sport: be16([udp[0], udp[1]]),
+        dport: be16([udp[2], udp[3]]),
+    }
+}
+
+/// Parse an IPv4 header at `off` (RFC 791); `Ok` holds the offset of the UDP header.
+#[inline(always)]
+fn ipv4(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
+    let ip = at::<20>(start, end, off).ok_or(Verdict::Unparsable)?;
+    if ip[0] >> 4 != 4 {
+        return Err(Verdict::Unparsable);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ihl < 20 {
+        return Err(Verdict::Unparsable);
+    }
+    if ip[9] != IPPROTO_UDP {
+        return Err(Verdict::Other);
+    }
+    // Fragment offset (13 bits) non-zero: a later fragment, with no UDP header.
+    if be16([ip[6], ip[7]]) & 0x1fff != 0 {
+        return Err(Verdict::Fragment);
+    }
+    Ok(off + ihl)
+}
+
+/// Parse an IPv6 header and its extension headers at `off` (RFC 8200 §4); `Ok` holds the
+/// offset of the UDP header.
+#[inline(always)]
+fn ipv6(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
+    let ip = at::<40>(start, end, off).ok_or(Verdict::Unparsable)?;
+    if ip[0] >> 4 != 6 {
+        return Err(Verdict::Unparsable);
+    }
+    let mut next = ip[6];
+    let mut off = off + 40;
+    for _ in 0..IPV6_MAX_EXT {
+        if off > MAX_L4_OFFSET {
+            return Err(Verdict::Unparsable);
+        }
+        match next {
+            IPPROTO_UDP => return Ok(off),
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let ext = at::<2>(start, end, off).ok_or(Verdict::Unparsable)?;
+                next = ext[0];
+                off += (usize::from(ext[1]) + 1) * 8;
+            }
+            IPV6_AH => {
+                let ext = at::<2>(start, end, off).ok_or(Verdict::Unparsable)?;
+                next = ext[0];
+                off += (usize::from(ext[1]) + 2) * 4;
+            }
+            IPV6_FRAGMENT => {
+                let frag = at::<8>(start, end, off).ok_or(Verdict::Unparsable)?;
+                if be16([frag[2], frag[3]]) & 0xfff8 != 0 {
+                    return Err(Verdict::Fragment);
+                }
+                next = frag[0];
+                off += 8;
+            }
+            _ => return Err(Verdict::Other),
+        }
+    }
+    match next {
+        IPPROTO_UDP => Ok(off),
+        IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT => {
+            Err(Verdict::Unparsable)
+        }
+        _ => Err(Verdict::Other),
+    }
+}
