@@ -1,12 +1,243 @@
-use aya::programs::{Xdp, SchedClassifier};
-fn main() {
-    let obj = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ntptap"));
-    let mut ebpf = aya::EbpfLoader::new().load(obj).unwrap();
-    let p: &mut Xdp = ebpf.program_mut("ntptap_xdp").unwrap().try_into().unwrap();
-    if let Err(e) = p.load() { println!("xdp: {e:?}"); }
-    for n in ["ntptap_tc_in", "ntptap_tc_out"] {
-        let p: &mut SchedClassifier = ebpf.program_mut(n).unwrap().try_into().unwrap();
-        if let Err(e) = p.load() { println!("{n}: {e:?}"); }
+//! The ntptap command.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, IsTerminal as _, Write},
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use ntptap::{
+    capture::{self, CaptureConfig, Directions, Hook, Session, StopReason, Summary},
+    cli::Cli,
+    frame::Frame,
+    input,
+    net::{Transport, dissect},
+    output::{
+        PortSet, Sink,
+        pcap::PcapSink,
+        text::{TextOptions, TextSink, TimeFormat},
+    },
+};
+use ntptap_common::{Counter, MAX_DATA};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NTPTAP_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ntptap: {err:#}");
+            ExitCode::FAILURE
+        }
     }
-    println!("done");
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let ports = PortSet::new(cli.port_set());
+    if let Some(path) = &cli.read {
+        return read_file(cli, path, &ports);
+    }
+    capture::privilege::check()?;
+    let interfaces = match cli.interfaces.as_slice() {
+        [] => vec![capture::iface::default_route()?],
+        [any] if any == "any" => capture::iface::all()?,
+        names => names.iter().map(|n| capture::iface::by_name(n)).collect::<anyhow::Result<_>>()?,
+    };
+    let snaplen = if cli.snaplen == 0 { MAX_DATA as u32 } else { cli.snaplen.min(MAX_DATA as u32) };
+    let config = CaptureConfig {
+        interfaces,
+        hook: cli.hook,
+        xdp_mode: cli.xdp_mode,
+        directions: cli.direction,
+        snaplen,
+        ring_bytes: capture::ring_bytes(cli.buffer_kib),
+        ports: ports.ports().to_vec(),
+        all: cli.all,
+    };
+
+    // The output is opened before anything is attached, so an unwritable path costs nothing.
+    let (mut sink, created) = open_sink(cli, &config, ports)?;
+    let session = match Session::open(&config) {
+        Ok(session) => session,
+        Err(err) => {
+            if let Some(path) = created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(err);
+        }
+    };
+    eprintln!(
+        "ntptap: listening on {} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
+        config.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+        hooks_text(&config),
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the event loop")?;
+    let duration = cli.duration.map(Duration::from_secs_f64);
+    let summary = runtime.block_on(async {
+        let stop = stop_signal(duration)?;
+        session.run(&mut sink, cli.count, stop).await
+    })?;
+    drop(sink);
+    print_summary(&summary);
+    Ok(())
+}
+
+fn hooks_text(config: &CaptureConfig) -> &'static str {
+    match (config.directions, config.hook) {
+        (Directions::In, Hook::Xdp) => "XDP ingress",
+        (Directions::In, Hook::Tc) => "TC ingress",
+        (Directions::Out, _) => "TC egress",
+        (Directions::Inout, Hook::Xdp) => "XDP ingress, TC egress",
+        (Directions::Inout, Hook::Tc) => "TC ingress and egress",
+    }
+}
+
+/// Resolves when the capture must stop: SIGINT, SIGTERM, or `--duration`.
+fn stop_signal(
+    duration: Option<Duration>,
+) -> anyhow::Result<impl Future<Output = StopReason>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        let timeout = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = int.recv() => StopReason::Signal("SIGINT"),
+            _ = term.recv() => StopReason::Signal("SIGTERM"),
+            () = timeout => StopReason::Duration,
+        }
+    })
+}
+
+type BoxSink = Box<dyn Sink>;
+
+/// The sink `cli` asks for, and the path of the file it created (to remove if attaching fails).
+fn open_sink<'a>(
+    cli: &'a Cli,
+    config: &CaptureConfig,
+    ports: PortSet,
+) -> anyhow::Result<(BoxSink, Option<&'a Path>)> {
+    let Some(path) = cli.write.as_deref() else {
+        let options = text_options(cli, config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"));
+        return Ok((text_sink(options, ports), None));
+    };
+    let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
+        if io::stdout().is_terminal() {
+            bail!("refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines");
+        }
+        (Box::new(io::stdout()), None)
+    } else {
+        let file = File::create(path).with_context(|| {
+            format!(
+                "cannot write {}: choose a path in a directory you can write to (-w)",
+                path.display()
+            )
+        })?;
+        (Box::new(file), Some(path))
+    };
+    let out: Box<dyn Write> = if cli.packet_buffered {
+        Box::new(FlushEach(out))
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 20, out))
+    };
+    let sink = PcapSink::new(out, config.snaplen).context("cannot write the pcap header")?;
+    Ok((Box::new(sink), created))
+}
+
+/// A writer that flushes after each write (`-U`).
+struct FlushEach(Box<dyn Write>);
+
+impl Write for FlushEach {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.0.flush()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn text_options(cli: &Cli, show_iface: bool) -> TextOptions {
+    TextOptions {
+        verbose: cli.verbose,
+        hex: cli.hex,
+        link_header: cli.link_header,
+        number: cli.number,
+        time: TimeFormat::from_count(cli.time_format),
+        show_iface,
+    }
+}
+
+fn text_sink(options: TextOptions, ports: PortSet) -> BoxSink {
+    let stdout = io::stdout();
+    if stdout.is_terminal() {
+        Box::new(TextSink::new(stdout, options, ports))
+    } else {
+        Box::new(TextSink::new(BufWriter::with_capacity(1 << 16, stdout), options, ports))
+    }
+}
+
+fn read_file(cli: &Cli, path: &Path, ports: &PortSet) -> anyhow::Result<()> {
+    let input: Box<dyn io::Read> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path).with_context(|| format!("cannot open {} for reading", path.display()))?)
+    };
+    let mut sink = text_sink(text_options(cli, false), ports.clone());
+    let all = cli.all;
+    let keep = |frame: &Frame<'_>| {
+        all || matches!(dissect(frame.link, frame.data).transport,
+            Some(Transport::Udp { sport, dport, .. }) if ports.contains(sport) || ports.contains(dport))
+    };
+    input::read(input, &mut sink, cli.count, keep)
+        .with_context(|| format!("while reading {}", path.display()))?;
+    Ok(())
+}
+
+fn print_summary(summary: &Summary) {
+    let c = &summary.counts;
+    let received = c.total(Counter::Matched);
+    let dropped = c.dropped();
+    let unread = received.saturating_sub(summary.captured + dropped);
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{} packets captured", summary.captured);
+    let _ = writeln!(err, "{received} packets received by filter");
+    let _ = writeln!(err, "{dropped} packets dropped by kernel");
+    let _ = writeln!(
+        err,
+        "ntptap: dropped: {} ring buffer full, {} copy failed; not captured: {} unparsable, {} later IP fragments; {} truncated to the snapshot length; {} left unread{}{}",
+        c.total(Counter::RingFull),
+        c.total(Counter::CopyFailed),
+        c.total(Counter::Unparsable),
+        c.total(Counter::Fragment),
+        c.total(Counter::Truncated),
+        unread,
+        match summary.reason {
+            StopReason::Count => " (-c reached)",
+            StopReason::OutputClosed => " (the output was closed)",
+            _ => "",
+        },
+        if summary.bad_records > 0 { format!("; {} malformed ring records", summary.bad_records) } else { String::new() },
+    );
 }

@@ -1,0 +1,138 @@
+//! Command-line interface, in tcpdump's spirit: the same letters where tcpdump has them.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::capture::{Directions, Hook, XdpModeArg};
+
+/// Default ring buffer size, KiB (`-B`).
+pub const DEFAULT_RING_KIB: u32 = 4096;
+
+/// Watch NTP traffic from inside the Linux kernel.
+///
+/// ntptap attaches an XDP program (ingress) and a TC program (egress) to each interface; they
+/// match UDP port 123 (or --port) in the kernel and pass whole frames to ntptap through a BPF
+/// ring buffer. ntptap prints one line per packet, tcpdump style, or writes a pcap file that
+/// tcpdump, tshark and Wireshark read. It needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or
+/// root) to capture; reading a file with -r needs no privilege.
+#[derive(Debug, Parser)]
+#[command(name = "ntptap", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Interface to capture on; repeat for several. `any` means every interface of this
+    /// network namespace. Default: the interface of the default route.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+
+    /// Write frames to FILE as pcap (nanosecond timestamps) instead of printing them; `-`
+    /// writes to standard output (`ntptap -w - | tshark -r -`).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib"])]
+    pub read: Option<PathBuf>,
+
+    /// Exit after COUNT frames.
+    #[arg(short = 'c', long = "count", value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Copy at most SNAPLEN bytes of each frame; 0 (the default) means whole frames, up to
+    /// 2048 bytes, the most the kernel programs copy. Longer frames are cut there, counted as
+    /// truncated, and keep their original length in the pcap record.
+    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = 0)]
+    pub snaplen: u32,
+
+    /// Directions to capture: in, out or inout.
+    #[arg(short = 'Q', long = "direction", value_enum, default_value = "inout")]
+    pub direction: Directions,
+
+    /// Ring buffer size in KiB (rounded up to a power of two), like tcpdump's buffer size.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KIB", default_value_t = DEFAULT_RING_KIB, id = "buffer_kib")]
+    pub buffer_kib: u32,
+
+    /// Do not resolve addresses or ports to names (ntptap never does; accepted for tcpdump
+    /// habits).
+    #[arg(short = 'n', action = ArgAction::SetTrue)]
+    pub numeric: bool,
+
+    /// UDP port to match, as source or destination; repeat for several. Default: 123.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Capture every frame, not only those on the port set (as tcpdump with no filter).
+    #[arg(long = "all")]
+    pub all: bool,
+
+    /// Ingress hook: xdp (XDP in, TC out) or tc (TC both ways, for hosts where another
+    /// program owns XDP).
+    #[arg(long = "hook", value_enum, default_value = "xdp")]
+    pub hook: Hook,
+
+    /// XDP attach mode: auto (native where the driver has it, generic otherwise), native or
+    /// skb (generic).
+    #[arg(long = "xdp-mode", value_enum, default_value = "auto")]
+    pub xdp_mode: XdpModeArg,
+
+    /// Stop after SECONDS.
+    #[arg(long = "duration", value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// More NTP detail: -v the header fields, timestamps, extension fields and MAC.
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print each frame in hex and ASCII too.
+    #[arg(short = 'X', action = ArgAction::SetTrue)]
+    pub hex: bool,
+
+    /// Print the link-level header (MAC addresses, VLAN tags, EtherType).
+    #[arg(short = 'e', action = ArgAction::SetTrue)]
+    pub link_header: bool,
+
+    /// Print the frame number first.
+    #[arg(short = '#', long = "number", action = ArgAction::SetTrue)]
+    pub number: bool,
+
+    /// Timestamp format: -t none, -tt epoch seconds, -ttt delta from the previous frame,
+    /// -tttt date and time, -ttttt delta from the first frame.
+    #[arg(short = 't', action = ArgAction::Count)]
+    pub time_format: u8,
+
+    /// Flush the output after every frame (tcpdump's -U), for `-w -` into a live reader.
+    #[arg(short = 'U', long = "packet-buffered", action = ArgAction::SetTrue)]
+    pub packet_buffered: bool,
+}
+
+impl Cli {
+    /// The port set, with the default.
+    #[must_use]
+    pub fn port_set(&self) -> Vec<u16> {
+        if self.ports.is_empty() { vec![123] } else { self.ports.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tcpdump_style_flags_parse() {
+        let cli = Cli::try_parse_from(["ntptap", "-i", "eth0", "-i", "eth1", "-c", "20", "-w", "-", "-s", "0", "-Q", "in", "-nvvX"]).unwrap();
+        assert_eq!(cli.interfaces, ["eth0", "eth1"]);
+        assert_eq!(cli.count, Some(20));
+        assert_eq!(cli.verbose, 2);
+        assert!(cli.hex && cli.numeric);
+        assert_eq!(cli.direction, Directions::In);
+        assert_eq!(cli.port_set(), [123]);
+        assert!(Cli::try_parse_from(["ntptap", "-c", "0"]).is_err());
+        assert!(Cli::try_parse_from(["ntptap", "-r", "x.pcap", "-i", "eth0"]).is_err());
+    }
+}

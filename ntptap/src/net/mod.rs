@@ -1,0 +1,166 @@
+//! Link, network and transport layers of a frame, as far as the captured bytes go.
+//!
+//! Built on etherparse's lax slicing, which decodes truncated frames up to where they end.
+//! Knows nothing of NTP: the printer asks the NTP decoder for the UDP payload.
+
+use std::net::IpAddr;
+
+use etherparse::{
+    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice,
+};
+
+use crate::frame::LinkType;
+
+/// The layers of one frame.
+#[derive(Debug, Default)]
+pub struct Dissected<'a> {
+    /// Source and destination MAC addresses (Ethernet only).
+    pub macs: Option<([u8; 6], [u8; 6])>,
+    /// EtherType after any VLAN tags (Ethernet and SLL).
+    pub ethertype: Option<u16>,
+    /// VLAN IDs, outermost first.
+    pub vlans: Vec<u16>,
+    /// The network layer.
+    pub net: Option<Net>,
+    /// The transport layer.
+    pub transport: Option<Transport<'a>>,
+}
+
+/// Network layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// IPv4 or IPv6, with the protocol number of the payload.
+    Ip {
+        /// Source address.
+        src: IpAddr,
+        /// Destination address.
+        dst: IpAddr,
+        /// Protocol of the payload (after IPv6 extension headers).
+        protocol: u8,
+        /// A later fragment: no transport header.
+        later_fragment: bool,
+        /// Bytes of IP payload the header claims.
+        payload_len: usize,
+    },
+    /// ARP.
+    Arp,
+}
+
+/// Transport layer.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport<'a> {
+    /// UDP.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Payload length from the UDP header (length field minus 8).
+        length: usize,
+        /// The payload bytes captured.
+        payload: &'a [u8],
+    },
+    /// TCP.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// ICMP or ICMPv6.
+    Icmp,
+}
+
+/// Dissect `data` of link type `link`.
+#[must_use]
+pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
+    let sliced = match link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
+        LinkType::RawIp => LaxSlicedPacket::from_ip(data).ok(),
+        LinkType::Null => data.get(4..).and_then(|ip| LaxSlicedPacket::from_ip(ip).ok()),
+        LinkType::LinuxSll => data
+            .get(14..16)
+            .zip(data.get(16..))
+            .map(|(t, rest)| LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)),
+        LinkType::LinuxSll2 => data
+            .get(0..2)
+            .zip(data.get(20..))
+            .map(|(t, rest)| LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)),
+        LinkType::Other(_) => None,
+    };
+    let Some(sliced) = sliced else {
+        return Dissected::default();
+    };
+    let mut out = Dissected::default();
+    if let Some(LinkSlice::Ethernet2(eth)) = &sliced.link {
+        out.macs = Some((eth.source(), eth.destination()));
+        out.ethertype = Some(eth.ether_type().0);
+    }
+    out.vlans = sliced.vlan_ids().iter().map(|id| id.value()).collect();
+    if let Some(payload) = sliced.ether_payload() {
+        out.ethertype = Some(payload.ether_type.0);
+    }
+    out.net = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            Some(Net::Ip {
+                src: IpAddr::V4(h.source_addr()),
+                dst: IpAddr::V4(h.destination_addr()),
+                protocol: ip.payload_ip_number().0,
+                later_fragment: h.fragments_offset().value() != 0,
+                payload_len: usize::from(h.total_len()).saturating_sub(h.slice().len()),
+            })
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let payload = ip.payload();
+            Some(Net::Ip {
+                src: IpAddr::V6(h.source_addr()),
+                dst: IpAddr::V6(h.destination_addr()),
+                protocol: payload.ip_number.0,
+                later_fragment: payload.fragmented && ip.extensions().is_fragmenting_payload() && is_later_v6_fragment(ip.extensions()),
+                payload_len: usize::from(h.payload_length()),
+            })
+        }
+        Some(LaxNetSlice::Arp(_)) => Some(Net::Arp),
+        None => None,
+    };
+    out.transport = match &sliced.transport {
+        Some(TransportSlice::Udp(udp)) => Some(Transport::Udp {
+            sport: udp.source_port(),
+            dport: udp.destination_port(),
+            length: usize::from(udp.length()).saturating_sub(8),
+            payload: udp.payload(),
+        }),
+        Some(TransportSlice::Tcp(tcp)) => Some(Transport::Tcp {
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+        }),
+        Some(TransportSlice::Icmpv4(_) | TransportSlice::Icmpv6(_)) => Some(Transport::Icmp),
+        _ => None,
+    };
+    // etherparse stops at a UDP header that its length field contradicts; take what was
+    // captured in that case, since a dissector shows what is there.
+    if out.transport.is_none()
+        && let Some(Net::Ip { protocol, later_fragment: false, .. }) = out.net
+        && protocol == IpNumber::UDP.0
+        && let Some(payload) = sliced.ip_payload()
+        && payload.payload.len() >= 8
+    {
+        let p = payload.payload;
+        out.transport = Some(Transport::Udp {
+            sport: u16::from_be_bytes([p[0], p[1]]),
+            dport: u16::from_be_bytes([p[2], p[3]]),
+            length: usize::from(u16::from_be_bytes([p[4], p[5]])).saturating_sub(8),
+            payload: &p[8..],
+        });
+    }
+    out
+}
+
+fn is_later_v6_fragment(ext: &etherparse::Ipv6ExtensionsSlice<'_>) -> bool {
+    ext.clone().into_iter().any(|e| match e {
+        etherparse::Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() != 0,
+        _ => false,
+    })
+}

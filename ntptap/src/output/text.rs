@@ -1,0 +1,382 @@
+//! tcpdump-style text: one line per frame, NTP detail with `-v`, hex with `-X`.
+
+use std::{
+    fmt::Write as _,
+    io::{self, Write},
+    net::IpAddr,
+    time::Duration,
+};
+
+use chrono::{DateTime, Local};
+
+use super::{PortSet, Sink};
+use crate::{
+    frame::Frame,
+    net::{Net, Transport, dissect},
+    ntp::{self, Body, Ntp, NtpError, time::log2_seconds},
+};
+
+/// How timestamps are printed (tcpdump's `-t` count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// `HH:MM:SS.uuuuuu`, local time (no `-t`).
+    #[default]
+    Time,
+    /// No timestamp (`-t`).
+    None,
+    /// Seconds since the epoch (`-tt`).
+    Epoch,
+    /// Delta since the previous frame (`-ttt`).
+    Delta,
+    /// `YYYY-MM-DD HH:MM:SS.uuuuuu`, local time (`-tttt`).
+    DateTime,
+    /// Delta since the first frame (`-ttttt`).
+    SinceFirst,
+}
+
+impl TimeFormat {
+    /// From the number of `-t` flags.
+    #[must_use]
+    pub fn from_count(n: u8) -> Self {
+        match n {
+            0 => TimeFormat::Time,
+            1 => TimeFormat::None,
+            2 => TimeFormat::Epoch,
+            3 => TimeFormat::Delta,
+            4 => TimeFormat::DateTime,
+            _ => TimeFormat::SinceFirst,
+        }
+    }
+}
+
+/// What the printer shows.
+#[derive(Clone, Debug, Default)]
+pub struct TextOptions {
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-X`: hex and ASCII of each frame.
+    pub hex: bool,
+    /// `-e`: the link-level header.
+    pub link_header: bool,
+    /// `-#`: the frame number first.
+    pub number: bool,
+    /// Timestamp format.
+    pub time: TimeFormat,
+    /// Prefix the interface and direction (several interfaces, as tcpdump's `-i any`).
+    pub show_iface: bool,
+}
+
+/// Prints frames as text.
+pub struct TextSink<W: Write> {
+    out: W,
+    options: TextOptions,
+    ports: PortSet,
+    first: Option<Duration>,
+    previous: Option<Duration>,
+    line: String,
+}
+
+impl<W: Write> TextSink<W> {
+    /// A printer writing to `out`; UDP payloads on `ports` are decoded as NTP.
+    pub fn new(out: W, options: TextOptions, ports: PortSet) -> Self {
+        Self {
+            out,
+            options,
+            ports,
+            first: None,
+            previous: None,
+            line: String::with_capacity(256),
+        }
+    }
+
+    /// The underlying writer.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn timestamp(&mut self, ts: Duration) {
+        let line = &mut self.line;
+        let local = || DateTime::from_timestamp(ts.as_secs() as i64, ts.subsec_nanos()).map(|t| t.with_timezone(&Local));
+        match self.options.time {
+            TimeFormat::None => {}
+            TimeFormat::Time => {
+                if let Some(t) = local() {
+                    let _ = write!(line, "{} ", t.format("%H:%M:%S%.6f"));
+                }
+            }
+            TimeFormat::DateTime => {
+                if let Some(t) = local() {
+                    let _ = write!(line, "{} ", t.format("%Y-%m-%d %H:%M:%S%.6f"));
+                }
+            }
+            TimeFormat::Epoch => {
+                let _ = write!(line, "{}.{:06} ", ts.as_secs(), ts.subsec_micros());
+            }
+            TimeFormat::Delta | TimeFormat::SinceFirst => {
+                let base = if self.options.time == TimeFormat::Delta { self.previous } else { self.first };
+                let d = ts.saturating_sub(base.unwrap_or(ts));
+                let _ = write!(line, "{:2}:{:02}:{:02}.{:06} ", d.as_secs() / 3600, d.as_secs() / 60 % 60, d.as_secs() % 60, d.subsec_micros());
+            }
+        }
+        self.first.get_or_insert(ts);
+        self.previous = Some(ts);
+    }
+
+    fn describe(&mut self, frame: &Frame<'_>) {
+        let d = dissect(frame.link, frame.data);
+        let line = &mut self.line;
+        if self.options.link_header
+            && let Some((src, dst)) = d.macs
+        {
+            let _ = write!(line, "{} > {}, ", mac(src), mac(dst));
+            for id in &d.vlans {
+                let _ = write!(line, "vlan {id}, ");
+            }
+            if let Some(t) = d.ethertype {
+                let _ = write!(line, "ethertype {} (0x{t:04x}), length {}: ", ethertype_name(t), frame.orig_len);
+            }
+        }
+        match (d.net, d.transport) {
+            (Some(Net::Ip { src, dst, .. }), Some(Transport::Udp { sport, dport, length, payload })) => {
+                let _ = write!(line, "{} {}.{sport} > {}.{dport}: ", ip_label(src), src, dst);
+                if self.ports.contains(sport) || self.ports.contains(dport) {
+                    ntp_summary(line, payload, length, self.options.verbose);
+                } else {
+                    let _ = write!(line, "UDP, length {length}");
+                }
+            }
+            (Some(Net::Ip { src, dst, .. }), Some(Transport::Tcp { sport, dport })) => {
+                let _ = write!(line, "{} {}.{sport} > {}.{dport}: tcp", ip_label(src), src, dst);
+            }
+            (Some(Net::Ip { src, dst, .. }), Some(Transport::Icmp)) => {
+                let _ = write!(line, "{} {src} > {dst}: ICMP", ip_label(src));
+            }
+            (Some(Net::Ip { src, dst, protocol, later_fragment, payload_len }), None) => {
+                let _ = write!(line, "{} {src} > {dst}: ", ip_label(src));
+                if later_fragment {
+                    let _ = write!(line, "ip-proto-{protocol} (fragment), length {payload_len}");
+                } else {
+                    let _ = write!(line, "ip-proto-{protocol} {payload_len}");
+                }
+            }
+            (Some(Net::Arp), _) => {
+                let _ = write!(line, "ARP, length {}", frame.orig_len);
+            }
+            _ => match d.ethertype {
+                Some(t) => {
+                    let _ = write!(line, "ethertype {} (0x{t:04x}), length {}", ethertype_name(t), frame.orig_len);
+                }
+                None => {
+                    let _ = write!(line, "[|ether] length {}", frame.orig_len);
+                }
+            },
+        }
+    }
+}
+
+fn ip_label(addr: IpAddr) -> &'static str {
+    if addr.is_ipv4() { "IP" } else { "IP6" }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+fn ethertype_name(t: u16) -> &'static str {
+    match t {
+        0x0800 => "IPv4",
+        0x86dd => "IPv6",
+        0x0806 => "ARP",
+        0x8100 => "802.1Q",
+        0x88a8 => "802.1Q-QinQ",
+        _ => "Unknown",
+    }
+}
+
+/// `NTPv4, Client, length 48`, then the `-v` detail lines.
+fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
+    let ntp = match Ntp::decode(payload) {
+        Ok(ntp) => ntp,
+        Err(_) => {
+            let _ = write!(line, "NTP, length {length} [|ntp]");
+            return;
+        }
+    };
+    let _ = write!(line, "NTPv{}, {}, length {length}", ntp.version, ntp.mode.tcpdump_name());
+    if let Some(NtpError::Truncated { .. }) = ntp.error {
+        line.push_str(" [|ntp]");
+    }
+    if verbose > 0 {
+        ntp_detail(line, &ntp);
+    }
+}
+
+fn ts_text(ts: ntp::NtpTimestamp) -> String {
+    match ts.to_utc() {
+        Some(t) => format!("{}.{:09} ({})", ts.seconds(), ts.nanos(), t.format("%Y-%m-%dT%H:%M:%SZ")),
+        None => format!("{}.{:09}", ts.seconds(), ts.nanos()),
+    }
+}
+
+fn stratum_name(stratum: u8) -> &'static str {
+    match stratum {
+        0 => "unspecified",
+        1 => "primary reference",
+        2..=15 => "secondary reference",
+        16 => "unsynchronized",
+        _ => "reserved",
+    }
+}
+
+/// The reference ID, interpreted by stratum (RFC 5905 §7.3 and §7.4).
+#[must_use]
+pub fn refid_text(stratum: u8, refid: [u8; 4], version: u8) -> String {
+    let ascii = || {
+        let s: String = refid.iter().take_while(|b| **b != 0).map(|b| char::from(*b)).collect();
+        s
+    };
+    match stratum {
+        0 if refid == [0; 4] => "(unspec)".into(),
+        0 => match ntp::names::kiss_code_meaning(&refid) {
+            Some(meaning) => format!("{} (kiss code: {meaning})", ascii()),
+            None => ascii(),
+        },
+        1 => ascii(),
+        _ if version >= 4 && refid[0] > 224 => format!(
+            "{} (IPv4 address, or the first 4 bytes of an IPv6 address's MD5 hash)",
+            std::net::Ipv4Addr::from(refid)
+        ),
+        _ => std::net::Ipv4Addr::from(refid).to_string(),
+    }
+}
+
+fn ntp_detail(line: &mut String, ntp: &Ntp) {
+    match &ntp.body {
+        Body::Time(h) => {
+            let _ = write!(
+                line,
+                "\n\tLeap indicator: {} ({}), Stratum {} ({}), poll {} ({}s), precision {}",
+                ntp.leap.describe(),
+                ntp.leap.to_bits() << 6,
+                h.stratum,
+                stratum_name(h.stratum),
+                h.poll,
+                log2_seconds(h.poll),
+                h.precision
+            );
+            let _ = write!(
+                line,
+                "\n\tRoot Delay: {:.6}, Root dispersion: {:.6}, Reference-ID: {}",
+                h.root_delay.seconds(),
+                h.root_dispersion.seconds(),
+                refid_text(h.stratum, h.refid, ntp.version)
+            );
+            if let Some(code) = ntp.kiss_code().filter(|_| ntp.mode != ntp::Mode::Client) {
+                let _ = write!(line, "\n\tKiss-o'-death: {}", String::from_utf8_lossy(&code));
+            }
+            let _ = write!(line, "\n\t  Reference Timestamp:  {}", ts_text(h.reference));
+            let _ = write!(line, "\n\t  Origin Timestamp:     {}", ts_text(h.origin));
+            let _ = write!(line, "\n\t  Receive Timestamp:    {}", ts_text(h.receive));
+            let _ = write!(line, "\n\t  Transmit Timestamp:   {}", ts_text(h.transmit));
+            for ext in &h.extensions {
+                let _ = write!(
+                    line,
+                    "\n\tExtension field: type 0x{:04x} ({}), length {}",
+                    ext.field_type,
+                    ext.name().unwrap_or("unknown"),
+                    ext.length
+                );
+            }
+            if let Some(mac) = &h.mac {
+                let _ = write!(line, "\n\tKey id: {}", mac.key_id);
+                if !mac.digest.is_empty() {
+                    let _ = write!(line, "\n\tAuthentication: {}", ntp::packet::to_hex(&mac.digest));
+                }
+            }
+        }
+        Body::Control(c) => {
+            let _ = write!(
+                line,
+                "\n\t{}, {}, {}, OpCode={}{}\n\tSequence={}, Status=0x{:04x}, Assoc.={}, Offset={}, Count={}",
+                if c.response { "Response" } else { "Request" },
+                if c.error { "Error" } else { "OK" },
+                if c.more { "More" } else { "Last" },
+                c.opcode,
+                ntp::packet::control_opcode_name(c.opcode).map(|n| format!(" ({n})")).unwrap_or_default(),
+                c.sequence,
+                c.status,
+                c.association_id,
+                c.offset,
+                c.count
+            );
+        }
+        Body::Private(p) => {
+            let _ = write!(
+                line,
+                "\n\t{}, {}, {}, Sequence={}, Implementation={}, Request={} ({}), Error={}, Items={}, Size={}",
+                if p.response { "Response" } else { "Request" },
+                if p.more { "More" } else { "Last" },
+                if p.auth { "Authenticated" } else { "Unauthenticated" },
+                p.sequence,
+                p.implementation,
+                p.request_code,
+                ntp::packet::private_request_name(p.request_code).unwrap_or("unknown"),
+                p.error_code,
+                p.item_count,
+                p.item_size
+            );
+        }
+        Body::None => {}
+    }
+    if let Some(err) = &ntp.error {
+        let _ = write!(line, "\n\t[{err}]");
+    }
+}
+
+/// tcpdump `-X`: offset, 16 bytes as hex in pairs, and ASCII.
+fn hex_dump(line: &mut String, data: &[u8]) {
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let _ = write!(line, "\n\t0x{:04x}:  ", i * 16);
+        for pair in 0..8 {
+            match chunk.get(pair * 2..(pair * 2 + 2).min(chunk.len())) {
+                Some([a, b]) => {
+                    let _ = write!(line, "{a:02x}{b:02x} ");
+                }
+                Some([a]) => {
+                    let _ = write!(line, "{a:02x}   ");
+                }
+                _ => line.push_str("     "),
+            }
+        }
+        line.push(' ');
+        line.extend(chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '.' }));
+    }
+}
+
+impl<W: Write> Sink for TextSink<W> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+        self.line.clear();
+        if self.options.number {
+            let _ = write!(self.line, "{:5}  ", frame.number);
+        }
+        self.timestamp(frame.ts);
+        if self.options.show_iface {
+            let _ = write!(
+                self.line,
+                "{} {} ",
+                frame.iface.unwrap_or("?"),
+                frame.direction.map_or("   ", |d| d.label())
+            );
+        }
+        self.describe(frame);
+        if self.options.hex {
+            hex_dump(&mut self.line, frame.data);
+        }
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
