@@ -1,1 +1,347 @@
+//! Helpers for ntptap's kernel tests: network namespaces and veth pairs that delete
+//! themselves, processes that are killed by PID when their guard drops, the NTP peers, and
+//! pcap reading.
+//!
+//! Test traffic stays inside namespaces these helpers create; nothing here touches the root
+//! namespace's interfaces.
+#![allow(missing_docs, reason = "test helpers")]
+#![expect(clippy::missing_panics_doc, reason = "test helpers panic by design, with a message")]
 
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Panic unless running as root: the kernel tests create namespaces and load BPF programs.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the kernel tests need root (network namespaces, BPF): run `sudo cargo xtask test`"
+    );
+}
+
+/// Run `command`, panic with its output unless it succeeds.
+pub fn run(command: &mut Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with a unique name, deleted on drop (panics included).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    #[must_use]
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let name = format!(
+            "ntptap-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that runs `program` inside the namespace.
+    #[must_use]
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` (server side, `va`) and `b` (client side, `vb`),
+/// with IPv4 and IPv6 addresses and TX checksum offload off (so captured checksums are whole).
+pub struct Lab {
+    // Field order is drop order: processes first (in tests), then b, then a.
+    pub b: Netns,
+    pub a: Netns,
+}
+
+impl Lab {
+    pub const A4: &'static str = "10.203.0.1";
+    pub const B4: &'static str = "10.203.0.2";
+    pub const A6: &'static str = "fd00:203::1";
+    pub const B6: &'static str = "fd00:203::2";
+
+    #[must_use]
+    pub fn new(tag: &str) -> Self {
+        let a = Netns::new(&format!("{tag}-a"));
+        let b = Netns::new(&format!("{tag}-b"));
+        run(Command::new("ip").args([
+            "link", "add", "va", "netns", &a.name, "type", "veth", "peer", "name", "vb", "netns", &b.name,
+        ]));
+        for (ns, dev, v4, v6) in [(&a, "va", Self::A4, Self::A6), (&b, "vb", Self::B4, Self::B6)] {
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+            run(ns.command("ethtool").args(["-K", dev, "tx", "off"]));
+        }
+        Lab { b, a }
+    }
+}
+
+/// A child process, killed (by its PID) and reaped when the guard drops.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub what: String,
+    stderr_lines: Option<mpsc::Receiver<String>>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Proc {
+    /// Spawn `command` with stderr piped and read line by line in the background.
+    #[must_use]
+    pub fn spawn(what: &str, command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stderr: ChildStderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child: Some(child),
+            what: what.to_owned(),
+            stderr_lines: Some(rx),
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Wait until a stderr line contains `needle`; panic after `timeout` with what was seen.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let rx = self.stderr_lines.as_ref().expect("stderr reader");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.stderr_seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "{} did not print {needle:?} within {timeout:?}; its stderr:\n{}",
+                    self.what,
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Send `signal`, wait for the exit, and return (exit status, stdout, all of stderr).
+    pub fn stop(mut self, signal: nix::sys::signal::Signal) -> (std::process::ExitStatus, String, String) {
+        let mut child = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+        self.finish(&mut child)
+    }
+
+    /// Wait for the process to exit by itself (panics after `timeout`).
+    pub fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit within {timeout:?}", self.what);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.finish(&mut child)
+    }
+
+    fn finish(&mut self, child: &mut Child) -> (std::process::ExitStatus, String, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        let status = child.wait().expect("wait");
+        if let Some(rx) = self.stderr_lines.take() {
+            // The reader thread ends at EOF, once the process is gone.
+            self.stderr_seen.extend(rx.iter());
+        }
+        (status, stdout, self.stderr_seen.join("\n"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The ntptap binary under test (`NTPTAP_BIN`, else next to the test binary's deps folder).
+#[must_use]
+pub fn ntptap_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NTPTAP_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("ntptap");
+    assert!(bin.exists(), "{} not found: build it (cargo build -p ntptap) or set NTPTAP_BIN", bin.display());
+    bin
+}
+
+/// The unpacked NTP implementations (`cargo xtask setup` puts them in target/tools/root).
+#[must_use]
+pub fn tools_root() -> PathBuf {
+    let dir = std::env::var_os("NTPTAP_TOOLS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools"),
+        PathBuf::from,
+    );
+    let root = dir.join("root");
+    assert!(
+        root.join("usr/sbin/chronyd").exists(),
+        "chronyd is not unpacked under {}: run `cargo xtask setup`",
+        root.display()
+    );
+    root
+}
+
+/// A chrony server in `ns`, with its own configuration (local clock, stratum 8, no command
+/// port, never touching the system clock, contacting no one).
+#[must_use]
+pub fn chrony_server(ns: &Netns, dir: &Path) -> Proc {
+    let conf = dir.join("chrony-server.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "local stratum 8\nallow\ncmdport 0\npidfile {0}/chronyd-server.pid\ndriftfile {0}/server.drift\n",
+            dir.display()
+        ),
+    )
+    .expect("write chrony.conf");
+    let chronyd = tools_root().join("usr/sbin/chronyd");
+    let mut proc = Proc::spawn(
+        "chronyd (server)",
+        ns.command(chronyd).args(["-d", "-x", "-u", "root", "-f"]).arg(&conf),
+    );
+    proc.wait_for_stderr("chronyd version", Duration::from_secs(10));
+    // chronyd binds its socket right after printing its banner.
+    thread::sleep(Duration::from_millis(300));
+    proc
+}
+
+/// chronyd as a client that never touches the clock: a few samples from `server`, then exit.
+pub fn chrony_client(ns: &Netns, dir: &Path, server: &str) -> Output {
+    let chronyd = tools_root().join("usr/sbin/chronyd");
+    run(ns.command(chronyd).args([
+        "-u",
+        "root",
+        "-Q",
+        "-t",
+        "20",
+        &format!("server {server} iburst maxsamples 4"),
+        "cmdport 0",
+        &format!("pidfile {}/chronyd-client.pid", dir.display()),
+    ]))
+}
+
+/// ntpsec's SNTP client, one query to `server`.
+pub fn ntpdig(ns: &Netns, server: &str) -> Output {
+    let root = tools_root();
+    run(ns
+        .command("/usr/bin/python3")
+        .arg(root.join("usr/bin/ntpdig"))
+        .args(["-t", "3", server])
+        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages")))
+}
+
+/// One record of a pcap file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub ts: Duration,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// Every record of the pcap file at `path`.
+#[must_use]
+pub fn read_pcap(path: &Path) -> Vec<Record> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut reader = pcap_file::pcap::PcapReader::new(file)
+        .unwrap_or_else(|e| panic!("{} is not a valid pcap file: {e}", path.display()));
+    let mut records = Vec::new();
+    while let Some(p) = reader.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{} has a corrupt record: {e}", path.display()));
+        records.push(Record {
+            ts: p.timestamp(),
+            orig_len: p.orig_len(),
+            data: p.data().to_vec(),
+        });
+    }
+    records
+}
+
+/// The three counts of ntptap's (and tcpdump's) exit summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitCounts {
+    pub captured: u64,
+    pub received: u64,
+    pub dropped: u64,
+}
+
+/// Parse `N packets captured` / `received by filter` / `dropped by kernel` from stderr.
+#[must_use]
+pub fn exit_counts(stderr: &str) -> ExitCounts {
+    let find = |suffix: &str| -> u64 {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_suffix(suffix).and_then(|n| n.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {suffix:?} line in:\n{stderr}"))
+    };
+    ExitCounts {
+        captured: find(" packets captured"),
+        received: find(" packets received by filter"),
+        dropped: find(" packets dropped by kernel"),
+    }
+}

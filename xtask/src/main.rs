@@ -1,1 +1,130 @@
-fn main() {}
+//! ntptap's developer tasks: `cargo xtask setup | run | lint | test`.
+//!
+//! Not the normal build path (that is `cargo build`, which builds the kernel programs through
+//! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
+
+mod setup;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "ntptap's developer tasks")]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need, when missing: rust-src for nightly,
+    /// bpf-linker 0.10.1, Debian packages (tcpdump, tshark, ...), and chrony/ntpsec unpacked
+    /// under target/tools (never installed as services).
+    Setup,
+    /// Set up, build in release mode, and run ntptap with ARGS.
+    Run {
+        /// Arguments for ntptap.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
+    /// on its own target.
+    Lint,
+    /// Set up, lint, then run every test (kernel tests included: run as root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`, for the test binaries).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let root = workspace_root();
+    env::set_current_dir(&root).context("cannot enter the workspace root")?;
+    match args.task {
+        Task::Setup => setup::all(&root),
+        Task::Run { args } => {
+            setup::all(&root)?;
+            cargo(&["build", "--release", "--package", "ntptap"])?;
+            let status = Command::new(root.join("target/release/ntptap"))
+                .args(&args)
+                .status()
+                .context("cannot run target/release/ntptap")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Lint => lint(),
+        Task::Test { args } => {
+            setup::all(&root)?;
+            lint()?;
+            test(&root, &args)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), Path::to_path_buf)
+}
+
+/// Run `cargo ARGS` with the toolchain that runs us.
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cmd(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+}
+
+fn cmd(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn lint() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy", "--workspace", "--exclude", "ntptap-ebpf", "--all-targets", "--", "-D", "warnings",
+    ])?;
+    // The kernel programs, on their own target, with the toolchain aya-build uses.
+    cmd(Command::new("rustup")
+        .args(["run", "nightly", "cargo", "clippy", "--package", "ntptap-ebpf", "--bins"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--release"])
+        .args(["--target-dir", "target/ebpf-clippy", "--", "-D", "warnings"])
+        .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER"))
+}
+
+fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    cargo(&["build", "--package", "ntptap"])?;
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(["test", "--workspace", "--exclude", "ntptap-ebpf", "--no-fail-fast"])
+        .env("NTPTAP_BIN", root.join("target/debug/ntptap"))
+        .env("NTPTAP_TOOLS", setup::tools_dir(root));
+    if env::var_os("NTPTAP_CORPUS").is_none() {
+        let sibling = root.join("../shared/corpus");
+        if sibling.is_dir() {
+            command.env("NTPTAP_CORPUS", sibling);
+        }
+    }
+    // Kernel tests share two CPUs with the traffic they make; one at a time keeps timing sane.
+    command.arg("--").arg("--test-threads=1").args(extra);
+    cmd(&mut command)
+}

@@ -120,12 +120,25 @@ pub struct Session {
     ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    _ports: Array<MapData, u8>,
     names: HashMap<u32, String>,
 }
 
-impl Session {
-    /// Load the programs with `config`, and attach them. Every error says what to do.
-    pub fn open(config: &CaptureConfig) -> anyhow::Result<Self> {
+/// The kernel programs loaded into the kernel and configured, not yet attached.
+pub struct Programs {
+    /// The programs (loaded by [`Session::open`] on attach, or by a test).
+    pub ebpf: Ebpf,
+    /// The ring buffer.
+    pub ring: RingBuf<MapData>,
+    /// The per-CPU counters.
+    pub counters: PerCpuArray<MapData, u64>,
+    /// The port set. Kept open: the programs reference it when they are loaded.
+    pub ports: Array<MapData, u8>,
+}
+
+impl Programs {
+    /// Create the maps and configure them for `config`: snap length, filter, ring size, ports.
+    pub fn load(config: &CaptureConfig) -> anyhow::Result<Self> {
         if OBJECT.is_empty() {
             bail!(
                 "this ntptap binary was built with AYA_BUILD_SKIP=1 and carries no kernel \
@@ -151,7 +164,7 @@ impl Session {
             .map_max_entries(names::RING, config.ring_bytes)
             .load(OBJECT)
             .map_err(|e| anyhow!("{e}"))
-            .context("cannot load ntptap's BPF programs into the kernel (run with RUST_LOG=debug for the verifier's log)")?;
+            .context("cannot load ntptap's BPF maps into the kernel")?;
 
         let mut ports: Array<MapData, u8> = Array::try_from(
             ebpf.take_map(names::PORTS).context("the BPF object has no port map")?,
@@ -164,13 +177,31 @@ impl Session {
         let ring = RingBuf::try_from(ebpf.take_map(names::RING).context("no ring buffer map")?)?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).context("no counters map")?)?;
+        Ok(Self {
+            ebpf,
+            ring,
+            counters,
+            ports,
+        })
+    }
+}
 
+impl Session {
+    /// Load the programs with `config`, and attach them. Every error says what to do.
+    pub fn open(config: &CaptureConfig) -> anyhow::Result<Self> {
+        let Programs {
+            mut ebpf,
+            ring,
+            counters,
+            ports,
+        } = Programs::load(config)?;
         attach(&mut ebpf, config)?;
         let names = config.interfaces.iter().map(|i| (i.index, i.name.clone())).collect();
         Ok(Self {
             ebpf: Some(ebpf),
             ring,
             counters,
+            _ports: ports,
             names,
         })
     }

@@ -1,0 +1,134 @@
+//! Idempotent installation of what ntptap's build and tests need.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd;
+
+/// bpf-linker release that works with the installed nightly's LLVM (newer ones need a system
+/// LLVM that Debian 12 lacks).
+const BPF_LINKER_VERSION: &str = "0.10.1";
+
+/// Debian packages the tests use.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "tcpdump", "tshark", "ethtool", "iproute2", "bpftool", "util-linux", "libcap2-bin",
+];
+
+/// NTP implementations the tests run as peers. They are unpacked, never installed: installing
+/// them starts a service that contacts the public pool.
+const NTP_DEBS: &[&str] = &["chrony", "ntpsec-ntpdig", "python3-ntp"];
+
+/// Where the unpacked NTP implementations live.
+pub fn tools_dir(root: &Path) -> PathBuf {
+    root.join("target/tools")
+}
+
+pub fn all(root: &Path) -> anyhow::Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    debian_packages()?;
+    ntp_tools(&tools_dir(root))
+}
+
+fn output(command: &mut Command) -> Option<String> {
+    let out = command.stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+        .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+        .context("the kernel programs are built with nightly and -Z build-std, which needs rust-src")
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    cmd(Command::new("cargo").args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]))
+        .context("cannot install bpf-linker, which links the kernel programs")
+}
+
+fn missing_debian_packages(packages: &[&str]) -> Vec<String> {
+    packages
+        .iter()
+        .filter(|p| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_some_and(|s| s.contains("install ok installed"))
+        })
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn apt_get(args: &[&str], dir: Option<&Path>) -> anyhow::Result<()> {
+    let mut command = Command::new("apt-get");
+    command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    cmd(&mut command)
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing = missing_debian_packages(DEBIAN_PACKAGES);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !nix_is_root() {
+        bail!("Debian packages are missing ({}): run `cargo xtask setup` as root, or install them", missing.join(" "));
+    }
+    apt_get(&["update", "-q"], None)?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter().map(String::as_str));
+    apt_get(&args, None)
+}
+
+fn nix_is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
+    let root = dir.join("root");
+    let marker = dir.join(".unpacked");
+    if marker.exists() {
+        return Ok(());
+    }
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
+    let mut args = vec!["download", "-q"];
+    args.extend(NTP_DEBS);
+    if apt_get(&args, Some(&debs)).is_err() {
+        // A fresh machine may have no package lists yet.
+        apt_get(&["update", "-q"], None)?;
+        apt_get(&args, Some(&debs))?;
+    }
+    for entry in fs::read_dir(&debs)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            cmd(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
+        }
+    }
+    // ntpsec's Python module looks for libntpc.so beside itself first.
+    let lib = root.join("usr/lib/x86_64-linux-gnu/ntp/libntpc.so.1");
+    let module = root.join("usr/lib/python3/dist-packages/ntp/libntpc.so");
+    if lib.exists() && !module.exists() {
+        fs::copy(&lib, &module).context("cannot place libntpc.so for ntpdig")?;
+    }
+    for tool in ["usr/sbin/chronyd", "usr/bin/ntpdig"] {
+        if !root.join(tool).exists() {
+            bail!("{tool} is missing from the unpacked packages in {}", root.display());
+        }
+    }
+    fs::write(&marker, "chrony and ntpsec-ntpdig, unpacked, never installed\n")?;
+    Ok(())
+}
