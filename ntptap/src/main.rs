@@ -66,6 +66,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         all: cli.all,
     };
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the event loop")?;
+    // Signals are caught from before the first attach, so a SIGINT or SIGTERM at any point
+    // after it detaches cleanly and prints the summary.
+    let stop = {
+        let _context = runtime.enter();
+        stop_signal(cli.duration.map(Duration::from_secs_f64))?
+    };
+
     // The output is opened before anything is attached, so an unwritable path costs nothing.
     let (mut sink, created) = open_sink(cli, &config, ports)?;
     let session = match Session::open(&config) {
@@ -82,16 +93,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         config.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
         hooks_text(&config),
     );
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the event loop")?;
-    let duration = cli.duration.map(Duration::from_secs_f64);
-    let summary = runtime.block_on(async {
-        let stop = stop_signal(duration)?;
-        session.run(&mut sink, cli.count, stop).await
-    })?;
+    let summary = runtime.block_on(session.run(&mut sink, cli.count, stop))?;
     drop(sink);
     print_summary(&summary);
     Ok(())
