@@ -48,7 +48,7 @@ pub struct RecordHeader {
     /// `RECORD_*` flags.
     pub flags: u8,
     /// Explicit padding to an 8-byte multiple; always zero.
-    pub _pad: u32,
+    pub pad: u32,
 }
 const _: () = assert!(size_of::<RecordHeader>() == 24);
 

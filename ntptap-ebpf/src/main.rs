@@ -52,6 +52,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 
 /// Ingress capture at XDP.
 #[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
 pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
     let frame = XdpFrame(&ctx);
     tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
@@ -60,6 +64,10 @@ pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
 
 /// Ingress capture at TC (`--hook tc`).
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
 pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
     let frame = TcFrame::new(&ctx);
     tap(&frame, frame.ifindex(), DIRECTION_INGRESS);
@@ -68,6 +76,10 @@ pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
 
 /// Egress capture at TC.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
 pub fn ntptap_tc_out(ctx: TcContext) -> i32 {
     let frame = TcFrame::new(&ctx);
     tap(&frame, frame.ifindex(), DIRECTION_EGRESS);
@@ -212,7 +224,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         cap_len: 0,
         direction,
         flags: if cap < len { RECORD_TRUNCATED } else { 0 },
-        _pad: 0,
+        pad: 0,
     };
     if cap <= SMALL_DATA as u64 {
         emit::<SMALL_DATA, F>(frame, header, cap);

@@ -17,6 +17,10 @@ pub const DEFAULT_RING_KIB: u32 = 4096;
 /// tcpdump, tshark and Wireshark read. It needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or
 /// root) to capture; reading a file with -r needs no privilege.
 #[derive(Debug, Parser)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one bool per tcpdump-style flag"
+)]
 #[command(name = "ntptap", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     /// Interface to capture on; repeat for several. `any` means every interface of this
@@ -40,7 +44,12 @@ pub struct Cli {
     /// Copy at most SNAPLEN bytes of each frame; 0 (the default) means whole frames, up to
     /// 2048 bytes, the most the kernel programs copy. Longer frames are cut there, counted as
     /// truncated, and keep their original length in the pcap record.
-    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = 0)]
+    #[arg(
+        short = 's',
+        long = "snapshot-length",
+        value_name = "SNAPLEN",
+        default_value_t = 0
+    )]
     pub snaplen: u32,
 
     /// Directions to capture: in, out or inout.
@@ -108,7 +117,11 @@ impl Cli {
     /// The port set, with the default.
     #[must_use]
     pub fn port_set(&self) -> Vec<u16> {
-        if self.ports.is_empty() { vec![123] } else { self.ports.clone() }
+        if self.ports.is_empty() {
+            vec![123]
+        } else {
+            self.ports.clone()
+        }
     }
 }
 
@@ -125,7 +138,11 @@ mod tests {
 
     #[test]
     fn tcpdump_style_flags_parse() {
-        let cli = Cli::try_parse_from(["ntptap", "-i", "eth0", "-i", "eth1", "-c", "20", "-w", "-", "-s", "0", "-Q", "in", "-nvvX"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "ntptap", "-i", "eth0", "-i", "eth1", "-c", "20", "-w", "-", "-s", "0", "-Q", "in",
+            "-nvvX",
+        ])
+        .unwrap();
         assert_eq!(cli.interfaces, ["eth0", "eth1"]);
         assert_eq!(cli.count, Some(20));
         assert_eq!(cli.verbose, 2);

@@ -52,9 +52,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let interfaces = match cli.interfaces.as_slice() {
         [] => vec![capture::iface::default_route()?],
         [any] if any == "any" => capture::iface::all()?,
-        names => names.iter().map(|n| capture::iface::by_name(n)).collect::<anyhow::Result<_>>()?,
+        names => names
+            .iter()
+            .map(|n| capture::iface::by_name(n))
+            .collect::<anyhow::Result<_>>()?,
     };
-    let snaplen = if cli.snaplen == 0 { MAX_DATA as u32 } else { cli.snaplen.min(MAX_DATA as u32) };
+    let snaplen = if cli.snaplen == 0 {
+        MAX_DATA as u32
+    } else {
+        cli.snaplen.min(MAX_DATA as u32)
+    };
     let config = CaptureConfig {
         interfaces,
         hook: cli.hook,
@@ -90,7 +97,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     eprintln!(
         "ntptap: listening on {} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
-        config.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+        config
+            .interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         hooks_text(&config),
     );
     let summary = runtime.block_on(session.run(&mut sink, cli.count, stop))?;
@@ -110,9 +122,7 @@ fn hooks_text(config: &CaptureConfig) -> &'static str {
 }
 
 /// Resolves when the capture must stop: SIGINT, SIGTERM, or `--duration`.
-fn stop_signal(
-    duration: Option<Duration>,
-) -> anyhow::Result<impl Future<Output = StopReason>> {
+fn stop_signal(duration: Option<Duration>) -> anyhow::Result<impl Future<Output = StopReason>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -140,12 +150,17 @@ fn open_sink<'a>(
     ports: PortSet,
 ) -> anyhow::Result<(BoxSink, Option<&'a Path>)> {
     let Some(path) = cli.write.as_deref() else {
-        let options = text_options(cli, config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"));
+        let options = text_options(
+            cli,
+            config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"),
+        );
         return Ok((text_sink(options, ports), None));
     };
     let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
         if io::stdout().is_terminal() {
-            bail!("refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines");
+            bail!(
+                "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
+            );
         }
         (Box::new(io::stdout()), None)
     } else {
@@ -196,7 +211,11 @@ fn text_sink(options: TextOptions, ports: PortSet) -> BoxSink {
     if stdout.is_terminal() {
         Box::new(TextSink::new(stdout, options, ports))
     } else {
-        Box::new(TextSink::new(BufWriter::with_capacity(1 << 16, stdout), options, ports))
+        Box::new(TextSink::new(
+            BufWriter::with_capacity(1 << 16, stdout),
+            options,
+            ports,
+        ))
     }
 }
 
@@ -204,7 +223,10 @@ fn read_file(cli: &Cli, path: &Path, ports: &PortSet) -> anyhow::Result<()> {
     let input: Box<dyn io::Read> = if path == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(File::open(path).with_context(|| format!("cannot open {} for reading", path.display()))?)
+        Box::new(
+            File::open(path)
+                .with_context(|| format!("cannot open {} for reading", path.display()))?,
+        )
     };
     let mut sink = text_sink(text_options(cli, false), ports.clone());
     let all = cli.all;
@@ -240,6 +262,10 @@ fn print_summary(summary: &Summary) {
             StopReason::OutputClosed => " (the output was closed)",
             _ => "",
         },
-        if summary.bad_records > 0 { format!("; {} malformed ring records", summary.bad_records) } else { String::new() },
+        if summary.bad_records > 0 {
+            format!("; {} malformed ring records", summary.bad_records)
+        } else {
+            String::new()
+        },
     );
 }

@@ -5,7 +5,14 @@
 //! Test traffic stays inside namespaces these helpers create; nothing here touches the root
 //! namespace's interfaces.
 #![allow(missing_docs, reason = "test helpers")]
-#![expect(clippy::missing_panics_doc, reason = "test helpers panic by design, with a message")]
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "test helpers panic by design, with a message"
+)]
+#![expect(
+    clippy::must_use_candidate,
+    reason = "helpers that run a command return its output for the callers that want it"
+)]
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -78,7 +85,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -101,9 +110,13 @@ impl Lab {
         let a = Netns::new(&format!("{tag}-a"));
         let b = Netns::new(&format!("{tag}-b"));
         run(Command::new("ip").args([
-            "link", "add", "va", "netns", &a.name, "type", "veth", "peer", "name", "vb", "netns", &b.name,
+            "link", "add", "va", "netns", &a.name, "type", "veth", "peer", "name", "vb", "netns",
+            &b.name,
         ]));
-        for (ns, dev, v4, v6) in [(&a, "va", Self::A4, Self::A6), (&b, "vb", Self::B4, Self::B6)] {
+        for (ns, dev, v4, v6) in [
+            (&a, "va", Self::A4, Self::A6),
+            (&b, "vb", Self::B4, Self::B6),
+        ] {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
             ns.ip(&["link", "set", dev, "up"]);
@@ -166,17 +179,22 @@ impl Proc {
                         return;
                     }
                 }
-                Err(_) => panic!(
-                    "{} did not print {needle:?} within {timeout:?}; its stderr:\n{}",
-                    self.what,
-                    self.stderr_seen.join("\n")
-                ),
+                Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{} did not print {needle:?} within {timeout:?}; its stderr:\n{}",
+                        self.what,
+                        self.stderr_seen.join("\n")
+                    )
+                }
             }
         }
     }
 
     /// Send `signal`, wait for the exit, and return (exit status, stdout, all of stderr).
-    pub fn stop(mut self, signal: nix::sys::signal::Signal) -> (std::process::ExitStatus, String, String) {
+    pub fn stop(
+        mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> (std::process::ExitStatus, String, String) {
         let mut child = self.child.take().expect("running");
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
         self.finish(&mut child)
@@ -226,8 +244,16 @@ pub fn ntptap_bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("ntptap");
-    assert!(bin.exists(), "{} not found: build it (cargo build -p ntptap) or set NTPTAP_BIN", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("ntptap");
+    assert!(
+        bin.exists(),
+        "{} not found: build it (cargo build -p ntptap) or set NTPTAP_BIN",
+        bin.display()
+    );
     bin
 }
 
@@ -263,7 +289,9 @@ pub fn chrony_server(ns: &Netns, dir: &Path) -> Proc {
     let chronyd = tools_root().join("usr/sbin/chronyd");
     let mut proc = Proc::spawn(
         "chronyd (server)",
-        ns.command(chronyd).args(["-d", "-x", "-u", "root", "-f"]).arg(&conf),
+        ns.command(chronyd)
+            .args(["-d", "-x", "-u", "root", "-f"])
+            .arg(&conf),
     );
     proc.wait_for_stderr("chronyd version", Duration::from_secs(10));
     // chronyd binds its socket right after printing its banner.

@@ -7,7 +7,10 @@
 use std::{process::Command, time::Duration};
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Proc, Record, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap, run};
+use ntptap_tests::{
+    Lab, Proc, Record, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap,
+    run,
+};
 
 /// Most a frame's timestamp may differ between ntptap and tcpdump.
 const MAX_SKEW: Duration = Duration::from_micros(100);
@@ -59,36 +62,70 @@ fn exchange_matches_tcpdump(hook: &str, family: Family) {
     let ours = read_pcap(&ours);
     let theirs = read_pcap(&theirs);
     // chronyd -Q with maxsamples 4 makes at least 2 exchanges; ntpdig one more.
-    assert!(theirs.len() >= 6, "tcpdump saw only {} NTP frames", theirs.len());
+    assert!(
+        theirs.len() >= 6,
+        "tcpdump saw only {} NTP frames",
+        theirs.len()
+    );
     compare(&ours, &theirs);
 
     let counts = exit_counts(&stderr);
-    assert_eq!(counts.captured, ours.len() as u64, "summary vs file:\n{stderr}");
-    assert_eq!(counts.captured + counts.dropped, counts.received, "accounting:\n{stderr}");
+    assert_eq!(
+        counts.captured,
+        ours.len() as u64,
+        "summary vs file:\n{stderr}"
+    );
+    assert_eq!(
+        counts.captured + counts.dropped,
+        counts.received,
+        "accounting:\n{stderr}"
+    );
 
-    let tshark = run(Command::new("tshark").arg("-r").arg(dir.path().join("ntptap.pcap")).args(["-Y", "ntp", "-T", "fields", "-e", "ntp.flags.mode"]));
+    let tshark = run(Command::new("tshark")
+        .arg("-r")
+        .arg(dir.path().join("ntptap.pcap"))
+        .args(["-Y", "ntp", "-T", "fields", "-e", "ntp.flags.mode"]));
     let modes = String::from_utf8_lossy(&tshark.stdout);
-    assert_eq!(modes.lines().count(), ours.len(), "tshark decoded:\n{modes}");
-    assert!(modes.lines().any(|m| m == "3") && modes.lines().any(|m| m == "4"), "tshark modes: {modes}");
+    assert_eq!(
+        modes.lines().count(),
+        ours.len(),
+        "tshark decoded:\n{modes}"
+    );
+    assert!(
+        modes.lines().any(|m| m == "3") && modes.lines().any(|m| m == "4"),
+        "tshark modes: {modes}"
+    );
 }
 
 /// Every tcpdump frame is in ntptap's file with the same bytes, length and (nearly) time, and
 /// ntptap has nothing more.
 fn compare(ours: &[Record], theirs: &[Record]) {
-    assert_eq!(ours.len(), theirs.len(), "frame counts differ: ntptap {} tcpdump {}", ours.len(), theirs.len());
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "frame counts differ: ntptap {} tcpdump {}",
+        ours.len(),
+        theirs.len()
+    );
     let mut skews = Vec::new();
     for (i, t) in theirs.iter().enumerate() {
-        let o = ours
-            .iter()
-            .find(|o| o.data == t.data)
-            .unwrap_or_else(|| panic!("tcpdump frame {} ({} bytes) is not in ntptap's file", i + 1, t.data.len()));
+        let o = ours.iter().find(|o| o.data == t.data).unwrap_or_else(|| {
+            panic!(
+                "tcpdump frame {} ({} bytes) is not in ntptap's file",
+                i + 1,
+                t.data.len()
+            )
+        });
         assert_eq!(o.orig_len, t.orig_len, "original length of frame {}", i + 1);
-        let skew = if o.ts > t.ts { o.ts - t.ts } else { t.ts - o.ts };
+        let skew = o.ts.abs_diff(t.ts);
         skews.push(skew);
     }
     let worst = skews.iter().max().copied().unwrap_or_default();
     eprintln!("timestamp skews vs tcpdump: {skews:?}");
-    assert!(worst <= MAX_SKEW, "timestamps differ by up to {worst:?} (> {MAX_SKEW:?}): {skews:?}");
+    assert!(
+        worst <= MAX_SKEW,
+        "timestamps differ by up to {worst:?} (> {MAX_SKEW:?}): {skews:?}"
+    );
 }
 
 #[test]

@@ -4,13 +4,23 @@
 use std::{process::Command, time::Duration};
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap};
+use ntptap_tests::{
+    Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap,
+};
 
 const READY: Duration = Duration::from_secs(10);
 
 fn failing(ns: &Netns, args: &[&str]) -> String {
-    let out = ns.command(ntptap_bin()).args(args).output().expect("run ntptap");
-    assert_eq!(out.status.code(), Some(1), "ntptap {args:?} should fail with exit code 1");
+    let out = ns
+        .command(ntptap_bin())
+        .args(args)
+        .output()
+        .expect("run ntptap");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ntptap {args:?} should fail with exit code 1"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -24,7 +34,11 @@ fn bpf_links(pid: i32) -> Vec<(String, u32)> {
     let mut links = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
         let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
         if let (Some(kind), Some(id)) = (field("link_type:"), field("link_id:")) {
             links.push((kind, id.parse().unwrap()));
         }
@@ -33,21 +47,31 @@ fn bpf_links(pid: i32) -> Vec<(String, u32)> {
 }
 
 fn link_exists(id: u32) -> bool {
-    Command::new("bpftool").args(["link", "show", "id", &id.to_string()]).output().is_ok_and(|o| o.status.success())
+    Command::new("bpftool")
+        .args(["link", "show", "id", &id.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn unknown_interface_is_named() {
     let ns = Netns::new("err-iface");
     let err = failing(&ns, &["-i", "nosuch0"]);
-    assert!(err.contains("no such interface 'nosuch0'") && err.contains("ip link"), "{err}");
+    assert!(
+        err.contains("no such interface 'nosuch0'") && err.contains("ip link"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unwritable_output_fails_before_attaching() {
     let lab = Lab::new("err-write");
     let err = failing(&lab.b, &["-i", "vb", "-w", "/nonexistent-dir/ntp.pcap"]);
-    assert!(err.contains("cannot write /nonexistent-dir/ntp.pcap") && err.contains("directory you can write"), "{err}");
+    assert!(
+        err.contains("cannot write /nonexistent-dir/ntp.pcap")
+            && err.contains("directory you can write"),
+        "{err}"
+    );
     assert!(!xdp_attached(&lab.b, "vb"));
 }
 
@@ -55,12 +79,19 @@ fn unwritable_output_fails_before_attaching() {
 fn no_default_route_asks_for_an_interface() {
     let ns = Netns::new("err-route");
     let err = failing(&ns, &[]);
-    assert!(err.contains("no default route") && err.contains("-i"), "{err}");
+    assert!(
+        err.contains("no default route") && err.contains("-i"),
+        "{err}"
+    );
 }
 
 /// `setpriv` arguments that run as nobody with exactly `caps` (ambient, so they survive exec).
 fn as_nobody(caps: &str) -> Vec<String> {
-    let mut args = vec!["--reuid=65534".into(), "--regid=65534".into(), "--clear-groups".into()];
+    let mut args = vec![
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+    ];
     if caps.is_empty() {
         args.push("--inh-caps=-all".into());
     } else {
@@ -73,7 +104,13 @@ fn as_nobody(caps: &str) -> Vec<String> {
 #[test]
 fn missing_capabilities_are_named() {
     let ns = Netns::new("err-caps");
-    let out = ns.command("setpriv").args(as_nobody("")).arg(ntptap_bin()).args(["-i", "lo"]).output().unwrap();
+    let out = ns
+        .command("setpriv")
+        .args(as_nobody(""))
+        .arg(ntptap_bin())
+        .args(["-i", "lo"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     for cap in ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"] {
@@ -81,16 +118,29 @@ fn missing_capabilities_are_named() {
     }
     assert!(err.contains("setcap"), "{err}");
 
-    let out = ns.command("setpriv").args(as_nobody("+net_admin")).arg(ntptap_bin()).args(["-i", "lo"]).output().unwrap();
+    let out = ns
+        .command("setpriv")
+        .args(as_nobody("+net_admin"))
+        .arg(ntptap_bin())
+        .args(["-i", "lo"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && !err.contains("CAP_NET_ADMIN"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && !err.contains("CAP_NET_ADMIN"),
+        "{err}"
+    );
 }
 
 #[test]
 fn runs_as_an_unprivileged_user_with_three_capabilities() {
     let lab = Lab::new("caps");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("nobody.pcap");
     let mut ntptap = Proc::spawn(
@@ -103,9 +153,14 @@ fn runs_as_an_unprivileged_user_with_three_capabilities() {
             .arg(&file),
     );
     ntptap.wait_for_stderr("listening on", READY);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", ntptap.pid())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", ntptap.pid())).unwrap_or_default();
     // setpriv execs ntptap in place, so the PID is ntptap's; it must hold no more than asked.
-    let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap_or_default().to_owned();
+    let cap_eff = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap_or_default()
+        .to_owned();
     ntpdig(&lab.b, Lab::A4);
     std::thread::sleep(Duration::from_millis(200));
     let (status, _, stderr) = ntptap.stop(Signal::SIGTERM);
@@ -114,18 +169,32 @@ fn runs_as_an_unprivileged_user_with_three_capabilities() {
     assert_eq!(frames.len(), 2, "one ntpdig exchange: {stderr}");
     // CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39).
     let want = (1u64 << 12) | (1 << 38) | (1 << 39);
-    let got = u64::from_str_radix(cap_eff.trim_start_matches("CapEff:").trim(), 16).unwrap_or(u64::MAX);
+    let got =
+        u64::from_str_radix(cap_eff.trim_start_matches("CapEff:").trim(), 16).unwrap_or(u64::MAX);
     assert_eq!(got, want, "effective capabilities: {cap_eff}");
 }
 
 #[test]
 fn another_xdp_program_suggests_hook_tc_which_works() {
     let lab = Lab::new("xdp-busy");
-    let mut first = Proc::spawn("first ntptap", lab.b.command(ntptap_bin()).args(["-i", "vb", "-w", "/dev/null"]));
+    let mut first = Proc::spawn(
+        "first ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-w", "/dev/null"]),
+    );
     first.wait_for_stderr("listening on", READY);
     let err = failing(&lab.b, &["-i", "vb"]);
-    assert!(err.contains("another XDP program is already attached to vb") && err.contains("--hook tc"), "{err}");
-    let mut second = Proc::spawn("ntptap --hook tc", lab.b.command(ntptap_bin()).args(["-i", "vb", "--hook", "tc", "-w", "/dev/null"]));
+    assert!(
+        err.contains("another XDP program is already attached to vb") && err.contains("--hook tc"),
+        "{err}"
+    );
+    let mut second = Proc::spawn(
+        "ntptap --hook tc",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "--hook", "tc", "-w", "/dev/null"]),
+    );
     second.wait_for_stderr("listening on", READY);
     let (status, _, stderr) = second.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
@@ -136,7 +205,12 @@ fn another_xdp_program_suggests_hook_tc_which_works() {
 #[test]
 fn sigkill_leaves_nothing_attached_and_a_new_run_attaches() {
     let lab = Lab::new("kill");
-    let mut ntptap = Proc::spawn("ntptap", lab.b.command(ntptap_bin()).args(["-i", "vb", "-w", "/dev/null"]));
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-w", "/dev/null"]),
+    );
     ntptap.wait_for_stderr("listening on", READY);
     assert!(xdp_attached(&lab.b, "vb"), "XDP attached while running");
     let links = bpf_links(ntptap.pid());
@@ -149,10 +223,21 @@ fn sigkill_leaves_nothing_attached_and_a_new_run_attaches() {
         std::thread::sleep(Duration::from_millis(50));
     }
     for (kind, id) in &links {
-        assert!(!link_exists(*id), "{kind} link {id} still exists after SIGKILL");
+        assert!(
+            !link_exists(*id),
+            "{kind} link {id} still exists after SIGKILL"
+        );
     }
-    assert!(!xdp_attached(&lab.b, "vb"), "XDP still attached after SIGKILL");
-    let mut again = Proc::spawn("ntptap again", lab.b.command(ntptap_bin()).args(["-i", "vb", "-w", "/dev/null"]));
+    assert!(
+        !xdp_attached(&lab.b, "vb"),
+        "XDP still attached after SIGKILL"
+    );
+    let mut again = Proc::spawn(
+        "ntptap again",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-w", "/dev/null"]),
+    );
     again.wait_for_stderr("listening on", READY);
     let (status, _, stderr) = again.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
@@ -174,10 +259,17 @@ fn count_stops_and_pipes_into_tshark() {
     let (status, stdout, stderr) = pipeline.wait(Duration::from_secs(20));
     let ntptap_err = std::fs::read_to_string(dir.path().join("ntptap.err")).unwrap();
     assert!(status.success(), "{stderr}\n{ntptap_err}");
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["3", "4", "3", "4"], "tshark read:\n{stdout}\n{ntptap_err}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["3", "4", "3", "4"],
+        "tshark read:\n{stdout}\n{ntptap_err}"
+    );
     let counts = exit_counts(&ntptap_err);
     assert_eq!(counts.captured, 4, "{ntptap_err}");
-    assert!(ntptap_err.contains("-c reached") || counts.received == 4, "{ntptap_err}");
+    assert!(
+        ntptap_err.contains("-c reached") || counts.received == 4,
+        "{ntptap_err}"
+    );
 }
 
 #[test]
@@ -205,14 +297,24 @@ fn direction_in_captures_only_what_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("in.pcap");
-    let mut ntptap = Proc::spawn("ntptap -Q in", lab.b.command(ntptap_bin()).args(["-i", "vb", "-Q", "in", "-w"]).arg(&file));
+    let mut ntptap = Proc::spawn(
+        "ntptap -Q in",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "in", "-w"])
+            .arg(&file),
+    );
     ntptap.wait_for_stderr("listening on", READY);
     ntpdig(&lab.b, Lab::A4);
     std::thread::sleep(Duration::from_millis(200));
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
     let frames = read_pcap(&file);
-    assert_eq!(frames.len(), 1, "only the server's reply arrives at vb: {stderr}");
+    assert_eq!(
+        frames.len(),
+        1,
+        "only the server's reply arrives at vb: {stderr}"
+    );
     // UDP source port 123: the reply.
     assert_eq!(&frames[0].data[34..36], &123u16.to_be_bytes());
 }

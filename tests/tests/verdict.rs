@@ -31,14 +31,25 @@ struct Built {
 
 #[derive(Clone, Copy)]
 enum L4 {
-    Udp { sport: u16, dport: u16, payload: usize },
-    Tcp { sport: u16, dport: u16 },
+    Udp {
+        sport: u16,
+        dport: u16,
+        payload: usize,
+    },
+    Tcp {
+        sport: u16,
+        dport: u16,
+    },
     Icmp,
 }
 
 fn l4_bytes(l4: L4) -> (u8, Vec<u8>) {
     match l4 {
-        L4::Udp { sport, dport, payload } => {
+        L4::Udp {
+            sport,
+            dport,
+            payload,
+        } => {
             let mut b = Vec::new();
             b.extend_from_slice(&sport.to_be_bytes());
             b.extend_from_slice(&dport.to_be_bytes());
@@ -88,7 +99,8 @@ fn ipv4(tags: &[u16], options: usize, frag_offset: u16, l4: L4) -> Built {
     if options > 0 {
         b.push(0);
     }
-    let udp_at = (proto == 17 && frag_offset & 0x1fff == 0).then_some(b.len());
+    // The low 13 bits are the fragment offset: zero for an unfragmented or first fragment.
+    let udp_at = (proto == 17 && frag_offset.trailing_zeros() >= 13).then_some(b.len());
     b.extend_from_slice(&l4);
     Built { bytes: b, udp_at }
 }
@@ -138,7 +150,9 @@ fn ipv6(tags: &[u16], exts: &[Ext], l4: L4) -> Built {
         let next = exts.get(i + 1).map_or(proto, |e| e.number());
         ext_bytes.extend(ext.bytes(next));
     }
-    let later_fragment = exts.iter().any(|e| matches!(e, Ext::Fragment(o) if *o != 0));
+    let later_fragment = exts
+        .iter()
+        .any(|e| matches!(e, Ext::Fragment(o) if *o != 0));
     let mut b = ethernet(tags, 0x86dd);
     b.extend_from_slice(&[0x60, 0, 0, 0]);
     b.extend_from_slice(&((ext_bytes.len() + l4.len()) as u16).to_be_bytes());
@@ -152,7 +166,11 @@ fn ipv6(tags: &[u16], exts: &[Ext], l4: L4) -> Built {
     Built { bytes: b, udp_at }
 }
 
-const NTP: L4 = L4::Udp { sport: 40000, dport: 123, payload: 48 };
+const NTP: L4 = L4::Udp {
+    sport: 40000,
+    dport: 123,
+    payload: 48,
+};
 
 struct Harness {
     programs: Programs,
@@ -172,10 +190,16 @@ impl Harness {
             all,
         };
         let mut programs = Programs::load(&config).expect("load the programs");
-        let xdp: &mut Xdp = programs.ebpf.program_mut(names::XDP).unwrap().try_into().unwrap();
+        let xdp: &mut Xdp = programs
+            .ebpf
+            .program_mut(names::XDP)
+            .unwrap()
+            .try_into()
+            .unwrap();
         xdp.load().expect("XDP program passes the verifier");
         for name in [names::TC_INGRESS, names::TC_EGRESS] {
-            let tc: &mut SchedClassifier = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+            let tc: &mut SchedClassifier =
+                programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
             tc.load().expect("TC program passes the verifier");
         }
         Harness { programs }
@@ -189,21 +213,28 @@ impl Harness {
     /// Returns false when the kernel refused the input (frames shorter than an Ethernet header).
     fn check(&mut self, program: &str, frame: &[u8], expect: Expect, what: &str) -> bool {
         let before = self.counts();
-        let opts = TestRunOptions { data_in: Some(frame), ..Default::default() };
-        let (result, direction, pass) = match program {
-            names::XDP => {
-                let p: &Xdp = self.programs.ebpf.program(program).unwrap().try_into().unwrap();
-                (p.test_run(opts), DIRECTION_INGRESS, XDP_PASS)
-            }
-            _ => {
-                let p: &SchedClassifier = self.programs.ebpf.program(program).unwrap().try_into().unwrap();
-                let dir = if program == names::TC_EGRESS { DIRECTION_EGRESS } else { DIRECTION_INGRESS };
-                (p.test_run(opts), dir, TC_ACT_UNSPEC)
-            }
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        };
+        let program_ref = self.programs.ebpf.program(program).unwrap();
+        let (result, direction, pass) = if program == names::XDP {
+            let p: &Xdp = program_ref.try_into().unwrap();
+            (p.test_run(opts), DIRECTION_INGRESS, XDP_PASS)
+        } else {
+            let p: &SchedClassifier = program_ref.try_into().unwrap();
+            let dir = if program == names::TC_EGRESS {
+                DIRECTION_EGRESS
+            } else {
+                DIRECTION_INGRESS
+            };
+            (p.test_run(opts), dir, TC_ACT_UNSPEC)
         };
         let result = match result {
             Ok(r) => r,
-            Err(_) if frame.len() < 14 || (program != names::XDP && expect == Expect::Unparsable) => {
+            Err(_)
+                if frame.len() < 14 || (program != names::XDP && expect == Expect::Unparsable) =>
+            {
                 // The kernel's test runner needs an Ethernet header, and for skb programs a
                 // plausible network header after it (its own checks; see the kernel's
                 // empty_skb selftest). The caller decides which refusals it accepts.
@@ -211,29 +242,62 @@ impl Harness {
             }
             Err(e) => panic!("{program}: {what}: test run failed: {e:?}"),
         };
-        assert_eq!(result.return_value, pass, "{program}: {what}: a tap must pass every frame");
+        assert_eq!(
+            result.return_value, pass,
+            "{program}: {what}: a tap must pass every frame"
+        );
         let after = self.counts();
         let delta = |c: Counter| after.get(direction, c) - before.get(direction, c);
         assert_eq!(delta(Counter::Seen), 1, "{program}: {what}: seen");
         let matched = expect == Expect::Match;
-        assert_eq!(delta(Counter::Matched), u64::from(matched), "{program}: {what}: matched ({} bytes)", frame.len());
-        assert_eq!(delta(Counter::Fragment), u64::from(expect == Expect::Fragment), "{program}: {what}: fragment");
-        assert_eq!(delta(Counter::Unparsable), u64::from(expect == Expect::Unparsable), "{program}: {what}: unparsable ({} bytes)", frame.len());
-        assert_eq!(delta(Counter::RingFull) + delta(Counter::CopyFailed), 0, "{program}: {what}: drops");
+        assert_eq!(
+            delta(Counter::Matched),
+            u64::from(matched),
+            "{program}: {what}: matched ({} bytes)",
+            frame.len()
+        );
+        assert_eq!(
+            delta(Counter::Fragment),
+            u64::from(expect == Expect::Fragment),
+            "{program}: {what}: fragment"
+        );
+        assert_eq!(
+            delta(Counter::Unparsable),
+            u64::from(expect == Expect::Unparsable),
+            "{program}: {what}: unparsable ({} bytes)",
+            frame.len()
+        );
+        assert_eq!(
+            delta(Counter::RingFull) + delta(Counter::CopyFailed),
+            0,
+            "{program}: {what}: drops"
+        );
 
         let record = self.programs.ring.next().map(|item| item.to_vec());
         if matched {
-            let record = record.unwrap_or_else(|| panic!("{program}: {what}: matched but nothing in the ring"));
+            let record = record
+                .unwrap_or_else(|| panic!("{program}: {what}: matched but nothing in the ring"));
             let header: ntptap_common::RecordHeader =
                 // SAFETY: the record starts with a RecordHeader (plain integers); unaligned read.
                 unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-            assert_eq!(header.orig_len as usize, frame.len(), "{program}: {what}: orig_len");
+            assert_eq!(
+                header.orig_len as usize,
+                frame.len(),
+                "{program}: {what}: orig_len"
+            );
             assert_eq!(header.direction, direction, "{program}: {what}: direction");
             let cap = usize::from(header.cap_len);
-            assert_eq!(&record[24..24 + cap], &frame[..cap], "{program}: {what}: bytes");
+            assert_eq!(
+                &record[24..24 + cap],
+                &frame[..cap],
+                "{program}: {what}: bytes"
+            );
             assert_eq!(delta(Counter::Captured), 1);
         } else {
-            assert!(record.is_none(), "{program}: {what}: not matched but something is in the ring");
+            assert!(
+                record.is_none(),
+                "{program}: {what}: not matched but something is in the ring"
+            );
             assert_eq!(delta(Counter::Captured), 0);
         }
         true
@@ -247,40 +311,229 @@ impl Harness {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "a table of cases")]
 fn cases() -> Vec<(&'static str, Built, Expect)> {
     let q = 0x8100;
     let ad = 0x88a8;
     vec![
         ("IPv4 NTP to 123", ipv4(&[], 0, 0, NTP), Expect::Match),
-        ("IPv4 NTP from 123", ipv4(&[], 0, 0, L4::Udp { sport: 123, dport: 55555, payload: 48 }), Expect::Match),
-        ("IPv4 with 40 bytes of options", ipv4(&[], 40, 0, NTP), Expect::Match),
-        ("IPv4 with 4 bytes of options", ipv4(&[], 4, 0, NTP), Expect::Match),
-        ("IPv4 first fragment (MF set)", ipv4(&[], 0, 0x2000, NTP), Expect::Match),
-        ("IPv4 later fragment", ipv4(&[], 0, 0x0010, NTP), Expect::Fragment),
+        (
+            "IPv4 NTP from 123",
+            ipv4(
+                &[],
+                0,
+                0,
+                L4::Udp {
+                    sport: 123,
+                    dport: 55555,
+                    payload: 48,
+                },
+            ),
+            Expect::Match,
+        ),
+        (
+            "IPv4 with 40 bytes of options",
+            ipv4(&[], 40, 0, NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv4 with 4 bytes of options",
+            ipv4(&[], 4, 0, NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv4 first fragment (MF set)",
+            ipv4(&[], 0, 0x2000, NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv4 later fragment",
+            ipv4(&[], 0, 0x0010, NTP),
+            Expect::Fragment,
+        ),
         ("IPv4 one 802.1Q tag", ipv4(&[q], 0, 0, NTP), Expect::Match),
-        ("IPv4 802.1ad + 802.1Q tags", ipv4(&[ad, q], 0, 0, NTP), Expect::Match),
-        ("IPv4 three tags (beyond two)", ipv4(&[ad, q, q], 0, 0, NTP), Expect::NoMatch),
-        ("IPv4 UDP 5353", ipv4(&[], 0, 0, L4::Udp { sport: 5353, dport: 5353, payload: 48 }), Expect::NoMatch),
-        ("IPv4 UDP 1123 / 12300", ipv4(&[], 0, 0, L4::Udp { sport: 1123, dport: 12300, payload: 48 }), Expect::NoMatch),
-        ("IPv4 TCP 123", ipv4(&[], 0, 0, L4::Tcp { sport: 123, dport: 123 }), Expect::NoMatch),
+        (
+            "IPv4 802.1ad + 802.1Q tags",
+            ipv4(&[ad, q], 0, 0, NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv4 three tags (beyond two)",
+            ipv4(&[ad, q, q], 0, 0, NTP),
+            Expect::NoMatch,
+        ),
+        (
+            "IPv4 UDP 5353",
+            ipv4(
+                &[],
+                0,
+                0,
+                L4::Udp {
+                    sport: 5353,
+                    dport: 5353,
+                    payload: 48,
+                },
+            ),
+            Expect::NoMatch,
+        ),
+        (
+            "IPv4 UDP 1123 / 12300",
+            ipv4(
+                &[],
+                0,
+                0,
+                L4::Udp {
+                    sport: 1123,
+                    dport: 12300,
+                    payload: 48,
+                },
+            ),
+            Expect::NoMatch,
+        ),
+        (
+            "IPv4 TCP 123",
+            ipv4(
+                &[],
+                0,
+                0,
+                L4::Tcp {
+                    sport: 123,
+                    dport: 123,
+                },
+            ),
+            Expect::NoMatch,
+        ),
         ("IPv4 ICMP", ipv4(&[], 0, 0, L4::Icmp), Expect::NoMatch),
-        ("IPv4 NTP with NTS-sized payload", ipv4(&[], 0, 0, L4::Udp { sport: 40000, dport: 123, payload: 1400 }), Expect::Match),
+        (
+            "IPv4 NTP with NTS-sized payload",
+            ipv4(
+                &[],
+                0,
+                0,
+                L4::Udp {
+                    sport: 40000,
+                    dport: 123,
+                    payload: 1400,
+                },
+            ),
+            Expect::Match,
+        ),
         ("IPv6 NTP", ipv6(&[], &[], NTP), Expect::Match),
-        ("IPv6 hop-by-hop", ipv6(&[], &[Ext::HopByHop], NTP), Expect::Match),
-        ("IPv6 routing", ipv6(&[], &[Ext::Routing], NTP), Expect::Match),
-        ("IPv6 destination options", ipv6(&[], &[Ext::DestOpts], NTP), Expect::Match),
-        ("IPv6 first fragment", ipv6(&[], &[Ext::Fragment(0)], NTP), Expect::Match),
-        ("IPv6 later fragment", ipv6(&[], &[Ext::Fragment(1)], NTP), Expect::Fragment),
+        (
+            "IPv6 hop-by-hop",
+            ipv6(&[], &[Ext::HopByHop], NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv6 routing",
+            ipv6(&[], &[Ext::Routing], NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv6 destination options",
+            ipv6(&[], &[Ext::DestOpts], NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv6 first fragment",
+            ipv6(&[], &[Ext::Fragment(0)], NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv6 later fragment",
+            ipv6(&[], &[Ext::Fragment(1)], NTP),
+            Expect::Fragment,
+        ),
         ("IPv6 AH", ipv6(&[], &[Ext::Ah], NTP), Expect::Match),
-        ("IPv6 hop-by-hop, routing, fragment, destination options", ipv6(&[], &[Ext::HopByHop, Ext::Routing, Ext::Fragment(0), Ext::DestOpts], NTP), Expect::Match),
-        ("IPv6 six extension headers", ipv6(&[], &[Ext::HopByHop, Ext::DestOpts, Ext::Routing, Ext::Fragment(0), Ext::Ah, Ext::DestOpts], NTP), Expect::Match),
-        ("IPv6 seven extension headers (beyond six)", ipv6(&[], &[Ext::HopByHop, Ext::DestOpts, Ext::Routing, Ext::DestOpts, Ext::Routing, Ext::Fragment(0), Ext::DestOpts], NTP), Expect::Unparsable),
-        ("IPv6 two tags", ipv6(&[ad, q], &[Ext::HopByHop], NTP), Expect::Match),
-        ("IPv6 UDP 53", ipv6(&[], &[], L4::Udp { sport: 53, dport: 53, payload: 48 }), Expect::NoMatch),
-        ("IPv6 TCP 123", ipv6(&[], &[], L4::Tcp { sport: 123, dport: 40000 }), Expect::NoMatch),
+        (
+            "IPv6 hop-by-hop, routing, fragment, destination options",
+            ipv6(
+                &[],
+                &[Ext::HopByHop, Ext::Routing, Ext::Fragment(0), Ext::DestOpts],
+                NTP,
+            ),
+            Expect::Match,
+        ),
+        (
+            "IPv6 six extension headers",
+            ipv6(
+                &[],
+                &[
+                    Ext::HopByHop,
+                    Ext::DestOpts,
+                    Ext::Routing,
+                    Ext::Fragment(0),
+                    Ext::Ah,
+                    Ext::DestOpts,
+                ],
+                NTP,
+            ),
+            Expect::Match,
+        ),
+        (
+            "IPv6 seven extension headers (beyond six)",
+            ipv6(
+                &[],
+                &[
+                    Ext::HopByHop,
+                    Ext::DestOpts,
+                    Ext::Routing,
+                    Ext::DestOpts,
+                    Ext::Routing,
+                    Ext::Fragment(0),
+                    Ext::DestOpts,
+                ],
+                NTP,
+            ),
+            Expect::Unparsable,
+        ),
+        (
+            "IPv6 two tags",
+            ipv6(&[ad, q], &[Ext::HopByHop], NTP),
+            Expect::Match,
+        ),
+        (
+            "IPv6 UDP 53",
+            ipv6(
+                &[],
+                &[],
+                L4::Udp {
+                    sport: 53,
+                    dport: 53,
+                    payload: 48,
+                },
+            ),
+            Expect::NoMatch,
+        ),
+        (
+            "IPv6 TCP 123",
+            ipv6(
+                &[],
+                &[],
+                L4::Tcp {
+                    sport: 123,
+                    dport: 40000,
+                },
+            ),
+            Expect::NoMatch,
+        ),
         ("IPv6 ICMPv6", ipv6(&[], &[], L4::Icmp), Expect::NoMatch),
-        ("ARP", Built { bytes: [ethernet(&[], 0x0806), vec![0; 28]].concat(), udp_at: None }, Expect::NoMatch),
-        ("LLDP", Built { bytes: [ethernet(&[], 0x88cc), vec![0; 40]].concat(), udp_at: None }, Expect::NoMatch),
+        (
+            "ARP",
+            Built {
+                bytes: [ethernet(&[], 0x0806), vec![0; 28]].concat(),
+                udp_at: None,
+            },
+            Expect::NoMatch,
+        ),
+        (
+            "LLDP",
+            Built {
+                bytes: [ethernet(&[], 0x88cc), vec![0; 40]].concat(),
+                udp_at: None,
+            },
+            Expect::NoMatch,
+        ),
     ]
 }
 
@@ -305,19 +558,33 @@ fn truncated_at_every_length_never_a_false_match_never_a_miss() {
         let last = built.bytes.len().min(udp_at + 64);
         for len in 0..=last {
             let cut = &built.bytes[..len];
-            let want = if len >= udp_at + 8 { Expect::Match } else { Expect::Unparsable };
+            let want = if len >= udp_at + 8 {
+                Expect::Match
+            } else {
+                Expect::Unparsable
+            };
             let what = format!("{what}, cut to {len} bytes");
             for program in [names::XDP, names::TC_INGRESS, names::TC_EGRESS] {
                 let ran = h.check(program, cut, want, &what);
                 // XDP runs on every frame of at least an Ethernet header; skb programs on
                 // every frame that holds its UDP header.
-                let must_run = if program == names::XDP { len >= 14 } else { want == Expect::Match };
-                assert!(ran || !must_run, "{program}: {what}: the kernel refused the frame");
+                let must_run = if program == names::XDP {
+                    len >= 14
+                } else {
+                    want == Expect::Match
+                };
+                assert!(
+                    ran || !must_run,
+                    "{program}: {what}: the kernel refused the frame"
+                );
                 ran_any |= ran && len == 14;
             }
         }
     }
-    assert!(ran_any, "no 14-byte frame ran: the kernel's lower bound moved");
+    assert!(
+        ran_any,
+        "no 14-byte frame ran: the kernel's lower bound moved"
+    );
 }
 
 #[test]
@@ -332,10 +599,18 @@ fn malformed_ip_headers_are_unparsable_not_matched() {
     h.check_all(&huge_ihl, Expect::Unparsable, "IPv4 IHL past the end");
     let mut wrong_version = ipv4(&[], 0, 0, NTP).bytes;
     wrong_version[14] = 0x65;
-    h.check_all(&wrong_version, Expect::Unparsable, "IPv4 ethertype, version 6");
+    h.check_all(
+        &wrong_version,
+        Expect::Unparsable,
+        "IPv4 ethertype, version 6",
+    );
     let mut long_ext = ipv6(&[], &[Ext::HopByHop], NTP).bytes;
     long_ext[14 + 40 + 1] = 255; // hop-by-hop claims 2 KiB.
-    h.check_all(&long_ext, Expect::Unparsable, "IPv6 extension header longer than the frame");
+    h.check_all(
+        &long_ext,
+        Expect::Unparsable,
+        "IPv6 extension header longer than the frame",
+    );
 }
 
 #[test]
@@ -344,17 +619,35 @@ fn snap_length_truncates_and_counts() {
     let frame = ipv4(&[], 0, 0, NTP).bytes;
     let before = h.counts();
     h.check(names::XDP, &frame, Expect::Match, "snaplen 64");
-    assert_eq!(h.counts().get(DIRECTION_INGRESS, Counter::Truncated) - before.get(DIRECTION_INGRESS, Counter::Truncated), 1);
+    assert_eq!(
+        h.counts().get(DIRECTION_INGRESS, Counter::Truncated)
+            - before.get(DIRECTION_INGRESS, Counter::Truncated),
+        1
+    );
 }
 
 #[test]
 fn frames_longer_than_the_maximum_are_cut_and_keep_their_length() {
     let mut h = Harness::new(MAX_DATA as u32, false);
-    let frame = ipv4(&[], 0, 0, L4::Udp { sport: 123, dport: 123, payload: 3000 }).bytes;
+    let frame = ipv4(
+        &[],
+        0,
+        0,
+        L4::Udp {
+            sport: 123,
+            dport: 123,
+            payload: 3000,
+        },
+    )
+    .bytes;
     assert!(frame.len() > MAX_DATA);
     let before = h.counts();
     h.check(names::TC_EGRESS, &frame, Expect::Match, "3 KB frame");
-    assert_eq!(h.counts().get(DIRECTION_EGRESS, Counter::Truncated) - before.get(DIRECTION_EGRESS, Counter::Truncated), 1);
+    assert_eq!(
+        h.counts().get(DIRECTION_EGRESS, Counter::Truncated)
+            - before.get(DIRECTION_EGRESS, Counter::Truncated),
+        1
+    );
 }
 
 #[test]

@@ -79,7 +79,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or(manifest.clone(), Path::to_path_buf)
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
 }
 
 /// Run `cargo ARGS` with the toolchain that runs us.
@@ -89,7 +91,9 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 fn cmd(command: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {command:?}");
-    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed ({status})");
     }
@@ -99,14 +103,38 @@ fn cmd(command: &mut Command) -> anyhow::Result<()> {
 fn lint() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
-        "clippy", "--workspace", "--exclude", "ntptap-ebpf", "--all-targets", "--", "-D", "warnings",
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "ntptap-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
     ])?;
     // The kernel programs, on their own target, with the toolchain aya-build uses.
     cmd(Command::new("rustup")
-        .args(["run", "nightly", "cargo", "clippy", "--package", "ntptap-ebpf", "--bins"])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--release"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--package",
+            "ntptap-ebpf",
+            "--bins",
+        ])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+        ])
         .args(["--target-dir", "target/ebpf-clippy", "--", "-D", "warnings"])
-        .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"",
+        )
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
@@ -115,7 +143,13 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     cargo(&["build", "--package", "ntptap"])?;
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
-        .args(["test", "--workspace", "--exclude", "ntptap-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "ntptap-ebpf",
+            "--no-fail-fast",
+        ])
         .env("NTPTAP_BIN", root.join("target/debug/ntptap"))
         .env("NTPTAP_TOOLS", setup::tools_dir(root));
     if env::var_os("NTPTAP_CORPUS").is_none() {

@@ -16,7 +16,13 @@ const BPF_LINKER_VERSION: &str = "0.10.1";
 
 /// Debian packages the tests use.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "tcpdump", "tshark", "ethtool", "iproute2", "bpftool", "util-linux", "libcap2-bin",
+    "tcpdump",
+    "tshark",
+    "ethtool",
+    "iproute2",
+    "bpftool",
+    "util-linux",
+    "libcap2-bin",
 ];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
@@ -37,17 +43,27 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
 
 fn output(command: &mut Command) -> Option<String> {
     let out = command.stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
-        .unwrap_or_default();
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .unwrap_or_default();
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-        .context("the kernel programs are built with nightly and -Z build-std, which needs rust-src")
+        .context(
+            "the kernel programs are built with nightly and -Z build-std, which needs rust-src",
+        )
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -55,8 +71,12 @@ fn bpf_linker() -> anyhow::Result<()> {
     if version.contains(BPF_LINKER_VERSION) {
         return Ok(());
     }
-    cmd(Command::new("cargo").args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]))
-        .context("cannot install bpf-linker, which links the kernel programs")
+    cmd(Command::new("cargo").args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]))
+    .context("cannot install bpf-linker, which links the kernel programs")
 }
 
 fn missing_debian_packages(packages: &[&str]) -> Vec<String> {
@@ -85,7 +105,10 @@ fn debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     if !nix_is_root() {
-        bail!("Debian packages are missing ({}): run `cargo xtask setup` as root, or install them", missing.join(" "));
+        bail!(
+            "Debian packages are missing ({}): run `cargo xtask setup` as root, or install them",
+            missing.join(" ")
+        );
     }
     apt_get(&["update", "-q"], None)?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
@@ -126,9 +149,15 @@ fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
     }
     for tool in ["usr/sbin/chronyd", "usr/bin/ntpdig"] {
         if !root.join(tool).exists() {
-            bail!("{tool} is missing from the unpacked packages in {}", root.display());
+            bail!(
+                "{tool} is missing from the unpacked packages in {}",
+                root.display()
+            );
         }
     }
-    fs::write(&marker, "chrony and ntpsec-ntpdig, unpacked, never installed\n")?;
+    fs::write(
+        &marker,
+        "chrony and ntpsec-ntpdig, unpacked, never installed\n",
+    )?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-
 #[derive(Clone, Copy)]
 #[expect(non_camel_case_types, reason = "named as the C constants")]
 enum ClockId {
@@ -19,7 +18,10 @@ fn now_ns(clock: ClockId) -> i128 {
         ClockId::CLOCK_MONOTONIC => libc::CLOCK_MONOTONIC,
         ClockId::CLOCK_REALTIME => libc::CLOCK_REALTIME,
     };
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into the struct we own; both clocks exist
     // on every Linux kernel, so it cannot fail.
     unsafe { libc::clock_gettime(id, &raw mut ts) };

@@ -85,7 +85,10 @@ pub fn ring_bytes(kib: u32) -> u32 {
         .ok()
         .flatten()
         .map_or(4096, |p| p as u32);
-    kib.saturating_mul(1024).max(page).checked_next_power_of_two().unwrap_or(1 << 31)
+    kib.saturating_mul(1024)
+        .max(page)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31)
 }
 
 /// Why a capture ended.
@@ -167,7 +170,8 @@ impl Programs {
             .context("cannot load ntptap's BPF maps into the kernel")?;
 
         let mut ports: Array<MapData, u8> = Array::try_from(
-            ebpf.take_map(names::PORTS).context("the BPF object has no port map")?,
+            ebpf.take_map(names::PORTS)
+                .context("the BPF object has no port map")?,
         )?;
         for &port in &config.ports {
             ports
@@ -196,7 +200,11 @@ impl Session {
             ports,
         } = Programs::load(config)?;
         attach(&mut ebpf, config)?;
-        let names = config.interfaces.iter().map(|i| (i.index, i.name.clone())).collect();
+        let names = config
+            .interfaces
+            .iter()
+            .map(|i| (i.index, i.name.clone()))
+            .collect();
         Ok(Self {
             ebpf: Some(ebpf),
             ring,
@@ -295,14 +303,19 @@ fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<()> {
     };
     if want_in && config.hook == Hook::Xdp {
         let xdp: &mut Xdp = program(ebpf, names::XDP)?;
-        xdp.load().map_err(|e| verifier_error(names::XDP, e))?;
+        xdp.load().map_err(|e| verifier_error(names::XDP, &e))?;
         for iface in &config.interfaces {
-            xdp.attach_to_if_index(iface.index, mode).map_err(|e| xdp_attach_error(iface, config.xdp_mode, e))?;
+            xdp.attach_to_if_index(iface.index, mode)
+                .map_err(|e| xdp_attach_error(iface, config.xdp_mode, &e))?;
             info!(iface = %iface.name, mode = ?config.xdp_mode, "attached XDP (ingress)");
         }
     }
     let tc_programs = [
-        (want_in && config.hook == Hook::Tc, names::TC_INGRESS, TcAttachType::Ingress),
+        (
+            want_in && config.hook == Hook::Tc,
+            names::TC_INGRESS,
+            TcAttachType::Ingress,
+        ),
         (want_out, names::TC_EGRESS, TcAttachType::Egress),
     ];
     for (wanted, name, attach_type) in tc_programs {
@@ -310,14 +323,17 @@ fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<()> {
             continue;
         }
         let tc: &mut SchedClassifier = program(ebpf, name)?;
-        tc.load().map_err(|e| verifier_error(name, e))?;
+        tc.load().map_err(|e| verifier_error(name, &e))?;
         for iface in &config.interfaces {
             if let Err(first) = tc.attach(&iface.name, attach_type) {
                 // Kernels without TCX (before 6.6) need the clsact qdisc for netlink attach.
                 debug!(iface = %iface.name, error = %first, "TC attach failed; adding clsact and retrying");
                 let _ = aya::programs::tc::qdisc_add_clsact(&iface.name);
                 tc.attach(&iface.name, attach_type).map_err(|e| {
-                    anyhow!("cannot attach the TC {attach_type:?} program to {}: {e}", iface.name)
+                    anyhow!(
+                        "cannot attach the TC {attach_type:?} program to {}: {e}",
+                        iface.name
+                    )
                 })?;
             }
             info!(iface = %iface.name, direction = ?attach_type, "attached TC");
@@ -336,8 +352,8 @@ where
     Ok(program.try_into()?)
 }
 
-fn verifier_error(name: &str, err: ProgramError) -> anyhow::Error {
-    if let ProgramError::LoadError { verifier_log, .. } = &err {
+fn verifier_error(name: &str, err: &ProgramError) -> anyhow::Error {
+    if let ProgramError::LoadError { verifier_log, .. } = err {
         debug!(program = name, "verifier log:\n{verifier_log}");
     }
     anyhow!(
@@ -346,8 +362,8 @@ fn verifier_error(name: &str, err: ProgramError) -> anyhow::Error {
     )
 }
 
-fn xdp_attach_error(iface: &Interface, mode: XdpModeArg, err: ProgramError) -> anyhow::Error {
-    let errno = match &err {
+fn xdp_attach_error(iface: &Interface, mode: XdpModeArg, err: &ProgramError) -> anyhow::Error {
+    let errno = match err {
         ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
         _ => None,
     };
@@ -361,6 +377,9 @@ fn xdp_attach_error(iface: &Interface, mode: XdpModeArg, err: ProgramError) -> a
             "the driver of {} has no native XDP: use --xdp-mode skb (or auto), or --hook tc",
             iface.name
         ),
-        _ => anyhow!("cannot attach XDP to {}: {err}; --hook tc avoids XDP", iface.name),
+        _ => anyhow!(
+            "cannot attach XDP to {}: {err}; --hook tc avoids XDP",
+            iface.name
+        ),
     }
 }

@@ -49,7 +49,10 @@ pub fn read<R: Read, S: Sink>(
     let mut input = BufReader::with_capacity(1 << 20, input);
     let magic = input.fill_buf().context("cannot read the input")?;
     if magic.len() < 4 {
-        bail!("the input is not a capture file: it has only {} bytes", magic.len());
+        bail!(
+            "the input is not a capture file: it has only {} bytes",
+            magic.len()
+        );
     }
     let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
     let mut summary = ReadSummary::default();
@@ -72,7 +75,9 @@ pub fn read<R: Read, S: Sink>(
                     format!("the pcapng file is corrupt after frame {}", summary.frames)
                 })?;
                 let (interface_id, ts, orig_len, data) = match &block {
-                    Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, p.original_len, &p.data),
+                    Block::EnhancedPacket(p) => {
+                        (p.interface_id, p.timestamp, p.original_len, &p.data)
+                    }
                     Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data),
                     _ => continue,
                 };
@@ -115,9 +120,9 @@ pub fn read<R: Read, S: Sink>(
                 }
             }
         }
-        other => bail!(
-            "the input is neither pcap nor pcapng (its first four bytes are 0x{other:08x})"
-        ),
+        other => {
+            bail!("the input is neither pcap nor pcapng (its first four bytes are 0x{other:08x})")
+        }
     }
     match sink.flush() {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}

@@ -5,9 +5,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{
-    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice,
-};
+use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 
 use crate::frame::LinkType;
 
@@ -77,15 +75,15 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     let sliced = match link {
         LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
         LinkType::RawIp => LaxSlicedPacket::from_ip(data).ok(),
-        LinkType::Null => data.get(4..).and_then(|ip| LaxSlicedPacket::from_ip(ip).ok()),
-        LinkType::LinuxSll => data
-            .get(14..16)
-            .zip(data.get(16..))
-            .map(|(t, rest)| LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)),
-        LinkType::LinuxSll2 => data
-            .get(0..2)
-            .zip(data.get(20..))
-            .map(|(t, rest)| LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)),
+        LinkType::Null => data
+            .get(4..)
+            .and_then(|ip| LaxSlicedPacket::from_ip(ip).ok()),
+        LinkType::LinuxSll => data.get(14..16).zip(data.get(16..)).map(|(t, rest)| {
+            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)
+        }),
+        LinkType::LinuxSll2 => data.get(0..2).zip(data.get(20..)).map(|(t, rest)| {
+            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([t[0], t[1]])), rest)
+        }),
         LinkType::Other(_) => None,
     };
     let Some(sliced) = sliced else {
@@ -118,7 +116,9 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
                 src: IpAddr::V6(h.source_addr()),
                 dst: IpAddr::V6(h.destination_addr()),
                 protocol: payload.ip_number.0,
-                later_fragment: payload.fragmented && ip.extensions().is_fragmenting_payload() && is_later_v6_fragment(ip.extensions()),
+                later_fragment: payload.fragmented
+                    && ip.extensions().is_fragmenting_payload()
+                    && is_later_v6_fragment(ip.extensions()),
                 payload_len: usize::from(h.payload_length()),
             })
         }
@@ -142,7 +142,11 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     // etherparse stops at a UDP header that its length field contradicts; take what was
     // captured in that case, since a dissector shows what is there.
     if out.transport.is_none()
-        && let Some(Net::Ip { protocol, later_fragment: false, .. }) = out.net
+        && let Some(Net::Ip {
+            protocol,
+            later_fragment: false,
+            ..
+        }) = out.net
         && protocol == IpNumber::UDP.0
         && let Some(payload) = sliced.ip_payload()
         && payload.payload.len() >= 8

@@ -187,10 +187,18 @@ pub struct TimeHeader {
     pub mac: Option<Mac>,
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's serialize_with signature"
+)]
 fn short_secs<S: serde::Serializer>(v: &NtpShort, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(v.seconds())
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's serialize_with signature"
+)]
 fn ts_raw<S: serde::Serializer>(v: &NtpTimestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(v.0)
 }
@@ -277,10 +285,12 @@ fn hex<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
 #[must_use]
 pub fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Digest lengths a legacy MAC may have: none (crypto-NAK), MD5, SHA-1, SHA-512.
@@ -449,7 +459,11 @@ impl Ntp {
     #[must_use]
     pub fn kiss_code(&self) -> Option<[u8; 4]> {
         let h = self.time()?;
-        (h.stratum == 0 && h.refid.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) && h.refid[0] != 0)
+        (h.stratum == 0
+            && h.refid
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && h.refid[0] != 0)
             .then_some(h.refid)
     }
 }
@@ -548,7 +562,11 @@ fn mac(bytes: &[u8]) -> Option<Mac> {
 fn decode_control<T: AsRef<[u8]>>(view: &NtpPacket<T>) -> Result<Control, NtpError> {
     let b = view.bytes();
     if b.len() < field::CONTROL_END {
-        return Err(truncated(view, "control message header", field::CONTROL_END));
+        return Err(truncated(
+            view,
+            "control message header",
+            field::CONTROL_END,
+        ));
     }
     let u16at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
     let count = u16at(10);
@@ -591,16 +609,19 @@ mod tests {
 
     /// tcpdump's ntp-time.pcap, packet 2: a chrony server reply (NTPv4, mode 4).
     const SERVER_REPLY: [u8; 48] = [
-        0x24, 0x02, 0x08, 0xe8, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x09, 0x52,
-        0x84, 0xc7, 0x07, 0xc9, 0xdd, 0x47, 0xfb, 0x3a, 0x56, 0x76, 0x37, 0xc0,
-        0xdd, 0x47, 0xff, 0xf4, 0xed, 0xb0, 0xcc, 0xbc, 0xdd, 0x47, 0xff, 0xf4,
-        0xee, 0x0f, 0x47, 0x43, 0xdd, 0x47, 0xff, 0xf4, 0xee, 0x11, 0x19, 0xcf,
+        0x24, 0x02, 0x08, 0xe8, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x09, 0x52, 0x84, 0xc7, 0x07,
+        0xc9, 0xdd, 0x47, 0xfb, 0x3a, 0x56, 0x76, 0x37, 0xc0, 0xdd, 0x47, 0xff, 0xf4, 0xed, 0xb0,
+        0xcc, 0xbc, 0xdd, 0x47, 0xff, 0xf4, 0xee, 0x0f, 0x47, 0x43, 0xdd, 0x47, 0xff, 0xf4, 0xee,
+        0x11, 0x19, 0xcf,
     ];
 
     #[test]
     fn decodes_header_fields() {
         let ntp = Ntp::decode(&SERVER_REPLY).unwrap();
-        assert_eq!((ntp.version, ntp.mode, ntp.leap), (4, Mode::Server, Leap::NoWarning));
+        assert_eq!(
+            (ntp.version, ntp.mode, ntp.leap),
+            (4, Mode::Server, Leap::NoWarning)
+        );
         let h = ntp.time().unwrap();
         assert_eq!(h.stratum, 2);
         assert_eq!(h.poll, 8);
@@ -619,7 +640,10 @@ mod tests {
         for len in 1..48 {
             let ntp = Ntp::decode(&SERVER_REPLY[..len]).unwrap();
             assert_eq!(ntp.mode, Mode::Server);
-            assert!(matches!(ntp.error, Some(NtpError::Truncated { needed: 48, .. })), "len {len}");
+            assert!(
+                matches!(ntp.error, Some(NtpError::Truncated { needed: 48, .. })),
+                "len {len}"
+            );
         }
         assert!(Ntp::decode(&[]).is_err());
     }
@@ -636,7 +660,13 @@ mod tests {
         let mut nak = SERVER_REPLY.to_vec();
         nak.extend_from_slice(&[0; 4]);
         let ntp = Ntp::decode(&nak).unwrap();
-        assert_eq!(ntp.time().unwrap().mac, Some(Mac { key_id: 0, digest: vec![] }));
+        assert_eq!(
+            ntp.time().unwrap().mac,
+            Some(Mac {
+                key_id: 0,
+                digest: vec![]
+            })
+        );
     }
 
     #[test]

@@ -91,7 +91,13 @@ mod tests {
         // (2017-08-23T13:21:56Z)" for the bytes dd47fff4 ee1119cf.
         let ts = NtpTimestamp(0xdd47_fff4_ee11_19cf);
         assert_eq!((ts.seconds(), ts.nanos()), (3_712_483_316, 929_948_437));
-        assert_eq!(ts.to_utc().unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string(), "2017-08-23T13:21:56Z");
+        assert_eq!(
+            ts.to_utc()
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+            "2017-08-23T13:21:56Z"
+        );
     }
 
     #[test]
@@ -99,7 +105,13 @@ mod tests {
         // Seconds with the top bit clear belong to era 1: 1802554105 is 2093-03-22T03:56:41Z
         // (tcpdump's ntp-v.out, packet 3).
         let ts = NtpTimestamp(1_802_554_105u64 << 32);
-        assert_eq!(ts.to_utc().unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string(), "2093-03-22T03:56:41Z");
+        assert_eq!(
+            ts.to_utc()
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+            "2093-03-22T03:56:41Z"
+        );
     }
 
     #[test]

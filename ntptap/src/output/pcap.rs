@@ -57,7 +57,10 @@ impl<W: Write> Sink for PcapSink<W> {
             orig_len: frame.orig_len.max(incl_len),
             data: Cow::Borrowed(data),
         };
-        self.writer.write_raw_packet(&packet).map(drop).map_err(to_io)
+        self.writer
+            .write_raw_packet(&packet)
+            .map(drop)
+            .map_err(to_io)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -94,11 +97,17 @@ mod tests {
         sink.flush().unwrap();
         let bytes = sink.into_inner();
         let mut reader = PcapReader::new(&bytes[..]).unwrap();
-        assert_eq!(reader.header().ts_resolution, pcap_file::pcap::PcapTsResolution::NanoSecond);
+        assert_eq!(
+            reader.header().ts_resolution,
+            pcap_file::pcap::PcapTsResolution::NanoSecond
+        );
         let mut n = 0u32;
         while let Some(p) = reader.next_packet() {
             let p = p.unwrap();
-            assert_eq!(p.timestamp(), Duration::new(1_700_000_000 + u64::from(n), 123_456_789));
+            assert_eq!(
+                p.timestamp(),
+                Duration::new(1_700_000_000 + u64::from(n), 123_456_789)
+            );
             assert_eq!(p.orig_len(), 90 + n);
             assert_eq!(p.data().len(), 88 + n as usize);
             n += 1;

@@ -51,6 +51,10 @@ impl TimeFormat {
 
 /// What the printer shows.
 #[derive(Clone, Debug, Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one bool per tcpdump-style flag"
+)]
 pub struct TextOptions {
     /// `-v` count.
     pub verbose: u8,
@@ -96,7 +100,10 @@ impl<W: Write> TextSink<W> {
 
     fn timestamp(&mut self, ts: Duration) {
         let line = &mut self.line;
-        let local = || DateTime::from_timestamp(ts.as_secs() as i64, ts.subsec_nanos()).map(|t| t.with_timezone(&Local));
+        let local = || {
+            DateTime::from_timestamp(ts.as_secs() as i64, ts.subsec_nanos())
+                .map(|t| t.with_timezone(&Local))
+        };
         match self.options.time {
             TimeFormat::None => {}
             TimeFormat::Time => {
@@ -113,9 +120,20 @@ impl<W: Write> TextSink<W> {
                 let _ = write!(line, "{}.{:06} ", ts.as_secs(), ts.subsec_micros());
             }
             TimeFormat::Delta | TimeFormat::SinceFirst => {
-                let base = if self.options.time == TimeFormat::Delta { self.previous } else { self.first };
+                let base = if self.options.time == TimeFormat::Delta {
+                    self.previous
+                } else {
+                    self.first
+                };
                 let d = ts.saturating_sub(base.unwrap_or(ts));
-                let _ = write!(line, "{:2}:{:02}:{:02}.{:06} ", d.as_secs() / 3600, d.as_secs() / 60 % 60, d.as_secs() % 60, d.subsec_micros());
+                let _ = write!(
+                    line,
+                    "{:2}:{:02}:{:02}.{:06} ",
+                    d.as_secs() / 3600,
+                    d.as_secs() / 60 % 60,
+                    d.as_secs() % 60,
+                    d.subsec_micros()
+                );
             }
         }
         self.first.get_or_insert(ts);
@@ -133,12 +151,31 @@ impl<W: Write> TextSink<W> {
                 let _ = write!(line, "vlan {id}, ");
             }
             if let Some(t) = d.ethertype {
-                let _ = write!(line, "ethertype {} (0x{t:04x}), length {}: ", ethertype_name(t), frame.orig_len);
+                let _ = write!(
+                    line,
+                    "ethertype {} (0x{t:04x}), length {}: ",
+                    ethertype_name(t),
+                    frame.orig_len
+                );
             }
         }
         match (d.net, d.transport) {
-            (Some(Net::Ip { src, dst, .. }), Some(Transport::Udp { sport, dport, length, payload })) => {
-                let _ = write!(line, "{} {}.{sport} > {}.{dport}: ", ip_label(src), src, dst);
+            (
+                Some(Net::Ip { src, dst, .. }),
+                Some(Transport::Udp {
+                    sport,
+                    dport,
+                    length,
+                    payload,
+                }),
+            ) => {
+                let _ = write!(
+                    line,
+                    "{} {}.{sport} > {}.{dport}: ",
+                    ip_label(src),
+                    src,
+                    dst
+                );
                 if self.ports.contains(sport) || self.ports.contains(dport) {
                     ntp_summary(line, payload, length, self.options.verbose);
                 } else {
@@ -146,12 +183,27 @@ impl<W: Write> TextSink<W> {
                 }
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Tcp { sport, dport })) => {
-                let _ = write!(line, "{} {}.{sport} > {}.{dport}: tcp", ip_label(src), src, dst);
+                let _ = write!(
+                    line,
+                    "{} {}.{sport} > {}.{dport}: tcp",
+                    ip_label(src),
+                    src,
+                    dst
+                );
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Icmp)) => {
                 let _ = write!(line, "{} {src} > {dst}: ICMP", ip_label(src));
             }
-            (Some(Net::Ip { src, dst, protocol, later_fragment, payload_len }), None) => {
+            (
+                Some(Net::Ip {
+                    src,
+                    dst,
+                    protocol,
+                    later_fragment,
+                    payload_len,
+                }),
+                None,
+            ) => {
                 let _ = write!(line, "{} {src} > {dst}: ", ip_label(src));
                 if later_fragment {
                     let _ = write!(line, "ip-proto-{protocol} (fragment), length {payload_len}");
@@ -164,7 +216,12 @@ impl<W: Write> TextSink<W> {
             }
             _ => match d.ethertype {
                 Some(t) => {
-                    let _ = write!(line, "ethertype {} (0x{t:04x}), length {}", ethertype_name(t), frame.orig_len);
+                    let _ = write!(
+                        line,
+                        "ethertype {} (0x{t:04x}), length {}",
+                        ethertype_name(t),
+                        frame.orig_len
+                    );
                 }
                 None => {
                     let _ = write!(line, "[|ether] length {}", frame.orig_len);
@@ -179,7 +236,10 @@ fn ip_label(addr: IpAddr) -> &'static str {
 }
 
 fn mac(m: [u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 fn ethertype_name(t: u16) -> &'static str {
@@ -195,14 +255,16 @@ fn ethertype_name(t: u16) -> &'static str {
 
 /// `NTPv4, Client, length 48`, then the `-v` detail lines.
 fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
-    let ntp = match Ntp::decode(payload) {
-        Ok(ntp) => ntp,
-        Err(_) => {
-            let _ = write!(line, "NTP, length {length} [|ntp]");
-            return;
-        }
+    let Ok(ntp) = Ntp::decode(payload) else {
+        let _ = write!(line, "NTP, length {length} [|ntp]");
+        return;
     };
-    let _ = write!(line, "NTPv{}, {}, length {length}", ntp.version, ntp.mode.tcpdump_name());
+    let _ = write!(
+        line,
+        "NTPv{}, {}, length {length}",
+        ntp.version,
+        ntp.mode.tcpdump_name()
+    );
     if let Some(NtpError::Truncated { .. }) = ntp.error {
         line.push_str(" [|ntp]");
     }
@@ -213,7 +275,12 @@ fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
 
 fn ts_text(ts: ntp::NtpTimestamp) -> String {
     match ts.to_utc() {
-        Some(t) => format!("{}.{:09} ({})", ts.seconds(), ts.nanos(), t.format("%Y-%m-%dT%H:%M:%SZ")),
+        Some(t) => format!(
+            "{}.{:09} ({})",
+            ts.seconds(),
+            ts.nanos(),
+            t.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
         None => format!("{}.{:09}", ts.seconds(), ts.nanos()),
     }
 }
@@ -232,7 +299,11 @@ fn stratum_name(stratum: u8) -> &'static str {
 #[must_use]
 pub fn refid_text(stratum: u8, refid: [u8; 4], version: u8) -> String {
     let ascii = || {
-        let s: String = refid.iter().take_while(|b| **b != 0).map(|b| char::from(*b)).collect();
+        let s: String = refid
+            .iter()
+            .take_while(|b| **b != 0)
+            .map(|b| char::from(*b))
+            .collect();
         s
     };
     match stratum {
@@ -272,7 +343,11 @@ fn ntp_detail(line: &mut String, ntp: &Ntp) {
                 refid_text(h.stratum, h.refid, ntp.version)
             );
             if let Some(code) = ntp.kiss_code().filter(|_| ntp.mode != ntp::Mode::Client) {
-                let _ = write!(line, "\n\tKiss-o'-death: {}", String::from_utf8_lossy(&code));
+                let _ = write!(
+                    line,
+                    "\n\tKiss-o'-death: {}",
+                    String::from_utf8_lossy(&code)
+                );
             }
             let _ = write!(line, "\n\t  Reference Timestamp:  {}", ts_text(h.reference));
             let _ = write!(line, "\n\t  Origin Timestamp:     {}", ts_text(h.origin));
@@ -290,7 +365,11 @@ fn ntp_detail(line: &mut String, ntp: &Ntp) {
             if let Some(mac) = &h.mac {
                 let _ = write!(line, "\n\tKey id: {}", mac.key_id);
                 if !mac.digest.is_empty() {
-                    let _ = write!(line, "\n\tAuthentication: {}", ntp::packet::to_hex(&mac.digest));
+                    let _ = write!(
+                        line,
+                        "\n\tAuthentication: {}",
+                        ntp::packet::to_hex(&mac.digest)
+                    );
                 }
             }
         }
@@ -302,7 +381,9 @@ fn ntp_detail(line: &mut String, ntp: &Ntp) {
                 if c.error { "Error" } else { "OK" },
                 if c.more { "More" } else { "Last" },
                 c.opcode,
-                ntp::packet::control_opcode_name(c.opcode).map(|n| format!(" ({n})")).unwrap_or_default(),
+                ntp::packet::control_opcode_name(c.opcode)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
                 c.sequence,
                 c.status,
                 c.association_id,
@@ -316,7 +397,11 @@ fn ntp_detail(line: &mut String, ntp: &Ntp) {
                 "\n\t{}, {}, {}, Sequence={}, Implementation={}, Request={} ({}), Error={}, Items={}, Size={}",
                 if p.response { "Response" } else { "Request" },
                 if p.more { "More" } else { "Last" },
-                if p.auth { "Authenticated" } else { "Unauthenticated" },
+                if p.auth {
+                    "Authenticated"
+                } else {
+                    "Unauthenticated"
+                },
                 p.sequence,
                 p.implementation,
                 p.request_code,
@@ -349,7 +434,13 @@ fn hex_dump(line: &mut String, data: &[u8]) {
             }
         }
         line.push(' ');
-        line.extend(chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '.' }));
+        line.extend(chunk.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '.'
+            }
+        }));
     }
 }
 
