@@ -12,7 +12,11 @@ use std::{
 fn corpus() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("NTPTAP_CORPUS") {
         let dir = PathBuf::from(dir);
-        assert!(dir.join("tcpdump").is_dir(), "NTPTAP_CORPUS={} has no tcpdump/ folder", dir.display());
+        assert!(
+            dir.join("tcpdump").is_dir(),
+            "NTPTAP_CORPUS={} has no tcpdump/ folder",
+            dir.display()
+        );
         return Some(dir);
     }
     eprintln!("notice: NTPTAP_CORPUS is not set; skipping the corpus tests");
@@ -53,13 +57,19 @@ fn testlist(dir: &Path) -> Vec<(String, String, String)> {
 fn one_line_output_equals_tcpdumps() {
     let Some(corpus) = corpus() else { return };
     let dir = corpus.join("tcpdump");
-    let rows: Vec<_> = testlist(&dir).into_iter().filter(|(_, _, args)| args.is_empty()).collect();
+    let rows: Vec<_> = testlist(&dir)
+        .into_iter()
+        .filter(|(_, _, args)| args.is_empty())
+        .collect();
     assert!(rows.len() >= 5, "TESTLIST rows: {rows:?}");
     for (pcap, expected, _) in rows {
         let (stdout, stderr, ok) = ntptap(&["-#", "-n", "-tttt"], &dir.join(&pcap));
         assert!(ok, "{pcap}: {stderr}");
         let expected = std::fs::read_to_string(dir.join(&expected)).unwrap();
-        assert_eq!(stdout, expected, "{pcap}: one-line output differs from tcpdump's");
+        assert_eq!(
+            stdout, expected,
+            "{pcap}: one-line output differs from tcpdump's"
+        );
     }
 }
 
@@ -89,8 +99,16 @@ fn zeek_and_nts_captures_decode() {
         let (stdout, stderr, ok) = ntptap(&["-v"], &file);
         assert!(ok, "{}: {stderr}", file.display());
         let ntp_lines = stdout.lines().filter(|l| l.contains(": NTPv")).count();
-        assert!(ntp_lines > 0, "{}: no NTP decoded:\n{stdout}", file.display());
-        assert!(!stdout.contains("[|ntp]") || file.to_string_lossy().contains("misordered"), "{}: truncated decode:\n{stdout}", file.display());
+        assert!(
+            ntp_lines > 0,
+            "{}: no NTP decoded:\n{stdout}",
+            file.display()
+        );
+        assert!(
+            !stdout.contains("[|ntp]") || file.to_string_lossy().contains("misordered"),
+            "{}: truncated decode:\n{stdout}",
+            file.display()
+        );
     }
 }
 
@@ -100,7 +118,11 @@ fn nts_extension_fields_are_named() {
     let Some(corpus) = corpus() else { return };
     let (stdout, stderr, ok) = ntptap(&["-v"], &corpus.join("nts/go_embeded.pcapng"));
     assert!(ok, "{stderr}");
-    for name in ["Unique Identifier", "NTS Cookie", "NTS Authenticator and Encrypted Extension Fields"] {
+    for name in [
+        "Unique Identifier",
+        "NTS Cookie",
+        "NTS Authenticator and Encrypted Extension Fields",
+    ] {
         assert!(stdout.contains(name), "{name} missing:\n{stdout}");
     }
 }
