@@ -38,6 +38,10 @@ fn ntptap(args: &[&str], file: &Path) -> (String, String, bool) {
     )
 }
 
+fn has_extension(name: &str, ext: &str) -> bool {
+    Path::new(name).extension().is_some_and(|e| e == ext)
+}
+
 /// The (pcap, expected output, options) rows of tcpdump's TESTLIST for NTP.
 fn testlist(dir: &Path) -> Vec<(String, String, String)> {
     let list = std::fs::read_to_string(dir.join("TESTLIST.ntp-lines")).expect("TESTLIST.ntp-lines");
@@ -45,7 +49,7 @@ fn testlist(dir: &Path) -> Vec<(String, String, String)> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[1].ends_with(".pcap") && f[2].ends_with(".out"))
+            (f.len() >= 3 && has_extension(f[1], "pcap") && has_extension(f[2], "out"))
                 .then(|| (f[1].to_owned(), f[2].to_owned(), f[3..].join(" ")))
         })
         .collect()
