@@ -108,6 +108,11 @@ pub struct Cli {
     #[arg(short = 't', action = ArgAction::Count)]
     pub time_format: u8,
 
+    /// Print the decoded frames even while writing them to a file with -w (tcpdump's
+    /// --print).
+    #[arg(long = "print", requires = "write")]
+    pub print: bool,
+
     /// Flush the output after every frame (tcpdump's -U), for `-w -` into a live reader.
     #[arg(short = 'U', long = "packet-buffered", action = ArgAction::SetTrue)]
     pub packet_buffered: bool,

@@ -17,7 +17,7 @@ use ntptap::{
     input,
     net::{Transport, dissect},
     output::{
-        PortSet, Sink,
+        PortSet, Sink, Tee,
         pcap::PcapSink,
         text::{TextOptions, TextSink, TimeFormat},
     },
@@ -178,6 +178,13 @@ fn open_sink<'a>(
         Box::new(BufWriter::with_capacity(1 << 20, out))
     };
     let sink = PcapSink::new(out, config.snaplen).context("cannot write the pcap header")?;
+    if cli.print {
+        if path == Path::new("-") {
+            bail!("--print and -w - would both write to standard output: write the file elsewhere");
+        }
+        let options = text_options(cli, config.interfaces.len() > 1);
+        return Ok((Box::new(Tee(sink, text_sink(options, ports))), created));
+    }
     Ok((Box::new(sink), created))
 }
 

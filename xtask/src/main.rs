@@ -3,6 +3,7 @@
 //! Not the normal build path (that is `cargo build`, which builds the kernel programs through
 //! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
 
+mod demo;
 mod setup;
 
 use std::{
@@ -27,6 +28,16 @@ enum Task {
     /// bpf-linker 0.10.1, Debian packages (tcpdump, tshark, ...), and chrony/ntpsec unpacked
     /// under target/tools (never installed as services).
     Setup,
+    /// Show ntptap on real NTP traffic in a private lab it creates and removes: chronyd and
+    /// ntpdig in two network namespaces, ntptap printing the exchange and writing a capture.
+    Demo {
+        /// Capture file to write (in the current directory by default).
+        #[arg(long, default_value = "ntp-demo.pcap")]
+        output: PathBuf,
+        /// Use this ntptap binary instead of building one in release mode (the demo's test).
+        #[arg(long)]
+        ntptap: Option<PathBuf>,
+    },
     /// Set up, build in release mode, and run ntptap with ARGS.
     Run {
         /// Arguments for ntptap.
@@ -55,10 +66,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let invoked_from = env::current_dir().context("cannot read the current directory")?;
     let root = workspace_root();
     env::set_current_dir(&root).context("cannot enter the workspace root")?;
     match args.task {
         Task::Setup => setup::all(&root),
+        Task::Demo { output, ntptap } => {
+            demo::run(&root, &invoked_from, demo::Demo { output, ntptap })
+        }
         Task::Run { args } => {
             setup::all(&root)?;
             cargo(&["build", "--release", "--package", "ntptap"])?;

@@ -23,6 +23,20 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
 }
 
+/// Two sinks fed the same frames (`-w FILE --print`).
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: Sink, B: Sink> Sink for Tee<A, B> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+        self.0.frame(frame)?;
+        self.1.frame(frame)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
 /// The set of UDP ports whose payload is NTP (the `--port` set).
 #[derive(Clone, Debug)]
 pub struct PortSet(Vec<u16>);
