@@ -30,6 +30,10 @@ pub const DIRECTIONS: u32 = 2;
 
 /// Record flag: the frame is longer than what was copied (`cap_len < orig_len`).
 pub const RECORD_TRUNCATED: u8 = 1;
+/// Record flag: the kernel had moved the frame's outer VLAN tag into skb metadata (it does so
+/// before TC ingress, and VLAN devices leave it there on egress); the tag is in `vlan_tci` and
+/// `vlan_proto`, and `orig_len` does not count its 4 bytes. Readers put it back, as libpcap does.
+pub const RECORD_VLAN: u8 = 2;
 
 /// Header of every record in the ring buffer, followed by `cap_len` bytes of frame data.
 #[repr(C)]
@@ -47,8 +51,11 @@ pub struct RecordHeader {
     pub direction: u8,
     /// `RECORD_*` flags.
     pub flags: u8,
-    /// Explicit padding to an 8-byte multiple; always zero.
-    pub pad: u32,
+    /// With [`RECORD_VLAN`]: the tag control information the kernel took out of the frame
+    /// into skb metadata (TC hooks only), to be put back after the MAC addresses.
+    pub vlan_tci: u16,
+    /// With [`RECORD_VLAN`]: the tag's protocol (0x8100 or 0x88a8), host byte order.
+    pub vlan_proto: u16,
 }
 const _: () = assert!(size_of::<RecordHeader>() == 24);
 

@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use ntptap_common::{
     COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, MAX_DATA,
-    PORT_ENTRIES, RECORD_TRUNCATED, Record, RecordHeader, SMALL_DATA, counter_index,
+    PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SMALL_DATA, counter_index,
 };
 use parse::{Verdict, classify};
 
@@ -94,6 +94,8 @@ trait Frame {
     fn len(&self) -> u64;
     /// Copy the first `len` bytes of the frame to `dst`; `len` is in `1..=N` for a `[u8; N]`.
     fn copy(&self, dst: *mut u8, len: u32) -> i64;
+    /// A VLAN tag the kernel keeps outside the frame's bytes: (protocol, TCI).
+    fn offloaded_vlan(&self) -> Option<(u16, u16)>;
 }
 
 struct XdpFrame<'a>(&'a XdpContext);
@@ -112,6 +114,11 @@ impl Frame for XdpFrame<'_> {
         // SAFETY: `dst` points into a ring record with room for `len` bytes; the helper checks
         // the packet bounds itself.
         unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
+    }
+    #[inline(always)]
+    fn offloaded_vlan(&self) -> Option<(u16, u16)> {
+        // XDP sees the frame as it came off the wire, tags included.
+        None
     }
 }
 
@@ -155,6 +162,15 @@ impl Frame for TcFrame<'_> {
     fn copy(&self, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: as for XDP: `dst` has room for `len` bytes, the helper checks the skb bounds.
         unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.cast(), len) }
+    }
+    #[inline(always)]
+    fn offloaded_vlan(&self) -> Option<(u16, u16)> {
+        let skb = self.0.skb.skb;
+        // SAFETY: reading fields of the context the kernel gave us.
+        let (present, proto, tci) =
+            unsafe { ((*skb).vlan_present, (*skb).vlan_proto, (*skb).vlan_tci) };
+        // vlan_proto holds the protocol in network byte order.
+        (present != 0).then(|| (u16::from_be(proto as u16), tci as u16))
     }
 }
 
@@ -216,6 +232,12 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         count(direction, Counter::CopyFailed);
         return;
     }
+    let vlan = frame.offloaded_vlan();
+    let mut flags = if cap < len { RECORD_TRUNCATED } else { 0 };
+    if vlan.is_some() {
+        flags |= RECORD_VLAN;
+    }
+    let (vlan_proto, vlan_tci) = vlan.unwrap_or((0, 0));
     let header = RecordHeader {
         // SAFETY: the helper takes no arguments and has no preconditions.
         ts_mono_ns: unsafe { bpf_ktime_get_ns() },
@@ -223,8 +245,9 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         orig_len: len as u32,
         cap_len: 0,
         direction,
-        flags: if cap < len { RECORD_TRUNCATED } else { 0 },
-        pad: 0,
+        flags,
+        vlan_tci,
+        vlan_proto,
     };
     if cap <= SMALL_DATA as u64 {
         emit::<SMALL_DATA, F>(frame, header, cap);

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, io, mem::size_of};
 
 use aya::maps::{MapData, RingBuf};
-use ntptap_common::RecordHeader;
+use ntptap_common::{RECORD_VLAN, RecordHeader};
 
 use super::{StopReason, clock::WallClock};
 use crate::{
@@ -19,6 +19,8 @@ pub(super) struct Drain<'a> {
     pub(super) clock: WallClock,
     pub(super) captured: u64,
     pub(super) bad_records: u64,
+    /// Room to rebuild a frame whose VLAN tag the kernel kept aside.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Drain<'a> {
@@ -29,6 +31,7 @@ impl<'a> Drain<'a> {
             clock: WallClock::new(),
             captured: 0,
             bad_records: 0,
+            scratch: Vec::with_capacity(ntptap_common::MAX_DATA + 4),
         }
     }
 
@@ -51,13 +54,21 @@ impl<'a> Drain<'a> {
                 continue;
             };
             self.captured += 1;
+            let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
+                (
+                    reinsert_vlan(&mut self.scratch, data, &header),
+                    header.orig_len + 4,
+                )
+            } else {
+                (data, header.orig_len)
+            };
             let frame = Frame {
                 number: self.captured,
                 ts: self.clock.wall(header.ts_mono_ns),
                 mono_ns: Some(header.ts_mono_ns),
                 iface: self.names.get(&header.ifindex).map(String::as_str),
                 direction: Some(Direction::from_record(header.direction)),
-                orig_len: header.orig_len,
+                orig_len,
                 link: LinkType::Ethernet,
                 data,
             };
@@ -73,5 +84,38 @@ impl<'a> Drain<'a> {
             }
         }
         Ok(None)
+    }
+}
+
+/// The frame as it was on the wire: `data` with the VLAN tag from `header` put back after the
+/// two MAC addresses (what libpcap does for tags the kernel moved into metadata).
+fn reinsert_vlan<'a>(scratch: &'a mut Vec<u8>, data: &[u8], header: &RecordHeader) -> &'a [u8] {
+    let macs = data.len().min(12);
+    scratch.clear();
+    scratch.extend_from_slice(&data[..macs]);
+    scratch.extend_from_slice(&header.vlan_proto.to_be_bytes());
+    scratch.extend_from_slice(&header.vlan_tci.to_be_bytes());
+    scratch.extend_from_slice(&data[macs..]);
+    scratch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_tag_goes_back_after_the_macs() {
+        let frame: Vec<u8> = (0u8..20).collect();
+        let header = RecordHeader {
+            vlan_proto: 0x8100,
+            vlan_tci: 0x200a,
+            flags: RECORD_VLAN,
+            ..RecordHeader::default()
+        };
+        let mut scratch = Vec::new();
+        let out = reinsert_vlan(&mut scratch, &frame, &header);
+        assert_eq!(&out[..12], &frame[..12]);
+        assert_eq!(&out[12..16], &[0x81, 0x00, 0x20, 0x0a]);
+        assert_eq!(&out[16..], &frame[12..]);
     }
 }
