@@ -201,8 +201,7 @@ fn vlan_frames_are_captured_as_sent(hook: &str) {
     );
     ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let script = format!(
-        "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('va', 0))\nfor f in {:?}:\n    s.send(bytes.fromhex(f))\n",
-        frames
+        "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('va', 0))\nfor f in {frames:?}:\n    s.send(bytes.fromhex(f))\n"
     );
     run(lab.a.command("/usr/bin/python3").args(["-c", &script]));
     std::thread::sleep(Duration::from_millis(200));
