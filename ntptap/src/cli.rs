@@ -91,6 +91,11 @@ pub struct Cli {
     #[arg(short = 'v', action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// Print one JSON object per frame (NDJSON) instead of text; the fields are listed in
+    /// README.md.
+    #[arg(long = "json", conflicts_with_all = ["hex", "link_header"])]
+    pub json: bool,
+
     /// Print each frame in hex and ASCII too.
     #[arg(short = 'X', action = ArgAction::SetTrue)]
     pub hex: bool,

@@ -18,6 +18,7 @@ use ntptap::{
     net::{Transport, dissect},
     output::{
         PortSet, Sink, Tee,
+        json::JsonSink,
         pcap::PcapSink,
         text::{TextOptions, TextSink, TimeFormat},
     },
@@ -154,7 +155,7 @@ fn open_sink<'a>(
             cli,
             config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"),
         );
-        return Ok((text_sink(options, ports), None));
+        return Ok((text_sink(options, ports, cli.json), None));
     };
     let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
         if io::stdout().is_terminal() {
@@ -183,7 +184,10 @@ fn open_sink<'a>(
             bail!("--print and -w - would both write to standard output: write the file elsewhere");
         }
         let options = text_options(cli, config.interfaces.len() > 1);
-        return Ok((Box::new(Tee(sink, text_sink(options, ports))), created));
+        return Ok((
+            Box::new(Tee(sink, text_sink(options, ports, cli.json))),
+            created,
+        ));
     }
     Ok((Box::new(sink), created))
 }
@@ -213,8 +217,14 @@ fn text_options(cli: &Cli, show_iface: bool) -> TextOptions {
     }
 }
 
-fn text_sink(options: TextOptions, ports: PortSet) -> BoxSink {
+fn text_sink(options: TextOptions, ports: PortSet, json: bool) -> BoxSink {
     let stdout = io::stdout();
+    if json {
+        return Box::new(JsonSink::new(
+            BufWriter::with_capacity(1 << 16, stdout),
+            ports,
+        ));
+    }
     if stdout.is_terminal() {
         Box::new(TextSink::new(stdout, options, ports))
     } else {
@@ -235,7 +245,7 @@ fn read_file(cli: &Cli, path: &Path, ports: &PortSet) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {} for reading", path.display()))?,
         )
     };
-    let mut sink = text_sink(text_options(cli, false), ports.clone());
+    let mut sink = text_sink(text_options(cli, false), ports.clone(), cli.json);
     let all = cli.all;
     let keep = |frame: &Frame<'_>| {
         all || matches!(dissect(frame.link, frame.data).transport,

@@ -145,3 +145,282 @@ fn not_a_capture_file_is_a_clear_error() {
     let (_, stderr, ok) = ntptap(&[], &truncated);
     assert!(!ok && stderr.contains("not a valid pcap file"), "{stderr}");
 }
+
+/// `ntptap -r FILE --json`, one value per frame.
+fn json_frames(file: &Path) -> Vec<serde_json::Value> {
+    let (stdout, stderr, ok) = ntptap(&["--json"], file);
+    assert!(ok, "{}: {stderr}", file.display());
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect()
+}
+
+/// The rows of a Zeek log, as field name -> value maps.
+fn zeek_log(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fields: Vec<String> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#fields\t"))
+        .expect("#fields line")
+        .split('\t')
+        .map(str::to_owned)
+        .collect();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            fields
+                .iter()
+                .cloned()
+                .zip(l.split('\t').map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// Zeek's rendering of an NTP timestamp: Unix seconds, era 0, as `%.6f`.
+fn zeek_time(ts: &serde_json::Value) -> f64 {
+    let raw = ts["raw"].as_u64().unwrap();
+    if raw == 0 {
+        return 0.0;
+    }
+    (raw >> 32) as f64 + (raw & 0xffff_ffff) as f64 / 4_294_967_296.0 - 2_208_988_800.0
+}
+
+/// Zeek writes non-printable bytes of a string as `\xNN`.
+fn zeek_bytes(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 3 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1.5e-6 * a.abs().max(1.0)
+}
+
+fn num(row: &std::collections::HashMap<String, String>, key: &str) -> f64 {
+    row[key]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key}={} is not a number", row[key]))
+}
+
+/// Same endpoints, whichever way the packet went (Zeek's id is the connection's originator).
+fn same_endpoints(
+    frame: &serde_json::Value,
+    row: &std::collections::HashMap<String, String>,
+) -> bool {
+    let ends = |h: &str, p: &str| (row[h].clone(), row[p].parse::<u64>().unwrap());
+    let src = (
+        frame["src"].as_str().unwrap_or_default().to_owned(),
+        frame["sport"].as_u64().unwrap_or_default(),
+    );
+    let dst = (
+        frame["dst"].as_str().unwrap_or_default().to_owned(),
+        frame["dport"].as_u64().unwrap_or_default(),
+    );
+    let (o, r) = (
+        ends("id.orig_h", "id.orig_p"),
+        ends("id.resp_h", "id.resp_p"),
+    );
+    (src == o && dst == r) || (src == r && dst == o)
+}
+
+/// Every header field of every packet equals Zeek's decode in its ntp.log, ntp_control.log and
+/// ntp_private.log baselines.
+#[test]
+fn header_fields_equal_zeeks() {
+    let Some(corpus) = corpus() else { return };
+    let zeek = corpus.join("zeek");
+    let base = zeek.join("baseline");
+    let cases = [
+        ("ntp_ntp.pcap", "scripts.base.protocols.ntp.ntp"),
+        ("ntp_ntp2.pcap", "scripts.base.protocols.ntp.ntp2"),
+        ("ntp_NTP_sync.pcap", "scripts.base.protocols.ntp.ntp3"),
+        (
+            "ntp_NTP-digest.pcap",
+            "scripts.base.protocols.ntp.ntp-digest",
+        ),
+        (
+            "ntp_misordered-ntp.pcap",
+            "scripts.base.protocols.ntp.misordered-ntp",
+        ),
+        ("ntp_ntpmode67.pcap", "scripts.base.protocols.ntp.ntpmode67"),
+    ];
+    let mut compared = 0;
+    for (pcap, prefix) in cases {
+        let frames = json_frames(&zeek.join(pcap));
+        for (log, modes) in [
+            ("ntp.log", 0..=5),
+            ("ntp_control.log", 6..=6),
+            ("ntp_private.log", 7..=7),
+        ] {
+            let path = base.join(format!("{prefix}__{log}"));
+            if !path.exists() {
+                continue;
+            }
+            let ours: Vec<&serde_json::Value> = frames
+                .iter()
+                .filter(|f| {
+                    f["ntp"]["mode"]
+                        .as_u64()
+                        .is_some_and(|m| modes.contains(&m))
+                })
+                .collect();
+            let rows = zeek_log(&path);
+            assert_eq!(ours.len(), rows.len(), "{pcap} vs {log}: packet counts");
+            for (i, (f, row)) in ours.iter().zip(&rows).enumerate() {
+                let what = format!("{pcap} {log} row {}", i + 1);
+                let n = &f["ntp"];
+                assert!(same_endpoints(f, row), "{what}: endpoints {f}");
+                assert_eq!(
+                    n["version"].as_u64().unwrap().to_string(),
+                    row["version"],
+                    "{what}: version"
+                );
+                assert_eq!(
+                    n["mode"].as_u64().unwrap().to_string(),
+                    row["mode"],
+                    "{what}: mode"
+                );
+                match log {
+                    "ntp.log" => compare_time_row(&what, n, row),
+                    "ntp_control.log" => {
+                        let c = &n["control"];
+                        assert_eq!(
+                            c["opcode"].as_u64().unwrap().to_string(),
+                            row["op_code"],
+                            "{what}: opcode"
+                        );
+                        assert_eq!(
+                            c["sequence"].as_u64().unwrap().to_string(),
+                            row["sequence"],
+                            "{what}: sequence"
+                        );
+                        assert_eq!(
+                            c["status"].as_u64().unwrap().to_string(),
+                            row["status"],
+                            "{what}: status"
+                        );
+                        assert_eq!(
+                            c["association_id"].as_u64().unwrap().to_string(),
+                            row["association_id"],
+                            "{what}: association"
+                        );
+                        for (ours, theirs) in [
+                            ("response", "resp_bit"),
+                            ("error", "err_bit"),
+                            ("more", "more_bit"),
+                        ] {
+                            let flag = if c[ours].as_bool().unwrap() { "T" } else { "F" };
+                            assert_eq!(flag, row[theirs], "{what}: {ours}");
+                        }
+                    }
+                    _ => {
+                        let p = &n["private"];
+                        assert_eq!(
+                            p["request_code"].as_u64().unwrap().to_string(),
+                            row["req_code"],
+                            "{what}: request code"
+                        );
+                        assert_eq!(
+                            p["sequence"].as_u64().unwrap().to_string(),
+                            row["sequence"],
+                            "{what}: sequence"
+                        );
+                        assert_eq!(
+                            p["implementation"].as_u64().unwrap().to_string(),
+                            row["implementation"],
+                            "{what}: implementation"
+                        );
+                        let auth = if p["auth"].as_bool().unwrap() {
+                            "T"
+                        } else {
+                            "F"
+                        };
+                        assert_eq!(auth, row["auth_bit"], "{what}: auth bit");
+                        assert_eq!(
+                            p["error_code"].as_u64().unwrap().to_string(),
+                            row["err"],
+                            "{what}: error code"
+                        );
+                    }
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 147, "packets compared against Zeek");
+}
+
+fn compare_time_row(
+    what: &str,
+    n: &serde_json::Value,
+    row: &std::collections::HashMap<String, String>,
+) {
+    assert_eq!(
+        n["stratum"].as_u64().unwrap().to_string(),
+        row["stratum"],
+        "{what}: stratum"
+    );
+    for (ours, theirs) in [
+        ("poll_s", "poll"),
+        ("precision_s", "precision"),
+        ("root_delay", "root_delay"),
+        ("root_dispersion", "root_disp"),
+    ] {
+        let (a, b) = (n[ours].as_f64().unwrap(), num(row, theirs));
+        // Zeek prints intervals with 6 decimals.
+        assert!(
+            (a - b).abs() <= 5e-7 + 1e-9 * b.abs(),
+            "{what}: {ours} {a} vs {theirs} {b}"
+        );
+    }
+    for (ours, theirs) in [
+        ("reference_ts", "ref_time"),
+        ("origin_ts", "org_time"),
+        ("receive_ts", "rec_time"),
+        ("transmit_ts", "xmt_time"),
+    ] {
+        let (a, b) = (zeek_time(&n[ours]), num(row, theirs));
+        assert!(close(a, b), "{what}: {ours} {a} vs {theirs} {b}");
+    }
+    let refid = hex_bytes(n["refid_hex"].as_str().unwrap());
+    let stratum: u8 = row["stratum"].parse().unwrap();
+    let theirs = if stratum >= 2 {
+        row["ref_id"]
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| a.octets().to_vec())
+            .unwrap_or_default()
+    } else {
+        zeek_bytes(&row["ref_id"])
+    };
+    // Zeek shows an ASCII identifier up to its first NUL.
+    let ours = if stratum >= 2 || theirs.len() == 4 {
+        refid
+    } else {
+        refid.into_iter().take_while(|b| *b != 0).collect()
+    };
+    assert_eq!(ours, theirs, "{what}: reference ID ({})", row["ref_id"]);
+    assert_eq!(
+        n["extensions"].as_array().unwrap().len().to_string(),
+        row["num_exts"],
+        "{what}: extension fields"
+    );
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}

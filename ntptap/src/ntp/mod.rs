@@ -11,5 +11,5 @@ pub mod packet;
 pub mod time;
 
 pub use names::{Leap, Mode};
-pub use packet::{Body, Ntp, NtpError, NtpPacket};
+pub use packet::{Body, Ntp, NtpError, NtpPacket, RefId};
 pub use time::{NtpShort, NtpTimestamp};

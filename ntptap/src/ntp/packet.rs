@@ -187,6 +187,55 @@ pub struct TimeHeader {
     pub mac: Option<Mac>,
 }
 
+/// The reference ID, read according to the stratum (RFC 5905 §7.3 and §7.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum RefId {
+    /// Stratum 0 with four zero bytes.
+    Unspecified,
+    /// Stratum 0: a kiss code (ASCII), e.g. `RATE`.
+    KissCode(String),
+    /// Stratum 1: the reference clock's ASCII identifier, e.g. `GPS`.
+    Clock(String),
+    /// Stratum 2 and up: the IPv4 address of the reference, or the first four bytes of the MD5
+    /// hash of its IPv6 address; the packet cannot tell which.
+    Address(std::net::Ipv4Addr),
+}
+
+impl RefId {
+    /// Read `refid` for `stratum`.
+    #[must_use]
+    pub fn new(stratum: u8, refid: [u8; 4]) -> Self {
+        let ascii = || {
+            refid
+                .iter()
+                .take_while(|b| **b != 0)
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        char::from(b)
+                    } else {
+                        '.'
+                    }
+                })
+                .collect::<String>()
+        };
+        match stratum {
+            0 if refid == [0; 4] => RefId::Unspecified,
+            0 => RefId::KissCode(ascii()),
+            1 => RefId::Clock(ascii()),
+            _ => RefId::Address(std::net::Ipv4Addr::from(refid)),
+        }
+    }
+}
+
+impl TimeHeader {
+    /// The reference ID, read according to the stratum.
+    #[must_use]
+    pub fn refid(&self) -> RefId {
+        RefId::new(self.stratum, self.refid)
+    }
+}
+
 #[expect(
     clippy::trivially_copy_pass_by_ref,
     reason = "serde's serialize_with signature"
@@ -222,6 +271,35 @@ impl Extension {
     pub fn name(&self) -> Option<&'static str> {
         extension_name(self.field_type)
     }
+
+    /// For an NTS Authenticator and Encrypted Extension Fields field (RFC 8915 §5.6): the
+    /// nonce and ciphertext lengths, if the value holds them.
+    #[must_use]
+    pub fn nts_authenticator(&self) -> Option<NtsAuthenticator> {
+        if self.field_type != 0x0404 {
+            return None;
+        }
+        let v = &self.value;
+        let nonce_length = u16::from_be_bytes([*v.first()?, *v.get(1)?]);
+        let ciphertext_length = u16::from_be_bytes([*v.get(2)?, *v.get(3)?]);
+        let fits = 4 + usize::from(nonce_length) + usize::from(ciphertext_length) <= v.len();
+        Some(NtsAuthenticator {
+            nonce_length,
+            ciphertext_length,
+            fits,
+        })
+    }
+}
+
+/// The lengths in an NTS Authenticator and Encrypted Extension Fields field (RFC 8915 §5.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NtsAuthenticator {
+    /// Nonce length, bytes.
+    pub nonce_length: u16,
+    /// Ciphertext length, bytes.
+    pub ciphertext_length: u16,
+    /// Whether nonce and ciphertext fit in the field as captured.
+    pub fits: bool,
 }
 
 /// IANA "NTP Extension Field Types" names.
@@ -396,6 +474,88 @@ pub fn private_request_name(code: u8) -> Option<&'static str> {
         "IF_RELOAD",
     ];
     NAMES.get(usize::from(code)).copied()
+}
+
+/// A mode 6 status word, decoded by what the message is about (RFC 9327 §2.1 to §2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StatusWord {
+    /// System status (association 0): leap, clock source, event count and code.
+    System {
+        /// Leap indicator.
+        leap: u8,
+        /// Clock source (RFC 9327 §2.1.1).
+        clock_source: u8,
+        /// System event counter.
+        event_count: u8,
+        /// Last system event code.
+        event_code: u8,
+    },
+    /// Peer status (an association): status bits, selection, event count and code.
+    Peer {
+        /// Peer status bits: configured, authentication enabled, authentic, reachable,
+        /// broadcast (RFC 9327 §2.2.1).
+        status: u8,
+        /// Selection (0 rejected .. 6 system peer, 7 PPS peer).
+        selection: u8,
+        /// Peer event counter.
+        event_count: u8,
+        /// Last peer event code.
+        event_code: u8,
+    },
+    /// Clock status (READCLOCK/WRITECLOCK): event count and code.
+    Clock {
+        /// Clock event counter.
+        event_count: u8,
+        /// Last clock status code.
+        event_code: u8,
+    },
+    /// Error status (E bit set): the error code.
+    Error {
+        /// Error code (RFC 9327 §2.4).
+        code: u8,
+    },
+}
+
+impl Control {
+    /// The status word, read according to the opcode, the association and the E bit. Requests
+    /// carry no status (zero); it is still decoded, as Wireshark does.
+    #[must_use]
+    pub fn status_word(&self) -> StatusWord {
+        let s = self.status;
+        let count = ((s >> 4) & 0xf) as u8;
+        let code = (s & 0xf) as u8;
+        if self.error {
+            return StatusWord::Error {
+                code: (s >> 8) as u8,
+            };
+        }
+        match self.opcode {
+            4 | 5 => StatusWord::Clock {
+                event_count: count,
+                event_code: code,
+            },
+            _ if self.association_id == 0 => StatusWord::System {
+                leap: (s >> 14) as u8,
+                clock_source: ((s >> 8) & 0x3f) as u8,
+                event_count: count,
+                event_code: code,
+            },
+            _ => StatusWord::Peer {
+                status: (s >> 11) as u8,
+                selection: ((s >> 8) & 7) as u8,
+                event_count: count,
+                event_code: code,
+            },
+        }
+    }
+
+    /// The data as text (`name=value, ...` for variable lists), without trailing padding.
+    #[must_use]
+    pub fn data_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.data);
+        text.trim_end_matches(['\0', '\r', '\n']).to_owned()
+    }
 }
 
 /// Names of mode 6 opcodes (RFC 9327 §2, and ntpd's additions).

@@ -1,4 +1,5 @@
 //! Sinks: where frames go once captured or read.
+pub mod json;
 pub mod pcap;
 pub mod text;
 

@@ -13,7 +13,7 @@ use super::{PortSet, Sink};
 use crate::{
     frame::Frame,
     net::{Net, Transport, dissect},
-    ntp::{self, Body, Ntp, NtpError, time::log2_seconds},
+    ntp::{self, Body, Ntp, NtpError, RefId, time::log2_seconds},
 };
 
 /// How timestamps are printed (tcpdump's `-t` count).
@@ -295,29 +295,22 @@ fn stratum_name(stratum: u8) -> &'static str {
     }
 }
 
-/// The reference ID, interpreted by stratum (RFC 5905 §7.3 and §7.4).
+/// The reference ID as text: the kiss code and its meaning, the clock name, or the address.
 #[must_use]
-pub fn refid_text(stratum: u8, refid: [u8; 4], version: u8) -> String {
-    let ascii = || {
-        let s: String = refid
-            .iter()
-            .take_while(|b| **b != 0)
-            .map(|b| char::from(*b))
-            .collect();
-        s
-    };
-    match stratum {
-        0 if refid == [0; 4] => "(unspec)".into(),
-        0 => match ntp::names::kiss_code_meaning(&refid) {
-            Some(meaning) => format!("{} (kiss code: {meaning})", ascii()),
-            None => ascii(),
-        },
-        1 => ascii(),
-        _ if version >= 4 && refid[0] > 224 => format!(
-            "{} (IPv4 address, or the first 4 bytes of an IPv6 address's MD5 hash)",
-            std::net::Ipv4Addr::from(refid)
-        ),
-        _ => std::net::Ipv4Addr::from(refid).to_string(),
+pub fn refid_text(refid: &RefId) -> String {
+    match refid {
+        RefId::Unspecified => "(unspec)".into(),
+        RefId::KissCode(code) => {
+            let meaning = <[u8; 4]>::try_from(code.as_bytes())
+                .ok()
+                .and_then(|c| ntp::names::kiss_code_meaning(&c));
+            match meaning {
+                Some(meaning) => format!("{code} (kiss code: {meaning})"),
+                None => code.clone(),
+            }
+        }
+        RefId::Clock(name) => name.clone(),
+        RefId::Address(addr) => addr.to_string(),
     }
 }
 
@@ -340,7 +333,7 @@ fn ntp_detail(line: &mut String, ntp: &Ntp) {
                 "\n\tRoot Delay: {:.6}, Root dispersion: {:.6}, Reference-ID: {}",
                 h.root_delay.seconds(),
                 h.root_dispersion.seconds(),
-                refid_text(h.stratum, h.refid, ntp.version)
+                refid_text(&h.refid())
             );
             if let Some(code) = ntp.kiss_code().filter(|_| ntp.mode != ntp::Mode::Client) {
                 let _ = write!(

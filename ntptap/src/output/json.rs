@@ -1,0 +1,192 @@
+//! `--json`: one JSON object per frame (NDJSON). The field names are a stable schema,
+//! documented in README.md; numbers are JSON numbers.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat};
+use serde_json::{Value, json};
+
+use super::{PortSet, Sink, text::refid_text};
+use crate::{
+    frame::Frame,
+    net::{Net, Transport, dissect},
+    ntp::{
+        self, Body, Ntp, NtpTimestamp,
+        packet::{Control, Private, TimeHeader, to_hex},
+        time::log2_seconds,
+    },
+};
+
+/// Writes one JSON object per frame.
+pub struct JsonSink<W: Write> {
+    out: W,
+    ports: PortSet,
+}
+
+impl<W: Write> JsonSink<W> {
+    /// A JSON writer to `out`; UDP payloads on `ports` are decoded as NTP.
+    pub fn new(out: W, ports: PortSet) -> Self {
+        Self { out, ports }
+    }
+}
+
+impl<W: Write> Sink for JsonSink<W> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+        let value = frame_json(frame, &self.ports);
+        serde_json::to_writer(&mut self.out, &value)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The JSON object for one frame.
+#[must_use]
+pub fn frame_json(frame: &Frame<'_>, ports: &PortSet) -> Value {
+    let d = dissect(frame.link, frame.data);
+    let ts = DateTime::from_timestamp(frame.ts.as_secs() as i64, frame.ts.subsec_nanos())
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true));
+    let mut obj = json!({
+        "frame": frame.number,
+        "ts": ts,
+        "ts_unix_ns": u64::try_from(frame.ts.as_nanos()).unwrap_or(u64::MAX),
+        "ts_mono_ns": frame.mono_ns,
+        "iface": frame.iface,
+        "direction": frame.direction,
+        "orig_len": frame.orig_len,
+        "caplen": frame.data.len(),
+        "vlan": d.vlans,
+        "src": null, "dst": null, "sport": null, "dport": null, "length": null,
+        "ntp": null,
+    });
+    if let Some(Net::Ip { src, dst, .. }) = d.net {
+        obj["src"] = json!(src.to_string());
+        obj["dst"] = json!(dst.to_string());
+    }
+    if let Some(Transport::Udp {
+        sport,
+        dport,
+        length,
+        payload,
+    }) = d.transport
+    {
+        obj["sport"] = json!(sport);
+        obj["dport"] = json!(dport);
+        obj["length"] = json!(length);
+        if ports.contains(sport) || ports.contains(dport) {
+            obj["ntp"] = match Ntp::decode(payload) {
+                Ok(ntp) => ntp_json(&ntp),
+                Err(err) => json!({ "error": err.to_string() }),
+            };
+        }
+    } else if let Some(Transport::Tcp { sport, dport }) = d.transport {
+        obj["sport"] = json!(sport);
+        obj["dport"] = json!(dport);
+    }
+    obj
+}
+
+fn ts_json(ts: NtpTimestamp) -> Value {
+    json!({
+        "raw": ts.0,
+        "seconds": ts.seconds(),
+        "fraction": ts.fraction(),
+        "utc": ts.to_utc().map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+    })
+}
+
+/// The `ntp` object.
+#[must_use]
+pub fn ntp_json(ntp: &Ntp) -> Value {
+    let mut obj = json!({
+        "bytes": ntp.length,
+        "leap": ntp.leap.to_bits(),
+        "leap_name": ntp.leap,
+        "version": ntp.version,
+        "mode": ntp.mode.to_bits(),
+        "mode_name": ntp.mode,
+        "error": ntp.error.as_ref().map(ToString::to_string),
+    });
+    match &ntp.body {
+        Body::Time(h) => time_json(&mut obj, h, ntp),
+        Body::Control(c) => obj["control"] = control_json(c),
+        Body::Private(p) => obj["private"] = private_json(p),
+        Body::None => {}
+    }
+    obj
+}
+
+fn time_json(obj: &mut Value, h: &TimeHeader, ntp: &Ntp) {
+    obj["stratum"] = json!(h.stratum);
+    obj["poll"] = json!(h.poll);
+    obj["poll_s"] = json!(log2_seconds(h.poll));
+    obj["precision"] = json!(h.precision);
+    obj["precision_s"] = json!(log2_seconds(h.precision));
+    obj["root_delay"] = json!(h.root_delay.seconds());
+    obj["root_dispersion"] = json!(h.root_dispersion.seconds());
+    obj["refid_hex"] = json!(to_hex(&h.refid));
+    obj["refid"] = json!(refid_text(&h.refid()));
+    obj["refid_decoded"] = json!(h.refid());
+    obj["kiss_code"] = json!(
+        ntp.kiss_code()
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+    );
+    obj["reference_ts"] = ts_json(h.reference);
+    obj["origin_ts"] = ts_json(h.origin);
+    obj["receive_ts"] = ts_json(h.receive);
+    obj["transmit_ts"] = ts_json(h.transmit);
+    obj["extensions"] = h
+        .extensions
+        .iter()
+        .map(|e| {
+            let mut ext = json!({ "type": e.field_type, "name": e.name(), "length": e.length });
+            if let Some(auth) = e.nts_authenticator() {
+                ext["nonce_length"] = json!(auth.nonce_length);
+                ext["ciphertext_length"] = json!(auth.ciphertext_length);
+            }
+            ext
+        })
+        .collect();
+    obj["mac"] = match &h.mac {
+        Some(mac) => json!({
+            "key_id": mac.key_id,
+            "digest": to_hex(&mac.digest),
+            "digest_length": mac.digest.len(),
+        }),
+        None => Value::Null,
+    };
+}
+
+fn control_json(c: &Control) -> Value {
+    json!({
+        "response": c.response,
+        "error": c.error,
+        "more": c.more,
+        "opcode": c.opcode,
+        "opcode_name": ntp::packet::control_opcode_name(c.opcode),
+        "sequence": c.sequence,
+        "status": c.status,
+        "status_word": c.status_word(),
+        "association_id": c.association_id,
+        "offset": c.offset,
+        "count": c.count,
+        "data": c.data_text(),
+    })
+}
+
+fn private_json(p: &Private) -> Value {
+    json!({
+        "response": p.response,
+        "more": p.more,
+        "auth": p.auth,
+        "sequence": p.sequence,
+        "implementation": p.implementation,
+        "request_code": p.request_code,
+        "request_name": ntp::packet::private_request_name(p.request_code),
+        "error_code": p.error_code,
+        "item_count": p.item_count,
+        "item_size": p.item_size,
+    })
+}
