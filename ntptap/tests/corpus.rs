@@ -294,72 +294,82 @@ fn header_fields_equal_zeeks() {
                 );
                 match log {
                     "ntp.log" => compare_time_row(&what, n, row),
-                    "ntp_control.log" => {
-                        let c = &n["control"];
-                        assert_eq!(
-                            c["opcode"].as_u64().unwrap().to_string(),
-                            row["op_code"],
-                            "{what}: opcode"
-                        );
-                        assert_eq!(
-                            c["sequence"].as_u64().unwrap().to_string(),
-                            row["sequence"],
-                            "{what}: sequence"
-                        );
-                        assert_eq!(
-                            c["status"].as_u64().unwrap().to_string(),
-                            row["status"],
-                            "{what}: status"
-                        );
-                        assert_eq!(
-                            c["association_id"].as_u64().unwrap().to_string(),
-                            row["association_id"],
-                            "{what}: association"
-                        );
-                        for (ours, theirs) in [
-                            ("response", "resp_bit"),
-                            ("error", "err_bit"),
-                            ("more", "more_bit"),
-                        ] {
-                            let flag = if c[ours].as_bool().unwrap() { "T" } else { "F" };
-                            assert_eq!(flag, row[theirs], "{what}: {ours}");
-                        }
-                    }
-                    _ => {
-                        let p = &n["private"];
-                        assert_eq!(
-                            p["request_code"].as_u64().unwrap().to_string(),
-                            row["req_code"],
-                            "{what}: request code"
-                        );
-                        assert_eq!(
-                            p["sequence"].as_u64().unwrap().to_string(),
-                            row["sequence"],
-                            "{what}: sequence"
-                        );
-                        assert_eq!(
-                            p["implementation"].as_u64().unwrap().to_string(),
-                            row["implementation"],
-                            "{what}: implementation"
-                        );
-                        let auth = if p["auth"].as_bool().unwrap() {
-                            "T"
-                        } else {
-                            "F"
-                        };
-                        assert_eq!(auth, row["auth_bit"], "{what}: auth bit");
-                        assert_eq!(
-                            p["error_code"].as_u64().unwrap().to_string(),
-                            row["err"],
-                            "{what}: error code"
-                        );
-                    }
+                    "ntp_control.log" => compare_control_row(&what, &n["control"], row),
+                    _ => compare_private_row(&what, &n["private"], row),
                 }
                 compared += 1;
             }
         }
     }
     assert_eq!(compared, 147, "packets compared against Zeek");
+}
+
+fn compare_control_row(
+    what: &str,
+    c: &serde_json::Value,
+    row: &std::collections::HashMap<String, String>,
+) {
+    assert_eq!(
+        c["opcode"].as_u64().unwrap().to_string(),
+        row["op_code"],
+        "{what}: opcode"
+    );
+    assert_eq!(
+        c["sequence"].as_u64().unwrap().to_string(),
+        row["sequence"],
+        "{what}: sequence"
+    );
+    assert_eq!(
+        c["status"].as_u64().unwrap().to_string(),
+        row["status"],
+        "{what}: status"
+    );
+    assert_eq!(
+        c["association_id"].as_u64().unwrap().to_string(),
+        row["association_id"],
+        "{what}: association"
+    );
+    for (ours, theirs) in [
+        ("response", "resp_bit"),
+        ("error", "err_bit"),
+        ("more", "more_bit"),
+    ] {
+        let flag = if c[ours].as_bool().unwrap() { "T" } else { "F" };
+        assert_eq!(flag, row[theirs], "{what}: {ours}");
+    }
+}
+
+fn compare_private_row(
+    what: &str,
+    p: &serde_json::Value,
+    row: &std::collections::HashMap<String, String>,
+) {
+    assert_eq!(
+        p["request_code"].as_u64().unwrap().to_string(),
+        row["req_code"],
+        "{what}: request code"
+    );
+    assert_eq!(
+        p["sequence"].as_u64().unwrap().to_string(),
+        row["sequence"],
+        "{what}: sequence"
+    );
+    assert_eq!(
+        p["implementation"].as_u64().unwrap().to_string(),
+        row["implementation"],
+        "{what}: implementation"
+    );
+    let auth = if p["auth"].as_bool().unwrap() {
+        "T"
+    } else {
+        "F"
+    };
+    assert_eq!(auth, row["auth_bit"], "{what}: auth bit");
+    assert_eq!(
+        p["error_code"].as_u64().unwrap().to_string(),
+        row["err"],
+        "{what}: error code"
+    );
 }
 
 fn compare_time_row(
