@@ -22,6 +22,53 @@ pub struct Dissected<'a> {
     pub net: Option<Net>,
     /// The transport layer.
     pub transport: Option<Transport<'a>>,
+    /// The IPv4 header, for verbose output and checksums.
+    pub ipv4: Option<etherparse::Ipv4Header>,
+    /// The IPv6 header, for verbose output and checksums.
+    pub ipv6: Option<etherparse::Ipv6Header>,
+    /// The UDP header, with the whole UDP payload when it was captured whole.
+    pub udp: Option<(etherparse::UdpHeader, Option<&'a [u8]>)>,
+}
+
+/// What a UDP checksum check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpChecksum {
+    /// The checksum is right.
+    Ok,
+    /// It is `stored`, and should be `correct`.
+    Bad {
+        /// The checksum in the header.
+        stored: u16,
+        /// The checksum the datagram should carry.
+        correct: u16,
+    },
+}
+
+impl Dissected<'_> {
+    /// Check the UDP checksum, when there is one to check (not zero over IPv4) and the whole
+    /// datagram was captured.
+    #[must_use]
+    pub fn udp_checksum(&self) -> Option<UdpChecksum> {
+        let (udp, Some(payload)) = self.udp.as_ref()? else {
+            return None;
+        };
+        let correct = if let Some(ip) = &self.ipv4 {
+            if udp.checksum == 0 {
+                return None;
+            }
+            udp.calc_checksum_ipv4(ip, payload).ok()?
+        } else {
+            udp.calc_checksum_ipv6(self.ipv6.as_ref()?, payload).ok()?
+        };
+        Some(if correct == udp.checksum {
+            UdpChecksum::Ok
+        } else {
+            UdpChecksum::Bad {
+                stored: udp.checksum,
+                correct,
+            }
+        })
+    }
 }
 
 /// Network layer.
@@ -101,6 +148,7 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     out.net = match &sliced.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
+            out.ipv4 = Some(h.to_header());
             Some(Net::Ip {
                 src: IpAddr::V4(h.source_addr()),
                 dst: IpAddr::V4(h.destination_addr()),
@@ -111,6 +159,7 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
+            out.ipv6 = Some(h.to_header());
             let payload = ip.payload();
             Some(Net::Ip {
                 src: IpAddr::V6(h.source_addr()),
@@ -126,12 +175,16 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
         None => None,
     };
     out.transport = match &sliced.transport {
-        Some(TransportSlice::Udp(udp)) => Some(Transport::Udp {
-            sport: udp.source_port(),
-            dport: udp.destination_port(),
-            length: usize::from(udp.length()).saturating_sub(8),
-            payload: udp.payload(),
-        }),
+        Some(TransportSlice::Udp(udp)) => {
+            let whole = udp.payload().len() + 8 == usize::from(udp.length());
+            out.udp = Some((udp.to_header(), whole.then(|| udp.payload())));
+            Some(Transport::Udp {
+                sport: udp.source_port(),
+                dport: udp.destination_port(),
+                length: usize::from(udp.length()).saturating_sub(8),
+                payload: udp.payload(),
+            })
+        }
         Some(TransportSlice::Tcp(tcp)) => Some(Transport::Tcp {
             sport: tcp.source_port(),
             dport: tcp.destination_port(),

@@ -123,3 +123,166 @@ pub fn kiss_code_meaning(code: &[u8; 4]) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+fn table(names: &'static [&'static str], i: u8) -> &'static str {
+    names.get(usize::from(i)).copied().unwrap_or("reserved")
+}
+
+/// Clock source in a mode 6 system status word (RFC 9327 §2.1.1).
+#[must_use]
+pub fn clock_source_name(source: u8) -> &'static str {
+    table(
+        &[
+            "unspecified or unknown",
+            "calibrated atomic clock",
+            "VLF or LF radio",
+            "HF radio",
+            "UHF radio",
+            "local net",
+            "UDP/NTP",
+            "UDP/TIME",
+            "eyeball-and-wristwatch",
+            "telephone modem",
+        ],
+        source,
+    )
+}
+
+/// System event code (RFC 9327 §2.1.2).
+#[must_use]
+pub fn system_event_name(code: u8) -> &'static str {
+    table(
+        &[
+            "unspecified",
+            "frequency correction file not available",
+            "frequency set from file or stepped",
+            "spike detected",
+            "frequency training started",
+            "clock synchronized",
+            "system restarted",
+            "panic stop",
+            "no system peer",
+            "leap second armed",
+            "leap second disarmed",
+            "leap second inserted or deleted",
+            "clock stepped",
+            "kernel discipline status changed",
+            "leapseconds table loaded",
+            "leapseconds table outdated",
+        ],
+        code,
+    )
+}
+
+/// The five peer status bits (RFC 9327 §2.2.1), as a list.
+#[must_use]
+pub fn peer_status_text(status: u8) -> String {
+    let names = [
+        "broadcast",
+        "reachable",
+        "authentic",
+        "auth enabled",
+        "configured",
+    ];
+    let set: Vec<&str> = names
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| status & (1 << bit) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.join(", ")
+    }
+}
+
+/// Peer selection (RFC 9327 §2.2.2).
+#[must_use]
+pub fn peer_selection_name(selection: u8) -> &'static str {
+    table(
+        &[
+            "rejected",
+            "discarded by intersection",
+            "discarded by table overflow",
+            "discarded by cluster",
+            "included by combine",
+            "backup",
+            "system peer",
+            "PPS peer",
+        ],
+        selection,
+    )
+}
+
+/// Peer event code (RFC 9327 §2.2.3).
+#[must_use]
+pub fn peer_event_name(code: u8) -> &'static str {
+    table(
+        &[
+            "unspecified",
+            "association mobilized",
+            "association demobilized",
+            "peer unreachable",
+            "peer reachable",
+            "association restarted",
+            "no reply",
+            "rate limit exceeded (KoD RATE)",
+            "access denied (KoD DENY)",
+            "leap second armed by peer",
+            "became system peer",
+            "reference clock event",
+            "authentication failed",
+            "popcorn spike suppressed",
+            "entering interleaved mode",
+            "recovering from interleave error",
+        ],
+        code,
+    )
+}
+
+/// Clock status code (RFC 9327 §2.3).
+#[must_use]
+pub fn clock_status_name(code: u8) -> &'static str {
+    table(
+        &[
+            "nominal",
+            "reply timeout",
+            "bad reply format",
+            "hardware or software fault",
+            "propagation failure",
+            "bad date format or value",
+            "bad time format or value",
+        ],
+        code,
+    )
+}
+
+/// Error code of a mode 6 error response (RFC 9327 §2.4).
+#[must_use]
+pub fn control_error_name(code: u8) -> &'static str {
+    table(
+        &[
+            "unspecified",
+            "authentication failure",
+            "invalid message length or format",
+            "invalid opcode",
+            "unknown association identifier",
+            "unknown variable name",
+            "invalid variable value",
+            "administratively prohibited",
+        ],
+        code,
+    )
+}
+
+/// Implementation number of a mode 7 message (ntpd `include/ntp_request.h`).
+#[must_use]
+pub fn implementation_name(implementation: u8) -> &'static str {
+    match implementation {
+        0 => "UNIV",
+        2 => "XNTPD_OLD",
+        3 => "XNTPD",
+        _ => "unknown",
+    }
+}

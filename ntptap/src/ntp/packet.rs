@@ -476,6 +476,19 @@ pub fn private_request_name(code: u8) -> Option<&'static str> {
     NAMES.get(usize::from(code)).copied()
 }
 
+/// The data of a mode 6 message, read according to its opcode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlData<'a> {
+    /// No data.
+    None,
+    /// `name=value` text.
+    Text(String),
+    /// READSTAT: association IDs with their status words.
+    Associations(Vec<(u16, StatusWord)>),
+    /// Anything else.
+    Binary(&'a [u8]),
+}
+
 /// A mode 6 status word, decoded by what the message is about (RFC 9327 §2.1 to §2.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -555,6 +568,47 @@ impl Control {
     pub fn data_text(&self) -> String {
         let text = String::from_utf8_lossy(&self.data);
         text.trim_end_matches(['\0', '\r', '\n']).to_owned()
+    }
+
+    /// The data, read by opcode: READSTAT responses about the system list the associations
+    /// with their peer status words (RFC 9327 §3.1); most other responses are `name=value`
+    /// text; anything else is shown as bytes.
+    #[must_use]
+    pub fn data_view(&self) -> ControlData<'_> {
+        if self.data.is_empty() {
+            return ControlData::None;
+        }
+        if self.opcode == 1 && self.association_id == 0 && !self.error {
+            let list = self
+                .data
+                .chunks_exact(4)
+                .map(|p| {
+                    let status = Control {
+                        association_id: u16::from_be_bytes([p[0], p[1]]),
+                        status: u16::from_be_bytes([p[2], p[3]]),
+                        opcode: 1,
+                        error: false,
+                        response: true,
+                        more: false,
+                        sequence: 0,
+                        offset: 0,
+                        count: 0,
+                        data: Vec::new(),
+                    };
+                    (status.association_id, status.status_word())
+                })
+                .collect();
+            return ControlData::Associations(list);
+        }
+        let text = self.data_text();
+        if text
+            .chars()
+            .all(|c| !c.is_control() || c == '\r' || c == '\n' || c == '\t')
+        {
+            ControlData::Text(text)
+        } else {
+            ControlData::Binary(&self.data)
+        }
     }
 }
 

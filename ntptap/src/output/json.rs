@@ -12,7 +12,7 @@ use crate::{
     net::{Net, Transport, dissect},
     ntp::{
         self, Body, Ntp, NtpTimestamp,
-        packet::{Control, Private, TimeHeader, to_hex},
+        packet::{Control, ControlData, Private, TimeHeader, to_hex},
         time::log2_seconds,
     },
 };
@@ -133,6 +133,10 @@ fn time_json(obj: &mut Value, h: &TimeHeader, ntp: &Ntp) {
         ntp.kiss_code()
             .map(|c| String::from_utf8_lossy(&c).into_owned())
     );
+    obj["kiss_meaning"] = json!(
+        ntp.kiss_code()
+            .and_then(|c| ntp::names::kiss_code_meaning(&c))
+    );
     obj["reference_ts"] = ts_json(h.reference);
     obj["origin_ts"] = ts_json(h.origin);
     obj["receive_ts"] = ts_json(h.receive);
@@ -172,7 +176,15 @@ fn control_json(c: &Control) -> Value {
         "association_id": c.association_id,
         "offset": c.offset,
         "count": c.count,
-        "data": c.data_text(),
+        "data": match c.data_view() {
+            ControlData::None => Value::Null,
+            ControlData::Text(text) => json!(text),
+            ControlData::Associations(list) => list
+                .iter()
+                .map(|(id, status)| json!({ "association_id": id, "status_word": status }))
+                .collect(),
+            ControlData::Binary(bytes) => json!(to_hex(bytes)),
+        },
     })
 }
 

@@ -12,8 +12,12 @@ use chrono::{DateTime, Local};
 use super::{PortSet, Sink};
 use crate::{
     frame::Frame,
-    net::{Net, Transport, dissect},
-    ntp::{self, Body, Ntp, NtpError, RefId, time::log2_seconds},
+    net::{Net, Transport, UdpChecksum, dissect},
+    ntp::{
+        self, Body, Ntp, NtpError, RefId,
+        packet::{Control, ControlData, Private, TimeHeader},
+        time::log2_seconds,
+    },
 };
 
 /// How timestamps are printed (tcpdump's `-t` count).
@@ -169,15 +173,24 @@ impl<W: Write> TextSink<W> {
                     payload,
                 }),
             ) => {
-                let _ = write!(
-                    line,
-                    "{} {}.{sport} > {}.{dport}: ",
-                    ip_label(src),
-                    src,
-                    dst
-                );
+                let verbose = self.options.verbose;
+                if verbose > 0 {
+                    ip_detail(line, &d);
+                } else {
+                    let _ = write!(line, "{} ", ip_label(src));
+                }
+                let _ = write!(line, "{src}.{sport} > {dst}.{dport}: ");
+                // tcpdump checks UDP checksums with -v over IPv6, -vv over IPv4.
+                let check = (d.ipv6.is_some() && verbose > 0) || verbose > 1;
+                match d.udp_checksum().filter(|_| check) {
+                    Some(UdpChecksum::Ok) => line.push_str("[udp sum ok] "),
+                    Some(UdpChecksum::Bad { stored, correct }) => {
+                        let _ = write!(line, "[bad udp cksum 0x{stored:04x} -> 0x{correct:04x}!] ");
+                    }
+                    None => {}
+                }
                 if self.ports.contains(sport) || self.ports.contains(dport) {
-                    ntp_summary(line, payload, length, self.options.verbose);
+                    ntp_summary(line, payload, length, verbose);
                 } else {
                     let _ = write!(line, "UDP, length {length}");
                 }
@@ -269,10 +282,63 @@ fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
         line.push_str(" [|ntp]");
     }
     if verbose > 0 {
-        ntp_detail(line, &ntp);
+        ntp_detail(line, &ntp, verbose);
     }
 }
 
+/// tcpdump's `-v` IP header, before the addresses: `IP (tos 0x0, ttl 64, ...)` and a line
+/// break, or `IP6 (hlim 64, ...) ` on the same line.
+fn ip_detail(line: &mut String, d: &crate::net::Dissected<'_>) {
+    if let Some(ip) = &d.ipv4 {
+        let flags = match (ip.dont_fragment, ip.more_fragments) {
+            (true, true) => "DF+",
+            (true, false) => "DF",
+            (false, true) => "+",
+            (false, false) => "none",
+        };
+        let _ = write!(
+            line,
+            "IP (tos 0x{:x}, ttl {}, id {}, offset {}, flags [{flags}], proto {} ({}), length {})\n    ",
+            (ip.dscp.value() << 2) | ip.ecn.value(),
+            ip.time_to_live,
+            ip.identification,
+            u32::from(ip.fragment_offset.value()) * 8,
+            protocol_name(ip.protocol.0),
+            ip.protocol.0,
+            ip.total_len
+        );
+    } else if let Some(ip) = &d.ipv6 {
+        line.push_str("IP6 (");
+        if ip.traffic_class != 0 {
+            let _ = write!(line, "class 0x{:x}, ", ip.traffic_class);
+        }
+        if ip.flow_label.value() != 0 {
+            let _ = write!(line, "flowlabel 0x{:05x}, ", ip.flow_label.value());
+        }
+        let _ = write!(
+            line,
+            "hlim {}, next-header {} ({}), payload length {}) ",
+            ip.hop_limit,
+            protocol_name(ip.next_header.0),
+            ip.next_header.0,
+            ip.payload_length
+        );
+    }
+}
+
+fn protocol_name(p: u8) -> &'static str {
+    match p {
+        17 => "UDP",
+        6 => "TCP",
+        1 => "ICMP",
+        58 => "ICMPv6",
+        0 => "Options",
+        44 => "frag",
+        _ => "unknown",
+    }
+}
+
+/// `seconds.nanoseconds (date)`, as tcpdump prints an NTP timestamp.
 fn ts_text(ts: ntp::NtpTimestamp) -> String {
     match ts.to_utc() {
         Some(t) => format!(
@@ -285,6 +351,25 @@ fn ts_text(ts: ntp::NtpTimestamp) -> String {
     }
 }
 
+/// An NTP short value as seconds with six decimals, truncated as tcpdump does.
+fn short_text(v: ntp::NtpShort) -> String {
+    let micros = (u64::from(v.0 & 0xffff) * 1_000_000) >> 16;
+    format!("{}.{micros:06}", v.0 >> 16)
+}
+
+/// `later - origin`, signed, as tcpdump prints it; the whole `later` timestamp if the origin
+/// is unset (nothing to compare against).
+fn delta_text(origin: ntp::NtpTimestamp, later: ntp::NtpTimestamp) -> String {
+    if origin.is_unset() {
+        return ts_text(later);
+    }
+    let diff = i128::from(later.0) - i128::from(origin.0);
+    let sign = if diff < 0 { '-' } else { '+' };
+    let abs = diff.unsigned_abs();
+    let nanos = ((abs & 0xffff_ffff) * 1_000_000_000) >> 32;
+    format!("{sign}{}.{nanos:09}", abs >> 32)
+}
+
 fn stratum_name(stratum: u8) -> &'static str {
     match stratum {
         0 => "unspecified",
@@ -295,119 +380,236 @@ fn stratum_name(stratum: u8) -> &'static str {
     }
 }
 
-/// The reference ID as text: the kiss code and its meaning, the clock name, or the address.
+/// The reference ID as text: the kiss code, the clock name, or the address.
 #[must_use]
 pub fn refid_text(refid: &RefId) -> String {
     match refid {
         RefId::Unspecified => "(unspec)".into(),
-        RefId::KissCode(code) => {
-            let meaning = <[u8; 4]>::try_from(code.as_bytes())
-                .ok()
-                .and_then(|c| ntp::names::kiss_code_meaning(&c));
-            match meaning {
-                Some(meaning) => format!("{code} (kiss code: {meaning})"),
-                None => code.clone(),
-            }
-        }
-        RefId::Clock(name) => name.clone(),
+        RefId::KissCode(code) | RefId::Clock(code) => code.clone(),
         RefId::Address(addr) => addr.to_string(),
     }
 }
 
-fn ntp_detail(line: &mut String, ntp: &Ntp) {
+fn ntp_detail(line: &mut String, ntp: &Ntp, verbose: u8) {
     match &ntp.body {
-        Body::Time(h) => {
+        Body::Time(h) => time_detail(line, ntp, h, verbose),
+        Body::Control(c) => control_detail(line, ntp, c, verbose),
+        Body::Private(p) => private_detail(line, p),
+        Body::None => {
             let _ = write!(
                 line,
-                "\n\tLeap indicator: {} ({}), Stratum {} ({}), poll {} ({}s), precision {}",
+                "\n\tLeap indicator: {} ({})",
                 ntp.leap.describe(),
-                ntp.leap.to_bits() << 6,
-                h.stratum,
-                stratum_name(h.stratum),
-                h.poll,
-                log2_seconds(h.poll),
-                h.precision
-            );
-            let _ = write!(
-                line,
-                "\n\tRoot Delay: {:.6}, Root dispersion: {:.6}, Reference-ID: {}",
-                h.root_delay.seconds(),
-                h.root_dispersion.seconds(),
-                refid_text(&h.refid())
-            );
-            if let Some(code) = ntp.kiss_code().filter(|_| ntp.mode != ntp::Mode::Client) {
-                let _ = write!(
-                    line,
-                    "\n\tKiss-o'-death: {}",
-                    String::from_utf8_lossy(&code)
-                );
-            }
-            let _ = write!(line, "\n\t  Reference Timestamp:  {}", ts_text(h.reference));
-            let _ = write!(line, "\n\t  Origin Timestamp:     {}", ts_text(h.origin));
-            let _ = write!(line, "\n\t  Receive Timestamp:    {}", ts_text(h.receive));
-            let _ = write!(line, "\n\t  Transmit Timestamp:   {}", ts_text(h.transmit));
-            for ext in &h.extensions {
-                let _ = write!(
-                    line,
-                    "\n\tExtension field: type 0x{:04x} ({}), length {}",
-                    ext.field_type,
-                    ext.name().unwrap_or("unknown"),
-                    ext.length
-                );
-            }
-            if let Some(mac) = &h.mac {
-                let _ = write!(line, "\n\tKey id: {}", mac.key_id);
-                if !mac.digest.is_empty() {
-                    let _ = write!(
-                        line,
-                        "\n\tAuthentication: {}",
-                        ntp::packet::to_hex(&mac.digest)
-                    );
-                }
-            }
-        }
-        Body::Control(c) => {
-            let _ = write!(
-                line,
-                "\n\t{}, {}, {}, OpCode={}{}\n\tSequence={}, Status=0x{:04x}, Assoc.={}, Offset={}, Count={}",
-                if c.response { "Response" } else { "Request" },
-                if c.error { "Error" } else { "OK" },
-                if c.more { "More" } else { "Last" },
-                c.opcode,
-                ntp::packet::control_opcode_name(c.opcode)
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default(),
-                c.sequence,
-                c.status,
-                c.association_id,
-                c.offset,
-                c.count
+                ntp.leap.to_bits() << 6
             );
         }
-        Body::Private(p) => {
-            let _ = write!(
-                line,
-                "\n\t{}, {}, {}, Sequence={}, Implementation={}, Request={} ({}), Error={}, Items={}, Size={}",
-                if p.response { "Response" } else { "Request" },
-                if p.more { "More" } else { "Last" },
-                if p.auth {
-                    "Authenticated"
-                } else {
-                    "Unauthenticated"
-                },
-                p.sequence,
-                p.implementation,
-                p.request_code,
-                ntp::packet::private_request_name(p.request_code).unwrap_or("unknown"),
-                p.error_code,
-                p.item_count,
-                p.item_size
-            );
-        }
-        Body::None => {}
     }
     if let Some(err) = &ntp.error {
         let _ = write!(line, "\n\t[{err}]");
+    }
+}
+
+fn time_detail(line: &mut String, ntp: &Ntp, h: &TimeHeader, verbose: u8) {
+    let _ = write!(
+        line,
+        "\n\tLeap indicator: {} ({}), Stratum {} ({}), poll {} ({}s), precision {}",
+        ntp.leap.describe(),
+        ntp.leap.to_bits() << 6,
+        h.stratum,
+        stratum_name(h.stratum),
+        h.poll,
+        log2_seconds(h.poll),
+        h.precision
+    );
+    let _ = write!(
+        line,
+        "\n\tRoot Delay: {}, Root dispersion: {}, Reference-ID: {}",
+        short_text(h.root_delay),
+        short_text(h.root_dispersion),
+        refid_text(&h.refid())
+    );
+    if ntp.mode != ntp::Mode::Client
+        && let Some(code) = ntp.kiss_code()
+    {
+        let meaning = ntp::names::kiss_code_meaning(&code).unwrap_or("unregistered code");
+        let _ = write!(
+            line,
+            "\n\tKiss-o'-death: {} ({meaning})",
+            String::from_utf8_lossy(&code)
+        );
+    }
+    let _ = write!(line, "\n\t  Reference Timestamp:  {}", ts_text(h.reference));
+    let _ = write!(line, "\n\t  Origin Timestamp:     {}", ts_text(h.origin));
+    let _ = write!(line, "\n\t  Receive Timestamp:    {}", ts_text(h.receive));
+    let _ = write!(line, "\n\t  Transmit Timestamp:   {}", ts_text(h.transmit));
+    let _ = write!(
+        line,
+        "\n\t    Originator - Receive Timestamp:  {}",
+        delta_text(h.origin, h.receive)
+    );
+    let _ = write!(
+        line,
+        "\n\t    Originator - Transmit Timestamp: {}",
+        delta_text(h.origin, h.transmit)
+    );
+    if !h.extensions.is_empty() {
+        line.push_str("\n\tExtension fields:");
+    }
+    for ext in &h.extensions {
+        let _ = write!(
+            line,
+            "\n\t  {} (0x{:04x}), length {}",
+            ext.name().unwrap_or("Unknown"),
+            ext.field_type,
+            ext.length
+        );
+        if let Some(auth) = ext.nts_authenticator().filter(|_| verbose > 1) {
+            let _ = write!(
+                line,
+                "\n\t    nonce length {}, ciphertext length {}",
+                auth.nonce_length, auth.ciphertext_length
+            );
+        }
+        if verbose > 2 {
+            hex_block(line, &ext.value);
+        }
+    }
+    if let Some(mac) = &h.mac {
+        let _ = write!(line, "\n\tKey id: {}", mac.key_id);
+        if !mac.digest.is_empty() {
+            let _ = write!(
+                line,
+                "\n\tAuthentication: {}",
+                ntp::packet::to_hex(&mac.digest)
+            );
+        }
+    }
+}
+
+fn control_detail(line: &mut String, ntp: &Ntp, c: &Control, verbose: u8) {
+    let _ = write!(
+        line,
+        "\n\tLeap indicator: {} ({}), {}, {}, {}, OpCode={}",
+        ntp.leap.describe(),
+        ntp.leap.to_bits() << 6,
+        if c.response { "Response" } else { "Request" },
+        if c.error { "Error" } else { "OK" },
+        if c.more { "More" } else { "Last" },
+        c.opcode,
+    );
+    let status = if c.status == 0 {
+        "0".to_owned()
+    } else {
+        format!("{:#x}", c.status)
+    };
+    let _ = write!(
+        line,
+        "\n\tSequence={}, Status={status}, Assoc.={}, Offset={}, Count={}",
+        c.sequence, c.association_id, c.offset, c.count
+    );
+    if let Some(name) = ntp::packet::control_opcode_name(c.opcode) {
+        let _ = write!(line, "\n\tOpcode: {name}");
+    }
+    if c.response {
+        let _ = write!(
+            line,
+            "\n\tStatus word: {}",
+            status_word_text(c.status_word())
+        );
+    }
+    match c.data_view() {
+        ControlData::None => {}
+        ControlData::Text(text) => {
+            line.push_str("\n\tData:");
+            for part in text.split("\r\n") {
+                let _ = write!(line, "\n\t  {part}");
+            }
+        }
+        ControlData::Associations(list) => {
+            line.push_str("\n\tAssociations:");
+            for (id, status) in list {
+                let _ = write!(line, "\n\t  {id}: {}", status_word_text(status));
+            }
+        }
+        ControlData::Binary(bytes) => {
+            let _ = write!(line, "\n\tData: {} bytes", bytes.len());
+            hex_block(line, bytes);
+        }
+    }
+    if verbose > 2 && !c.data.is_empty() {
+        hex_block(line, &c.data);
+    }
+}
+
+fn status_word_text(word: ntp::packet::StatusWord) -> String {
+    use ntp::{names, packet::StatusWord};
+    match word {
+        StatusWord::System {
+            leap,
+            clock_source,
+            event_count,
+            event_code,
+        } => format!(
+            "system: leap {leap}, clock source {clock_source} ({}), {event_count} events, last {event_code} ({})",
+            names::clock_source_name(clock_source),
+            names::system_event_name(event_code)
+        ),
+        StatusWord::Peer {
+            status,
+            selection,
+            event_count,
+            event_code,
+        } => format!(
+            "peer: status 0x{status:02x} ({}), selection {selection} ({}), {event_count} events, last {event_code} ({})",
+            names::peer_status_text(status),
+            names::peer_selection_name(selection),
+            names::peer_event_name(event_code)
+        ),
+        StatusWord::Clock {
+            event_count,
+            event_code,
+        } => {
+            format!(
+                "clock: {event_count} events, last {event_code} ({})",
+                names::clock_status_name(event_code)
+            )
+        }
+        StatusWord::Error { code } => format!("error {code} ({})", names::control_error_name(code)),
+    }
+}
+
+fn private_detail(line: &mut String, p: &Private) {
+    let _ = write!(
+        line,
+        "\n\t{}, {}, {}, Sequence={}, Implementation={} ({}), Request={} ({}), Error={}, Items={}, Size={}",
+        if p.response { "Response" } else { "Request" },
+        if p.more { "More" } else { "Last" },
+        if p.auth {
+            "Authenticated"
+        } else {
+            "Unauthenticated"
+        },
+        p.sequence,
+        p.implementation,
+        ntp::names::implementation_name(p.implementation),
+        p.request_code,
+        ntp::packet::private_request_name(p.request_code).unwrap_or("unknown"),
+        p.error_code,
+        p.item_count,
+        p.item_size
+    );
+}
+
+/// tcpdump's hex block under a field: offset and 16 bytes in pairs, no ASCII.
+fn hex_block(line: &mut String, data: &[u8]) {
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let _ = write!(line, "\n\t    0x{:04x}: ", i * 16);
+        for pair in chunk.chunks(2) {
+            line.push(' ');
+            for b in pair {
+                let _ = write!(line, "{b:02x}");
+            }
+        }
     }
 }
 
