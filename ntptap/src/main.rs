@@ -13,11 +13,9 @@ use clap::Parser as _;
 use ntptap::{
     capture::{self, CaptureConfig, Directions, Hook, Session, StopReason, Summary},
     cli::Cli,
-    frame::Frame,
     input,
-    net::{Transport, dissect},
     output::{
-        PortSet, Sink, Tee,
+        Filter, PortSet, Sink, Tee,
         json::JsonSink,
         pcap::PcapSink,
         text::{TextOptions, TextSink, TimeFormat},
@@ -47,7 +45,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let ports = PortSet::new(cli.port_set());
     if let Some(path) = &cli.read {
-        return read_file(cli, path, &ports);
+        return read_file(cli, path, ports);
     }
     capture::privilege::check()?;
     let interfaces = match cli.interfaces.as_slice() {
@@ -155,7 +153,17 @@ fn open_sink<'a>(
             cli,
             config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"),
         );
-        return Ok((text_sink(options, ports, cli.json), None));
+        return Ok((
+            text_sink(
+                options,
+                Filter {
+                    ports,
+                    all: cli.all,
+                },
+                cli.json,
+            ),
+            None,
+        ));
     };
     let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
         if io::stdout().is_terminal() {
@@ -185,7 +193,17 @@ fn open_sink<'a>(
         }
         let options = text_options(cli, config.interfaces.len() > 1);
         return Ok((
-            Box::new(Tee(sink, text_sink(options, ports, cli.json))),
+            Box::new(Tee(
+                sink,
+                text_sink(
+                    options,
+                    Filter {
+                        ports,
+                        all: cli.all,
+                    },
+                    cli.json,
+                ),
+            )),
             created,
         ));
     }
@@ -217,42 +235,37 @@ fn text_options(cli: &Cli, show_iface: bool) -> TextOptions {
     }
 }
 
-fn text_sink(options: TextOptions, ports: PortSet, json: bool) -> BoxSink {
+fn text_sink(options: TextOptions, filter: Filter, json: bool) -> BoxSink {
     let stdout = io::stdout();
     if json {
         return Box::new(JsonSink::new(
             BufWriter::with_capacity(1 << 16, stdout),
-            ports,
+            filter,
         ));
     }
     if stdout.is_terminal() {
-        Box::new(TextSink::new(stdout, options, ports))
+        Box::new(TextSink::new(stdout, options, filter))
     } else {
         Box::new(TextSink::new(
             BufWriter::with_capacity(1 << 16, stdout),
             options,
-            ports,
+            filter,
         ))
     }
 }
 
-fn read_file(cli: &Cli, path: &Path, ports: &PortSet) -> anyhow::Result<()> {
-    let input: Box<dyn io::Read> = if path == Path::new("-") {
-        Box::new(io::stdin().lock())
+fn read_file(cli: &Cli, path: &Path, ports: PortSet) -> anyhow::Result<()> {
+    let filter = Filter {
+        ports,
+        all: cli.all,
+    };
+    let mut sink = text_sink(text_options(cli, false), filter, cli.json);
+    if path == Path::new("-") {
+        input::read_stream(io::stdin().lock(), &mut sink, cli.count)
     } else {
-        Box::new(
-            File::open(path)
-                .with_context(|| format!("cannot open {} for reading", path.display()))?,
-        )
-    };
-    let mut sink = text_sink(text_options(cli, false), ports.clone(), cli.json);
-    let all = cli.all;
-    let keep = |frame: &Frame<'_>| {
-        all || matches!(dissect(frame.link, frame.data).transport,
-            Some(Transport::Udp { sport, dport, .. }) if ports.contains(sport) || ports.contains(dport))
-    };
-    input::read(input, &mut sink, cli.count, keep)
-        .with_context(|| format!("while reading {}", path.display()))?;
+        input::read_file(path, &mut sink, cli.count)
+    }
+    .with_context(|| format!("while reading {}", path.display()))?;
     Ok(())
 }
 

@@ -73,7 +73,7 @@ impl<'a> Drain<'a> {
                 data,
             };
             match sink.frame(&frame) {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                     return Ok(Some(StopReason::OutputClosed));
                 }

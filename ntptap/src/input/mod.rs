@@ -1,15 +1,20 @@
 //! Offline input: pcap and pcapng files (or stdin) to the same frames a live capture makes.
+//!
+//! Files are memory-mapped and parsed in place (no copy of the frame bytes); standard input is
+//! read as a stream, so `ntptap -w - | ntptap -r -` works while the capture runs.
 
 use std::{
+    fs::File,
     io::{self, BufRead, BufReader, Read},
+    path::Path,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 use pcap_file::{
     DataLink,
-    pcap::PcapReader,
-    pcapng::{Block, PcapNgReader},
+    pcap::{PcapParser, PcapReader},
+    pcapng::{Block, PcapNgParser, PcapNgReader},
 };
 
 use crate::{
@@ -39,74 +44,130 @@ pub struct ReadSummary {
     pub shown: u64,
 }
 
-/// Read every frame of `input` (pcap or pcapng, by magic), pass those `keep` accepts to `sink`.
-pub fn read<R: Read, S: Sink>(
-    input: R,
+const PCAPNG_MAGIC: u32 = 0x0a0d_0d0a;
+const PCAP_MAGICS: [u32; 4] = [0xa1b2_c3d4, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x4d3c_b2a1];
+
+/// Where frames go: the sink (which filters), and the count limit.
+struct Emitter<'s, S> {
+    sink: &'s mut S,
+    limit: Option<u64>,
+    summary: ReadSummary,
+}
+
+impl<S: Sink> Emitter<'_, S> {
+    /// Take one frame; `Ok(false)` when reading should stop (count reached, output closed).
+    fn emit(&mut self, frame: &Frame<'_>) -> anyhow::Result<bool> {
+        self.summary.frames += 1;
+        match self.sink.frame(frame) {
+            Ok(true) => self.summary.shown += 1,
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) => return Err(e).context("cannot write the output"),
+        }
+        Ok(self.limit.is_none_or(|l| self.summary.shown < l))
+    }
+
+    fn finish(self) -> anyhow::Result<ReadSummary> {
+        match self.sink.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other.context("cannot write the output")?,
+        }
+        Ok(self.summary)
+    }
+
+    fn number(&self) -> u64 {
+        self.summary.frames + 1
+    }
+}
+
+/// Read the capture file at `path` into `sink`, stopping after `limit` frames shown.
+pub fn read_file<S: Sink>(
+    path: &Path,
     sink: &mut S,
     limit: Option<u64>,
-    mut keep: impl FnMut(&Frame<'_>) -> bool,
 ) -> anyhow::Result<ReadSummary> {
-    let mut input = BufReader::with_capacity(1 << 20, input);
-    let magic = input.fill_buf().context("cannot read the input")?;
-    if magic.len() < 4 {
+    let file =
+        File::open(path).with_context(|| format!("cannot open {} for reading", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        return read_stream(file, sink, limit);
+    }
+    // SAFETY: the map is read-only and lives only while we parse. If another process
+    // truncates the file meanwhile, reading the lost pages raises SIGBUS; that is the
+    // documented risk of mapping a file, the same one tcpdump's readers accept.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot map {}", path.display()))?;
+    read_slice(&map, sink, limit)
+}
+
+fn magic(bytes: &[u8]) -> anyhow::Result<u32> {
+    if bytes.len() < 4 {
         bail!(
             "the input is not a capture file: it has only {} bytes",
-            magic.len()
+            bytes.len()
         );
     }
-    let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
-    let mut summary = ReadSummary::default();
-    let mut emit = |frame: Frame<'_>, summary: &mut ReadSummary| -> anyhow::Result<bool> {
-        summary.frames += 1;
-        if keep(&frame) {
-            summary.shown += 1;
-            match sink.frame(&frame) {
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
-                other => other.context("cannot write the output")?,
-            }
-        }
-        Ok(limit.is_none_or(|l| summary.shown < l))
+    Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// Parse a whole capture held in memory.
+pub fn read_slice<S: Sink>(
+    data: &[u8],
+    sink: &mut S,
+    limit: Option<u64>,
+) -> anyhow::Result<ReadSummary> {
+    let mut out = Emitter {
+        sink,
+        limit,
+        summary: ReadSummary::default(),
     };
-    match magic {
-        0x0a0d_0d0a => {
-            let mut reader = PcapNgReader::new(input).context("not a valid pcapng file")?;
-            while let Some(block) = reader.next_block() {
-                let (block, state) = block.with_context(|| {
-                    format!("the pcapng file is corrupt after frame {}", summary.frames)
-                })?;
-                let (interface_id, ts, orig_len, data) = match &block {
+    match magic(data)? {
+        PCAPNG_MAGIC => {
+            let (mut rest, mut parser) =
+                PcapNgParser::new(data).context("not a valid pcapng file")?;
+            while !rest.is_empty() {
+                let (next, block) = parser
+                    .next_block(rest)
+                    .with_context(|| corrupt("pcapng", &out))?;
+                rest = next;
+                let (interface_id, ts, orig_len, bytes) = match &block {
                     Block::EnhancedPacket(p) => {
                         (p.interface_id, p.timestamp, p.original_len, &p.data)
                     }
                     Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data),
                     _ => continue,
                 };
-                let iface = state.interfaces().get(interface_id as usize);
-                let link = iface.map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype));
+                let link = parser
+                    .interfaces()
+                    .get(interface_id as usize)
+                    .map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype));
                 let frame = Frame {
-                    number: summary.frames + 1,
+                    number: out.number(),
                     ts,
                     mono_ns: None,
                     iface: None,
                     direction: None,
                     orig_len,
                     link,
-                    data,
+                    data: bytes,
                 };
-                if !emit(frame, &mut summary)? {
+                if !out.emit(&frame)? {
                     break;
                 }
             }
         }
-        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
-            let mut reader = PcapReader::new(input).context("not a valid pcap file")?;
-            let link = link_type(reader.header().datalink);
-            while let Some(packet) = reader.next_packet() {
-                let packet = packet.with_context(|| {
-                    format!("the pcap file is corrupt after frame {}", summary.frames)
-                })?;
+        m if PCAP_MAGICS.contains(&m) => {
+            let (mut rest, parser) = PcapParser::new(data).context("not a valid pcap file")?;
+            let link = link_type(parser.header().datalink);
+            while !rest.is_empty() {
+                let (next, packet) = parser
+                    .next_packet(rest)
+                    .with_context(|| corrupt("pcap", &out))?;
+                rest = next;
                 let frame = Frame {
-                    number: summary.frames + 1,
+                    number: out.number(),
                     ts: packet.timestamp(),
                     mono_ns: None,
                     iface: None,
@@ -115,7 +176,7 @@ pub fn read<R: Read, S: Sink>(
                     link,
                     data: packet.data(),
                 };
-                if !emit(frame, &mut summary)? {
+                if !out.emit(&frame)? {
                     break;
                 }
             }
@@ -124,9 +185,83 @@ pub fn read<R: Read, S: Sink>(
             bail!("the input is neither pcap nor pcapng (its first four bytes are 0x{other:08x})")
         }
     }
-    match sink.flush() {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        other => other.context("cannot write the output")?,
+    out.finish()
+}
+
+fn corrupt<S>(kind: &str, out: &Emitter<'_, S>) -> String {
+    format!(
+        "the {kind} file is corrupt or cut short after frame {} (the frames before it were read)",
+        out.summary.frames
+    )
+}
+
+/// Read a capture from a stream (standard input, a pipe).
+pub fn read_stream<R: Read, S: Sink>(
+    input: R,
+    sink: &mut S,
+    limit: Option<u64>,
+) -> anyhow::Result<ReadSummary> {
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    let first = magic(input.fill_buf().context("cannot read the input")?)?;
+    let mut out = Emitter {
+        sink,
+        limit,
+        summary: ReadSummary::default(),
+    };
+    match first {
+        PCAPNG_MAGIC => {
+            let mut reader = PcapNgReader::new(input).context("not a valid pcapng file")?;
+            while let Some(block) = reader.next_block() {
+                let (block, state) = block.with_context(|| corrupt("pcapng", &out))?;
+                let (interface_id, ts, orig_len, bytes) = match &block {
+                    Block::EnhancedPacket(p) => {
+                        (p.interface_id, p.timestamp, p.original_len, &p.data)
+                    }
+                    Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data),
+                    _ => continue,
+                };
+                let link = state
+                    .interfaces()
+                    .get(interface_id as usize)
+                    .map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype));
+                let frame = Frame {
+                    number: out.number(),
+                    ts,
+                    mono_ns: None,
+                    iface: None,
+                    direction: None,
+                    orig_len,
+                    link,
+                    data: bytes,
+                };
+                if !out.emit(&frame)? {
+                    break;
+                }
+            }
+        }
+        m if PCAP_MAGICS.contains(&m) => {
+            let mut reader = PcapReader::new(input).context("not a valid pcap file")?;
+            let link = link_type(reader.header().datalink);
+            while let Some(packet) = reader.next_packet() {
+                let packet = packet.with_context(|| corrupt("pcap", &out))?;
+                let frame = Frame {
+                    number: out.number(),
+                    ts: packet.timestamp(),
+                    mono_ns: None,
+                    iface: None,
+                    direction: None,
+                    orig_len: packet.orig_len(),
+                    link,
+                    data: packet.data(),
+                };
+                if !out.emit(&frame)? {
+                    break;
+                }
+            }
+        }
+        other => {
+            bail!("the input is neither pcap nor pcapng (its first four bytes are 0x{other:08x})")
+        }
     }
-    Ok(summary)
+    out.finish()
 }

@@ -119,6 +119,16 @@ impl<T: AsRef<[u8]>> NtpPacket<T> {
     pub fn is_empty(&self) -> bool {
         self.bytes().is_empty()
     }
+    /// Shorter than the fixed header of its mode.
+    #[must_use]
+    pub fn is_truncated(&self) -> bool {
+        let needed = match self.mode() {
+            Mode::Control => field::CONTROL_END,
+            Mode::Private => field::PRIVATE_END,
+            _ => field::HEADER_END,
+        };
+        self.len() < needed
+    }
 }
 
 /// A decoded NTP packet.

@@ -63,6 +63,54 @@ impl NtpTimestamp {
     }
 }
 
+/// Year, month (1-12) and day (1-31) of `days` since 1970-01-01, proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`). Cheaper per packet than a calendar library.
+#[must_use]
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Append `n` in decimal, zero-padded to `width` digits.
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// Append `YYYY-MM-DD` and, with `sep`, `{sep}HH:MM:SS` for `secs` since the Unix epoch.
+pub fn push_date_time(out: &mut String, secs: i64, sep: Option<char>) {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    if y < 0 {
+        out.push('-');
+    }
+    push_padded(out, y.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(m), 2);
+    out.push('-');
+    push_padded(out, u64::from(d), 2);
+    if let Some(sep) = sep {
+        let sod = secs.rem_euclid(86_400) as u64;
+        out.push(sep);
+        push_padded(out, sod / 3600, 2);
+        out.push(':');
+        push_padded(out, sod / 60 % 60, 2);
+        out.push(':');
+        push_padded(out, sod % 60, 2);
+    }
+}
+
 /// A 32-bit NTP short format value: 16 bits of seconds, 16 bits of fraction (RFC 5905 §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct NtpShort(pub u32);
@@ -112,6 +160,21 @@ mod tests {
                 .to_string(),
             "2093-03-22T03:56:41Z"
         );
+    }
+
+    #[test]
+    fn civil_dates_agree_with_chrono() {
+        for days in (-800_000i64..800_000).step_by(997) {
+            let secs = days * 86_400 + 3723;
+            let mut ours = String::new();
+            push_date_time(&mut ours, secs, Some('T'));
+            let want = DateTime::from_timestamp(secs, 0).unwrap();
+            assert_eq!(
+                ours,
+                want.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "day {days}"
+            );
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::io::{self, Write};
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
-use super::{PortSet, Sink, text::refid_text};
+use super::{Filter, PortSet, Sink, text::refid_text};
 use crate::{
     frame::Frame,
-    net::{Net, Transport, dissect},
+    net::{Dissected, Net, Transport, dissect},
     ntp::{
         self, Body, Ntp, NtpTimestamp,
         packet::{Control, ControlData, Private, TimeHeader, to_hex},
@@ -20,21 +20,26 @@ use crate::{
 /// Writes one JSON object per frame.
 pub struct JsonSink<W: Write> {
     out: W,
-    ports: PortSet,
+    filter: Filter,
 }
 
 impl<W: Write> JsonSink<W> {
-    /// A JSON writer to `out`; UDP payloads on `ports` are decoded as NTP.
-    pub fn new(out: W, ports: PortSet) -> Self {
-        Self { out, ports }
+    /// A JSON writer to `out`, showing what `filter` lets through.
+    pub fn new(out: W, filter: Filter) -> Self {
+        Self { out, filter }
     }
 }
 
 impl<W: Write> Sink for JsonSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
-        let value = frame_json(frame, &self.ports);
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        let d = dissect(frame.link, frame.data);
+        if !self.filter.shows(d.transport.as_ref()) {
+            return Ok(false);
+        }
+        let value = frame_json(frame, &d, &self.filter.ports);
         serde_json::to_writer(&mut self.out, &value)?;
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -44,8 +49,7 @@ impl<W: Write> Sink for JsonSink<W> {
 
 /// The JSON object for one frame.
 #[must_use]
-pub fn frame_json(frame: &Frame<'_>, ports: &PortSet) -> Value {
-    let d = dissect(frame.link, frame.data);
+pub fn frame_json(frame: &Frame<'_>, d: &Dissected<'_>, ports: &PortSet) -> Value {
     let ts = DateTime::from_timestamp(frame.ts.as_secs() as i64, frame.ts.subsec_nanos())
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true));
     let mut obj = json!({
@@ -57,7 +61,7 @@ pub fn frame_json(frame: &Frame<'_>, ports: &PortSet) -> Value {
         "direction": frame.direction,
         "orig_len": frame.orig_len,
         "caplen": frame.data.len(),
-        "vlan": d.vlans,
+        "vlan": &d.vlans,
         "src": null, "dst": null, "sport": null, "dport": null, "length": null,
         "ntp": null,
     });

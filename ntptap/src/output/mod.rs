@@ -9,14 +9,15 @@ use crate::frame::Frame;
 
 /// A consumer of frames.
 pub trait Sink {
-    /// Take one frame.
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()>;
+    /// Take one frame: `Ok(true)` if it was written, `Ok(false)` if the sink's own filter
+    /// passed over it (the printers show only the port set unless `--all`).
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool>;
     /// Push buffered output to its destination.
     fn flush(&mut self) -> io::Result<()>;
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
         (**self).frame(frame)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -28,9 +29,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 pub struct Tee<A, B>(pub A, pub B);
 
 impl<A: Sink, B: Sink> Sink for Tee<A, B> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
-        self.0.frame(frame)?;
-        self.1.frame(frame)
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        let first = self.0.frame(frame)?;
+        Ok(self.1.frame(frame)? || first)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()?;
@@ -41,6 +42,25 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
 /// The set of UDP ports whose payload is NTP (the `--port` set).
 #[derive(Clone, Debug)]
 pub struct PortSet(Vec<u16>);
+
+/// What the printers show: UDP on the port set, or every frame (`--all`).
+#[derive(Clone, Debug)]
+pub struct Filter {
+    /// Ports whose UDP payload is NTP.
+    pub ports: PortSet,
+    /// Show every frame, not only those on the port set.
+    pub all: bool,
+}
+
+impl Filter {
+    /// Whether a frame with this transport layer is shown.
+    #[must_use]
+    pub fn shows(&self, transport: Option<&crate::net::Transport<'_>>) -> bool {
+        self.all
+            || matches!(transport, Some(crate::net::Transport::Udp { sport, dport, .. })
+                if self.ports.contains(*sport) || self.ports.contains(*dport))
+    }
+}
 
 impl PortSet {
     /// From the configured ports.

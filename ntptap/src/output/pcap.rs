@@ -47,7 +47,7 @@ fn to_io(err: pcap_file::pcap::PcapWriteError) -> io::Error {
 }
 
 impl<W: Write> Sink for PcapSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let incl_len = data.len() as u32;
         let packet = RawPcapPacket {
@@ -59,7 +59,7 @@ impl<W: Write> Sink for PcapSink<W> {
         };
         self.writer
             .write_raw_packet(&packet)
-            .map(drop)
+            .map(|_| true)
             .map_err(to_io)
     }
 

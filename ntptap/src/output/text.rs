@@ -9,14 +9,14 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use super::{PortSet, Sink};
+use super::{Filter, Sink};
 use crate::{
     frame::Frame,
-    net::{Net, Transport, UdpChecksum, dissect},
+    net::{Dissected, Net, Transport, UdpChecksum, dissect},
     ntp::{
-        self, Body, Ntp, NtpError, RefId,
+        self, Body, Ntp, NtpError, NtpPacket, RefId,
         packet::{Control, ControlData, Private, TimeHeader},
-        time::log2_seconds,
+        time::{log2_seconds, push_date_time, push_padded},
     },
 };
 
@@ -78,22 +78,48 @@ pub struct TextOptions {
 pub struct TextSink<W: Write> {
     out: W,
     options: TextOptions,
-    ports: PortSet,
+    filter: Filter,
     first: Option<Duration>,
     previous: Option<Duration>,
     line: String,
+    zone: LocalZone,
+    /// Frames printed so far (tcpdump's `-#` counts what it prints).
+    shown: u64,
+}
+
+/// The local time zone's offset from UTC, looked up once per hour of timestamps rather than
+/// once per frame.
+#[derive(Debug, Default)]
+struct LocalZone {
+    hour: Option<i64>,
+    offset: i64,
+}
+
+impl LocalZone {
+    fn offset(&mut self, secs: i64) -> i64 {
+        let hour = secs.div_euclid(3600);
+        if self.hour != Some(hour) {
+            self.hour = Some(hour);
+            self.offset = DateTime::from_timestamp(secs, 0).map_or(0, |t| {
+                i64::from(t.with_timezone(&Local).offset().local_minus_utc())
+            });
+        }
+        self.offset
+    }
 }
 
 impl<W: Write> TextSink<W> {
-    /// A printer writing to `out`; UDP payloads on `ports` are decoded as NTP.
-    pub fn new(out: W, options: TextOptions, ports: PortSet) -> Self {
+    /// A printer writing to `out`, showing what `filter` lets through.
+    pub fn new(out: W, options: TextOptions, filter: Filter) -> Self {
         Self {
             out,
             options,
-            ports,
+            filter,
             first: None,
             previous: None,
             line: String::with_capacity(256),
+            zone: LocalZone::default(),
+            shown: 0,
         }
     }
 
@@ -103,25 +129,22 @@ impl<W: Write> TextSink<W> {
     }
 
     fn timestamp(&mut self, ts: Duration) {
-        let line = &mut self.line;
-        let local = || {
-            DateTime::from_timestamp(ts.as_secs() as i64, ts.subsec_nanos())
-                .map(|t| t.with_timezone(&Local))
-        };
+        let secs = ts.as_secs() as i64;
+        let micros = ts.subsec_micros();
         match self.options.time {
             TimeFormat::None => {}
             TimeFormat::Time => {
-                if let Some(t) = local() {
-                    let _ = write!(line, "{} ", t.format("%H:%M:%S%.6f"));
-                }
+                let local = secs + self.zone.offset(secs);
+                let sod = local.rem_euclid(86_400);
+                push_clock(&mut self.line, sod, micros);
             }
             TimeFormat::DateTime => {
-                if let Some(t) = local() {
-                    let _ = write!(line, "{} ", t.format("%Y-%m-%d %H:%M:%S%.6f"));
-                }
+                let local = secs + self.zone.offset(secs);
+                push_date_time(&mut self.line, local, Some(' '));
+                let _ = write!(self.line, ".{micros:06} ");
             }
             TimeFormat::Epoch => {
-                let _ = write!(line, "{}.{:06} ", ts.as_secs(), ts.subsec_micros());
+                let _ = write!(self.line, "{secs}.{micros:06} ");
             }
             TimeFormat::Delta | TimeFormat::SinceFirst => {
                 let base = if self.options.time == TimeFormat::Delta {
@@ -131,7 +154,7 @@ impl<W: Write> TextSink<W> {
                 };
                 let d = ts.saturating_sub(base.unwrap_or(ts));
                 let _ = write!(
-                    line,
+                    self.line,
                     "{:2}:{:02}:{:02}.{:06} ",
                     d.as_secs() / 3600,
                     d.as_secs() / 60 % 60,
@@ -144,8 +167,7 @@ impl<W: Write> TextSink<W> {
         self.previous = Some(ts);
     }
 
-    fn describe(&mut self, frame: &Frame<'_>) {
-        let d = dissect(frame.link, frame.data);
+    fn describe(&mut self, frame: &Frame<'_>, d: &Dissected<'_>) {
         let line = &mut self.line;
         if self.options.link_header
             && let Some((src, dst)) = d.macs
@@ -175,34 +197,32 @@ impl<W: Write> TextSink<W> {
             ) => {
                 let verbose = self.options.verbose;
                 if verbose > 0 {
-                    ip_detail(line, &d);
+                    ip_detail(line, d);
                 } else {
-                    let _ = write!(line, "{} ", ip_label(src));
+                    line.push_str(ip_label(src));
+                    line.push(' ');
                 }
-                let _ = write!(line, "{src}.{sport} > {dst}.{dport}: ");
+                push_endpoint(line, src, sport);
+                line.push_str(" > ");
+                push_endpoint(line, dst, dport);
+                line.push_str(": ");
                 // tcpdump checks UDP checksums with -v over IPv6, -vv over IPv4.
                 let check = (d.ipv6.is_some() && verbose > 0) || verbose > 1;
-                match d.udp_checksum().filter(|_| check) {
+                match check.then(|| d.udp_checksum()).flatten() {
                     Some(UdpChecksum::Ok) => line.push_str("[udp sum ok] "),
                     Some(UdpChecksum::Bad { stored, correct }) => {
                         let _ = write!(line, "[bad udp cksum 0x{stored:04x} -> 0x{correct:04x}!] ");
                     }
                     None => {}
                 }
-                if self.ports.contains(sport) || self.ports.contains(dport) {
+                if self.filter.ports.contains(sport) || self.filter.ports.contains(dport) {
                     ntp_summary(line, payload, length, verbose);
                 } else {
                     let _ = write!(line, "UDP, length {length}");
                 }
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Tcp { sport, dport })) => {
-                let _ = write!(
-                    line,
-                    "{} {}.{sport} > {}.{dport}: tcp",
-                    ip_label(src),
-                    src,
-                    dst
-                );
+                let _ = write!(line, "{} {src}.{sport} > {dst}.{dport}: tcp", ip_label(src));
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Icmp)) => {
                 let _ = write!(line, "{} {src} > {dst}: ICMP", ip_label(src));
@@ -244,6 +264,47 @@ impl<W: Write> TextSink<W> {
     }
 }
 
+/// `HH:MM:SS.uuuuuu ` for `sod` seconds of the day.
+fn push_clock(line: &mut String, sod: i64, micros: u32) {
+    let two = |line: &mut String, v: i64| {
+        line.push(char::from(b'0' + (v / 10) as u8));
+        line.push(char::from(b'0' + (v % 10) as u8));
+    };
+    two(line, sod / 3600);
+    line.push(':');
+    two(line, sod / 60 % 60);
+    line.push(':');
+    two(line, sod % 60);
+    line.push('.');
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(micros);
+    for _ in digits.len()..6 {
+        line.push('0');
+    }
+    line.push_str(digits);
+    line.push(' ');
+}
+
+/// `address.port`, as tcpdump writes an endpoint.
+fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
+    let mut buf = itoa::Buffer::new();
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            line.push_str(buf.format(a));
+            for octet in [b, c, d] {
+                line.push('.');
+                line.push_str(buf.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(line, "{v6}");
+        }
+    }
+    line.push('.');
+    line.push_str(buf.format(port));
+}
+
 fn ip_label(addr: IpAddr) -> &'static str {
     if addr.is_ipv4() { "IP" } else { "IP6" }
 }
@@ -268,27 +329,34 @@ fn ethertype_name(t: u16) -> &'static str {
 
 /// `NTPv4, Client, length 48`, then the `-v` detail lines.
 fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
-    let Ok(ntp) = Ntp::decode(payload) else {
+    let Ok(view) = NtpPacket::new_checked(payload) else {
         let _ = write!(line, "NTP, length {length} [|ntp]");
         return;
     };
     let _ = write!(
         line,
         "NTPv{}, {}, length {length}",
-        ntp.version,
-        ntp.mode.tcpdump_name()
+        view.version(),
+        view.mode().tcpdump_name()
     );
+    if verbose == 0 {
+        if view.is_truncated() {
+            line.push_str(" [|ntp]");
+        }
+        return;
+    }
+    let Ok(ntp) = Ntp::decode(payload) else {
+        return;
+    };
     if let Some(NtpError::Truncated { .. }) = ntp.error {
         line.push_str(" [|ntp]");
     }
-    if verbose > 0 {
-        ntp_detail(line, &ntp, verbose);
-    }
+    ntp_detail(line, &ntp, verbose);
 }
 
 /// tcpdump's `-v` IP header, before the addresses: `IP (tos 0x0, ttl 64, ...)` and a line
 /// break, or `IP6 (hlim 64, ...) ` on the same line.
-fn ip_detail(line: &mut String, d: &crate::net::Dissected<'_>) {
+fn ip_detail(line: &mut String, d: &Dissected<'_>) {
     if let Some(ip) = &d.ipv4 {
         let flags = match (ip.dont_fragment, ip.more_fragments) {
             (true, true) => "DF+",
@@ -298,15 +366,23 @@ fn ip_detail(line: &mut String, d: &crate::net::Dissected<'_>) {
         };
         let _ = write!(
             line,
-            "IP (tos 0x{:x}, ttl {}, id {}, offset {}, flags [{flags}], proto {} ({}), length {})\n    ",
-            (ip.dscp.value() << 2) | ip.ecn.value(),
-            ip.time_to_live,
-            ip.identification,
-            u32::from(ip.fragment_offset.value()) * 8,
-            protocol_name(ip.protocol.0),
-            ip.protocol.0,
-            ip.total_len
+            "IP (tos 0x{:x}, ttl ",
+            (ip.dscp.value() << 2) | ip.ecn.value()
         );
+        push_num(line, ip.time_to_live);
+        line.push_str(", id ");
+        push_num(line, ip.identification);
+        line.push_str(", offset ");
+        push_num(line, u32::from(ip.fragment_offset.value()) * 8);
+        line.push_str(", flags [");
+        line.push_str(flags);
+        line.push_str("], proto ");
+        line.push_str(protocol_name(ip.protocol.0));
+        line.push_str(" (");
+        push_num(line, ip.protocol.0);
+        line.push_str("), length ");
+        push_num(line, ip.total_len);
+        line.push_str(")\n    ");
     } else if let Some(ip) = &d.ipv6 {
         line.push_str("IP6 (");
         if ip.traffic_class != 0 {
@@ -315,14 +391,15 @@ fn ip_detail(line: &mut String, d: &crate::net::Dissected<'_>) {
         if ip.flow_label.value() != 0 {
             let _ = write!(line, "flowlabel 0x{:05x}, ", ip.flow_label.value());
         }
-        let _ = write!(
-            line,
-            "hlim {}, next-header {} ({}), payload length {}) ",
-            ip.hop_limit,
-            protocol_name(ip.next_header.0),
-            ip.next_header.0,
-            ip.payload_length
-        );
+        line.push_str("hlim ");
+        push_num(line, ip.hop_limit);
+        line.push_str(", next-header ");
+        line.push_str(protocol_name(ip.next_header.0));
+        line.push_str(" (");
+        push_num(line, ip.next_header.0);
+        line.push_str("), payload length ");
+        push_num(line, ip.payload_length);
+        line.push_str(") ");
     }
 }
 
@@ -339,35 +416,54 @@ fn protocol_name(p: u8) -> &'static str {
 }
 
 /// `seconds.nanoseconds (date)`, as tcpdump prints an NTP timestamp.
-fn ts_text(ts: ntp::NtpTimestamp) -> String {
-    match ts.to_utc() {
-        Some(t) => format!(
-            "{}.{:09} ({})",
-            ts.seconds(),
-            ts.nanos(),
-            t.format("%Y-%m-%dT%H:%M:%SZ")
-        ),
-        None => format!("{}.{:09}", ts.seconds(), ts.nanos()),
+fn push_ts(line: &mut String, ts: ntp::NtpTimestamp) {
+    push_num(line, ts.seconds());
+    line.push('.');
+    push_padded(line, u64::from(ts.nanos()), 9);
+    if !ts.is_unset() {
+        line.push_str(" (");
+        push_date_time(line, ts.unix_seconds(), Some('T'));
+        line.push_str("Z)");
     }
 }
 
 /// An NTP short value as seconds with six decimals, truncated as tcpdump does.
-fn short_text(v: ntp::NtpShort) -> String {
-    let micros = (u64::from(v.0 & 0xffff) * 1_000_000) >> 16;
-    format!("{}.{micros:06}", v.0 >> 16)
+fn push_short(line: &mut String, v: ntp::NtpShort) {
+    push_num(line, v.0 >> 16);
+    line.push('.');
+    push_padded(line, (u64::from(v.0 & 0xffff) * 1_000_000) >> 16, 6);
 }
 
 /// `later - origin`, signed, as tcpdump prints it; the whole `later` timestamp if the origin
 /// is unset (nothing to compare against).
-fn delta_text(origin: ntp::NtpTimestamp, later: ntp::NtpTimestamp) -> String {
+fn push_delta(line: &mut String, origin: ntp::NtpTimestamp, later: ntp::NtpTimestamp) {
     if origin.is_unset() {
-        return ts_text(later);
+        push_ts(line, later);
+        return;
     }
     let diff = i128::from(later.0) - i128::from(origin.0);
-    let sign = if diff < 0 { '-' } else { '+' };
+    line.push(if diff < 0 { '-' } else { '+' });
     let abs = diff.unsigned_abs();
-    let nanos = ((abs & 0xffff_ffff) * 1_000_000_000) >> 32;
-    format!("{sign}{}.{nanos:09}", abs >> 32)
+    push_num(line, (abs >> 32) as u64);
+    line.push('.');
+    push_padded(
+        line,
+        (((abs & 0xffff_ffff) * 1_000_000_000) >> 32) as u64,
+        9,
+    );
+}
+
+fn push_num<I: itoa::Integer>(line: &mut String, n: I) {
+    line.push_str(itoa::Buffer::new().format(n));
+}
+
+/// `2^exp` seconds as tcpdump prints a poll interval: whole seconds, or a fraction.
+fn push_log2_seconds(line: &mut String, exp: i8) {
+    if (0..63).contains(&exp) {
+        push_num(line, 1u64 << exp);
+    } else {
+        let _ = write!(line, "{}", log2_seconds(exp));
+    }
 }
 
 fn stratum_name(stratum: u8) -> &'static str {
@@ -377,6 +473,16 @@ fn stratum_name(stratum: u8) -> &'static str {
         2..=15 => "secondary reference",
         16 => "unsynchronized",
         _ => "reserved",
+    }
+}
+
+fn push_refid(line: &mut String, refid: &RefId) {
+    match refid {
+        RefId::Unspecified => line.push_str("(unspec)"),
+        RefId::KissCode(code) | RefId::Clock(code) => line.push_str(code),
+        RefId::Address(addr) => {
+            let _ = write!(line, "{addr}");
+        }
     }
 }
 
@@ -410,24 +516,26 @@ fn ntp_detail(line: &mut String, ntp: &Ntp, verbose: u8) {
 }
 
 fn time_detail(line: &mut String, ntp: &Ntp, h: &TimeHeader, verbose: u8) {
-    let _ = write!(
-        line,
-        "\n\tLeap indicator: {} ({}), Stratum {} ({}), poll {} ({}s), precision {}",
-        ntp.leap.describe(),
-        ntp.leap.to_bits() << 6,
-        h.stratum,
-        stratum_name(h.stratum),
-        h.poll,
-        log2_seconds(h.poll),
-        h.precision
-    );
-    let _ = write!(
-        line,
-        "\n\tRoot Delay: {}, Root dispersion: {}, Reference-ID: {}",
-        short_text(h.root_delay),
-        short_text(h.root_dispersion),
-        refid_text(&h.refid())
-    );
+    line.push_str("\n\tLeap indicator: ");
+    line.push_str(ntp.leap.describe());
+    line.push_str(" (");
+    push_num(line, ntp.leap.to_bits() << 6);
+    line.push_str("), Stratum ");
+    push_num(line, h.stratum);
+    line.push_str(" (");
+    line.push_str(stratum_name(h.stratum));
+    line.push_str("), poll ");
+    push_num(line, h.poll);
+    line.push_str(" (");
+    push_log2_seconds(line, h.poll);
+    line.push_str("s), precision ");
+    push_num(line, h.precision);
+    line.push_str("\n\tRoot Delay: ");
+    push_short(line, h.root_delay);
+    line.push_str(", Root dispersion: ");
+    push_short(line, h.root_dispersion);
+    line.push_str(", Reference-ID: ");
+    push_refid(line, &h.refid());
     if ntp.mode != ntp::Mode::Client
         && let Some(code) = ntp.kiss_code()
     {
@@ -438,20 +546,19 @@ fn time_detail(line: &mut String, ntp: &Ntp, h: &TimeHeader, verbose: u8) {
             String::from_utf8_lossy(&code)
         );
     }
-    let _ = write!(line, "\n\t  Reference Timestamp:  {}", ts_text(h.reference));
-    let _ = write!(line, "\n\t  Origin Timestamp:     {}", ts_text(h.origin));
-    let _ = write!(line, "\n\t  Receive Timestamp:    {}", ts_text(h.receive));
-    let _ = write!(line, "\n\t  Transmit Timestamp:   {}", ts_text(h.transmit));
-    let _ = write!(
-        line,
-        "\n\t    Originator - Receive Timestamp:  {}",
-        delta_text(h.origin, h.receive)
-    );
-    let _ = write!(
-        line,
-        "\n\t    Originator - Transmit Timestamp: {}",
-        delta_text(h.origin, h.transmit)
-    );
+    for (label, ts) in [
+        ("\n\t  Reference Timestamp:  ", h.reference),
+        ("\n\t  Origin Timestamp:     ", h.origin),
+        ("\n\t  Receive Timestamp:    ", h.receive),
+        ("\n\t  Transmit Timestamp:   ", h.transmit),
+    ] {
+        line.push_str(label);
+        push_ts(line, ts);
+    }
+    line.push_str("\n\t    Originator - Receive Timestamp:  ");
+    push_delta(line, h.origin, h.receive);
+    line.push_str("\n\t    Originator - Transmit Timestamp: ");
+    push_delta(line, h.origin, h.transmit);
     if !h.extensions.is_empty() {
         line.push_str("\n\tExtension fields:");
     }
@@ -640,10 +747,15 @@ fn hex_dump(line: &mut String, data: &[u8]) {
 }
 
 impl<W: Write> Sink for TextSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<()> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        let d = dissect(frame.link, frame.data);
+        if !self.filter.shows(d.transport.as_ref()) {
+            return Ok(false);
+        }
+        self.shown += 1;
         self.line.clear();
         if self.options.number {
-            let _ = write!(self.line, "{:5}  ", frame.number);
+            let _ = write!(self.line, "{:5}  ", self.shown);
         }
         self.timestamp(frame.ts);
         if self.options.show_iface {
@@ -654,12 +766,13 @@ impl<W: Write> Sink for TextSink<W> {
                 frame.direction.map_or("   ", |d| d.label())
             );
         }
-        self.describe(frame);
+        self.describe(frame, &d);
         if self.options.hex {
             hex_dump(&mut self.line, frame.data);
         }
         self.line.push('\n');
-        self.out.write_all(self.line.as_bytes())
+        self.out.write_all(self.line.as_bytes())?;
+        Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
