@@ -45,10 +45,11 @@ fn demo_shows_the_exchange_and_writes_a_capture() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     for line in [
-        "IP 10.203.0.2.",
-        ": NTPv4, Client, length 48",
+        "> 10.203.0.1.123: NTPv4, Client, length 48",
+        "10.203.0.1.123 > 10.203.0.2.",
         ": NTPv4, Server, length 48",
-        "IP6 fd00:203::2.",
+        "fd00:203::2.",
+        "Stratum 8 (secondary reference)",
     ] {
         assert!(stdout.contains(line), "{line:?} not shown:\n{stdout}");
     }
