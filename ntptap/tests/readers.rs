@@ -164,54 +164,8 @@ fn every_file_flavour_prints_the_same() {
         variants.push(path);
     }
 
-    // pcapng: two sections (big then little endian), each with an Ethernet and a raw-IP
-    // interface; frames alternate between the interfaces.
     let ng = dir.path().join("two-sections.pcapng");
-    {
-        let file = std::fs::File::create(&ng).unwrap();
-        let mut w = PcapNgWriter::with_section_header(
-            file,
-            SectionHeaderBlock {
-                endianness: Endianness::Big,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let halves = frames.split_at(frames.len() / 2);
-        for (section, half) in [halves.0, halves.1].into_iter().enumerate() {
-            if section == 1 {
-                let next = SectionHeaderBlock {
-                    endianness: Endianness::Little,
-                    ..Default::default()
-                };
-                w.write_pcapng_block(next).unwrap();
-            }
-            for link in [DataLink::ETHERNET, DataLink::RAW] {
-                w.write_pcapng_block(InterfaceDescriptionBlock {
-                    linktype: link,
-                    snaplen: 0,
-                    options: vec![],
-                })
-                .unwrap();
-            }
-            for (i, (ts, orig, data)) in half.iter().enumerate() {
-                let (interface_id, data, orig) = if i % 2 == 0 {
-                    (0, data.clone(), *orig)
-                } else {
-                    (1, data[14..].to_vec(), orig - 14)
-                };
-                w.write_pcapng_block(EnhancedPacketBlock {
-                    interface_id,
-                    timestamp: *ts,
-                    original_len: orig,
-                    data: Cow::Owned(data),
-                    options: vec![],
-                })
-                .unwrap();
-            }
-        }
-        w.into_inner().flush().unwrap();
-    }
+    write_two_section_pcapng(&ng, &frames);
     variants.push(ng);
 
     for path in &variants {
@@ -261,4 +215,52 @@ fn a_file_cut_short_prints_its_frames_then_says_so() {
         "the seven whole frames: {stdout}"
     );
     assert!(stderr.contains("cut short after frame 7"), "{stderr}");
+}
+
+/// pcapng: two sections (big then little endian), each with an Ethernet and a raw-IP
+/// interface; frames alternate between the interfaces.
+fn write_two_section_pcapng(path: &Path, frames: &[(Duration, u32, Vec<u8>)]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = PcapNgWriter::with_section_header(
+        file,
+        SectionHeaderBlock {
+            endianness: Endianness::Big,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let halves = frames.split_at(frames.len() / 2);
+    for (section, half) in [halves.0, halves.1].into_iter().enumerate() {
+        if section == 1 {
+            let next = SectionHeaderBlock {
+                endianness: Endianness::Little,
+                ..Default::default()
+            };
+            w.write_pcapng_block(next).unwrap();
+        }
+        for link in [DataLink::ETHERNET, DataLink::RAW] {
+            w.write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: link,
+                snaplen: 0,
+                options: vec![],
+            })
+            .unwrap();
+        }
+        for (i, (ts, orig, data)) in half.iter().enumerate() {
+            let (interface_id, data, orig) = if i % 2 == 0 {
+                (0, data.clone(), *orig)
+            } else {
+                (1, data[14..].to_vec(), orig - 14)
+            };
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id,
+                timestamp: *ts,
+                original_len: orig,
+                data: Cow::Owned(data),
+                options: vec![],
+            })
+            .unwrap();
+        }
+    }
+    w.into_inner().flush().unwrap();
 }
