@@ -692,6 +692,73 @@ impl Ntp {
     }
 }
 
+impl Ntp {
+    /// The packet on the wire. Inverse of [`Ntp::decode`] for a whole, well-formed packet.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.length.max(48));
+        match &self.body {
+            Body::Private(p) => {
+                out.push(
+                    (u8::from(p.response) << 7)
+                        | (u8::from(p.more) << 6)
+                        | ((self.version & 7) << 3)
+                        | self.mode.to_bits(),
+                );
+                out.push((u8::from(p.auth) << 7) | (p.sequence & 0x7f));
+                out.push(p.implementation);
+                out.push(p.request_code);
+                out.extend_from_slice(
+                    &(((u16::from(p.error_code) & 0xf) << 12) | (p.item_count & 0xfff))
+                        .to_be_bytes(),
+                );
+                out.extend_from_slice(&(p.item_size & 0xfff).to_be_bytes());
+            }
+            body => {
+                out.push(
+                    (self.leap.to_bits() << 6) | ((self.version & 7) << 3) | self.mode.to_bits(),
+                );
+                match body {
+                    Body::Time(h) => encode_time(&mut out, h),
+                    Body::Control(c) => {
+                        out.push(
+                            (u8::from(c.response) << 7)
+                                | (u8::from(c.error) << 6)
+                                | (u8::from(c.more) << 5)
+                                | (c.opcode & 0x1f),
+                        );
+                        for v in [c.sequence, c.status, c.association_id, c.offset, c.count] {
+                            out.extend_from_slice(&v.to_be_bytes());
+                        }
+                        out.extend_from_slice(&c.data);
+                    }
+                    Body::Private(_) | Body::None => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+fn encode_time(out: &mut Vec<u8>, h: &TimeHeader) {
+    out.extend_from_slice(&[h.stratum, h.poll as u8, h.precision as u8]);
+    out.extend_from_slice(&h.root_delay.0.to_be_bytes());
+    out.extend_from_slice(&h.root_dispersion.0.to_be_bytes());
+    out.extend_from_slice(&h.refid);
+    for ts in [h.reference, h.origin, h.receive, h.transmit] {
+        out.extend_from_slice(&ts.0.to_be_bytes());
+    }
+    for e in &h.extensions {
+        out.extend_from_slice(&e.field_type.to_be_bytes());
+        out.extend_from_slice(&e.length.to_be_bytes());
+        out.extend_from_slice(&e.value);
+    }
+    if let Some(mac) = &h.mac {
+        out.extend_from_slice(&mac.key_id.to_be_bytes());
+        out.extend_from_slice(&mac.digest);
+    }
+}
+
 fn truncated<T: AsRef<[u8]>>(view: &NtpPacket<T>, what: &'static str, end: usize) -> NtpError {
     NtpError::Truncated {
         what,
@@ -730,44 +797,45 @@ fn decode_time<T: AsRef<[u8]>>(
     Ok((header, err))
 }
 
-/// Split what follows the header into extension fields and a MAC (RFC 7822 §7): extension
-/// fields are taken while they parse and leave either nothing or a whole MAC behind;
-/// otherwise the rest must be a MAC by itself.
+/// Split what follows the header into extension fields and a MAC (RFC 7822 §7.5): a rest of
+/// exactly 4 (crypto-NAK), 20 or 24 octets (MD5 or SHA-1 MAC) is a MAC; otherwise, in NTPv4,
+/// extension fields are read while they parse, and whatever is left must be a MAC. A 68-octet
+/// rest (a SHA-512 MAC) is read as an extension field if it parses as one: the wire format
+/// cannot tell them apart.
 fn decode_trailer(rest: &[u8], version: u8, header: &mut TimeHeader) -> Option<NtpError> {
-    if rest.is_empty() {
+    let mut off = 0;
+    while off < rest.len() {
+        let left = rest.len() - off;
+        if matches!(left, 4 | 20 | 24) {
+            break;
+        }
+        if version != 4 || left < 16 {
+            break;
+        }
+        let t = u16::from_be_bytes([rest[off], rest[off + 1]]);
+        let l = u16::from_be_bytes([rest[off + 2], rest[off + 3]]);
+        let len = usize::from(l);
+        if len < 16 || len % 4 != 0 || len > left {
+            break;
+        }
+        header.extensions.push(Extension {
+            field_type: t,
+            length: l,
+            value: rest[off + 4..off + len].to_vec(),
+        });
+        off += len;
+    }
+    let left = &rest[off..];
+    if left.is_empty() {
         return None;
     }
-    if version == 4 {
-        let mut off = 0;
-        let mut fields = Vec::new();
-        while rest.len() - off >= 16 {
-            let t = u16::from_be_bytes([rest[off], rest[off + 1]]);
-            let l = u16::from_be_bytes([rest[off + 2], rest[off + 3]]);
-            let len = usize::from(l);
-            if len < 16 || len % 4 != 0 || len > rest.len() - off {
-                break;
-            }
-            fields.push(Extension {
-                field_type: t,
-                length: l,
-                value: rest[off + 4..off + len].to_vec(),
-            });
-            off += len;
-            let left = rest.len() - off;
-            if left == 0 || is_mac_len(left) {
-                header.extensions = fields;
-                header.mac = mac(&rest[off..]);
-                return None;
-            }
-        }
-    }
-    if is_mac_len(rest.len()) {
-        header.mac = mac(rest);
+    if is_mac_len(left.len()) {
+        header.mac = mac(left);
         return None;
     }
     Some(NtpError::Trailing {
-        offset: field::HEADER_END,
-        length: rest.len(),
+        offset: field::HEADER_END + off,
+        length: left.len(),
     })
 }
 
@@ -914,5 +982,151 @@ mod tests {
         p[1] = 0;
         p[12..16].copy_from_slice(b"RATE");
         assert_eq!(Ntp::decode(&p).unwrap().kiss_code(), Some(*b"RATE"));
+    }
+
+    mod properties {
+        use proptest::{collection::vec, prelude::*};
+
+        use super::super::*;
+
+        fn arb_ts() -> impl Strategy<Value = NtpTimestamp> {
+            any::<u64>().prop_map(NtpTimestamp)
+        }
+
+        /// Extension fields of legal lengths: at least 28 octets (RFC 7822 §7.5), a multiple of 4.
+        fn arb_extension() -> impl Strategy<Value = Extension> {
+            (any::<u16>(), 6usize..40).prop_flat_map(|(t, words)| {
+                vec(any::<u8>(), words * 4 + 24 - 4).prop_map(move |value| Extension {
+                    field_type: t,
+                    length: (value.len() + 4) as u16,
+                    value,
+                })
+            })
+        }
+
+        fn arb_time(version: u8) -> impl Strategy<Value = Ntp> {
+            let header = (
+                any::<u8>(),
+                any::<i8>(),
+                any::<i8>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<[u8; 4]>(),
+            );
+            let times = (arb_ts(), arb_ts(), arb_ts(), arb_ts());
+            let exts = if version == 4 {
+                vec(arb_extension(), 0..3).boxed()
+            } else {
+                Just(Vec::new()).boxed()
+            };
+            // MD5 and SHA-1 MACs and crypto-NAKs (a SHA-512 trailer can parse as a field).
+            let mac = prop_oneof![
+                Just(None),
+                any::<u32>().prop_map(|key_id| Some(Mac {
+                    key_id,
+                    digest: Vec::new()
+                })),
+                (
+                    any::<u32>(),
+                    prop_oneof![vec(any::<u8>(), 16), vec(any::<u8>(), 20)]
+                )
+                    .prop_map(|(key_id, digest)| Some(Mac { key_id, digest })),
+            ];
+            (0u8..4, 0u8..6, header, times, exts, mac).prop_map(
+                move |(leap, mode, h, t, extensions, mac)| {
+                    let header = TimeHeader {
+                        stratum: h.0,
+                        poll: h.1,
+                        precision: h.2,
+                        root_delay: NtpShort(h.3),
+                        root_dispersion: NtpShort(h.4),
+                        refid: h.5,
+                        reference: t.0,
+                        origin: t.1,
+                        receive: t.2,
+                        transmit: t.3,
+                        extensions,
+                        mac,
+                    };
+                    let mut ntp = Ntp {
+                        length: 0,
+                        leap: Leap::from_bits(leap),
+                        version,
+                        mode: Mode::from_bits(mode),
+                        body: Body::Time(Box::new(header)),
+                        error: None,
+                    };
+                    ntp.length = ntp.encode().len();
+                    ntp
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn decoding_never_panics(bytes in vec(any::<u8>(), 0..700)) {
+                let _ = Ntp::decode(&bytes);
+            }
+
+            #[test]
+            fn time_packets_round_trip(ntp in (1u8..=4).prop_flat_map(arb_time)) {
+                let bytes = ntp.encode();
+                prop_assert_eq!(Ntp::decode(&bytes).unwrap(), ntp.clone());
+                prop_assert_eq!(Ntp::decode(&bytes).unwrap().encode(), bytes);
+            }
+
+            #[test]
+            fn control_messages_round_trip(
+                leap in 0u8..4, version in 1u8..5, flags in 0u8..8, opcode in 0u8..32,
+                words in any::<[u16; 4]>(), data in vec(any::<u8>(), 0..468),
+            ) {
+                let ntp = Ntp {
+                    length: 12 + data.len(),
+                    leap: Leap::from_bits(leap),
+                    version,
+                    mode: Mode::Control,
+                    body: Body::Control(Control {
+                        response: flags & 4 != 0,
+                        error: flags & 2 != 0,
+                        more: flags & 1 != 0,
+                        opcode,
+                        sequence: words[0],
+                        status: words[1],
+                        association_id: words[2],
+                        offset: words[3],
+                        count: data.len() as u16,
+                        data,
+                    }),
+                    error: None,
+                };
+                prop_assert_eq!(Ntp::decode(&ntp.encode()).unwrap(), ntp);
+            }
+
+            #[test]
+            fn private_messages_round_trip(
+                version in 0u8..8, flags in 0u8..8, sequence in 0u8..128, implementation: u8,
+                request_code: u8, error_code in 0u8..16, item_count in 0u16..4096, item_size in 0u16..4096,
+            ) {
+                let ntp = Ntp {
+                    length: 8,
+                    leap: Leap::from_bits(flags >> 1),
+                    version,
+                    mode: Mode::Private,
+                    body: Body::Private(Private {
+                        response: flags & 4 != 0,
+                        more: flags & 2 != 0,
+                        auth: flags & 1 != 0,
+                        sequence,
+                        implementation,
+                        request_code,
+                        error_code,
+                        item_count,
+                        item_size,
+                    }),
+                    error: None,
+                };
+                prop_assert_eq!(Ntp::decode(&ntp.encode()).unwrap(), ntp);
+            }
+        }
     }
 }
