@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod cli;
 pub mod frame;
+pub mod fuzzing;
 pub mod input;
 pub mod net;
 pub mod ntp;

@@ -4,6 +4,7 @@
 //! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
 
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -43,6 +44,16 @@ enum Task {
         /// Arguments for ntptap.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Run each cargo-fuzz target (NTP decoder, frame printers, capture readers) for a
+    /// bounded time; crashes are kept as regression tests.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
     },
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
@@ -84,6 +95,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
+        Task::Fuzz { seconds, target } => fuzz::run(&root, seconds, target.as_deref()),
         Task::Test { args } => {
             setup::all(&root)?;
             lint()?;

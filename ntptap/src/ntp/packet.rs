@@ -408,6 +408,10 @@ pub struct Control {
     /// The data bytes captured (at most `count`).
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// What follows the data: padding to a 32-bit boundary and, when authenticated, a key id
+    /// and digest (RFC 9327 §2).
+    #[serde(skip)]
+    pub trailer: Vec<u8>,
 }
 
 /// A mode 7 private message header (ntpd `struct req_pkt` / `struct resp_pkt`).
@@ -431,6 +435,11 @@ pub struct Private {
     pub item_count: u16,
     /// Size of each item.
     pub item_size: u16,
+    /// The four must-be-zero bits before the item size (kept: non-zero is a malformed sender).
+    pub mbz: u8,
+    /// The items, and any authenticator, after the 8-byte header.
+    #[serde(skip)]
+    pub data: Vec<u8>,
 }
 
 /// Names of mode 7 request codes (ntpd `include/ntp_request.h`).
@@ -604,6 +613,7 @@ impl Control {
                         offset: 0,
                         count: 0,
                         data: Vec::new(),
+                        trailer: Vec::new(),
                     };
                     (status.association_id, status.status_word())
                 })
@@ -712,7 +722,10 @@ impl Ntp {
                     &(((u16::from(p.error_code) & 0xf) << 12) | (p.item_count & 0xfff))
                         .to_be_bytes(),
                 );
-                out.extend_from_slice(&(p.item_size & 0xfff).to_be_bytes());
+                out.extend_from_slice(
+                    &(((u16::from(p.mbz) & 0xf) << 12) | (p.item_size & 0xfff)).to_be_bytes(),
+                );
+                out.extend_from_slice(&p.data);
             }
             body => {
                 out.push(
@@ -731,6 +744,7 @@ impl Ntp {
                             out.extend_from_slice(&v.to_be_bytes());
                         }
                         out.extend_from_slice(&c.data);
+                        out.extend_from_slice(&c.trailer);
                     }
                     Body::Private(_) | Body::None => {}
                 }
@@ -874,6 +888,7 @@ fn decode_control<T: AsRef<[u8]>>(view: &NtpPacket<T>) -> Result<Control, NtpErr
         offset: u16at(8),
         count,
         data: b[field::CONTROL_END..data_end].to_vec(),
+        trailer: b[data_end..].to_vec(),
     })
 }
 
@@ -892,6 +907,8 @@ fn decode_private<T: AsRef<[u8]>>(view: &NtpPacket<T>) -> Result<Private, NtpErr
         error_code: b[4] >> 4,
         item_count: u16::from_be_bytes([b[4] & 0x0f, b[5]]),
         item_size: u16::from_be_bytes([b[6] & 0x0f, b[7]]),
+        mbz: b[6] >> 4,
+        data: b[field::PRIVATE_END..].to_vec(),
     })
 }
 
@@ -1094,8 +1111,9 @@ mod tests {
                         status: words[1],
                         association_id: words[2],
                         offset: words[3],
-                        count: data.len() as u16,
+                                                count: data.len() as u16,
                         data,
+                        trailer: Vec::new(),
                     }),
                     error: None,
                 };
@@ -1120,8 +1138,10 @@ mod tests {
                         implementation,
                         request_code,
                         error_code,
-                        item_count,
+                                                                        item_count,
                         item_size,
+                        mbz: 0,
+                        data: Vec::new(),
                     }),
                     error: None,
                 };

@@ -1,0 +1,76 @@
+//! Entry points shared by the `cargo fuzz` targets (fuzz/) and the regression test that replays
+//! their saved crashes (tests/fuzz_regressions.rs), so both run exactly the same code.
+
+use std::{io, time::Duration};
+
+use crate::{
+    frame::{Frame, LinkType},
+    input,
+    ntp::Ntp,
+    output::{
+        Filter, PortSet, Sink,
+        json::JsonSink,
+        text::{TextOptions, TextSink, TimeFormat},
+    },
+};
+
+/// Decode `data` as NTP; a packet that decodes without error must re-encode to `data`.
+pub fn ntp_decode(data: &[u8]) {
+    if let Ok(ntp) = Ntp::decode(data) {
+        let _ = crate::output::json::ntp_json(&ntp);
+        if ntp.error.is_none() {
+            assert_eq!(ntp.encode(), data, "a whole packet re-encodes to its bytes");
+        }
+    }
+}
+
+fn printers() -> (TextSink<io::Sink>, JsonSink<io::Sink>) {
+    let filter = Filter {
+        ports: PortSet::new(vec![123]),
+        all: true,
+    };
+    let options = TextOptions {
+        verbose: 3,
+        hex: true,
+        link_header: true,
+        number: true,
+        time: TimeFormat::DateTime,
+        show_iface: true,
+    };
+    (
+        TextSink::new(io::sink(), options, filter.clone()),
+        JsonSink::new(io::sink(), filter),
+    )
+}
+
+/// Print `data` as a frame of every link type, with every printer.
+pub fn print_frame(data: &[u8]) {
+    let (mut text, mut json) = printers();
+    for link in [
+        LinkType::Ethernet,
+        LinkType::RawIp,
+        LinkType::Null,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+    ] {
+        let frame = Frame {
+            number: 1,
+            ts: Duration::new(1_700_000_000, 123_456_789),
+            mono_ns: Some(1),
+            iface: Some("eth0"),
+            direction: None,
+            orig_len: data.len() as u32,
+            link,
+            data,
+        };
+        let _ = text.frame(&frame);
+        let _ = json.frame(&frame);
+    }
+}
+
+/// Read `data` as a capture file, mapped and streamed, into the printers.
+pub fn read_capture(data: &[u8]) {
+    let (mut text, mut json) = printers();
+    let _ = input::read_slice(data, &mut text, Some(10_000));
+    let _ = input::read_stream(data, &mut json, Some(10_000));
+}
