@@ -177,6 +177,8 @@ pub mod names {
     pub const TC_INGRESS: &str = "ntptap_tc_in";
     /// TC program for egress.
     pub const TC_EGRESS: &str = "ntptap_tc_out";
+    /// XDP program that does nothing, the benchmarks' baseline.
+    pub const NOP: &str = "ntptap_nop";
 }
 
 #[cfg(feature = "user")]

@@ -86,6 +86,13 @@ pub fn ntptap_tc_out(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Does nothing: the baseline `cargo xtask bench` measures the other programs against, in the
+/// same run. The loader never attaches it.
+#[xdp]
+pub fn ntptap_nop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 /// What the hook-specific contexts have in common.
 trait Frame {
     /// Start and end of the bytes that direct packet access can read.

@@ -3,6 +3,7 @@
 //! Not the normal build path (that is `cargo build`, which builds the kernel programs through
 //! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
 
+mod bench;
 mod demo;
 mod fuzz;
 mod setup;
@@ -44,6 +45,16 @@ enum Task {
         /// Arguments for ntptap.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Measure ntptap against tcpdump and tshark in the same run (offline decode, kernel
+    /// programs); print the ratios and write BENCHMARKS.md and target/bench/results.json.
+    Bench {
+        /// Packets in the generated capture.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Interleaved runs of each contender; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Run each cargo-fuzz target (NTP decoder, frame printers, capture readers) for a
     /// bounded time; crashes are kept as regression tests.
@@ -95,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
+        Task::Bench { packets, runs } => bench::run(&root, &bench::Options { packets, runs }),
         Task::Fuzz { seconds, target } => fuzz::run(&root, seconds, target.as_deref()),
         Task::Test { args } => {
             setup::all(&root)?;

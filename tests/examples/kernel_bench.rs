@@ -1,0 +1,116 @@
+//! Per-frame cost of the kernel programs, measured with BPF_PROG_TEST_RUN against an empty
+//! XDP program loaded in the same run. Run by `cargo xtask bench`; prints one JSON object per
+//! measurement: `{"program", "frame", "ns"}` (median over runs of the kernel's average).
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use ntptap::capture::{CaptureConfig, Directions, Hook, Programs, XdpModeArg};
+use ntptap_common::{MAX_DATA, names};
+
+const RUNS: usize = 7;
+const REPEAT: u32 = 20_000;
+
+fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+    [
+        vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1],
+        ethertype.to_be_bytes().to_vec(),
+        l3.to_vec(),
+    ]
+    .concat()
+}
+
+fn ipv4_udp(sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+    let total = (20 + 8 + payload) as u16;
+    let mut b = vec![0x45, 0];
+    b.extend_from_slice(&total.to_be_bytes());
+    b.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    b.push(0x23);
+    b.resize(b.len() + payload - 1, 0);
+    frame(0x0800, &b)
+}
+
+fn ipv6_udp(sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+    let mut b = vec![0x60, 0, 0, 0];
+    b.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    b.extend_from_slice(&[17, 64]);
+    b.extend_from_slice(&[0xfd; 16]);
+    b.extend_from_slice(&[0xfe; 16]);
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    b.extend_from_slice(&[0, 0]);
+    b.push(0x23);
+    b.resize(b.len() + payload - 1, 0);
+    frame(0x86dd, &b)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let config = CaptureConfig {
+        interfaces: Vec::new(),
+        hook: Hook::Xdp,
+        xdp_mode: XdpModeArg::Auto,
+        directions: Directions::Inout,
+        snaplen: MAX_DATA as u32,
+        ring_bytes: 64 << 20,
+        ports: vec![123],
+        all: false,
+    };
+    let mut programs = Programs::load(&config).expect("load the programs (run as root)");
+    for name in [names::XDP, names::NOP] {
+        let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+        p.load().expect("load XDP");
+    }
+    let tc: &mut SchedClassifier = programs
+        .ebpf
+        .program_mut(names::TC_EGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    tc.load().expect("load TC");
+
+    let frames = [
+        ("non-NTP UDP (DNS)", ipv4_udp(53000, 53, 40)),
+        ("NTP, IPv4, 48 bytes", ipv4_udp(40000, 123, 48)),
+        ("NTP, IPv6, 48 bytes", ipv6_udp(40000, 123, 48)),
+        ("NTS, IPv4, 400 bytes", ipv4_udp(40000, 123, 400)),
+    ];
+    let mut cases: Vec<(&str, &str, &[u8])> = vec![(names::NOP, "any frame", &frames[0].1)];
+    for (what, bytes) in &frames {
+        cases.push((names::XDP, what, bytes));
+        cases.push((names::TC_EGRESS, what, bytes));
+    }
+    for (program, what, bytes) in cases {
+        let mut samples = Vec::new();
+        for _ in 0..RUNS {
+            let opts = TestRunOptions {
+                data_in: Some(bytes),
+                repeat: REPEAT,
+                ..Default::default()
+            };
+            let p = programs.ebpf.program(program).unwrap();
+            let result = if program == names::TC_EGRESS {
+                let p: &SchedClassifier = p.try_into().unwrap();
+                p.test_run(opts)
+            } else {
+                let p: &Xdp = p.try_into().unwrap();
+                p.test_run(opts)
+            }
+            .expect("test run");
+            samples.push(result.duration.as_nanos() as f64);
+            // Empty the ring, so every repetition takes the capture path, not the ring-full one.
+            while programs.ring.next().is_some() {}
+        }
+        println!(
+            "{{\"program\": \"{program}\", \"frame\": \"{what}\", \"ns\": {:.1}}}",
+            median(samples)
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! `cargo xtask bench`: ntptap measured against tcpdump and tshark in the same run, reported as
+//! ratios. Writes target/bench/results.json and BENCHMARKS.md.
+//!
+//! - Offline decode: a generated capture of NTP traffic read by `ntptap -r` and
+//!   `tcpdump -n -r` at the same verbosity, and by `tshark -V` (per packet, on a slice of it).
+//! - Kernel programs: per-frame cost with BPF_PROG_TEST_RUN against an empty XDP program
+//!   loaded in the same run (tests/examples/kernel_bench.rs).
+
+use std::{
+    fmt::Write as _,
+    fs::{self, File},
+    io::{BufWriter, Write as _},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use etherparse::PacketBuilder;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+
+pub struct Options {
+    pub packets: u64,
+    pub runs: usize,
+}
+
+/// CPU time (user + system) and wall time of one command, its output thrown away.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn measure(program: &Path, args: &[&str]) -> anyhow::Result<Cost> {
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: we wait for our own child, passing pointers to locals that outlive the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &raw mut status, 0, &raw mut usage) };
+    let wall = start.elapsed();
+    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{} {args:?} failed (status {status})", program.display());
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Cost {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A capture of `packets` NTP frames: client requests and server replies between a few
+/// hundred clients and one server, checksums right, every field plausible.
+fn generate(path: &Path, packets: u64) -> anyhow::Result<()> {
+    let header = PcapHeader {
+        snaplen: 65535,
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(
+        BufWriter::with_capacity(1 << 20, File::create(path)?),
+        header,
+    )?;
+    let mut frame = Vec::with_capacity(128);
+    for i in 0..packets {
+        let client = [10, 0, (i / 256 % 4) as u8, (i % 250) as u8 + 2];
+        let server = [10, 1, 0, 1];
+        let port = 40000 + (i / 2 % 20000) as u16;
+        let reply = i % 2 == 1;
+        let secs = 3_900_000_000u32 + (i / 100) as u32;
+        let mut ntp = [0u8; 48];
+        ntp[0] = if reply { 0x24 } else { 0x23 };
+        ntp[1] = if reply { 2 } else { 0 };
+        ntp[2] = 6;
+        ntp[3] = 0xec;
+        ntp[4..8].copy_from_slice(&0x0000_0155u32.to_be_bytes());
+        ntp[8..12].copy_from_slice(&0x0000_0a3du32.to_be_bytes());
+        ntp[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        if reply {
+            ntp[16..20].copy_from_slice(&(secs - 60).to_be_bytes());
+            ntp[24..28].copy_from_slice(&secs.to_be_bytes());
+            ntp[32..36].copy_from_slice(&secs.to_be_bytes());
+            ntp[36..40].copy_from_slice(&0x0010_0000u32.to_be_bytes());
+        }
+        ntp[40..44].copy_from_slice(&secs.to_be_bytes());
+        ntp[44..48].copy_from_slice(&((i as u32).wrapping_mul(2_654_435_761)).to_be_bytes());
+        let (src, dst, sport, dport) = if reply {
+            (server, client, 123, port)
+        } else {
+            (client, server, port, 123)
+        };
+        frame.clear();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut frame, &ntp)
+            .context("build a frame")?;
+        let ts = Duration::new(1_700_000_000 + i / 1000, (i % 1000) as u32 * 1_000_000);
+        writer.write_packet(&PcapPacket::new(ts, frame.len() as u32, frame.as_slice())?)?;
+    }
+    writer.into_inner().flush()?;
+    Ok(())
+}
+
+struct Row {
+    what: String,
+    ntptap: Cost,
+    peer: Cost,
+    peer_name: &'static str,
+    packets: u64,
+    peer_packets: u64,
+}
+
+impl Row {
+    fn per_packet(c: Cost, n: u64) -> f64 {
+        c.cpu.as_secs_f64() * 1e6 / n as f64
+    }
+    fn ratio(&self) -> f64 {
+        Self::per_packet(self.peer, self.peer_packets) / Self::per_packet(self.ntptap, self.packets)
+    }
+}
+
+pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
+    crate::setup::all(root)?;
+    crate::cargo(&["build", "--release", "--package", "ntptap"])?;
+    let ntptap = root.join("target/release/ntptap");
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out)?;
+    let file = out.join(format!("ntp-{}.pcap", opts.packets));
+    if !file.exists() {
+        eprintln!(
+            "xtask: generating {} ({} packets)",
+            file.display(),
+            opts.packets
+        );
+        generate(&file, opts.packets)?;
+    }
+    let tshark_packets = opts.packets.min(100_000);
+    let tshark_file = out.join(format!("ntp-{tshark_packets}.pcap"));
+    if !tshark_file.exists() {
+        generate(&tshark_file, tshark_packets)?;
+    }
+    let f = file.to_str().context("path")?;
+    let tf = tshark_file.to_str().context("path")?;
+    let tcpdump = Path::new("/usr/bin/tcpdump");
+    let tshark = Path::new("/usr/bin/tshark");
+
+    let mut rows = Vec::new();
+    for (what, ours, theirs, peer, peer_name, peer_packets) in [
+        (
+            "ntptap -r vs tcpdump -n -r",
+            vec!["-r", f],
+            vec!["-n", "-r", f],
+            tcpdump,
+            "tcpdump",
+            opts.packets,
+        ),
+        (
+            "ntptap -r -v vs tcpdump -n -v -r",
+            vec!["-r", f, "-v"],
+            vec!["-n", "-v", "-r", f],
+            tcpdump,
+            "tcpdump",
+            opts.packets,
+        ),
+        (
+            "ntptap -r -vvv vs tshark -V",
+            vec!["-r", f, "-vvv"],
+            vec!["-r", tf, "-V"],
+            tshark,
+            "tshark",
+            tshark_packets,
+        ),
+    ] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        // Interleaved, so a slow moment of the machine hits both.
+        for _ in 0..opts.runs {
+            a.push(measure(&ntptap, &ours)?);
+            b.push(measure(peer, &theirs)?);
+        }
+        let pick = |v: &Vec<Cost>| Cost {
+            wall: median(v.iter().map(|c| c.wall).collect()),
+            cpu: median(v.iter().map(|c| c.cpu).collect()),
+        };
+        rows.push(Row {
+            what: what.into(),
+            ntptap: pick(&a),
+            peer: pick(&b),
+            peer_name,
+            packets: opts.packets,
+            peer_packets,
+        });
+    }
+
+    eprintln!("xtask: kernel programs with BPF_PROG_TEST_RUN");
+    let kernel = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "ntptap-tests",
+            "--example",
+            "kernel_bench",
+        ])
+        .current_dir(root)
+        .output()
+        .context("cannot run the kernel benchmark")?;
+    if !kernel.status.success() {
+        bail!(
+            "kernel benchmark failed: {}",
+            String::from_utf8_lossy(&kernel.stderr)
+        );
+    }
+    let kernel: Vec<serde_json::Value> = String::from_utf8_lossy(&kernel.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("kernel benchmark output")?;
+
+    report(root, opts, &rows, &kernel)
+}
+
+fn report(
+    root: &Path,
+    opts: &Options,
+    rows: &[Row],
+    kernel: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    let machine = machine();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Benchmarks\n\nWritten by `cargo xtask bench` ({} packets, median of {} interleaved runs); do not edit by hand.\n",
+        opts.packets, opts.runs
+    );
+    let _ = writeln!(md, "Machine: {machine}\n");
+    let _ = writeln!(
+        md,
+        "## Offline decode (CPU time, user + system, output to /dev/null)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| comparison | ntptap µs/packet | peer µs/packet | ntptap is faster by |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    let mut json_rows = Vec::new();
+    for r in rows {
+        let (a, b) = (
+            Row::per_packet(r.ntptap, r.packets),
+            Row::per_packet(r.peer, r.peer_packets),
+        );
+        let _ = writeln!(
+            md,
+            "| {} | {a:.3} | {b:.3} ({}) | {:.1}× |",
+            r.what,
+            r.peer_name,
+            r.ratio()
+        );
+        json_rows.push(serde_json::json!({
+            "comparison": r.what, "ntptap_us_per_packet": a, "peer": r.peer_name,
+            "peer_us_per_packet": b, "ratio": r.ratio(),
+            "ntptap_wall_s": r.ntptap.wall.as_secs_f64(), "peer_wall_s": r.peer.wall.as_secs_f64(),
+        }));
+    }
+    let nop = kernel
+        .iter()
+        .find(|k| k["program"] == "ntptap_nop")
+        .and_then(|k| k["ns"].as_f64())
+        .unwrap_or(f64::NAN);
+    let _ = writeln!(
+        md,
+        "\n## Kernel programs (BPF_PROG_TEST_RUN, ns per frame, median of 7 × 20,000)\n"
+    );
+    let _ = writeln!(md, "Empty XDP program in the same run: {nop:.1} ns.\n");
+    let _ = writeln!(md, "| program | frame | ns | × empty program |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for k in kernel.iter().filter(|k| k["program"] != "ntptap_nop") {
+        let ns = k["ns"].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {ns:.1} | {:.2} |",
+            k["program"].as_str().unwrap_or("?"),
+            k["frame"].as_str().unwrap_or("?"),
+            ns / nop
+        );
+    }
+    let _ = writeln!(md, "\nReproduce: `cargo xtask bench` (as root).");
+    print!("{md}");
+    fs::write(root.join("BENCHMARKS.md"), &md)?;
+    let json = serde_json::json!({ "machine": machine, "packets": opts.packets, "runs": opts.runs, "offline": json_rows, "kernel": kernel });
+    fs::write(
+        root.join("target/bench/results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    eprintln!("xtask: wrote BENCHMARKS.md and target/bench/results.json");
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let versions = |p: &str, a: &str| {
+        Command::new(p)
+            .arg(a)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{} CPUs ({cpu}), Linux {kernel}; {}; {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        versions("tcpdump", "--version"),
+        versions("tshark", "--version")
+    )
+}
