@@ -56,8 +56,13 @@ pub struct RecordHeader {
     pub vlan_tci: u16,
     /// With [`RECORD_VLAN`]: the tag's protocol (0x8100 or 0x88a8), host byte order.
     pub vlan_proto: u16,
+    /// Matched frames this CPU lost to a full ring since its previous record (pcapng's
+    /// `epb_dropcount`). Drops with no later record on that CPU show only in the counters.
+    pub drops_before: u32,
+    /// Explicit padding to an 8-byte multiple; always zero.
+    pub pad: u32,
 }
-const _: () = assert!(size_of::<RecordHeader>() == 24);
+const _: () = assert!(size_of::<RecordHeader>() == 32);
 
 /// A ring buffer record with room for `N` bytes of frame data.
 ///
@@ -77,8 +82,8 @@ pub struct Record<const N: usize> {
 pub type SmallRecord = Record<SMALL_DATA>;
 /// Record for frames of more than [`SMALL_DATA`] captured bytes.
 pub type LargeRecord = Record<MAX_DATA>;
-const _: () = assert!(size_of::<SmallRecord>() == 24 + SMALL_DATA);
-const _: () = assert!(size_of::<LargeRecord>() == 24 + MAX_DATA);
+const _: () = assert!(size_of::<SmallRecord>() == 32 + SMALL_DATA);
+const _: () = assert!(size_of::<LargeRecord>() == 32 + MAX_DATA);
 
 /// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per direction.
 ///
@@ -167,6 +172,8 @@ pub mod names {
     pub const RING: &str = "NTPTAP_RING";
     /// The per-CPU counters map.
     pub const COUNTERS: &str = "NTPTAP_COUNTERS";
+    /// Per-CPU ring-full drops not yet reported in a record.
+    pub const PENDING: &str = "NTPTAP_PENDING";
     /// The port set map.
     pub const PORTS: &str = "NTPTAP_PORTS";
     /// The read-only configuration global.

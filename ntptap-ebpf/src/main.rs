@@ -36,6 +36,10 @@ static NTPTAP_RING: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 #[map(name = "NTPTAP_COUNTERS")]
 static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
 
+/// Per-CPU ring-full drops since this CPU's last record, reported in the next one.
+#[map(name = "NTPTAP_PENDING")]
+static NTPTAP_PENDING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The UDP port set: a non-zero byte at index `port` means the port is watched.
 #[map(name = "NTPTAP_PORTS")]
 static NTPTAP_PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
@@ -255,6 +259,8 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         flags,
         vlan_tci,
         vlan_proto,
+        drops_before: 0,
+        pad: 0,
     };
     if cap <= SMALL_DATA as u64 {
         emit::<SMALL_DATA, F>(frame, header, cap);
@@ -267,10 +273,22 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
 #[inline(always)]
 fn emit<const N: usize, F: Frame>(frame: &F, mut header: RecordHeader, cap: u64) {
     let direction = header.direction;
+    let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let Some(mut entry) = NTPTAP_RING.reserve::<Record<N>>(0) else {
         count(direction, Counter::RingFull);
+        if let Some(pending) = pending {
+            // SAFETY: this CPU's own slot; see `count`.
+            unsafe { *pending = (*pending).saturating_add(1) };
+        }
         return;
     };
+    if let Some(pending) = pending {
+        // SAFETY: this CPU's own slot; see `count`.
+        unsafe {
+            header.drops_before = *pending;
+            *pending = 0;
+        }
+    }
     // The verifier needs the very register passed to the helper bounded to 1..=N. A zero test
     // on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
     // bounds then follow from arithmetic on that register. `tap` never calls us with cap == 0.

@@ -113,6 +113,12 @@ pub struct Cli {
     #[arg(short = 't', action = ArgAction::Count)]
     pub time_format: u8,
 
+    /// File format for -w: pcap or pcapng. Default: pcapng when the name ends in .pcapng,
+    /// pcap otherwise. pcapng records the interface name, the direction of each frame, the
+    /// kernel's drops between frames, the kernel monotonic timestamp, and capture statistics.
+    #[arg(long = "format", value_enum, requires = "write")]
+    pub format: Option<OutputFormat>,
+
     /// Print the decoded frames even while writing them to a file with -w (tcpdump's
     /// --print).
     #[arg(long = "print", requires = "write")]
@@ -121,6 +127,15 @@ pub struct Cli {
     /// Flush the output after every frame (tcpdump's -U), for `-w -` into a live reader.
     #[arg(short = 'U', long = "packet-buffered", action = ArgAction::SetTrue)]
     pub packet_buffered: bool,
+}
+
+/// Capture file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Classic pcap, nanosecond timestamps.
+    Pcap,
+    /// pcapng.
+    Pcapng,
 }
 
 impl Cli {

@@ -58,8 +58,12 @@ pub struct Frame<'a> {
     pub ts: Duration,
     /// Kernel `CLOCK_MONOTONIC` time, for live captures.
     pub mono_ns: Option<u64>,
+    /// Kernel index of the interface, for live captures.
+    pub ifindex: Option<u32>,
     /// Name of the interface, when known.
     pub iface: Option<&'a str>,
+    /// Frames the kernel lost to a full ring just before this one (live captures).
+    pub drops_before: u32,
     /// Direction, when known.
     pub direction: Option<Direction>,
     /// Length on the wire.

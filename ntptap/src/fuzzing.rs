@@ -57,6 +57,8 @@ pub fn print_frame(data: &[u8]) {
             number: 1,
             ts: Duration::new(1_700_000_000, 123_456_789),
             mono_ns: Some(1),
+            ifindex: Some(1),
+            drops_before: 0,
             iface: Some("eth0"),
             direction: None,
             orig_len: data.len() as u32,

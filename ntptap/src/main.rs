@@ -12,12 +12,13 @@ use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use ntptap::{
     capture::{self, CaptureConfig, Directions, Hook, Session, StopReason, Summary},
-    cli::Cli,
+    cli::{Cli, OutputFormat},
     input,
     output::{
-        Filter, PortSet, Sink, Tee,
+        CloseStats, Filter, PortSet, Sink, Tee,
         json::JsonSink,
         pcap::PcapSink,
+        pcapng::{PcapNgInterface, PcapNgSink},
         text::{TextOptions, TextSink, TimeFormat},
     },
 };
@@ -104,10 +105,42 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             .join(", "),
         hooks_text(&config),
     );
+    let start = wall_now();
     let summary = runtime.block_on(session.run(&mut sink, cli.count, stop))?;
+    let stats = CloseStats {
+        start,
+        end: wall_now(),
+        received: summary.counts.total(Counter::Matched),
+        dropped: summary.counts.dropped(),
+    };
+    match sink.close(&stats) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        other => other.context("cannot finish the output file")?,
+    }
     drop(sink);
     print_summary(&summary);
     Ok(())
+}
+
+/// The kernel filter as text, for pcapng's `if_filter`.
+fn filter_text(config: &CaptureConfig) -> String {
+    let what = if config.all {
+        "all frames".to_owned()
+    } else {
+        config
+            .ports
+            .iter()
+            .map(|p| format!("udp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    format!("{what} (ntptap kernel filter, {})", hooks_text(config))
+}
+
+fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn hooks_text(config: &CaptureConfig) -> &'static str {
@@ -186,7 +219,27 @@ fn open_sink<'a>(
     } else {
         Box::new(BufWriter::with_capacity(1 << 20, out))
     };
-    let sink = PcapSink::new(out, config.snaplen).context("cannot write the pcap header")?;
+    let pcapng = match cli.format {
+        Some(OutputFormat::Pcapng) => true,
+        Some(OutputFormat::Pcap) => false,
+        None => path.extension().is_some_and(|e| e == "pcapng"),
+    };
+    let sink: BoxSink = if pcapng {
+        let interfaces: Vec<PcapNgInterface> = config
+            .interfaces
+            .iter()
+            .map(|i| PcapNgInterface {
+                index: i.index,
+                name: i.name.clone(),
+            })
+            .collect();
+        Box::new(
+            PcapNgSink::new(out, &interfaces, config.snaplen, &filter_text(config))
+                .context("cannot write the pcapng header")?,
+        )
+    } else {
+        Box::new(PcapSink::new(out, config.snaplen).context("cannot write the pcap header")?)
+    };
     if cli.print {
         if path == Path::new("-") {
             bail!("--print and -w - would both write to standard output: write the file elsewhere");
@@ -207,7 +260,7 @@ fn open_sink<'a>(
             created,
         ));
     }
-    Ok((Box::new(sink), created))
+    Ok((sink, created))
 }
 
 /// A writer that flushes after each write (`-U`).

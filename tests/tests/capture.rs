@@ -233,3 +233,160 @@ fn vlan_tagged_frames_xdp_hook() {
 fn vlan_tagged_frames_tc_hook() {
     vlan_frames_are_captured_as_sent("tc");
 }
+
+/// pcapng: tshark shows each frame's interface name and direction; each frame carries the
+/// kernel monotonic timestamp; the file ends with a statistics block whose counts agree with
+/// the exit summary.
+#[test]
+fn pcapng_records_interface_direction_and_statistics() {
+    let lab = Lab::new("pcapng");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _chronyd = chrony_server(&lab.a, dir.path());
+    let file = dir.path().join("ntp.pcapng");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    ntpdig(&lab.b, Lab::A4);
+    ntpdig(&lab.b, Lab::A6);
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let counts = exit_counts(&stderr);
+    assert_eq!(counts.captured, 4, "{stderr}");
+
+    let out = run(Command::new("tshark").arg("-r").arg(&file).args([
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_name",
+        "-e",
+        "frame.packet_flags_direction",
+        "-e",
+        "ntp.flags.mode",
+        "-e",
+        "frame.comment",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for row in &rows {
+        assert_eq!(row[0], "vb", "interface name: {text}");
+        // Requests (mode 3) leave vb, replies (mode 4) arrive: pcapng direction 2 and 1.
+        let want = if row[2] == "3" {
+            "0x00000002"
+        } else {
+            "0x00000001"
+        };
+        assert_eq!(row[1], want, "direction: {text}");
+        assert!(
+            row[3].starts_with("ktime_mono_ns="),
+            "monotonic stamp: {text}"
+        );
+    }
+
+    let bytes = std::fs::read(&file).unwrap();
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("valid pcapng");
+    let mut stats = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let pcap_file::pcapng::Block::InterfaceStatistics(isb) = block.expect("valid block").0 {
+            stats.extend(isb.options.iter().map(|o| format!("{o:?}")));
+        }
+    }
+    let has = |s: &str| stats.iter().any(|o| o == s);
+    assert!(
+        has(&format!("IsbIfRecv({})", counts.received))
+            && has(&format!("IsbIfDrop({})", counts.dropped)),
+        "{stats:?}"
+    );
+    assert!(has("IsbFilterAccept(4)"), "{stats:?}");
+    assert!(
+        stats.iter().any(|o| o.starts_with("IsbStartTime"))
+            && stats.iter().any(|o| o.starts_with("IsbEndTime")),
+        "{stats:?}"
+    );
+}
+
+/// Send `n` NTP client requests from `ns` to `server` as fast as possible, from CPU 0 (TC
+/// egress runs on the sender's CPU, and drops are reported per CPU).
+fn ntp_burst(ns: &ntptap_tests::Netns, server: &str, n: u32) {
+    let script = format!(
+        "import socket\nfam = socket.AF_INET6 if ':' in {server:?} else socket.AF_INET\ns = socket.socket(fam, socket.SOCK_DGRAM)\nfor i in range({n}):\n    s.sendto(b'\\x23' + bytes(47), ({server:?}, 123))\n"
+    );
+    run(ns
+        .command("taskset")
+        .args(["-c", "0", "/usr/bin/python3", "-c", &script]));
+}
+
+/// A full ring loses frames; every one is counted (captured + dropped = received, exactly), and
+/// pcapng's per-packet drop counts add up to no more than the kernel's total.
+#[test]
+fn ring_full_drops_are_counted_exactly() {
+    let lab = Lab::new("drops");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drops.pcapng");
+    // The smallest ring: one page, a dozen small records.
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "out", "-B", "4", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    let pid = nix::unistd::Pid::from_raw(ntptap.pid());
+    // Freeze the reader, overflow the ring, thaw it, then send more so the drops get reported.
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    ntp_burst(&lab.b, Lab::A4, 200);
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ntp_burst(&lab.b, Lab::A4, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let counts = exit_counts(&stderr);
+    assert_eq!(
+        counts.received, 220,
+        "every request went through the filter: {stderr}"
+    );
+    assert!(
+        counts.dropped > 100,
+        "a one-page ring cannot hold 200 frames: {stderr}"
+    );
+    assert_eq!(
+        counts.captured + counts.dropped,
+        counts.received,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} ring buffer full", counts.dropped)),
+        "{stderr}"
+    );
+
+    let bytes = std::fs::read(&file).unwrap();
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("valid pcapng");
+    let (mut frames, mut reported) = (0u64, 0u64);
+    while let Some(block) = reader.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(epb) = block.expect("valid block").0 {
+            frames += 1;
+            for o in &epb.options {
+                if let pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::DropCount(
+                    n,
+                ) = o
+                {
+                    reported += n;
+                }
+            }
+        }
+    }
+    assert_eq!(frames, counts.captured);
+    assert!(
+        reported > 0 && reported <= counts.dropped,
+        "per-packet drop counts {reported}, total {}",
+        counts.dropped
+    );
+}

@@ -288,7 +288,8 @@ impl Harness {
             assert_eq!(header.direction, direction, "{program}: {what}: direction");
             let cap = usize::from(header.cap_len);
             assert_eq!(
-                &record[24..24 + cap],
+                &record[size_of::<ntptap_common::RecordHeader>()
+                    ..size_of::<ntptap_common::RecordHeader>() + cap],
                 &frame[..cap],
                 "{program}: {what}: bytes"
             );

@@ -66,6 +66,8 @@ impl<'a> Drain<'a> {
                 number: self.captured,
                 ts: self.clock.wall(header.ts_mono_ns),
                 mono_ns: Some(header.ts_mono_ns),
+                ifindex: Some(header.ifindex),
+                drops_before: header.drops_before,
                 iface: self.names.get(&header.ifindex).map(String::as_str),
                 direction: Some(Direction::from_record(header.direction)),
                 orig_len,

@@ -14,11 +14,17 @@ use anyhow::{Context as _, bail};
 use pcap_file::{
     DataLink,
     pcap::{PcapParser, PcapReader},
-    pcapng::{Block, PcapNgParser, PcapNgReader},
+    pcapng::{
+        Block, PcapNgParser, PcapNgReader,
+        blocks::{
+            enhanced_packet::EnhancedPacketOption,
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+        },
+    },
 };
 
 use crate::{
-    frame::{Frame, LinkType},
+    frame::{Direction, Frame, LinkType},
     output::Sink,
 };
 
@@ -132,26 +138,8 @@ pub fn read_slice<S: Sink>(
                     .next_block(rest)
                     .with_context(|| corrupt("pcapng", &out))?;
                 rest = next;
-                let (interface_id, ts, orig_len, bytes) = match &block {
-                    Block::EnhancedPacket(p) => {
-                        (p.interface_id, p.timestamp, p.original_len, &p.data)
-                    }
-                    Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data),
-                    _ => continue,
-                };
-                let link = parser
-                    .interfaces()
-                    .get(interface_id as usize)
-                    .map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype));
-                let frame = Frame {
-                    number: out.number(),
-                    ts,
-                    mono_ns: None,
-                    iface: None,
-                    direction: None,
-                    orig_len,
-                    link,
-                    data: bytes,
+                let Some(frame) = pcapng_frame(&block, parser.interfaces(), out.number()) else {
+                    continue;
                 };
                 if !out.emit(&frame)? {
                     break;
@@ -170,6 +158,8 @@ pub fn read_slice<S: Sink>(
                     number: out.number(),
                     ts: packet.timestamp(),
                     mono_ns: None,
+                    ifindex: None,
+                    drops_before: 0,
                     iface: None,
                     direction: None,
                     orig_len: packet.orig_len(),
@@ -186,6 +176,56 @@ pub fn read_slice<S: Sink>(
         }
     }
     out.finish()
+}
+
+/// The frame in a pcapng packet block, with the interface's link type and name, and the
+/// direction from the packet's `epb_flags`.
+fn pcapng_frame<'a>(
+    block: &'a Block<'a>,
+    interfaces: &'a [InterfaceDescriptionBlock<'static>],
+    number: u64,
+) -> Option<Frame<'a>> {
+    let (interface_id, ts, orig_len, data, options) = match block {
+        Block::EnhancedPacket(p) => (
+            p.interface_id,
+            p.timestamp,
+            p.original_len,
+            &p.data,
+            &p.options[..],
+        ),
+        Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data, &[][..]),
+        _ => return None,
+    };
+    let iface = interfaces.get(interface_id as usize);
+    let direction = options.iter().find_map(|o| match o {
+        EnhancedPacketOption::Flags(f) if f & 3 == 1 => Some(Direction::In),
+        EnhancedPacketOption::Flags(f) if f & 3 == 2 => Some(Direction::Out),
+        _ => None,
+    });
+    let drops_before = options
+        .iter()
+        .find_map(|o| match o {
+            EnhancedPacketOption::DropCount(n) => Some(u32::try_from(*n).unwrap_or(u32::MAX)),
+            _ => None,
+        })
+        .unwrap_or(0);
+    Some(Frame {
+        number,
+        ts,
+        mono_ns: None,
+        ifindex: None,
+        drops_before,
+        iface: iface.and_then(|i| {
+            i.options.iter().find_map(|o| match o {
+                InterfaceDescriptionOption::IfName(name) => Some(name.as_ref()),
+                _ => None,
+            })
+        }),
+        direction,
+        orig_len,
+        link: iface.map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype)),
+        data,
+    })
 }
 
 fn corrupt<S>(kind: &str, out: &Emitter<'_, S>) -> String {
@@ -213,26 +253,8 @@ pub fn read_stream<R: Read, S: Sink>(
             let mut reader = PcapNgReader::new(input).context("not a valid pcapng file")?;
             while let Some(block) = reader.next_block() {
                 let (block, state) = block.with_context(|| corrupt("pcapng", &out))?;
-                let (interface_id, ts, orig_len, bytes) = match &block {
-                    Block::EnhancedPacket(p) => {
-                        (p.interface_id, p.timestamp, p.original_len, &p.data)
-                    }
-                    Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, &p.data),
-                    _ => continue,
-                };
-                let link = state
-                    .interfaces()
-                    .get(interface_id as usize)
-                    .map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype));
-                let frame = Frame {
-                    number: out.number(),
-                    ts,
-                    mono_ns: None,
-                    iface: None,
-                    direction: None,
-                    orig_len,
-                    link,
-                    data: bytes,
+                let Some(frame) = pcapng_frame(&block, state.interfaces(), out.number()) else {
+                    continue;
                 };
                 if !out.emit(&frame)? {
                     break;
@@ -248,6 +270,8 @@ pub fn read_stream<R: Read, S: Sink>(
                     number: out.number(),
                     ts: packet.timestamp(),
                     mono_ns: None,
+                    ifindex: None,
+                    drops_before: 0,
                     iface: None,
                     direction: None,
                     orig_len: packet.orig_len(),

@@ -1,6 +1,7 @@
 //! Sinks: where frames go once captured or read.
 pub mod json;
 pub mod pcap;
+pub mod pcapng;
 pub mod text;
 
 use std::io;
@@ -14,6 +15,23 @@ pub trait Sink {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool>;
     /// Push buffered output to its destination.
     fn flush(&mut self) -> io::Result<()>;
+    /// The capture is over: write trailers (pcapng statistics) and flush.
+    fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+/// What a sink may record when the capture ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseStats {
+    /// When the capture started and ended (wall clock, since the Unix epoch).
+    pub start: std::time::Duration,
+    /// See `start`.
+    pub end: std::time::Duration,
+    /// Frames the kernel matched (received by filter).
+    pub received: u64,
+    /// Matched frames the kernel dropped.
+    pub dropped: u64,
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -22,6 +40,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn flush(&mut self) -> io::Result<()> {
         (**self).flush()
+    }
+    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
+        (**self).close(stats)
     }
 }
 
@@ -36,6 +57,10 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()?;
         self.1.flush()
+    }
+    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
+        self.0.close(stats)?;
+        self.1.close(stats)
     }
 }
 

@@ -1,0 +1,199 @@
+//! pcapng writer: one interface description per captured interface (name, nanosecond
+//! resolution, the kernel filter as text), enhanced packet blocks with the direction flag, the
+//! kernel's drop count since the previous packet and the kernel monotonic timestamp, and an
+//! interface statistics block per interface when the file is closed.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    io::{self, Write},
+};
+
+use pcap_file::{
+    DataLink,
+    pcapng::{
+        PcapNgWriter,
+        blocks::{
+            enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption},
+            interface_description::{
+                InterfaceDescriptionBlock, InterfaceDescriptionOption, InterfaceTsResolution,
+            },
+            interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption},
+            opt_common::CommonOption,
+            section_header::{SectionHeaderBlock, SectionHeaderOption},
+        },
+    },
+};
+
+use super::{CloseStats, Sink};
+use crate::frame::{Direction, Frame};
+
+/// One interface of the capture.
+#[derive(Clone, Debug)]
+pub struct PcapNgInterface {
+    /// Kernel interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+}
+
+/// Writes frames as pcapng.
+pub struct PcapNgSink<W: Write> {
+    writer: PcapNgWriter<W>,
+    /// Interface index to interface ID in the file.
+    ids: HashMap<u32, u32>,
+    /// Frames written per interface ID.
+    written: Vec<u64>,
+    snaplen: u32,
+    first_ts: Option<std::time::Duration>,
+    last_ts: Option<std::time::Duration>,
+}
+
+fn to_io(err: pcap_file::pcapng::PcapNgWriteError) -> io::Error {
+    match err {
+        pcap_file::pcapng::PcapNgWriteError::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
+impl<W: Write> PcapNgSink<W> {
+    /// Write the section header and the interface descriptions.
+    pub fn new(
+        out: W,
+        interfaces: &[PcapNgInterface],
+        snaplen: u32,
+        filter: &str,
+    ) -> io::Result<Self> {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let uname = nix::sys::utsname::uname().ok();
+        let os = uname.map_or_else(
+            || "Linux".into(),
+            |u| {
+                format!(
+                    "{} {}",
+                    u.sysname().to_string_lossy(),
+                    u.release().to_string_lossy()
+                )
+            },
+        );
+        let section = SectionHeaderBlock {
+            options: vec![
+                SectionHeaderOption::Hardware(Cow::Owned(host.clone())),
+                SectionHeaderOption::OS(Cow::Owned(os)),
+                SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                    "ntptap {}",
+                    env!("CARGO_PKG_VERSION")
+                ))),
+                SectionHeaderOption::Common(CommonOption::Comment(Cow::Owned(format!(
+                    "captured on {host}"
+                )))),
+            ],
+            ..SectionHeaderBlock::default()
+        };
+        let mut writer = PcapNgWriter::with_section_header(out, section).map_err(to_io)?;
+        let mut ids = HashMap::new();
+        for (id, iface) in interfaces.iter().enumerate() {
+            ids.insert(iface.index, id as u32);
+            // if_filter: the first byte says the rest is a filter string.
+            let filter = [&[0u8][..], filter.as_bytes()].concat();
+            writer
+                .write_pcapng_block(InterfaceDescriptionBlock {
+                    linktype: DataLink::ETHERNET,
+                    snaplen,
+                    options: vec![
+                        InterfaceDescriptionOption::IfName(Cow::Owned(iface.name.clone())),
+                        InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
+                        InterfaceDescriptionOption::IfFilter(Cow::Owned(filter)),
+                    ],
+                })
+                .map_err(to_io)?;
+        }
+        Ok(Self {
+            writer,
+            written: vec![0; interfaces.len()],
+            ids,
+            snaplen,
+            first_ts: None,
+            last_ts: None,
+        })
+    }
+}
+
+impl<W: Write> Sink for PcapNgSink<W> {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        let id = frame
+            .ifindex
+            .and_then(|i| self.ids.get(&i).copied())
+            .unwrap_or(0);
+        let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
+        let mut options = Vec::with_capacity(3);
+        // epb_flags bits 0-1: 01 inbound, 10 outbound.
+        match frame.direction {
+            Some(Direction::In) => options.push(EnhancedPacketOption::Flags(1)),
+            Some(Direction::Out) => options.push(EnhancedPacketOption::Flags(2)),
+            None => {}
+        }
+        if frame.drops_before > 0 {
+            options.push(EnhancedPacketOption::DropCount(u64::from(
+                frame.drops_before,
+            )));
+        }
+        if let Some(mono) = frame.mono_ns {
+            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
+                Cow::Owned(format!("ktime_mono_ns={mono}")),
+            )));
+        }
+        self.writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: id,
+                timestamp: frame.ts,
+                original_len: frame.orig_len.max(data.len() as u32),
+                data: Cow::Borrowed(data),
+                options,
+            })
+            .map_err(to_io)?;
+        if let Some(n) = self.written.get_mut(id as usize) {
+            *n += 1;
+        }
+        self.first_ts.get_or_insert(frame.ts);
+        self.last_ts = Some(frame.ts);
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.get_mut().flush()
+    }
+
+    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
+        let single = self.written.len() == 1;
+        for (id, written) in self.written.iter().enumerate() {
+            let mut options = vec![
+                InterfaceStatisticsOption::IsbStartTime(stats.start),
+                InterfaceStatisticsOption::IsbEndTime(stats.end),
+                InterfaceStatisticsOption::IsbFilterAccept(*written),
+            ];
+            if single {
+                // The kernel counts per direction, not per interface: exact for one interface.
+                options.push(InterfaceStatisticsOption::IsbIfRecv(stats.received));
+                options.push(InterfaceStatisticsOption::IsbIfDrop(stats.dropped));
+            } else if id == 0 {
+                options.push(InterfaceStatisticsOption::Common(CommonOption::Comment(
+                    Cow::Owned(format!(
+                        "all interfaces: {} received by filter, {} dropped by kernel",
+                        stats.received, stats.dropped
+                    )),
+                )));
+            }
+            self.writer
+                .write_pcapng_block(InterfaceStatisticsBlock {
+                    interface_id: id as u32,
+                    timestamp: stats.end,
+                    options,
+                })
+                .map_err(to_io)?;
+        }
+        self.flush()
+    }
+}
