@@ -291,23 +291,23 @@ fn pcapng_records_interface_direction_and_statistics() {
 
     let bytes = std::fs::read(&file).unwrap();
     let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("valid pcapng");
-    let mut stats = Vec::new();
+    let mut isb_options = Vec::new();
     while let Some(block) = reader.next_block() {
         if let pcap_file::pcapng::Block::InterfaceStatistics(isb) = block.expect("valid block").0 {
-            stats.extend(isb.options.iter().map(|o| format!("{o:?}")));
+            isb_options.extend(isb.options.iter().map(|o| format!("{o:?}")));
         }
     }
-    let has = |s: &str| stats.iter().any(|o| o == s);
+    let has = |s: &str| isb_options.iter().any(|o| o == s);
     assert!(
         has(&format!("IsbIfRecv({})", counts.received))
             && has(&format!("IsbIfDrop({})", counts.dropped)),
-        "{stats:?}"
+        "{isb_options:?}"
     );
-    assert!(has("IsbFilterAccept(4)"), "{stats:?}");
+    assert!(has("IsbFilterAccept(4)"), "{isb_options:?}");
     assert!(
-        stats.iter().any(|o| o.starts_with("IsbStartTime"))
-            && stats.iter().any(|o| o.starts_with("IsbEndTime")),
-        "{stats:?}"
+        isb_options.iter().any(|o| o.starts_with("IsbStartTime"))
+            && isb_options.iter().any(|o| o.starts_with("IsbEndTime")),
+        "{isb_options:?}"
     );
 }
 

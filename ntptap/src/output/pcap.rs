@@ -86,6 +86,8 @@ mod tests {
                 number: u64::from(n) + 1,
                 ts: Duration::new(1_700_000_000 + u64::from(n), 123_456_789),
                 mono_ns: None,
+                ifindex: None,
+                drops_before: 0,
                 iface: None,
                 direction: None,
                 orig_len: 90 + n,
