@@ -140,6 +140,10 @@ pub const fn counter_index(direction: u8, counter: Counter) -> u32 {
 
 /// Filter flag: capture every frame, whatever its ports (`--all`).
 pub const FILTER_ALL: u32 = 1;
+/// Filter flag: capture only frames from or to an address in the host sets (`--host`).
+pub const FILTER_HOST: u32 = 2;
+/// Entries of each host set map.
+pub const HOST_ENTRIES: u32 = 1024;
 
 /// Read-only configuration, written into the programs' `.rodata` before they are loaded.
 ///
@@ -176,6 +180,10 @@ pub mod names {
     pub const PENDING: &str = "NTPTAP_PENDING";
     /// The port set map.
     pub const PORTS: &str = "NTPTAP_PORTS";
+    /// IPv4 host set (`--host`).
+    pub const HOSTS4: &str = "NTPTAP_HOSTS4";
+    /// IPv6 host set (`--host`).
+    pub const HOSTS6: &str = "NTPTAP_HOSTS6";
     /// The read-only configuration global.
     pub const CONFIG: &str = "NTPTAP_CONFIG";
     /// XDP program (ingress).

@@ -15,14 +15,15 @@ use aya_ebpf::{
         generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use ntptap_common::{
-    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, MAX_DATA,
-    PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SMALL_DATA, counter_index,
+    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_HOST,
+    HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
+    SMALL_DATA, counter_index,
 };
-use parse::{Verdict, classify};
+use parse::{Addresses, Verdict, classify, ipv6_address};
 
 /// Read-only configuration; the loader overwrites it before loading (see `Config`).
 #[unsafe(no_mangle)]
@@ -35,6 +36,14 @@ static NTPTAP_RING: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 /// Per-CPU counters of every decision, per direction (see `Counter`).
 #[map(name = "NTPTAP_COUNTERS")]
 static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// IPv4 hosts of `--host`, in network byte order.
+#[map(name = "NTPTAP_HOSTS4")]
+static NTPTAP_HOSTS4: HashMap<u32, u8> = HashMap::with_max_entries(HOST_ENTRIES, 0);
+
+/// IPv6 hosts of `--host`.
+#[map(name = "NTPTAP_HOSTS6")]
+static NTPTAP_HOSTS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(HOST_ENTRIES, 0);
 
 /// Per-CPU ring-full drops since this CPU's last record, reported in the next one.
 #[map(name = "NTPTAP_PENDING")]
@@ -206,28 +215,57 @@ fn port_watched(port: u16) -> bool {
     NTPTAP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
 }
 
+/// Whether the frame's source or destination is in the host sets.
+#[inline(always)]
+fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
+    match addresses {
+        Addresses::None => false,
+        Addresses::V4 { src, dst } => {
+            // SAFETY: lookups in a hash map with keys of the declared type.
+            unsafe { NTPTAP_HOSTS4.get(src).is_some() || NTPTAP_HOSTS4.get(dst).is_some() }
+        }
+        Addresses::V6 { header } => {
+            let watched = |off: usize| {
+                ipv6_address(start, end, off).is_some_and(|key| {
+                    // SAFETY: a lookup in a hash map with keys of the declared type.
+                    unsafe { NTPTAP_HOSTS6.get(key).is_some() }
+                })
+            };
+            watched(header + 8) || watched(header + 24)
+        }
+    }
+}
+
 /// Decide on one frame and capture it if it matches.
 #[inline(always)]
 fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     count(direction, Counter::Seen);
     let config = config();
-    if config.filter & FILTER_ALL == 0 {
-        let (start, end) = frame.linear();
-        match classify(start, end) {
-            Verdict::Udp { sport, dport } => {
-                if !port_watched(sport) && !port_watched(dport) {
+    let (start, end) = frame.linear();
+    let all = config.filter & FILTER_ALL != 0;
+    let hosts = config.filter & FILTER_HOST != 0;
+    if !all || hosts {
+        let (verdict, addresses) = classify(start, end);
+        if !all {
+            match verdict {
+                Verdict::Udp { sport, dport } => {
+                    if !port_watched(sport) && !port_watched(dport) {
+                        return;
+                    }
+                }
+                Verdict::Other => return,
+                Verdict::Fragment => {
+                    count(direction, Counter::Fragment);
+                    return;
+                }
+                Verdict::Unparsable => {
+                    count(direction, Counter::Unparsable);
                     return;
                 }
             }
-            Verdict::Other => return,
-            Verdict::Fragment => {
-                count(direction, Counter::Fragment);
-                return;
-            }
-            Verdict::Unparsable => {
-                count(direction, Counter::Unparsable);
-                return;
-            }
+        }
+        if hosts && !host_watched(start, end, addresses) {
+            return;
         }
     }
     count(direction, Counter::Matched);

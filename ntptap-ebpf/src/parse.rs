@@ -4,6 +4,17 @@
 //! Every read goes through [`at`], which checks the whole header against the end of the
 //! packet. Offsets stay below [`MAX_L4_OFFSET`] so the verifier can bound every pointer.
 
+/// Where the IP addresses are, for the host filter.
+#[derive(Clone, Copy)]
+pub enum Addresses {
+    /// Not IP, or not parsed that far.
+    None,
+    /// IPv4 source and destination, as they are in the packet (network byte order).
+    V4 { src: u32, dst: u32 },
+    /// IPv6: the offset of the fixed header, whose bytes 8..40 are the addresses.
+    V6 { header: usize },
+}
+
 /// What the parser found.
 pub enum Verdict {
     /// A UDP datagram (the first fragment, or an unfragmented one).
@@ -52,11 +63,11 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Classify the frame in `start..end`.
+/// Classify the frame in `start..end`, and say where its addresses are.
 #[inline(always)]
-pub fn classify(start: usize, end: usize) -> Verdict {
+pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
     let Some(eth) = at::<ETH_HLEN>(start, end, 0) else {
-        return Verdict::Unparsable;
+        return (Verdict::Unparsable, Addresses::None);
     };
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut off = ETH_HLEN;
@@ -66,30 +77,49 @@ pub fn classify(start: usize, end: usize) -> Verdict {
             break;
         }
         let Some(tag) = at::<4>(start, end, off) else {
-            return Verdict::Unparsable;
+            return (Verdict::Unparsable, Addresses::None);
         };
         ethertype = be16([tag[2], tag[3]]);
         off += 4;
     }
-    let next = match ethertype {
-        ETH_P_IP => ipv4(start, end, off),
-        ETH_P_IPV6 => ipv6(start, end, off),
-        _ => return Verdict::Other,
+    let (next, addresses) = match ethertype {
+        ETH_P_IP => {
+            let addresses = match at::<20>(start, end, off) {
+                Some(ip) => Addresses::V4 {
+                    src: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+                    dst: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                },
+                None => Addresses::None,
+            };
+            (ipv4(start, end, off), addresses)
+        }
+        ETH_P_IPV6 => (ipv6(start, end, off), Addresses::V6 { header: off }),
+        _ => return (Verdict::Other, Addresses::None),
     };
     let off = match next {
         Ok(off) => off,
-        Err(verdict) => return verdict,
+        Err(verdict) => return (verdict, addresses),
     };
     if off > MAX_L4_OFFSET {
-        return Verdict::Unparsable;
+        return (Verdict::Unparsable, addresses);
     }
     let Some(udp) = at::<8>(start, end, off) else {
-        return Verdict::Unparsable;
+        return (Verdict::Unparsable, addresses);
     };
-    Verdict::Udp {
+    let verdict = Verdict::Udp {
         sport: be16([udp[0], udp[1]]),
         dport: be16([udp[2], udp[3]]),
+    };
+    (verdict, addresses)
+}
+
+/// The 16-byte IPv6 address at `off`, copied out of the packet (map keys live on the stack).
+#[inline(always)]
+pub fn ipv6_address(start: usize, end: usize, off: usize) -> Option<[u8; 16]> {
+    if off > MAX_L4_OFFSET {
+        return None;
     }
+    at::<16>(start, end, off).copied()
 }
 
 /// Parse an IPv4 header at `off` (RFC 791); `Ok` holds the offset of the UDP header.

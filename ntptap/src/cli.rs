@@ -73,6 +73,16 @@ pub struct Cli {
     #[arg(long = "all")]
     pub all: bool,
 
+    /// Only frames from or to ADDR (IPv4 or IPv6); repeat for several. Evaluated in the
+    /// kernel, with the port set or with --all.
+    #[arg(long = "host", value_name = "ADDR")]
+    pub hosts: Vec<std::net::IpAddr>,
+
+    /// Pin the counters, ring buffer and port set maps under DIR (a bpffs directory, e.g.
+    /// /sys/fs/bpf/ntptap) while running, for bpftool and other tools; unpinned on exit.
+    #[arg(long = "pin", value_name = "DIR")]
+    pub pin: Option<PathBuf>,
+
     /// Ingress hook: xdp (XDP in, TC out) or tc (TC both ways, for hosts where another
     /// program owns XDP).
     #[arg(long = "hook", value_enum, default_value = "xdp")]

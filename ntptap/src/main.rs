@@ -71,6 +71,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ring_bytes: capture::ring_bytes(cli.buffer_kib),
         ports: ports.ports().to_vec(),
         all: cli.all,
+        hosts: cli.hosts.clone(),
+        pin: cli.pin.clone(),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -95,6 +97,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             return Err(err);
         }
     };
+    if cli.verbose > 0 {
+        for decision in session.decisions() {
+            eprintln!("ntptap: {decision}");
+        }
+    }
     eprintln!(
         "ntptap: listening on {} ({}), link-type EN10MB (Ethernet), snapshot length {snaplen} bytes",
         config
@@ -206,13 +213,17 @@ fn open_sink<'a>(
         }
         (Box::new(io::stdout()), None)
     } else {
+        let existed = path.symlink_metadata().is_ok();
         let file = File::create(path).with_context(|| {
             format!(
                 "cannot write {}: choose a path in a directory you can write to (-w)",
                 path.display()
             )
         })?;
-        (Box::new(file), Some(path))
+        // Only a regular file this run created may be removed if attaching fails: never a
+        // device such as /dev/null, never a file that was there before.
+        let ours = !existed && file.metadata().is_ok_and(|m| m.is_file());
+        (Box::new(file), ours.then_some(path))
     };
     let out: Box<dyn Write> = if cli.packet_buffered {
         Box::new(FlushEach(out))

@@ -62,6 +62,8 @@ fn main() {
         ring_bytes: 64 << 20,
         ports: vec![123],
         all: false,
+        hosts: Vec::new(),
+        pin: None,
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     for name in [names::XDP, names::NOP] {

@@ -318,3 +318,146 @@ fn direction_in_captures_only_what_arrives() {
     // UDP source port 123: the reply.
     assert_eq!(&frames[0].data[34..36], &123u16.to_be_bytes());
 }
+
+/// A bpffs mounted on a temporary directory, unmounted on drop. (`ip netns exec` gives its
+/// command a fresh /sys, without the host's /sys/fs/bpf; other mounts stay visible.)
+struct BpfFs(tempfile::TempDir);
+
+impl BpfFs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        ntptap_tests::run(
+            Command::new("mount")
+                .args(["-t", "bpf", "bpf"])
+                .arg(dir.path()),
+        );
+        BpfFs(dir)
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn pin_exposes_the_maps_while_running_and_unpins_on_exit() {
+    let lab = Lab::new("pin");
+    let bpffs = BpfFs::new();
+    let dir = bpffs.0.path().join("ntptap").to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let _server = chrony_server(&lab.a, tmp.path());
+    let mut ntptap = Proc::spawn(
+        "ntptap --pin",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-w", "/dev/null", "--pin", &dir]),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    ntpdig(&lab.b, Lab::A4);
+    let dump = Command::new("bpftool")
+        .args([
+            "-j",
+            "map",
+            "dump",
+            "pinned",
+            &format!("{dir}/NTPTAP_COUNTERS"),
+        ])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    for name in ["NTPTAP_COUNTERS", "NTPTAP_RING", "NTPTAP_PORTS"] {
+        assert!(
+            std::path::Path::new(&dir).join(name).exists(),
+            "{name} not pinned"
+        );
+    }
+    // A second ntptap must not take over the same pins.
+    let err = failing(&lab.b, &["-i", "vb", "--hook", "tc", "--pin", &dir]);
+    assert!(
+        err.contains("already exists") && err.contains("another --pin directory"),
+        "{err}"
+    );
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        dump.contains("\"values\""),
+        "bpftool read the pinned counters: {dump}"
+    );
+    for name in ["NTPTAP_COUNTERS", "NTPTAP_RING", "NTPTAP_PORTS"] {
+        assert!(
+            !std::path::Path::new(&dir).join(name).exists(),
+            "{name} still pinned after exit"
+        );
+    }
+}
+
+/// A failure after the output was opened removes a file this run created, and nothing else:
+/// not a device such as /dev/null, not a file that was already there.
+#[test]
+fn pin_outside_bpffs_is_a_clear_error_and_cleans_up_only_its_own_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let ns = Netns::new("pin-err");
+    let dir = tempfile::tempdir().unwrap();
+    let not_bpffs = dir.path().to_str().unwrap();
+    let new_file = dir.path().join("new.pcap");
+    let err = failing(
+        &ns,
+        &[
+            "-i",
+            "lo",
+            "--pin",
+            not_bpffs,
+            "-w",
+            new_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("not on a BPF filesystem") && err.contains("mount -t bpf"),
+        "{err}"
+    );
+    assert!(!new_file.exists(), "the file this run created is removed");
+    let old_file = dir.path().join("old.pcap");
+    std::fs::write(&old_file, b"keep me").unwrap();
+    let _ = failing(
+        &ns,
+        &[
+            "-i",
+            "lo",
+            "--pin",
+            not_bpffs,
+            "-w",
+            old_file.to_str().unwrap(),
+        ],
+    );
+    assert!(old_file.exists(), "a file that was there before stays");
+    let _ = failing(&ns, &["-i", "lo", "--pin", not_bpffs, "-w", "/dev/null"]);
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        null.file_type().is_char_device(),
+        "/dev/null must stay a device"
+    );
+}
+
+#[test]
+fn verbose_reports_the_attach_decisions() {
+    let lab = Lab::new("decide");
+    let mut ntptap = Proc::spawn(
+        "ntptap -v",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-v", "-w", "/dev/null"]),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    let (_, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(stderr.contains("ring buffer 4096 KiB"), "{stderr}");
+    assert!(
+        stderr.contains("vb: ingress at XDP, native (driver) mode, through a BPF link"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("vb: egress at TC, through a TCX link"),
+        "{stderr}"
+    );
+}

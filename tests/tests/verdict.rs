@@ -178,6 +178,10 @@ struct Harness {
 
 impl Harness {
     fn new(snaplen: u32, all: bool) -> Self {
+        Self::with_hosts(snaplen, all, Vec::new())
+    }
+
+    fn with_hosts(snaplen: u32, all: bool, hosts: Vec<std::net::IpAddr>) -> Self {
         ntptap_tests::require_root();
         let config = CaptureConfig {
             interfaces: Vec::new(),
@@ -188,6 +192,8 @@ impl Harness {
             ring_bytes: 1 << 20,
             ports: vec![123],
             all,
+            hosts,
+            pin: None,
         };
         let mut programs = Programs::load(&config).expect("load the programs");
         let xdp: &mut Xdp = programs
@@ -657,4 +663,44 @@ fn all_mode_matches_every_frame() {
     for (what, built, _) in cases() {
         h.check_all(&built.bytes, Expect::Match, what);
     }
+}
+
+/// `--host`: only frames from or to a listed address match, IPv4 and IPv6, with the port set
+/// and with `--all`.
+#[test]
+fn host_filter_matches_either_address() {
+    // ipv4() builds 10.0.0.1 -> 10.0.0.2; ipv6() builds fd00::1 -> fd00::2.
+    let v4 = ipv4(&[], 0, 0, NTP).bytes;
+    let v6 = ipv6(&[], &[Ext::HopByHop], NTP).bytes;
+    let dns = ipv4(
+        &[],
+        0,
+        0,
+        L4::Udp {
+            sport: 53,
+            dport: 53,
+            payload: 40,
+        },
+    )
+    .bytes;
+    let arp = [ethernet(&[], 0x0806), vec![0; 28]].concat();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+
+    let mut h = Harness::with_hosts(MAX_DATA as u32, false, vec![ip("10.0.0.2"), ip("fd00::1")]);
+    h.check_all(&v4, Expect::Match, "IPv4 NTP to a listed host");
+    h.check_all(&v6, Expect::Match, "IPv6 NTP from a listed host");
+    h.check_all(&dns, Expect::NoMatch, "listed host, but not NTP");
+
+    let mut h = Harness::with_hosts(MAX_DATA as u32, false, vec![ip("10.9.9.9"), ip("fd00::9")]);
+    h.check_all(&v4, Expect::NoMatch, "IPv4 NTP, no listed host");
+    h.check_all(&v6, Expect::NoMatch, "IPv6 NTP, no listed host");
+
+    let mut h = Harness::with_hosts(MAX_DATA as u32, true, vec![ip("10.0.0.1")]);
+    h.check_all(
+        &dns,
+        Expect::Match,
+        "--all with a listed host: any protocol",
+    );
+    h.check_all(&v6, Expect::NoMatch, "--all, IPv6, no listed host");
+    h.check_all(&arp, Expect::NoMatch, "--all with hosts: not IP");
 }

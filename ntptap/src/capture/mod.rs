@@ -16,7 +16,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use ntptap_common::{Config, FILTER_ALL, MAX_DATA, names};
+use ntptap_common::{Config, FILTER_ALL, FILTER_HOST, HOST_ENTRIES, MAX_DATA, names};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info};
 
@@ -76,6 +76,10 @@ pub struct CaptureConfig {
     pub ports: Vec<u16>,
     /// Capture every frame.
     pub all: bool,
+    /// Capture only frames from or to these addresses (none: no host filter).
+    pub hosts: Vec<std::net::IpAddr>,
+    /// Pin the counters, ring and port maps in this bpffs directory while running.
+    pub pin: Option<std::path::PathBuf>,
 }
 
 /// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
@@ -123,9 +127,18 @@ pub struct Session {
     ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
-    _ports: Array<MapData, u8>,
+    /// Held only to keep the maps open.
+    _maps: (Array<MapData, u8>, HostMaps),
+    _pins: Pins,
     names: HashMap<u32, String>,
+    decisions: Vec<String>,
 }
+
+/// The IPv4 and IPv6 host sets (`--host`).
+pub type HostMaps = (
+    aya::maps::HashMap<MapData, u32, u8>,
+    aya::maps::HashMap<MapData, [u8; 16], u8>,
+);
 
 /// The kernel programs loaded into the kernel and configured, not yet attached.
 pub struct Programs {
@@ -137,6 +150,10 @@ pub struct Programs {
     pub counters: PerCpuArray<MapData, u64>,
     /// The port set. Kept open: the programs reference it when they are loaded.
     pub ports: Array<MapData, u8>,
+    /// The IPv4 and IPv6 host sets, kept open for the same reason.
+    pub hosts: HostMaps,
+    /// Pinned maps, unpinned on drop.
+    pub pins: Pins,
 }
 
 impl Programs {
@@ -160,7 +177,12 @@ impl Programs {
 
         let bpf_config = Config {
             snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
-            filter: if config.all { FILTER_ALL } else { 0 },
+            filter: if config.all { FILTER_ALL } else { 0 }
+                | if config.hosts.is_empty() {
+                    0
+                } else {
+                    FILTER_HOST
+                },
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &bpf_config, true)
@@ -169,24 +191,100 @@ impl Programs {
             .map_err(|e| anyhow!("{e}"))
             .context("cannot load ntptap's BPF maps into the kernel")?;
 
-        let mut ports: Array<MapData, u8> = Array::try_from(
-            ebpf.take_map(names::PORTS)
-                .context("the BPF object has no port map")?,
-        )?;
+        let pins = Pins::new(config.pin.as_deref())?;
+        let mut take = |name: &str| -> anyhow::Result<aya::maps::Map> {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| anyhow!("the BPF object has no map {name}"))?;
+            pins.pin(&map, name)?;
+            Ok(map)
+        };
+        let mut ports: Array<MapData, u8> = Array::try_from(take(names::PORTS)?)?;
+        let ring = RingBuf::try_from(take(names::RING)?)?;
+        let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
         for &port in &config.ports {
             ports
                 .set(u32::from(port), 1, 0)
                 .with_context(|| format!("cannot add port {port} to the port set"))?;
         }
-        let ring = RingBuf::try_from(ebpf.take_map(names::RING).context("no ring buffer map")?)?;
-        let counters =
-            PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).context("no counters map")?)?;
+        if config.hosts.len() > HOST_ENTRIES as usize {
+            bail!("at most {HOST_ENTRIES} --host addresses");
+        }
+        let mut hosts4: aya::maps::HashMap<MapData, u32, u8> = aya::maps::HashMap::try_from(
+            ebpf.take_map(names::HOSTS4).context("no IPv4 host map")?,
+        )?;
+        let mut hosts6: aya::maps::HashMap<MapData, [u8; 16], u8> = aya::maps::HashMap::try_from(
+            ebpf.take_map(names::HOSTS6).context("no IPv6 host map")?,
+        )?;
+        for host in &config.hosts {
+            match host {
+                std::net::IpAddr::V4(v4) => hosts4.insert(u32::from_ne_bytes(v4.octets()), 1, 0),
+                std::net::IpAddr::V6(v6) => hosts6.insert(v6.octets(), 1, 0),
+            }
+            .with_context(|| format!("cannot add {host} to the host set"))?;
+        }
         Ok(Self {
             ebpf,
             ring,
             counters,
             ports,
+            hosts: (hosts4, hosts6),
+            pins,
         })
+    }
+}
+
+/// Maps pinned under `--pin DIR`; unpinned when dropped, on every exit but SIGKILL (after
+/// which the next start says what to remove).
+pub struct Pins {
+    dir: Option<std::path::PathBuf>,
+    pinned: std::cell::RefCell<Vec<std::path::PathBuf>>,
+}
+
+impl Pins {
+    fn new(dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} for --pin", dir.display()))?;
+            let fs = nix::sys::statfs::statfs(dir)
+                .with_context(|| format!("cannot stat {}", dir.display()))?;
+            if fs.filesystem_type() != nix::sys::statfs::BPF_FS_MAGIC {
+                bail!(
+                    "{} is not on a BPF filesystem: --pin needs a directory under bpffs (usually \
+                     /sys/fs/bpf; mount one with `mount -t bpf bpf /sys/fs/bpf`)",
+                    dir.display()
+                );
+            }
+        }
+        Ok(Self {
+            dir: dir.map(std::path::Path::to_path_buf),
+            pinned: std::cell::RefCell::default(),
+        })
+    }
+
+    fn pin(&self, map: &aya::maps::Map, name: &str) -> anyhow::Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let path = dir.join(name);
+        if path.exists() {
+            bail!(
+                "{} already exists: another ntptap pinned its maps there, or one was killed before \
+                 it could unpin them; remove the NTPTAP_* files there, or use another --pin directory",
+                path.display()
+            );
+        }
+        map.pin(&path)
+            .with_context(|| format!("cannot pin {name} at {}", path.display()))?;
+        info!(path = %path.display(), "pinned");
+        self.pinned.borrow_mut().push(path);
+        Ok(())
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for path in self.pinned.borrow().iter() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -198,8 +296,24 @@ impl Session {
             ring,
             counters,
             ports,
+            hosts,
+            pins,
         } = Programs::load(config)?;
-        attach(&mut ebpf, config)?;
+        let mut decisions = vec![format!(
+            "ring buffer {} KiB; filter: {}{}",
+            config.ring_bytes / 1024,
+            if config.all {
+                "every frame".to_owned()
+            } else {
+                format!("UDP ports {:?}", config.ports)
+            },
+            if config.hosts.is_empty() {
+                String::new()
+            } else {
+                format!(", hosts {:?}", config.hosts)
+            },
+        )];
+        decisions.extend(attach(&mut ebpf, config)?);
         let names = config
             .interfaces
             .iter()
@@ -209,9 +323,17 @@ impl Session {
             ebpf: Some(ebpf),
             ring,
             counters,
-            _ports: ports,
+            _maps: (ports, hosts),
+            _pins: pins,
             names,
+            decisions,
         })
+    }
+
+    /// What was decided while attaching (XDP mode, TCX or clsact, ring size), for `-v`.
+    #[must_use]
+    pub fn decisions(&self) -> &[String] {
+        &self.decisions
     }
 
     /// The counters now.
@@ -293,21 +415,35 @@ fn raise_memlock_limit() {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<()> {
+/// Attach the programs `config` asks for; returns what was decided, for `-v`.
+fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
+    let mut decisions = Vec::new();
     let want_in = config.directions != Directions::Out;
     let want_out = config.directions != Directions::In;
-    let mode = match config.xdp_mode {
-        XdpModeArg::Auto => XdpMode::Default,
-        XdpModeArg::Native => XdpMode::Driver,
-        XdpModeArg::Skb => XdpMode::Skb,
-    };
     if want_in && config.hook == Hook::Xdp {
         let xdp: &mut Xdp = program(ebpf, names::XDP)?;
         xdp.load().map_err(|e| verifier_error(names::XDP, &e))?;
         for iface in &config.interfaces {
-            xdp.attach_to_if_index(iface.index, mode)
-                .map_err(|e| xdp_attach_error(iface, config.xdp_mode, &e))?;
-            info!(iface = %iface.name, mode = ?config.xdp_mode, "attached XDP (ingress)");
+            let mode = match config.xdp_mode {
+                XdpModeArg::Native => attach_xdp(xdp, iface, XdpMode::Driver, config.xdp_mode)?,
+                XdpModeArg::Skb => attach_xdp(xdp, iface, XdpMode::Skb, config.xdp_mode)?,
+                // Native where the driver has it, generic otherwise.
+                XdpModeArg::Auto => match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
+                    Ok(_) => "native (driver)",
+                    Err(e) if is_busy(&e) => {
+                        return Err(xdp_attach_error(iface, config.xdp_mode, &e));
+                    }
+                    Err(e) => {
+                        debug!(iface = %iface.name, error = %e, "no native XDP; trying generic");
+                        attach_xdp(xdp, iface, XdpMode::Skb, config.xdp_mode)?
+                    }
+                },
+            };
+            info!(iface = %iface.name, mode, "attached XDP (ingress)");
+            decisions.push(format!(
+                "{}: ingress at XDP, {mode} mode, through a BPF link",
+                iface.name
+            ));
         }
     }
     let tc_programs = [
@@ -315,31 +451,56 @@ fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<()> {
             want_in && config.hook == Hook::Tc,
             names::TC_INGRESS,
             TcAttachType::Ingress,
+            "ingress",
         ),
-        (want_out, names::TC_EGRESS, TcAttachType::Egress),
+        (want_out, names::TC_EGRESS, TcAttachType::Egress, "egress"),
     ];
-    for (wanted, name, attach_type) in tc_programs {
+    for (wanted, name, attach_type, label) in tc_programs {
         if !wanted {
             continue;
         }
         let tc: &mut SchedClassifier = program(ebpf, name)?;
         tc.load().map_err(|e| verifier_error(name, &e))?;
         for iface in &config.interfaces {
-            if let Err(first) = tc.attach(&iface.name, attach_type) {
-                // Kernels without TCX (before 6.6) need the clsact qdisc for netlink attach.
-                debug!(iface = %iface.name, error = %first, "TC attach failed; adding clsact and retrying");
-                let _ = aya::programs::tc::qdisc_add_clsact(&iface.name);
-                tc.attach(&iface.name, attach_type).map_err(|e| {
-                    anyhow!(
-                        "cannot attach the TC {attach_type:?} program to {}: {e}",
-                        iface.name
-                    )
-                })?;
-            }
-            info!(iface = %iface.name, direction = ?attach_type, "attached TC");
+            let how = match tc.attach(&iface.name, attach_type) {
+                Ok(_) => "TCX link",
+                Err(first) => {
+                    // Kernels without TCX (before 6.6) need the clsact qdisc for netlink attach.
+                    debug!(iface = %iface.name, error = %first, "TC attach failed; adding clsact and retrying");
+                    let _ = aya::programs::tc::qdisc_add_clsact(&iface.name);
+                    tc.attach(&iface.name, attach_type).map_err(|e| {
+                        anyhow!(
+                            "cannot attach the TC {label} program to {}: {e}",
+                            iface.name
+                        )
+                    })?;
+                    "clsact qdisc (netlink)"
+                }
+            };
+            info!(iface = %iface.name, direction = label, how, "attached TC");
+            decisions.push(format!("{}: {label} at TC, through a {how}", iface.name));
         }
     }
-    Ok(())
+    Ok(decisions)
+}
+
+fn attach_xdp(
+    xdp: &mut Xdp,
+    iface: &Interface,
+    mode: XdpMode,
+    asked: XdpModeArg,
+) -> anyhow::Result<&'static str> {
+    xdp.attach_to_if_index(iface.index, mode)
+        .map_err(|e| xdp_attach_error(iface, asked, &e))?;
+    Ok(if mode == XdpMode::Driver {
+        "native (driver)"
+    } else {
+        "generic (skb)"
+    })
+}
+
+fn is_busy(err: &ProgramError) -> bool {
+    matches!(err, ProgramError::SyscallError(e) if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
