@@ -142,6 +142,9 @@ pub const fn counter_index(direction: u8, counter: Counter) -> u32 {
 pub const FILTER_ALL: u32 = 1;
 /// Filter flag: capture only frames from or to an address in the host sets (`--host`).
 pub const FILTER_HOST: u32 = 2;
+/// Filter flag: log each frame's verdict and reason through aya-log (`--debug-ebpf`). Off,
+/// the verifier prunes the logging away.
+pub const FILTER_DEBUG: u32 = 4;
 /// Entries of each host set map.
 pub const HOST_ENTRIES: u32 = 1024;
 

@@ -9,6 +9,7 @@
 mod parse;
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::{
         bpf_ktime_get_ns,
@@ -18,10 +19,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
+use aya_log_ebpf::debug;
 use ntptap_common::{
-    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_HOST,
-    HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
-    SMALL_DATA, counter_index,
+    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
+    FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
+    Record, RecordHeader, SMALL_DATA, counter_index,
 };
 use parse::{Addresses, Verdict, classify, ipv6_address};
 
@@ -108,6 +110,9 @@ pub fn ntptap_nop(_ctx: XdpContext) -> u32 {
 
 /// What the hook-specific contexts have in common.
 trait Frame {
+    /// The program context, for aya-log.
+    type Ctx: EbpfContext;
+    fn ctx(&self) -> &Self::Ctx;
     /// Start and end of the bytes that direct packet access can read.
     fn linear(&self) -> (usize, usize);
     /// Length of the whole frame.
@@ -121,6 +126,11 @@ trait Frame {
 struct XdpFrame<'a>(&'a XdpContext);
 
 impl Frame for XdpFrame<'_> {
+    type Ctx = XdpContext;
+    #[inline(always)]
+    fn ctx(&self) -> &XdpContext {
+        self.0
+    }
     #[inline(always)]
     fn linear(&self) -> (usize, usize) {
         (self.0.data(), self.0.data_end())
@@ -170,6 +180,11 @@ impl<'a> TcFrame<'a> {
 }
 
 impl Frame for TcFrame<'_> {
+    type Ctx = TcContext;
+    #[inline(always)]
+    fn ctx(&self) -> &TcContext {
+        self.0
+    }
     #[inline(always)]
     fn linear(&self) -> (usize, usize) {
         (self.0.data(), self.0.data_end())
@@ -241,35 +256,70 @@ fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
 fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     count(direction, Counter::Seen);
     let config = config();
-    let (start, end) = frame.linear();
-    let all = config.filter & FILTER_ALL != 0;
-    let hosts = config.filter & FILTER_HOST != 0;
-    if !all || hosts {
-        let (verdict, addresses) = classify(start, end);
-        if !all {
-            match verdict {
-                Verdict::Udp { sport, dport } => {
-                    if !port_watched(sport) && !port_watched(dport) {
-                        return;
-                    }
-                }
-                Verdict::Other => return,
-                Verdict::Fragment => {
-                    count(direction, Counter::Fragment);
-                    return;
-                }
-                Verdict::Unparsable => {
-                    count(direction, Counter::Unparsable);
-                    return;
-                }
-            }
+    let outcome = match select(frame, &config, direction) {
+        Ok(()) => {
+            count(direction, Counter::Matched);
+            capture(frame, &config, ifindex, direction)
         }
-        if hosts && !host_watched(start, end, addresses) {
-            return;
+        Err(reason) => Err(reason),
+    };
+    // A read-only flag: with --debug-ebpf off, the verifier removes this branch.
+    if config.filter & FILTER_DEBUG != 0 {
+        match outcome {
+            Ok(bytes) => debug!(
+                frame.ctx(),
+                "ifindex {} dir {}: captured {} bytes", ifindex, direction, bytes
+            ),
+            Err(reason) => debug!(
+                frame.ctx(),
+                "ifindex {} dir {}: {}", ifindex, direction, reason
+            ),
         }
     }
-    count(direction, Counter::Matched);
+}
 
+/// Whether the frame matches the filter; if not, why.
+#[inline(always)]
+fn select<F: Frame>(frame: &F, config: &Config, direction: u8) -> Result<(), &'static str> {
+    let all = config.filter & FILTER_ALL != 0;
+    let hosts = config.filter & FILTER_HOST != 0;
+    if all && !hosts {
+        return Ok(());
+    }
+    let (start, end) = frame.linear();
+    let (verdict, addresses) = classify(start, end);
+    if !all {
+        match verdict {
+            Verdict::Udp { sport, dport } => {
+                if !port_watched(sport) && !port_watched(dport) {
+                    return Err("UDP, not on the port set");
+                }
+            }
+            Verdict::Other => return Err("not UDP over IP"),
+            Verdict::Fragment => {
+                count(direction, Counter::Fragment);
+                return Err("later IP fragment");
+            }
+            Verdict::Unparsable => {
+                count(direction, Counter::Unparsable);
+                return Err("unparsable headers");
+            }
+        }
+    }
+    if hosts && !host_watched(start, end, addresses) {
+        return Err("no listed host");
+    }
+    Ok(())
+}
+
+/// Copy a matched frame into the ring; the bytes captured, or why not.
+#[inline(always)]
+fn capture<F: Frame>(
+    frame: &F,
+    config: &Config,
+    ifindex: u32,
+    direction: u8,
+) -> Result<u32, &'static str> {
     let len = frame.len();
     let mut snap = u64::from(config.snaplen);
     if snap > MAX_DATA as u64 {
@@ -279,7 +329,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     if cap == 0 {
         // Only a zero-length frame gets here; there is nothing to copy.
         count(direction, Counter::CopyFailed);
-        return;
+        return Err("empty frame");
     }
     let vlan = frame.offloaded_vlan();
     let mut flags = if cap < len { RECORD_TRUNCATED } else { 0 };
@@ -301,15 +351,19 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         pad: 0,
     };
     if cap <= SMALL_DATA as u64 {
-        emit::<SMALL_DATA, F>(frame, header, cap);
+        emit::<SMALL_DATA, F>(frame, header, cap)
     } else {
-        emit::<MAX_DATA, F>(frame, header, cap);
+        emit::<MAX_DATA, F>(frame, header, cap)
     }
 }
 
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
 #[inline(always)]
-fn emit<const N: usize, F: Frame>(frame: &F, mut header: RecordHeader, cap: u64) {
+fn emit<const N: usize, F: Frame>(
+    frame: &F,
+    mut header: RecordHeader,
+    cap: u64,
+) -> Result<u32, &'static str> {
     let direction = header.direction;
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let Some(mut entry) = NTPTAP_RING.reserve::<Record<N>>(0) else {
@@ -318,7 +372,7 @@ fn emit<const N: usize, F: Frame>(frame: &F, mut header: RecordHeader, cap: u64)
             // SAFETY: this CPU's own slot; see `count`.
             unsafe { *pending = (*pending).saturating_add(1) };
         }
-        return;
+        return Err("dropped: ring buffer full");
     };
     if let Some(pending) = pending {
         // SAFETY: this CPU's own slot; see `count`.
@@ -346,11 +400,12 @@ fn emit<const N: usize, F: Frame>(frame: &F, mut header: RecordHeader, cap: u64)
     if copied != 0 {
         entry.discard(0);
         count(direction, Counter::CopyFailed);
-        return;
+        return Err("dropped: copy failed");
     }
     entry.submit(0);
     count(direction, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
         count(direction, Counter::Truncated);
     }
+    Ok(len as u32)
 }

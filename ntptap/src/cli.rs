@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long = "host", value_name = "ADDR")]
     pub hosts: Vec<std::net::IpAddr>,
 
+    /// Log each frame's verdict and reason from inside the kernel programs (aya-log), on
+    /// stderr. For diagnosis only: it costs per frame; off, it costs nothing.
+    #[arg(long = "debug-ebpf")]
+    pub debug_ebpf: bool,
+
     /// Pin the counters, ring buffer and port set maps under DIR (a bpffs directory, e.g.
     /// /sys/fs/bpf/ntptap) while running, for bpftool and other tools; unpinned on exit.
     #[arg(long = "pin", value_name = "DIR")]

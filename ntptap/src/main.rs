@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NTPTAP_LOG")
                 .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // aya warns at length that the kernel rejects the object's BTF: aya-log's
+                // `MaybeUninit<u8>` type name is invalid BTF. The programs load without BTF.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aya::bpf=error")),
         )
         .init();
     match run(&cli) {
@@ -73,6 +75,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         all: cli.all,
         hosts: cli.hosts.clone(),
         pin: cli.pin.clone(),
+        debug_ebpf: cli.debug_ebpf,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -64,6 +64,7 @@ fn main() {
         all: false,
         hosts: Vec::new(),
         pin: None,
+        debug_ebpf: false,
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     for name in [names::XDP, names::NOP] {

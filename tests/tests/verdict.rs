@@ -194,6 +194,7 @@ impl Harness {
             all,
             hosts,
             pin: None,
+            debug_ebpf: false,
         };
         let mut programs = Programs::load(&config).expect("load the programs");
         let xdp: &mut Xdp = programs

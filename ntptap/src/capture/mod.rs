@@ -16,7 +16,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use ntptap_common::{Config, FILTER_ALL, FILTER_HOST, HOST_ENTRIES, MAX_DATA, names};
+use ntptap_common::{Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, names};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info};
 
@@ -80,6 +80,8 @@ pub struct CaptureConfig {
     pub hosts: Vec<std::net::IpAddr>,
     /// Pin the counters, ring and port maps in this bpffs directory while running.
     pub pin: Option<std::path::PathBuf>,
+    /// Log each frame's verdict from the kernel programs (aya-log).
+    pub debug_ebpf: bool,
 }
 
 /// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
@@ -130,6 +132,7 @@ pub struct Session {
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
     _pins: Pins,
+    logger: Option<aya_log::EbpfLogger<StderrLog>>,
     names: HashMap<u32, String>,
     decisions: Vec<String>,
 }
@@ -154,6 +157,21 @@ pub struct Programs {
     pub hosts: HostMaps,
     /// Pinned maps, unpinned on drop.
     pub pins: Pins,
+    /// The kernel programs' log (`--debug-ebpf`).
+    pub logger: Option<aya_log::EbpfLogger<StderrLog>>,
+}
+
+/// Prints the kernel programs' log lines (`--debug-ebpf`) on stderr.
+pub struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!("ntptap-ebpf: {}", record.args());
+    }
+    fn flush(&self) {}
 }
 
 impl Programs {
@@ -182,7 +200,8 @@ impl Programs {
                     0
                 } else {
                     FILTER_HOST
-                },
+                }
+                | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &bpf_config, true)
@@ -191,6 +210,14 @@ impl Programs {
             .map_err(|e| anyhow!("{e}"))
             .context("cannot load ntptap's BPF maps into the kernel")?;
 
+        let logger = if config.debug_ebpf {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
+                    .map_err(|e| anyhow!("cannot set up --debug-ebpf logging: {e}"))?,
+            )
+        } else {
+            None
+        };
         let pins = Pins::new(config.pin.as_deref())?;
         let mut take = |name: &str| -> anyhow::Result<aya::maps::Map> {
             let map = ebpf
@@ -230,6 +257,7 @@ impl Programs {
             ports,
             hosts: (hosts4, hosts6),
             pins,
+            logger,
         })
     }
 }
@@ -298,6 +326,7 @@ impl Session {
             ports,
             hosts,
             pins,
+            logger,
         } = Programs::load(config)?;
         let mut decisions = vec![format!(
             "ring buffer {} KiB; filter: {}{}",
@@ -325,6 +354,7 @@ impl Session {
             counters,
             _maps: (ports, hosts),
             _pins: pins,
+            logger,
             names,
             decisions,
         })
@@ -356,6 +386,14 @@ impl Session {
             unsafe { AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
                 .map_err(|e| anyhow!("cannot register the ring buffer with the event loop: {e}"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut logger = match self.logger.take() {
+            // SAFETY: the logger owns its ring buffer's descriptor for as long as the AsyncFd.
+            Some(l) => Some(
+                unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
+                    .map_err(|e| anyhow!("cannot watch the kernel log: {e}"))?,
+            ),
+            None => None,
+        };
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -369,6 +407,11 @@ impl Session {
                         Err(e) => return Err(e).context("cannot write the captured frames"),
                     }
                 }
+                guard = async { logger.as_mut().expect("checked").readable_mut().await }, if logger.is_some() => {
+                    let mut guard = guard.context("waiting on the kernel log")?;
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
                 _ = tick.tick() => {
                     drain.clock.resync();
                     if let Err(e) = sink.flush() {
@@ -380,6 +423,9 @@ impl Session {
         };
         // Detach first, so nothing more arrives; then take what is already in the ring.
         self.ebpf = None;
+        if let Some(logger) = logger.as_mut() {
+            logger.get_mut().flush();
+        }
         let mut ring = ring.into_inner();
         let mut reason = reason;
         if reason != StopReason::Count && reason != StopReason::OutputClosed {
