@@ -98,6 +98,14 @@ pub struct Cli {
     #[arg(long = "xdp-mode", value_enum, default_value = "auto")]
     pub xdp_mode: XdpModeArg,
 
+    /// Every SECONDS, print on stderr a table of the NTP servers seen: requests, responses,
+    /// unanswered, stratum, reference ID, leap, round-trip delay, offset, processing time,
+    /// kiss-o'-death codes (also at the end; with -r, only at the end). Also logs events:
+    /// kiss-o'-death, monlist requests, remote mode 6 queries, unmatched responses, leap
+    /// announcements, unsynchronized servers.
+    #[arg(long = "stats", value_name = "SECONDS")]
+    pub stats: Option<u64>,
+
     /// Stop after SECONDS.
     #[arg(long = "duration", value_name = "SECONDS")]
     pub duration: Option<f64>,

@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod exchange;
 pub mod frame;
 pub mod fuzzing;
 pub mod input;

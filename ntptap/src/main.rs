@@ -16,6 +16,7 @@ use ntptap::{
     input,
     output::{
         CloseStats, Filter, PortSet, Sink, Tee,
+        health::HealthSink,
         json::JsonSink,
         pcap::PcapSink,
         pcapng::{PcapNgInterface, PcapNgSink},
@@ -90,7 +91,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
 
     // The output is opened before anything is attached, so an unwritable path costs nothing.
-    let (mut sink, created) = open_sink(cli, &config, ports)?;
+    let (sink, created) = open_sink(cli, &config, ports.clone())?;
+    let mut sink = with_stats(cli, sink, ports);
     let session = match Session::open(&config) {
         Ok(session) => session,
         Err(err) => {
@@ -326,14 +328,29 @@ fn read_file(cli: &Cli, path: &Path, ports: PortSet) -> anyhow::Result<()> {
         ports,
         all: cli.all,
     };
-    let mut sink = text_sink(text_options(cli, false), filter, cli.json);
+    let sink = text_sink(text_options(cli, false), filter.clone(), cli.json);
+    let mut sink = with_stats(cli, sink, filter.ports);
     if path == Path::new("-") {
         input::read_stream(io::stdin().lock(), &mut sink, cli.count)
     } else {
         input::read_file(path, &mut sink, cli.count)
     }
     .with_context(|| format!("while reading {}", path.display()))?;
-    Ok(())
+    match sink.close(&CloseStats::default()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write the output"),
+    }
+}
+
+/// With `--stats N`, add the exchange health table (on stderr) beside `sink`.
+fn with_stats(cli: &Cli, sink: BoxSink, ports: PortSet) -> BoxSink {
+    match cli.stats {
+        Some(every) => Box::new(Tee(
+            sink,
+            HealthSink::new(io::stderr(), ports, Duration::from_secs(every.max(1))),
+        )),
+        None => sink,
+    }
 }
 
 fn print_summary(summary: &Summary) {

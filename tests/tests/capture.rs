@@ -390,3 +390,76 @@ fn ring_full_drops_are_counted_exactly() {
         counts.dropped
     );
 }
+
+/// `--stats`: the round-trip delay and offset ntptap reads off the wire match a known truth.
+/// A relay in front of chronyd holds every reply for 50 ms, so the delay grows by 50 ms and
+/// the offset (server clock minus this host's, with T1 and T4 taken at capture) becomes
+/// -25 ms: the server seems to answer half the added delay early.
+#[test]
+fn exchange_health_measures_a_known_delay() {
+    let lab = Lab::new("health");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _chronyd = chrony_server(&lab.a, dir.path());
+    let relay = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(({:?}, 4123))\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nwhile True:\n    data, peer = s.recvfrom(4096)\n    u.sendto(data, ('127.0.0.1', 123))\n    reply, _ = u.recvfrom(4096)\n    time.sleep(0.050)\n    s.sendto(reply, peer)\n",
+        Lab::A4
+    );
+    let _relay = Proc::spawn(
+        "relay",
+        lab.a.command("/usr/bin/python3").args(["-u", "-c", &relay]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ntptap = Proc::spawn(
+        "ntptap --stats",
+        lab.b.command(ntptap_bin()).args([
+            "-i",
+            "vb",
+            "--port",
+            "4123",
+            "--stats",
+            "60",
+            "-w",
+            "/dev/null",
+        ]),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    let chronyd = ntptap_tests::tools_root().join("usr/sbin/chronyd");
+    run(lab.b.command(chronyd).args([
+        "-u",
+        "root",
+        "-Q",
+        "-t",
+        "20",
+        &format!("server {} port 4123 iburst maxsamples 4", Lab::A4),
+        "cmdport 0",
+        &format!("pidfile {}/client.pid", dir.path().display()),
+    ]));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let row = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(Lab::A4))
+        .unwrap_or_else(|| panic!("no row for the server:\n{stderr}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // server req resp lost stratum refid leap delay offset best-offset proc kiss
+    let (requests, responses, stratum) = (
+        cols[1].parse::<u64>().unwrap(),
+        cols[2].parse::<u64>().unwrap(),
+        cols[4],
+    );
+    let (delay, offset) = (
+        cols[7].parse::<f64>().unwrap(),
+        cols[8].parse::<f64>().unwrap(),
+    );
+    assert!(requests >= 2 && responses == requests, "{row}");
+    assert_eq!(stratum, "8", "{row}");
+    assert!(
+        (delay - 50.0).abs() < 5.0,
+        "delay {delay} ms, want 50 ± 5: {row}"
+    );
+    assert!(
+        (offset + 25.0).abs() < 3.0,
+        "offset {offset} ms, want -25 ± 3: {row}"
+    );
+}

@@ -412,8 +412,13 @@ impl Session {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                _ = tick.tick() => {
+                                _ = tick.tick() => {
                     drain.clock.resync();
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    if let Err(e) = sink.tick(now) {
+                        if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
+                        return Err(e).context("cannot write the output");
+                    }
                     if let Err(e) = sink.flush() {
                         if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
                         return Err(e).context("cannot write the captured frames");

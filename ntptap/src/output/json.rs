@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{Filter, PortSet, Sink, text::refid_text};
 use crate::{
+    exchange::{Limits, Tracker},
     frame::Frame,
     net::{Dissected, Net, Transport, dissect},
     ntp::{
@@ -21,12 +22,19 @@ use crate::{
 pub struct JsonSink<W: Write> {
     out: W,
     filter: Filter,
+    /// Exchange events (kiss-o'-death, monlist requests, ...) come out inline, as objects
+    /// with an `event` field.
+    tracker: Tracker,
 }
 
 impl<W: Write> JsonSink<W> {
     /// A JSON writer to `out`, showing what `filter` lets through.
     pub fn new(out: W, filter: Filter) -> Self {
-        Self { out, filter }
+        Self {
+            out,
+            filter,
+            tracker: Tracker::new(Limits::default()),
+        }
     }
 }
 
@@ -39,6 +47,13 @@ impl<W: Write> Sink for JsonSink<W> {
         let value = frame_json(frame, &d, &self.filter.ports);
         serde_json::to_writer(&mut self.out, &value)?;
         self.out.write_all(b"\n")?;
+        super::health::observe(&mut self.tracker, &self.filter.ports, frame);
+        for event in self.tracker.take_events() {
+            let mut event = serde_json::to_value(&event)?;
+            event["frame"] = json!(frame.number);
+            serde_json::to_writer(&mut self.out, &event)?;
+            self.out.write_all(b"\n")?;
+        }
         Ok(true)
     }
 

@@ -1,4 +1,5 @@
 //! Sinks: where frames go once captured or read.
+pub mod health;
 pub mod json;
 pub mod pcap;
 pub mod pcapng;
@@ -15,6 +16,10 @@ pub trait Sink {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool>;
     /// Push buffered output to its destination.
     fn flush(&mut self) -> io::Result<()>;
+    /// Called about once a second during a live capture, with the wall-clock time.
+    fn tick(&mut self, _now: std::time::Duration) -> io::Result<()> {
+        Ok(())
+    }
     /// The capture is over: write trailers (pcapng statistics) and flush.
     fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
         self.flush()
@@ -44,6 +49,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
         (**self).close(stats)
     }
+    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
+        (**self).tick(now)
+    }
 }
 
 /// Two sinks fed the same frames (`-w FILE --print`).
@@ -61,6 +69,10 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
         self.0.close(stats)?;
         self.1.close(stats)
+    }
+    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
+        self.0.tick(now)?;
+        self.1.tick(now)
     }
 }
 

@@ -1,0 +1,520 @@
+//! NTP exchange health read off the wire: each request paired with its response, and per
+//! server: round-trip delay and offset (RFC 5905 §8), server processing time, stratum,
+//! reference ID and leap, unanswered requests, kiss-o'-death codes; plus events worth an
+//! operator's attention. Knows NTP and addresses, nothing of BPF or files.
+//!
+//! T1 and T4 are the capture times of the request and the response, not the client's own
+//! timestamps: the numbers describe the server as seen from the capturing host, and stay right
+//! when a client fills its transmit timestamp with random bits (as chrony does).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::ntp::{Body, Mode, Ntp, NtpTimestamp, RefId};
+
+/// Memory bounds of a [`Tracker`].
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most requests waiting for a response.
+    pub pending: usize,
+    /// Most servers tracked.
+    pub servers: usize,
+    /// A request without a response after this long counts as unanswered.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pending: 65_536,
+            servers: 1024,
+            timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    client: SocketAddr,
+    server: SocketAddr,
+    transmit: u64,
+}
+
+/// What the tracker knows of one server.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerHealth {
+    /// Server address.
+    pub server: Option<IpAddr>,
+    /// Requests seen to it.
+    pub requests: u64,
+    /// Responses paired with a request.
+    pub responses: u64,
+    /// Requests without a response within the timeout (or evicted).
+    pub unanswered: u64,
+    /// Last round-trip delay, seconds.
+    pub delay: Option<f64>,
+    /// Smallest delay seen, seconds.
+    pub min_delay: Option<f64>,
+    /// Last offset of the server's clock from the capturing host's, seconds.
+    pub offset: Option<f64>,
+    /// Offset at the smallest delay (the best estimate, as NTP's clock filter picks it).
+    pub best_offset: Option<f64>,
+    /// Last server processing time (T3 - T2), seconds.
+    pub processing: Option<f64>,
+    /// Last stratum.
+    pub stratum: Option<u8>,
+    /// Last reference ID, as text.
+    pub refid: Option<String>,
+    /// Last leap indicator.
+    pub leap: Option<u8>,
+    /// Kiss-o'-death codes received, by code.
+    pub kiss_codes: BTreeMap<String, u64>,
+}
+
+/// Something worth an operator's attention.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A server sent a kiss-o'-death packet (RFC 5905 §7.4).
+    KissOfDeath {
+        /// The server.
+        server: SocketAddr,
+        /// The client it answered.
+        client: SocketAddr,
+        /// The kiss code (RATE, DENY, ...).
+        code: String,
+    },
+    /// A mode 7 MON_GETLIST request: the monlist amplification attack (CVE-2013-5211).
+    MonlistRequest {
+        /// Sender.
+        from: SocketAddr,
+        /// Target.
+        to: SocketAddr,
+        /// 20 (MON_GETLIST) or 42 (MON_GETLIST_1).
+        request_code: u8,
+    },
+    /// A mode 6 control query from an address that is not local.
+    RemoteControlQuery {
+        /// Sender.
+        from: SocketAddr,
+        /// Target.
+        to: SocketAddr,
+        /// The mode 6 opcode.
+        opcode: u8,
+    },
+    /// A response that answers no request seen (possible spoofing, or capture started late).
+    UnmatchedResponse {
+        /// The responder.
+        server: SocketAddr,
+        /// Whom it answered.
+        client: SocketAddr,
+    },
+    /// A server announces a leap second (LI 1 or 2).
+    LeapAnnounced {
+        /// The server.
+        server: SocketAddr,
+        /// 1: insert, 2: delete.
+        leap: u8,
+    },
+    /// A server says it is not synchronized (stratum 16 or leap indicator 3).
+    Unsynchronized {
+        /// The server.
+        server: SocketAddr,
+        /// Its stratum.
+        stratum: u8,
+        /// Its leap indicator.
+        leap: u8,
+    },
+    /// A version or mode no current implementation sends.
+    Anomaly {
+        /// Sender.
+        from: SocketAddr,
+        /// Target.
+        to: SocketAddr,
+        /// What is odd.
+        what: String,
+    },
+}
+
+/// Pairs requests with responses and keeps per-server health, within [`Limits`].
+#[derive(Debug, Default)]
+pub struct Tracker {
+    limits: Limits,
+    pending: HashMap<Key, Duration>,
+    servers: HashMap<IpAddr, ServerHealth>,
+    events: Vec<Event>,
+    /// Pending requests dropped to stay within the limit.
+    pub evicted_requests: u64,
+    /// Servers dropped to stay within the limit.
+    pub evicted_servers: u64,
+}
+
+fn ntp_ns(ts: NtpTimestamp) -> i128 {
+    i128::from(ts.unix_seconds()) * 1_000_000_000 + i128::from(ts.nanos())
+}
+
+fn secs(ns: i128) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl Tracker {
+    /// A tracker with these bounds.
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    fn server(&mut self, addr: IpAddr) -> &mut ServerHealth {
+        if !self.servers.contains_key(&addr) && self.servers.len() >= self.limits.servers {
+            // Drop the quietest server to make room.
+            if let Some(quiet) = self
+                .servers
+                .iter()
+                .min_by_key(|(_, s)| s.requests + s.responses)
+                .map(|(a, _)| *a)
+            {
+                self.servers.remove(&quiet);
+                self.evicted_servers += 1;
+            }
+        }
+        self.servers.entry(addr).or_insert_with(|| ServerHealth {
+            server: Some(addr),
+            ..ServerHealth::default()
+        })
+    }
+
+    /// Take one NTP packet from `src` to `dst`, captured at `ts`.
+    pub fn observe(&mut self, ts: Duration, src: SocketAddr, dst: SocketAddr, ntp: &Ntp) {
+        match &ntp.body {
+            Body::Private(p) if !p.response && (p.request_code == 20 || p.request_code == 42) => {
+                self.events.push(Event::MonlistRequest {
+                    from: src,
+                    to: dst,
+                    request_code: p.request_code,
+                });
+            }
+            Body::Control(c) if !c.response && !is_local(src.ip()) => {
+                self.events.push(Event::RemoteControlQuery {
+                    from: src,
+                    to: dst,
+                    opcode: c.opcode,
+                });
+            }
+            Body::Time(h) => {
+                if !(1..=4).contains(&ntp.version) || ntp.mode == Mode::Reserved {
+                    self.events.push(Event::Anomaly {
+                        from: src,
+                        to: dst,
+                        what: format!("NTP version {} mode {}", ntp.version, ntp.mode.to_bits()),
+                    });
+                }
+                match ntp.mode {
+                    Mode::Client | Mode::SymmetricActive => self.request(ts, src, dst, h.transmit),
+                    Mode::Server | Mode::SymmetricPassive => self.response(ts, src, dst, ntp),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request(
+        &mut self,
+        ts: Duration,
+        client: SocketAddr,
+        server: SocketAddr,
+        transmit: NtpTimestamp,
+    ) {
+        self.server(server.ip()).requests += 1;
+        if self.pending.len() >= self.limits.pending {
+            self.expire(ts);
+        }
+        if self.pending.len() >= self.limits.pending
+            && let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k)
+        {
+            self.pending.remove(&oldest);
+            self.evicted_requests += 1;
+            self.server(oldest.server.ip()).unanswered += 1;
+        }
+        self.pending.insert(
+            Key {
+                client,
+                server,
+                transmit: transmit.0,
+            },
+            ts,
+        );
+    }
+
+    fn response(&mut self, ts: Duration, server: SocketAddr, client: SocketAddr, ntp: &Ntp) {
+        let Some(h) = ntp.time() else { return };
+        let key = Key {
+            client,
+            server,
+            transmit: h.origin.0,
+        };
+        let request = self.pending.remove(&key);
+        let leap = ntp.leap.to_bits();
+        if let Some(code) = ntp.kiss_code() {
+            let code = String::from_utf8_lossy(&code).into_owned();
+            *self
+                .server(server.ip())
+                .kiss_codes
+                .entry(code.clone())
+                .or_default() += 1;
+            self.events.push(Event::KissOfDeath {
+                server,
+                client,
+                code,
+            });
+        }
+        if leap == 1 || leap == 2 {
+            self.events.push(Event::LeapAnnounced { server, leap });
+        }
+        if (h.stratum == 16 || leap == 3) && ntp.kiss_code().is_none() {
+            self.events.push(Event::Unsynchronized {
+                server,
+                stratum: h.stratum,
+                leap,
+            });
+        }
+        let refid = match h.refid() {
+            RefId::Unspecified => None,
+            RefId::KissCode(s) | RefId::Clock(s) => Some(s),
+            RefId::Address(a) => Some(a.to_string()),
+        };
+        let s = self.server(server.ip());
+        s.stratum = Some(h.stratum);
+        s.refid = refid;
+        s.leap = Some(leap);
+        let Some(sent) = request else {
+            self.events
+                .push(Event::UnmatchedResponse { server, client });
+            return;
+        };
+        let s = self.server(server.ip());
+        s.responses += 1;
+        if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
+            return;
+        }
+        // RFC 5905 §8, with the capture times as T1 (request) and T4 (response).
+        let (t1, t4) = (sent.as_nanos() as i128, ts.as_nanos() as i128);
+        let (t2, t3) = (ntp_ns(h.receive), ntp_ns(h.transmit));
+        let delay = secs((t4 - t1) - (t3 - t2));
+        let offset = secs(i128::midpoint(t2 - t1, t3 - t4));
+        s.delay = Some(delay);
+        s.offset = Some(offset);
+        s.processing = Some(secs(t3 - t2));
+        if s.min_delay.is_none_or(|m| delay <= m) {
+            s.min_delay = Some(delay);
+            s.best_offset = Some(offset);
+        }
+    }
+
+    /// Count requests older than the timeout at `now` as unanswered, and forget them.
+    pub fn expire(&mut self, now: Duration) {
+        let timeout = self.limits.timeout;
+        let expired: Vec<Key> = self
+            .pending
+            .iter()
+            .filter(|(_, t)| now.saturating_sub(**t) > timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.pending.remove(&key);
+            self.server(key.server.ip()).unanswered += 1;
+        }
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Every server, busiest first.
+    #[must_use]
+    pub fn servers(&self) -> Vec<&ServerHealth> {
+        let mut all: Vec<_> = self.servers.values().collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.requests + s.responses));
+        all
+    }
+
+    /// Requests waiting for a response.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ntp::{Leap, NtpShort, packet::TimeHeader};
+
+    const NTP_UNIX: u64 = 2_208_988_800;
+
+    fn ts_at(unix_ns: u64) -> NtpTimestamp {
+        let secs = unix_ns / 1_000_000_000 + NTP_UNIX;
+        let frac = ((unix_ns % 1_000_000_000) << 32) / 1_000_000_000;
+        NtpTimestamp((secs << 32) | frac)
+    }
+
+    fn packet(
+        mode: Mode,
+        stratum: u8,
+        origin: NtpTimestamp,
+        receive: NtpTimestamp,
+        transmit: NtpTimestamp,
+    ) -> Ntp {
+        Ntp {
+            length: 48,
+            leap: Leap::NoWarning,
+            version: 4,
+            mode,
+            body: Body::Time(Box::new(TimeHeader {
+                stratum,
+                poll: 6,
+                precision: -20,
+                root_delay: NtpShort(0),
+                root_dispersion: NtpShort(0),
+                refid: [192, 0, 2, 1],
+                reference: NtpTimestamp(0),
+                origin,
+                receive,
+                transmit,
+                extensions: Vec::new(),
+                mac: None,
+            })),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn delay_and_offset_from_capture_times() {
+        let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let base = 1_700_000_000_000_000_000u64;
+        // The client's transmit timestamp is random (chrony); the pairing key only.
+        let xmt = NtpTimestamp(0x1234_5678_9abc_def0);
+        t.observe(
+            Duration::from_nanos(base),
+            client,
+            server,
+            &packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), xmt),
+        );
+        // The server's clock is 5 ms ahead; the path is 10 ms each way; it takes 1 ms.
+        let t2 = ts_at(base + 10_000_000 + 5_000_000);
+        let t3 = ts_at(base + 11_000_000 + 5_000_000);
+        let reply = packet(Mode::Server, 2, xmt, t2, t3);
+        t.observe(
+            Duration::from_nanos(base + 21_000_000),
+            server,
+            client,
+            &reply,
+        );
+        let s = t.servers()[0];
+        assert_eq!((s.requests, s.responses, s.unanswered), (1, 1, 0));
+        assert!((s.delay.unwrap() - 0.020).abs() < 1e-6, "{s:?}");
+        assert!((s.offset.unwrap() - 0.005).abs() < 1e-6, "{s:?}");
+        assert!((s.processing.unwrap() - 0.001).abs() < 1e-6, "{s:?}");
+        assert_eq!(s.stratum, Some(2));
+        assert!(t.take_events().is_empty());
+    }
+
+    #[test]
+    fn unanswered_after_timeout_and_bounded_memory() {
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits {
+            pending: 4,
+            servers: 2,
+            timeout: Duration::from_secs(8),
+        });
+        for i in 0..10u64 {
+            let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + i as u16);
+            t.observe(
+                Duration::from_secs(i),
+                client,
+                server,
+                &packet(
+                    Mode::Client,
+                    0,
+                    NtpTimestamp(0),
+                    NtpTimestamp(0),
+                    NtpTimestamp(i + 1),
+                ),
+            );
+        }
+        assert!(t.pending() <= 4);
+        assert_eq!(t.servers()[0].unanswered + t.pending() as u64, 10);
+        t.expire(Duration::from_secs(100));
+        assert_eq!(t.servers()[0].unanswered, 10);
+        for n in 0..5u8 {
+            let other = SocketAddr::new(IpAddr::from([10, 1, 0, n]), 123);
+            t.observe(
+                Duration::from_secs(200),
+                "10.0.0.2:1".parse().unwrap(),
+                other,
+                &packet(
+                    Mode::Client,
+                    0,
+                    NtpTimestamp(0),
+                    NtpTimestamp(0),
+                    NtpTimestamp(9),
+                ),
+            );
+        }
+        assert!(t.servers().len() <= 2 && t.evicted_servers >= 4);
+    }
+
+    #[test]
+    fn events() {
+        let client: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let mut kod = packet(
+            Mode::Server,
+            0,
+            NtpTimestamp(7),
+            NtpTimestamp(0),
+            NtpTimestamp(0),
+        );
+        if let Body::Time(h) = &mut kod.body {
+            h.refid = *b"RATE";
+        }
+        t.observe(Duration::ZERO, server, client, &kod);
+        let events = t.take_events();
+        assert!(
+            events.contains(&Event::KissOfDeath {
+                server,
+                client,
+                code: "RATE".into()
+            }),
+            "{events:?}"
+        );
+        assert!(
+            events.contains(&Event::UnmatchedResponse { server, client }),
+            "{events:?}"
+        );
+        assert_eq!(t.servers()[0].kiss_codes["RATE"], 1);
+    }
+}
