@@ -147,9 +147,37 @@ pub struct Cli {
     #[arg(long = "print", requires = "write")]
     pub print: bool,
 
+    /// Create -w files with this mode (octal). Default 600: captures can hold private traffic.
+    #[arg(long = "file-mode", value_name = "MODE", default_value = "600", value_parser = parse_mode)]
+    pub file_mode: u32,
+
+    /// Replace an existing -w file (by default ntptap refuses to).
+    #[arg(long = "overwrite")]
+    pub overwrite: bool,
+
+    /// Once everything is attached, switch to USER and give up every capability (tcpdump's
+    /// -Z). The capture goes on; the output file stays open.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Print shell completions for SHELL and exit.
+    #[arg(long = "completions", value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long = "man", exclusive = true)]
+    pub man: bool,
+
     /// Flush the output after every frame (tcpdump's -U), for `-w -` into a live reader.
     #[arg(short = 'U', long = "packet-buffered", action = ArgAction::SetTrue)]
     pub packet_buffered: bool,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s} is not an octal file mode such as 600 or 640"))
 }
 
 /// Capture file format.

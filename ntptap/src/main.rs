@@ -47,10 +47,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "ntptap",
+            &mut io::stdout(),
+        );
+        return Ok(());
+    }
+    if cli.man {
+        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut io::stdout())
+            .context("cannot write the man page")?;
+        return Ok(());
+    }
     let ports = PortSet::new(cli.port_set());
     if let Some(path) = &cli.read {
         return read_file(cli, path, ports);
     }
+    live(cli, ports)
+}
+
+/// Capture on the interfaces `cli` names, until stopped.
+fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
     capture::privilege::check()?;
     let interfaces = match cli.interfaces.as_slice() {
         [] => vec![capture::iface::default_route()?],
@@ -102,6 +122,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             return Err(err);
         }
     };
+    if let Some(user) = &cli.user {
+        capture::privilege::drop_to(user, cli.pin.as_deref())?;
+        if cli.verbose > 0 {
+            eprintln!("ntptap: now running as {user}, with no capabilities");
+        }
+    }
     if cli.verbose > 0 {
         for decision in session.decisions() {
             eprintln!("ntptap: {decision}");
@@ -218,16 +244,7 @@ fn open_sink<'a>(
         }
         (Box::new(io::stdout()), None)
     } else {
-        let existed = path.symlink_metadata().is_ok();
-        let file = File::create(path).with_context(|| {
-            format!(
-                "cannot write {}: choose a path in a directory you can write to (-w)",
-                path.display()
-            )
-        })?;
-        // Only a regular file this run created may be removed if attaching fails: never a
-        // device such as /dev/null, never a file that was there before.
-        let ours = !existed && file.metadata().is_ok_and(|m| m.is_file());
+        let (file, ours) = create_output(path, cli.file_mode, cli.overwrite)?;
         (Box::new(file), ours.then_some(path))
     };
     let out: Box<dyn Write> = if cli.packet_buffered {
@@ -277,6 +294,49 @@ fn open_sink<'a>(
         ));
     }
     Ok((sink, created))
+}
+
+/// Open `path` for the capture: a new regular file with `mode`, never through a symbolic link,
+/// never over an existing file unless `overwrite`; devices and FIFOs (`/dev/null`, a named
+/// pipe) are written as they are. Returns the file and whether this run created it (only such
+/// a file is removed if attaching fails).
+fn create_output(path: &Path, mode: u32, overwrite: bool) -> anyhow::Result<(File, bool)> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let existing = path.symlink_metadata().ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| m.file_type().is_symlink())
+    {
+        bail!(
+            "{} is a symbolic link: ntptap does not write through links; name the target itself",
+            path.display()
+        );
+    }
+    let special = existing.as_ref().is_some_and(|m| {
+        let t = m.file_type();
+        t.is_char_device() || t.is_fifo() || t.is_socket() || t.is_block_device()
+    });
+    if existing.is_some() && !special && !overwrite {
+        bail!(
+            "{} exists: ntptap does not overwrite files unless told to (--overwrite), or choose another name",
+            path.display()
+        );
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode);
+    if !special {
+        options.create(true).truncate(true);
+    }
+    let file = options.open(path).with_context(|| {
+        format!(
+            "cannot write {}: choose a path in a directory you can write to (-w)",
+            path.display()
+        )
+    })?;
+    Ok((file, existing.is_none()))
 }
 
 /// A writer that flushes after each write (`-U`).

@@ -486,3 +486,105 @@ fn debug_ebpf_logs_each_verdict_from_the_kernel() {
     );
     assert!(!stderr.contains("BTF"), "no BTF noise by default: {stderr}");
 }
+
+#[test]
+fn relinquish_privileges_leaves_no_capability_and_keeps_capturing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = Lab::new("dropz");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = chrony_server(&lab.a, dir.path());
+    let file = dir.path().join("z.pcap");
+    let mut ntptap = Proc::spawn(
+        "ntptap -Z nobody",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Z", "nobody", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ntptap.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    for caps in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
+        assert_eq!(field(caps), ["0000000000000000"], "{caps} {status}");
+    }
+    ntpdig(&lab.b, Lab::A4);
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(read_pcap(&file).len(), 2, "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn output_files_are_never_overwritten_or_followed_unless_asked() {
+    let ns = Netns::new("files");
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing.pcap");
+    std::fs::write(&existing, b"precious").unwrap();
+    let err = failing(&ns, &["-i", "lo", "-w", existing.to_str().unwrap()]);
+    assert!(
+        err.contains("exists") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"precious");
+    let link = dir.path().join("link.pcap");
+    std::os::unix::fs::symlink(&existing, &link).unwrap();
+    let err = failing(
+        &ns,
+        &["-i", "lo", "--overwrite", "-w", link.to_str().unwrap()],
+    );
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"precious");
+    let out = ns
+        .command(ntptap_bin())
+        .args(["-i", "lo", "--overwrite", "--duration", "0.2", "-w"])
+        .arg(&existing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read_pcap(&existing).len(),
+        0,
+        "replaced by an empty capture"
+    );
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let run = |args: &[&str]| {
+        String::from_utf8(
+            Command::new(ntptap_bin())
+                .args(args)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let bash = run(&["--completions", "bash"]);
+    assert!(
+        bash.contains("--relinquish-privileges") && bash.contains("ntptap"),
+        "{bash}"
+    );
+    let man = run(&["--man"]);
+    assert!(
+        man.contains(".TH ntptap") && man.contains("xdp\\-mode"),
+        "{}",
+        &man[..man.len().min(400)]
+    );
+}

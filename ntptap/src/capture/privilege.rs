@@ -29,3 +29,50 @@ pub fn check() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Switch to `user` for good and clear every capability set (tcpdump's `-Z`). Call once all
+/// programs are attached and the output is open. Pinned maps in `pin` are handed to the user,
+/// so that it can still unpin them on exit.
+pub fn drop_to(user: &str, pin: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use nix::unistd::{Gid, Uid, User, setgroups, setresgid, setresuid};
+    let account = User::from_name(user)
+        .map_err(|e| anyhow::anyhow!("cannot look up user {user}: {e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!("no such user '{user}' (-Z): name an existing account, such as nobody")
+        })?;
+    if let Some(dir) = pin {
+        for entry in std::iter::once(dir.to_path_buf()).chain(
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path()),
+        ) {
+            let _ = nix::unistd::chown(&entry, Some(account.uid), Some(account.gid));
+        }
+    }
+    setgroups(&[account.gid])
+        .map_err(|e| anyhow::anyhow!("cannot set the groups of {user}: {e}"))?;
+    setresgid(account.gid, account.gid, account.gid)
+        .map_err(|e| anyhow::anyhow!("cannot switch to the group of {user}: {e}"))?;
+    setresuid(account.uid, account.uid, account.uid)
+        .map_err(|e| anyhow::anyhow!("cannot switch to user {user}: {e}"))?;
+    for set in [
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ] {
+        caps::clear(None, set)
+            .map_err(|e| anyhow::anyhow!("cannot clear the {set:?} capabilities: {e}"))?;
+    }
+    // Make sure it stuck: no way back to root, no capability left.
+    if Uid::effective().is_root() || Gid::effective().as_raw() == 0 && account.gid.as_raw() != 0 {
+        bail!("still privileged after switching to {user}");
+    }
+    let left = caps::read(None, CapSet::Effective).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !left.is_empty() {
+        bail!("capabilities left after switching to {user}: {left:?}");
+    }
+    Ok(())
+}
