@@ -147,6 +147,29 @@ pub struct Cli {
     #[arg(long = "print", requires = "write")]
     pub print: bool,
 
+    /// Start a new file when the current one is larger than this many millions of bytes
+    /// (tcpdump's -C; fractions allowed). Files are named FILE, FILE1, FILE2...
+    #[arg(short = 'C', value_name = "MB", requires = "write")]
+    pub rotate_size: Option<f64>,
+
+    /// Start a new file every SECONDS (tcpdump's -G). Put strftime fields in the -w name to
+    /// tell the files apart (ntp-%Y%m%d-%H%M%S.pcapng).
+    #[arg(short = 'G', value_name = "SECONDS", requires = "write")]
+    pub rotate_seconds: Option<u64>,
+
+    /// With -G, cut on wall-clock multiples of the period (on the hour for -G 3600).
+    #[arg(long = "rotate-align", requires = "rotate_seconds")]
+    pub rotate_align: bool,
+
+    /// Keep at most COUNT files: a ring, the oldest deleted (with -C or -G).
+    #[arg(short = 'W', value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rotate_keep: Option<u32>,
+
+    /// Run COMMAND FILE on each file once it is closed (tcpdump's -z), e.g. -z gzip. The
+    /// command is run directly, not through a shell.
+    #[arg(short = 'z', value_name = "COMMAND")]
+    pub post_rotate: Option<String>,
+
     /// Create -w files with this mode (octal). Default 600: captures can hold private traffic.
     #[arg(long = "file-mode", value_name = "MODE", default_value = "600", value_parser = parse_mode)]
     pub file_mode: u32,

@@ -20,6 +20,7 @@ use ntptap::{
         json::JsonSink,
         pcap::PcapSink,
         pcapng::{PcapNgInterface, PcapNgSink},
+        rotate::{OpenSink, RotatePolicy, RotatingSink},
         text::{TextOptions, TextSink, TimeFormat},
     },
 };
@@ -148,8 +149,8 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
     let stats = CloseStats {
         start,
         end: wall_now(),
-        received: summary.counts.total(Counter::Matched),
-        dropped: summary.counts.dropped(),
+        received: Some(summary.counts.total(Counter::Matched)),
+        dropped: Some(summary.counts.dropped()),
     };
     match sink.close(&stats) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
@@ -236,42 +237,54 @@ fn open_sink<'a>(
             None,
         ));
     };
-    let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
-        if io::stdout().is_terminal() {
-            bail!(
-                "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
-            );
-        }
-        (Box::new(io::stdout()), None)
-    } else {
-        let (file, ours) = create_output(path, cli.file_mode, cli.overwrite)?;
-        (Box::new(file), ours.then_some(path))
-    };
-    let out: Box<dyn Write> = if cli.packet_buffered {
-        Box::new(FlushEach(out))
-    } else {
-        Box::new(BufWriter::with_capacity(1 << 20, out))
-    };
     let pcapng = match cli.format {
         Some(OutputFormat::Pcapng) => true,
         Some(OutputFormat::Pcap) => false,
         None => path.extension().is_some_and(|e| e == "pcapng"),
     };
-    let sink: BoxSink = if pcapng {
-        let interfaces: Vec<PcapNgInterface> = config
-            .interfaces
-            .iter()
-            .map(|i| PcapNgInterface {
-                index: i.index,
-                name: i.name.clone(),
-            })
-            .collect();
-        Box::new(
-            PcapNgSink::new(out, &interfaces, config.snaplen, &filter_text(config))
-                .context("cannot write the pcapng header")?,
-        )
+    let interfaces: Vec<PcapNgInterface> = config
+        .interfaces
+        .iter()
+        .map(|i| PcapNgInterface {
+            index: i.index,
+            name: i.name.clone(),
+        })
+        .collect();
+    let (snaplen, filter) = (config.snaplen, filter_text(config));
+    let open_file = move |out: Box<dyn Write>| -> io::Result<BoxSink> {
+        Ok(if pcapng {
+            Box::new(PcapNgSink::new(out, &interfaces, snaplen, &filter)?)
+        } else {
+            Box::new(PcapSink::new(out, snaplen)?)
+        })
+    };
+    let (sink, created): (BoxSink, _) = if cli.rotate_size.is_some() || cli.rotate_seconds.is_some()
+    {
+        if path == Path::new("-") {
+            bail!("-C and -G write a series of files: name them with -w, not -");
+        }
+        (rotating_sink(cli, path, Box::new(open_file))?, None)
     } else {
-        Box::new(PcapSink::new(out, config.snaplen).context("cannot write the pcap header")?)
+        let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
+            if io::stdout().is_terminal() {
+                bail!(
+                    "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
+                );
+            }
+            (Box::new(io::stdout()), None)
+        } else {
+            let (file, ours) = create_output(path, cli.file_mode, cli.overwrite)?;
+            (Box::new(file), ours.then_some(path))
+        };
+        let out: Box<dyn Write> = if cli.packet_buffered {
+            Box::new(FlushEach(out))
+        } else {
+            Box::new(BufWriter::with_capacity(1 << 20, out))
+        };
+        (
+            open_file(out).context("cannot write the capture file header")?,
+            created,
+        )
     };
     if cli.print {
         if path == Path::new("-") {
@@ -337,6 +350,26 @@ fn create_output(path: &Path, mode: u32, overwrite: bool) -> anyhow::Result<(Fil
         )
     })?;
     Ok((file, existing.is_none()))
+}
+
+/// The sink for `-C`/`-G`: a series of files named after `path`.
+fn rotating_sink(cli: &Cli, path: &Path, open_file: OpenSink) -> anyhow::Result<BoxSink> {
+    let policy = RotatePolicy {
+        max_bytes: cli.rotate_size.map(|mb| (mb * 1e6) as u64),
+        period: cli.rotate_seconds.map(Duration::from_secs),
+        align: cli.rotate_align,
+        keep: cli.rotate_keep,
+        command: cli.post_rotate.clone(),
+    };
+    let (mode, overwrite) = (cli.file_mode, cli.overwrite);
+    let create = Box::new(move |p: &Path| {
+        create_output(p, mode, overwrite)
+            .map(|(f, _)| f)
+            .map_err(|e| io::Error::other(format!("{e:#}")))
+    });
+    let sink = RotatingSink::new(path.to_path_buf(), policy, open_file, create, wall_now())
+        .context("cannot open the first output file")?;
+    Ok(Box::new(sink))
 }
 
 /// A writer that flushes after each write (`-U`).

@@ -122,6 +122,36 @@ impl Lab {
             ns.ip(&["link", "set", dev, "up"]);
             run(ns.command("ethtool").args(["-K", dev, "tx", "off"]));
         }
+        // Permanent neighbour entries: a burst sent before ARP or ND resolved would be cut to
+        // the kernel's unresolved queue (about 100 packets) before it reached the wire.
+        let mac = |ns: &Netns, dev: &str| {
+            let out = ns.ip(&["-o", "link", "show", dev]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split("link/ether ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .expect("MAC")
+                .to_owned()
+        };
+        let (mac_a, mac_b) = (mac(&a, "va"), mac(&b, "vb"));
+        for (ns, dev, peers, peer_mac) in [
+            (&a, "va", [Self::B4, Self::B6], &mac_b),
+            (&b, "vb", [Self::A4, Self::A6], &mac_a),
+        ] {
+            for peer in peers {
+                ns.ip(&[
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ]);
+            }
+        }
         Lab { b, a }
     }
 }
@@ -335,6 +365,25 @@ pub struct Record {
 /// Every record of the pcap file at `path`.
 #[must_use]
 pub fn read_pcap(path: &Path) -> Vec<Record> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..])
+            .unwrap_or_else(|e| panic!("{} is not a valid pcapng file: {e}", path.display()));
+        let mut records = Vec::new();
+        while let Some(block) = reader.next_block() {
+            let block = block
+                .unwrap_or_else(|e| panic!("{} has a corrupt block: {e}", path.display()))
+                .0;
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                records.push(Record {
+                    ts: p.timestamp,
+                    orig_len: p.original_len,
+                    data: p.data.to_vec(),
+                });
+            }
+        }
+        return records;
+    }
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut reader = pcap_file::pcap::PcapReader::new(file)
         .unwrap_or_else(|e| panic!("{} is not a valid pcap file: {e}", path.display()));

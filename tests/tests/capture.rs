@@ -463,3 +463,193 @@ fn exchange_health_measures_a_known_delay() {
         "offset {offset} ms, want -25 ± 3: {row}"
     );
 }
+
+/// The files of a rotated capture in `dir`, oldest first (by modification time, then name).
+fn rotated_files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    files.sort_by_key(|p| (std::fs::metadata(p).unwrap().modified().unwrap(), p.clone()));
+    files
+}
+
+/// Run ntptap with `args` (its -w path is `dir/prefix...`) beside tcpdump, make traffic with
+/// `traffic`, stop both; returns ntptap's frames across its files in order, tcpdump's frames,
+/// and the files.
+fn rotated_capture(
+    tag: &str,
+    args: &[&str],
+    traffic: impl FnOnce(&Lab, &Proc),
+) -> (
+    Vec<Record>,
+    Vec<Record>,
+    Vec<std::path::PathBuf>,
+    tempfile::TempDir,
+) {
+    let lab = Lab::new(tag);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let theirs = dir.path().join("tcpdump.cap");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "out"])
+            .args(args)
+            .current_dir(dir.path()),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    let mut tcpdump = Proc::spawn(
+        "tcpdump",
+        lab.b
+            .command("tcpdump")
+            .args(["-U", "--immediate-mode", "-Q", "out", "-i", "vb", "-w"])
+            .arg(&theirs)
+            .args(["udp", "port", "123"]),
+    );
+    tcpdump.wait_for_stderr("listening on", Duration::from_secs(10));
+    traffic(&lab, &ntptap);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let _ = tcpdump.stop(Signal::SIGINT);
+    let files = rotated_files(dir.path(), "ntp");
+
+    let ours: Vec<Record> = files
+        .iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "gz"))
+        .flat_map(|f| read_pcap(f))
+        .collect();
+    let theirs = read_pcap(&theirs);
+    (ours, theirs, files, dir)
+}
+
+fn same_frames(ours: &[Record], theirs: &[Record]) {
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "frames across the files vs tcpdump"
+    );
+    for (o, t) in ours.iter().zip(theirs) {
+        assert_eq!(o.data, t.data, "same frames, in the same order");
+    }
+}
+
+/// Send `n` numbered NTP requests, 1 ms apart (tcpdump drops frames from a tighter burst, and
+/// these tests compare against it). The number is in the transmit timestamp's last 4 bytes.
+fn numbered_requests(ns: &ntptap_tests::Netns, n: u32) {
+    let script = format!(
+        "import socket, struct, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({n}):\n    s.sendto(b'\\x23' + bytes(43) + struct.pack('>I', i), ({:?}, 123))\n    time.sleep(0.001)\n",
+        Lab::A4
+    );
+    run(ns.command("/usr/bin/python3").args(["-c", &script]));
+}
+
+/// Each numbered request exactly once, in order.
+fn each_once_in_order(frames: &[Record], n: u32) {
+    let numbers: Vec<u32> = frames
+        .iter()
+        .map(|f| u32::from_be_bytes(f.data[f.data.len() - 4..].try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..n).collect::<Vec<_>>(),
+        "each request once, in order"
+    );
+}
+
+#[test]
+fn rotation_by_size_loses_and_repeats_nothing() {
+    let (ours, theirs, files, _dir) =
+        rotated_capture("rot-c", &["-C", "0.005", "-w", "ntp.pcap"], |lab, _| {
+            numbered_requests(&lab.b, 300);
+        });
+    each_once_in_order(&ours, 300);
+    same_frames(&ours, &theirs);
+    assert!(
+        files.len() >= 5,
+        "300 frames of 90 bytes in 5 kB files: {files:?}"
+    );
+    for f in &files {
+        // Checked before each frame: a file passes the limit by at most one record.
+        assert!(
+            std::fs::metadata(f).unwrap().len() <= 5000 + 16 + 2048,
+            "{}",
+            f.display()
+        );
+        run(Command::new("tshark").arg("-r").arg(f));
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names[..3],
+        ["ntp.pcap", "ntp.pcap1", "ntp.pcap2"],
+        "tcpdump's names"
+    );
+}
+
+#[test]
+fn rotation_ring_keeps_at_most_w_files() {
+    let (ours, theirs, files, _dir) = rotated_capture(
+        "rot-w",
+        &["-C", "0.005", "-W", "3", "-w", "ntp.pcapng"],
+        |lab, _| numbered_requests(&lab.b, 300),
+    );
+    assert_eq!(files.len(), 3, "{files:?}");
+    // The ring holds the newest frames, in order, ending with the last one sent.
+    assert!(!ours.is_empty() && ours.len() < theirs.len());
+    same_frames(&ours, &theirs[theirs.len() - ours.len()..]);
+}
+
+#[test]
+fn rotation_by_time_aligned_and_on_sighup() {
+    let (ours, theirs, files, _dir) = rotated_capture(
+        "rot-g",
+        &["-G", "1", "--rotate-align", "-w", "ntp-%H%M%S.pcapng"],
+        |lab, ntptap| {
+            for _ in 0..3 {
+                numbered_requests(&lab.b, 20);
+                std::thread::sleep(Duration::from_millis(1100));
+            }
+            // SIGHUP: a new file right away, even within the second.
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(ntptap.pid()), Signal::SIGHUP)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            numbered_requests(&lab.b, 20);
+        },
+    );
+    same_frames(&ours, &theirs);
+    assert!(files.len() >= 4, "three seconds and a SIGHUP: {files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.len() >= "ntp-HHMMSS.pcapng".len() && name.starts_with("ntp-"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn post_rotate_command_runs_on_each_closed_file() {
+    let (_, theirs, files, _dir) = rotated_capture(
+        "rot-z",
+        &["-C", "0.005", "-z", "gzip", "-w", "ntp.pcap"],
+        |lab, _| {
+            numbered_requests(&lab.b, 200);
+        },
+    );
+    assert_eq!(theirs.len(), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let gz: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "gz"))
+        .collect();
+    assert!(
+        !gz.is_empty() && gz.len() + 1 >= files.len(),
+        "gzip ran on the closed files: {files:?}"
+    );
+}

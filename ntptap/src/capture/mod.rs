@@ -386,6 +386,8 @@ impl Session {
             unsafe { AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
                 .map_err(|e| anyhow!("cannot register the ring buffer with the event loop: {e}"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot handle SIGHUP")?;
         let mut logger = match self.logger.take() {
             // SAFETY: the logger owns its ring buffer's descriptor for as long as the AsyncFd.
             Some(l) => Some(
@@ -412,7 +414,12 @@ impl Session {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                                _ = tick.tick() => {
+                                                _ = hangup.recv() => {
+                    // SIGHUP: a new output file now, where there are files.
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    sink.rotate(now).context("cannot rotate the output file")?;
+                }
+                _ = tick.tick() => {
                     drain.clock.resync();
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                     if let Err(e) = sink.tick(now) {

@@ -3,6 +3,7 @@ pub mod health;
 pub mod json;
 pub mod pcap;
 pub mod pcapng;
+pub mod rotate;
 pub mod text;
 
 use std::io;
@@ -20,6 +21,10 @@ pub trait Sink {
     fn tick(&mut self, _now: std::time::Duration) -> io::Result<()> {
         Ok(())
     }
+    /// Start a new output file now (SIGHUP), where the sink writes files.
+    fn rotate(&mut self, _now: std::time::Duration) -> io::Result<()> {
+        Ok(())
+    }
     /// The capture is over: write trailers (pcapng statistics) and flush.
     fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
         self.flush()
@@ -33,10 +38,11 @@ pub struct CloseStats {
     pub start: std::time::Duration,
     /// See `start`.
     pub end: std::time::Duration,
-    /// Frames the kernel matched (received by filter).
-    pub received: u64,
-    /// Matched frames the kernel dropped.
-    pub dropped: u64,
+    /// Frames the kernel matched (received by filter), when known (not for a file closed by
+    /// rotation).
+    pub received: Option<u64>,
+    /// Matched frames the kernel dropped, when known.
+    pub dropped: Option<u64>,
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -51,6 +57,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
         (**self).tick(now)
+    }
+    fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
+        (**self).rotate(now)
     }
 }
 
@@ -73,6 +82,10 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
         self.0.tick(now)?;
         self.1.tick(now)
+    }
+    fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
+        self.0.rotate(now)?;
+        self.1.rotate(now)
     }
 }
 

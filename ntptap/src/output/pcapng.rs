@@ -174,26 +174,39 @@ impl<W: Write> Sink for PcapNgSink<W> {
                 InterfaceStatisticsOption::IsbEndTime(stats.end),
                 InterfaceStatisticsOption::IsbFilterAccept(*written),
             ];
+            let (Some(received), Some(dropped)) = (stats.received, stats.dropped) else {
+                write_isb(&mut self.writer, id, stats, options)?;
+                continue;
+            };
             if single {
                 // The kernel counts per direction, not per interface: exact for one interface.
-                options.push(InterfaceStatisticsOption::IsbIfRecv(stats.received));
-                options.push(InterfaceStatisticsOption::IsbIfDrop(stats.dropped));
+                options.push(InterfaceStatisticsOption::IsbIfRecv(received));
+                options.push(InterfaceStatisticsOption::IsbIfDrop(dropped));
             } else if id == 0 {
                 options.push(InterfaceStatisticsOption::Common(CommonOption::Comment(
                     Cow::Owned(format!(
-                        "all interfaces: {} received by filter, {} dropped by kernel",
-                        stats.received, stats.dropped
+                        "all interfaces: {received} received by filter, {dropped} dropped by kernel"
                     )),
                 )));
             }
-            self.writer
-                .write_pcapng_block(InterfaceStatisticsBlock {
-                    interface_id: id as u32,
-                    timestamp: stats.end,
-                    options,
-                })
-                .map_err(to_io)?;
+            write_isb(&mut self.writer, id, stats, options)?;
         }
         self.flush()
     }
+}
+
+fn write_isb<W: Write>(
+    writer: &mut PcapNgWriter<W>,
+    id: usize,
+    stats: &CloseStats,
+    options: Vec<InterfaceStatisticsOption<'static>>,
+) -> io::Result<()> {
+    writer
+        .write_pcapng_block(InterfaceStatisticsBlock {
+            interface_id: id as u32,
+            timestamp: stats.end,
+            options,
+        })
+        .map(drop)
+        .map_err(to_io)
 }

@@ -1,0 +1,237 @@
+//! File rotation, tcpdump's and dumpcap's ways: a new file when the current one passes `-C`
+//! millions of bytes or every `-G` seconds (optionally on wall-clock boundaries), names from a
+//! strftime pattern and a sequence number, at most `-W` files kept (a ring), `-z CMD` run on
+//! each closed file, and a rotation on demand (SIGHUP). Every file starts with its own header
+//! and is complete on its own; a frame is never split or written twice: cuts happen between
+//! frames.
+
+use std::{
+    cell::Cell,
+    collections::VecDeque,
+    fmt::Write as _,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    process::Command,
+    rc::Rc,
+    time::Duration,
+};
+
+use chrono::{DateTime, Local};
+
+use super::{CloseStats, Sink};
+use crate::frame::Frame;
+
+/// When to start a new file.
+#[derive(Clone, Debug, Default)]
+pub struct RotatePolicy {
+    /// Start a new file once the current one is larger than this many bytes (`-C`).
+    pub max_bytes: Option<u64>,
+    /// Start a new file every this long (`-G`).
+    pub period: Option<Duration>,
+    /// Cut on multiples of the period since the epoch (`--rotate-align`).
+    pub align: bool,
+    /// Keep at most this many files, deleting the oldest (`-W`).
+    pub keep: Option<u32>,
+    /// Run `command FILE` on each closed file (`-z`), without a shell.
+    pub command: Option<String>,
+}
+
+/// Opens the sink for one file.
+pub type OpenSink = Box<dyn FnMut(Box<dyn Write>) -> io::Result<Box<dyn Sink>>>;
+/// Creates one output file safely (mode, no symbolic links, no overwriting).
+pub type CreateFile = Box<dyn Fn(&Path) -> io::Result<std::fs::File>>;
+
+/// Counts what goes through to the file.
+struct Counted<W> {
+    inner: W,
+    bytes: Rc<Cell<u64>>,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes frames into a series of files.
+pub struct RotatingSink {
+    pattern: PathBuf,
+    policy: RotatePolicy,
+    open: OpenSink,
+    create: CreateFile,
+    current: Option<(Box<dyn Sink>, PathBuf)>,
+    bytes: Rc<Cell<u64>>,
+    sequence: u64,
+    opened: Duration,
+    next_cut: Option<Duration>,
+    files: VecDeque<PathBuf>,
+}
+
+impl RotatingSink {
+    /// The first file is opened at `now`. `create` opens a path safely (mode, no symlinks).
+    pub fn new(
+        pattern: PathBuf,
+        policy: RotatePolicy,
+        open: OpenSink,
+        create: CreateFile,
+        now: Duration,
+    ) -> io::Result<Self> {
+        let mut sink = Self {
+            pattern,
+            policy,
+            open,
+            create,
+            current: None,
+            bytes: Rc::new(Cell::new(0)),
+            sequence: 0,
+            opened: now,
+            next_cut: None,
+            files: VecDeque::new(),
+        };
+        sink.start(now)?;
+        Ok(sink)
+    }
+
+    /// The name of file number `sequence`, opened at `now`: the pattern through strftime,
+    /// then, when several files can get the same name (`-C`, or `-G` without a time in the
+    /// pattern), a sequence number: tcpdump's `name`, `name1`, `name2`..., or with `-W` a
+    /// zero-padded slot in the ring.
+    fn name(&self, now: Duration) -> PathBuf {
+        let pattern = self.pattern.to_string_lossy();
+        let mut name = if pattern.contains('%') {
+            DateTime::from_timestamp(now.as_secs() as i64, now.subsec_nanos()).map_or_else(
+                || pattern.to_string(),
+                |t| t.with_timezone(&Local).format(&pattern).to_string(),
+            )
+        } else {
+            pattern.to_string()
+        };
+        let numbered = self.policy.max_bytes.is_some() || !pattern.contains('%');
+        if numbered {
+            match self.policy.keep {
+                Some(w) => {
+                    let width = w.saturating_sub(1).max(1).to_string().len();
+                    let _ = write!(name, "{:0width$}", self.sequence % u64::from(w));
+                }
+                None if self.sequence > 0 => name.push_str(&self.sequence.to_string()),
+                None => {}
+            }
+        }
+        PathBuf::from(name)
+    }
+
+    fn start(&mut self, now: Duration) -> io::Result<()> {
+        let path = self.name(now);
+        if self.files.contains(&path) {
+            // The ring came round: this slot's old file goes.
+            self.files.retain(|p| p != &path);
+            let _ = std::fs::remove_file(&path);
+        }
+        let file = (self.create)(&path)?;
+        self.bytes.set(0);
+        let writer = Counted {
+            inner: io::BufWriter::with_capacity(1 << 20, file),
+            bytes: Rc::clone(&self.bytes),
+        };
+        let sink = (self.open)(Box::new(writer))?;
+        self.current = Some((sink, path.clone()));
+        self.files.push_back(path);
+        if let Some(keep) = self.policy.keep {
+            while self.files.len() > keep as usize {
+                if let Some(old) = self.files.pop_front() {
+                    let _ = std::fs::remove_file(old);
+                }
+            }
+        }
+        self.opened = now;
+        self.next_cut = self.policy.period.map(|p| {
+            if self.policy.align {
+                let p = p.as_nanos().max(1);
+                Duration::from_nanos(((now.as_nanos() / p + 1) * p) as u64)
+            } else {
+                now + p
+            }
+        });
+        Ok(())
+    }
+
+    fn finish_current(&mut self, stats: &CloseStats) -> io::Result<()> {
+        if let Some((mut sink, path)) = self.current.take() {
+            sink.close(stats)?;
+            drop(sink);
+            if let Some(cmd) = &self.policy.command {
+                // `-z`: the command and the file name, no shell. Reaped in the background.
+                match Command::new(cmd).arg(&path).spawn() {
+                    Ok(mut child) => {
+                        std::thread::spawn(move || child.wait());
+                    }
+                    Err(e) => {
+                        tracing::warn!(command = %cmd, error = %e, "cannot run the -z command");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate_at(&mut self, now: Duration) -> io::Result<()> {
+        let stats = CloseStats {
+            start: self.opened,
+            end: now,
+            ..CloseStats::default()
+        };
+        self.finish_current(&stats)?;
+        self.sequence += 1;
+        self.start(now)
+    }
+
+    fn due(&self, now: Duration) -> bool {
+        self.policy.max_bytes.is_some_and(|m| self.bytes.get() > m)
+            || self.next_cut.is_some_and(|cut| now >= cut)
+    }
+}
+
+impl Sink for RotatingSink {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        // Size is checked before a frame is written, as tcpdump does; so is the period, by
+        // the frame's own time, so a file holds exactly the frames of its interval.
+        if self.due(frame.ts) {
+            self.rotate_at(frame.ts)?;
+        }
+        match &mut self.current {
+            Some((sink, _)) => sink.frame(frame),
+            None => Ok(false),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.current {
+            Some((sink, _)) => sink.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn tick(&mut self, now: Duration) -> io::Result<()> {
+        if self.next_cut.is_some_and(|cut| now >= cut) {
+            self.rotate_at(now)?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, now: Duration) -> io::Result<()> {
+        self.rotate_at(now)
+    }
+
+    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
+        let stats = CloseStats {
+            start: self.opened.max(stats.start),
+            ..*stats
+        };
+        self.finish_current(&stats)
+    }
+}
