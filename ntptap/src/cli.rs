@@ -106,6 +106,12 @@ pub struct Cli {
     #[arg(long = "stats", value_name = "SECONDS")]
     pub stats: Option<u64>,
 
+    /// Serve Prometheus metrics on ADDR:PORT (e.g. 127.0.0.1:9123): kernel decisions, frames
+    /// written, NTP packets by version/mode/direction, kiss codes, and per-server exchange
+    /// health. Name a loopback address unless the metrics may be seen from the network.
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Stop after SECONDS.
     #[arg(long = "duration", value_name = "SECONDS")]
     pub duration: Option<f64>,

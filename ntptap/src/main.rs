@@ -5,6 +5,7 @@ use std::{
     io::{self, BufWriter, IsTerminal as _, Write},
     path::Path,
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -18,6 +19,7 @@ use ntptap::{
         CloseStats, Filter, PortSet, Sink, Tee,
         health::HealthSink,
         json::JsonSink,
+        metrics::{self, MetricsSink},
         pcap::PcapSink,
         pcapng::{PcapNgInterface, PcapNgSink},
         rotate::{OpenSink, RotatePolicy, RotatingSink},
@@ -113,7 +115,25 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
 
     // The output is opened before anything is attached, so an unwritable path costs nothing.
     let (sink, created) = open_sink(cli, &config, ports.clone())?;
-    let mut sink = with_stats(cli, sink, ports);
+    let mut sink = with_stats(cli, sink, ports.clone());
+    if let Some(addr) = cli.metrics {
+        let exposition = metrics::Exposition::default();
+        let listener = {
+            let _context = runtime.enter();
+            let std_listener = std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot serve metrics on {addr}: is the port in use? choose another with --metrics")
+            })?;
+            std_listener
+                .set_nonblocking(true)
+                .context("metrics listener")?;
+            tokio::net::TcpListener::from_std(std_listener).context("metrics listener")?
+        };
+        runtime.spawn(metrics::serve(listener, Arc::clone(&exposition)));
+        sink = Box::new(Tee(
+            sink,
+            MetricsSink::new(ports, exposition, config.ring_bytes),
+        ));
+    }
     let session = match Session::open(&config) {
         Ok(session) => session,
         Err(err) => {

@@ -588,3 +588,75 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         &man[..man.len().min(400)]
     );
 }
+
+/// `--metrics`: scraped during a real chrony exchange, the counts equal what the file holds.
+#[test]
+fn metrics_agree_with_the_capture() {
+    let lab = Lab::new("metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = chrony_server(&lab.a, dir.path());
+    let file = dir.path().join("m.pcap");
+    let mut ntptap = Proc::spawn(
+        "ntptap --metrics",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "--metrics", "127.0.0.1:9123", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    // The metrics are rendered once a second.
+    std::thread::sleep(Duration::from_millis(2200));
+    let scrape = ntptap_tests::run(lab.b.command("/usr/bin/python3").args([
+        "-c",
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9123/metrics').read().decode())",
+    ]));
+    let text = String::from_utf8_lossy(&scrape.stdout).into_owned();
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let frames = read_pcap(&file);
+    // Whole numbers, summed over the matching lines.
+    let value = |prefix: &str| -> i64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap()
+                    .round() as i64
+            })
+            .sum()
+    };
+    assert!(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .all(|l| l.starts_with("ntptap_")),
+        "{text}"
+    );
+    assert_eq!(
+        value("ntptap_frames_written_total") as usize,
+        frames.len(),
+        "{text}"
+    );
+    let requests = value("ntptap_ntp_packets_total{version=\"4\",mode=\"3\",direction=\"out\"}");
+    let responses = value("ntptap_ntp_packets_total{version=\"4\",mode=\"4\",direction=\"in\"}");
+    assert_eq!((requests + responses) as usize, frames.len(), "{text}");
+    assert!(requests >= 2 && requests == responses, "{text}");
+    assert_eq!(
+        value("ntptap_kernel_frames_total{direction=\"out\",reason=\"captured\"}"),
+        requests,
+        "{text}"
+    );
+    assert_eq!(
+        value("ntptap_server_exchanges{server=\"10.203.0.1\",kind=\"responses\"}"),
+        responses,
+        "{text}"
+    );
+    assert_eq!(
+        value("ntptap_server{server=\"10.203.0.1\",value=\"stratum\"}"),
+        8,
+        "{text}"
+    );
+}

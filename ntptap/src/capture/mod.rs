@@ -421,7 +421,10 @@ impl Session {
                 }
                 _ = tick.tick() => {
                     drain.clock.resync();
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    if let Ok(counts) = Counts::read(&self.counters) {
+                        sink.kernel_counts(&counts);
+                    }
                     if let Err(e) = sink.tick(now) {
                         if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
                         return Err(e).context("cannot write the output");

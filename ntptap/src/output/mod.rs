@@ -1,6 +1,7 @@
 //! Sinks: where frames go once captured or read.
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod pcap;
 pub mod pcapng;
 pub mod rotate;
@@ -17,6 +18,8 @@ pub trait Sink {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool>;
     /// Push buffered output to its destination.
     fn flush(&mut self) -> io::Result<()>;
+    /// The kernel programs' counters, about once a second during a live capture.
+    fn kernel_counts(&mut self, _counts: &crate::capture::Counts) {}
     /// Called about once a second during a live capture, with the wall-clock time.
     fn tick(&mut self, _now: std::time::Duration) -> io::Result<()> {
         Ok(())
@@ -58,6 +61,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
         (**self).tick(now)
     }
+    fn kernel_counts(&mut self, counts: &crate::capture::Counts) {
+        (**self).kernel_counts(counts);
+    }
     fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
         (**self).rotate(now)
     }
@@ -82,6 +88,10 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
         self.0.tick(now)?;
         self.1.tick(now)
+    }
+    fn kernel_counts(&mut self, counts: &crate::capture::Counts) {
+        self.0.kernel_counts(counts);
+        self.1.kernel_counts(counts);
     }
     fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
         self.0.rotate(now)?;

@@ -1,0 +1,279 @@
+//! `--metrics ADDR:PORT`: Prometheus text format, every metric named `ntptap_*`. Labels are
+//! bounded: directions, reasons, NTP versions and modes, kiss codes, interfaces, and servers
+//! (at most the exchange tracker's limit); no per-client label.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use super::{CloseStats, PortSet, Sink};
+use crate::{
+    capture::Counts,
+    exchange::{Limits, Tracker},
+    frame::{Direction, Frame},
+    net::{Net, Transport, dissect},
+    ntp::Ntp,
+};
+
+type Labels = Vec<(String, String)>;
+
+/// The latest rendering of the metrics, shared with the HTTP server.
+pub type Exposition = Arc<Mutex<String>>;
+
+/// Keeps the metrics and renders them once a second.
+pub struct MetricsSink {
+    registry: Registry,
+    kernel: Family<Labels, Counter>,
+    written: Family<Labels, Counter>,
+    ntp: Family<Labels, Counter>,
+    kiss: Family<Labels, Counter>,
+    server_gauges: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    server_totals: Family<Labels, Gauge>,
+    tracker_state: Family<Labels, Gauge>,
+    last_kernel: Counts,
+    tracker: Tracker,
+    ports: PortSet,
+    exposition: Exposition,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl MetricsSink {
+    /// Metrics for frames on `ports`, rendered into `exposition`.
+    pub fn new(ports: PortSet, exposition: Exposition, ring_bytes: u32) -> Self {
+        let mut registry = Registry::with_prefix("ntptap");
+        let kernel = Family::<Labels, Counter>::default();
+        registry.register(
+            "kernel_frames",
+            "Frames by what the kernel programs decided: seen, matched, captured, ring_full, copy_failed, truncated, unparsable, later_fragment",
+            kernel.clone(),
+        );
+        let written = Family::<Labels, Counter>::default();
+        registry.register(
+            "frames_written",
+            "Frames ntptap handed to its output, by interface and direction",
+            written.clone(),
+        );
+        let ntp = Family::<Labels, Counter>::default();
+        registry.register(
+            "ntp_packets",
+            "NTP packets by version, mode and direction",
+            ntp.clone(),
+        );
+        let kiss = Family::<Labels, Counter>::default();
+        registry.register(
+            "kiss_of_death",
+            "Kiss-o'-death packets by code",
+            kiss.clone(),
+        );
+        let server_gauges = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "server",
+            "Per NTP server, from the wire: delay_seconds, offset_seconds, best_offset_seconds, processing_seconds, stratum, leap",
+            server_gauges.clone(),
+        );
+        let server_totals = Family::<Labels, Gauge>::default();
+        registry.register(
+            "server_exchanges",
+            "Per NTP server: requests, responses, unanswered",
+            server_totals.clone(),
+        );
+        let tracker_state = Family::<Labels, Gauge>::default();
+        registry.register(
+            "tracker",
+            "Exchange tracker: pending requests, evicted requests and servers",
+            tracker_state.clone(),
+        );
+        let ring = Gauge::<i64>::default();
+        ring.set(i64::from(ring_bytes));
+        registry.register("ring_buffer_bytes", "Size of the BPF ring buffer", ring);
+        Self {
+            registry,
+            kernel,
+            written,
+            ntp,
+            kiss,
+            server_gauges,
+            server_totals,
+            tracker_state,
+            last_kernel: Counts::default(),
+            tracker: Tracker::new(Limits::default()),
+            ports,
+            exposition,
+        }
+    }
+
+    fn render(&mut self) {
+        for s in self.tracker.servers() {
+            let server = s.server.map(|a| a.to_string()).unwrap_or_default();
+            for (what, value) in [
+                ("delay_seconds", s.delay),
+                ("offset_seconds", s.offset),
+                ("best_offset_seconds", s.best_offset),
+                ("processing_seconds", s.processing),
+                ("stratum", s.stratum.map(f64::from)),
+                ("leap", s.leap.map(f64::from)),
+            ] {
+                if let Some(v) = value {
+                    self.server_gauges
+                        .get_or_create(&labels(&[("server", &server), ("value", what)]))
+                        .set(v);
+                }
+            }
+            for (what, value) in [
+                ("requests", s.requests),
+                ("responses", s.responses),
+                ("unanswered", s.unanswered),
+            ] {
+                self.server_totals
+                    .get_or_create(&labels(&[("server", &server), ("kind", what)]))
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+        for (what, value) in [
+            ("pending_requests", self.tracker.pending() as u64),
+            ("evicted_requests", self.tracker.evicted_requests),
+            ("evicted_servers", self.tracker.evicted_servers),
+        ] {
+            self.tracker_state
+                .get_or_create(&labels(&[("value", what)]))
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_ok()
+            && let Ok(mut shared) = self.exposition.lock()
+        {
+            *shared = text;
+        }
+    }
+}
+
+impl Sink for MetricsSink {
+    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        let direction = match frame.direction {
+            Some(Direction::In) => "in",
+            Some(Direction::Out) => "out",
+            None => "unknown",
+        };
+        self.written
+            .get_or_create(&labels(&[
+                ("interface", frame.iface.unwrap_or("?")),
+                ("direction", direction),
+            ]))
+            .inc();
+        let d = dissect(frame.link, frame.data);
+        if let (
+            Some(Net::Ip { src, dst, .. }),
+            Some(Transport::Udp {
+                sport,
+                dport,
+                payload,
+                ..
+            }),
+        ) = (d.net, d.transport)
+            && (self.ports.contains(sport) || self.ports.contains(dport))
+            && let Ok(ntp) = Ntp::decode(payload)
+        {
+            let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
+            self.ntp
+                .get_or_create(&labels(&[
+                    ("version", &version),
+                    ("mode", &mode),
+                    ("direction", direction),
+                ]))
+                .inc();
+            if let Some(code) = ntp.kiss_code() {
+                self.kiss
+                    .get_or_create(&labels(&[("code", &String::from_utf8_lossy(&code))]))
+                    .inc();
+            }
+            self.tracker.observe(
+                frame.ts,
+                SocketAddr::new(src, sport),
+                SocketAddr::new(dst, dport),
+                &ntp,
+            );
+            let _ = self.tracker.take_events();
+        }
+        Ok(false)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn kernel_counts(&mut self, counts: &Counts) {
+        use ntptap_common::Counter as C;
+        for (direction, name) in [
+            (ntptap_common::DIRECTION_INGRESS, "in"),
+            (ntptap_common::DIRECTION_EGRESS, "out"),
+        ] {
+            for (counter, reason) in [
+                (C::Seen, "seen"),
+                (C::Matched, "matched"),
+                (C::Captured, "captured"),
+                (C::RingFull, "ring_full"),
+                (C::CopyFailed, "copy_failed"),
+                (C::Truncated, "truncated"),
+                (C::Unparsable, "unparsable"),
+                (C::Fragment, "later_fragment"),
+            ] {
+                let delta = counts
+                    .get(direction, counter)
+                    .saturating_sub(self.last_kernel.get(direction, counter));
+                self.kernel
+                    .get_or_create(&labels(&[("direction", name), ("reason", reason)]))
+                    .inc_by(delta);
+            }
+        }
+        self.last_kernel = *counts;
+    }
+
+    fn tick(&mut self, now: Duration) -> io::Result<()> {
+        self.tracker.expire(now);
+        self.render();
+        Ok(())
+    }
+
+    fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
+        self.render();
+        Ok(())
+    }
+}
+
+/// Serve `exposition` over HTTP on `listener` until the runtime stops: any GET gets the text.
+pub async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let exposition = Arc::clone(&exposition);
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
+            let body = exposition.lock().map(|s| s.clone()).unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
