@@ -39,6 +39,8 @@ pub struct MetricsSink {
     server_gauges: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     server_totals: Family<Labels, Gauge>,
     tracker_state: Family<Labels, Gauge>,
+    ring_pending: Gauge,
+    written_total: u64,
     last_kernel: Counts,
     tracker: Tracker,
     ports: PortSet,
@@ -101,6 +103,12 @@ impl MetricsSink {
         let ring = Gauge::<i64>::default();
         ring.set(i64::from(ring_bytes));
         registry.register("ring_buffer_bytes", "Size of the BPF ring buffer", ring);
+        let ring_pending = Gauge::<i64>::default();
+        registry.register(
+            "ring_records_pending",
+            "Ring fill: records the kernel put in the ring that ntptap has not read yet",
+            ring_pending.clone(),
+        );
         Self {
             registry,
             kernel,
@@ -110,6 +118,8 @@ impl MetricsSink {
             server_gauges,
             server_totals,
             tracker_state,
+            ring_pending,
+            written_total: 0,
             last_kernel: Counts::default(),
             tracker: Tracker::new(Limits::default()),
             ports,
@@ -175,6 +185,7 @@ impl Sink for MetricsSink {
                 ("direction", direction),
             ]))
             .inc();
+        self.written_total += 1;
         let d = dissect(frame.link, frame.data);
         if let (
             Some(Net::Ip { src, dst, .. }),
@@ -241,6 +252,9 @@ impl Sink for MetricsSink {
             }
         }
         self.last_kernel = *counts;
+        let in_ring = counts.total(C::Captured).saturating_sub(self.written_total);
+        self.ring_pending
+            .set(i64::try_from(in_ring).unwrap_or(i64::MAX));
     }
 
     fn tick(&mut self, now: Duration) -> io::Result<()> {
