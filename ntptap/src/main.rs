@@ -241,21 +241,7 @@ fn open_sink<'a>(
     ports: PortSet,
 ) -> anyhow::Result<(BoxSink, Option<&'a Path>)> {
     let Some(path) = cli.write.as_deref() else {
-        let options = text_options(
-            cli,
-            config.interfaces.len() > 1 || config.interfaces.iter().any(|i| i.name == "any"),
-        );
-        return Ok((
-            text_sink(
-                options,
-                Filter {
-                    ports,
-                    all: cli.all,
-                },
-                cli.json,
-            ),
-            None,
-        ));
+        return Ok((printer(cli, config, ports), None));
     };
     let pcapng = match cli.format {
         Some(OutputFormat::Pcapng) => true,
@@ -310,21 +296,7 @@ fn open_sink<'a>(
         if path == Path::new("-") {
             bail!("--print and -w - would both write to standard output: write the file elsewhere");
         }
-        let options = text_options(cli, config.interfaces.len() > 1);
-        return Ok((
-            Box::new(Tee(
-                sink,
-                text_sink(
-                    options,
-                    Filter {
-                        ports,
-                        all: cli.all,
-                    },
-                    cli.json,
-                ),
-            )),
-            created,
-        ));
+        return Ok((Box::new(Tee(sink, printer(cli, config, ports))), created));
     }
     Ok((sink, created))
 }
@@ -404,6 +376,19 @@ impl Write for FlushEach {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
     }
+}
+
+/// The live printer: text or JSON on stdout, interfaces shown when there are several.
+fn printer(cli: &Cli, config: &CaptureConfig, ports: PortSet) -> BoxSink {
+    let several = config.interfaces.len() > 1;
+    text_sink(
+        text_options(cli, several),
+        Filter {
+            ports,
+            all: cli.all,
+        },
+        cli.json,
+    )
 }
 
 fn text_options(cli: &Cli, show_iface: bool) -> TextOptions {

@@ -154,18 +154,7 @@ pub fn read_slice<S: Sink>(
                     .next_packet(rest)
                     .with_context(|| corrupt("pcap", &out))?;
                 rest = next;
-                let frame = Frame {
-                    number: out.number(),
-                    ts: packet.timestamp(),
-                    mono_ns: None,
-                    ifindex: None,
-                    drops_before: 0,
-                    iface: None,
-                    direction: None,
-                    orig_len: packet.orig_len(),
-                    link,
-                    data: packet.data(),
-                };
+                let frame = pcap_frame(&packet, link, out.number());
                 if !out.emit(&frame)? {
                     break;
                 }
@@ -176,6 +165,26 @@ pub fn read_slice<S: Sink>(
         }
     }
     out.finish()
+}
+
+/// The frame in a pcap record.
+fn pcap_frame<'a>(
+    packet: &'a pcap_file::pcap::PcapPacket<'a>,
+    link: LinkType,
+    number: u64,
+) -> Frame<'a> {
+    Frame {
+        number,
+        ts: packet.timestamp(),
+        mono_ns: None,
+        ifindex: None,
+        drops_before: 0,
+        iface: None,
+        direction: None,
+        orig_len: packet.orig_len(),
+        link,
+        data: packet.data(),
+    }
 }
 
 /// The frame in a pcapng packet block, with the interface's link type and name, and the
@@ -266,18 +275,7 @@ pub fn read_stream<R: Read, S: Sink>(
             let link = link_type(reader.header().datalink);
             while let Some(packet) = reader.next_packet() {
                 let packet = packet.with_context(|| corrupt("pcap", &out))?;
-                let frame = Frame {
-                    number: out.number(),
-                    ts: packet.timestamp(),
-                    mono_ns: None,
-                    ifindex: None,
-                    drops_before: 0,
-                    iface: None,
-                    direction: None,
-                    orig_len: packet.orig_len(),
-                    link,
-                    data: packet.data(),
-                };
+                let frame = pcap_frame(&packet, link, out.number());
                 if !out.emit(&frame)? {
                     break;
                 }

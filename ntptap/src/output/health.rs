@@ -4,7 +4,6 @@
 use std::{
     fmt::Write as _,
     io::{self, Write},
-    net::SocketAddr,
     time::Duration,
 };
 
@@ -12,8 +11,6 @@ use super::{CloseStats, PortSet, Sink};
 use crate::{
     exchange::{Limits, Tracker},
     frame::Frame,
-    net::{Net, Transport, dissect},
-    ntp::Ntp,
 };
 
 /// Feeds NTP packets to a [`Tracker`] and prints what it knows.
@@ -102,25 +99,8 @@ impl<W: Write> HealthSink<W> {
 
 /// Feed one frame to `tracker` if it is NTP on `ports`.
 pub fn observe(tracker: &mut Tracker, ports: &PortSet, frame: &Frame<'_>) {
-    let d = dissect(frame.link, frame.data);
-    if let (
-        Some(Net::Ip { src, dst, .. }),
-        Some(Transport::Udp {
-            sport,
-            dport,
-            payload,
-            ..
-        }),
-    ) = (d.net, d.transport)
-        && (ports.contains(sport) || ports.contains(dport))
-        && let Ok(ntp) = Ntp::decode(payload)
-    {
-        tracker.observe(
-            frame.ts,
-            SocketAddr::new(src, sport),
-            SocketAddr::new(dst, dport),
-            &ntp,
-        );
+    if let Some((src, dst, ntp)) = super::ntp_in(frame, ports) {
+        tracker.observe(frame.ts, src, dst, &ntp);
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::{
     io,
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,8 +19,6 @@ use crate::{
     capture::Counts,
     exchange::{Limits, Tracker},
     frame::{Direction, Frame},
-    net::{Net, Transport, dissect},
-    ntp::Ntp,
 };
 
 type Labels = Vec<(String, String)>;
@@ -186,19 +183,7 @@ impl Sink for MetricsSink {
             ]))
             .inc();
         self.written_total += 1;
-        let d = dissect(frame.link, frame.data);
-        if let (
-            Some(Net::Ip { src, dst, .. }),
-            Some(Transport::Udp {
-                sport,
-                dport,
-                payload,
-                ..
-            }),
-        ) = (d.net, d.transport)
-            && (self.ports.contains(sport) || self.ports.contains(dport))
-            && let Ok(ntp) = Ntp::decode(payload)
-        {
+        if let Some((src, dst, ntp)) = super::ntp_in(frame, &self.ports) {
             let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
             self.ntp
                 .get_or_create(&labels(&[
@@ -212,12 +197,7 @@ impl Sink for MetricsSink {
                     .get_or_create(&labels(&[("code", &String::from_utf8_lossy(&code))]))
                     .inc();
             }
-            self.tracker.observe(
-                frame.ts,
-                SocketAddr::new(src, sport),
-                SocketAddr::new(dst, dport),
-                &ntp,
-            );
+            self.tracker.observe(frame.ts, src, dst, &ntp);
             let _ = self.tracker.take_events();
         }
         Ok(false)

@@ -99,6 +99,37 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     }
 }
 
+/// The endpoints and the decoded NTP packet of `frame`, if it is UDP on `ports`.
+#[must_use]
+pub fn ntp_in(
+    frame: &Frame<'_>,
+    ports: &PortSet,
+) -> Option<(std::net::SocketAddr, std::net::SocketAddr, crate::ntp::Ntp)> {
+    use crate::net::{Net, Transport};
+    let d = crate::net::dissect(frame.link, frame.data);
+    let (
+        Some(Net::Ip { src, dst, .. }),
+        Some(Transport::Udp {
+            sport,
+            dport,
+            payload,
+            ..
+        }),
+    ) = (d.net, d.transport)
+    else {
+        return None;
+    };
+    if !ports.contains(sport) && !ports.contains(dport) {
+        return None;
+    }
+    let ntp = crate::ntp::Ntp::decode(payload).ok()?;
+    Some((
+        std::net::SocketAddr::new(src, sport),
+        std::net::SocketAddr::new(dst, dport),
+        ntp,
+    ))
+}
+
 /// The set of UDP ports whose payload is NTP (the `--port` set).
 #[derive(Clone, Debug)]
 pub struct PortSet(Vec<u16>);
