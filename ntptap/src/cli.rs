@@ -106,10 +106,10 @@ pub struct Cli {
     #[arg(long = "stats", value_name = "SECONDS")]
     pub stats: Option<u64>,
 
-    /// Serve Prometheus metrics on ADDR:PORT (e.g. 127.0.0.1:9123): kernel decisions, frames
-    /// written, NTP packets by version/mode/direction, kiss codes, and per-server exchange
-    /// health. Name a loopback address unless the metrics may be seen from the network.
-    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics on [ADDR:]PORT: kernel decisions, frames written, NTP packets
+    /// by version/mode/direction, kiss codes, and per-server exchange health. A port alone
+    /// binds loopback (127.0.0.1); name another address only if the network may see them.
+    #[arg(long = "metrics", value_name = "[ADDR:]PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
 
     /// Stop after SECONDS.
@@ -202,6 +202,15 @@ pub struct Cli {
     pub packet_buffered: bool,
 }
 
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!("{s} is neither PORT nor ADDR:PORT (e.g. 9123, 127.0.0.1:9123, [::1]:9123)")
+    })
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8)
         .ok()
@@ -256,5 +265,13 @@ mod tests {
         assert_eq!(cli.port_set(), [123]);
         assert!(Cli::try_parse_from(["ntptap", "-c", "0"]).is_err());
         assert!(Cli::try_parse_from(["ntptap", "-r", "x.pcap", "-i", "eth0"]).is_err());
+        let metrics = Cli::try_parse_from(["ntptap", "--metrics", "9123"])
+            .unwrap()
+            .metrics;
+        assert_eq!(
+            metrics,
+            Some("127.0.0.1:9123".parse().unwrap()),
+            "a port alone is loopback"
+        );
     }
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         )
         .init();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("ntptap: {err:#}");
             ExitCode::FAILURE
@@ -49,7 +49,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Exit code when an interface being captured went away (the capture itself ended cleanly).
+const EXIT_INTERFACE_GONE: u8 = 3;
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Some(shell) = cli.completions {
         clap_complete::generate(
             shell,
@@ -57,23 +60,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             "ntptap",
             &mut io::stdout(),
         );
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     if cli.man {
         clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
             .render(&mut io::stdout())
             .context("cannot write the man page")?;
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let ports = PortSet::new(cli.port_set());
     if let Some(path) = &cli.read {
-        return read_file(cli, path, ports);
+        return read_file(cli, path, ports).map(|()| ExitCode::SUCCESS);
     }
     live(cli, ports)
 }
 
 /// Capture on the interfaces `cli` names, until stopped.
-fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
+fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<ExitCode> {
     capture::privilege::check()?;
     let interfaces = match cli.interfaces.as_slice() {
         [] => vec![capture::iface::default_route()?],
@@ -117,22 +120,7 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
     let (sink, created) = open_sink(cli, &config, ports.clone())?;
     let mut sink = with_stats(cli, sink, ports.clone());
     if let Some(addr) = cli.metrics {
-        let exposition = metrics::Exposition::default();
-        let listener = {
-            let _context = runtime.enter();
-            let std_listener = std::net::TcpListener::bind(addr).with_context(|| {
-                format!("cannot serve metrics on {addr}: is the port in use? choose another with --metrics")
-            })?;
-            std_listener
-                .set_nonblocking(true)
-                .context("metrics listener")?;
-            tokio::net::TcpListener::from_std(std_listener).context("metrics listener")?
-        };
-        runtime.spawn(metrics::serve(listener, Arc::clone(&exposition)));
-        sink = Box::new(Tee(
-            sink,
-            MetricsSink::new(ports, exposition, config.ring_bytes),
-        ));
+        sink = with_metrics(&runtime, addr, sink, ports, config.ring_bytes)?;
     }
     let session = match Session::open(&config) {
         Ok(session) => session,
@@ -178,7 +166,13 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<()> {
     }
     drop(sink);
     print_summary(&summary);
-    Ok(())
+    if let StopReason::InterfaceGone(name) = &summary.reason {
+        eprintln!(
+            "ntptap: interface {name} went away, so the capture stopped; the output is complete up to then (exit code {EXIT_INTERFACE_GONE})"
+        );
+        return Ok(ExitCode::from(EXIT_INTERFACE_GONE));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The kernel filter as text, for pcapng's `if_filter`.
@@ -438,6 +432,35 @@ fn read_file(cli: &Cli, path: &Path, ports: PortSet) -> anyhow::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write the output"),
     }
+}
+
+/// `--metrics`: listen on `addr` now (so a bad address fails before anything is attached),
+/// serve from the runtime, and add the metrics sink beside `sink`.
+fn with_metrics(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    sink: BoxSink,
+    ports: PortSet,
+    ring_bytes: u32,
+) -> anyhow::Result<BoxSink> {
+    let exposition = metrics::Exposition::default();
+    let listener = {
+        let _context = runtime.enter();
+        let std_listener = std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "cannot serve metrics on {addr}: is the port in use? choose another with --metrics"
+            )
+        })?;
+        std_listener
+            .set_nonblocking(true)
+            .context("metrics listener")?;
+        tokio::net::TcpListener::from_std(std_listener).context("metrics listener")?
+    };
+    runtime.spawn(metrics::serve(listener, Arc::clone(&exposition)));
+    Ok(Box::new(Tee(
+        sink,
+        MetricsSink::new(ports, exposition, ring_bytes),
+    )))
 }
 
 /// With `--stats N`, add the exchange health table (on stderr) beside `sink`.

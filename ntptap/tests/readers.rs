@@ -264,3 +264,120 @@ fn write_two_section_pcapng(path: &Path, frames: &[(Duration, u32, Vec<u8>)]) {
     }
     w.into_inner().flush().unwrap();
 }
+
+/// Counts frames; the readers' own entry points are what is tested.
+struct Count(u64);
+
+impl ntptap::output::Sink for Count {
+    fn frame(&mut self, _: &ntptap::frame::Frame<'_>) -> std::io::Result<bool> {
+        self.0 += 1;
+        Ok(true)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Cut at every byte, a capture reads as a prefix of whole frames and then a clear error, or
+/// reads whole; never a panic; and a cut never yields more frames than the whole file has.
+#[test]
+fn a_capture_cut_at_every_byte_reads_a_prefix_or_fails_clearly() {
+    let Some(dir) = std::env::var_os("NTPTAP_CORPUS") else {
+        eprintln!("notice: NTPTAP_CORPUS is not set; skipping");
+        return;
+    };
+    for file in ["tcpdump/ntp.pcap", "nts/go_embeded.pcapng"] {
+        let bytes = std::fs::read(Path::new(&dir).join(file)).unwrap();
+        let mut whole = Count(0);
+        ntptap::input::read_slice(&bytes, &mut whole, None).expect("the whole file reads");
+        for len in 0..bytes.len() {
+            let cut = &bytes[..len];
+            for streamed in [false, true] {
+                let mut n = Count(0);
+                let result = if streamed {
+                    ntptap::input::read_stream(cut, &mut n, None)
+                } else {
+                    ntptap::input::read_slice(cut, &mut n, None)
+                };
+                assert!(n.0 <= whole.0, "{file} cut at {len}: {} frames", n.0);
+                if let Err(e) = result {
+                    let msg = format!("{e:#}");
+                    assert!(
+                        msg.contains("corrupt or cut short")
+                            || msg.contains("not a capture file")
+                            || msg.contains("not a valid"),
+                        "{file} cut at {len}: unclear error {msg}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Absurd record lengths, zero-length records, a huge snap length: a clear error or what
+/// decodes, in bounded memory.
+#[test]
+fn hostile_headers_fail_clearly_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = |snaplen: u32| {
+        let mut h = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+        h.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        h.extend_from_slice(&snaplen.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h
+    };
+    let record = |incl: u32, orig: u32| {
+        [
+            1u32.to_le_bytes(),
+            0u32.to_le_bytes(),
+            incl.to_le_bytes(),
+            orig.to_le_bytes(),
+        ]
+        .concat()
+    };
+    let cases = [
+        (
+            "absurd.pcap",
+            [
+                header(65535),
+                record(0xF000_0000, 0xF000_0000),
+                vec![0; 100],
+            ]
+            .concat(),
+            false,
+        ),
+        ("zero.pcap", [header(65535), record(0, 60)].concat(), true),
+        ("hugesnap.pcap", header(u32::MAX), true),
+    ];
+    for (name, bytes, ok) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        for stdin in [false, true] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntptap"));
+            cmd.arg("--all");
+            if stdin {
+                cmd.args(["-r", "-"])
+                    .stdin(std::fs::File::open(&path).unwrap());
+            } else {
+                cmd.arg("-r").arg(&path);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.success(), ok, "{name} (stdin {stdin}): {stderr}");
+            if !ok {
+                assert!(stderr.contains("corrupt or cut short"), "{name}: {stderr}");
+            }
+        }
+    }
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut u = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut u);
+        u
+    };
+    assert!(
+        usage.ru_maxrss < 64 * 1024,
+        "a child used {} KiB",
+        usage.ru_maxrss
+    );
+}

@@ -653,3 +653,64 @@ fn post_rotate_command_runs_on_each_closed_file() {
         "gzip ran on the closed files: {files:?}"
     );
 }
+
+#[test]
+fn interface_deleted_while_capturing_stops_cleanly_with_exit_code_3() {
+    let lab = Lab::new("gone");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gone.pcapng");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "out", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    ntp_burst(&lab.b, Lab::A4, 10);
+    std::thread::sleep(Duration::from_millis(200));
+    lab.b.ip(&["link", "del", "vb"]);
+    let (status, _, stderr) = ntptap.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("interface vb went away"), "{stderr}");
+    let counts = exit_counts(&stderr);
+    assert_eq!(counts.captured, 10, "{stderr}");
+    assert_eq!(read_pcap(&file).len(), 10, "the file is complete and valid");
+}
+
+/// SIGTERM in the middle of a flood: the summary is printed, every counted frame is accounted
+/// for, and the file is valid to its last record and holds exactly the captured frames.
+#[test]
+fn sigterm_during_a_flood_keeps_exact_accounting() {
+    let lab = Lab::new("flood");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flood.pcap");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "out", "-B", "64", "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+    let flood = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nend = time.time() + 3\nwhile time.time() < end:\n    s.sendto(b'\\x23' + bytes(47), ({:?}, 123))\n",
+        Lab::A4
+    );
+    let sender = Proc::spawn(
+        "flood",
+        lab.b.command("/usr/bin/python3").args(["-c", &flood]),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGTERM);
+    drop(sender);
+    assert!(status.success(), "{stderr}");
+    let counts = exit_counts(&stderr);
+    assert!(counts.received > 1000, "a flood: {stderr}");
+    assert_eq!(
+        counts.captured + counts.dropped,
+        counts.received,
+        "{stderr}"
+    );
+    assert_eq!(read_pcap(&file).len() as u64, counts.captured, "{stderr}");
+}

@@ -98,7 +98,7 @@ pub fn ring_bytes(kib: u32) -> u32 {
 }
 
 /// Why a capture ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopReason {
     /// A signal (its name).
     Signal(&'static str),
@@ -108,10 +108,12 @@ pub enum StopReason {
     OutputClosed,
     /// `--duration` elapsed.
     Duration,
+    /// An interface being captured went away (its name).
+    InterfaceGone(String),
 }
 
 /// The outcome of a capture.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Summary {
     /// Frames handed to the sink.
     pub captured: u64,
@@ -424,6 +426,12 @@ impl Session {
                                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                     if let Ok(counts) = Counts::read(&self.counters) {
                         sink.kernel_counts(&counts);
+                    }
+                    // An interface that goes away takes its links with it: stop, and say so.
+                    if let Some(gone) = self.names.iter().find(|(index, name)| {
+                        nix::net::if_::if_nametoindex(name.as_str()).ok() != Some(**index)
+                    }) {
+                        break StopReason::InterfaceGone(gone.1.clone());
                     }
                     if let Err(e) = sink.tick(now) {
                         if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
