@@ -228,7 +228,8 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .context("kernel benchmark output")?;
 
-    report(root, opts, &rows, &kernel)
+    let live = live(root, opts.runs)?;
+    report(root, opts, &rows, &kernel, &live)
 }
 
 fn report(
@@ -236,6 +237,7 @@ fn report(
     opts: &Options,
     rows: &[Row],
     kernel: &[serde_json::Value],
+    live: &[LiveResult],
 ) -> anyhow::Result<()> {
     let machine = machine();
     let mut md = String::new();
@@ -295,10 +297,11 @@ fn report(
             ns / nop
         );
     }
+    let live_json = live_report(&mut md, live);
     let _ = writeln!(md, "\nReproduce: `cargo xtask bench` (as root).");
     print!("{md}");
     fs::write(root.join("BENCHMARKS.md"), &md)?;
-    let json = serde_json::json!({ "machine": machine, "packets": opts.packets, "runs": opts.runs, "offline": json_rows, "kernel": kernel });
+    let json = serde_json::json!({ "machine": machine, "packets": opts.packets, "runs": opts.runs, "offline": json_rows, "kernel": kernel, "live": live_json });
     fs::write(
         root.join("target/bench/results.json"),
         serde_json::to_string_pretty(&json)?,
@@ -340,4 +343,215 @@ fn machine() -> String {
         versions("tcpdump", "--version"),
         versions("tshark", "--version")
     )
+}
+
+/// One live measurement.
+#[derive(Clone, Copy, Debug, Default)]
+struct Live {
+    sent: u64,
+    captured: u64,
+    dropped: u64,
+    cpu: Duration,
+}
+
+/// Live capture in a lab: a flood from namespace A into B, captured on B's veth by each
+/// contender in turn (interleaved), sender and capture sharing the machine's CPUs.
+pub struct LiveResult {
+    contender: &'static str,
+    flood: &'static str,
+    runs: Vec<Live>,
+}
+
+const FLOOD_SECONDS: f64 = 2.0;
+
+fn live_once(
+    lab: &ntptap_tests::Lab,
+    flood: &Path,
+    contender: &str,
+    port: u16,
+    ntptap: &Path,
+    dir: &Path,
+) -> anyhow::Result<Live> {
+    let file = dir.join(format!("{}-{port}.cap", contender.replace(' ', "-")));
+    let _ = fs::remove_file(&file);
+    let mut child = match contender {
+        "none" => None,
+        "tcpdump" => Some(
+            lab.b
+                .command("tcpdump")
+                .args(["-i", "vb", "-w"])
+                .arg(&file)
+                .args(["udp", "port", "123"])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
+        hook => Some(
+            lab.b
+                .command(ntptap)
+                .args([
+                    "-i",
+                    "vb",
+                    "--hook",
+                    hook.trim_start_matches("ntptap "),
+                    "-w",
+                ])
+                .arg(&file)
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let out = lab
+        .a
+        .command("taskset")
+        .args(["-c", "0"])
+        .arg(flood)
+        .args([
+            ntptap_tests::Lab::B4,
+            &port.to_string(),
+            &FLOOD_SECONDS.to_string(),
+        ])
+        .output()?;
+    let sent: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("flood output")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let Some(mut child) = child.take() else {
+        return Ok(Live {
+            sent,
+            ..Live::default()
+        });
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr)?;
+    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with pointers to locals.
+    unsafe { libc::wait4(child.id() as i32, &raw mut status, 0, &raw mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let count = |suffix: &str| {
+        stderr
+            .lines()
+            .find_map(|l| {
+                l.strip_suffix(suffix)
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    Ok(Live {
+        sent,
+        captured: count(" packets captured"),
+        dropped: count(" packets dropped by kernel"),
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    })
+}
+
+fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
+    crate::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "ntptap-tests",
+        "--example",
+        "ntp_flood",
+    ])?;
+    let flood = root.join("target/release/examples/ntp_flood");
+    let ntptap = root.join("target/release/ntptap");
+    let lab = ntptap_tests::Lab::new("bench");
+    let dir = tempfile::tempdir()?;
+    // A receiver that never reads: the kernel drops what overflows its buffer, quietly (no
+    // ICMP port unreachable to add load).
+    let sink = "import socket, time\nsocks = []\nfor p in (123, 5353):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('0.0.0.0', p))\n    socks.append(s)\ntime.sleep(3600)\n";
+    let _receiver = ntptap_tests::Proc::spawn(
+        "receiver",
+        lab.b.command("/usr/bin/python3").args(["-c", sink]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let contenders = ["none", "tcpdump", "ntptap xdp", "ntptap tc"];
+    let mut results: Vec<LiveResult> = Vec::new();
+    for (flood_name, port) in [("NTP flood", 123u16), ("non-NTP flood", 5353)] {
+        for c in contenders {
+            results.push(LiveResult {
+                contender: c,
+                flood: flood_name,
+                runs: Vec::new(),
+            });
+        }
+        for _ in 0..runs {
+            for c in contenders {
+                eprintln!("xtask: live: {flood_name}, {c}");
+                let r = live_once(&lab, &flood, c, port, &ntptap, dir.path())?;
+                let slot = results
+                    .iter_mut()
+                    .find(|r| r.contender == c && r.flood == flood_name)
+                    .expect("slot");
+                slot.runs.push(r);
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn median_u64(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value> {
+    let mut json = Vec::new();
+    let _ = writeln!(
+        md,
+        "\n## Live capture ({FLOOD_SECONDS} s floods of 48-byte UDP payloads from one namespace into another over a veth pair, captured on the receiving side; sender pinned to CPU 0; medians)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| flood | contender | sender kpps | kept vs no capture | captured | dropped | capture CPU µs/packet |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for flood in ["NTP flood", "non-NTP flood"] {
+        let base = results
+            .iter()
+            .find(|r| r.flood == flood && r.contender == "none")
+            .map_or(1, |r| {
+                median_u64(r.runs.iter().map(|x| x.sent).collect()).max(1)
+            });
+        for r in results.iter().filter(|r| r.flood == flood) {
+            let sent = median_u64(r.runs.iter().map(|x| x.sent).collect());
+            let captured = median_u64(r.runs.iter().map(|x| x.captured).collect());
+            let dropped = median_u64(r.runs.iter().map(|x| x.dropped).collect());
+            let cpu = median(r.runs.iter().map(|x| x.cpu).collect());
+            let per = if captured > 0 {
+                cpu.as_secs_f64() * 1e6 / captured as f64
+            } else {
+                f64::NAN
+            };
+            let kept = sent as f64 / base as f64 * 100.0;
+            let _ = writeln!(
+                md,
+                "| {flood} | {} | {:.0} | {kept:.0} % | {captured} | {dropped} | {} |",
+                r.contender,
+                sent as f64 / FLOOD_SECONDS / 1e3,
+                if per.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!("{per:.2}")
+                }
+            );
+            json.push(serde_json::json!({
+                "flood": flood, "contender": r.contender, "sent": sent, "captured": captured,
+                "dropped": dropped, "cpu_s": cpu.as_secs_f64(), "cpu_us_per_captured": per, "kept_percent": kept,
+            }));
+        }
+    }
+    json
 }
