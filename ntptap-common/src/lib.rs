@@ -159,14 +159,21 @@ pub struct Config {
     pub snaplen: u32,
     /// `FILTER_*` flags.
     pub filter: u32,
+    /// Wake the reader only once the ring holds this many bytes (it also drains on a timer);
+    /// 0 wakes it for every record.
+    pub wakeup_bytes: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 8);
+const _: () = assert!(size_of::<Config>() == 16);
 
 impl Config {
     /// The configuration the programs are built with: whole frames, the port filter.
     pub const DEFAULT: Config = Config {
         snaplen: MAX_DATA as u32,
         filter: 0,
+        wakeup_bytes: 0,
+        pad: 0,
     };
 }
 

@@ -10,7 +10,9 @@ mod parse;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
+    },
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
@@ -357,6 +359,22 @@ fn capture<F: Frame>(
     }
 }
 
+/// Wake the reader only when the ring has filled past the watermark: a wakeup per record
+/// costs the reader a syscall and a context switch per packet. The reader also drains on a
+/// short timer, so a quiet ring is read too.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let watermark = u64::from(config().wakeup_bytes);
+    if watermark == 0 {
+        return 0;
+    }
+    if NTPTAP_RING.query(u64::from(BPF_RB_AVAIL_DATA)) >= watermark {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
+
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
 #[inline(always)]
 fn emit<const N: usize, F: Frame>(
@@ -402,7 +420,7 @@ fn emit<const N: usize, F: Frame>(
         count(direction, Counter::CopyFailed);
         return Err("dropped: copy failed");
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     count(direction, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
         count(direction, Counter::Truncated);

@@ -196,6 +196,9 @@ impl Programs {
         raise_memlock_limit();
 
         let bpf_config = Config {
+            // Wake the reader at an eighth of the ring; it also drains every 10 ms.
+            wakeup_bytes: config.ring_bytes / 8,
+            pad: 0,
             snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
             filter: if config.all { FILTER_ALL } else { 0 }
                 | if config.hosts.is_empty() {
@@ -388,6 +391,9 @@ impl Session {
             unsafe { AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
                 .map_err(|e| anyhow!("cannot register the ring buffer with the event loop: {e}"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // The kernel wakes us only past a fill watermark; this reads a quiet ring promptly.
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot handle SIGHUP")?;
         let mut logger = match self.logger.take() {
@@ -416,7 +422,14 @@ impl Session {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                                                _ = hangup.recv() => {
+                                                _ = poll.tick() => {
+                    match drain.drain(ring.get_mut(), sink) {
+                        Ok(Some(reason)) => break reason,
+                        Ok(None) => {}
+                        Err(e) => return Err(e).context("cannot write the captured frames"),
+                    }
+                }
+                _ = hangup.recv() => {
                     // SIGHUP: a new output file now, where there are files.
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                     sink.rotate(now).context("cannot rotate the output file")?;
