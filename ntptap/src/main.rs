@@ -382,6 +382,7 @@ fn printer(cli: &Cli, config: &CaptureConfig, ports: PortSet) -> BoxSink {
             all: cli.all,
         },
         cli.json,
+        cli.stats,
     )
 }
 
@@ -396,13 +397,15 @@ fn text_options(cli: &Cli, show_iface: bool) -> TextOptions {
     }
 }
 
-fn text_sink(options: TextOptions, filter: Filter, json: bool) -> BoxSink {
+/// Text, or with `json` NDJSON (with server events every `stats` seconds, if given).
+fn text_sink(options: TextOptions, filter: Filter, json: bool, stats: Option<u64>) -> BoxSink {
     let stdout = io::stdout();
     if json {
-        return Box::new(JsonSink::new(
-            BufWriter::with_capacity(1 << 16, stdout),
-            filter,
-        ));
+        let sink = JsonSink::new(BufWriter::with_capacity(1 << 16, stdout), filter);
+        return match stats {
+            Some(every) => Box::new(sink.with_server_stats(Duration::from_secs(every.max(1)))),
+            None => Box::new(sink),
+        };
     }
     if stdout.is_terminal() {
         Box::new(TextSink::new(stdout, options, filter))
@@ -420,7 +423,12 @@ fn read_file(cli: &Cli, path: &Path, ports: PortSet) -> anyhow::Result<()> {
         ports,
         all: cli.all,
     };
-    let sink = text_sink(text_options(cli, false), filter.clone(), cli.json);
+    let sink = text_sink(
+        text_options(cli, false),
+        filter.clone(),
+        cli.json,
+        cli.stats,
+    );
     let mut sink = with_stats(cli, sink, filter.ports);
     if path == Path::new("-") {
         input::read_stream(io::stdin().lock(), &mut sink, cli.count)

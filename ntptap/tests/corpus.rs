@@ -530,3 +530,31 @@ fn verbose_output_carries_all_of_tcpdumps() {
     // Every line of the six expected outputs but the 21 deliberate differences above.
     assert_eq!(lines_checked, 192 + 91, "lines checked");
 }
+
+/// `--json --stats`: at the end, a `server` event per server with its exchange health.
+#[test]
+fn json_server_events_from_a_real_trace() {
+    let Some(corpus) = corpus() else { return };
+    let (stdout, stderr, ok) = ntptap(
+        &["--json", "--stats", "1"],
+        &corpus.join("zeek/ntp_ntp2.pcap"),
+    );
+    assert!(ok, "{stderr}");
+    let servers: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "server")
+        .collect();
+    assert_eq!(servers.len(), 17, "one per server in the trace");
+    for s in &servers {
+        assert!(
+            s["responses"].as_u64() == Some(1)
+                && s["delay"].as_f64().is_some_and(|d| d > 0.0 && d < 1.0),
+            "{s}"
+        );
+    }
+    assert!(
+        stderr.contains("NTP servers seen"),
+        "the table is on stderr: {stderr}"
+    );
+}

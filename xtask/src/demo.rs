@@ -59,10 +59,22 @@ pub fn run(root: &Path, invoked_from: &Path, demo: Demo) -> anyhow::Result<()> {
     ));
     let _server = chrony_server(&lab.a, dir.path());
 
-    say(&format!("ntptap -i vb -v --print -w {}", output.display()));
+    say(&format!(
+        "ntptap -i vb -v --print --stats 60 -w {}",
+        output.display()
+    ));
     let mut capture = lab.b.command(&ntptap);
     capture
-        .args(["-i", "vb", "-v", "--print", "-w"])
+        .args([
+            "-i",
+            "vb",
+            "-v",
+            "--print",
+            "--stats",
+            "60",
+            "--overwrite",
+            "-w",
+        ])
         .arg(&output)
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())

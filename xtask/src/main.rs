@@ -34,7 +34,7 @@ enum Task {
     /// ntpdig in two network namespaces, ntptap printing the exchange and writing a capture.
     Demo {
         /// Capture file to write (in the current directory by default).
-        #[arg(long, default_value = "ntp-demo.pcap")]
+        #[arg(long, default_value = "ntp-demo.pcapng")]
         output: PathBuf,
         /// Use this ntptap binary instead of building one in release mode (the demo's test).
         #[arg(long)]

@@ -57,7 +57,11 @@ fn demo_shows_the_exchange_and_writes_a_capture() {
         stderr.contains("packets captured") && stderr.contains("tshark -r"),
         "{stderr}"
     );
-    let file = dir.path().join("ntp-demo.pcap");
+    assert!(
+        stderr.contains("NTP servers seen") && stderr.lines().any(|l| l.starts_with("10.203.0.1 ")),
+        "health table: {stderr}"
+    );
+    let file = dir.path().join("ntp-demo.pcapng");
     let frames = ntptap_tests::read_pcap(&file);
     assert!(frames.len() >= 8, "{} frames in the capture", frames.len());
     let tshark = Command::new("tshark")

@@ -25,6 +25,9 @@ pub struct JsonSink<W: Write> {
     /// Exchange events (kiss-o'-death, monlist requests, ...) come out inline, as objects
     /// with an `event` field.
     tracker: Tracker,
+    /// With `--stats N`: a `server` event per server every N seconds and at the end.
+    stats_every: Option<std::time::Duration>,
+    last_stats: Option<std::time::Duration>,
 }
 
 impl<W: Write> JsonSink<W> {
@@ -34,7 +37,28 @@ impl<W: Write> JsonSink<W> {
             out,
             filter,
             tracker: Tracker::new(Limits::default()),
+            stats_every: None,
+            last_stats: None,
         }
+    }
+}
+
+impl<W: Write> JsonSink<W> {
+    /// Also write the exchange health of every server as `server` events, every `every`.
+    #[must_use]
+    pub fn with_server_stats(mut self, every: std::time::Duration) -> Self {
+        self.stats_every = Some(every);
+        self
+    }
+
+    fn server_events(&mut self) -> io::Result<()> {
+        for server in self.tracker.servers() {
+            let mut event = serde_json::to_value(server)?;
+            event["event"] = json!("server");
+            serde_json::to_writer(&mut self.out, &event)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()
     }
 }
 
@@ -58,6 +82,31 @@ impl<W: Write> Sink for JsonSink<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
+        let Some(every) = self.stats_every else {
+            return Ok(());
+        };
+        self.tracker.expire(now);
+        if self
+            .last_stats
+            .is_some_and(|l| now.saturating_sub(l) < every)
+        {
+            return Ok(());
+        }
+        self.last_stats = Some(now);
+        self.server_events()
+    }
+
+    fn close(&mut self, stats: &super::CloseStats) -> io::Result<()> {
+        if self.stats_every.is_some() {
+            if stats.end > std::time::Duration::ZERO {
+                self.tracker.expire(stats.end);
+            }
+            self.server_events()?;
+        }
         self.out.flush()
     }
 }
