@@ -359,16 +359,19 @@ fn capture<F: Frame>(
     }
 }
 
-/// Wake the reader only when the ring has filled past the watermark: a wakeup per record
-/// costs the reader a syscall and a context switch per packet. The reader also drains on a
-/// short timer, so a quiet ring is read too.
+/// Wake the reader once, when this record (of `size` bytes) takes the ring past the watermark:
+/// a wakeup per record costs the reader a syscall and a context switch per packet, and a
+/// forced wakeup per record above the watermark would cost most exactly when the reader is
+/// behind. The reader also drains on a short timer, so a quiet ring is read too.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+fn wakeup_flags(size: u64) -> u64 {
     let watermark = u64::from(config().wakeup_bytes);
     if watermark == 0 {
         return 0;
     }
-    if NTPTAP_RING.query(u64::from(BPF_RB_AVAIL_DATA)) >= watermark {
+    // Bytes between the consumer and the producer, this record included.
+    let pending = NTPTAP_RING.query(u64::from(BPF_RB_AVAIL_DATA));
+    if pending >= watermark && pending.saturating_sub(size) < watermark {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)
@@ -420,7 +423,8 @@ fn emit<const N: usize, F: Frame>(
         count(direction, Counter::CopyFailed);
         return Err("dropped: copy failed");
     }
-    entry.submit(wakeup_flags());
+    // The ring adds an 8-byte header to each record.
+    entry.submit(wakeup_flags(size_of::<Record<N>>() as u64 + 8));
     count(direction, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
         count(direction, Counter::Truncated);
