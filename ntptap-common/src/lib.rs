@@ -85,7 +85,8 @@ pub type LargeRecord = Record<MAX_DATA>;
 const _: () = assert!(size_of::<SmallRecord>() == 32 + SMALL_DATA);
 const _: () = assert!(size_of::<LargeRecord>() == 32 + MAX_DATA);
 
-/// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per direction.
+/// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per interface
+/// slot and direction.
 ///
 /// Index into the `NTPTAP_COUNTERS` map with [`counter_index`].
 #[repr(u32)]
@@ -128,14 +129,24 @@ impl Counter {
 
 /// Slots per direction in the counters map: one per [`Counter`].
 pub const COUNTER_SLOTS: u32 = 8;
+/// Interfaces are counted apart by `ifindex % IFINDEX_SLOTS`: plain arithmetic on the hot
+/// path, no lookup. The loader warns if two captured interfaces share a slot.
+pub const IFINDEX_SLOTS: u32 = 256;
 /// Entries of the per-CPU counters map.
-pub const COUNTER_ENTRIES: u32 = COUNTER_SLOTS * DIRECTIONS;
+pub const COUNTER_ENTRIES: u32 = IFINDEX_SLOTS * DIRECTIONS * COUNTER_SLOTS;
 
-/// Index of `counter` for `direction` in the counters map.
+/// Index of the first counter for `ifindex` and `direction` in the counters map.
 #[inline(always)]
 #[must_use]
-pub const fn counter_index(direction: u8, counter: Counter) -> u32 {
-    direction as u32 * COUNTER_SLOTS + counter as u32
+pub const fn counter_base(ifindex: u32, direction: u8) -> u32 {
+    ((ifindex % IFINDEX_SLOTS) * DIRECTIONS + direction as u32) * COUNTER_SLOTS
+}
+
+/// Index of `counter` for `ifindex` and `direction` in the counters map.
+#[inline(always)]
+#[must_use]
+pub const fn counter_index(ifindex: u32, direction: u8, counter: Counter) -> u32 {
+    counter_base(ifindex, direction) + counter as u32
 }
 
 /// Filter flag: capture every frame, whatever its ports (`--all`).

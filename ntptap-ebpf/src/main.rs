@@ -25,7 +25,7 @@ use aya_log_ebpf::debug;
 use ntptap_common::{
     COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
     FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
-    Record, RecordHeader, SMALL_DATA, counter_index,
+    Record, RecordHeader, SMALL_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv6_address};
 
@@ -212,8 +212,9 @@ impl Frame for TcFrame<'_> {
 }
 
 #[inline(always)]
-fn count(direction: u8, counter: Counter) {
-    if let Some(slot) = NTPTAP_COUNTERS.get_ptr_mut(counter_index(direction, counter)) {
+/// Count one `counter` in the block starting at `base` (see `counter_base`).
+fn count(base: u32, counter: Counter) {
+    if let Some(slot) = NTPTAP_COUNTERS.get_ptr_mut(base + counter as u32) {
         // SAFETY: the slot is this CPU's own; BPF programs do not migrate or nest on one CPU
         // for the same hook, so a plain increment is not torn.
         unsafe { *slot += 1 };
@@ -256,11 +257,12 @@ fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
 /// Decide on one frame and capture it if it matches.
 #[inline(always)]
 fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
-    count(direction, Counter::Seen);
+    let base = counter_base(ifindex, direction);
+    count(base, Counter::Seen);
     let config = config();
-    let outcome = match select(frame, &config, direction) {
+    let outcome = match select(frame, &config, base) {
         Ok(()) => {
-            count(direction, Counter::Matched);
+            count(base, Counter::Matched);
             capture(frame, &config, ifindex, direction)
         }
         Err(reason) => Err(reason),
@@ -282,7 +284,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
 
 /// Whether the frame matches the filter; if not, why.
 #[inline(always)]
-fn select<F: Frame>(frame: &F, config: &Config, direction: u8) -> Result<(), &'static str> {
+fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<(), &'static str> {
     let all = config.filter & FILTER_ALL != 0;
     let hosts = config.filter & FILTER_HOST != 0;
     if all && !hosts {
@@ -299,11 +301,11 @@ fn select<F: Frame>(frame: &F, config: &Config, direction: u8) -> Result<(), &'s
             }
             Verdict::Other => return Err("not UDP over IP"),
             Verdict::Fragment => {
-                count(direction, Counter::Fragment);
+                count(base, Counter::Fragment);
                 return Err("later IP fragment");
             }
             Verdict::Unparsable => {
-                count(direction, Counter::Unparsable);
+                count(base, Counter::Unparsable);
                 return Err("unparsable headers");
             }
         }
@@ -330,7 +332,7 @@ fn capture<F: Frame>(
     let cap = if len < snap { len } else { snap };
     if cap == 0 {
         // Only a zero-length frame gets here; there is nothing to copy.
-        count(direction, Counter::CopyFailed);
+        count(counter_base(ifindex, direction), Counter::CopyFailed);
         return Err("empty frame");
     }
     let vlan = frame.offloaded_vlan();
@@ -385,10 +387,10 @@ fn emit<const N: usize, F: Frame>(
     mut header: RecordHeader,
     cap: u64,
 ) -> Result<u32, &'static str> {
-    let direction = header.direction;
+    let base = counter_base(header.ifindex, header.direction);
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let Some(mut entry) = NTPTAP_RING.reserve::<Record<N>>(0) else {
-        count(direction, Counter::RingFull);
+        count(base, Counter::RingFull);
         if let Some(pending) = pending {
             // SAFETY: this CPU's own slot; see `count`.
             unsafe { *pending = (*pending).saturating_add(1) };
@@ -420,14 +422,14 @@ fn emit<const N: usize, F: Frame>(
     };
     if copied != 0 {
         entry.discard(0);
-        count(direction, Counter::CopyFailed);
+        count(base, Counter::CopyFailed);
         return Err("dropped: copy failed");
     }
     // The ring adds an 8-byte header to each record.
     entry.submit(wakeup_flags(size_of::<Record<N>>() as u64 + 8));
-    count(direction, Counter::Captured);
+    count(base, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
-        count(direction, Counter::Truncated);
+        count(base, Counter::Truncated);
     }
     Ok(len as u32)
 }

@@ -600,7 +600,7 @@ fn metrics_agree_with_the_capture() {
         "ntptap --metrics",
         lab.b
             .command(ntptap_bin())
-            .args(["-i", "vb", "--metrics", "127.0.0.1:9123", "-w"])
+            .args(["-i", "vb", "-i", "lo", "--metrics", "127.0.0.1:9123", "-w"])
             .arg(&file),
     );
     ntptap.wait_for_stderr("listening on", READY);
@@ -645,7 +645,7 @@ fn metrics_agree_with_the_capture() {
     assert_eq!((requests + responses) as usize, frames.len(), "{text}");
     assert!(requests >= 2 && requests == responses, "{text}");
     assert_eq!(
-        value("ntptap_kernel_frames_total{direction=\"out\",reason=\"captured\"}"),
+        value("ntptap_kernel_frames_total{interface=\"vb\",direction=\"out\",reason=\"captured\"}"),
         requests,
         "{text}"
     );
@@ -657,6 +657,18 @@ fn metrics_agree_with_the_capture() {
     assert_eq!(
         value("ntptap_server{server=\"10.203.0.1\",value=\"stratum\"}"),
         8,
+        "{text}"
+    );
+    // Counted per interface: lo saw none of this traffic, and is listed.
+    assert_eq!(
+        value("ntptap_kernel_frames_total{interface=\"lo\",direction=\"out\",reason=\"matched\"}"),
+        0,
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ntptap_kernel_frames_total{interface=\"lo\",direction=\"in\",reason=\"seen\"}"
+        ),
         "{text}"
     );
 }

@@ -213,7 +213,8 @@ impl Harness {
     }
 
     fn counts(&self) -> Counts {
-        Counts::read(&self.programs.counters).expect("read counters")
+        // BPF_PROG_TEST_RUN runs frames as if they came in on the loopback device (ifindex 1).
+        Counts::read(&self.programs.counters, [(1, "lo")]).expect("read counters")
     }
 
     /// Run `frame` through one program; check the verdict, the counters and the ring.

@@ -373,7 +373,10 @@ impl Session {
 
     /// The counters now.
     pub fn counts(&self) -> anyhow::Result<Counts> {
-        Counts::read(&self.counters)
+        Counts::read(
+            &self.counters,
+            self.names.iter().map(|(i, n)| (*i, n.as_str())),
+        )
     }
 
     /// Drain the ring into `sink` until `stop` resolves, `limit` frames are written, or the
@@ -437,7 +440,7 @@ impl Session {
                 _ = tick.tick() => {
                     drain.clock.resync();
                                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    if let Ok(counts) = Counts::read(&self.counters) {
+                    if let Ok(counts) = Counts::read(&self.counters, self.names.iter().map(|(i, n)| (*i, n.as_str()))) {
                         sink.kernel_counts(&counts);
                     }
                     // An interface that goes away takes its links with it: stop, and say so.
@@ -479,7 +482,10 @@ impl Session {
             captured: drain.captured,
             bad_records: drain.bad_records,
             reason,
-            counts: Counts::read(&self.counters)?,
+            counts: Counts::read(
+                &self.counters,
+                self.names.iter().map(|(i, n)| (*i, n.as_str())),
+            )?,
         })
     }
 }

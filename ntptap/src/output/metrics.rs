@@ -58,7 +58,7 @@ impl MetricsSink {
         let kernel = Family::<Labels, Counter>::default();
         registry.register(
             "kernel_frames",
-            "Frames by what the kernel programs decided: seen, matched, captured, ring_full, copy_failed, truncated, unparsable, later_fragment",
+            "Frames by interface, direction and what the kernel programs decided: seen, matched, captured, ring_full, copy_failed, truncated, unparsable, later_fragment",
             kernel.clone(),
         );
         let written = Family::<Labels, Counter>::default();
@@ -209,32 +209,43 @@ impl Sink for MetricsSink {
 
     fn kernel_counts(&mut self, counts: &Counts) {
         use ntptap_common::Counter as C;
-        for (direction, name) in [
-            (ntptap_common::DIRECTION_INGRESS, "in"),
-            (ntptap_common::DIRECTION_EGRESS, "out"),
-        ] {
-            for (counter, reason) in [
-                (C::Seen, "seen"),
-                (C::Matched, "matched"),
-                (C::Captured, "captured"),
-                (C::RingFull, "ring_full"),
-                (C::CopyFailed, "copy_failed"),
-                (C::Truncated, "truncated"),
-                (C::Unparsable, "unparsable"),
-                (C::Fragment, "later_fragment"),
-            ] {
-                let delta = counts
-                    .get(direction, counter)
-                    .saturating_sub(self.last_kernel.get(direction, counter));
-                self.kernel
-                    .get_or_create(&labels(&[("direction", name), ("reason", reason)]))
-                    .inc_by(delta);
-            }
+        let previous: std::collections::HashMap<(&str, u8, u32), u64> = self
+            .last_kernel
+            .each()
+            .map(|(i, d, c, v)| ((i, d, c as u32), v))
+            .collect();
+        for (interface, direction, counter, value) in counts.each() {
+            let reason = match counter {
+                C::Seen => "seen",
+                C::Matched => "matched",
+                C::Captured => "captured",
+                C::RingFull => "ring_full",
+                C::CopyFailed => "copy_failed",
+                C::Truncated => "truncated",
+                C::Unparsable => "unparsable",
+                C::Fragment => "later_fragment",
+            };
+            let dir = if direction == ntptap_common::DIRECTION_EGRESS {
+                "out"
+            } else {
+                "in"
+            };
+            let before = previous
+                .get(&(interface, direction, counter as u32))
+                .copied()
+                .unwrap_or(0);
+            self.kernel
+                .get_or_create(&labels(&[
+                    ("interface", interface),
+                    ("direction", dir),
+                    ("reason", reason),
+                ]))
+                .inc_by(value.saturating_sub(before));
         }
-        self.last_kernel = *counts;
         let in_ring = counts.total(C::Captured).saturating_sub(self.written_total);
         self.ring_pending
             .set(i64::try_from(in_ring).unwrap_or(i64::MAX));
+        self.last_kernel = counts.clone();
     }
 
     fn tick(&mut self, now: Duration) -> io::Result<()> {
