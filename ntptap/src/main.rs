@@ -17,6 +17,7 @@ use ntptap::{
     input,
     output::{
         CloseStats, Filter, PortSet, Sink, Tee,
+        file::{FileWriter, Guarded},
         health::HealthSink,
         json::JsonSink,
         metrics::{self, MetricsSink},
@@ -51,6 +52,9 @@ fn main() -> ExitCode {
 
 /// Exit code when an interface being captured went away (the capture itself ended cleanly).
 const EXIT_INTERFACE_GONE: u8 = 3;
+/// Exit code when the output could not be written (a full disk, a removed directory): the
+/// capture stopped, the file is valid up to its last whole frame, the rest is counted.
+const EXIT_OUTPUT_FAILED: u8 = 4;
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Some(shell) = cli.completions {
@@ -153,7 +157,7 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<ExitCode> {
         hooks_text(&config),
     );
     let start = wall_now();
-    let summary = runtime.block_on(session.run(&mut sink, cli.count, stop))?;
+    let mut summary = runtime.block_on(session.run(&mut sink, cli.count, stop))?;
     let stats = CloseStats {
         start,
         end: wall_now(),
@@ -162,17 +166,35 @@ fn live(cli: &Cli, ports: PortSet) -> anyhow::Result<ExitCode> {
     };
     match sink.close(&stats) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        other => other.context("cannot finish the output file")?,
+        Err(e) if !matches!(summary.reason, StopReason::OutputFailed(_)) => {
+            summary.reason = StopReason::OutputFailed(format!("cannot finish the output: {e}"));
+        }
+        _ => {}
     }
+    // The trailer may not have fitted either: count again.
+    summary.unwritten = sink.unwritten();
     drop(sink);
     print_summary(&summary);
-    if let StopReason::InterfaceGone(name) = &summary.reason {
-        eprintln!(
-            "ntptap: interface {name} went away, so the capture stopped; the output is complete up to then (exit code {EXIT_INTERFACE_GONE})"
-        );
-        return Ok(ExitCode::from(EXIT_INTERFACE_GONE));
+    Ok(exit_code(&summary.reason))
+}
+
+/// The exit code for how the capture ended, with a last word on stderr when it is not 0.
+fn exit_code(reason: &StopReason) -> ExitCode {
+    match reason {
+        StopReason::InterfaceGone(name) => {
+            eprintln!(
+                "ntptap: interface {name} went away, so the capture stopped; the output is complete up to then (exit code {EXIT_INTERFACE_GONE})"
+            );
+            ExitCode::from(EXIT_INTERFACE_GONE)
+        }
+        StopReason::OutputFailed(what) => {
+            eprintln!(
+                "ntptap: {what}; the capture stopped. The file ends with the last frame that reached it whole; free space or choose another -w directory and start again (exit code {EXIT_OUTPUT_FAILED})"
+            );
+            ExitCode::from(EXIT_OUTPUT_FAILED)
+        }
+        _ => ExitCode::SUCCESS,
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The kernel filter as text, for pcapng's `if_filter`.
@@ -264,27 +286,34 @@ fn open_sink<'a>(
             bail!("-C and -G write a series of files: name them with -w, not -");
         }
         (rotating_sink(cli, path, Box::new(open_file))?, None)
-    } else {
-        let (out, created): (Box<dyn Write>, _) = if path == Path::new("-") {
-            if io::stdout().is_terminal() {
-                bail!(
-                    "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
-                );
-            }
-            (Box::new(io::stdout()), None)
-        } else {
-            let (file, ours) = create_output(path, cli.file_mode, cli.overwrite)?;
-            (Box::new(file), ours.then_some(path))
-        };
+    } else if path == Path::new("-") {
+        if io::stdout().is_terminal() {
+            bail!(
+                "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
+            );
+        }
         let out: Box<dyn Write> = if cli.packet_buffered {
-            Box::new(FlushEach(out))
+            Box::new(FlushEach(Box::new(io::stdout())))
         } else {
-            Box::new(BufWriter::with_capacity(1 << 20, out))
+            Box::new(BufWriter::with_capacity(1 << 20, io::stdout()))
         };
         (
             open_file(out).context("cannot write the capture file header")?,
-            created,
+            None,
         )
+    } else {
+        let (file, ours) = create_output(path, cli.file_mode, cli.overwrite)?;
+        let handle = file
+            .try_clone()
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // -U: every frame straight to the file.
+        let writer = FileWriter::new(file, if cli.packet_buffered { 0 } else { 1 << 20 });
+        let journal = writer.journal();
+        let sink = open_file(Box::new(writer)).with_context(|| {
+            format!("cannot write the capture file header to {}", path.display())
+        })?;
+        let sink: BoxSink = Box::new(Guarded::new(sink, journal, handle, path.to_path_buf()));
+        (sink, ours.then_some(path))
     };
     if cli.print {
         if path == Path::new("-") {
@@ -488,12 +517,17 @@ fn print_summary(summary: &Summary) {
     let dropped = c.dropped();
     let unread = received.saturating_sub(summary.captured + dropped);
     let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{} packets captured", summary.captured);
+    // Captured: in the output. Frames the output refused are counted apart.
+    let _ = writeln!(
+        err,
+        "{} packets captured",
+        summary.captured.saturating_sub(summary.unwritten)
+    );
     let _ = writeln!(err, "{received} packets received by filter");
     let _ = writeln!(err, "{dropped} packets dropped by kernel");
     let _ = writeln!(
         err,
-        "ntptap: dropped: {} ring buffer full, {} copy failed; not captured: {} unparsable, {} later IP fragments; {} truncated to the snapshot length; {} left unread{}{}",
+        "ntptap: dropped: {} ring buffer full, {} copy failed; not captured: {} unparsable, {} later IP fragments; {} truncated to the snapshot length; {} left unread{}{}{}",
         c.total(Counter::RingFull),
         c.total(Counter::CopyFailed),
         c.total(Counter::Unparsable),
@@ -507,6 +541,11 @@ fn print_summary(summary: &Summary) {
         },
         if summary.bad_records > 0 {
             format!("; {} malformed ring records", summary.bad_records)
+        } else {
+            String::new()
+        },
+        if let StopReason::OutputFailed(_) = summary.reason {
+            format!("; {} not written (the output failed)", summary.unwritten)
         } else {
             String::new()
         },

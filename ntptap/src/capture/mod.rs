@@ -110,6 +110,8 @@ pub enum StopReason {
     Duration,
     /// An interface being captured went away (its name).
     InterfaceGone(String),
+    /// The output could not be written (a full disk, a removed directory): what failed.
+    OutputFailed(String),
 }
 
 /// The outcome of a capture.
@@ -119,6 +121,8 @@ pub struct Summary {
     pub captured: u64,
     /// Ring records that could not be read (malformed; should never happen).
     pub bad_records: u64,
+    /// Frames handed to the sink that did not reach the output because it failed.
+    pub unwritten: u64,
     /// Why it stopped.
     pub reason: StopReason,
     /// The kernel's counters after the programs were detached.
@@ -379,6 +383,32 @@ impl Session {
         )
     }
 
+    /// Once a second: counters to the sink, a check that every interface is still there,
+    /// the sink's own timers, and a flush. `Some` when the capture must stop.
+    fn each_second<S: Sink>(
+        counters: &PerCpuArray<MapData, u64>,
+        names: &HashMap<u32, String>,
+        sink: &mut S,
+    ) -> Option<StopReason> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if let Ok(counts) = Counts::read(counters, names.iter().map(|(i, n)| (*i, n.as_str()))) {
+            sink.kernel_counts(&counts);
+        }
+        // An interface that goes away takes its links with it: stop, and say so.
+        if let Some((_, gone)) = names.iter().find(|(index, name)| {
+            nix::net::if_::if_nametoindex(name.as_str()).ok() != Some(**index)
+        }) {
+            return Some(StopReason::InterfaceGone(gone.clone()));
+        }
+        match sink.tick(now).and_then(|()| sink.flush()) {
+            Ok(()) => None,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Some(StopReason::OutputClosed),
+            Err(e) => Some(StopReason::OutputFailed(e.to_string())),
+        }
+    }
+
     /// Drain the ring into `sink` until `stop` resolves, `limit` frames are written, or the
     /// sink's reader goes away; then detach, drain what is left, and read the counters.
     pub async fn run<S: Sink>(
@@ -417,7 +447,7 @@ impl Session {
                     match drain.drain(guard.get_inner_mut(), sink) {
                         Ok(Some(reason)) => break reason,
                         Ok(None) => guard.clear_ready(),
-                        Err(e) => return Err(e).context("cannot write the captured frames"),
+                        Err(e) => break StopReason::OutputFailed(e.to_string()),
                     }
                 }
                 guard = async { logger.as_mut().expect("checked").readable_mut().await }, if logger.is_some() => {
@@ -429,33 +459,20 @@ impl Session {
                     match drain.drain(ring.get_mut(), sink) {
                         Ok(Some(reason)) => break reason,
                         Ok(None) => {}
-                        Err(e) => return Err(e).context("cannot write the captured frames"),
+                        Err(e) => break StopReason::OutputFailed(e.to_string()),
                     }
                 }
                 _ = hangup.recv() => {
                     // SIGHUP: a new output file now, where there are files.
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    sink.rotate(now).context("cannot rotate the output file")?;
+                    if let Err(e) = sink.rotate(now) {
+                        break StopReason::OutputFailed(e.to_string());
+                    }
                 }
                 _ = tick.tick() => {
                     drain.clock.resync();
-                                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    if let Ok(counts) = Counts::read(&self.counters, self.names.iter().map(|(i, n)| (*i, n.as_str()))) {
-                        sink.kernel_counts(&counts);
-                    }
-                    // An interface that goes away takes its links with it: stop, and say so.
-                    if let Some(gone) = self.names.iter().find(|(index, name)| {
-                        nix::net::if_::if_nametoindex(name.as_str()).ok() != Some(**index)
-                    }) {
-                        break StopReason::InterfaceGone(gone.1.clone());
-                    }
-                    if let Err(e) = sink.tick(now) {
-                        if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
-                        return Err(e).context("cannot write the output");
-                    }
-                    if let Err(e) = sink.flush() {
-                        if e.kind() == io::ErrorKind::BrokenPipe { break StopReason::OutputClosed; }
-                        return Err(e).context("cannot write the captured frames");
+                    if let Some(reason) = Self::each_second(&self.counters, &self.names, sink) {
+                        break reason;
                     }
                 }
             }
@@ -467,20 +484,29 @@ impl Session {
         }
         let mut ring = ring.into_inner();
         let mut reason = reason;
-        if reason != StopReason::Count && reason != StopReason::OutputClosed {
+        // After an output failure the frames still in the ring stay there: counted as
+        // received, not captured (left unread).
+        if !matches!(
+            reason,
+            StopReason::Count | StopReason::OutputClosed | StopReason::OutputFailed(_)
+        ) {
             match drain.drain(&mut ring, sink) {
                 Ok(Some(r)) => reason = r,
                 Ok(None) => {}
-                Err(e) => return Err(e).context("cannot write the captured frames"),
+                Err(e) => reason = StopReason::OutputFailed(e.to_string()),
             }
         }
         match sink.flush() {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => reason = StopReason::OutputClosed,
-            other => other.context("cannot write the captured frames")?,
+            Err(e) if !matches!(reason, StopReason::OutputFailed(_)) => {
+                reason = StopReason::OutputFailed(e.to_string());
+            }
+            _ => {}
         }
         Ok(Summary {
             captured: drain.captured,
             bad_records: drain.bad_records,
+            unwritten: sink.unwritten(),
             reason,
             counts: Counts::read(
                 &self.counters,

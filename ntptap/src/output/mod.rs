@@ -1,4 +1,5 @@
 //! Sinks: where frames go once captured or read.
+pub mod file;
 pub mod health;
 pub mod json;
 pub mod metrics;
@@ -31,6 +32,10 @@ pub trait Sink {
     /// The capture is over: write trailers (pcapng statistics) and flush.
     fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
         self.flush()
+    }
+    /// Frames given to `frame` that did not reach the output because it failed (a full disk).
+    fn unwritten(&self) -> u64 {
+        0
     }
 }
 
@@ -67,6 +72,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
         (**self).rotate(now)
     }
+    fn unwritten(&self) -> u64 {
+        (**self).unwritten()
+    }
 }
 
 /// Two sinks fed the same frames (`-w FILE --print`).
@@ -96,6 +104,9 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
     fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
         self.0.rotate(now)?;
         self.1.rotate(now)
+    }
+    fn unwritten(&self) -> u64 {
+        self.0.unwritten() + self.1.unwritten()
     }
 }
 

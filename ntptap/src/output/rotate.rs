@@ -6,7 +6,7 @@
 //! frames.
 
 use std::{
-    cell::Cell,
+    cell::RefCell,
     collections::VecDeque,
     fmt::Write as _,
     io::{self, Write},
@@ -18,7 +18,10 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use super::{CloseStats, Sink};
+use super::{
+    CloseStats, Sink,
+    file::{FileWriter, Guarded, Journal},
+};
 use crate::frame::Frame;
 
 /// When to start a new file.
@@ -41,23 +44,6 @@ pub type OpenSink = Box<dyn FnMut(Box<dyn Write>) -> io::Result<Box<dyn Sink>>>;
 /// Creates one output file safely (mode, no symbolic links, no overwriting).
 pub type CreateFile = Box<dyn Fn(&Path) -> io::Result<std::fs::File>>;
 
-/// Counts what goes through to the file.
-struct Counted<W> {
-    inner: W,
-    bytes: Rc<Cell<u64>>,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes.set(self.bytes.get() + n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes frames into a series of files.
 pub struct RotatingSink {
     pattern: PathBuf,
@@ -65,7 +51,10 @@ pub struct RotatingSink {
     open: OpenSink,
     create: CreateFile,
     current: Option<(Box<dyn Sink>, PathBuf)>,
-    bytes: Rc<Cell<u64>>,
+    /// What the current file has been handed, in bytes.
+    journal: Rc<RefCell<Journal>>,
+    /// Frames lost to failed files already closed, and to files that could not be opened.
+    unwritten: u64,
     sequence: u64,
     opened: Duration,
     next_cut: Option<Duration>,
@@ -87,7 +76,8 @@ impl RotatingSink {
             open,
             create,
             current: None,
-            bytes: Rc::new(Cell::new(0)),
+            journal: Rc::default(),
+            unwritten: 0,
             sequence: 0,
             opened: now,
             next_cut: None,
@@ -133,13 +123,12 @@ impl RotatingSink {
             let _ = std::fs::remove_file(&path);
         }
         let file = (self.create)(&path)?;
-        self.bytes.set(0);
-        let writer = Counted {
-            inner: io::BufWriter::with_capacity(1 << 20, file),
-            bytes: Rc::clone(&self.bytes),
-        };
+        let handle = file.try_clone()?;
+        let writer = FileWriter::new(file, 1 << 20);
+        self.journal = writer.journal();
         let sink = (self.open)(Box::new(writer))?;
-        self.current = Some((sink, path.clone()));
+        let sink = Guarded::new(sink, Rc::clone(&self.journal), handle, path.clone());
+        self.current = Some((Box::new(sink), path.clone()));
         self.files.push_back(path);
         if let Some(keep) = self.policy.keep {
             while self.files.len() > keep as usize {
@@ -162,8 +151,10 @@ impl RotatingSink {
 
     fn finish_current(&mut self, stats: &CloseStats) -> io::Result<()> {
         if let Some((mut sink, path)) = self.current.take() {
-            sink.close(stats)?;
+            let closed = sink.close(stats);
+            self.unwritten += sink.unwritten();
             drop(sink);
+            closed?;
             if let Some(cmd) = &self.policy.command {
                 // `-z`: the command and the file name, no shell. Reaped in the background.
                 match Command::new(cmd).arg(&path).spawn() {
@@ -191,7 +182,9 @@ impl RotatingSink {
     }
 
     fn due(&self, now: Duration) -> bool {
-        self.policy.max_bytes.is_some_and(|m| self.bytes.get() > m)
+        self.policy
+            .max_bytes
+            .is_some_and(|m| self.journal.borrow().bytes() > m)
             || self.next_cut.is_some_and(|cut| now >= cut)
     }
 }
@@ -200,8 +193,12 @@ impl Sink for RotatingSink {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
         // Size is checked before a frame is written, as tcpdump does; so is the period, by
         // the frame's own time, so a file holds exactly the frames of its interval.
-        if self.due(frame.ts) {
-            self.rotate_at(frame.ts)?;
+        if self.due(frame.ts)
+            && let Err(e) = self.rotate_at(frame.ts)
+        {
+            // This frame had no file to go to.
+            self.unwritten += 1;
+            return Err(e);
         }
         match &mut self.current {
             Some((sink, _)) => sink.frame(frame),
@@ -233,5 +230,13 @@ impl Sink for RotatingSink {
             ..*stats
         };
         self.finish_current(&stats)
+    }
+
+    fn unwritten(&self) -> u64 {
+        self.unwritten
+            + self
+                .current
+                .as_ref()
+                .map_or(0, |(sink, _)| sink.unwritten())
     }
 }

@@ -1,0 +1,169 @@
+//! The output failing under a running capture: a full disk, the directory removed during
+//! rotation. ntptap stops (exit code 4), says what failed, leaves every file valid up to its
+//! last whole frame, and counts every frame: captured + dropped + left unread + not written
+//! = received by filter.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin, read_pcap, run};
+
+const READY: Duration = Duration::from_secs(10);
+
+/// A small tmpfs, unmounted when dropped (even when the test fails).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "ntptap-test"])
+            .arg(dir.path()));
+        Self { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// `n` NTP client requests from `ns` to `server`, 0.2 ms apart (so the ring is not the limit).
+fn requests(ns: &Netns, server: &str, n: u32) {
+    let script = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({n}):\n    s.sendto(b'\\x23' + bytes(43) + i.to_bytes(4, 'big'), ({server:?}, 123))\n    time.sleep(0.0002)\n"
+    );
+    run(ns.command("/usr/bin/python3").args(["-c", &script]));
+}
+
+/// The count before `what` on the reasons line of the exit summary.
+fn reason(stderr: &str, what: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("ntptap: dropped:"))
+        .unwrap_or_else(|| panic!("no reasons line in:\n{stderr}"));
+    line.split(';')
+        .flat_map(|part| part.split(','))
+        .find_map(|part| {
+            let part = part.trim();
+            part.strip_suffix(what)
+                .or_else(|| part.split_once(what).map(|(n, _)| n))
+                .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn accounted(stderr: &str) -> (u64, u64) {
+    let counts = exit_counts(stderr);
+    let unread = reason(stderr, "left unread");
+    let unwritten = reason(stderr, "not written");
+    assert_eq!(
+        counts.captured + counts.dropped + unread + unwritten,
+        counts.received,
+        "captured + dropped + unread + not written = received:\n{stderr}"
+    );
+    (counts.captured, unwritten)
+}
+
+fn spawn(lab: &Lab, args: &[&str], file: &Path) -> Proc {
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "-Q", "out"])
+            .args(args)
+            .arg("-w")
+            .arg(file),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    ntptap
+}
+
+/// A disk that fills during the capture: exit code 4 with the system's words, a file valid up
+/// to its last whole frame holding exactly the captured frames, and the rest counted.
+#[test]
+fn a_full_disk_stops_cleanly_and_counts_what_did_not_fit() {
+    for name in ["full.pcap", "full.pcapng"] {
+        let lab = Lab::new("diskfull");
+        let disk = Tmpfs::new("64k");
+        let file: PathBuf = disk.path().join(name);
+        let ntptap = spawn(&lab, &[], &file);
+        // 2000 frames of 106 bytes in the file would need 212 kB.
+        requests(&lab.b, Lab::A4, 2000);
+        let (status, _, stderr) = ntptap.wait(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(4), "{name}: {stderr}");
+        assert!(
+            stderr.contains("No space left on device"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "the file is named: {stderr}"
+        );
+        let (captured, unwritten) = accounted(&stderr);
+        assert!(captured > 100 && unwritten > 0, "{name}: {stderr}");
+        let frames = read_pcap(&file);
+        assert_eq!(
+            frames.len() as u64,
+            captured,
+            "{name}: the file holds the captured frames"
+        );
+        // The requests are numbered: the file holds the first ones, in order, none twice.
+        for (i, frame) in frames.iter().enumerate() {
+            let number = u32::from_be_bytes(frame.data[frame.data.len() - 4..].try_into().unwrap());
+            assert_eq!(number as usize, i, "{name}: frame {i}");
+        }
+        // Wireshark's reader agrees.
+        let out = run(Command::new("tshark").arg("-r").arg(&file).args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count() as u64,
+            captured
+        );
+    }
+}
+
+/// The output directory removed while -C rotates: the next file cannot be made, so ntptap
+/// stops (exit code 4) and says so; the frame that had nowhere to go is counted.
+#[test]
+fn the_output_directory_removed_during_rotation_stops_cleanly() {
+    let lab = Lab::new("rmdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let file = out.join("r.pcap");
+    // -C 0.002: a new file every 2000 bytes, about 18 frames.
+    let ntptap = spawn(&lab, &["-C", "0.002", "-U"], &file);
+    requests(&lab.b, Lab::A4, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    let files = std::fs::read_dir(&out).expect("read_dir").count();
+    assert!(files >= 5, "{files} files before the removal");
+    std::fs::remove_dir_all(&out).expect("rm -r");
+    requests(&lab.b, Lab::A4, 100);
+    let (status, _, stderr) = ntptap.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+    assert!(stderr.contains("r.pcap"), "the file is named: {stderr}");
+    let (captured, unwritten) = accounted(&stderr);
+    assert!(captured >= 100, "{stderr}");
+    assert!(
+        unwritten >= 1,
+        "the frame with no file to go to is counted: {stderr}"
+    );
+}
