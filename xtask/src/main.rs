@@ -69,8 +69,12 @@ enum Task {
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
     Lint,
-    /// Set up, lint, then run every test (kernel tests included: run as root).
+    /// Set up, lint, run every test (kernel tests included: run as root), then fuzz each
+    /// target for a bounded time.
     Test {
+        /// Seconds each fuzz target runs after the tests (0: no fuzzing).
+        #[arg(long, default_value_t = 20)]
+        fuzz_seconds: u32,
         /// Extra arguments for `cargo test` (after `--`, for the test binaries).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -108,10 +112,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         Task::Lint => lint(),
         Task::Bench { packets, runs } => bench::run(&root, &bench::Options { packets, runs }),
         Task::Fuzz { seconds, target } => fuzz::run(&root, seconds, target.as_deref()),
-        Task::Test { args } => {
+        Task::Test { args, fuzz_seconds } => {
             setup::all(&root)?;
             lint()?;
-            test(&root, &args)
+            let tests = test(&root, &args);
+            // Fuzzing runs even when a test failed, so one run reports both.
+            let fuzzed = if fuzz_seconds > 0 {
+                fuzz::run(&root, fuzz_seconds, None)
+            } else {
+                Ok(())
+            };
+            tests.and(fuzzed)
         }
     }
 }
