@@ -66,6 +66,13 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
+    /// The soak: an NTP flood at a lossless rate with rotation on, sampling ntptap's memory
+    /// and descriptors (as root); the curve goes to target/soak.txt.
+    Soak {
+        /// How long.
+        #[arg(long, default_value_t = 600)]
+        seconds: u32,
+    },
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
     Lint,
@@ -73,7 +80,7 @@ enum Task {
     /// target for a bounded time.
     Test {
         /// Seconds each fuzz target runs after the tests (0: no fuzzing).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 15)]
         fuzz_seconds: u32,
         /// Extra arguments for `cargo test` (after `--`, for the test binaries).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -110,6 +117,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
+        Task::Soak { seconds } => {
+            setup::all(&root)?;
+            // The build production runs.
+            cargo(&["build", "--release", "--package", "ntptap"])?;
+            cmd(
+                Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args(["test", "--package", "ntptap-tests", "--test", "soak", "--"])
+                    .args(["--ignored", "--nocapture"])
+                    .env("NTPTAP_BIN", root.join("target/release/ntptap"))
+                    .env("NTPTAP_SOAK_SECONDS", seconds.to_string())
+                    .env("NTPTAP_SOAK_REPORT", root.join("target/soak.txt")),
+            )
+        }
         Task::Bench { packets, runs } => bench::run(&root, &bench::Options { packets, runs }),
         Task::Fuzz { seconds, target } => fuzz::run(&root, seconds, target.as_deref()),
         Task::Test { args, fuzz_seconds } => {

@@ -1,0 +1,194 @@
+//! Exact accounting under overload: NTP floods at rising rates, with the default ring and a
+//! small one, against an independent count taken behind the tap (an nftables counter on the
+//! same interface in the receiving namespace). Every run, exactly: received by filter = the
+//! nftables count, captured + dropped = received, the file holds the captured frames, and the
+//! metrics and the pcapng interface statistics say the same as the exit summary.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin, read_pcap, run};
+
+/// An nftables table in `ns` counting UDP port 123 arriving on `dev` (netdev ingress, which
+/// runs after XDP and TC ingress). The namespace takes it with it when deleted.
+fn nft_counter(ns: &Netns, dev: &str) {
+    let nft = |args: &[&str]| run(ns.command("nft").args(args));
+    nft(&["add", "table", "netdev", "ntptap_test"]);
+    nft(&[
+        "add",
+        "chain",
+        "netdev",
+        "ntptap_test",
+        "in",
+        "{",
+        "type",
+        "filter",
+        "hook",
+        "ingress",
+        "device",
+        dev,
+        "priority",
+        "0",
+        ";",
+        "}",
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "netdev",
+        "ntptap_test",
+        "in",
+        "udp",
+        "dport",
+        "123",
+        "counter",
+    ]);
+}
+
+fn nft_count(ns: &Netns) -> u64 {
+    let out = run(ns
+        .command("nft")
+        .args(["list", "table", "netdev", "ntptap_test"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in:\n{text}"))
+}
+
+/// NTP requests from `ns` to `server` for `seconds`, `rate` a second (0: as fast as Python
+/// sends).
+fn flood(ns: &Netns, server: &str, rate: u32, seconds: f64) {
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         p = b'\\x23' + bytes(47)\n\
+         rate, start = {rate}, time.perf_counter()\n\
+         end, sent = start + {seconds}, 0\n\
+         while True:\n\
+         \x20   now = time.perf_counter()\n\
+         \x20   if now >= end: break\n\
+         \x20   due = int((now - start) * rate) if rate else sent + 64\n\
+         \x20   while sent < due:\n\
+         \x20       s.sendto(p, ({server:?}, 123)); sent += 1\n\
+         \x20   if rate: time.sleep(0.0005)\n"
+    );
+    run(ns.command("/usr/bin/python3").args(["-c", &script]));
+}
+
+fn metric(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                .round() as u64
+        })
+        .sum()
+}
+
+#[test]
+fn floods_at_rising_rates_are_counted_exactly() {
+    let lab = Lab::new("overload");
+    nft_counter(&lab.a, "va");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (packets a second, ring KiB): the default ring at a rate it keeps up with, then a small
+    // ring at 2x, 5x, and Python's full speed.
+    let runs: [(u32, Option<&str>); 4] = [
+        (5_000, None),
+        (10_000, Some("8")),
+        (25_000, Some("8")),
+        (0, Some("4")),
+    ];
+    let mut report = Vec::new();
+    for (i, (rate, ring)) in runs.into_iter().enumerate() {
+        // The rule's counter runs on across the runs: take the difference.
+        let before = nft_count(&lab.a);
+        let file = dir.path().join(format!("overload{i}.pcapng"));
+        let port = format!("127.0.0.1:{}", 9200 + i);
+        let mut ntptap = Proc::spawn(
+            "ntptap",
+            lab.a
+                .command(ntptap_bin())
+                .args(["-i", "va", "-Q", "in", "--metrics", &port])
+                .args(ring.map_or_else(Vec::new, |kib| vec!["-B", kib]))
+                .arg("-w")
+                .arg(&file),
+        );
+        ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+        flood(&lab.b, Lab::A4, rate, 2.0);
+        // The metrics are rendered once a second.
+        std::thread::sleep(Duration::from_millis(2200));
+        let scrape = run(lab.a.command("/usr/bin/python3").args([
+            "-c",
+            &format!("import urllib.request; print(urllib.request.urlopen('http://{port}/metrics').read().decode())"),
+        ]));
+        let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
+        let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+        assert!(status.success(), "{stderr}");
+        let behind = nft_count(&lab.a) - before;
+        let counts = exit_counts(&stderr);
+        let what = format!("rate {rate}/s, ring {ring:?} KiB:\n{stderr}\n{metrics}");
+        assert!(behind > 1000, "a flood: {what}");
+        assert_eq!(
+            counts.received, behind,
+            "received = the nftables count: {what}"
+        );
+        assert_eq!(counts.captured + counts.dropped, counts.received, "{what}");
+        assert_eq!(
+            read_pcap(&file).len() as u64,
+            counts.captured,
+            "the file: {what}"
+        );
+        // The metrics, scraped after the flood and before the stop, say the same.
+        let kernel = |reason: &str| {
+            metric(
+                &metrics,
+                &format!(
+                    "ntptap_kernel_frames_total{{interface=\"va\",direction=\"in\",reason=\"{reason}\"}}"
+                ),
+            )
+        };
+        assert_eq!(kernel("matched"), counts.received, "metrics: {what}");
+        assert_eq!(
+            kernel("ring_full") + kernel("copy_failed"),
+            counts.dropped,
+            "metrics: {what}"
+        );
+        assert_eq!(
+            metric(&metrics, "ntptap_frames_written_total"),
+            counts.captured,
+            "metrics: {what}"
+        );
+        // And the pcapng interface statistics.
+        let bytes = std::fs::read(&file).unwrap();
+        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("valid pcapng");
+        let mut isb = Vec::new();
+        while let Some(block) = reader.next_block() {
+            if let pcap_file::pcapng::Block::InterfaceStatistics(s) = block.expect("valid block").0
+            {
+                isb.extend(s.options.iter().map(|o| format!("{o:?}")));
+            }
+        }
+        for want in [
+            format!("IsbIfRecv({})", counts.received),
+            format!("IsbIfDrop({})", counts.dropped),
+            format!("IsbFilterAccept({})", counts.captured),
+        ] {
+            assert!(isb.contains(&want), "{want} in {isb:?}: {what}");
+        }
+        report.push(format!(
+            "{rate}/s ring {ring:?}: received {} (nftables {behind}), captured {}, dropped {}",
+            counts.received, counts.captured, counts.dropped
+        ));
+    }
+    // At least one run overloaded the ring, or the test proved nothing about overload.
+    assert!(
+        report.iter().any(|r| !r.ends_with("dropped 0")),
+        "{report:#?}"
+    );
+    eprintln!("{}", report.join("\n"));
+}
