@@ -167,3 +167,56 @@ fn the_output_directory_removed_during_rotation_stops_cleanly() {
         "the frame with no file to go to is counted: {stderr}"
     );
 }
+
+/// Two ntptaps on one interface: XDP has room for one program, so the second is told to use
+/// `--hook tc`; with it, both capture every frame, and neither disturbs the other's counts.
+#[test]
+fn two_ntptaps_on_one_interface() {
+    let lab = Lab::new("twotaps");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (
+        dir.path().join("first.pcap"),
+        dir.path().join("second.pcap"),
+    );
+    let tap = |args: &[&str], file: &Path| {
+        let mut p = Proc::spawn(
+            "ntptap",
+            lab.a
+                .command(ntptap_bin())
+                .args(["-i", "va", "-Q", "in"])
+                .args(args)
+                .arg("-w")
+                .arg(file),
+        );
+        p.wait_for_stderr("listening on", READY);
+        p
+    };
+    let one = tap(&[], &first);
+    let refused = run_status(
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "-Q", "in", "-w"])
+            .arg(dir.path().join("refused.pcap")),
+    );
+    assert_eq!(refused.0, Some(1), "{}", refused.1);
+    assert!(refused.1.contains("--hook tc"), "{}", refused.1);
+    let two = tap(&["--hook", "tc"], &second);
+    requests(&lab.b, Lab::A4, 50);
+    std::thread::sleep(Duration::from_millis(300));
+    for (tap, file) in [(one, &first), (two, &second)] {
+        let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
+        assert!(status.success(), "{stderr}");
+        let counts = exit_counts(&stderr);
+        assert_eq!((counts.received, counts.captured), (50, 50), "{stderr}");
+        assert_eq!(read_pcap(file).len(), 50);
+    }
+}
+
+/// Run to completion: the exit code and stderr.
+fn run_status(command: &mut Command) -> (Option<i32>, String) {
+    let out = command.output().expect("spawn");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

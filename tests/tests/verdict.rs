@@ -622,6 +622,60 @@ fn malformed_ip_headers_are_unparsable_not_matched() {
     );
 }
 
+/// Long IPv6 extension chains: the parser follows six headers (what real stacks send, and
+/// more than any NTP packet carries); past that the frame is unparsable, never a false match.
+/// UDP length fields that lie do not change the verdict: the filter matches on the ports, as
+/// `tcpdump port 123` does, and the decoder reports the bad length.
+#[test]
+fn long_extension_chains_and_lying_udp_lengths() {
+    let mut h = Harness::new(MAX_DATA as u32, false);
+    let six = ipv6(&[], &[Ext::DestOpts; 6], NTP);
+    h.check_all(
+        &six.bytes,
+        Expect::Match,
+        "IPv6 with 6 destination options headers",
+    );
+    let seven = ipv6(&[], &[Ext::DestOpts; 7], NTP);
+    h.check_all(
+        &seven.bytes,
+        Expect::Unparsable,
+        "IPv6 with 7 extension headers",
+    );
+    let mixed = ipv6(
+        &[],
+        &[
+            Ext::HopByHop,
+            Ext::DestOpts,
+            Ext::Routing,
+            Ext::Ah,
+            Ext::DestOpts,
+            Ext::Fragment(0),
+            Ext::DestOpts,
+        ],
+        NTP,
+    );
+    h.check_all(
+        &mixed.bytes,
+        Expect::Unparsable,
+        "IPv6 with 7 mixed extension headers",
+    );
+    for (family, built) in [
+        ("IPv4", ipv4(&[], 0, 0, NTP)),
+        ("IPv6", ipv6(&[], &[], NTP)),
+    ] {
+        let udp = built.udp_at.expect("UDP");
+        for lie in [0u16, 7, 9, 0xffff] {
+            let mut frame = built.bytes.clone();
+            frame[udp + 4..udp + 6].copy_from_slice(&lie.to_be_bytes());
+            h.check_all(
+                &frame,
+                Expect::Match,
+                &format!("{family}, UDP length {lie}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn snap_length_truncates_and_counts() {
     let mut h = Harness::new(64, false);
