@@ -9,6 +9,13 @@ use crate::capture::{Directions, Hook, XdpModeArg};
 /// Default ring buffer size, KiB (`-B`).
 pub const DEFAULT_RING_KIB: u32 = 4096;
 
+const EXIT_CODES: &str = "Exit codes:
+  0  success (a closed output pipe included)
+  1  an error, with a message that says what to do
+  3  an interface being captured went away: the output is complete up to then
+  4  the output could not be written (disk full, directory removed): the file ends with its
+     last whole frame, and the summary counts the frames not written";
+
 /// Watch NTP traffic from inside the Linux kernel.
 ///
 /// ntptap attaches an XDP program (ingress) and a TC program (egress) to each interface; they
@@ -21,7 +28,14 @@ pub const DEFAULT_RING_KIB: u32 = 4096;
     clippy::struct_excessive_bools,
     reason = "one bool per tcpdump-style flag"
 )]
-#[command(name = "ntptap", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "ntptap",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    after_long_help = EXIT_CODES
+)]
 pub struct Cli {
     /// Interface to capture on; repeat for several. `any` means every interface of this
     /// network namespace. Default: the interface of the default route.
