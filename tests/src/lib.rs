@@ -422,3 +422,52 @@ pub fn exit_counts(stderr: &str) -> ExitCounts {
         dropped: find(" packets dropped by kernel"),
     }
 }
+
+/// An nftables counter of UDP port 123 arriving on `dev` in a namespace (netdev ingress, which
+/// runs after XDP and TC ingress): a count taken behind the tap, independent of ntptap. The
+/// namespace takes it with it when deleted.
+pub struct NftCounter<'a> {
+    ns: &'a Netns,
+    table: String,
+}
+
+impl<'a> NftCounter<'a> {
+    pub fn new(ns: &'a Netns, dev: &str) -> Self {
+        let table = "ntptap_count".to_owned();
+        let nft = |args: &[&str]| run(ns.command("nft").args(args));
+        nft(&["add", "table", "netdev", &table]);
+        let chain = format!("{{ type filter hook ingress device {dev} priority 0 ; }}");
+        nft(&["add", "chain", "netdev", &table, "in", &chain]);
+        nft(&[
+            "add", "rule", "netdev", &table, "in", "udp", "dport", "123", "counter",
+        ]);
+        Self { ns, table }
+    }
+
+    /// Packets counted so far.
+    pub fn count(&self) -> u64 {
+        let out = run(self
+            .ns
+            .command("nft")
+            .args(["list", "table", "netdev", &self.table]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in:\n{text}"))
+    }
+}
+
+/// The sum of the Prometheus samples in `text` whose line starts with `prefix`, rounded.
+pub fn metric(text: &str, prefix: &str) -> i64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("not a sample: {l}"))
+                .round() as i64
+        })
+        .sum()
+}

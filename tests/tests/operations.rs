@@ -616,19 +616,7 @@ fn metrics_agree_with_the_capture() {
     assert!(status.success(), "{stderr}");
     let frames = read_pcap(&file);
     // Whole numbers, summed over the matching lines.
-    let value = |prefix: &str| -> i64 {
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(|l| {
-                l.rsplit(' ')
-                    .next()
-                    .unwrap()
-                    .parse::<f64>()
-                    .unwrap()
-                    .round() as i64
-            })
-            .sum()
-    };
+    let value = |prefix: &str| ntptap_tests::metric(&text, prefix);
     assert!(
         text.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -7,54 +7,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin, read_pcap, run};
-
-/// An nftables table in `ns` counting UDP port 123 arriving on `dev` (netdev ingress, which
-/// runs after XDP and TC ingress). The namespace takes it with it when deleted.
-fn nft_counter(ns: &Netns, dev: &str) {
-    let nft = |args: &[&str]| run(ns.command("nft").args(args));
-    nft(&["add", "table", "netdev", "ntptap_test"]);
-    nft(&[
-        "add",
-        "chain",
-        "netdev",
-        "ntptap_test",
-        "in",
-        "{",
-        "type",
-        "filter",
-        "hook",
-        "ingress",
-        "device",
-        dev,
-        "priority",
-        "0",
-        ";",
-        "}",
-    ]);
-    nft(&[
-        "add",
-        "rule",
-        "netdev",
-        "ntptap_test",
-        "in",
-        "udp",
-        "dport",
-        "123",
-        "counter",
-    ]);
-}
-
-fn nft_count(ns: &Netns) -> u64 {
-    let out = run(ns
-        .command("nft")
-        .args(["list", "table", "netdev", "ntptap_test"]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in:\n{text}"))
-}
+use ntptap_tests::{Lab, Netns, NftCounter, Proc, exit_counts, ntptap_bin, read_pcap, run};
 
 /// NTP requests from `ns` to `server` for `seconds`, `rate` a second (0: as fast as Python
 /// sends).
@@ -76,24 +29,16 @@ fn flood(ns: &Netns, server: &str, rate: u32, seconds: f64) {
     run(ns.command("/usr/bin/python3").args(["-c", &script]));
 }
 
-fn metric(text: &str, prefix: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .unwrap()
-                .parse::<f64>()
-                .unwrap()
-                .round() as u64
-        })
-        .sum()
+fn metric_u64(text: &str, prefix: &str) -> u64 {
+    ntptap_tests::metric(text, prefix)
+        .try_into()
+        .expect("a count")
 }
 
 #[test]
 fn floods_at_rising_rates_are_counted_exactly() {
     let lab = Lab::new("overload");
-    nft_counter(&lab.a, "va");
+    let behind_tap = NftCounter::new(&lab.a, "va");
     let dir = tempfile::tempdir().expect("tempdir");
     // (packets a second, ring KiB): the default ring at a rate it keeps up with, then a small
     // ring at 2x, 5x, and Python's full speed.
@@ -106,7 +51,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
     let mut report = Vec::new();
     for (i, (rate, ring)) in runs.into_iter().enumerate() {
         // The rule's counter runs on across the runs: take the difference.
-        let before = nft_count(&lab.a);
+        let before = behind_tap.count();
         let file = dir.path().join(format!("overload{i}.pcapng"));
         let port = format!("127.0.0.1:{}", 9200 + i);
         let mut ntptap = Proc::spawn(
@@ -130,7 +75,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
         let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
         let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
         assert!(status.success(), "{stderr}");
-        let behind = nft_count(&lab.a) - before;
+        let behind = behind_tap.count() - before;
         let counts = exit_counts(&stderr);
         let what = format!("rate {rate}/s, ring {ring:?} KiB:\n{stderr}\n{metrics}");
         assert!(behind > 1000, "a flood: {what}");
@@ -146,7 +91,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
         );
         // The metrics, scraped after the flood and before the stop, say the same.
         let kernel = |reason: &str| {
-            metric(
+            metric_u64(
                 &metrics,
                 &format!(
                     "ntptap_kernel_frames_total{{interface=\"va\",direction=\"in\",reason=\"{reason}\"}}"
@@ -160,7 +105,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
             "metrics: {what}"
         );
         assert_eq!(
-            metric(&metrics, "ntptap_frames_written_total"),
+            metric_u64(&metrics, "ntptap_frames_written_total"),
             counts.captured,
             "metrics: {what}"
         );

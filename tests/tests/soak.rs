@@ -12,7 +12,7 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin, read_pcap, run};
+use ntptap_tests::{Lab, NftCounter, Proc, exit_counts, ntptap_bin, read_pcap};
 
 fn status_kib(pid: i32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -24,51 +24,6 @@ fn status_kib(pid: i32, field: &str) -> u64 {
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
-
-fn nft_counter(ns: &Netns) {
-    let nft = |args: &[&str]| run(ns.command("nft").args(args));
-    nft(&["add", "table", "netdev", "ntptap_soak"]);
-    nft(&[
-        "add",
-        "chain",
-        "netdev",
-        "ntptap_soak",
-        "in",
-        "{",
-        "type",
-        "filter",
-        "hook",
-        "ingress",
-        "device",
-        "va",
-        "priority",
-        "0",
-        ";",
-        "}",
-    ]);
-    nft(&[
-        "add",
-        "rule",
-        "netdev",
-        "ntptap_soak",
-        "in",
-        "udp",
-        "dport",
-        "123",
-        "counter",
-    ]);
-}
-
-fn nft_count(ns: &Netns) -> u64 {
-    let out = run(ns
-        .command("nft")
-        .args(["list", "table", "netdev", "ntptap_soak"]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in:\n{text}"))
 }
 
 /// (seconds since the start, resident KiB, open descriptors) of `pid` every 10 s for `seconds`.
@@ -111,7 +66,7 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
         .unwrap_or(600);
     let rate = 5_000;
     let lab = Lab::new("soak");
-    nft_counter(&lab.a);
+    let behind_tap = NftCounter::new(&lab.a, "va");
     let dir = tempfile::tempdir().expect("tempdir");
     let closed_log = dir.path().join("closed.log");
     let hook = dir.path().join("closed.sh");
@@ -145,7 +100,7 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
     let counts = exit_counts(&stderr);
-    let behind = nft_count(&lab.a);
+    let behind = behind_tap.count();
 
     let mut report = String::new();
     let _ = writeln!(report, "seconds  rss_kib  fds");
