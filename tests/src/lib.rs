@@ -399,15 +399,19 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
     records
 }
 
-/// The three counts of ntptap's (and tcpdump's) exit summary.
+/// The three counts of ntptap's (and tcpdump's) exit summary, and from ntptap's reasons line
+/// the frames left unread and not written (0 when the line does not name them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitCounts {
     pub captured: u64,
     pub received: u64,
     pub dropped: u64,
+    pub unread: u64,
+    pub unwritten: u64,
 }
 
-/// Parse `N packets captured` / `received by filter` / `dropped by kernel` from stderr.
+/// Parse `N packets captured` / `received by filter` / `dropped by kernel` from stderr, and
+/// `N left unread` / `N not written` from the reasons line when there is one.
 #[must_use]
 pub fn exit_counts(stderr: &str) -> ExitCounts {
     let find = |suffix: &str| -> u64 {
@@ -416,11 +420,54 @@ pub fn exit_counts(stderr: &str) -> ExitCounts {
             .find_map(|l| l.strip_suffix(suffix).and_then(|n| n.trim().parse().ok()))
             .unwrap_or_else(|| panic!("no {suffix:?} line in:\n{stderr}"))
     };
+    let reasons = stderr
+        .lines()
+        .find(|l| l.starts_with("ntptap: dropped:"))
+        .unwrap_or_default();
+    // "...; 12 left unread (-c reached); 3 not written (the output failed)"
+    let reason = |what: &str| -> u64 {
+        reasons
+            .split(';')
+            .find_map(|part| {
+                let (count, _) = part.split_once(what)?;
+                count.trim().rsplit(' ').next()?.parse().ok()
+            })
+            .unwrap_or(0)
+    };
     ExitCounts {
         captured: find(" packets captured"),
         received: find(" packets received by filter"),
         dropped: find(" packets dropped by kernel"),
+        unread: reason("left unread"),
+        unwritten: reason("not written"),
     }
+}
+
+/// A Python script sending NTP client requests numbered from 0 (the last four bytes) to
+/// `server` port 123 for `seconds`, `rate` a second (0: as fast as Python sends).
+pub fn paced_requests(server: &str, rate: u32, seconds: f64) -> String {
+    format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         rate, start = {rate}, time.perf_counter()\n\
+         end, sent = start + {seconds}, 0\n\
+         while True:\n\
+         \x20   now = time.perf_counter()\n\
+         \x20   if now >= end: break\n\
+         \x20   due = int((now - start) * rate) if rate else sent + 64\n\
+         \x20   while sent < due:\n\
+         \x20       s.sendto(b'\\x23' + bytes(43) + sent.to_bytes(4, 'big'), ({server:?}, 123)); sent += 1\n\
+         \x20   if rate: time.sleep(0.0005)\n"
+    )
+}
+
+/// `n` NTP client requests numbered from 0 from `ns` to `server` (IPv4), `gap` apart.
+pub fn numbered_requests(ns: &Netns, server: &str, n: u32, gap: Duration) {
+    let script = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({n}):\n    s.sendto(b'\\x23' + bytes(43) + i.to_bytes(4, 'big'), ({server:?}, 123))\n    time.sleep({})\n",
+        gap.as_secs_f64()
+    );
+    run(ns.command("/usr/bin/python3").args(["-c", &script]));
 }
 
 /// An nftables counter of UDP port 123 arriving on `dev` in a namespace (netdev ingress, which

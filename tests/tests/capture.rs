@@ -539,14 +539,6 @@ fn same_frames(ours: &[Record], theirs: &[Record]) {
 
 /// Send `n` numbered NTP requests, 1 ms apart (tcpdump drops frames from a tighter burst, and
 /// these tests compare against it). The number is in the transmit timestamp's last 4 bytes.
-fn numbered_requests(ns: &ntptap_tests::Netns, n: u32) {
-    let script = format!(
-        "import socket, struct, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({n}):\n    s.sendto(b'\\x23' + bytes(43) + struct.pack('>I', i), ({:?}, 123))\n    time.sleep(0.001)\n",
-        Lab::A4
-    );
-    run(ns.command("/usr/bin/python3").args(["-c", &script]));
-}
-
 /// Each numbered request exactly once, in order.
 fn each_once_in_order(frames: &[Record], n: u32) {
     let numbers: Vec<u32> = frames
@@ -564,7 +556,7 @@ fn each_once_in_order(frames: &[Record], n: u32) {
 fn rotation_by_size_loses_and_repeats_nothing() {
     let (ours, theirs, files, _dir) =
         rotated_capture("rot-c", &["-C", "0.005", "-w", "ntp.pcap"], |lab, _| {
-            numbered_requests(&lab.b, 300);
+            ntptap_tests::numbered_requests(&lab.b, Lab::A4, 300, Duration::from_millis(1));
         });
     each_once_in_order(&ours, 300);
     same_frames(&ours, &theirs);
@@ -597,7 +589,7 @@ fn rotation_ring_keeps_at_most_w_files() {
     let (ours, theirs, files, _dir) = rotated_capture(
         "rot-w",
         &["-C", "0.005", "-W", "3", "-w", "ntp.pcapng"],
-        |lab, _| numbered_requests(&lab.b, 300),
+        |lab, _| ntptap_tests::numbered_requests(&lab.b, Lab::A4, 300, Duration::from_millis(1)),
     );
     assert_eq!(files.len(), 3, "{files:?}");
     // The ring holds the newest frames, in order, ending with the last one sent.
@@ -612,14 +604,14 @@ fn rotation_by_time_aligned_and_on_sighup() {
         &["-G", "1", "--rotate-align", "-w", "ntp-%H%M%S.pcapng"],
         |lab, ntptap| {
             for _ in 0..3 {
-                numbered_requests(&lab.b, 20);
+                ntptap_tests::numbered_requests(&lab.b, Lab::A4, 20, Duration::from_millis(1));
                 std::thread::sleep(Duration::from_millis(1100));
             }
             // SIGHUP: a new file right away, even within the second.
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(ntptap.pid()), Signal::SIGHUP)
                 .unwrap();
             std::thread::sleep(Duration::from_millis(50));
-            numbered_requests(&lab.b, 20);
+            ntptap_tests::numbered_requests(&lab.b, Lab::A4, 20, Duration::from_millis(1));
         },
     );
     same_frames(&ours, &theirs);
@@ -639,7 +631,7 @@ fn post_rotate_command_runs_on_each_closed_file() {
         "rot-z",
         &["-C", "0.005", "-z", "gzip", "-w", "ntp.pcap"],
         |lab, _| {
-            numbered_requests(&lab.b, 200);
+            ntptap_tests::numbered_requests(&lab.b, Lab::A4, 200, Duration::from_millis(1));
         },
     );
     assert_eq!(theirs.len(), 200);

@@ -12,20 +12,7 @@ use ntptap_tests::{Lab, Netns, NftCounter, Proc, exit_counts, ntptap_bin, read_p
 /// NTP requests from `ns` to `server` for `seconds`, `rate` a second (0: as fast as Python
 /// sends).
 fn flood(ns: &Netns, server: &str, rate: u32, seconds: f64) {
-    let script = format!(
-        "import socket, time\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         p = b'\\x23' + bytes(47)\n\
-         rate, start = {rate}, time.perf_counter()\n\
-         end, sent = start + {seconds}, 0\n\
-         while True:\n\
-         \x20   now = time.perf_counter()\n\
-         \x20   if now >= end: break\n\
-         \x20   due = int((now - start) * rate) if rate else sent + 64\n\
-         \x20   while sent < due:\n\
-         \x20       s.sendto(p, ({server:?}, 123)); sent += 1\n\
-         \x20   if rate: time.sleep(0.0005)\n"
-    );
+    let script = ntptap_tests::paced_requests(server, rate, seconds);
     run(ns.command("/usr/bin/python3").args(["-c", &script]));
 }
 

@@ -41,22 +41,6 @@ fn sample(pid: i32, seconds: u64) -> Vec<(u64, u64, usize)> {
     curve
 }
 
-/// Python sending numbered NTP requests to `server` at `rate` a second for `seconds`.
-fn paced(server: &str, rate: u32, seconds: u64) -> String {
-    format!(
-        "import socket, time\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         start = time.perf_counter(); sent = 0\n\
-         while True:\n\
-         \x20   now = time.perf_counter()\n\
-         \x20   if now - start >= {seconds}: break\n\
-         \x20   due = int((now - start) * {rate})\n\
-         \x20   while sent < due:\n\
-         \x20       s.sendto(b'\\x23' + bytes(43) + sent.to_bytes(4, 'big'), ({server:?}, 123)); sent += 1\n\
-         \x20   time.sleep(0.001)\n"
-    )
-}
-
 #[test]
 #[ignore = "ten minutes; run with cargo xtask soak"]
 fn ten_minutes_of_rotation_at_the_lossless_rate() {
@@ -89,7 +73,7 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
     );
     ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let pid = ntptap.pid();
-    let script = paced(Lab::A4, rate, seconds);
+    let script = ntptap_tests::paced_requests(Lab::A4, rate, seconds as f64);
     let sender = Proc::spawn(
         "flood",
         lab.b.command("/usr/bin/python3").args(["-c", &script]),

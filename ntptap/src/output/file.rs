@@ -183,21 +183,20 @@ impl Guarded {
 
 impl Sink for Guarded {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        if self.lost.is_some() {
-            self.taken += 1;
-            self.lost = self.lost.map(|l| l + 1);
+        self.taken += 1;
+        if let Some(lost) = &mut self.lost {
+            *lost += 1;
             return Err(io::Error::other(format!(
                 "{} failed earlier",
                 self.path.display()
             )));
         }
-        self.taken += 1;
         match self.inner.frame(frame) {
             Ok(written) => {
+                // Where this frame ends; `settle` retires it once the file has it all.
                 let mut j = self.journal.borrow_mut();
                 let end = j.handed;
                 j.pending.push_back(end);
-                j.settle();
                 Ok(written)
             }
             Err(e) => Err(self.fail(&e)),
