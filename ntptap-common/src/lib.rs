@@ -209,6 +209,10 @@ pub mod names {
     pub const CONFIG: &str = "NTPTAP_CONFIG";
     /// XDP program (ingress).
     pub const XDP: &str = "ntptap_xdp";
+    /// XDP program (ingress) for kernels without `bpf_xdp_load_bytes` (before 5.18).
+    pub const XDP_COPY: &str = "ntptap_xdp_copy";
+    /// XDP program that loads only where `bpf_xdp_load_bytes` exists; never attached.
+    pub const PROBE_XDP_LOAD_BYTES: &str = "ntptap_probe_xdp";
     /// TC program for ingress (`--hook tc`).
     pub const TC_INGRESS: &str = "ntptap_tc_in";
     /// TC program for egress.

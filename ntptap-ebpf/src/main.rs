@@ -79,6 +79,33 @@ pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Ingress capture at XDP on kernels without `bpf_xdp_load_bytes` (before 5.18): the same
+/// program, copying the frame with a bounded loop over direct packet access. The loader picks
+/// it when [`ntptap_probe_xdp`] does not load.
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_xdp_copy(ctx: XdpContext) -> u32 {
+    let frame = XdpLoopFrame(&ctx);
+    tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
+    xdp_action::XDP_PASS
+}
+
+/// A feature probe, never attached: it loads only if the kernel offers `bpf_xdp_load_bytes`.
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_probe_xdp(ctx: XdpContext) -> u32 {
+    let mut byte = 0u8;
+    // SAFETY: one byte into a one-byte stack buffer; the helper checks the packet bounds.
+    unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (&raw mut byte).cast(), 1) };
+    xdp_action::XDP_PASS
+}
+
 /// Ingress capture at TC (`--hook tc`).
 #[classifier]
 #[expect(
@@ -119,8 +146,9 @@ trait Frame {
     fn linear(&self) -> (usize, usize);
     /// Length of the whole frame.
     fn len(&self) -> u64;
-    /// Copy the first `len` bytes of the frame to `dst`; `len` is in `1..=N` for a `[u8; N]`.
-    fn copy(&self, dst: *mut u8, len: u32) -> i64;
+    /// Copy the first `len` bytes of the frame to `dst`, a `[u8; N]`; `len` is in `1..=N`.
+    /// Zero on success.
+    fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64;
     /// A VLAN tag the kernel keeps outside the frame's bytes: (protocol, TCI).
     fn offloaded_vlan(&self) -> Option<(u16, u16)>;
 }
@@ -142,7 +170,7 @@ impl Frame for XdpFrame<'_> {
         (self.0.data_end() - self.0.data()) as u64
     }
     #[inline(always)]
-    fn copy(&self, dst: *mut u8, len: u32) -> i64 {
+    fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: `dst` points into a ring record with room for `len` bytes; the helper checks
         // the packet bounds itself.
         unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
@@ -150,6 +178,69 @@ impl Frame for XdpFrame<'_> {
     #[inline(always)]
     fn offloaded_vlan(&self) -> Option<(u16, u16)> {
         // XDP sees the frame as it came off the wire, tags included.
+        None
+    }
+}
+
+/// XDP without `bpf_xdp_load_bytes`: copies with a loop (see [`ntptap_xdp_copy`]).
+struct XdpLoopFrame<'a>(&'a XdpContext);
+
+impl Frame for XdpLoopFrame<'_> {
+    type Ctx = XdpContext;
+    #[inline(always)]
+    fn ctx(&self) -> &XdpContext {
+        self.0
+    }
+    #[inline(always)]
+    fn linear(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (self.0.data_end() - self.0.data()) as u64
+    }
+    #[inline(always)]
+    fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64 {
+        let (start, end) = self.linear();
+        let len = len as usize;
+        // Eight bytes a step while eight remain, then byte by byte: at most N / 8 + 7 steps.
+        // The offset is a constant on every path the verifier walks, so each packet read is
+        // covered by the check just before it.
+        let mut i = 0;
+        for _ in 0..N / 8 {
+            if i + 8 > len {
+                break;
+            }
+            if start + i + 8 > end {
+                return -1;
+            }
+            // SAFETY: bytes i..i+8 lie inside the packet (checked above) and inside the
+            // record (i + 8 <= len <= N); neither pointer need be aligned.
+            unsafe {
+                let word = core::ptr::read_unaligned((start + i) as *const u64);
+                core::ptr::write_unaligned(dst.add(i).cast::<u64>(), word);
+            }
+            i += 8;
+        }
+        // A 1 the compiler cannot see: it would turn `p + 1 > end` into `p >= end`, a form
+        // verifiers before 6.x do not take as proof that the byte at p exists.
+        // SAFETY: a read of a local.
+        let one = unsafe { core::ptr::read_volatile(&raw const ONE) };
+        for _ in 0..7 {
+            if i >= len || i >= N {
+                break;
+            }
+            if start + i + one > end {
+                return -1;
+            }
+            // SAFETY: the byte at i lies inside the packet (checked above) and the record.
+            unsafe { *dst.add(i) = *((start + i) as *const u8) };
+            i += 1;
+        }
+        0
+    }
+    #[inline(always)]
+    fn offloaded_vlan(&self) -> Option<(u16, u16)> {
         None
     }
 }
@@ -196,7 +287,7 @@ impl Frame for TcFrame<'_> {
         u64::from(self.0.len())
     }
     #[inline(always)]
-    fn copy(&self, dst: *mut u8, len: u32) -> i64 {
+    fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: as for XDP: `dst` has room for `len` bytes, the helper checks the skb bounds.
         unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, dst.cast(), len) }
     }
@@ -210,6 +301,9 @@ impl Frame for TcFrame<'_> {
         (present != 0).then(|| (u16::from_be(proto as u16), tci as u16))
     }
 }
+
+/// See [`XdpLoopFrame::copy`].
+static ONE: usize = 1;
 
 #[inline(always)]
 /// Count one `counter` in the block starting at `base` (see `counter_base`).
@@ -236,21 +330,24 @@ fn port_watched(port: u16) -> bool {
 /// Whether the frame's source or destination is in the host sets.
 #[inline(always)]
 fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
-    match addresses {
-        Addresses::None => false,
-        Addresses::V4 { src, dst } => {
+    match addresses.family {
+        Addresses::V4 => {
             // SAFETY: lookups in a hash map with keys of the declared type.
-            unsafe { NTPTAP_HOSTS4.get(src).is_some() || NTPTAP_HOSTS4.get(dst).is_some() }
+            unsafe {
+                NTPTAP_HOSTS4.get(addresses.src).is_some()
+                    || NTPTAP_HOSTS4.get(addresses.dst).is_some()
+            }
         }
-        Addresses::V6 { header } => {
+        Addresses::V6 => {
             let watched = |off: usize| {
                 ipv6_address(start, end, off).is_some_and(|key| {
                     // SAFETY: a lookup in a hash map with keys of the declared type.
                     unsafe { NTPTAP_HOSTS6.get(key).is_some() }
                 })
             };
-            watched(header + 8) || watched(header + 24)
+            watched(addresses.header + 8) || watched(addresses.header + 24)
         }
+        _ => false,
     }
 }
 
@@ -407,6 +504,10 @@ fn emit<const N: usize, F: Frame>(
     // The verifier needs the very register passed to the helper bounded to 1..=N. A zero test
     // on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
     // bounds then follow from arithmetic on that register. `tap` never calls us with cap == 0.
+    // The volatile read hides `cap >= 1` from the compiler, which would otherwise fold the
+    // clamp into min(cap, N) and leave older verifiers (6.1) a length whose minimum is 0.
+    // SAFETY: a read of a local.
+    let cap = unsafe { core::ptr::read_volatile(&raw const cap) };
     let mut last = cap.wrapping_sub(1);
     if last > (N - 1) as u64 {
         last = (N - 1) as u64;
@@ -418,7 +519,7 @@ fn emit<const N: usize, F: Frame>(
     // bytes; `data` has room for `len <= N` bytes.
     let copied = unsafe {
         (*record).header = header;
-        frame.copy((&raw mut (*record).data).cast(), len as u32)
+        frame.copy::<N>((&raw mut (*record).data).cast(), len as u32)
     };
     if copied != 0 {
         entry.discard(0);

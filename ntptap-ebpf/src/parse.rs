@@ -5,14 +5,32 @@
 //! packet. Offsets stay below [`MAX_L4_OFFSET`] so the verifier can bound every pointer.
 
 /// Where the IP addresses are, for the host filter.
+///
+/// A struct whose every field is always written, not an enum: for an enum, the compiler may
+/// read a variant's field from the stack before testing the variant, and verifiers before
+/// Linux 5.12 refuse any read of a stack slot that was not written on that path.
 #[derive(Clone, Copy)]
-pub enum Addresses {
-    /// Not IP, or not parsed that far.
-    None,
+pub struct Addresses {
+    /// [`Addresses::NONE`], [`Addresses::V4`] or [`Addresses::V6`].
+    pub family: u8,
     /// IPv4 source and destination, as they are in the packet (network byte order).
-    V4 { src: u32, dst: u32 },
+    pub src: u32,
+    pub dst: u32,
     /// IPv6: the offset of the fixed header, whose bytes 8..40 are the addresses.
-    V6 { header: usize },
+    pub header: usize,
+}
+
+impl Addresses {
+    /// Not IP, or not parsed that far.
+    pub const NONE: u8 = 0;
+    pub const V4: u8 = 4;
+    pub const V6: u8 = 6;
+    const NOTHING: Addresses = Addresses {
+        family: Self::NONE,
+        src: 0,
+        dst: 0,
+        header: 0,
+    };
 }
 
 /// What the parser found.
@@ -67,7 +85,7 @@ fn be16(b: [u8; 2]) -> u16 {
 #[inline(always)]
 pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
     let Some(eth) = at::<ETH_HLEN>(start, end, 0) else {
-        return (Verdict::Unparsable, Addresses::None);
+        return (Verdict::Unparsable, Addresses::NOTHING);
     };
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut off = ETH_HLEN;
@@ -77,7 +95,7 @@ pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
             break;
         }
         let Some(tag) = at::<4>(start, end, off) else {
-            return (Verdict::Unparsable, Addresses::None);
+            return (Verdict::Unparsable, Addresses::NOTHING);
         };
         ethertype = be16([tag[2], tag[3]]);
         off += 4;
@@ -85,16 +103,25 @@ pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
     let (next, addresses) = match ethertype {
         ETH_P_IP => {
             let addresses = match at::<20>(start, end, off) {
-                Some(ip) => Addresses::V4 {
+                Some(ip) => Addresses {
+                    family: Addresses::V4,
                     src: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
                     dst: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                    header: off,
                 },
-                None => Addresses::None,
+                None => Addresses::NOTHING,
             };
             (ipv4(start, end, off), addresses)
         }
-        ETH_P_IPV6 => (ipv6(start, end, off), Addresses::V6 { header: off }),
-        _ => return (Verdict::Other, Addresses::None),
+        ETH_P_IPV6 => (
+            ipv6(start, end, off),
+            Addresses {
+                family: Addresses::V6,
+                header: off,
+                ..Addresses::NOTHING
+            },
+        ),
+        _ => return (Verdict::Other, Addresses::NOTHING),
     };
     let off = match next {
         Ok(off) => off,

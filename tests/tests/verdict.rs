@@ -7,7 +7,7 @@
 //! their full size: never a false match, never a miss.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use ntptap::capture::{CaptureConfig, Counts, Directions, Hook, Programs, XdpModeArg};
+use ntptap::capture::{CaptureConfig, Counts, Directions, Hook, Programs, XdpModeArg, xdp_program};
 use ntptap_common::{Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, MAX_DATA, names};
 
 const XDP_PASS: u32 = 2;
@@ -174,6 +174,21 @@ const NTP: L4 = L4::Udp {
 
 struct Harness {
     programs: Programs,
+    /// The programs under test: both XDP programs where the kernel has
+    /// `bpf_xdp_load_bytes`, only the copy-loop one where it has not, and the TC pair.
+    names: Vec<&'static str>,
+}
+
+fn is_xdp(program: &str) -> bool {
+    program == names::XDP || program == names::XDP_COPY
+}
+
+fn direction_of(program: &str) -> u8 {
+    if program == names::TC_EGRESS {
+        DIRECTION_EGRESS
+    } else {
+        DIRECTION_INGRESS
+    }
 }
 
 impl Harness {
@@ -197,19 +212,25 @@ impl Harness {
             debug_ebpf: false,
         };
         let mut programs = Programs::load(&config).expect("load the programs");
-        let xdp: &mut Xdp = programs
-            .ebpf
-            .program_mut(names::XDP)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        xdp.load().expect("XDP program passes the verifier");
+        let mut names = vec![names::XDP_COPY];
+        if xdp_program(&mut programs.ebpf).0 == names::XDP {
+            names.insert(0, names::XDP);
+        } else {
+            eprintln!("this kernel has no bpf_xdp_load_bytes: testing the copy-loop XDP program");
+        }
+        for name in &names {
+            let xdp: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+            xdp.load()
+                .unwrap_or_else(|e| panic!("{name} passes the verifier: {e:?}"));
+        }
         for name in [names::TC_INGRESS, names::TC_EGRESS] {
             let tc: &mut SchedClassifier =
                 programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
-            tc.load().expect("TC program passes the verifier");
+            tc.load()
+                .unwrap_or_else(|e| panic!("{name} passes the verifier: {e:?}"));
+            names.push(name);
         }
-        Harness { programs }
+        Harness { programs, names }
     }
 
     fn counts(&self) -> Counts {
@@ -226,23 +247,16 @@ impl Harness {
             ..Default::default()
         };
         let program_ref = self.programs.ebpf.program(program).unwrap();
-        let (result, direction, pass) = if program == names::XDP {
+        let (result, direction, pass) = if is_xdp(program) {
             let p: &Xdp = program_ref.try_into().unwrap();
             (p.test_run(opts), DIRECTION_INGRESS, XDP_PASS)
         } else {
             let p: &SchedClassifier = program_ref.try_into().unwrap();
-            let dir = if program == names::TC_EGRESS {
-                DIRECTION_EGRESS
-            } else {
-                DIRECTION_INGRESS
-            };
-            (p.test_run(opts), dir, TC_ACT_UNSPEC)
+            (p.test_run(opts), direction_of(program), TC_ACT_UNSPEC)
         };
         let result = match result {
             Ok(r) => r,
-            Err(_)
-                if frame.len() < 14 || (program != names::XDP && expect == Expect::Unparsable) =>
-            {
+            Err(_) if frame.len() < 14 || (!is_xdp(program) && expect == Expect::Unparsable) => {
                 // The kernel's test runner needs an Ethernet header, and for skb programs a
                 // plausible network header after it (its own checks; see the kernel's
                 // empty_skb selftest). The caller decides which refusals it accepts.
@@ -314,7 +328,7 @@ impl Harness {
 
     /// `check` on every program.
     fn check_all(&mut self, frame: &[u8], expect: Expect, what: &str) {
-        for program in [names::XDP, names::TC_INGRESS, names::TC_EGRESS] {
+        for program in self.names.clone() {
             self.check(program, frame, expect, what);
         }
     }
@@ -573,11 +587,11 @@ fn truncated_at_every_length_never_a_false_match_never_a_miss() {
                 Expect::Unparsable
             };
             let what = format!("{what}, cut to {len} bytes");
-            for program in [names::XDP, names::TC_INGRESS, names::TC_EGRESS] {
+            for program in h.names.clone() {
                 let ran = h.check(program, cut, want, &what);
                 // XDP runs on every frame of at least an Ethernet header; skb programs on
                 // every frame that holds its UDP header.
-                let must_run = if program == names::XDP {
+                let must_run = if is_xdp(program) {
                     len >= 14
                 } else {
                     want == Expect::Match
@@ -680,13 +694,17 @@ fn long_extension_chains_and_lying_udp_lengths() {
 fn snap_length_truncates_and_counts() {
     let mut h = Harness::new(64, false);
     let frame = ipv4(&[], 0, 0, NTP).bytes;
-    let before = h.counts();
-    h.check(names::XDP, &frame, Expect::Match, "snaplen 64");
-    assert_eq!(
-        h.counts().get(DIRECTION_INGRESS, Counter::Truncated)
-            - before.get(DIRECTION_INGRESS, Counter::Truncated),
-        1
-    );
+    for program in h.names.clone() {
+        let direction = direction_of(program);
+        let before = h.counts();
+        h.check(program, &frame, Expect::Match, "snaplen 64");
+        assert_eq!(
+            h.counts().get(direction, Counter::Truncated)
+                - before.get(direction, Counter::Truncated),
+            1,
+            "{program}"
+        );
+    }
 }
 
 #[test]
@@ -704,13 +722,17 @@ fn frames_longer_than_the_maximum_are_cut_and_keep_their_length() {
     )
     .bytes;
     assert!(frame.len() > MAX_DATA);
-    let before = h.counts();
-    h.check(names::TC_EGRESS, &frame, Expect::Match, "3 KB frame");
-    assert_eq!(
-        h.counts().get(DIRECTION_EGRESS, Counter::Truncated)
-            - before.get(DIRECTION_EGRESS, Counter::Truncated),
-        1
-    );
+    for program in h.names.clone() {
+        let direction = direction_of(program);
+        let before = h.counts();
+        h.check(program, &frame, Expect::Match, "3 KB frame");
+        assert_eq!(
+            h.counts().get(direction, Counter::Truncated)
+                - before.get(direction, Counter::Truncated),
+            1,
+            "{program}"
+        );
+    }
 }
 
 #[test]

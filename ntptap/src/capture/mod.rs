@@ -14,7 +14,10 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        tc::{NlOptions, TcAttachOptions},
+    },
 };
 use ntptap_common::{Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, names};
 use tokio::io::unix::AsyncFd;
@@ -529,14 +532,38 @@ fn raise_memlock_limit() {
     }
 }
 
+/// The XDP program this kernel can run, and how it copies frames: the one that calls
+/// `bpf_xdp_load_bytes` (Linux 5.18) if a probe program calling it loads, else the one with a
+/// bounded copy loop.
+pub fn xdp_program(ebpf: &mut Ebpf) -> (&'static str, &'static str) {
+    let probe: Result<&mut Xdp, _> = program(ebpf, names::PROBE_XDP_LOAD_BYTES);
+    match probe.map(Xdp::load) {
+        Ok(Ok(())) => (names::XDP, "bpf_xdp_load_bytes"),
+        Ok(Err(e)) => {
+            debug!(error = %e, "no bpf_xdp_load_bytes (Linux 5.18); XDP copies with a loop");
+            (
+                names::XDP_COPY,
+                "a bounded copy loop (no bpf_xdp_load_bytes before Linux 5.18)",
+            )
+        }
+        Err(e) => {
+            debug!(error = %e, "probe program missing; XDP copies with a loop");
+            (names::XDP_COPY, "a bounded copy loop")
+        }
+    }
+}
+
 /// Attach the programs `config` asks for; returns what was decided, for `-v`.
 fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
     let mut decisions = Vec::new();
     let want_in = config.directions != Directions::Out;
     let want_out = config.directions != Directions::In;
     if want_in && config.hook == Hook::Xdp {
-        let xdp: &mut Xdp = program(ebpf, names::XDP)?;
-        xdp.load().map_err(|e| verifier_error(names::XDP, &e))?;
+        let (name, copy) = xdp_program(ebpf);
+        info!(program = name, copy, "chose the XDP program");
+        decisions.push(format!("XDP copies frames with {copy}"));
+        let xdp: &mut Xdp = program(ebpf, name)?;
+        xdp.load().map_err(|e| verifier_error(name, &e))?;
         for iface in &config.interfaces {
             let mode = match config.xdp_mode {
                 XdpModeArg::Native => attach_xdp(xdp, iface, XdpMode::Driver, config.xdp_mode)?,
@@ -576,18 +603,22 @@ fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<Vec<String>
         let tc: &mut SchedClassifier = program(ebpf, name)?;
         tc.load().map_err(|e| verifier_error(name, &e))?;
         for iface in &config.interfaces {
-            let how = match tc.attach(&iface.name, attach_type) {
+            // TCX (Linux 6.6) if the kernel takes it; otherwise a filter on the clsact qdisc.
+            let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
+            let how = match tc.attach_with_options(&iface.name, attach_type, tcx) {
                 Ok(_) => "TCX link",
                 Err(first) => {
-                    // Kernels without TCX (before 6.6) need the clsact qdisc for netlink attach.
-                    debug!(iface = %iface.name, error = %first, "TC attach failed; adding clsact and retrying");
+                    debug!(iface = %iface.name, error = %first, "no TCX; attaching to the clsact qdisc");
+                    // EEXIST when the qdisc is there already, which is what we want.
                     let _ = aya::programs::tc::qdisc_add_clsact(&iface.name);
-                    tc.attach(&iface.name, attach_type).map_err(|e| {
-                        anyhow!(
-                            "cannot attach the TC {label} program to {}: {e}",
-                            iface.name
-                        )
-                    })?;
+                    let netlink = TcAttachOptions::Netlink(NlOptions::default());
+                    tc.attach_with_options(&iface.name, attach_type, netlink)
+                        .map_err(|e| {
+                            anyhow!(
+                                "cannot attach the TC {label} program to {}: {e} (TCX: {first})",
+                                iface.name
+                            )
+                        })?;
                     "clsact qdisc (netlink)"
                 }
             };
