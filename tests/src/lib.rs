@@ -83,6 +83,21 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Run `f` on a thread that has entered this namespace: sockets it creates live there.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("enter {path}: {e}"));
+            f()
+        })
+        .join()
+        .expect("the thread in the namespace panicked")
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -360,6 +375,8 @@ pub struct Record {
     pub ts: Duration,
     pub orig_len: u32,
     pub data: Vec<u8>,
+    /// pcapng only: the EPB flags' direction (1 inbound, 2 outbound, 0 not given).
+    pub direction: Option<u32>,
 }
 
 /// Every record of the pcap file at `path`.
@@ -375,10 +392,17 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
                 .unwrap_or_else(|e| panic!("{} has a corrupt block: {e}", path.display()))
                 .0;
             if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                let direction = p.options.iter().find_map(|o| match o {
+                    pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => {
+                        Some(f & 3)
+                    }
+                    _ => None,
+                });
                 records.push(Record {
                     ts: p.timestamp,
                     orig_len: p.original_len,
                     data: p.data.to_vec(),
+                    direction: Some(direction.unwrap_or(0)),
                 });
             }
         }
@@ -394,6 +418,7 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
             ts: p.timestamp(),
             orig_len: p.orig_len(),
             data: p.data().to_vec(),
+            direction: None,
         });
     }
     records

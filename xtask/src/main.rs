@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod setup;
+mod vmtest;
 
 use std::{
     env,
@@ -66,6 +67,12 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Boot Debian's cloud kernels 5.10, 6.1 and 6.12 in QEMU and run the kernel tests in each
+    /// (BPF_PROG_TEST_RUN verdicts; captures on a veth pair inside the guest).
+    Vmtest {
+        /// Only these kernels (5.10, 6.1, 6.12); all by default.
+        kernels: Vec<String>,
+    },
     /// The soak: an NTP flood at a lossless rate with rotation on, sampling ntptap's memory
     /// and descriptors (as root); the curve goes to target/soak.txt.
     Soak {
@@ -76,12 +83,15 @@ enum Task {
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
     Lint,
-    /// Set up, lint, run every test (kernel tests included: run as root), then fuzz each
-    /// target for a bounded time.
+    /// Set up, lint, run every test (kernel tests included: run as root), run the kernel
+    /// tests on the kernel matrix (`vmtest`), then fuzz each target for a bounded time.
     Test {
         /// Seconds each fuzz target runs after the tests (0: no fuzzing).
         #[arg(long, default_value_t = 15)]
         fuzz_seconds: u32,
+        /// Skip the kernel matrix (the host kernel still runs every test).
+        #[arg(long)]
+        skip_vms: bool,
         /// Extra arguments for `cargo test` (after `--`, for the test binaries).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -132,10 +142,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Task::Bench { packets, runs } => bench::run(&root, &bench::Options { packets, runs }),
         Task::Fuzz { seconds, target } => fuzz::run(&root, seconds, target.as_deref()),
-        Task::Test { args, fuzz_seconds } => {
+        Task::Vmtest { kernels } => {
+            setup::all(&root)?;
+            vmtest::run(&root, &kernels)
+        }
+        Task::Test {
+            args,
+            fuzz_seconds,
+            skip_vms,
+        } => {
             setup::all(&root)?;
             lint()?;
             let tests = test(&root, &args);
+            // The matrix runs even when a host test failed, so one run reports both.
+            let tests = if skip_vms {
+                tests
+            } else {
+                tests.and(vmtest::run(&root, &[]))
+            };
             // Fuzzing runs even when a test failed, so one run reports both.
             let fuzzed = if fuzz_seconds > 0 {
                 fuzz::run(&root, fuzz_seconds, None)

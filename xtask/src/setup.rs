@@ -24,6 +24,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     "libcap2-bin",
     "nftables",
+    // The kernel matrix (`cargo xtask vmtest`): QEMU, and what the guests' initramfs is made of.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
 ];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
@@ -91,7 +97,7 @@ fn missing_debian_packages(packages: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn apt_get(args: &[&str], dir: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn apt_get(args: &[&str], dir: Option<&Path>) -> anyhow::Result<()> {
     let mut command = Command::new("apt-get");
     command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     if let Some(dir) = dir {

@@ -1,0 +1,127 @@
+//! Captures that need nothing but `ip`, `ethtool` and ntptap: no Python, no NTP daemon. They
+//! run on the host with the rest of the suite, and unchanged inside the kernel-matrix VMs
+//! (`cargo xtask vmtest`), where they prove that the programs ntptap chose for that kernel
+//! (XDP copy helper or copy loop, TCX or clsact) capture every frame both ways, byte for byte.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use ntptap_tests::{Lab, Proc, exit_counts, ntptap_bin, read_pcap};
+
+/// Exchanges per address family.
+const EXCHANGES: u64 = 50;
+/// pcapng EPB direction flags.
+const INBOUND: u32 = 1;
+const OUTBOUND: u32 = 2;
+
+/// A 48-byte NTP packet of `mode` whose transmit timestamp carries `number`.
+fn ntp(mode: u8, number: u64, origin: [u8; 8]) -> Vec<u8> {
+    let mut p = vec![0u8; 48];
+    p[0] = (4 << 3) | mode;
+    if mode == 4 {
+        p[1] = 2; // stratum
+        p[12..16].copy_from_slice(b"TEST");
+        p[24..32].copy_from_slice(&origin);
+    }
+    p[40..48].copy_from_slice(&(0xe000_0000_0000_0000 | number).to_be_bytes());
+    p
+}
+
+/// `EXCHANGES` request/reply pairs from `client` to `server` (a socket bound to port 123);
+/// returns the payloads in the order they crossed the wire.
+fn exchange(client: &UdpSocket, server: &UdpSocket, to: SocketAddr, base: u64) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 128];
+    for n in base..base + EXCHANGES {
+        let request = ntp(3, n, [0; 8]);
+        client.send_to(&request, to).expect("send the request");
+        let (len, from) = server.recv_from(&mut buf).expect("the request arrives");
+        assert_eq!(&buf[..len], &request[..]);
+        let reply = ntp(4, n, request[40..48].try_into().unwrap());
+        server.send_to(&reply, from).expect("send the reply");
+        let len = client.recv(&mut buf).expect("the reply arrives");
+        assert_eq!(&buf[..len], &reply[..]);
+        sent.push(request);
+        sent.push(reply);
+    }
+    sent
+}
+
+/// ntptap on the server side's interface, in `hook` mode, captures every request as it
+/// arrives and every reply as it leaves, over IPv4 and IPv6, and accounts for all of them.
+fn server_side_capture_is_exact(hook: &str) {
+    let lab = Lab::new(&format!("port-{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.pcapng");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-v", "-i", "va", "--hook", hook, "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+
+    let mut sent = Vec::new();
+    for (base, server, client) in [(0, Lab::A4, Lab::B4), (1000, Lab::A6, Lab::B6)] {
+        let bind = |ip: &str, port: u16| {
+            let addr: SocketAddr = (ip.parse::<std::net::IpAddr>().unwrap(), port).into();
+            move || {
+                let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s
+            }
+        };
+        let server_socket = lab.a.enter(bind(server, 123));
+        let client_socket = lab.b.enter(bind(client, 0));
+        let to = server_socket.local_addr().unwrap();
+        sent.extend(exchange(&client_socket, &server_socket, to, base));
+    }
+    // Let the last reply's record reach the file before stopping.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    // Which copy path and attach method this kernel got, for the VM logs.
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains(" at ") || l.contains("copies"))
+    {
+        eprintln!("{line}");
+    }
+
+    let records = read_pcap(&file);
+    let total = 4 * EXCHANGES;
+    assert_eq!(records.len() as u64, total, "every frame, once:\n{stderr}");
+    for (i, (record, payload)) in records.iter().zip(&sent).enumerate() {
+        assert_eq!(
+            record.data.len(),
+            record.orig_len as usize,
+            "frame {i} is whole"
+        );
+        assert!(
+            record.data.ends_with(payload),
+            "frame {i} carries what was sent, in order"
+        );
+        let want = if i % 2 == 0 { INBOUND } else { OUTBOUND };
+        assert_eq!(record.direction, Some(want), "frame {i}: direction");
+    }
+    let counts = exit_counts(&stderr);
+    assert_eq!(
+        (counts.captured, counts.received, counts.dropped),
+        (total, total, 0),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_side_capture_is_exact_xdp_hook() {
+    server_side_capture_is_exact("xdp");
+}
+
+#[test]
+fn server_side_capture_is_exact_tc_hook() {
+    server_side_capture_is_exact("tc");
+}

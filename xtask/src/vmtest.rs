@@ -1,0 +1,598 @@
+//! The kernel matrix: boot Debian's cloud kernels in QEMU and run the kernel tests inside.
+//!
+//! Each kernel comes from Debian's archive as a package, through a private apt configuration
+//! (its own sources list, lists and cache under target/vmtest/apt) that names the mirror the
+//! machine already uses. The guest is an initramfs: busybox, the host's `ip` and `ethtool`
+//! with their libraries, the kernel's veth and TC modules, ntptap, and two test binaries: the
+//! BPF_PROG_TEST_RUN verdict tests and the portable captures (a veth pair in two namespaces,
+//! NTP exchanges both ways, the file checked against what was sent). QEMU runs with software
+//! emulation (TCG): this machine kind's /dev/kvm cannot boot ordinary kernels, and the
+//! verifier's answers do not depend on the accelerator.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cargo, cmd};
+
+/// A kernel of the matrix: what it is called here, and the Debian suite it comes from.
+pub struct Kernel {
+    pub name: &'static str,
+    pub suite: &'static str,
+}
+
+/// The kernels production hosts run, besides the host's own (which runs the whole suite).
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        name: "5.10",
+        suite: "bullseye",
+    },
+    Kernel {
+        name: "6.1",
+        suite: "bookworm",
+    },
+    Kernel {
+        name: "6.12",
+        suite: "bookworm-backports",
+    },
+];
+
+/// The test binaries the guests run, by their target names in the ntptap-tests package.
+const GUEST_TESTS: &[&str] = &["verdict", "portable"];
+/// Kernel modules the tests need that Debian's cloud kernels build as modules.
+const MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf"];
+/// Host programs the tests run inside the guest.
+const HOST_PROGRAMS: &[&str] = &["ip", "ethtool"];
+/// Busybox applets the init script uses.
+const APPLETS: &[&str] = &[
+    "sh", "mount", "mkdir", "insmod", "poweroff", "cat", "echo", "uname", "sleep",
+];
+/// Longest a guest may run (boot, tests, power-off) under software emulation.
+const GUEST_TIMEOUT: Duration = Duration::from_mins(10);
+
+/// What one guest reported.
+struct Outcome {
+    kernel: &'static str,
+    release: String,
+    results: Vec<(String, i32)>,
+    notes: BTreeSet<String>,
+    seconds: f64,
+    log: PathBuf,
+}
+
+impl Outcome {
+    fn passed(&self) -> bool {
+        self.results.len() == GUEST_TESTS.len() && self.results.iter().all(|(_, rc)| *rc == 0)
+    }
+}
+
+/// Fetch the kernels (once), build ntptap and the guest tests, build an initramfs per kernel,
+/// boot them all, and fail unless every test passed on every kernel.
+pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
+    let dir = root.join("target/vmtest");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let kernels: Vec<&Kernel> = KERNELS
+        .iter()
+        .filter(|k| only.is_empty() || only.iter().any(|o| o == k.name))
+        .collect();
+    if kernels.is_empty() {
+        let known: Vec<_> = KERNELS.iter().map(|k| k.name).collect();
+        bail!("no such kernel in the matrix; it has {}", known.join(", "));
+    }
+    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "xz"] {
+        if which(tool).is_none() {
+            bail!("{tool} is missing: run `cargo xtask setup` as root");
+        }
+    }
+
+    cargo(&["build", "--package", "ntptap"])?;
+    let tests = test_binaries()?;
+    let mut apt = Apt::new(&dir.join("apt"));
+    let mut images = Vec::new();
+    for kernel in &kernels {
+        let unpacked = fetch_kernel(&mut apt, &dir, kernel)?;
+        let initramfs = build_initramfs(root, &dir, kernel, &unpacked, &tests)?;
+        images.push((*kernel, unpacked, initramfs));
+    }
+
+    // All guests at once: each is one emulated CPU, and they have nothing to share.
+    let outcomes: Vec<anyhow::Result<Outcome>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = images
+            .iter()
+            .map(|(kernel, unpacked, initramfs)| {
+                let log = dir.join(format!("{}.log", kernel.name));
+                scope.spawn(move || boot(kernel, unpacked, initramfs, &log))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a guest thread panicked"))
+            .collect()
+    });
+
+    let mut report = String::from("kernel matrix (QEMU, software emulation):\n");
+    let mut failed = Vec::new();
+    for (outcome, (kernel, ..)) in outcomes.into_iter().zip(&images) {
+        match outcome {
+            Ok(o) => {
+                let results: Vec<String> = o
+                    .results
+                    .iter()
+                    .map(|(t, rc)| format!("{t} {}", if *rc == 0 { "ok" } else { "FAILED" }))
+                    .collect();
+                let _ = writeln!(
+                    report,
+                    "  {:<5} {:<28} {:>5.1} s  {}",
+                    o.kernel,
+                    o.release,
+                    o.seconds,
+                    if results.is_empty() {
+                        "no result".to_owned()
+                    } else {
+                        results.join(", ")
+                    }
+                );
+                for note in &o.notes {
+                    let _ = writeln!(report, "        {note}");
+                }
+                if !o.passed() {
+                    failed.push(format!("{} (see {})", o.kernel, o.log.display()));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(report, "  {:<5} {e:#}", kernel.name);
+                failed.push(kernel.name.to_owned());
+            }
+        }
+    }
+    eprint!("{report}");
+    if !failed.is_empty() {
+        bail!("the kernel tests failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// The guest test binaries, built for the host and found through cargo's JSON messages.
+fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args([
+        "test",
+        "--package",
+        "ntptap-tests",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    for test in GUEST_TESTS {
+        command.args(["--test", test]);
+    }
+    let out = command
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the guest tests failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let name = message["target"]["name"].as_str().unwrap_or_default();
+        if let (Some(exe), true) = (message["executable"].as_str(), GUEST_TESTS.contains(&name)) {
+            found.push((name.to_owned(), PathBuf::from(exe)));
+        }
+    }
+    if found.len() != GUEST_TESTS.len() {
+        bail!("cargo built {found:?}, not every one of {GUEST_TESTS:?}");
+    }
+    Ok(found)
+}
+
+/// A private apt configuration: Debian's archive at the mirror the machine uses, for the
+/// matrix's suites only, with lists and cache under `dir`. It never touches the machine's own.
+struct Apt {
+    dir: PathBuf,
+    updated: bool,
+}
+
+impl Apt {
+    fn new(dir: &Path) -> Self {
+        Apt {
+            dir: dir.to_path_buf(),
+            updated: false,
+        }
+    }
+
+    fn options(&self) -> Vec<String> {
+        let d = |sub: &str| self.dir.join(sub).display().to_string();
+        vec![
+            format!("-oDir::Etc::SourceList={}", d("sources.list")),
+            "-oDir::Etc::SourceParts=/dev/null".into(),
+            "-oDir::Etc::Preferences=/dev/null".into(),
+            "-oDir::Etc::PreferencesParts=/dev/null".into(),
+            format!("-oDir::State::Lists={}", d("lists")),
+            format!("-oDir::Cache={}", d("cache")),
+            // Downloads land in our own directory, which apt's sandbox user may not write.
+            "-oAPT::Sandbox::User=root".into(),
+        ]
+    }
+
+    /// Write the sources list and download the package lists, once per run.
+    fn update(&mut self) -> anyhow::Result<()> {
+        if self.updated {
+            return Ok(());
+        }
+        let mirror = debian_mirror()?;
+        for sub in ["lists/partial", "cache/archives/partial"] {
+            fs::create_dir_all(self.dir.join(sub))?;
+        }
+        let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        let mut sources = String::new();
+        for k in KERNELS {
+            let _ = writeln!(
+                sources,
+                "deb [signed-by={keyring}] {mirror} {} main",
+                k.suite
+            );
+        }
+        fs::write(self.dir.join("sources.list"), sources)?;
+        cmd(Command::new("apt-get")
+            .args(self.options())
+            .args(["update", "-q"]))
+        .context("cannot download the package lists for the kernel matrix")?;
+        self.updated = true;
+        Ok(())
+    }
+
+    /// The versioned kernel image package that `linux-image-cloud-amd64` names in `suite`.
+    fn cloud_kernel_package(&mut self, suite: &str) -> anyhow::Result<String> {
+        self.update()?;
+        let out = Command::new("apt-cache")
+            .args(self.options())
+            .args(["depends", &format!("linux-image-cloud-amd64/{suite}")])
+            .output()
+            .context("cannot run apt-cache")?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Depends: "))
+            .map(str::to_owned)
+            .with_context(|| format!("no cloud kernel image in {suite}"))
+    }
+
+    fn download(&self, package: &str, into: &Path) -> anyhow::Result<PathBuf> {
+        fs::create_dir_all(into)?;
+        cmd(Command::new("apt-get")
+            .args(self.options())
+            .args(["download", "-q", package])
+            .current_dir(into))?;
+        fs::read_dir(into)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}_")))
+                    && p.extension().is_some_and(|e| e == "deb")
+            })
+            .with_context(|| format!("apt-get download {package} left no .deb"))
+    }
+}
+
+/// The Debian mirror the machine's own apt configuration uses.
+fn debian_mirror() -> anyhow::Result<String> {
+    let deb822 = fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let one_line = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    deb822
+        .lines()
+        .find_map(|l| l.strip_prefix("URIs:"))
+        .and_then(|uris| uris.split_whitespace().next())
+        .or_else(|| {
+            one_line
+                .lines()
+                .filter(|l| l.starts_with("deb "))
+                .find_map(|l| l.split_whitespace().find(|w| w.contains("://")))
+        })
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .context("cannot find the machine's Debian mirror in /etc/apt/sources.list(.d)")
+}
+
+/// A kernel unpacked: its image, and a module tree depmod has indexed.
+struct Unpacked {
+    root: PathBuf,
+    release: String,
+}
+
+impl Unpacked {
+    fn image(&self) -> PathBuf {
+        self.root.join(format!("boot/vmlinuz-{}", self.release))
+    }
+}
+
+/// Download and unpack `kernel` unless an earlier run did.
+fn fetch_kernel(apt: &mut Apt, dir: &Path, kernel: &Kernel) -> anyhow::Result<Unpacked> {
+    let root = dir.join("kernels").join(kernel.name);
+    if let Some(unpacked) = unpacked(&root) {
+        return Ok(unpacked);
+    }
+    let package = apt.cloud_kernel_package(kernel.suite)?;
+    let deb = apt.download(&package, &dir.join("debs"))?;
+    let partial = dir.join("kernels").join(format!("{}.partial", kernel.name));
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial)?;
+    cmd(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))?;
+    let found = unpacked(&partial).with_context(|| format!("{} holds no kernel", deb.display()))?;
+    cmd(Command::new("depmod")
+        .arg("-b")
+        .arg(&partial)
+        .arg(&found.release))?;
+    fs::rename(&partial, &root)?;
+    unpacked(&root).context("the unpacked kernel moved")
+}
+
+fn unpacked(root: &Path) -> Option<Unpacked> {
+    let release = fs::read_dir(root.join("boot"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("vmlinuz-")
+                .map(str::to_owned)
+        })?;
+    Some(Unpacked {
+        root: root.to_path_buf(),
+        release,
+    })
+}
+
+/// The guest's init: mount what the tests need, load the modules, run each test binary and
+/// report its exit code on the console, power off.
+fn init_script() -> String {
+    let mut s = String::from(
+        "#!/bin/sh\n\
+         export PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sys /sys\n\
+         mount -t devtmpfs dev /dev\n\
+         mount -t tmpfs tmp /tmp\n\
+         mount -t tmpfs run /run\n\
+         mount -t bpf bpf /sys/fs/bpf\n\
+         mkdir -p /run/netns\n\
+         for m in $(cat /modules/order); do insmod /modules/$m || echo \"NTPTAP-VM-MODULE-FAILED $m\"; done\n\
+         # A distribution-like locked-memory limit: on 5.10, where BPF maps count against it,\n\
+         # ntptap must raise it itself.\n\
+         ulimit -l 64\n\
+         echo \"NTPTAP-VM-KERNEL $(uname -r)\"\n\
+         export NTPTAP_BIN=/bin/ntptap RUST_BACKTRACE=1\n",
+    );
+    for test in GUEST_TESTS {
+        let _ = writeln!(
+            s,
+            "/bin/ntptap-test-{test} --test-threads=1 --nocapture; echo \"NTPTAP-VM-RESULT {test} $?\""
+        );
+    }
+    s.push_str("poweroff -f\n");
+    s
+}
+
+/// Copy `program` to `dest` (inside `staging`) with every library `ldd` names for it.
+fn copy_with_libraries(staging: &Path, program: &Path, dest: &str) -> anyhow::Result<()> {
+    let target = staging.join(dest.trim_start_matches('/'));
+    fs::create_dir_all(target.parent().expect("a path in the staging tree"))?;
+    fs::copy(program, &target)
+        .with_context(|| format!("cannot copy {} into the guest", program.display()))?;
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .context("cannot run ldd")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+        let Some(path) = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(Path::new)
+        else {
+            continue;
+        };
+        let into = staging.join(path.strip_prefix("/").expect("absolute"));
+        if !into.exists() {
+            fs::create_dir_all(into.parent().expect("a library directory"))?;
+            fs::copy(path, &into).with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn build_initramfs(
+    root: &Path,
+    dir: &Path,
+    kernel: &Kernel,
+    unpacked: &Unpacked,
+    tests: &[(String, PathBuf)],
+) -> anyhow::Result<PathBuf> {
+    let staging = dir.join(format!("{}.root", kernel.name));
+    let _ = fs::remove_dir_all(&staging);
+    for sub in ["bin", "sbin", "proc", "sys", "dev", "tmp", "run", "modules"] {
+        fs::create_dir_all(staging.join(sub))?;
+    }
+    let busybox = which("busybox").context("busybox is missing")?;
+    fs::copy(&busybox, staging.join("bin/busybox"))?;
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", staging.join("bin").join(applet))?;
+    }
+    for program in HOST_PROGRAMS {
+        let path = which(program).with_context(|| format!("{program} is missing"))?;
+        copy_with_libraries(&staging, &path, &format!("/bin/{program}"))?;
+    }
+    copy_with_libraries(&staging, &root.join("target/debug/ntptap"), "/bin/ntptap")?;
+    for (name, exe) in tests {
+        copy_with_libraries(&staging, exe, &format!("/bin/ntptap-test-{name}"))?;
+    }
+    // Debug information is most of a debug binary and the guest has no use for it.
+    cmd(Command::new("strip")
+        .arg("--strip-debug")
+        .arg(staging.join("bin/ntptap"))
+        .args(
+            tests
+                .iter()
+                .map(|(n, _)| staging.join(format!("bin/ntptap-test-{n}"))),
+        ))?;
+
+    let mut order = Vec::new();
+    for module in MODULES {
+        let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(&unpacked.root)
+            .args(["-S", &unpacked.release, "--show-depends", module])
+            .output()
+            .context("cannot run modprobe")?;
+        if !out.status.success() {
+            bail!(
+                "{} has no module {module}: {}",
+                unpacked.release,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "insmod /path/to/name.ko[.xz]" ("builtin name" needs nothing).
+            let Some(path) = line
+                .strip_prefix("insmod ")
+                .and_then(|r| r.split_whitespace().next())
+            else {
+                continue;
+            };
+            let path = Path::new(path);
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let name = file.trim_end_matches(".xz").to_owned();
+            if order.contains(&name) {
+                continue;
+            }
+            let into = staging.join("modules").join(&name);
+            if path.extension().is_some_and(|e| e == "xz") {
+                let out = Command::new("xz").arg("-dc").arg(path).output()?;
+                if !out.status.success() {
+                    bail!("cannot decompress {}", path.display());
+                }
+                fs::write(&into, out.stdout)?;
+            } else {
+                fs::copy(path, &into)?;
+            }
+            order.push(name);
+        }
+    }
+    fs::write(staging.join("modules/order"), order.join("\n") + "\n")?;
+    let init = staging.join("init");
+    fs::write(&init, init_script())?;
+    fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+
+    let image = dir.join(format!("{}.cpio", kernel.name));
+    let file = fs::File::create(&image)?;
+    let status = Command::new("sh")
+        .args(["-c", "find . -print0 | cpio --null -o -H newc --quiet"])
+        .current_dir(&staging)
+        .stdout(file)
+        .status()
+        .context("cannot run cpio")?;
+    if !status.success() {
+        bail!("cpio failed building {}", image.display());
+    }
+    Ok(image)
+}
+
+/// Boot one guest, wait for it to power off, and read what it reported.
+fn boot(
+    kernel: &'static Kernel,
+    unpacked: &Unpacked,
+    initramfs: &Path,
+    log: &Path,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let console = fs::File::create(log)?;
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(unpacked.image())
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(console.try_clone()?)
+        .stderr(console)
+        .spawn()
+        .context("cannot start qemu-system-x86_64")?;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if started.elapsed() > GUEST_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the guest did not finish within {GUEST_TIMEOUT:?}; its console is in {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = String::from_utf8_lossy(&fs::read(log)?).into_owned();
+    let mut outcome = Outcome {
+        kernel: kernel.name,
+        release: String::new(),
+        results: Vec::new(),
+        notes: BTreeSet::new(),
+        seconds: started.elapsed().as_secs_f64(),
+        log: log.to_path_buf(),
+    };
+    for line in text.lines() {
+        let line = line.trim_start_matches(|c: char| c.is_control() || c == '[' || c == '?');
+        if let Some(release) = line.strip_prefix("NTPTAP-VM-KERNEL ") {
+            release.trim().clone_into(&mut outcome.release);
+        } else if let Some(result) = line.strip_prefix("NTPTAP-VM-RESULT ") {
+            let mut words = result.split_whitespace();
+            if let (Some(test), Some(rc)) = (words.next(), words.next()) {
+                outcome
+                    .results
+                    .push((test.to_owned(), rc.parse().unwrap_or(-1)));
+            }
+        } else if let Some(module) = line.strip_prefix("NTPTAP-VM-MODULE-FAILED ") {
+            outcome
+                .notes
+                .insert(format!("module {module} did not load"));
+        } else if let Some(decision) = line.find("ntptap: ").map(|at| &line[at + 8..]) {
+            // -v's attach decisions, from the portable tests.
+            if decision.contains("copies frames") || decision.contains(" at ") {
+                outcome
+                    .notes
+                    .insert(decision.replace("va: ", "").trim().to_owned());
+            }
+        }
+    }
+    if outcome.release.is_empty() {
+        bail!(
+            "the guest did not start its tests; its console is in {}",
+            log.display()
+        );
+    }
+    Ok(outcome)
+}
