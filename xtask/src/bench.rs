@@ -298,16 +298,179 @@ fn report(
         );
     }
     let live_json = live_report(&mut md, live);
+    let targets = targets(rows, kernel, live);
+    let _ = writeln!(
+        md,
+        "\n## Issue 5's targets\n\nEach ratio is ntptap against the peer measured in the same run (or, for the kernel programs, against the empty program); \"of target\" is the ratio divided by the target, so 1 or less meets it. The chart is `target/bench/targets.png`.\n"
+    );
+    let _ = writeln!(md, "| target | measured | target | of target | met |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for t in &targets {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {} {:.2} | {:.2} | {} |",
+            t.name,
+            t.measured,
+            if t.at_most { "≤" } else { "≥" },
+            t.limit,
+            t.of_target(),
+            if t.met() { "yes" } else { "no" }
+        );
+    }
     let _ = writeln!(md, "\nReproduce: `cargo xtask bench` (as root).");
     print!("{md}");
     fs::write(root.join("BENCHMARKS.md"), &md)?;
-    let json = serde_json::json!({ "machine": machine, "packets": opts.packets, "runs": opts.runs, "offline": json_rows, "kernel": kernel, "live": live_json });
+    let chart = root.join("target/bench/targets.png");
+    if let Err(e) = crate::chart::draw(&chart, &targets) {
+        eprintln!("xtask: no chart: {e:#}");
+    }
+    let targets_json: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|t| {
+            serde_json::json!({"target": t.name, "measured": t.measured, "limit": t.limit,
+                "at_most": t.at_most, "of_target": t.of_target(), "met": t.met()})
+        })
+        .collect();
+    let json = serde_json::json!({ "machine": machine, "packets": opts.packets, "runs": opts.runs, "offline": json_rows, "kernel": kernel, "live": live_json, "targets": targets_json });
     fs::write(
         root.join("target/bench/results.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
     eprintln!("xtask: wrote BENCHMARKS.md and target/bench/results.json");
     Ok(())
+}
+
+/// One of issue 5's targets, as measured.
+pub struct Target {
+    pub name: String,
+    pub measured: f64,
+    pub limit: f64,
+    /// The measured value must be at most the target (else at least).
+    pub at_most: bool,
+}
+
+impl Target {
+    /// How far along the target the measurement is: 1 or less meets it.
+    pub fn of_target(&self) -> f64 {
+        if self.at_most {
+            self.measured / self.limit
+        } else {
+            self.limit / self.measured
+        }
+    }
+    pub fn met(&self) -> bool {
+        self.of_target() <= 1.0
+    }
+}
+
+/// The medians of one live contender: (sent, captured, CPU µs per captured packet, start,
+/// peak RSS KiB).
+fn live_medians(
+    live: &[LiveResult],
+    flood: &str,
+    contender: &str,
+) -> Option<(f64, f64, f64, f64, f64)> {
+    let r = live
+        .iter()
+        .find(|r| r.flood == flood && r.contender == contender)?;
+    let sent = median_u64(r.runs.iter().map(|x| x.sent).collect()) as f64;
+    let captured = median_u64(r.runs.iter().map(|x| x.captured).collect()) as f64;
+    let cpu = median(r.runs.iter().map(|x| x.cpu).collect()).as_secs_f64();
+    let start = median(r.runs.iter().map(|x| x.start).collect()).as_secs_f64();
+    let rss = median_u64(r.runs.iter().map(|x| x.peak_rss_kib).collect()) as f64;
+    Some((sent, captured, cpu * 1e6 / captured.max(1.0), start, rss))
+}
+
+fn targets(rows: &[Row], kernel: &[serde_json::Value], live: &[LiveResult]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let mut push = |name: String, measured: f64, limit: f64, at_most: bool| {
+        if measured.is_finite() {
+            out.push(Target {
+                name,
+                measured,
+                limit,
+                at_most,
+            });
+        }
+    };
+    let ntp = "NTP flood";
+    let other = "non-NTP flood";
+    let tcpdump = live_medians(live, ntp, "tcpdump");
+    let none = live_medians(live, ntp, "none");
+    let tcpdump_other = live_medians(live, other, "tcpdump");
+    let none_other = live_medians(live, other, "none");
+    for hook in ["tc", "xdp"] {
+        let contender = format!("ntptap {hook}");
+        if let (Some(ours), Some(theirs)) = (live_medians(live, ntp, &contender), tcpdump) {
+            push(
+                format!("1. capture CPU per packet vs tcpdump ({hook})"),
+                ours.2 / theirs.2,
+                0.5,
+                true,
+            );
+            if let Some(none) = none {
+                push(
+                    format!("2. sender kept, NTP flood, vs tcpdump's ({hook})"),
+                    (ours.0 / none.0) / (theirs.0 / none.0),
+                    1.0,
+                    false,
+                );
+            }
+            push(
+                format!("6. start to capturing, ms ({hook})"),
+                ours.3 * 1e3,
+                150.0,
+                true,
+            );
+            push(
+                format!("6. peak resident memory, MiB ({hook})"),
+                ours.4 / 1024.0,
+                32.0,
+                true,
+            );
+        }
+        if let (Some(ours), Some(theirs), Some(none)) = (
+            live_medians(live, other, &contender),
+            tcpdump_other,
+            none_other,
+        ) {
+            let lost = |x: f64| (1.0 - x / none.0).max(0.001);
+            push(
+                format!("3. sender lost, non-NTP flood, vs tcpdump's ({hook})"),
+                lost(ours.0) / lost(theirs.0),
+                1.0 / 3.0,
+                true,
+            );
+        }
+    }
+    let ns = |program: &str, frame: &str| {
+        kernel
+            .iter()
+            .find(|k| {
+                k["program"] == program && k["frame"].as_str().is_some_and(|f| f.starts_with(frame))
+            })
+            .and_then(|k| k["ns"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let nop = ns("ntptap_nop", "");
+    for program in ["ntptap_xdp", "ntptap_tc_out"] {
+        push(
+            format!("4. kernel, non-NTP frame vs empty program ({program})"),
+            ns(program, "non-NTP") / nop,
+            1.15,
+            true,
+        );
+        push(
+            format!("4. kernel, NTP frame vs empty program ({program})"),
+            ns(program, "NTP, IPv4") / nop,
+            4.0,
+            true,
+        );
+    }
+    for r in rows {
+        push(format!("5. offline: {}", r.what), r.ratio(), 3.0, false);
+    }
+    out
 }
 
 fn machine() -> String {
@@ -351,7 +514,38 @@ struct Live {
     sent: u64,
     captured: u64,
     dropped: u64,
+    /// On-CPU time of the capture process, all threads, from just before the flood to just
+    /// before it is told to stop (so start-up and exit are not charged to the packets).
     cpu: Duration,
+    /// From spawn to its "listening on" line: both print it once capturing has begun.
+    start: Duration,
+    /// Peak resident memory (VmHWM), KiB.
+    peak_rss_kib: u64,
+}
+
+/// On-CPU time of every thread of `pid` (`/proc/PID/task/*/schedstat`, nanoseconds).
+fn on_cpu(pid: u32) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// A /proc/PID/status field in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Live capture in a lab: a flood from namespace A into B, captured on B's veth by each
@@ -364,6 +558,45 @@ pub struct LiveResult {
 
 const FLOOD_SECONDS: f64 = 2.0;
 
+/// Start `contender` capturing on the lab's `vb` into `file` (None for "none").
+fn spawn_contender(
+    lab: &ntptap_tests::Lab,
+    contender: &str,
+    ntptap: &Path,
+    file: &Path,
+) -> anyhow::Result<Option<std::process::Child>> {
+    Ok(match contender {
+        "none" => None,
+        "tcpdump" => Some(
+            lab.b
+                .command("tcpdump")
+                .args(["-i", "vb", "-w"])
+                .arg(file)
+                .args(["udp", "port", "123"])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
+        hook => {
+            // "ntptap xdp", "ntptap xdp-generic", "ntptap tc", "ntptap auto".
+            let hook = hook.trim_start_matches("ntptap ");
+            let (hook, mode) = match hook.split_once('-') {
+                Some((hook, "generic")) => (hook, "skb"),
+                _ => (hook, "auto"),
+            };
+            Some(
+                lab.b
+                    .command(ntptap)
+                    .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode, "-w"])
+                    .arg(file)
+                    .stderr(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            )
+        }
+    })
+}
+
 fn live_once(
     lab: &ntptap_tests::Lab,
     flood: &Path,
@@ -374,35 +607,41 @@ fn live_once(
 ) -> anyhow::Result<Live> {
     let file = dir.join(format!("{}-{port}.cap", contender.replace(' ', "-")));
     let _ = fs::remove_file(&file);
-    let mut child = match contender {
-        "none" => None,
-        "tcpdump" => Some(
-            lab.b
-                .command("tcpdump")
-                .args(["-i", "vb", "-w"])
-                .arg(&file)
-                .args(["udp", "port", "123"])
-                .stderr(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?,
-        ),
-        hook => Some(
-            lab.b
-                .command(ntptap)
-                .args([
-                    "-i",
-                    "vb",
-                    "--hook",
-                    hook.trim_start_matches("ntptap "),
-                    "-w",
-                ])
-                .arg(&file)
-                .stderr(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?,
-        ),
-    };
-    std::thread::sleep(Duration::from_millis(800));
+    let spawned = Instant::now();
+    let child = spawn_contender(lab, contender, ntptap, &file)?;
+    // stderr, line by line, with when each line came.
+    let mut child = child.map(|mut c| {
+        let stderr = c.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        (c, rx)
+    });
+    let mut start = Duration::ZERO;
+    let mut lines = Vec::new();
+    if let Some((_, rx)) = &child {
+        loop {
+            let (at, line) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .with_context(|| format!("{contender} did not start: {lines:?}"))?;
+            let listening = line.contains("listening on");
+            lines.push(line);
+            if listening {
+                start = at - spawned;
+                break;
+            }
+        }
+    }
+    // Let it settle (tcpdump's first ring blocks, ntptap's timers) before the flood.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.as_ref().map(|(c, _)| c.id());
+    let cpu_before = pid.map_or(Duration::ZERO, on_cpu);
     let out = lab
         .a
         .command("taskset")
@@ -418,30 +657,26 @@ fn live_once(
         .trim()
         .parse()
         .context("flood output")?;
+    // Time to drain what is in flight before stopping.
     std::thread::sleep(Duration::from_millis(300));
-    let Some(mut child) = child.take() else {
+    let Some((mut child, rx)) = child.take() else {
         return Ok(Live {
             sent,
             ..Live::default()
         });
     };
+    let pid = child.id();
+    let cpu = on_cpu(pid).saturating_sub(cpu_before);
+    let peak_rss_kib = status_kib(pid, "VmHWM:");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
     )?;
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut e, &mut stderr)?;
-    }
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with pointers to locals.
-    unsafe { libc::wait4(child.id() as i32, &raw mut status, 0, &raw mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    child.wait()?;
+    lines.extend(rx.iter().map(|(_, l)| l));
     let count = |suffix: &str| {
-        stderr
-            .lines()
+        lines
+            .iter()
             .find_map(|l| {
                 l.strip_suffix(suffix)
                     .and_then(|n| n.trim().parse::<u64>().ok())
@@ -452,7 +687,9 @@ fn live_once(
         sent,
         captured: count(" packets captured"),
         dropped: count(" packets dropped by kernel"),
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        cpu,
+        start,
+        peak_rss_kib,
     })
 }
 
@@ -477,7 +714,13 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
         lab.b.command("/usr/bin/python3").args(["-c", sink]),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let contenders = ["none", "tcpdump", "ntptap xdp", "ntptap tc"];
+    let contenders = [
+        "none",
+        "tcpdump",
+        "ntptap xdp",
+        "ntptap xdp-generic",
+        "ntptap tc",
+    ];
     let mut results: Vec<LiveResult> = Vec::new();
     for (flood_name, port) in [("NTP flood", 123u16), ("non-NTP flood", 5353)] {
         for c in contenders {
@@ -515,9 +758,9 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
     );
     let _ = writeln!(
         md,
-        "| flood | contender | sender kpps | kept vs no capture | captured | dropped | capture CPU µs/packet |"
+        "| flood | contender | sender kpps | kept vs no capture | captured | dropped | capture CPU µs/packet | start to listening, ms | peak RSS, MiB |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for flood in ["NTP flood", "non-NTP flood"] {
         let base = results
             .iter()
@@ -536,20 +779,22 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
                 f64::NAN
             };
             let kept = sent as f64 / base as f64 * 100.0;
+            let start = median(r.runs.iter().map(|x| x.start).collect());
+            let rss = median_u64(r.runs.iter().map(|x| x.peak_rss_kib).collect());
+            let dash = |v: String, real: bool| if real { v } else { "-".to_owned() };
             let _ = writeln!(
                 md,
-                "| {flood} | {} | {:.0} | {kept:.0} % | {captured} | {dropped} | {} |",
+                "| {flood} | {} | {:.0} | {kept:.0} % | {captured} | {dropped} | {} | {} | {} |",
                 r.contender,
                 sent as f64 / FLOOD_SECONDS / 1e3,
-                if per.is_nan() {
-                    "-".to_owned()
-                } else {
-                    format!("{per:.2}")
-                }
+                dash(format!("{per:.3}"), !per.is_nan()),
+                dash(format!("{:.0}", start.as_secs_f64() * 1e3), rss > 0),
+                dash(format!("{:.1}", rss as f64 / 1024.0), rss > 0),
             );
             json.push(serde_json::json!({
                 "flood": flood, "contender": r.contender, "sent": sent, "captured": captured,
                 "dropped": dropped, "cpu_s": cpu.as_secs_f64(), "cpu_us_per_captured": per, "kept_percent": kept,
+                "start_ms": start.as_secs_f64() * 1e3, "peak_rss_kib": rss,
             }));
         }
     }

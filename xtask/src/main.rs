@@ -4,6 +4,7 @@
 //! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
 
 mod bench;
+mod chart;
 mod demo;
 mod fuzz;
 mod setup;

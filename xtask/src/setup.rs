@@ -30,6 +30,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "cpio",
     "kmod",
     "xz-utils",
+    // The font the benchmark chart is drawn with.
+    "fonts-dejavu-core",
 ];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing

@@ -458,7 +458,7 @@ impl Session {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                                                _ = poll.tick() => {
+                _ = poll.tick() => {
                     match drain.drain(ring.get_mut(), sink) {
                         Ok(Some(reason)) => break reason,
                         Ok(None) => {}
