@@ -102,9 +102,9 @@ pub struct Cli {
     #[arg(long = "pin", value_name = "DIR")]
     pub pin: Option<PathBuf>,
 
-    /// Ingress hook: xdp (XDP in, TC out) or tc (TC both ways, for hosts where another
-    /// program owns XDP).
-    #[arg(long = "hook", value_enum, default_value = "xdp")]
+    /// Ingress hook: tc (TC both ways; the default, chosen from `cargo xtask bench`: it cost
+    /// the host least, and it never reconfigures the driver) or xdp (XDP in, TC out).
+    #[arg(long = "hook", value_enum, default_value = "tc")]
     pub hook: Hook,
 
     /// XDP attach mode: auto (native where the driver has it, generic otherwise), native or

@@ -143,8 +143,9 @@ fn the_output_directory_removed_during_rotation_stops_cleanly() {
     );
 }
 
-/// Two ntptaps on one interface: XDP has room for one program, so the second is told to use
-/// `--hook tc`; with it, both capture every frame, and neither disturbs the other's counts.
+/// Two ntptaps on one interface: XDP has room for one program, so a second `--hook xdp` is
+/// told to use `--hook tc`; with it (the default), both capture every frame, and neither
+/// disturbs the other's counts.
 #[test]
 fn two_ntptaps_on_one_interface() {
     let lab = Lab::new("twotaps");
@@ -166,16 +167,16 @@ fn two_ntptaps_on_one_interface() {
         p.wait_for_stderr("listening on", READY);
         p
     };
-    let one = tap(&[], &first);
+    let one = tap(&["--hook", "xdp"], &first);
     let refused = run_status(
         lab.a
             .command(ntptap_bin())
-            .args(["-i", "va", "-Q", "in", "-w"])
+            .args(["-i", "va", "-Q", "in", "--hook", "xdp", "-w"])
             .arg(dir.path().join("refused.pcap")),
     );
     assert_eq!(refused.0, Some(1), "{}", refused.1);
     assert!(refused.1.contains("--hook tc"), "{}", refused.1);
-    let two = tap(&["--hook", "tc"], &second);
+    let two = tap(&[], &second);
     numbered_requests(&lab.b, Lab::A4, 50, GAP);
     std::thread::sleep(Duration::from_millis(300));
     for (tap, file) in [(one, &first), (two, &second)] {

@@ -24,9 +24,11 @@ fn failing(ns: &Netns, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Whether an XDP program is attached to `dev`: `ip link` shows `prog/xdp` (native) or
+/// `prog/xdpgeneric`. (Not a bare "xdp": the peer's namespace name may contain it.)
 fn xdp_attached(ns: &Netns, dev: &str) -> bool {
-    let out = ns.ip(&["link", "show", dev]);
-    String::from_utf8_lossy(&out.stdout).contains("xdp")
+    let out = ns.ip(&["-d", "link", "show", dev]);
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 /// The BPF links process `pid` holds, as (link type, link id), from its fdinfo.
@@ -181,10 +183,10 @@ fn another_xdp_program_suggests_hook_tc_which_works() {
         "first ntptap",
         lab.b
             .command(ntptap_bin())
-            .args(["-i", "vb", "-w", "/dev/null"]),
+            .args(["-i", "vb", "--hook", "xdp", "-w", "/dev/null"]),
     );
     first.wait_for_stderr("listening on", READY);
-    let err = failing(&lab.b, &["-i", "vb"]);
+    let err = failing(&lab.b, &["-i", "vb", "--hook", "xdp"]);
     assert!(
         err.contains("another XDP program is already attached to vb") && err.contains("--hook tc"),
         "{err}"
@@ -202,19 +204,27 @@ fn another_xdp_program_suggests_hook_tc_which_works() {
     assert!(status.success(), "{stderr}");
 }
 
-#[test]
-fn sigkill_leaves_nothing_attached_and_a_new_run_attaches() {
-    let lab = Lab::new("kill");
-    let mut ntptap = Proc::spawn(
-        "ntptap",
-        lab.b
-            .command(ntptap_bin())
-            .args(["-i", "vb", "-w", "/dev/null"]),
+fn sigkill_leaves_nothing_attached_and_a_new_run_attaches(hook: &str) {
+    let lab = Lab::new(&format!("kill-{hook}"));
+    let spawn = || {
+        let mut p = Proc::spawn(
+            "ntptap",
+            lab.b
+                .command(ntptap_bin())
+                .args(["-i", "vb", "--hook", hook, "-w", "/dev/null"]),
+        );
+        p.wait_for_stderr("listening on", READY);
+        p
+    };
+    let ntptap = spawn();
+    let xdp = hook == "xdp";
+    assert_eq!(
+        xdp_attached(&lab.b, "vb"),
+        xdp,
+        "XDP attached while running"
     );
-    ntptap.wait_for_stderr("listening on", READY);
-    assert!(xdp_attached(&lab.b, "vb"), "XDP attached while running");
     let links = bpf_links(ntptap.pid());
-    assert_eq!(links.len(), 2, "an XDP and a TC link: {links:?}");
+    assert_eq!(links.len(), 2, "two links (ingress, egress): {links:?}");
     assert!(links.iter().all(|(_, id)| link_exists(*id)));
     let _ = ntptap.stop(Signal::SIGKILL);
     // The kernel releases links when the process's file descriptors go.
@@ -232,15 +242,19 @@ fn sigkill_leaves_nothing_attached_and_a_new_run_attaches() {
         !xdp_attached(&lab.b, "vb"),
         "XDP still attached after SIGKILL"
     );
-    let mut again = Proc::spawn(
-        "ntptap again",
-        lab.b
-            .command(ntptap_bin())
-            .args(["-i", "vb", "-w", "/dev/null"]),
-    );
-    again.wait_for_stderr("listening on", READY);
+    let again = spawn();
     let (status, _, stderr) = again.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn sigkill_leaves_nothing_attached_tc_hook() {
+    sigkill_leaves_nothing_attached_and_a_new_run_attaches("tc");
+}
+
+#[test]
+fn sigkill_leaves_nothing_attached_xdp_hook() {
+    sigkill_leaves_nothing_attached_and_a_new_run_attaches("xdp");
 }
 
 #[test]
@@ -443,15 +457,31 @@ fn pin_outside_bpffs_is_a_clear_error_and_cleans_up_only_its_own_file() {
 #[test]
 fn verbose_reports_the_attach_decisions() {
     let lab = Lab::new("decide");
-    let mut ntptap = Proc::spawn(
-        "ntptap -v",
-        lab.b
-            .command(ntptap_bin())
-            .args(["-i", "vb", "-v", "-w", "/dev/null"]),
-    );
-    ntptap.wait_for_stderr("listening on", READY);
-    let (_, _, stderr) = ntptap.stop(Signal::SIGINT);
+    let decisions = |hook: &[&str]| {
+        let mut ntptap = Proc::spawn(
+            "ntptap -v",
+            lab.b
+                .command(ntptap_bin())
+                .args(["-i", "vb", "-v", "-w", "/dev/null"])
+                .args(hook),
+        );
+        ntptap.wait_for_stderr("listening on", READY);
+        ntptap.stop(Signal::SIGINT).2
+    };
+    // The default: TC both ways.
+    let stderr = decisions(&[]);
     assert!(stderr.contains("ring buffer 4096 KiB"), "{stderr}");
+    for direction in ["ingress", "egress"] {
+        assert!(
+            stderr.contains(&format!("vb: {direction} at TC, through a TCX link")),
+            "{stderr}"
+        );
+    }
+    let stderr = decisions(&["--hook", "xdp"]);
+    assert!(
+        stderr.contains("XDP copies frames with bpf_xdp_load_bytes"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("vb: ingress at XDP, native (driver) mode, through a BPF link"),
         "{stderr}"

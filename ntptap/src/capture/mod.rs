@@ -34,7 +34,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nt
 pub enum Hook {
     /// XDP for ingress, TC for egress.
     Xdp,
-    /// TC for both directions (for hosts where another program owns XDP).
+    /// TC for both directions: the default (see BENCHMARKS.md).
     Tc,
 }
 

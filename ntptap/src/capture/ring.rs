@@ -14,7 +14,8 @@ use crate::{
 const HEADER: usize = size_of::<RecordHeader>();
 
 pub(super) struct Drain<'a> {
-    names: &'a HashMap<u32, String>,
+    /// Interface names by index: a handful, so a scan beats hashing every frame's index.
+    names: Vec<(u32, &'a str)>,
     limit: Option<u64>,
     pub(super) clock: WallClock,
     pub(super) captured: u64,
@@ -26,7 +27,7 @@ pub(super) struct Drain<'a> {
 impl<'a> Drain<'a> {
     pub(super) fn new(names: &'a HashMap<u32, String>, limit: Option<u64>) -> Self {
         Self {
-            names,
+            names: names.iter().map(|(i, n)| (*i, n.as_str())).collect(),
             limit,
             clock: WallClock::new(),
             captured: 0,
@@ -68,7 +69,11 @@ impl<'a> Drain<'a> {
                 mono_ns: Some(header.ts_mono_ns),
                 ifindex: Some(header.ifindex),
                 drops_before: header.drops_before,
-                iface: self.names.get(&header.ifindex).map(String::as_str),
+                iface: self
+                    .names
+                    .iter()
+                    .find(|(i, _)| *i == header.ifindex)
+                    .map(|(_, n)| *n),
                 direction: Some(Direction::from_record(header.direction)),
                 orig_len,
                 link: LinkType::Ethernet,

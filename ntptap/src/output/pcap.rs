@@ -1,13 +1,10 @@
 //! pcap writer: nanosecond timestamps, Ethernet link type, no per-packet allocation.
 
-use std::{
-    borrow::Cow,
-    io::{self, Write},
-};
+use std::io::{self, Write};
 
 use pcap_file::{
     DataLink, Endianness,
-    pcap::{PcapHeader, PcapWriter, RawPcapPacket},
+    pcap::{PcapHeader, PcapWriter},
 };
 
 use super::Sink;
@@ -15,7 +12,8 @@ use crate::frame::Frame;
 
 /// Writes frames to a pcap file (nanosecond resolution, as `tcpdump --time-stamp-precision=nano`).
 pub struct PcapSink<W: Write> {
-    writer: PcapWriter<W>,
+    /// The file, past the header pcap-file wrote.
+    out: W,
     snaplen: u32,
 }
 
@@ -29,13 +27,15 @@ impl<W: Write> PcapSink<W> {
             endianness: Endianness::native(),
             ..PcapHeader::default()
         };
-        let writer = PcapWriter::with_header(out, header).map_err(to_io)?;
-        Ok(Self { writer, snaplen })
+        let out = PcapWriter::with_header(out, header)
+            .map_err(to_io)?
+            .into_inner();
+        Ok(Self { out, snaplen })
     }
 
     /// The underlying writer.
     pub fn into_inner(self) -> W {
-        self.writer.into_inner()
+        self.out
     }
 }
 
@@ -50,21 +50,26 @@ impl<W: Write> Sink for PcapSink<W> {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let incl_len = data.len() as u32;
-        let packet = RawPcapPacket {
-            ts_sec: frame.ts.as_secs() as u32,
-            ts_frac: frame.ts.subsec_nanos(),
+        // The 16-byte record header in one write and the data in another: pcap-file's
+        // `RawPcapPacket::write_to` makes five writes a record, and each costs the buffered
+        // writer its bookkeeping (measured at 8 % of the capture's CPU). Same bytes, native
+        // byte order as the file header says; the tests read them back with pcap-file.
+        let mut header = [0u8; 16];
+        for (slot, value) in header.chunks_exact_mut(4).zip([
+            frame.ts.as_secs() as u32,
+            frame.ts.subsec_nanos(),
             incl_len,
-            orig_len: frame.orig_len.max(incl_len),
-            data: Cow::Borrowed(data),
-        };
-        self.writer
-            .write_raw_packet(&packet)
-            .map(|_| true)
-            .map_err(to_io)
+            frame.orig_len.max(incl_len),
+        ]) {
+            slot.copy_from_slice(&value.to_ne_bytes());
+        }
+        self.out.write_all(&header)?;
+        self.out.write_all(data)?;
+        Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush().map_err(to_io)
+        self.out.flush()
     }
 }
 
