@@ -137,6 +137,13 @@ pub fn ntptap_nop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Does nothing at TC: the baseline for the TC programs (an skb test run costs more than an
+/// XDP one before any program runs). The loader never attaches it.
+#[classifier]
+pub fn ntptap_nop_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
 /// What the hook-specific contexts have in common.
 trait Frame {
     /// The program context, for aya-log.

@@ -71,13 +71,10 @@ fn main() {
         let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect("load XDP");
     }
-    let tc: &mut SchedClassifier = programs
-        .ebpf
-        .program_mut(names::TC_EGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    tc.load().expect("load TC");
+    for name in [names::TC_EGRESS, names::NOP_TC] {
+        let tc: &mut SchedClassifier = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+        tc.load().expect("load TC");
+    }
 
     let frames = [
         ("non-NTP UDP (DNS)", ipv4_udp(53000, 53, 40)),
@@ -85,7 +82,10 @@ fn main() {
         ("NTP, IPv6, 48 bytes", ipv6_udp(40000, 123, 48)),
         ("NTS, IPv4, 400 bytes", ipv4_udp(40000, 123, 400)),
     ];
-    let mut cases: Vec<(&str, &str, &[u8])> = vec![(names::NOP, "any frame", &frames[0].1)];
+    let mut cases: Vec<(&str, &str, &[u8])> = vec![
+        (names::NOP, "any frame", &frames[0].1),
+        (names::NOP_TC, "any frame", &frames[0].1),
+    ];
     for (what, bytes) in &frames {
         cases.push((names::XDP, what, bytes));
         // The copy-loop program kernels before 5.18 get, measured here for comparison.
@@ -101,7 +101,7 @@ fn main() {
                 ..Default::default()
             };
             let p = programs.ebpf.program(program).unwrap();
-            let result = if program == names::TC_EGRESS {
+            let result = if program == names::TC_EGRESS || program == names::NOP_TC {
                 let p: &SchedClassifier = p.try_into().unwrap();
                 p.test_run(opts)
             } else {

@@ -55,7 +55,7 @@ enum Task {
         #[arg(long, default_value_t = 1_000_000)]
         packets: u64,
         /// Interleaved runs of each contender; the median is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         runs: usize,
     },
     /// Run each cargo-fuzz target (NTP decoder, frame printers, capture readers) for a
