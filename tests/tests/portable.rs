@@ -1,5 +1,5 @@
-//! Captures that need nothing but `ip`, `ethtool` and ntptap: no Python, no NTP daemon. They
-//! run on the host with the rest of the suite, and unchanged inside the kernel-matrix VMs
+//! Captures that need nothing but `ip`, `ethtool`, chronyd and ntptap (no Python, no tcpdump).
+//! They run on the host with the rest of the suite, and unchanged inside the kernel-matrix VMs
 //! (`cargo xtask vmtest`), where they prove that the programs ntptap chose for that kernel
 //! (XDP copy helper or copy loop, TCX or clsact) capture every frame both ways, byte for byte.
 
@@ -9,7 +9,7 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Proc, exit_counts, ntptap_bin, read_pcap};
+use ntptap_tests::{Lab, Proc, chrony_client, chrony_server, exit_counts, ntptap_bin, read_pcap};
 
 /// Exchanges per address family.
 const EXCHANGES: u64 = 50;
@@ -124,4 +124,69 @@ fn server_side_capture_is_exact_xdp_hook() {
 #[test]
 fn server_side_capture_is_exact_tc_hook() {
     server_side_capture_is_exact("tc");
+}
+
+/// Real NTP daemons: a chronyd client takes a few samples from a chronyd server while ntptap
+/// watches the server's interface. Every request arrives before its reply leaves, each reply
+/// answers the request before it (its origin timestamp is the request's transmit timestamp),
+/// and the exit summary counts exactly the frames in the file.
+fn chrony_exchange_is_captured(hook: &str) {
+    let lab = Lab::new(&format!("chrony-{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = chrony_server(&lab.a, dir.path());
+    let file = dir.path().join("chrony.pcapng");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "--hook", hook, "-w"])
+            .arg(&file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+
+    let records = read_pcap(&file);
+    // chronyd -Q with iburst takes three or four samples before it exits.
+    assert!(records.len() >= 6, "three exchanges or more:\n{stderr}");
+    assert_eq!(records.len() % 2, 0, "requests and replies in pairs");
+    for (i, pair) in records.chunks(2).enumerate() {
+        // Ethernet 14 + IPv4 20 + UDP 8: the NTP header is at 42.
+        let ntp = |r: &ntptap_tests::Record| r.data[42..90].to_vec();
+        let (request, reply) = (ntp(&pair[0]), ntp(&pair[1]));
+        assert_eq!(
+            (pair[0].direction, pair[1].direction),
+            (Some(INBOUND), Some(OUTBOUND)),
+            "exchange {i}"
+        );
+        assert_eq!(
+            (request[0] & 7, reply[0] & 7),
+            (3, 4),
+            "exchange {i}: client then server mode"
+        );
+        assert_eq!(
+            reply[24..32],
+            request[40..48],
+            "exchange {i}: origin = transmit"
+        );
+    }
+    let counts = exit_counts(&stderr);
+    let total = records.len() as u64;
+    assert_eq!(
+        (counts.captured, counts.received, counts.dropped),
+        (total, total, 0),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn chrony_exchange_is_captured_tc_hook() {
+    chrony_exchange_is_captured("tc");
+}
+
+#[test]
+fn chrony_exchange_is_captured_xdp_hook() {
+    chrony_exchange_is_captured("xdp");
 }

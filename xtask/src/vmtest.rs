@@ -3,9 +3,10 @@
 //! Each kernel comes from Debian's archive as a package, through a private apt configuration
 //! (its own sources list, lists and cache under target/vmtest/apt) that names the mirror the
 //! machine already uses. The guest is an initramfs: busybox, the host's `ip` and `ethtool`
-//! with their libraries, the kernel's veth and TC modules, ntptap, and two test binaries: the
-//! BPF_PROG_TEST_RUN verdict tests and the portable captures (a veth pair in two namespaces,
-//! NTP exchanges both ways, the file checked against what was sent). QEMU runs with software
+//! with their libraries, chronyd, the kernel's veth and TC modules, ntptap, and two test
+//! binaries: the BPF_PROG_TEST_RUN verdict tests and the portable captures (a veth pair in two
+//! namespaces, NTP exchanges both ways, the file checked against what was sent, and a chronyd
+//! client and server). QEMU runs with software
 //! emulation (TCG): this machine kind's /dev/kvm cannot boot ordinary kernels, and the
 //! verifier's answers do not depend on the accelerator.
 
@@ -379,7 +380,7 @@ fn init_script() -> String {
          # ntptap must raise it itself.\n\
          ulimit -l 64\n\
          echo \"NTPTAP-VM-KERNEL $(uname -r)\"\n\
-         export NTPTAP_BIN=/bin/ntptap RUST_BACKTRACE=1\n",
+         export NTPTAP_BIN=/bin/ntptap NTPTAP_TOOLS=/tools RUST_BACKTRACE=1\n",
     );
     for test in GUEST_TESTS {
         let _ = writeln!(
@@ -441,6 +442,13 @@ fn build_initramfs(
         copy_with_libraries(&staging, &path, &format!("/bin/{program}"))?;
     }
     copy_with_libraries(&staging, &root.join("target/debug/ntptap"), "/bin/ntptap")?;
+    // chronyd, unpacked by `cargo xtask setup`, for the test with real NTP daemons; it runs
+    // as root (-u root), which needs a passwd entry.
+    let chronyd = crate::setup::tools_dir(root).join("root/usr/sbin/chronyd");
+    copy_with_libraries(&staging, &chronyd, "/tools/root/usr/sbin/chronyd")?;
+    fs::create_dir_all(staging.join("etc"))?;
+    fs::write(staging.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs::write(staging.join("etc/group"), "root:x:0:\n")?;
     for (name, exe) in tests {
         copy_with_libraries(&staging, exe, &format!("/bin/ntptap-test-{name}"))?;
     }
