@@ -74,7 +74,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
-    let frame = XdpFrame(&ctx);
+    let frame = XdpFrame::<false>(&ctx);
     tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
     xdp_action::XDP_PASS
 }
@@ -88,7 +88,7 @@ pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_xdp_copy(ctx: XdpContext) -> u32 {
-    let frame = XdpLoopFrame(&ctx);
+    let frame = XdpFrame::<true>(&ctx);
     tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
     xdp_action::XDP_PASS
 }
@@ -160,9 +160,11 @@ trait Frame {
     fn offloaded_vlan(&self) -> Option<(u16, u16)>;
 }
 
-struct XdpFrame<'a>(&'a XdpContext);
+/// An XDP frame. `LOOP` copies with a bounded loop instead of `bpf_xdp_load_bytes`, for
+/// kernels before 5.18 (see [`ntptap_xdp_copy`]).
+struct XdpFrame<'a, const LOOP: bool>(&'a XdpContext);
 
-impl Frame for XdpFrame<'_> {
+impl<const LOOP: bool> Frame for XdpFrame<'_, LOOP> {
     type Ctx = XdpContext;
     #[inline(always)]
     fn ctx(&self) -> &XdpContext {
@@ -178,6 +180,10 @@ impl Frame for XdpFrame<'_> {
     }
     #[inline(always)]
     fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64 {
+        if LOOP {
+            let (start, end) = self.linear();
+            return copy_loop::<N>(start, end, dst, len);
+        }
         // SAFETY: `dst` points into a ring record with room for `len` bytes; the helper checks
         // the packet bounds itself.
         unsafe { bpf_xdp_load_bytes(self.0.ctx, 0, dst.cast(), len) }
@@ -189,67 +195,46 @@ impl Frame for XdpFrame<'_> {
     }
 }
 
-/// XDP without `bpf_xdp_load_bytes`: copies with a loop (see [`ntptap_xdp_copy`]).
-struct XdpLoopFrame<'a>(&'a XdpContext);
-
-impl Frame for XdpLoopFrame<'_> {
-    type Ctx = XdpContext;
-    #[inline(always)]
-    fn ctx(&self) -> &XdpContext {
-        self.0
-    }
-    #[inline(always)]
-    fn linear(&self) -> (usize, usize) {
-        (self.0.data(), self.0.data_end())
-    }
-    #[inline(always)]
-    fn len(&self) -> u64 {
-        (self.0.data_end() - self.0.data()) as u64
-    }
-    #[inline(always)]
-    fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64 {
-        let (start, end) = self.linear();
-        let len = len as usize;
-        // Eight bytes a step while eight remain, then byte by byte: at most N / 8 + 7 steps.
-        // The offset is a constant on every path the verifier walks, so each packet read is
-        // covered by the check just before it.
-        let mut i = 0;
-        for _ in 0..N / 8 {
-            if i + 8 > len {
-                break;
-            }
-            if start + i + 8 > end {
-                return -1;
-            }
-            // SAFETY: bytes i..i+8 lie inside the packet (checked above) and inside the
-            // record (i + 8 <= len <= N); neither pointer need be aligned.
-            unsafe {
-                let word = core::ptr::read_unaligned((start + i) as *const u64);
-                core::ptr::write_unaligned(dst.add(i).cast::<u64>(), word);
-            }
-            i += 8;
+/// Copy the first `len` bytes (`1..=N`) of the packet in `start..end` to `dst`, a `[u8; N]`,
+/// with direct packet access; zero on success.
+#[inline(always)]
+fn copy_loop<const N: usize>(start: usize, end: usize, dst: *mut u8, len: u32) -> i64 {
+    let len = len as usize;
+    // Eight bytes a step while eight remain, then byte by byte: at most N / 8 + 7 steps.
+    // The offset is a constant on every path the verifier walks, so each packet read is
+    // covered by the check just before it.
+    let mut i = 0;
+    for _ in 0..N / 8 {
+        if i + 8 > len {
+            break;
         }
-        // A 1 the compiler cannot see: it would turn `p + 1 > end` into `p >= end`, a form
-        // verifiers before 6.x do not take as proof that the byte at p exists.
-        // SAFETY: a read of a local.
-        let one = unsafe { core::ptr::read_volatile(&raw const ONE) };
-        for _ in 0..7 {
-            if i >= len || i >= N {
-                break;
-            }
-            if start + i + one > end {
-                return -1;
-            }
-            // SAFETY: the byte at i lies inside the packet (checked above) and the record.
-            unsafe { *dst.add(i) = *((start + i) as *const u8) };
-            i += 1;
+        if start + i + 8 > end {
+            return -1;
         }
-        0
+        // SAFETY: bytes i..i+8 lie inside the packet (checked above) and inside the
+        // record (i + 8 <= len <= N); neither pointer need be aligned.
+        unsafe {
+            let word = core::ptr::read_unaligned((start + i) as *const u64);
+            core::ptr::write_unaligned(dst.add(i).cast::<u64>(), word);
+        }
+        i += 8;
     }
-    #[inline(always)]
-    fn offloaded_vlan(&self) -> Option<(u16, u16)> {
-        None
+    // A 1 the compiler cannot see: it would turn `p + 1 > end` into `p >= end`, a form
+    // verifiers before 6.x do not take as proof that the byte at p exists.
+    // SAFETY: a read of a static.
+    let one = unsafe { core::ptr::read_volatile(&raw const ONE) };
+    for _ in 0..7 {
+        if i >= len || i >= N {
+            break;
+        }
+        if start + i + one > end {
+            return -1;
+        }
+        // SAFETY: the byte at i lies inside the packet (checked above) and the record.
+        unsafe { *dst.add(i) = *((start + i) as *const u8) };
+        i += 1;
     }
+    0
 }
 
 /// Bytes of headers the parser may need in the linear part of an skb.
@@ -309,7 +294,7 @@ impl Frame for TcFrame<'_> {
     }
 }
 
-/// See [`XdpLoopFrame::copy`].
+/// See [`copy_loop`].
 static ONE: usize = 1;
 
 #[inline(always)]

@@ -17,6 +17,43 @@ const EXCHANGES: u64 = 50;
 const INBOUND: u32 = 1;
 const OUTBOUND: u32 = 2;
 
+/// ntptap (-v) on the server side's `va` with `hook`, writing pcapng to `file`.
+fn start_tap(lab: &Lab, hook: &str, file: &std::path::Path) -> Proc {
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-v", "-i", "va", "--hook", hook, "-w"])
+            .arg(file),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    ntptap
+}
+
+/// Stop the tap once the last record has had time to reach the file; check it exited well and
+/// that its summary accounts for exactly `total` frames (read from the file by the caller).
+/// Returns its stderr.
+fn stop_tap(ntptap: Proc, total: impl Fn() -> u64) -> String {
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    // Which copy path and attach method this kernel got, for the VM logs.
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains(" at ") || l.contains("copies"))
+    {
+        eprintln!("{line}");
+    }
+    let total = total();
+    let counts = exit_counts(&stderr);
+    assert_eq!(
+        (counts.captured, counts.received, counts.dropped),
+        (total, total, 0),
+        "{stderr}"
+    );
+    stderr
+}
+
 /// A 48-byte NTP packet of `mode` whose transmit timestamp carries `number`.
 fn ntp(mode: u8, number: u64, origin: [u8; 8]) -> Vec<u8> {
     let mut p = vec![0u8; 48];
@@ -56,14 +93,7 @@ fn server_side_capture_is_exact(hook: &str) {
     let lab = Lab::new(&format!("port-{hook}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("capture.pcapng");
-    let mut ntptap = Proc::spawn(
-        "ntptap",
-        lab.a
-            .command(ntptap_bin())
-            .args(["-v", "-i", "va", "--hook", hook, "-w"])
-            .arg(&file),
-    );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    let ntptap = start_tap(&lab, hook, &file);
 
     let mut sent = Vec::new();
     for (base, server, client) in [(0, Lab::A4, Lab::B4), (1000, Lab::A6, Lab::B6)] {
@@ -81,19 +111,9 @@ fn server_side_capture_is_exact(hook: &str) {
         sent.extend(exchange(&client_socket, &server_socket, to, base));
     }
     // Let the last reply's record reach the file before stopping.
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
-    assert!(status.success(), "ntptap failed:\n{stderr}");
-    // Which copy path and attach method this kernel got, for the VM logs.
-    for line in stderr
-        .lines()
-        .filter(|l| l.contains(" at ") || l.contains("copies"))
-    {
-        eprintln!("{line}");
-    }
-
-    let records = read_pcap(&file);
     let total = 4 * EXCHANGES;
+    let stderr = stop_tap(ntptap, || total);
+    let records = read_pcap(&file);
     assert_eq!(records.len() as u64, total, "every frame, once:\n{stderr}");
     for (i, (record, payload)) in records.iter().zip(&sent).enumerate() {
         assert_eq!(
@@ -108,12 +128,6 @@ fn server_side_capture_is_exact(hook: &str) {
         let want = if i % 2 == 0 { INBOUND } else { OUTBOUND };
         assert_eq!(record.direction, Some(want), "frame {i}: direction");
     }
-    let counts = exit_counts(&stderr);
-    assert_eq!(
-        (counts.captured, counts.received, counts.dropped),
-        (total, total, 0),
-        "{stderr}"
-    );
 }
 
 #[test]
@@ -135,19 +149,9 @@ fn chrony_exchange_is_captured(hook: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("chrony.pcapng");
-    let mut ntptap = Proc::spawn(
-        "ntptap",
-        lab.a
-            .command(ntptap_bin())
-            .args(["-i", "va", "--hook", hook, "-w"])
-            .arg(&file),
-    );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    let ntptap = start_tap(&lab, hook, &file);
     chrony_client(&lab.b, dir.path(), Lab::A4);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
-    assert!(status.success(), "ntptap failed:\n{stderr}");
-
+    let stderr = stop_tap(ntptap, || read_pcap(&file).len() as u64);
     let records = read_pcap(&file);
     // chronyd -Q with iburst takes three or four samples before it exits.
     assert!(records.len() >= 6, "three exchanges or more:\n{stderr}");
