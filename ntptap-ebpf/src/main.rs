@@ -74,9 +74,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
-    let frame = XdpFrame::<false>(&ctx);
-    tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
-    xdp_action::XDP_PASS
+    xdp_tap::<false>(&ctx)
 }
 
 /// Ingress capture at XDP on kernels without `bpf_xdp_load_bytes` (before 5.18): the same
@@ -88,8 +86,17 @@ pub fn ntptap_xdp(ctx: XdpContext) -> u32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_xdp_copy(ctx: XdpContext) -> u32 {
-    let frame = XdpFrame::<true>(&ctx);
-    tap(&frame, ctx.ingress_ifindex() as u32, DIRECTION_INGRESS);
+    xdp_tap::<true>(&ctx)
+}
+
+/// The XDP programs' body; `LOOP` picks the copy (see [`XdpFrame`]).
+#[inline(always)]
+fn xdp_tap<const LOOP: bool>(ctx: &XdpContext) -> u32 {
+    tap(
+        &XdpFrame::<LOOP>(ctx),
+        ctx.ingress_ifindex() as u32,
+        DIRECTION_INGRESS,
+    );
     xdp_action::XDP_PASS
 }
 

@@ -326,6 +326,22 @@ impl Harness {
         true
     }
 
+    /// `check` a frame that must match and be truncated, on every program, and that each
+    /// counts it as truncated.
+    fn check_truncated_by_every_program(&mut self, frame: &[u8], what: &str) {
+        for program in self.names.clone() {
+            let direction = direction_of(program);
+            let before = self.counts();
+            self.check(program, frame, Expect::Match, what);
+            assert_eq!(
+                self.counts().get(direction, Counter::Truncated)
+                    - before.get(direction, Counter::Truncated),
+                1,
+                "{program}: {what}: truncated"
+            );
+        }
+    }
+
     /// `check` on every program.
     fn check_all(&mut self, frame: &[u8], expect: Expect, what: &str) {
         for program in self.names.clone() {
@@ -694,17 +710,7 @@ fn long_extension_chains_and_lying_udp_lengths() {
 fn snap_length_truncates_and_counts() {
     let mut h = Harness::new(64, false);
     let frame = ipv4(&[], 0, 0, NTP).bytes;
-    for program in h.names.clone() {
-        let direction = direction_of(program);
-        let before = h.counts();
-        h.check(program, &frame, Expect::Match, "snaplen 64");
-        assert_eq!(
-            h.counts().get(direction, Counter::Truncated)
-                - before.get(direction, Counter::Truncated),
-            1,
-            "{program}"
-        );
-    }
+    h.check_truncated_by_every_program(&frame, "snaplen 64");
 }
 
 #[test]
@@ -722,17 +728,7 @@ fn frames_longer_than_the_maximum_are_cut_and_keep_their_length() {
     )
     .bytes;
     assert!(frame.len() > MAX_DATA);
-    for program in h.names.clone() {
-        let direction = direction_of(program);
-        let before = h.counts();
-        h.check(program, &frame, Expect::Match, "3 KB frame");
-        assert_eq!(
-            h.counts().get(direction, Counter::Truncated)
-                - before.get(direction, Counter::Truncated),
-            1,
-            "{program}"
-        );
-    }
+    h.check_truncated_by_every_program(&frame, "3 KB frame");
 }
 
 #[test]
