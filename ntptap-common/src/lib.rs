@@ -219,6 +219,8 @@ pub mod names {
     pub const TC_EGRESS: &str = "ntptap_tc_out";
     /// XDP program that does nothing, the benchmarks' baseline.
     pub const NOP: &str = "ntptap_nop";
+    /// Benchmark-only XDP program: one clock read.
+    pub const COST_CLOCK: &str = "ntptap_cost_clock";
     /// TC program that does nothing, the baseline for the TC programs.
     pub const NOP_TC: &str = "ntptap_nop_tc";
 }

@@ -144,6 +144,16 @@ pub fn ntptap_nop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The benchmark's cost breakdown, never attached: one clock read, which every captured
+/// frame pays for its timestamp.
+#[xdp]
+pub fn ntptap_cost_clock(_ctx: XdpContext) -> u32 {
+    // SAFETY: the helper takes no arguments and has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    core::hint::black_box(ts);
+    xdp_action::XDP_PASS
+}
+
 /// Does nothing at TC: the baseline for the TC programs (an skb test run costs more than an
 /// XDP one before any program runs). The loader never attaches it.
 #[classifier]

@@ -1,5 +1,5 @@
-//! Per-frame cost of the kernel programs, measured with BPF_PROG_TEST_RUN against an empty
-//! XDP program loaded in the same run. Run by `cargo xtask bench`; prints one JSON object per
+//! Per-frame cost of the kernel programs, measured with BPF_PROG_TEST_RUN against empty XDP
+//! and TC programs loaded in the same run, and the cost of one clock read alone. Run by `cargo xtask bench`; prints one JSON object per
 //! measurement: `{"program", "frame", "ns"}` (median over runs of the kernel's average).
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
@@ -67,7 +67,7 @@ fn main() {
         debug_ebpf: false,
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
-    for name in [names::XDP, names::XDP_COPY, names::NOP] {
+    for name in [names::XDP, names::XDP_COPY, names::NOP, names::COST_CLOCK] {
         let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect("load XDP");
     }
@@ -85,6 +85,8 @@ fn main() {
     let mut cases: Vec<(&str, &str, &[u8])> = vec![
         (names::NOP, "any frame", &frames[0].1),
         (names::NOP_TC, "any frame", &frames[0].1),
+        // The timestamp every captured frame pays for.
+        (names::COST_CLOCK, "any frame", &frames[0].1),
     ];
     for (what, bytes) in &frames {
         cases.push((names::XDP, what, bytes));
