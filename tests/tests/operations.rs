@@ -493,31 +493,6 @@ fn verbose_reports_the_attach_decisions() {
 }
 
 #[test]
-fn debug_ebpf_logs_each_verdict_from_the_kernel() {
-    let lab = Lab::new("dbg");
-    let dir = tempfile::tempdir().unwrap();
-    let _server = chrony_server(&lab.a, dir.path());
-    let mut ntptap = Proc::spawn(
-        "ntptap --debug-ebpf",
-        lab.b
-            .command(ntptap_bin())
-            .args(["-i", "vb", "--debug-ebpf", "-w", "/dev/null"]),
-    );
-    ntptap.wait_for_stderr("listening on", READY);
-    ntpdig(&lab.b, Lab::A4);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
-    assert!(status.success(), "{stderr}");
-    // The request leaves (TC egress, direction 1) and the reply arrives (XDP, direction 0):
-    // 14 + 20 + 8 + 48 = 90 bytes each.
-    assert!(
-        stderr.contains("dir 1: captured 90 bytes") && stderr.contains("dir 0: captured 90 bytes"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("BTF"), "no BTF noise by default: {stderr}");
-}
-
-#[test]
 fn relinquish_privileges_leaves_no_capability_and_keeps_capturing() {
     use std::os::unix::fs::PermissionsExt as _;
     let lab = Lab::new("dropz");

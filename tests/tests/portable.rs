@@ -194,3 +194,44 @@ fn chrony_exchange_is_captured_tc_hook() {
 fn chrony_exchange_is_captured_xdp_hook() {
     chrony_exchange_is_captured("xdp");
 }
+
+/// `--debug-ebpf`: the kernel programs log each frame's verdict through aya-log, on every
+/// kernel of the matrix too. A chronyd client's requests leave (TC egress, direction 1) and the
+/// replies arrive (direction 0): 14 + 20 + 8 + 48 = 90 bytes each.
+fn debug_ebpf_logs_each_verdict_from_the_kernel(hook: &str) {
+    let lab = Lab::new(&format!("dbg-{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = chrony_server(&lab.a, dir.path());
+    let mut ntptap = Proc::spawn(
+        "ntptap --debug-ebpf",
+        lab.b.command(ntptap_bin()).args([
+            "-i",
+            "vb",
+            "--hook",
+            hook,
+            "--debug-ebpf",
+            "-w",
+            "/dev/null",
+        ]),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("dir 1: captured 90 bytes") && stderr.contains("dir 0: captured 90 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("BTF"), "no BTF noise by default: {stderr}");
+}
+
+#[test]
+fn debug_ebpf_logs_each_verdict_tc_hook() {
+    debug_ebpf_logs_each_verdict_from_the_kernel("tc");
+}
+
+#[test]
+fn debug_ebpf_logs_each_verdict_xdp_hook() {
+    debug_ebpf_logs_each_verdict_from_the_kernel("xdp");
+}
