@@ -775,7 +775,7 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
     let mut json = Vec::new();
     let _ = writeln!(
         md,
-        "\n## Live capture ({FLOOD_SECONDS} s floods of 48-byte UDP payloads from one namespace into another over a veth pair, captured on the receiving side; sender pinned to CPU 0; medians)\n"
+        "\n## Live capture ({FLOOD_SECONDS} s floods of 48-byte UDP payloads from one namespace into another over a veth pair, captured on the receiving side; sender pinned to CPU 0; medians, with the lowest and highest round in brackets)\n"
     );
     let _ = writeln!(
         md,
@@ -800,15 +800,40 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
                 f64::NAN
             };
             let kept = sent as f64 / base as f64 * 100.0;
+            // The spread over the rounds: the host's load moves these figures.
+            let range = |v: Vec<f64>| {
+                v.iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                        (lo.min(x), hi.max(x))
+                    })
+            };
+            let kept_range = range(
+                r.runs
+                    .iter()
+                    .map(|x| x.sent as f64 / base as f64 * 100.0)
+                    .collect(),
+            );
+            let per_range = range(
+                r.runs
+                    .iter()
+                    .filter(|x| x.captured > 0)
+                    .map(|x| x.cpu.as_secs_f64() * 1e6 / x.captured as f64)
+                    .collect(),
+            );
             let start = median(r.runs.iter().map(|x| x.start).collect());
             let rss = median_u64(r.runs.iter().map(|x| x.peak_rss_kib).collect());
             let dash = |v: String, real: bool| if real { v } else { "-".to_owned() };
             let _ = writeln!(
                 md,
-                "| {flood} | {} | {:.0} | {kept:.0} % | {captured} | {dropped} | {} | {} | {} |",
+                "| {flood} | {} | {:.0} | {kept:.0} % ({:.0}–{:.0}) | {captured} | {dropped} | {} | {} | {} |",
                 r.contender,
                 sent as f64 / FLOOD_SECONDS / 1e3,
-                dash(format!("{per:.3}"), !per.is_nan()),
+                kept_range.0,
+                kept_range.1,
+                dash(
+                    format!("{per:.3} ({:.3}–{:.3})", per_range.0, per_range.1),
+                    !per.is_nan()
+                ),
                 dash(format!("{:.0}", start.as_secs_f64() * 1e3), rss > 0),
                 dash(format!("{:.1}", rss as f64 / 1024.0), rss > 0),
             );
@@ -816,6 +841,8 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
                 "flood": flood, "contender": r.contender, "sent": sent, "captured": captured,
                 "dropped": dropped, "cpu_s": cpu.as_secs_f64(), "cpu_us_per_captured": per, "kept_percent": kept,
                 "start_ms": start.as_secs_f64() * 1e3, "peak_rss_kib": rss,
+                "kept_percent_range": [kept_range.0, kept_range.1],
+                "cpu_us_per_captured_range": [per_range.0, per_range.1],
             }));
         }
     }
