@@ -17,13 +17,15 @@ const EXCHANGES: u64 = 50;
 const INBOUND: u32 = 1;
 const OUTBOUND: u32 = 2;
 
-/// ntptap (-v) on the server side's `va` with `hook`, writing pcapng to `file`.
-fn start_tap(lab: &Lab, hook: &str, file: &std::path::Path) -> Proc {
+/// ntptap (-v, and `extra`) on the server side's `va` with `hook`, writing pcapng to `file`.
+fn start_tap(lab: &Lab, hook: &str, file: &std::path::Path, extra: &[&str]) -> Proc {
     let mut ntptap = Proc::spawn(
         "ntptap",
         lab.a
             .command(ntptap_bin())
-            .args(["-v", "-i", "va", "--hook", hook, "-w"])
+            .args(["-v", "-i", "va", "--hook", hook])
+            .args(extra)
+            .arg("-w")
             .arg(file),
     );
     ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
@@ -93,7 +95,7 @@ fn server_side_capture_is_exact(hook: &str) {
     let lab = Lab::new(&format!("port-{hook}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("capture.pcapng");
-    let ntptap = start_tap(&lab, hook, &file);
+    let ntptap = start_tap(&lab, hook, &file, &[]);
 
     let mut sent = Vec::new();
     for (base, server, client) in [(0, Lab::A4, Lab::B4), (1000, Lab::A6, Lab::B6)] {
@@ -149,7 +151,7 @@ fn chrony_exchange_is_captured(hook: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("chrony.pcapng");
-    let ntptap = start_tap(&lab, hook, &file);
+    let ntptap = start_tap(&lab, hook, &file, &[]);
     chrony_client(&lab.b, dir.path(), Lab::A4);
     let stderr = stop_tap(ntptap, || read_pcap(&file).len() as u64);
     let records = read_pcap(&file);
@@ -196,25 +198,18 @@ fn chrony_exchange_is_captured_xdp_hook() {
 }
 
 /// `--debug-ebpf`: the kernel programs log each frame's verdict through aya-log, on every
-/// kernel of the matrix too. A chronyd client's requests leave (TC egress, direction 1) and the
-/// replies arrive (direction 0): 14 + 20 + 8 + 48 = 90 bytes each.
+/// kernel of the matrix too. A chronyd client's requests arrive at the server (direction 0)
+/// and the replies leave it (TC egress, direction 1): 14 + 20 + 8 + 48 = 90 bytes each.
 fn debug_ebpf_logs_each_verdict_from_the_kernel(hook: &str) {
     let lab = Lab::new(&format!("dbg-{hook}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let _server = chrony_server(&lab.a, dir.path());
-    let mut ntptap = Proc::spawn(
-        "ntptap --debug-ebpf",
-        lab.b.command(ntptap_bin()).args([
-            "-i",
-            "vb",
-            "--hook",
-            hook,
-            "--debug-ebpf",
-            "-w",
-            "/dev/null",
-        ]),
+    let ntptap = start_tap(
+        &lab,
+        hook,
+        &dir.path().join("dbg.pcapng"),
+        &["--debug-ebpf"],
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
     chrony_client(&lab.b, dir.path(), Lab::A4);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
