@@ -113,7 +113,9 @@ fn main() {
             .expect("test run");
             samples.push(result.duration.as_nanos() as f64);
             // Empty the ring, so every repetition takes the capture path, not the ring-full one.
-            while programs.ring.next().is_some() {}
+            programs
+                .ring
+                .read(|_| std::ops::ControlFlow::<()>::Continue(()));
         }
         println!(
             "{{\"program\": \"{program}\", \"frame\": \"{what}\", \"ns\": {:.1}}}",

@@ -295,7 +295,10 @@ impl Harness {
             "{program}: {what}: drops"
         );
 
-        let record = self.programs.ring.next().map(|item| item.to_vec());
+        let record = self
+            .programs
+            .ring
+            .read(|item| std::ops::ControlFlow::Break(item.to_vec()));
         if matched {
             let record = record
                 .unwrap_or_else(|| panic!("{program}: {what}: matched but nothing in the ring"));

@@ -7,13 +7,14 @@ pub mod counters;
 pub mod iface;
 pub mod privilege;
 mod ring;
+mod ringbuf;
 
 use std::{collections::HashMap, future::Future, io, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         tc::{NlOptions, TcAttachOptions},
@@ -23,7 +24,7 @@ use ntptap_common::{Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES,
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info};
 
-pub use self::{clock::WallClock, counters::Counts, iface::Interface};
+pub use self::{clock::WallClock, counters::Counts, iface::Interface, ringbuf::RingReader};
 use crate::output::Sink;
 
 /// The kernel programs, built by `build.rs` from `ntptap-ebpf`.
@@ -136,7 +137,7 @@ pub struct Summary {
 pub struct Session {
     /// Programs and their links; `None` once detached.
     ebpf: Option<Ebpf>,
-    ring: RingBuf<MapData>,
+    ring: RingReader,
     counters: PerCpuArray<MapData, u64>,
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
@@ -157,7 +158,7 @@ pub struct Programs {
     /// The programs (loaded by [`Session::open`] on attach, or by a test).
     pub ebpf: Ebpf,
     /// The ring buffer.
-    pub ring: RingBuf<MapData>,
+    pub ring: RingReader,
     /// The per-CPU counters.
     pub counters: PerCpuArray<MapData, u64>,
     /// The port set. Kept open: the programs reference it when they are loaded.
@@ -239,7 +240,7 @@ impl Programs {
             Ok(map)
         };
         let mut ports: Array<MapData, u8> = Array::try_from(take(names::PORTS)?)?;
-        let ring = RingBuf::try_from(take(names::RING)?)?;
+        let ring = RingReader::new(take(names::RING)?)?;
         let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
         for &port in &config.ports {
             ports

@@ -1,11 +1,10 @@
 //! Draining the ring buffer: records to frames, frames to the sink.
 
-use std::{collections::HashMap, io, mem::size_of};
+use std::{collections::HashMap, io, mem::size_of, ops::ControlFlow};
 
-use aya::maps::{MapData, RingBuf};
 use ntptap_common::{RECORD_VLAN, RecordHeader};
 
-use super::{StopReason, clock::WallClock};
+use super::{StopReason, clock::WallClock, ringbuf::RingReader};
 use crate::{
     frame::{Direction, Frame, LinkType},
     output::Sink,
@@ -39,58 +38,69 @@ impl<'a> Drain<'a> {
     /// Hand every record in the ring to `sink`. `Ok(Some(_))` when the capture must stop.
     pub(super) fn drain<S: Sink>(
         &mut self,
-        ring: &mut RingBuf<MapData>,
+        ring: &mut RingReader,
         sink: &mut S,
     ) -> io::Result<Option<StopReason>> {
-        while let Some(item) = ring.next() {
-            let Some(header) = item.get(..HEADER) else {
-                self.bad_records += 1;
-                continue;
-            };
-            // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader
-            // is plain integers (any bit pattern is valid); read_unaligned needs no alignment.
-            let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
-            let Some(data) = item.get(HEADER..HEADER + usize::from(header.cap_len)) else {
-                self.bad_records += 1;
-                continue;
-            };
-            self.captured += 1;
-            let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
-                (
-                    reinsert_vlan(&mut self.scratch, data, &header),
-                    header.orig_len + 4,
-                )
-            } else {
-                (data, header.orig_len)
-            };
-            let frame = Frame {
-                number: self.captured,
-                ts: self.clock.wall(header.ts_mono_ns),
-                mono_ns: Some(header.ts_mono_ns),
-                ifindex: Some(header.ifindex),
-                drops_before: header.drops_before,
-                iface: self
-                    .names
-                    .iter()
-                    .find(|(i, _)| *i == header.ifindex)
-                    .map(|(_, n)| *n),
-                direction: Some(Direction::from_record(header.direction)),
-                orig_len,
-                link: LinkType::Ethernet,
-                data,
-            };
-            match sink.frame(&frame) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                    return Ok(Some(StopReason::OutputClosed));
-                }
-                Err(e) => return Err(e),
-            }
-            if self.limit.is_some_and(|l| self.captured >= l) {
-                return Ok(Some(StopReason::Count));
-            }
+        match ring.read(|record| self.record(record, sink)) {
+            None => Ok(None),
+            Some(Ok(reason)) => Ok(Some(reason)),
+            Some(Err(e)) => Err(e),
         }
-        Ok(None)
+    }
+
+    /// One record to `sink`; `Break` when the capture must stop.
+    fn record<S: Sink>(
+        &mut self,
+        record: &[u8],
+        sink: &mut S,
+    ) -> ControlFlow<io::Result<StopReason>> {
+        let Some(header) = record.get(..HEADER) else {
+            self.bad_records += 1;
+            return ControlFlow::Continue(());
+        };
+        // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader
+        // is plain integers (any bit pattern is valid); read_unaligned needs no alignment.
+        let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+        let Some(data) = record.get(HEADER..HEADER + usize::from(header.cap_len)) else {
+            self.bad_records += 1;
+            return ControlFlow::Continue(());
+        };
+        self.captured += 1;
+        let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
+            (
+                reinsert_vlan(&mut self.scratch, data, &header),
+                header.orig_len + 4,
+            )
+        } else {
+            (data, header.orig_len)
+        };
+        let frame = Frame {
+            number: self.captured,
+            ts: self.clock.wall(header.ts_mono_ns),
+            mono_ns: Some(header.ts_mono_ns),
+            ifindex: Some(header.ifindex),
+            drops_before: header.drops_before,
+            iface: self
+                .names
+                .iter()
+                .find(|(i, _)| *i == header.ifindex)
+                .map(|(_, n)| *n),
+            direction: Some(Direction::from_record(header.direction)),
+            orig_len,
+            link: LinkType::Ethernet,
+            data,
+        };
+        match sink.frame(&frame) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                return ControlFlow::Break(Ok(StopReason::OutputClosed));
+            }
+            Err(e) => return ControlFlow::Break(Err(e)),
+        }
+        if self.limit.is_some_and(|l| self.captured >= l) {
+            return ControlFlow::Break(Ok(StopReason::Count));
+        }
+        ControlFlow::Continue(())
     }
 }
 
