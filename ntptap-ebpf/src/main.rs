@@ -25,7 +25,7 @@ use aya_log_ebpf::debug;
 use ntptap_common::{
     COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
     FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
-    Record, RecordHeader, SMALL_DATA, counter_base,
+    Record, RecordHeader, SMALL_DATA, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv6_address};
 
@@ -460,7 +460,9 @@ fn capture<F: Frame>(
         drops_before: 0,
         pad: 0,
     };
-    if cap <= SMALL_DATA as u64 {
+    if cap <= TINY_DATA as u64 {
+        emit::<TINY_DATA, F>(frame, header, cap)
+    } else if cap <= SMALL_DATA as u64 {
         emit::<SMALL_DATA, F>(frame, header, cap)
     } else {
         emit::<MAX_DATA, F>(frame, header, cap)

@@ -621,15 +621,20 @@ fn spawn_contender(
                 .spawn()?,
         ),
         hook => {
-            // "ntptap xdp", "ntptap xdp-generic", "ntptap tc", "ntptap auto".
+            // "ntptap xdp", "ntptap xdp-generic", "ntptap tc", "ntptap tc-cpu0" (the reader
+            // placed on the sender's CPU, where the kernel program writes the ring).
             let hook = hook.trim_start_matches("ntptap ");
-            let (hook, mode) = match hook.split_once('-') {
-                Some((hook, "generic")) => (hook, "skb"),
-                _ => (hook, "auto"),
+            let (hook, variant) = hook.split_once('-').unwrap_or((hook, ""));
+            let mode = if variant == "generic" { "skb" } else { "auto" };
+            let mut command = if variant == "cpu0" {
+                let mut c = lab.b.command("taskset");
+                c.args(["-c", "0"]).arg(ntptap);
+                c
+            } else {
+                lab.b.command(ntptap)
             };
             Some(
-                lab.b
-                    .command(ntptap)
+                command
                     .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode, "-w"])
                     .arg(file)
                     .stderr(Stdio::piped())
@@ -763,6 +768,7 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
         "ntptap xdp",
         "ntptap xdp-generic",
         "ntptap tc",
+        "ntptap tc-cpu0",
     ];
     let mut results: Vec<LiveResult> = Vec::new();
     for (flood_name, port) in [("NTP flood", 123u16), ("non-NTP flood", 5353)] {
