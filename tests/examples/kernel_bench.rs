@@ -65,6 +65,7 @@ fn main() {
         hosts: Vec::new(),
         pin: None,
         debug_ebpf: false,
+        drain_interval: std::time::Duration::from_millis(10),
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     for name in [names::XDP, names::XDP_COPY, names::NOP, names::COST_CLOCK] {

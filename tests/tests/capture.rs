@@ -472,7 +472,24 @@ fn rotated_files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf>
         .map(|e| e.path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
         .collect();
-    files.sort_by_key(|p| (std::fs::metadata(p).unwrap().modified().unwrap(), p.clone()));
+    // In the order they were written: by their first frame's time (files closed within the
+    // same clock tick share a modification time), else by that time.
+    let key = |p: &std::path::PathBuf| {
+        let first = p
+            .extension()
+            .is_none_or(|e| e != "gz")
+            .then(|| read_pcap(p).first().map(|r| r.ts))
+            .flatten();
+        first.unwrap_or_else(|| {
+            std::fs::metadata(p)
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+        })
+    };
+    files.sort_by_cached_key(|p| (key(p), p.clone()));
     files
 }
 

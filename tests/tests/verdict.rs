@@ -210,6 +210,7 @@ impl Harness {
             hosts,
             pin: None,
             debug_ebpf: false,
+            drain_interval: std::time::Duration::from_millis(10),
         };
         let mut programs = Programs::load(&config).expect("load the programs");
         let mut names = vec![names::XDP_COPY];

@@ -86,6 +86,9 @@ pub struct CaptureConfig {
     pub pin: Option<std::path::PathBuf>,
     /// Log each frame's verdict from the kernel programs (aya-log).
     pub debug_ebpf: bool,
+    /// How often the ring is read when the kernel has not woken the reader (it does so at an
+    /// eighth of the ring): the longest a quiet frame waits.
+    pub drain_interval: Duration,
 }
 
 /// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
@@ -145,6 +148,7 @@ pub struct Session {
     logger: Option<aya_log::EbpfLogger<StderrLog>>,
     names: HashMap<u32, String>,
     decisions: Vec<String>,
+    drain_interval: Duration,
 }
 
 /// The IPv4 and IPv6 host sets (`--host`).
@@ -204,7 +208,7 @@ impl Programs {
         raise_memlock_limit();
 
         let bpf_config = Config {
-            // Wake the reader at an eighth of the ring; it also drains every 10 ms.
+            // Wake the reader at an eighth of the ring; it also drains on a timer (`drain_interval`).
             wakeup_bytes: config.ring_bytes / 8,
             pad: 0,
             snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
@@ -342,8 +346,9 @@ impl Session {
             logger,
         } = Programs::load(config)?;
         let mut decisions = vec![format!(
-            "ring buffer {} KiB; filter: {}{}",
+            "ring buffer {} KiB, read at an eighth full or every {} ms; filter: {}{}",
             config.ring_bytes / 1024,
+            config.drain_interval.as_millis(),
             if config.all {
                 "every frame".to_owned()
             } else {
@@ -370,6 +375,7 @@ impl Session {
             logger,
             names,
             decisions,
+            drain_interval: config.drain_interval,
         })
     }
 
@@ -428,8 +434,8 @@ impl Session {
             unsafe { AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
                 .map_err(|e| anyhow!("cannot register the ring buffer with the event loop: {e}"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        // The kernel wakes us only past a fill watermark; this reads a quiet ring promptly.
-        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        // The kernel wakes us only past a fill watermark; this reads a quiet ring.
+        let mut poll = tokio::time::interval(self.drain_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot handle SIGHUP")?;
