@@ -214,6 +214,13 @@ pub struct Cli {
     /// Flush the output after every frame (tcpdump's -U), for `-w -` into a live reader.
     #[arg(short = 'U', long = "packet-buffered", action = ArgAction::SetTrue)]
     pub packet_buffered: bool,
+
+    /// Write capture files through the page cache, as tcpdump does. By default ntptap writes
+    /// them with O_DIRECT where the file system allows it: 1 MiB at a time straight to the
+    /// disk, which costs less CPU and leaves the host's page cache alone. Use this on a file
+    /// system where direct writes are slow (some network file systems).
+    #[arg(long = "no-direct-io", action = ArgAction::SetTrue)]
+    pub no_direct_io: bool,
 }
 
 fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {

@@ -318,7 +318,24 @@ fn open_sink<'a>(
             .try_clone()
             .with_context(|| format!("cannot open {}", path.display()))?;
         // -U: every frame straight to the file.
-        let writer = FileWriter::new(file, if cli.packet_buffered { 0 } else { 1 << 20 });
+        let mut writer = FileWriter::new(file, if cli.packet_buffered { 0 } else { 1 << 20 });
+        if !cli.no_direct_io {
+            let direct = handle
+                .try_clone()
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            writer = writer.direct(direct);
+        }
+        if cli.verbose > 0 {
+            eprintln!(
+                "ntptap: writing {} {}",
+                path.display(),
+                if writer.is_direct() {
+                    "with O_DIRECT (past the page cache)"
+                } else {
+                    "through the page cache"
+                }
+            );
+        }
         let journal = writer.journal();
         let sink = open_file(Box::new(writer)).with_context(|| {
             format!("cannot write the capture file header to {}", path.display())
@@ -386,6 +403,7 @@ fn rotating_sink(cli: &Cli, path: &Path, open_file: OpenSink) -> anyhow::Result<
         align: cli.rotate_align,
         keep: cli.rotate_keep,
         command: cli.post_rotate.clone(),
+        direct_io: !cli.no_direct_io,
     };
     let (mode, overwrite) = (cli.file_mode, cli.overwrite);
     let create = Box::new(move |p: &Path| {

@@ -723,3 +723,59 @@ fn sigterm_during_a_flood_keeps_exact_accounting() {
     );
     assert_eq!(read_pcap(&file).len() as u64, counts.captured, "{stderr}");
 }
+
+/// Bytes of `file` in the page cache (util-linux's fincore).
+fn cached_bytes(file: &std::path::Path) -> u64 {
+    let out = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(file)
+        .output()
+        .expect("fincore (util-linux)");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore: {out:?}"))
+}
+
+#[test]
+fn capture_files_bypass_the_page_cache_unless_told_not_to() {
+    let lab = Lab::new("direct");
+    // The build directory: a disk file system, which takes O_DIRECT.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let n = 12_000;
+    for (extra, direct) in [(None, true), (Some("--no-direct-io"), false)] {
+        let file = dir.path().join(format!("direct-{direct}.pcap"));
+        let mut ntptap = Proc::spawn(
+            "ntptap",
+            lab.b
+                .command(ntptap_bin())
+                .args(["-i", "vb", "-Q", "out", "-v", "-w"])
+                .arg(&file)
+                .args(extra),
+        );
+        ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
+        ntptap_tests::numbered_requests(&lab.b, Lab::A4, n, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+        assert!(status.success(), "{stderr}");
+        let said = if direct {
+            "with O_DIRECT"
+        } else {
+            "through the page cache"
+        };
+        assert!(stderr.contains(said), "{stderr}");
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert_eq!(size, 24 + u64::from(n) * (16 + 90));
+        // Measured before anything reads the file back.
+        let cached = cached_bytes(&file);
+        if direct {
+            assert!(cached <= 8192, "{cached} of {size} bytes in the page cache");
+        } else {
+            assert!(
+                cached >= size / 2,
+                "{cached} of {size} bytes in the page cache"
+            );
+        }
+        each_once_in_order(&read_pcap(&file), n);
+    }
+}

@@ -37,6 +37,8 @@ pub struct RotatePolicy {
     pub keep: Option<u32>,
     /// Run `command FILE` on each closed file (`-z`), without a shell.
     pub command: Option<String>,
+    /// Write with O_DIRECT where the file system allows it (see [`FileWriter::direct`]).
+    pub direct_io: bool,
 }
 
 /// Opens the sink for one file.
@@ -124,7 +126,10 @@ impl RotatingSink {
         }
         let file = (self.create)(&path)?;
         let handle = file.try_clone()?;
-        let writer = FileWriter::new(file, 1 << 20);
+        let mut writer = FileWriter::new(file, 1 << 20);
+        if self.policy.direct_io {
+            writer = writer.direct(handle.try_clone()?);
+        }
         self.journal = writer.journal();
         let sink = (self.open)(Box::new(writer))?;
         let sink = Guarded::new(sink, Rc::clone(&self.journal), handle, path.clone());
