@@ -27,6 +27,11 @@ pub const SMALL_DATA: usize = 256;
 /// TC egress) is cut to this length, counted as truncated, and keeps its original length.
 pub const MAX_DATA: usize = 2048;
 
+/// Most ring buffers: one per CPU up to this many; past it, CPUs share them (CPU `c` writes to
+/// ring `c % rings`). Each ring put in the kernel's ring array costs the loader an RCU grace
+/// period (about 10 ms here), so the count is bounded to keep the start quick.
+pub const SHARD_SLOTS: u32 = 16;
+
 /// The frame was seen on its way into the host (XDP, or TC ingress).
 pub const DIRECTION_INGRESS: u8 = 0;
 /// The frame was seen on its way out of the host (TC egress).
@@ -182,8 +187,9 @@ pub struct Config {
     /// Wake the reader only once the ring holds this many bytes (it also drains on a timer);
     /// 0 wakes it for every record.
     pub wakeup_bytes: u32,
-    /// Explicit padding; always zero.
-    pub pad: u32,
+    /// Ring buffers in use: CPU `c` writes to slot `c % rings` of the ring array (0 counts
+    /// as 1).
+    pub rings: u32,
 }
 const _: () = assert!(size_of::<Config>() == 16);
 
@@ -193,7 +199,7 @@ impl Config {
         snaplen: MAX_DATA as u32,
         filter: 0,
         wakeup_bytes: 0,
-        pad: 0,
+        rings: 1,
     };
 }
 
@@ -204,6 +210,8 @@ pub const PORT_ENTRIES: u32 = 65536;
 pub mod names {
     /// The ring buffer map.
     pub const RING: &str = "NTPTAP_RING";
+    /// The per-CPU ring buffers (see [`SHARD_SLOTS`]).
+    pub const SHARDS: &str = "NTPTAP_SHARDS";
     /// The per-CPU counters map.
     pub const COUNTERS: &str = "NTPTAP_COUNTERS";
     /// Per-CPU ring-full drops not yet reported in a record.

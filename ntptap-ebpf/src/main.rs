@@ -13,19 +13,20 @@ use aya_ebpf::{
     bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
     },
+    btf_maps::{ArrayOfMaps, RingBuf},
     helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
+        bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::{bpf_ringbuf_query, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
     },
-    macros::{classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    macros::{btf_map, classifier, map, xdp},
+    maps::{Array, HashMap, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
 use ntptap_common::{
     COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
     FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
-    Record, RecordHeader, SMALL_DATA, TINY_DATA, counter_base,
+    Record, RecordHeader, SHARD_SLOTS, SMALL_DATA, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv6_address};
 
@@ -33,9 +34,12 @@ use parse::{Addresses, Verdict, classify, ipv6_address};
 #[unsafe(no_mangle)]
 static NTPTAP_CONFIG: Config = Config::DEFAULT;
 
-/// Captured frames, on their way to the loader. The loader sets the size (`-B`).
-#[map(name = "NTPTAP_RING")]
-static NTPTAP_RING: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
+/// Captured frames, on their way to the loader: one ring buffer per CPU, so CPUs capturing at
+/// once do not queue on one ring's lock. The loader creates the rings (their size from `-B`)
+/// and fills the first `Config::rings` slots; CPU `c` writes to slot `c % rings`. The ring type
+/// here is only the template the kernel checks them against.
+#[btf_map]
+static NTPTAP_SHARDS: ArrayOfMaps<RingBuf<u8, 4096>, { SHARD_SLOTS as usize }> = ArrayOfMaps::new();
 
 /// Per-CPU counters of every decision, per direction (see `Counter`).
 #[map(name = "NTPTAP_COUNTERS")]
@@ -474,18 +478,44 @@ fn capture<F: Frame>(
 /// forced wakeup per record above the watermark would cost most exactly when the reader is
 /// behind. The reader also drains on a short timer, so a quiet ring is read too.
 #[inline(always)]
-fn wakeup_flags(size: u64) -> u64 {
+fn wakeup_flags(ring: &Ring, size: u64) -> u64 {
     let watermark = u64::from(config().wakeup_bytes);
     if watermark == 0 {
         return 0;
     }
     // Bytes between the consumer and the producer, this record included.
-    let pending = NTPTAP_RING.query(u64::from(BPF_RB_AVAIL_DATA));
+    // SAFETY: `ring` is a ring buffer map the kernel handed us.
+    let pending = unsafe {
+        bpf_ringbuf_query(
+            core::ptr::from_ref(ring).cast_mut().cast(),
+            u64::from(BPF_RB_AVAIL_DATA),
+        )
+    };
     if pending >= watermark && pending.saturating_sub(size) < watermark {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)
     }
+}
+
+/// A ring buffer of [`NTPTAP_SHARDS`].
+type Ring = RingBuf<u8, 4096>;
+
+/// This CPU's ring buffer.
+#[inline(always)]
+fn this_cpus_ring() -> Option<&'static Ring> {
+    // SAFETY: the helper takes no arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let rings = config().rings;
+    // A division only where CPUs outnumber rings.
+    let slot = if cpu < rings {
+        cpu
+    } else if rings > 1 {
+        cpu % rings
+    } else {
+        0
+    };
+    NTPTAP_SHARDS.get(slot)
 }
 
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
@@ -497,7 +527,8 @@ fn emit<const N: usize, F: Frame>(
 ) -> Result<u32, &'static str> {
     let base = counter_base(header.ifindex, header.direction);
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
-    let Some(mut entry) = NTPTAP_RING.reserve::<Record<N>>(0) else {
+    let ring = this_cpus_ring();
+    let Some(mut entry) = ring.and_then(|r| r.reserve_untyped::<Record<N>>(0)) else {
         count(base, Counter::RingFull);
         if let Some(pending) = pending {
             // SAFETY: this CPU's own slot; see `count`.
@@ -538,7 +569,8 @@ fn emit<const N: usize, F: Frame>(
         return Err("dropped: copy failed");
     }
     // The ring adds an 8-byte header to each record.
-    entry.submit(wakeup_flags(size_of::<Record<N>>() as u64 + 8));
+    let flags = ring.map_or(0, |r| wakeup_flags(r, size_of::<Record<N>>() as u64 + 8));
+    entry.submit(flags);
     count(base, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
         count(base, Counter::Truncated);

@@ -70,7 +70,8 @@ pub struct Cli {
     #[arg(short = 'Q', long = "direction", value_enum, default_value = "inout")]
     pub direction: Directions,
 
-    /// Ring buffer size in KiB (rounded up to a power of two), like tcpdump's buffer size.
+    /// Ring buffer space in KiB, like tcpdump's buffer size: rounded up to a power of two,
+    /// then shared out as one ring per CPU (each a power of two of at least a page).
     #[arg(short = 'B', long = "buffer-size", value_name = "KIB", default_value_t = DEFAULT_RING_KIB, id = "buffer_kib")]
     pub buffer_kib: u32,
 

@@ -381,7 +381,7 @@ fn pin_exposes_the_maps_while_running_and_unpins_on_exit() {
         .output()
         .unwrap();
     let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
-    for name in ["NTPTAP_COUNTERS", "NTPTAP_RING", "NTPTAP_PORTS"] {
+    for name in ["NTPTAP_COUNTERS", "NTPTAP_SHARDS", "NTPTAP_PORTS"] {
         assert!(
             std::path::Path::new(&dir).join(name).exists(),
             "{name} not pinned"
@@ -399,7 +399,7 @@ fn pin_exposes_the_maps_while_running_and_unpins_on_exit() {
         dump.contains("\"values\""),
         "bpftool read the pinned counters: {dump}"
     );
-    for name in ["NTPTAP_COUNTERS", "NTPTAP_RING", "NTPTAP_PORTS"] {
+    for name in ["NTPTAP_COUNTERS", "NTPTAP_SHARDS", "NTPTAP_PORTS"] {
         assert!(
             !std::path::Path::new(&dir).join(name).exists(),
             "{name} still pinned after exit"
@@ -470,7 +470,18 @@ fn verbose_reports_the_attach_decisions() {
     };
     // The default: TC both ways.
     let stderr = decisions(&[]);
-    assert!(stderr.contains("ring buffer 4096 KiB"), "{stderr}");
+    // -B's default 4096 KiB, one ring per CPU.
+    let (rings, kib) = stderr
+        .split_once("ring buffers: ")
+        .and_then(|(_, rest)| rest.split_once(" KiB, one per CPU"))
+        .and_then(|(counts, _)| counts.split_once(" of "))
+        .and_then(|(n, kib)| Some((n.parse::<u32>().ok()?, kib.parse::<u32>().ok()?)))
+        .unwrap_or_else(|| panic!("no ring buffer line: {stderr}"));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    assert!(
+        rings >= cpus.min(16) && kib.is_power_of_two() && rings * kib <= 4096,
+        "{stderr}"
+    );
     for direction in ["ingress", "egress"] {
         assert!(
             stderr.contains(&format!("vb: {direction} at TC, through a TCX link")),

@@ -782,3 +782,62 @@ fn host_filter_matches_either_address() {
     h.check_all(&v6, Expect::NoMatch, "--all, IPv6, no listed host");
     h.check_all(&arp, Expect::NoMatch, "--all with hosts: not IP");
 }
+
+#[test]
+fn records_from_every_cpu_come_out_oldest_first() {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut h = Harness::new(MAX_DATA as u32, false);
+    let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    let frame = ipv4(&[], 0, 0, NTP).bytes;
+    // Frames numbered 0..n in their last 4 bytes, each run on the next CPU in turn: with one
+    // ring per CPU, consecutive frames land in different rings.
+    let n = 64u32;
+    for i in 0..n {
+        let mut set = CpuSet::new();
+        set.set(cpus[i as usize % cpus.len()]).unwrap();
+        sched_setaffinity(Pid::from_raw(0), &set).expect("pin to a CPU");
+        let mut numbered = frame.clone();
+        let len = numbered.len();
+        numbered[len - 4..].copy_from_slice(&i.to_be_bytes());
+        let p: &Xdp = h
+            .programs
+            .ebpf
+            .program(h.names[0])
+            .unwrap()
+            .try_into()
+            .unwrap();
+        p.test_run(TestRunOptions {
+            data_in: Some(&numbered),
+            ..Default::default()
+        })
+        .expect("test run");
+    }
+    sched_setaffinity(Pid::from_raw(0), &allowed).expect("restore the affinity");
+    let mut seen = Vec::new();
+    h.programs.ring.read(|record| {
+        let header: ntptap_common::RecordHeader =
+            // SAFETY: the record starts with a RecordHeader (plain integers); unaligned read.
+            unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+        let data =
+            &record[size_of::<ntptap_common::RecordHeader>()..][..usize::from(header.cap_len)];
+        let number = u32::from_be_bytes(data[data.len() - 4..].try_into().unwrap());
+        seen.push((header.ts_mono_ns, number));
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let numbers: Vec<u32> = seen.iter().map(|&(_, n)| n).collect();
+    assert_eq!(
+        numbers,
+        (0..n).collect::<Vec<_>>(),
+        "every frame once, in the order sent"
+    );
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "oldest first");
+    eprintln!(
+        "{} CPUs, {} rings: {n} frames in order",
+        cpus.len(),
+        h.programs.ring.len()
+    );
+}

@@ -20,11 +20,18 @@ use aya::{
         tc::{NlOptions, TcAttachOptions},
     },
 };
-use ntptap_common::{Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, names};
+use ntptap_common::{
+    Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, SHARD_SLOTS, names,
+};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info};
 
-pub use self::{clock::WallClock, counters::Counts, iface::Interface, ringbuf::RingReader};
+pub use self::{
+    clock::WallClock,
+    counters::Counts,
+    iface::Interface,
+    ringbuf::{RingReader, Rings},
+};
 use crate::output::Sink;
 
 /// The kernel programs, built by `build.rs` from `ntptap-ebpf`.
@@ -140,7 +147,7 @@ pub struct Summary {
 pub struct Session {
     /// Programs and their links; `None` once detached.
     ebpf: Option<Ebpf>,
-    ring: RingReader,
+    ring: Rings,
     counters: PerCpuArray<MapData, u64>,
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
@@ -161,8 +168,8 @@ pub type HostMaps = (
 pub struct Programs {
     /// The programs (loaded by [`Session::open`] on attach, or by a test).
     pub ebpf: Ebpf,
-    /// The ring buffer.
-    pub ring: RingReader,
+    /// The ring buffers, one per CPU.
+    pub ring: Rings,
     /// The per-CPU counters.
     pub counters: PerCpuArray<MapData, u64>,
     /// The port set. Kept open: the programs reference it when they are loaded.
@@ -207,10 +214,13 @@ impl Programs {
         }
         raise_memlock_limit();
 
+        let (rings, ring_bytes) = ring_split(config.ring_bytes);
         let bpf_config = Config {
-            // Wake the reader at an eighth of the ring; it also drains on a timer (`drain_interval`).
-            wakeup_bytes: config.ring_bytes / 8,
-            pad: 0,
+            // Wake the reader at a quarter of a ring; it also drains on a timer
+            // (`drain_interval`). Each wakeup costs it a context switch: with -B split among
+            // the CPUs' rings, a quarter of one ring is what an eighth of the single ring was.
+            wakeup_bytes: ring_bytes / 4,
+            rings: rings as u32,
             snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
             filter: if config.all { FILTER_ALL } else { 0 }
                 | if config.hosts.is_empty() {
@@ -222,7 +232,6 @@ impl Programs {
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &bpf_config, true)
-            .map_max_entries(names::RING, config.ring_bytes)
             .load(OBJECT)
             .map_err(|e| anyhow!("{e}"))
             .context("cannot load ntptap's BPF maps into the kernel")?;
@@ -244,7 +253,7 @@ impl Programs {
             Ok(map)
         };
         let mut ports: Array<MapData, u8> = Array::try_from(take(names::PORTS)?)?;
-        let ring = RingReader::new(take(names::RING)?)?;
+        let ring = Rings::new(take(names::SHARDS)?, rings, ring_bytes)?;
         let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
         for &port in &config.ports {
             ports
@@ -277,6 +286,23 @@ impl Programs {
             logger,
         })
     }
+}
+
+/// How `-B`'s bytes are split: one ring per CPU the kernel may bring up (at most
+/// [`SHARD_SLOTS`]), each a power of two of at least a page. Returns the count and the size.
+#[must_use]
+pub fn ring_split(total: u32) -> (usize, u32) {
+    let cpus = aya::util::nr_cpus()
+        .unwrap_or(1)
+        .clamp(1, SHARD_SLOTS as usize);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(4096);
+    let each = (total / cpus as u32).max(page);
+    // The largest power of two not above `each`.
+    (cpus, 1 << each.ilog2())
 }
 
 /// Maps pinned under `--pin DIR`; unpinned when dropped, on every exit but SIGKILL (after
@@ -346,8 +372,9 @@ impl Session {
             logger,
         } = Programs::load(config)?;
         let mut decisions = vec![format!(
-            "ring buffer {} KiB, read at an eighth full or every {} ms; filter: {}{}",
-            config.ring_bytes / 1024,
+            "ring buffers: {} of {} KiB, one per CPU, each read at a quarter full or every {} ms; filter: {}{}",
+            ring.len(),
+            ring_split(config.ring_bytes).1 / 1024,
             config.drain_interval.as_millis(),
             if config.all {
                 "every frame".to_owned()
@@ -694,5 +721,30 @@ fn xdp_attach_error(iface: &Interface, mode: XdpModeArg, err: &ProgramError) -> 
             "cannot attach XDP to {}: {err}; --hook tc avoids XDP",
             iface.name
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_space_is_shared_out_in_powers_of_two() {
+        let cpus = aya::util::nr_cpus()
+            .unwrap_or(1)
+            .clamp(1, SHARD_SLOTS as usize);
+        for kib in [4, 8, 64, 1000, 4096, 65536] {
+            let total = ring_bytes(kib);
+            let (count, each) = ring_split(total);
+            assert_eq!(count, cpus);
+            assert!(each.is_power_of_two() && each >= 4096, "{kib} KiB: {each}");
+            // Never more than -B, unless a page each is already more.
+            assert!(count as u64 * u64::from(each) <= u64::from(total).max(4096 * count as u64));
+            // And not less than half of it: the largest power of two that fits.
+            assert!(
+                u64::from(each) * 2 > u64::from(total) / count as u64,
+                "{kib} KiB: {each}"
+            );
+        }
     }
 }

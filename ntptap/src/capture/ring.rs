@@ -4,7 +4,7 @@ use std::{collections::HashMap, io, mem::size_of, ops::ControlFlow};
 
 use ntptap_common::{RECORD_VLAN, RecordHeader};
 
-use super::{StopReason, clock::WallClock, ringbuf::RingReader};
+use super::{StopReason, clock::WallClock, ringbuf::Rings};
 use crate::{
     frame::{Direction, Frame, LinkType},
     output::Sink,
@@ -38,7 +38,7 @@ impl<'a> Drain<'a> {
     /// Hand every record in the ring to `sink`. `Ok(Some(_))` when the capture must stop.
     pub(super) fn drain<S: Sink>(
         &mut self,
-        ring: &mut RingReader,
+        ring: &mut Rings,
         sink: &mut S,
     ) -> io::Result<Option<StopReason>> {
         match ring.read(|record| self.record(record, sink)) {
