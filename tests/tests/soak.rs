@@ -133,9 +133,12 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
     let settled: Vec<_> = curve.iter().filter(|(t, ..)| *t >= 60).collect();
     if let (Some(first), Some(last)) = (settled.first(), settled.last()) {
         assert!(last.1 <= first.1 + 1024, "RSS grew over 1 MiB: {report}");
+        // A sample taken while one file is closed and the next not yet open sees fewer
+        // (the file and its two extra handles); a leak shows as more.
+        let usual = settled.iter().take(6).map(|(_, _, fds)| *fds).max();
         assert!(
-            settled.iter().all(|(_, _, fds)| *fds == first.2),
-            "fds: {report}"
+            settled.iter().all(|(_, _, fds)| Some(*fds) <= usual),
+            "fds grew: {report}"
         );
     }
 }
