@@ -465,11 +465,11 @@ fn capture<F: Frame>(
         pad: 0,
     };
     if cap <= TINY_DATA as u64 {
-        emit::<TINY_DATA, F>(frame, header, cap)
+        emit::<TINY_DATA, F>(frame, config, header, cap)
     } else if cap <= SMALL_DATA as u64 {
-        emit::<SMALL_DATA, F>(frame, header, cap)
+        emit::<SMALL_DATA, F>(frame, config, header, cap)
     } else {
-        emit::<MAX_DATA, F>(frame, header, cap)
+        emit::<MAX_DATA, F>(frame, config, header, cap)
     }
 }
 
@@ -478,8 +478,8 @@ fn capture<F: Frame>(
 /// forced wakeup per record above the watermark would cost most exactly when the reader is
 /// behind. The reader also drains on a short timer, so a quiet ring is read too.
 #[inline(always)]
-fn wakeup_flags(ring: &Ring, size: u64) -> u64 {
-    let watermark = u64::from(config().wakeup_bytes);
+fn wakeup_flags(config: &Config, ring: &Ring, size: u64) -> u64 {
+    let watermark = u64::from(config.wakeup_bytes);
     if watermark == 0 {
         return 0;
     }
@@ -503,10 +503,10 @@ type Ring = RingBuf<u8, 4096>;
 
 /// This CPU's ring buffer.
 #[inline(always)]
-fn this_cpus_ring() -> Option<&'static Ring> {
+fn this_cpus_ring(config: &Config) -> Option<&'static Ring> {
     // SAFETY: the helper takes no arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let rings = config().rings;
+    let rings = config.rings;
     // A division only where CPUs outnumber rings.
     let slot = if cpu < rings {
         cpu
@@ -522,12 +522,13 @@ fn this_cpus_ring() -> Option<&'static Ring> {
 #[inline(always)]
 fn emit<const N: usize, F: Frame>(
     frame: &F,
+    config: &Config,
     mut header: RecordHeader,
     cap: u64,
 ) -> Result<u32, &'static str> {
     let base = counter_base(header.ifindex, header.direction);
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
-    let ring = this_cpus_ring();
+    let ring = this_cpus_ring(config);
     let Some(mut entry) = ring.and_then(|r| r.reserve_untyped::<Record<N>>(0)) else {
         count(base, Counter::RingFull);
         if let Some(pending) = pending {
@@ -569,7 +570,9 @@ fn emit<const N: usize, F: Frame>(
         return Err("dropped: copy failed");
     }
     // The ring adds an 8-byte header to each record.
-    let flags = ring.map_or(0, |r| wakeup_flags(r, size_of::<Record<N>>() as u64 + 8));
+    let flags = ring.map_or(0, |r| {
+        wakeup_flags(config, r, size_of::<Record<N>>() as u64 + 8)
+    });
     entry.submit(flags);
     count(base, Counter::Captured);
     if header.flags & RECORD_TRUNCATED != 0 {
