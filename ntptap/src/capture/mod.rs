@@ -374,7 +374,7 @@ impl Session {
         let mut decisions = vec![format!(
             "ring buffers: {} of {} KiB, one per CPU, each read at a quarter full or every {} ms; filter: {}{}",
             ring.len(),
-            ring_split(config.ring_bytes).1 / 1024,
+            ring.ring_bytes() / 1024,
             config.drain_interval.as_millis(),
             if config.all {
                 "every frame".to_owned()

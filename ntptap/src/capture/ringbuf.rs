@@ -222,6 +222,8 @@ pub struct Rings {
     epoll: Epoll,
     /// The head of each ring that has one, oldest first (kept to spare an allocation a read).
     heads: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Size of each ring.
+    bytes: u32,
 }
 
 impl Rings {
@@ -259,6 +261,7 @@ impl Rings {
             readers,
             epoll,
             heads: BinaryHeap::new(),
+            bytes,
         })
     }
 
@@ -266,6 +269,12 @@ impl Rings {
     #[must_use]
     pub fn len(&self) -> usize {
         self.readers.len()
+    }
+
+    /// Size of each ring, in bytes.
+    #[must_use]
+    pub fn ring_bytes(&self) -> u32 {
+        self.bytes
     }
 
     /// Always false: there is at least one ring.

@@ -263,41 +263,33 @@ impl<W: Write> FileWriter<W> {
     }
 }
 
-impl<W: Write> Write for FileWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if let Some(d) = &mut self.direct
-            && d.on
-            && self.buf.len() + data.len() > self.buf.capacity()
-        {
-            // It would not fit without moving the buffer off its alignment: write what is
-            // there, and if it still would not, carry on through the page cache.
+impl<W: Write> FileWriter<W> {
+    /// With O_DIRECT, make sure `len` more bytes fit without the buffer moving off its
+    /// alignment: write what is there, and if they still would not fit, carry on through the
+    /// page cache.
+    fn make_room(&mut self, len: usize) -> io::Result<()> {
+        if self.is_direct() && self.buf.len() + len > self.buf.capacity() {
             self.write_out(false)?;
             if let Some(d) = &mut self.direct
-                && self.buf.len() + data.len() > self.buf.capacity()
+                && self.buf.len() + len > self.buf.capacity()
             {
                 d.set(false)?;
             }
         }
-        self.buf.extend_from_slice(data);
-        self.journal.borrow_mut().handed += data.len() as u64;
-        if self.pending() >= self.capacity.max(1) {
-            self.write_out(false)?;
-        }
-        Ok(data.len())
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for FileWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(data)])
     }
 
     /// Takes every slice, as one write: the pcap writer hands over a record's header and
     /// data together.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.direct.as_ref().is_some_and(|d| d.on) && self.buf.len() + len > self.buf.capacity()
-        {
-            // Rare: the slow path keeps the alignment rules in one place.
-            return bufs.iter().try_fold(0, |n, b| {
-                self.write_all(b)?;
-                Ok(n + b.len())
-            });
-        }
+        self.make_room(len)?;
         for b in bufs {
             self.buf.extend_from_slice(b);
         }
