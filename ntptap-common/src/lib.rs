@@ -238,6 +238,14 @@ pub mod names {
     pub const NOP: &str = "ntptap_nop";
     /// Benchmark-only XDP program: one clock read.
     pub const COST_CLOCK: &str = "ntptap_cost_clock";
+    /// Benchmark-only XDP program: the least filter that passes over a non-NTP frame.
+    pub const COST_FILTER: &str = "ntptap_cost_filter";
+    /// [`COST_FILTER`] at TC.
+    pub const COST_FILTER_TC: &str = "ntptap_cost_filter_tc";
+    /// Benchmark-only XDP program: the least capture of a frame (clock, reserve, copy, submit).
+    pub const COST_CAPTURE: &str = "ntptap_cost_capture";
+    /// [`COST_CAPTURE`] at TC.
+    pub const COST_CAPTURE_TC: &str = "ntptap_cost_capture_tc";
     /// TC program that does nothing, the baseline for the TC programs.
     pub const NOP_TC: &str = "ntptap_nop_tc";
 }

@@ -67,7 +67,7 @@ pub const MAX_L4_OFFSET: usize = 512;
 
 /// The `N` bytes at `off`, if the packet has them.
 #[inline(always)]
-fn at<const N: usize>(start: usize, end: usize, off: usize) -> Option<&'static [u8; N]> {
+pub fn at<const N: usize>(start: usize, end: usize, off: usize) -> Option<&'static [u8; N]> {
     if start + off + N > end {
         return None;
     }
@@ -77,7 +77,7 @@ fn at<const N: usize>(start: usize, end: usize, off: usize) -> Option<&'static [
 }
 
 #[inline(always)]
-fn be16(b: [u8; 2]) -> u16 {
+pub fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 

@@ -52,6 +52,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The least filter must tell NTP from the rest, or it would be no floor (the least capture
+/// is checked as it runs: a record every time).
+fn check_least_filter(programs: &Programs, frames: &[(&str, Vec<u8>)]) {
+    let filter: &SchedClassifier = programs
+        .ebpf
+        .program(names::COST_FILTER_TC)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    for (frame, ntp) in [
+        (&frames[0].1, false),
+        (&frames[1].1, true),
+        (&frames[2].1, true),
+    ] {
+        let run = filter
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..Default::default()
+            })
+            .expect("test run");
+        assert_eq!(run.return_value == 0, ntp, "the least filter's verdict");
+    }
+}
+
 fn main() {
     let config = CaptureConfig {
         interfaces: Vec::new(),
@@ -68,11 +92,23 @@ fn main() {
         drain_interval: std::time::Duration::from_millis(10),
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
-    for name in [names::XDP, names::XDP_COPY, names::NOP, names::COST_CLOCK] {
+    for name in [
+        names::XDP,
+        names::XDP_COPY,
+        names::NOP,
+        names::COST_CLOCK,
+        names::COST_FILTER,
+        names::COST_CAPTURE,
+    ] {
         let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect("load XDP");
     }
-    for name in [names::TC_EGRESS, names::NOP_TC] {
+    for name in [
+        names::TC_EGRESS,
+        names::NOP_TC,
+        names::COST_FILTER_TC,
+        names::COST_CAPTURE_TC,
+    ] {
         let tc: &mut SchedClassifier = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         tc.load().expect("load TC");
     }
@@ -88,6 +124,11 @@ fn main() {
         (names::NOP_TC, "any frame", &frames[0].1),
         // The timestamp every captured frame pays for.
         (names::COST_CLOCK, "any frame", &frames[0].1),
+        // The floors: the least any program does with each kind of frame.
+        (names::COST_FILTER, frames[0].0, &frames[0].1),
+        (names::COST_FILTER_TC, frames[0].0, &frames[0].1),
+        (names::COST_CAPTURE, frames[1].0, &frames[1].1),
+        (names::COST_CAPTURE_TC, frames[1].0, &frames[1].1),
     ];
     for (what, bytes) in &frames {
         cases.push((names::XDP, what, bytes));
@@ -95,6 +136,7 @@ fn main() {
         cases.push((names::XDP_COPY, what, bytes));
         cases.push((names::TC_EGRESS, what, bytes));
     }
+    check_least_filter(&programs, &frames);
     for (program, what, bytes) in cases {
         let mut samples = Vec::new();
         for _ in 0..RUNS {
@@ -104,7 +146,13 @@ fn main() {
                 ..Default::default()
             };
             let p = programs.ebpf.program(program).unwrap();
-            let result = if program == names::TC_EGRESS || program == names::NOP_TC {
+            let tc = [
+                names::TC_EGRESS,
+                names::NOP_TC,
+                names::COST_FILTER_TC,
+                names::COST_CAPTURE_TC,
+            ];
+            let result = if tc.contains(&program) {
                 let p: &SchedClassifier = p.try_into().unwrap();
                 p.test_run(opts)
             } else {
@@ -114,9 +162,14 @@ fn main() {
             .expect("test run");
             samples.push(result.duration.as_nanos() as f64);
             // Empty the ring, so every repetition takes the capture path, not the ring-full one.
-            programs
-                .ring
-                .read(|_| std::ops::ControlFlow::<()>::Continue(()));
+            let mut records = 0u32;
+            programs.ring.read(|_| {
+                records += 1;
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            if program == names::COST_CAPTURE || program == names::COST_CAPTURE_TC {
+                assert_eq!(records, REPEAT, "{program} captures every run");
+            }
         }
         println!(
             "{{\"program\": \"{program}\", \"frame\": \"{what}\", \"ns\": {:.1}}}",

@@ -1,5 +1,6 @@
 //! The benchmark's chart: every target of issue 5 as a bar of "measured ÷ target" on a log
-//! scale, green where it is met (1 or less), red where it is not.
+//! scale, green where it is met (1 or less), red where it is not, with a black tick where the
+//! least possible at that hook lies.
 
 use std::path::Path;
 
@@ -73,6 +74,17 @@ pub fn draw(path: &Path, targets: &[Target]) -> anyhow::Result<()> {
             bar
         }))
         .map_err(|e| failed(&e))?;
+    // The least possible, where measured: a black tick across the bar.
+    chart
+        .draw_series(targets.iter().enumerate().filter_map(|(i, t)| {
+            let floor = t.floor?;
+            let v = t.of_target_at(floor).clamp(LOW, HIGH);
+            Some(PathElement::new(
+                [(v, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))],
+                BLACK.stroke_width(4),
+            ))
+        }))
+        .map_err(|e| failed(&e))?;
     chart
         .draw_series(LineSeries::new(
             [(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Last)],
@@ -99,18 +111,21 @@ mod tests {
                 measured: 0.25,
                 limit: 0.5,
                 at_most: true,
+                floor: None,
             },
             Target {
                 name: "missed".into(),
                 measured: 13.6,
                 limit: 4.0,
                 at_most: true,
+                floor: Some(10.4),
             },
             Target {
                 name: "at least".into(),
                 measured: 8.7,
                 limit: 3.0,
                 at_most: false,
+                floor: None,
             },
         ];
         let dir = tempfile::tempdir().unwrap();
@@ -119,5 +134,6 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
         assert!(targets[0].met() && !targets[1].met() && targets[2].met());
+        assert!(targets[1].out_of_reach() && !targets[0].out_of_reach());
     }
 }

@@ -1,0 +1,78 @@
+//! The floor of the live benchmark: ntptap's empty program (`ntptap_nop_tc`, or `ntptap_nop` at
+//! XDP) attached where ntptap would attach its capture program, and nothing else: no ring, no
+//! reader. What a flood loses with it attached is what the hook itself costs, before any
+//! program does any work. Run by `cargo xtask bench` as the contender "empty tc" / "empty
+//! xdp-generic".
+//!
+//! Usage: `empty_tap IFACE tc|xdp|xdp-generic`; prints "listening on IFACE" once attached and
+//! detaches on SIGINT or SIGTERM.
+
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions};
+use ntptap::capture::{CaptureConfig, Directions, Hook, Programs, XdpModeArg};
+use ntptap_common::{MAX_DATA, names};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [iface, hook] = args.as_slice() else {
+        eprintln!("usage: empty_tap IFACE tc|xdp|xdp-generic");
+        std::process::exit(2);
+    };
+    let config = CaptureConfig {
+        interfaces: Vec::new(),
+        hook: Hook::Xdp,
+        xdp_mode: XdpModeArg::Auto,
+        directions: Directions::Inout,
+        snaplen: MAX_DATA as u32,
+        ring_bytes: 1 << 20,
+        ports: vec![123],
+        all: false,
+        hosts: Vec::new(),
+        pin: None,
+        debug_ebpf: false,
+        drain_interval: std::time::Duration::from_millis(250),
+    };
+    let mut programs = Programs::load(&config).expect("load the programs (run as root)");
+    match hook.as_str() {
+        "tc" => {
+            let p: &mut SchedClassifier = programs
+                .ebpf
+                .program_mut(names::NOP_TC)
+                .expect("empty TC program")
+                .try_into()
+                .expect("a classifier");
+            p.load().expect("load the empty TC program");
+            p.attach_with_options(
+                iface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .expect("attach with TCX");
+        }
+        "xdp" | "xdp-generic" => {
+            let p: &mut Xdp = programs
+                .ebpf
+                .program_mut(names::NOP)
+                .expect("empty XDP program")
+                .try_into()
+                .expect("an XDP program");
+            p.load().expect("load the empty XDP program");
+            let mode = if hook == "xdp" {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            p.attach(iface, mode).expect("attach XDP");
+        }
+        other => {
+            eprintln!("empty_tap: unknown hook {other}");
+            std::process::exit(2);
+        }
+    }
+    eprintln!("listening on {iface}");
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGINT);
+    signals.add(nix::sys::signal::Signal::SIGTERM);
+    signals.thread_block().expect("block signals");
+    signals.wait().expect("wait for a signal");
+    // Dropping the programs closes the links, which detaches them.
+}
