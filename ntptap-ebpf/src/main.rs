@@ -29,7 +29,7 @@ use ntptap_common::{
     FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
     Record, RecordHeader, SHARD_SLOTS, SMALL_DATA, TINY_DATA, counter_base,
 };
-use parse::{Addresses, Verdict, classify, ipv6_address};
+use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 
 /// Read-only configuration; the loader overwrites it before loading (see `Config`).
 #[unsafe(no_mangle)]
@@ -125,7 +125,7 @@ pub fn ntptap_probe_xdp(ctx: XdpContext) -> u32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
-    let frame = TcFrame::new(&ctx);
+    let frame = TcFrame(&ctx);
     tap(&frame, frame.ifindex(), DIRECTION_INGRESS);
     TC_ACT_UNSPEC
 }
@@ -137,7 +137,7 @@ pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_tc_out(ctx: TcContext) -> i32 {
-    let frame = TcFrame::new(&ctx);
+    let frame = TcFrame(&ctx);
     tap(&frame, frame.ifindex(), DIRECTION_EGRESS);
     TC_ACT_UNSPEC
 }
@@ -287,6 +287,9 @@ trait Frame {
     fn copy<const N: usize>(&self, dst: *mut u8, len: u32) -> i64;
     /// A VLAN tag the kernel keeps outside the frame's bytes: (protocol, TCI).
     fn offloaded_vlan(&self) -> Option<(u16, u16)>;
+    /// Make sure the headers are in the bytes [`Frame::linear`] covers. Packet pointers
+    /// taken before must not be used after.
+    fn make_linear(&self) {}
 }
 
 /// An XDP frame. `LOOP` copies with a bounded loop instead of `bpf_xdp_load_bytes`, for
@@ -371,21 +374,7 @@ const HEADER_PULL: u32 = 128;
 
 struct TcFrame<'a>(&'a TcContext);
 
-impl<'a> TcFrame<'a> {
-    /// Wrap `ctx`, making sure the headers are in the linear part of the skb.
-    ///
-    /// Locally generated packets have their headers linear already; a pull happens only for
-    /// the rare skb whose headers are paged, and changes nothing the stack can observe.
-    #[inline(always)]
-    fn new(ctx: &'a TcContext) -> Self {
-        let len = ctx.len();
-        let want = if len < HEADER_PULL { len } else { HEADER_PULL };
-        if ((ctx.data_end() - ctx.data()) as u32) < want {
-            // SAFETY: the helper takes the context pointer the kernel gave us.
-            unsafe { bpf_skb_pull_data(ctx.skb.skb.cast(), want) };
-        }
-        Self(ctx)
-    }
+impl TcFrame<'_> {
     #[inline(always)]
     fn ifindex(&self) -> u32 {
         // SAFETY: reading a field of the context the kernel gave us.
@@ -421,6 +410,20 @@ impl Frame for TcFrame<'_> {
         // vlan_proto holds the protocol in network byte order.
         (present != 0).then(|| (u16::from_be(proto as u16), tci as u16))
     }
+    /// Pull the first [`HEADER_PULL`] bytes (or the whole frame) into the linear part of the
+    /// skb. Locally generated packets have their headers linear already, and the quick parse
+    /// needs no pull; a pull happens only for the rare skb whose headers are paged, and
+    /// changes nothing the stack can observe.
+    #[inline(always)]
+    fn make_linear(&self) {
+        let ctx = self.0;
+        let len = ctx.len();
+        let want = if len < HEADER_PULL { len } else { HEADER_PULL };
+        if ((ctx.data_end() - ctx.data()) as u32) < want {
+            // SAFETY: the helper takes the context pointer the kernel gave us.
+            unsafe { bpf_skb_pull_data(ctx.skb.skb.cast(), want) };
+        }
+    }
 }
 
 /// See [`copy_loop`].
@@ -452,13 +455,10 @@ fn port_watched(port: u16) -> bool {
 #[inline(always)]
 fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
     match addresses.family {
-        Addresses::V4 => {
+        Addresses::V4 => ipv4_addresses(start, end, addresses.header).is_some_and(|(src, dst)| {
             // SAFETY: lookups in a hash map with keys of the declared type.
-            unsafe {
-                NTPTAP_HOSTS4.get(addresses.src).is_some()
-                    || NTPTAP_HOSTS4.get(addresses.dst).is_some()
-            }
-        }
+            unsafe { NTPTAP_HOSTS4.get(src).is_some() || NTPTAP_HOSTS4.get(dst).is_some() }
+        }),
         Addresses::V6 => {
             let watched = |off: usize| {
                 ipv6_address(start, end, off).is_some_and(|key| {
@@ -478,6 +478,23 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     let base = counter_base(ifindex, direction);
     count(base, Counter::Seen);
     let config = config();
+    // The default filter (the port set alone, no logging) on an untagged frame with plain
+    // headers, the frames most links carry: decided without the general parser. The
+    // verifier keeps only the branch the loaded configuration takes.
+    if config.filter == 0 {
+        let (start, end) = frame.linear();
+        match quick_classify(start, end) {
+            Some((Verdict::Udp { sport, dport }, _)) => {
+                if port_watched(sport) || port_watched(dport) {
+                    count(base, Counter::Matched);
+                    let _ = capture(frame, &config, ifindex, direction);
+                }
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+    }
     let outcome = match select(frame, &config, base) {
         Ok(()) => {
             count(base, Counter::Matched);
@@ -508,6 +525,7 @@ fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<(), &'stati
     if all && !hosts {
         return Ok(());
     }
+    frame.make_linear();
     let (start, end) = frame.linear();
     let (verdict, addresses) = classify(start, end);
     if !all {
