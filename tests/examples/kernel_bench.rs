@@ -1,12 +1,14 @@
 //! Per-frame cost of the kernel programs, measured with BPF_PROG_TEST_RUN against empty XDP
-//! and TC programs loaded in the same run, and the cost of one clock read alone. Run by `cargo xtask bench`; prints one JSON object per
-//! measurement: `{"program", "frame", "ns"}` (median over runs of the kernel's average).
+//! and TC programs loaded in the same run, with the floors beside them: one clock read alone,
+//! the least filter and the least capture. Run by `cargo xtask bench`; prints one JSON object
+//! per measurement: `{"program", "frame", "ns"}` (median, over rounds that run every case in
+//! turn, of the kernel's average).
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use ntptap::capture::{CaptureConfig, Directions, Hook, Programs, XdpModeArg};
 use ntptap_common::{MAX_DATA, names};
 
-const RUNS: usize = 7;
+const RUNS: usize = 15;
 const REPEAT: u32 = 20_000;
 
 fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
@@ -137,43 +139,52 @@ fn main() {
         cases.push((names::TC_EGRESS, what, bytes));
     }
     check_least_filter(&programs, &frames);
-    for (program, what, bytes) in cases {
-        let mut samples = Vec::new();
-        for _ in 0..RUNS {
-            let opts = TestRunOptions {
-                data_in: Some(bytes),
-                repeat: REPEAT,
-                ..Default::default()
-            };
-            let p = programs.ebpf.program(program).unwrap();
-            let tc = [
-                names::TC_EGRESS,
-                names::NOP_TC,
-                names::COST_FILTER_TC,
-                names::COST_CAPTURE_TC,
-            ];
-            let result = if tc.contains(&program) {
-                let p: &SchedClassifier = p.try_into().unwrap();
-                p.test_run(opts)
-            } else {
-                let p: &Xdp = p.try_into().unwrap();
-                p.test_run(opts)
-            }
-            .expect("test run");
-            samples.push(result.duration.as_nanos() as f64);
-            // Empty the ring, so every repetition takes the capture path, not the ring-full one.
-            let mut records = 0u32;
-            programs.ring.read(|_| {
-                records += 1;
-                std::ops::ControlFlow::<()>::Continue(())
-            });
-            if program == names::COST_CAPTURE || program == names::COST_CAPTURE_TC {
-                assert_eq!(records, REPEAT, "{program} captures every run");
-            }
+    // Rounds of every case in turn, so a burst of load on the host hits one run of many
+    // cases, not every run of one.
+    let mut samples = vec![Vec::new(); cases.len()];
+    for _ in 0..RUNS {
+        for ((program, _, bytes), samples) in cases.iter().zip(&mut samples) {
+            samples.push(run_once(&mut programs, program, bytes));
         }
+    }
+    for ((program, what, _), samples) in cases.into_iter().zip(samples) {
         println!(
             "{{\"program\": \"{program}\", \"frame\": \"{what}\", \"ns\": {:.1}}}",
             median(samples)
         );
     }
+}
+
+/// One test run of `REPEAT` repetitions of `program` on `bytes`: the kernel's average, ns.
+fn run_once(programs: &mut Programs, program: &str, bytes: &[u8]) -> f64 {
+    let opts = TestRunOptions {
+        data_in: Some(bytes),
+        repeat: REPEAT,
+        ..Default::default()
+    };
+    let p = programs.ebpf.program(program).unwrap();
+    let tc = [
+        names::TC_EGRESS,
+        names::NOP_TC,
+        names::COST_FILTER_TC,
+        names::COST_CAPTURE_TC,
+    ];
+    let result = if tc.contains(&program) {
+        let p: &SchedClassifier = p.try_into().unwrap();
+        p.test_run(opts)
+    } else {
+        let p: &Xdp = p.try_into().unwrap();
+        p.test_run(opts)
+    }
+    .expect("test run");
+    // Empty the ring, so every repetition takes the capture path, not the ring-full one.
+    let mut records = 0u32;
+    programs.ring.read(|_| {
+        records += 1;
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    if program == names::COST_CAPTURE || program == names::COST_CAPTURE_TC {
+        assert_eq!(records, REPEAT, "{program} captures every run");
+    }
+    result.duration.as_nanos() as f64
 }

@@ -342,7 +342,7 @@ fn kernel_report(md: &mut String, kernel: &[serde_json::Value]) {
     let empty_for = |program: &str| if program.contains("_tc") { nop_tc } else { nop };
     let _ = writeln!(
         md,
-        "\n## Kernel programs (BPF_PROG_TEST_RUN, ns per frame, median of 7 × 20,000)\n"
+        "\n## Kernel programs (BPF_PROG_TEST_RUN, ns per frame, median of 15 interleaved rounds × 20,000)\n"
     );
     let _ = writeln!(
         md,
