@@ -190,8 +190,11 @@ pub struct Config {
     /// Ring buffers in use: CPU `c` writes to slot `c % rings` of the ring array (0 counts
     /// as 1).
     pub rings: u32,
+    /// The watched UDP port when the port set holds just one (the usual 123): the programs
+    /// compare with it instead of looking both ports up in the port set. 0: use the set.
+    pub port: u32,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 20);
 
 impl Config {
     /// The configuration the programs are built with: whole frames, the port filter.
@@ -200,6 +203,7 @@ impl Config {
         filter: 0,
         wakeup_bytes: 0,
         rings: 1,
+        port: 0,
     };
 }
 

@@ -485,7 +485,12 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         let (start, end) = frame.linear();
         match quick_classify(start, end) {
             Some((Verdict::Udp { sport, dport }, _)) => {
-                if port_watched(sport) || port_watched(dport) {
+                let watched = if config.port != 0 {
+                    u32::from(sport) == config.port || u32::from(dport) == config.port
+                } else {
+                    port_watched(sport) || port_watched(dport)
+                };
+                if watched {
                     count(base, Counter::Matched);
                     let _ = capture(frame, &config, ifindex, direction);
                 }

@@ -197,6 +197,10 @@ impl Harness {
     }
 
     fn with_hosts(snaplen: u32, all: bool, hosts: Vec<std::net::IpAddr>) -> Self {
+        Self::build(snaplen, all, hosts, vec![123])
+    }
+
+    fn build(snaplen: u32, all: bool, hosts: Vec<std::net::IpAddr>, ports: Vec<u16>) -> Self {
         ntptap_tests::require_root();
         let config = CaptureConfig {
             interfaces: Vec::new(),
@@ -205,7 +209,7 @@ impl Harness {
             directions: Directions::Inout,
             snaplen,
             ring_bytes: 1 << 20,
-            ports: vec![123],
+            ports,
             all,
             hosts,
             pin: None,
@@ -584,6 +588,45 @@ fn cases() -> Vec<(&'static str, Built, Expect)> {
 fn every_frame_kind_gets_the_right_verdict() {
     let mut h = Harness::new(MAX_DATA as u32, false);
     for (what, built, expect) in cases() {
+        h.check_all(&built.bytes, expect, what);
+    }
+}
+
+/// With more than one port, the programs look both ports up in the port set (with one, they
+/// compare with it): the same verdicts, and a frame on the other port matches whichever way
+/// it is parsed.
+#[test]
+fn a_port_set_of_two_gives_the_same_verdicts() {
+    let mut h = Harness::build(MAX_DATA as u32, false, Vec::new(), vec![123, 4123]);
+    for (what, built, expect) in cases() {
+        h.check_all(&built.bytes, expect, what);
+    }
+    let other = L4::Udp {
+        sport: 40000,
+        dport: 4123,
+        payload: 48,
+    };
+    let not = L4::Udp {
+        sport: 40000,
+        dport: 4124,
+        payload: 48,
+    };
+    for (what, built, expect) in [
+        ("IPv4 to 4123", ipv4(&[], 0, 0, other), Expect::Match),
+        ("IPv4 to 4124", ipv4(&[], 0, 0, not), Expect::NoMatch),
+        (
+            "IPv4 with options to 4123",
+            ipv4(&[], 8, 0, other),
+            Expect::Match,
+        ),
+        (
+            "tagged IPv4 to 4123",
+            ipv4(&[0x8100], 0, 0, other),
+            Expect::Match,
+        ),
+        ("IPv6 to 4123", ipv6(&[], &[], other), Expect::Match),
+        ("IPv6 to 4124", ipv6(&[], &[], not), Expect::NoMatch),
+    ] {
         h.check_all(&built.bytes, expect, what);
     }
 }

@@ -221,6 +221,10 @@ impl Programs {
             // the CPUs' rings, a quarter of one ring is what an eighth of the single ring was.
             wakeup_bytes: ring_bytes / 4,
             rings: rings as u32,
+            port: match config.ports.as_slice() {
+                [port] => u32::from(*port),
+                _ => 0,
+            },
             snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
             filter: if config.all { FILTER_ALL } else { 0 }
                 | if config.hosts.is_empty() {
