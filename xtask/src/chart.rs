@@ -33,7 +33,7 @@ pub fn draw(path: &Path, targets: &[Target]) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "ntptap: measured ÷ target (log scale; 1 or less meets the target)",
+            "ntptap: measured ÷ target (log scale; 1 or less meets the target; black tick: the least possible)",
             ("sans-serif", 22),
         )
         .margin(12)
