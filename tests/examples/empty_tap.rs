@@ -8,8 +8,8 @@
 //! detaches on SIGINT or SIGTERM.
 
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions};
-use ntptap::capture::{CaptureConfig, Directions, Hook, Programs, XdpModeArg};
-use ntptap_common::{MAX_DATA, names};
+use ntptap::capture::{CaptureConfig, Programs};
+use ntptap_common::names;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,18 +18,8 @@ fn main() {
         std::process::exit(2);
     };
     let config = CaptureConfig {
-        interfaces: Vec::new(),
-        hook: Hook::Xdp,
-        xdp_mode: XdpModeArg::Auto,
-        directions: Directions::Inout,
-        snaplen: MAX_DATA as u32,
         ring_bytes: 1 << 20,
-        ports: vec![123],
-        all: false,
-        hosts: Vec::new(),
-        pin: None,
-        debug_ebpf: false,
-        drain_interval: std::time::Duration::from_millis(250),
+        ..CaptureConfig::default()
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     match hook.as_str() {

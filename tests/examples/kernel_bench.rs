@@ -5,8 +5,8 @@
 //! turn, of the kernel's average).
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use ntptap::capture::{CaptureConfig, Directions, Hook, Programs, XdpModeArg};
-use ntptap_common::{MAX_DATA, names};
+use ntptap::capture::{CaptureConfig, Programs};
+use ntptap_common::names;
 
 const RUNS: usize = 15;
 const REPEAT: u32 = 20_000;
@@ -80,18 +80,8 @@ fn check_least_filter(programs: &Programs, frames: &[(&str, Vec<u8>)]) {
 
 fn main() {
     let config = CaptureConfig {
-        interfaces: Vec::new(),
-        hook: Hook::Xdp,
-        xdp_mode: XdpModeArg::Auto,
-        directions: Directions::Inout,
-        snaplen: MAX_DATA as u32,
         ring_bytes: 64 << 20,
-        ports: vec![123],
-        all: false,
-        hosts: Vec::new(),
-        pin: None,
-        debug_ebpf: false,
-        drain_interval: std::time::Duration::from_millis(10),
+        ..CaptureConfig::default()
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     for name in [

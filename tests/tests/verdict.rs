@@ -7,7 +7,7 @@
 //! their full size: never a false match, never a miss.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use ntptap::capture::{CaptureConfig, Counts, Directions, Hook, Programs, XdpModeArg, xdp_program};
+use ntptap::capture::{CaptureConfig, Counts, Programs, xdp_program};
 use ntptap_common::{Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, MAX_DATA, names};
 
 const XDP_PASS: u32 = 2;
@@ -203,18 +203,12 @@ impl Harness {
     fn build(snaplen: u32, all: bool, hosts: Vec<std::net::IpAddr>, ports: Vec<u16>) -> Self {
         ntptap_tests::require_root();
         let config = CaptureConfig {
-            interfaces: Vec::new(),
-            hook: Hook::Xdp,
-            xdp_mode: XdpModeArg::Auto,
-            directions: Directions::Inout,
             snaplen,
             ring_bytes: 1 << 20,
             ports,
             all,
             hosts,
-            pin: None,
-            debug_ebpf: false,
-            drain_interval: std::time::Duration::from_millis(10),
+            ..CaptureConfig::default()
         };
         let mut programs = Programs::load(&config).expect("load the programs");
         let mut names = vec![names::XDP_COPY];

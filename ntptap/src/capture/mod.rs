@@ -93,9 +93,31 @@ pub struct CaptureConfig {
     pub pin: Option<std::path::PathBuf>,
     /// Log each frame's verdict from the kernel programs (aya-log).
     pub debug_ebpf: bool,
-    /// How often the ring is read when the kernel has not woken the reader (it does so at an
-    /// eighth of the ring): the longest a quiet frame waits.
+    /// How often the rings are read when the kernel has not woken the reader (it does so at a
+    /// quarter of a ring): the longest a quiet frame waits.
     pub drain_interval: Duration,
+}
+
+impl Default for CaptureConfig {
+    /// The command line's defaults, with no interface yet: TC both ways, whole frames, UDP
+    /// port 123, the default `-B`, no host filter, rings read every 250 ms (as when only
+    /// writing a file).
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            hook: Hook::Tc,
+            xdp_mode: XdpModeArg::Auto,
+            directions: Directions::Inout,
+            snaplen: MAX_DATA as u32,
+            ring_bytes: ring_bytes(crate::cli::DEFAULT_RING_KIB),
+            ports: vec![123],
+            all: false,
+            hosts: Vec::new(),
+            pin: None,
+            debug_ebpf: false,
+            drain_interval: Duration::from_millis(250),
+        }
+    }
 }
 
 /// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
