@@ -49,13 +49,16 @@ enum Task {
         args: Vec<String>,
     },
     /// Measure ntptap against tcpdump and tshark in the same run (offline decode, kernel
-    /// programs); print the ratios and write BENCHMARKS.md and target/bench/results.json.
+    /// programs, live floods, each beside the least possible); print the ratios and write
+    /// BENCHMARKS.md, target/bench/results.json and target/bench/targets.png.
     Bench {
         /// Packets in the generated capture.
         #[arg(long, default_value_t = 1_000_000)]
         packets: u64,
-        /// Interleaved runs of each contender; the median is reported.
-        #[arg(long, default_value_t = 5)]
+        /// Interleaved runs of each contender; the median is reported. Single floods move by
+        /// ±10 % on a shared host, and the non-NTP flood's ratios compare losses of a few %:
+        /// fewer rounds can turn a verdict either way.
+        #[arg(long, default_value_t = 9)]
         runs: usize,
     },
     /// Run each cargo-fuzz target (NTP decoder, frame printers, capture readers) for a
