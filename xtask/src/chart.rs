@@ -112,6 +112,7 @@ mod tests {
                 limit: 0.5,
                 at_most: true,
                 floor: None,
+                intervals: None,
             },
             Target {
                 name: "missed".into(),
@@ -119,6 +120,7 @@ mod tests {
                 limit: 4.0,
                 at_most: true,
                 floor: Some(10.4),
+                intervals: None,
             },
             Target {
                 name: "at least".into(),
@@ -126,6 +128,7 @@ mod tests {
                 limit: 3.0,
                 at_most: false,
                 floor: None,
+                intervals: None,
             },
         ];
         let dir = tempfile::tempdir().unwrap();
