@@ -215,9 +215,106 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     out
 }
 
+/// Whether the extension headers hold a fragment header with a non-zero offset.
+///
+/// The chain is walked here, every length checked against the bytes etherparse kept: its own
+/// iterator trusts header lengths that lax parsing did not check, and reads past the slice
+/// (etherparse 0.21, found by `cargo xtask fuzz`; `fuzz/regressions/print_frame`).
 fn is_later_v6_fragment(ext: &etherparse::Ipv6ExtensionsSlice<'_>) -> bool {
-    ext.clone().into_iter().any(|e| match e {
-        etherparse::Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() != 0,
-        _ => false,
-    })
+    let mut next = ext.first_header();
+    let mut rest = ext.slice();
+    while let Some(header) = next {
+        let (Some(&following), Some(&size)) = (rest.first(), rest.get(1)) else {
+            return false;
+        };
+        let len = match header {
+            IpNumber::IPV6_FRAGMENTATION_HEADER => {
+                if rest
+                    .get(2..4)
+                    .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) >> 3 != 0)
+                {
+                    return true;
+                }
+                8
+            }
+            IpNumber::IPV6_HEADER_HOP_BY_HOP
+            | IpNumber::IPV6_ROUTE_HEADER
+            | IpNumber::IPV6_DESTINATION_OPTIONS => (usize::from(size) + 1) * 8,
+            IpNumber::AUTHENTICATION_HEADER => (usize::from(size) + 2) * 4,
+            _ => return false,
+        };
+        let Some(after) = rest.get(len..) else {
+            return false;
+        };
+        next = Some(IpNumber(following));
+        rest = after;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet frame with an IPv6 header whose chain starts with `next`, then `exts`,
+    /// then 16 bytes of payload.
+    fn ipv6(next: u8, exts: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        let payload = exts.len() + 16;
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(payload as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&[0xfd; 16]);
+        f.extend_from_slice(&[0xfe; 16]);
+        f.extend_from_slice(exts);
+        f.extend_from_slice(&[0xab; 16]);
+        f
+    }
+
+    /// A fragment header: next header UDP, `offset` in 8-byte units, more fragments set.
+    fn fragment(offset: u16) -> [u8; 8] {
+        let [a, b] = ((offset << 3) | 1).to_be_bytes();
+        [17, 0, a, b, 0, 0, 0x12, 0x34]
+    }
+
+    fn later_fragment(frame: &[u8]) -> Option<bool> {
+        match dissect(LinkType::Ethernet, frame).net {
+            Some(Net::Ip { later_fragment, .. }) => Some(later_fragment),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn ipv6_later_fragments_are_told_from_first_ones() {
+        assert_eq!(later_fragment(&ipv6(44, &fragment(185))), Some(true));
+        assert_eq!(later_fragment(&ipv6(44, &fragment(0))), Some(false));
+        // Behind a hop-by-hop header (8 bytes, next: fragment).
+        let mut chain = vec![44, 0, 0, 0, 0, 0, 0, 0];
+        chain.extend_from_slice(&fragment(10));
+        assert_eq!(later_fragment(&ipv6(0, &chain)), Some(true));
+        // Two fragment headers, the second with the offset.
+        let mut two = fragment(0).to_vec();
+        two[0] = 44;
+        two.extend_from_slice(&fragment(3));
+        assert_eq!(later_fragment(&ipv6(44, &two)), Some(true));
+    }
+
+    #[test]
+    fn a_first_fragment_whose_next_header_is_an_extension_header_reads_nothing_past_it() {
+        // A first fragment (offset 0, more to come) announcing a hop-by-hop header next: lax
+        // parsing stops at the fragment header, and etherparse's own iterator then read a
+        // header out of the bytes after the chain, past its slice (the fuzz regression).
+        let mut first = fragment(0);
+        first[0] = 0;
+        assert_eq!(later_fragment(&ipv6(44, &first)), Some(false));
+        // Behind an authentication header, as in the fuzzer's frame.
+        let mut chain = vec![44, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        chain.extend_from_slice(&first);
+        assert_eq!(later_fragment(&ipv6(51, &chain)), Some(false));
+        // And cut at every length: no panic.
+        let frame = ipv6(51, &chain);
+        for cut in 54..frame.len() {
+            let _ = later_fragment(&frame[..cut]);
+        }
+    }
 }
