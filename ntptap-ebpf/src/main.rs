@@ -243,15 +243,7 @@ fn least_capture<F: Frame>(frame: &F) {
     else {
         return;
     };
-    // Bounded to 1..=TINY_DATA as in `emit`.
-    let len = frame.len();
-    // SAFETY: a read of a local.
-    let len = unsafe { core::ptr::read_volatile(&raw const len) };
-    let mut last = len.wrapping_sub(1);
-    if last > (TINY_DATA - 1) as u64 {
-        last = (TINY_DATA - 1) as u64;
-    }
-    let len = last + 1;
+    let len = copy_len::<TINY_DATA>(frame.len());
     let record = entry.as_mut_ptr();
     // SAFETY: a reserved record of `size_of::<Record<TINY_DATA>>()` bytes, `len <= TINY_DATA`.
     let copied = unsafe {
@@ -649,6 +641,25 @@ fn this_cpus_ring(config: &Config) -> Option<&'static Ring> {
     NTPTAP_SHARDS.get(slot)
 }
 
+/// The length to copy into a record of `N` data bytes: `cap` (at least 1) bounded to `1..=N`
+/// in a form every verifier takes.
+///
+/// The verifier needs the very register passed to the copy helper bounded to 1..=N. A zero
+/// test on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
+/// bounds then follow from arithmetic on that register. The volatile read hides `cap >= 1`
+/// from the compiler, which would otherwise fold the clamp into min(cap, N) and leave older
+/// verifiers (6.1) a length whose minimum is 0.
+#[inline(always)]
+fn copy_len<const N: usize>(cap: u64) -> u64 {
+    // SAFETY: a read of a local.
+    let cap = unsafe { core::ptr::read_volatile(&raw const cap) };
+    let mut last = cap.wrapping_sub(1);
+    if last > (N - 1) as u64 {
+        last = (N - 1) as u64;
+    }
+    last + 1
+}
+
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
 #[inline(always)]
 fn emit<const N: usize, F: Frame>(
@@ -675,18 +686,8 @@ fn emit<const N: usize, F: Frame>(
             *pending = 0;
         }
     }
-    // The verifier needs the very register passed to the helper bounded to 1..=N. A zero test
-    // on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
-    // bounds then follow from arithmetic on that register. `tap` never calls us with cap == 0.
-    // The volatile read hides `cap >= 1` from the compiler, which would otherwise fold the
-    // clamp into min(cap, N) and leave older verifiers (6.1) a length whose minimum is 0.
-    // SAFETY: a read of a local.
-    let cap = unsafe { core::ptr::read_volatile(&raw const cap) };
-    let mut last = cap.wrapping_sub(1);
-    if last > (N - 1) as u64 {
-        last = (N - 1) as u64;
-    }
-    let len = last + 1;
+    // `tap` never calls us with cap == 0.
+    let len = copy_len::<N>(cap);
     let record = entry.as_mut_ptr();
     header.cap_len = len as u16;
     // SAFETY: `record` points at a reserved, writable ring record of `size_of::<Record<N>>()`

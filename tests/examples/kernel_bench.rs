@@ -10,6 +10,13 @@ use ntptap_common::names;
 
 const RUNS: usize = 15;
 const REPEAT: u32 = 20_000;
+/// The programs measured that are TC classifiers; the rest are XDP programs.
+const TC_PROGRAMS: [&str; 4] = [
+    names::TC_EGRESS,
+    names::NOP_TC,
+    names::COST_FILTER_TC,
+    names::COST_CAPTURE_TC,
+];
 
 fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
     [
@@ -95,12 +102,7 @@ fn main() {
         let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect("load XDP");
     }
-    for name in [
-        names::TC_EGRESS,
-        names::NOP_TC,
-        names::COST_FILTER_TC,
-        names::COST_CAPTURE_TC,
-    ] {
+    for name in TC_PROGRAMS {
         let tc: &mut SchedClassifier = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         tc.load().expect("load TC");
     }
@@ -153,13 +155,7 @@ fn run_once(programs: &mut Programs, program: &str, bytes: &[u8]) -> f64 {
         ..Default::default()
     };
     let p = programs.ebpf.program(program).unwrap();
-    let tc = [
-        names::TC_EGRESS,
-        names::NOP_TC,
-        names::COST_FILTER_TC,
-        names::COST_CAPTURE_TC,
-    ];
-    let result = if tc.contains(&program) {
+    let result = if TC_PROGRAMS.contains(&program) {
         let p: &SchedClassifier = p.try_into().unwrap();
         p.test_run(opts)
     } else {
