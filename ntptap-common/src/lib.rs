@@ -121,7 +121,7 @@ pub enum Counter {
     Unparsable = 5,
     /// Non-first IP fragments: they carry no UDP header, so no port to match. Not captured
     /// unless `--all`.
-    Fragment = 6,
+    LaterFragment = 6,
     /// Matched frames the kernel would not copy into a reserved record (should never happen;
     /// counted so that matched = captured + ring full + copy failed holds exactly).
     CopyFailed = 7,
@@ -136,15 +136,30 @@ impl Counter {
         Counter::RingFull,
         Counter::Truncated,
         Counter::Unparsable,
-        Counter::Fragment,
+        Counter::LaterFragment,
         Counter::CopyFailed,
     ];
+
+    /// The counter's one name, in the exit summary, the metrics' `reason` label and the README.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::Matched => "matched",
+            Counter::Captured => "captured",
+            Counter::RingFull => "ring_full",
+            Counter::Truncated => "truncated",
+            Counter::Unparsable => "unparsable",
+            Counter::LaterFragment => "later_fragment",
+            Counter::CopyFailed => "copy_failed",
+        }
+    }
 }
 
 /// Slots per direction in the counters map: one per [`Counter`].
 pub const COUNTER_SLOTS: u32 = 8;
 /// Interfaces are counted apart by `ifindex % IFINDEX_SLOTS`: plain arithmetic on the hot
-/// path, no lookup. The loader warns if two captured interfaces share a slot.
+/// path, no lookup. The loader warns when two captured interfaces share a slot.
 pub const IFINDEX_SLOTS: u32 = 256;
 /// Entries of the per-CPU counters map.
 pub const COUNTER_ENTRIES: u32 = IFINDEX_SLOTS * DIRECTIONS * COUNTER_SLOTS;
@@ -212,8 +227,6 @@ pub const PORT_ENTRIES: u32 = 65536;
 
 /// Names of the maps and programs, shared so the loader cannot drift from the object file.
 pub mod names {
-    /// The ring buffer map.
-    pub const RING: &str = "NTPTAP_RING";
     /// The per-CPU ring buffers (see [`SHARD_SLOTS`]).
     pub const SHARDS: &str = "NTPTAP_SHARDS";
     /// The per-CPU counters map.

@@ -3,16 +3,19 @@
 //! Each entry point is a thin wrapper around [`tap`]: parse the headers, decide, reserve a ring
 //! record of a fixed size class, copy the frame into it, submit, and count every decision.
 //! A tap never harms traffic: every path returns `XDP_PASS` / `TC_ACT_UNSPEC`.
+//!
+//! The product's programs are here; [`bench`] holds the baselines `cargo xtask bench`
+//! measures them against, which the loader never attaches. [`parse`] reads the headers.
 #![no_std]
 #![no_main]
 
+mod bench;
 mod parse;
 
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC,
-        xdp_action,
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
     },
     btf_maps::{ArrayOfMaps, RingBuf},
     helpers::{
@@ -139,129 +142,6 @@ pub fn ntptap_tc_in(ctx: TcContext) -> i32 {
 pub fn ntptap_tc_out(ctx: TcContext) -> i32 {
     let frame = TcFrame(&ctx);
     tap(&frame, frame.ifindex(), DIRECTION_EGRESS);
-    TC_ACT_UNSPEC
-}
-
-/// Does nothing: the baseline `cargo xtask bench` measures the other programs against, in the
-/// same run. The loader never attaches it.
-#[xdp]
-pub fn ntptap_nop(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
-/// The benchmark's cost breakdown, never attached: one clock read, which every captured
-/// frame pays for its timestamp.
-#[xdp]
-pub fn ntptap_cost_clock(_ctx: XdpContext) -> u32 {
-    // SAFETY: the helper takes no arguments and has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    core::hint::black_box(ts);
-    xdp_action::XDP_PASS
-}
-
-/// The benchmark's floor for a frame that is not NTP: the least any filter does to pass over
-/// it (Ethernet type, IPv4 or IPv6 without options or extension headers, UDP, both ports
-/// against 123), with no counters, no configuration and no VLAN tags. Never attached.
-#[xdp]
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "aya's entry-point macros hand the context over by value"
-)]
-pub fn ntptap_cost_filter(ctx: XdpContext) -> u32 {
-    core::hint::black_box(least_filter(ctx.data(), ctx.data_end()));
-    xdp_action::XDP_PASS
-}
-
-/// [`ntptap_cost_filter`] at TC, whose return code tells the benchmark the verdict (both
-/// codes leave the frame alone): `TC_ACT_OK` for NTP, `TC_ACT_UNSPEC` otherwise.
-#[classifier]
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "aya's entry-point macros hand the context over by value"
-)]
-pub fn ntptap_cost_filter_tc(ctx: TcContext) -> i32 {
-    if least_filter(ctx.data(), ctx.data_end()) {
-        TC_ACT_OK
-    } else {
-        TC_ACT_UNSPEC
-    }
-}
-
-/// The benchmark's floor for an NTP frame: the least any capture does with it (one clock
-/// read, a ring record reserved, the frame copied in, the record submitted without a
-/// wakeup), with no parsing, no counters and no configuration. Never attached.
-#[xdp]
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "aya's entry-point macros hand the context over by value"
-)]
-pub fn ntptap_cost_capture(ctx: XdpContext) -> u32 {
-    least_capture(&XdpFrame::<false>(&ctx));
-    xdp_action::XDP_PASS
-}
-
-/// [`ntptap_cost_capture`] at TC.
-#[classifier]
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "aya's entry-point macros hand the context over by value"
-)]
-pub fn ntptap_cost_capture_tc(ctx: TcContext) -> i32 {
-    least_capture(&TcFrame(&ctx));
-    TC_ACT_UNSPEC
-}
-
-/// See [`ntptap_cost_filter`].
-#[inline(always)]
-fn least_filter(start: usize, end: usize) -> bool {
-    let Some(ethertype) = parse::at::<2>(start, end, 12) else {
-        return false;
-    };
-    let (proto, l4) = match parse::be16(*ethertype) {
-        0x0800 => (14 + 9, 14 + 20),
-        0x86dd => (14 + 6, 14 + 40),
-        _ => return false,
-    };
-    let (Some(proto), Some(ports)) = (
-        parse::at::<1>(start, end, proto),
-        parse::at::<4>(start, end, l4),
-    ) else {
-        return false;
-    };
-    proto[0] == 17
-        && (parse::be16([ports[0], ports[1]]) == 123 || parse::be16([ports[2], ports[3]]) == 123)
-}
-
-/// See [`ntptap_cost_capture`].
-#[inline(always)]
-fn least_capture<F: Frame>(frame: &F) {
-    // SAFETY: the helper takes no arguments and has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let Some(mut entry) = NTPTAP_SHARDS
-        .get(0)
-        .and_then(|r| r.reserve_untyped::<Record<TINY_DATA>>(0))
-    else {
-        return;
-    };
-    let len = copy_len::<TINY_DATA>(frame.len());
-    let record = entry.as_mut_ptr();
-    // SAFETY: a reserved record of `size_of::<Record<TINY_DATA>>()` bytes, `len <= TINY_DATA`.
-    let copied = unsafe {
-        (*record).header.ts_mono_ns = ts;
-        (*record).header.cap_len = len as u16;
-        frame.copy::<TINY_DATA>((&raw mut (*record).data).cast(), len as u32)
-    };
-    if copied == 0 {
-        entry.submit(u64::from(BPF_RB_NO_WAKEUP));
-    } else {
-        entry.discard(0);
-    }
-}
-
-/// Does nothing at TC: the baseline for the TC programs (an skb test run costs more than an
-/// XDP one before any program runs). The loader never attaches it.
-#[classifier]
-pub fn ntptap_nop_tc(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
@@ -533,8 +413,8 @@ fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<(), &'stati
                 }
             }
             Verdict::Other => return Err("not UDP over IP"),
-            Verdict::Fragment => {
-                count(base, Counter::Fragment);
+            Verdict::LaterFragment => {
+                count(base, Counter::LaterFragment);
                 return Err("later IP fragment");
             }
             Verdict::Unparsable => {

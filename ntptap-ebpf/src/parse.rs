@@ -36,26 +36,73 @@ pub enum Verdict {
     /// Not IP, or IP that is not UDP.
     Other,
     /// A later IP fragment: no UDP header, so no ports.
-    Fragment,
+    LaterFragment,
     /// Headers shorter than they claim, a bad IPv4 header length, or an IPv6 extension
     /// header chain longer than the parser follows.
     Unparsable,
 }
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-/// 802.1Q customer tag.
-const ETH_P_8021Q: u16 = 0x8100;
-/// 802.1ad service tag (QinQ outer tag).
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_UDP: u8 = 17;
-// IPv6 extension headers (RFC 8200 §4) that the parser walks.
-const IPV6_HOPOPTS: u8 = 0;
-const IPV6_ROUTING: u8 = 43;
-const IPV6_FRAGMENT: u8 = 44;
-const IPV6_AH: u8 = 51;
-const IPV6_DSTOPTS: u8 = 60;
+/// Header layouts: where each field the parser reads sits, in bytes from its header's start.
+pub mod offsets {
+    /// Ethernet header (IEEE 802.3): two MAC addresses, then the EtherType.
+    pub const ETH_HLEN: usize = 14;
+    /// The EtherType after the two MAC addresses.
+    pub const ETH_TYPE: usize = 12;
+    pub const ETH_P_IP: u16 = 0x0800;
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    /// 802.1Q customer tag.
+    pub const ETH_P_8021Q: u16 = 0x8100;
+    /// 802.1ad service tag (QinQ outer tag).
+    pub const ETH_P_8021AD: u16 = 0x88a8;
+    /// A VLAN tag: TCI, then the EtherType it wraps.
+    pub const VLAN_HLEN: usize = 4;
+    pub const VLAN_TYPE: usize = 2;
+
+    /// IPv4 (RFC 791 §3.1): version and header length in 32-bit words.
+    pub const IPV4_VERSION_IHL: usize = 0;
+    /// Version 4 with the 20-byte header: no options.
+    pub const IPV4_PLAIN: u8 = 0x45;
+    /// Flags and fragment offset (16 bits).
+    pub const IPV4_FRAG: usize = 6;
+    /// The fragment offset's 13 bits; non-zero on a later fragment.
+    pub const IPV4_FRAG_OFFSET: u16 = 0x1fff;
+    pub const IPV4_PROTOCOL: usize = 9;
+    /// Source, then destination address.
+    pub const IPV4_ADDRESSES: usize = 12;
+    pub const IPV4_MIN_HLEN: usize = 20;
+
+    /// IPv6 (RFC 8200 §3).
+    pub const IPV6_NEXT_HEADER: usize = 6;
+    pub const IPV6_HLEN: usize = 40;
+    /// Extension headers (RFC 8200 §4): next header, then length.
+    pub const EXT_NEXT_HEADER: usize = 0;
+    pub const EXT_LENGTH: usize = 1;
+    /// The fragment header (RFC 8200 §4.5): offset and flags (16 bits), 8 bytes in all.
+    pub const FRAG_OFFSET_FLAGS: usize = 2;
+    /// The fragment offset's 13 bits; non-zero on a later fragment.
+    pub const FRAG_OFFSET: u16 = 0xfff8;
+    pub const FRAG_HLEN: usize = 8;
+
+    /// UDP (RFC 768): source port, destination port, length, checksum.
+    pub const UDP_SPORT: usize = 0;
+    pub const UDP_DPORT: usize = 2;
+    pub const UDP_HLEN: usize = 8;
+
+    pub const IPPROTO_UDP: u8 = 17;
+    // IPv6 extension headers (RFC 8200 §4) that the parser walks.
+    pub const IPV6_HOPOPTS: u8 = 0;
+    pub const IPV6_ROUTING: u8 = 43;
+    pub const IPV6_FRAGMENT: u8 = 44;
+    pub const IPV6_AH: u8 = 51;
+    pub const IPV6_DSTOPTS: u8 = 60;
+}
+
+#[expect(
+    clippy::wildcard_imports,
+    reason = "the header layouts are this module's vocabulary"
+)]
+use offsets::*;
+
 /// IPv6 extension headers followed before giving up (counted as unparsable).
 const IPV6_MAX_EXT: usize = 6;
 /// Largest offset of the UDP header the parser accepts.
@@ -83,18 +130,18 @@ pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
     let Some(eth) = at::<ETH_HLEN>(start, end, 0) else {
         return (Verdict::Unparsable, Addresses::NOTHING);
     };
-    let mut ethertype = be16([eth[12], eth[13]]);
+    let mut ethertype = be16([eth[ETH_TYPE], eth[ETH_TYPE + 1]]);
     let mut off = ETH_HLEN;
     // Up to two tags: 802.1ad outer + 802.1Q inner, or 802.1Q twice.
     for _ in 0..2 {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        let Some(tag) = at::<4>(start, end, off) else {
+        let Some(tag) = at::<VLAN_HLEN>(start, end, off) else {
             return (Verdict::Unparsable, Addresses::NOTHING);
         };
-        ethertype = be16([tag[2], tag[3]]);
-        off += 4;
+        ethertype = be16([tag[VLAN_TYPE], tag[VLAN_TYPE + 1]]);
+        off += VLAN_HLEN;
     }
     let (next, addresses) = match ethertype {
         ETH_P_IP => {
@@ -120,14 +167,10 @@ pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
     if off > MAX_L4_OFFSET {
         return (Verdict::Unparsable, addresses);
     }
-    let Some(udp) = at::<8>(start, end, off) else {
+    let Some(udp) = at::<UDP_HLEN>(start, end, off) else {
         return (Verdict::Unparsable, addresses);
     };
-    let verdict = Verdict::Udp {
-        sport: be16([udp[0], udp[1]]),
-        dport: be16([udp[2], udp[3]]),
-    };
-    (verdict, addresses)
+    (udp_ports(udp), addresses)
 }
 
 /// [`classify`] for the frames most links carry, in fewer steps: untagged IPv4 without
@@ -135,37 +178,38 @@ pub fn classify(start: usize, end: usize) -> (Verdict, Addresses) {
 /// extension header, and anything untagged that is not IP. `None` for the rest (VLAN tags,
 /// IPv4 options or fragments, IPv6 extension headers, headers cut short), which [`classify`]
 /// decides; where this decides, it says what [`classify`] would.
+///
+/// That equivalence is enforced by `tests/tests/verdict.rs`: `every_frame_kind_gets_the_right_verdict`
+/// and `truncated_at_every_length_never_a_false_match_never_a_miss` run every frame kind
+/// (plain, tagged, with options, fragments, extension headers) and every truncation through
+/// the programs with the default filter, where this path decides the plain ones, and compare
+/// each verdict with the one expected of [`classify`]; `all_mode_matches_every_frame` and
+/// `host_filter_matches_either_address` run frames the general way. A change here that
+/// decides a frame differently from [`classify`] fails them.
 #[inline(always)]
 pub fn quick_classify(start: usize, end: usize) -> Option<(Verdict, Addresses)> {
     let eth = at::<ETH_HLEN>(start, end, 0)?;
-    match be16([eth[12], eth[13]]) {
+    match be16([eth[ETH_TYPE], eth[ETH_TYPE + 1]]) {
         ETH_P_IP => {
-            let ip = at::<20>(start, end, ETH_HLEN)?;
-            // Version 4, header of 20 bytes.
-            if ip[0] != 0x45 {
+            let ip = at::<IPV4_MIN_HLEN>(start, end, ETH_HLEN)?;
+            if ip[IPV4_VERSION_IHL] != IPV4_PLAIN {
                 return None;
             }
             let addresses = Addresses {
                 family: Addresses::V4,
                 header: ETH_HLEN,
             };
-            if ip[9] != IPPROTO_UDP {
+            if ip[IPV4_PROTOCOL] != IPPROTO_UDP {
                 return Some((Verdict::Other, addresses));
             }
-            if be16([ip[6], ip[7]]) & 0x1fff != 0 {
+            if be16([ip[IPV4_FRAG], ip[IPV4_FRAG + 1]]) & IPV4_FRAG_OFFSET != 0 {
                 return None;
             }
-            let udp = at::<8>(start, end, ETH_HLEN + 20)?;
-            Some((
-                Verdict::Udp {
-                    sport: be16([udp[0], udp[1]]),
-                    dport: be16([udp[2], udp[3]]),
-                },
-                addresses,
-            ))
+            let udp = at::<UDP_HLEN>(start, end, ETH_HLEN + IPV4_MIN_HLEN)?;
+            Some((udp_ports(udp), addresses))
         }
         ETH_P_IPV6 => {
-            let ip = at::<40>(start, end, ETH_HLEN)?;
+            let ip = at::<IPV6_HLEN>(start, end, ETH_HLEN)?;
             if ip[0] >> 4 != 6 {
                 return None;
             }
@@ -173,16 +217,10 @@ pub fn quick_classify(start: usize, end: usize) -> Option<(Verdict, Addresses)> 
                 family: Addresses::V6,
                 header: ETH_HLEN,
             };
-            match ip[6] {
+            match ip[IPV6_NEXT_HEADER] {
                 IPPROTO_UDP => {
-                    let udp = at::<8>(start, end, ETH_HLEN + 40)?;
-                    Some((
-                        Verdict::Udp {
-                            sport: be16([udp[0], udp[1]]),
-                            dport: be16([udp[2], udp[3]]),
-                        },
-                        addresses,
-                    ))
+                    let udp = at::<UDP_HLEN>(start, end, ETH_HLEN + IPV6_HLEN)?;
+                    Some((udp_ports(udp), addresses))
                 }
                 IPV6_HOPOPTS | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AH | IPV6_DSTOPTS => None,
                 _ => Some((Verdict::Other, addresses)),
@@ -193,6 +231,15 @@ pub fn quick_classify(start: usize, end: usize) -> Option<(Verdict, Addresses)> 
     }
 }
 
+/// The ports of the UDP header `udp`.
+#[inline(always)]
+fn udp_ports(udp: &[u8; UDP_HLEN]) -> Verdict {
+    Verdict::Udp {
+        sport: be16([udp[UDP_SPORT], udp[UDP_SPORT + 1]]),
+        dport: be16([udp[UDP_DPORT], udp[UDP_DPORT + 1]]),
+    }
+}
+
 /// The IPv4 source and destination addresses of the header at `off`, as they are in the
 /// packet (network byte order).
 #[inline(always)]
@@ -200,7 +247,7 @@ pub fn ipv4_addresses(start: usize, end: usize, off: usize) -> Option<(u32, u32)
     if off > MAX_L4_OFFSET {
         return None;
     }
-    let a = at::<8>(start, end, off + 12)?;
+    let a = at::<8>(start, end, off + IPV4_ADDRESSES)?;
     Some((
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
@@ -219,20 +266,20 @@ pub fn ipv6_address(start: usize, end: usize, off: usize) -> Option<[u8; 16]> {
 /// Parse an IPv4 header at `off` (RFC 791); `Ok` holds the offset of the UDP header.
 #[inline(always)]
 fn ipv4(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
-    let ip = at::<20>(start, end, off).ok_or(Verdict::Unparsable)?;
-    if ip[0] >> 4 != 4 {
+    let ip = at::<IPV4_MIN_HLEN>(start, end, off).ok_or(Verdict::Unparsable)?;
+    if ip[IPV4_VERSION_IHL] >> 4 != 4 {
         return Err(Verdict::Unparsable);
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ihl < 20 {
+    let ihl = usize::from(ip[IPV4_VERSION_IHL] & 0x0f) * 4;
+    if ihl < IPV4_MIN_HLEN {
         return Err(Verdict::Unparsable);
     }
-    if ip[9] != IPPROTO_UDP {
+    if ip[IPV4_PROTOCOL] != IPPROTO_UDP {
         return Err(Verdict::Other);
     }
-    // Fragment offset (13 bits) non-zero: a later fragment, with no UDP header.
-    if be16([ip[6], ip[7]]) & 0x1fff != 0 {
-        return Err(Verdict::Fragment);
+    // Fragment offset non-zero: a later fragment, with no UDP header.
+    if be16([ip[IPV4_FRAG], ip[IPV4_FRAG + 1]]) & IPV4_FRAG_OFFSET != 0 {
+        return Err(Verdict::LaterFragment);
     }
     Ok(off + ihl)
 }
@@ -241,12 +288,12 @@ fn ipv4(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
 /// offset of the UDP header.
 #[inline(always)]
 fn ipv6(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
-    let ip = at::<40>(start, end, off).ok_or(Verdict::Unparsable)?;
+    let ip = at::<IPV6_HLEN>(start, end, off).ok_or(Verdict::Unparsable)?;
     if ip[0] >> 4 != 6 {
         return Err(Verdict::Unparsable);
     }
-    let mut next = ip[6];
-    let mut off = off + 40;
+    let mut next = ip[IPV6_NEXT_HEADER];
+    let mut off = off + IPV6_HLEN;
     for _ in 0..IPV6_MAX_EXT {
         if off > MAX_L4_OFFSET {
             return Err(Verdict::Unparsable);
@@ -255,21 +302,23 @@ fn ipv6(start: usize, end: usize, off: usize) -> Result<usize, Verdict> {
             IPPROTO_UDP => return Ok(off),
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
                 let ext = at::<2>(start, end, off).ok_or(Verdict::Unparsable)?;
-                next = ext[0];
-                off += (usize::from(ext[1]) + 1) * 8;
+                next = ext[EXT_NEXT_HEADER];
+                // In 8-octet units, not counting the first 8 (RFC 8200 §4.3).
+                off += (usize::from(ext[EXT_LENGTH]) + 1) * 8;
             }
             IPV6_AH => {
                 let ext = at::<2>(start, end, off).ok_or(Verdict::Unparsable)?;
-                next = ext[0];
-                off += (usize::from(ext[1]) + 2) * 4;
+                next = ext[EXT_NEXT_HEADER];
+                // In 4-octet units, minus 2 (RFC 4302 §2.2).
+                off += (usize::from(ext[EXT_LENGTH]) + 2) * 4;
             }
             IPV6_FRAGMENT => {
-                let frag = at::<8>(start, end, off).ok_or(Verdict::Unparsable)?;
-                if be16([frag[2], frag[3]]) & 0xfff8 != 0 {
-                    return Err(Verdict::Fragment);
+                let frag = at::<FRAG_HLEN>(start, end, off).ok_or(Verdict::Unparsable)?;
+                if be16([frag[FRAG_OFFSET_FLAGS], frag[FRAG_OFFSET_FLAGS + 1]]) & FRAG_OFFSET != 0 {
+                    return Err(Verdict::LaterFragment);
                 }
-                next = frag[0];
-                off += 8;
+                next = frag[EXT_NEXT_HEADER];
+                off += FRAG_HLEN;
             }
             _ => return Err(Verdict::Other),
         }

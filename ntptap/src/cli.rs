@@ -4,10 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-use crate::capture::{Directions, Hook, XdpModeArg};
-
-/// Default ring buffer size, KiB (`-B`).
-pub const DEFAULT_RING_KIB: u32 = 4096;
+use crate::capture::DEFAULT_RING_KIB;
 
 const EXIT_CODES: &str = "Exit codes:
   0  success (a closed output pipe included)
@@ -18,9 +15,9 @@ const EXIT_CODES: &str = "Exit codes:
 
 /// Watch NTP traffic from inside the Linux kernel.
 ///
-/// ntptap attaches an XDP program (ingress) and a TC program (egress) to each interface; they
-/// match UDP port 123 (or --port) in the kernel and pass whole frames to ntptap through a BPF
-/// ring buffer. ntptap prints one line per packet, tcpdump style, or writes a pcap file that
+/// ntptap attaches TC programs to each interface, ingress and egress (with --hook xdp, an XDP
+/// program for ingress); they match UDP port 123 (or --port) in the kernel and pass whole
+/// frames to ntptap through BPF ring buffers. ntptap prints one line per packet, tcpdump style, or writes a pcap file that
 /// tcpdump, tshark and Wireshark read. It needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or
 /// root) to capture; reading a file with -r needs no privilege.
 #[derive(Debug, Parser)]
@@ -68,7 +65,7 @@ pub struct Cli {
 
     /// Directions to capture: in, out or inout.
     #[arg(short = 'Q', long = "direction", value_enum, default_value = "inout")]
-    pub direction: Directions,
+    pub direction: DirectionArg,
 
     /// Ring buffer space in KiB, like tcpdump's buffer size: rounded up to a power of two,
     /// then shared out as one ring per CPU (each a power of two of at least a page).
@@ -106,7 +103,7 @@ pub struct Cli {
     /// Ingress hook: tc (TC both ways; the default, chosen from `cargo xtask bench`: it cost
     /// the host least, and it never reconfigures the driver) or xdp (XDP in, TC out).
     #[arg(long = "hook", value_enum, default_value = "tc")]
-    pub hook: Hook,
+    pub hook: HookArg,
 
     /// XDP attach mode: auto (native where the driver has it, generic otherwise), native or
     /// skb (generic).
@@ -240,6 +237,37 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s} is not an octal file mode such as 600 or 640"))
 }
 
+/// Where ingress frames are captured (`--hook`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookArg {
+    /// XDP for ingress, TC for egress.
+    Xdp,
+    /// TC for both directions: the default (see BENCHMARKS.md).
+    Tc,
+}
+
+/// XDP attach mode (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpModeArg {
+    /// Native (driver) mode where the driver has it, generic otherwise.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode.
+    Skb,
+}
+
+/// Which directions to capture (`-Q`, as tcpdump's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirectionArg {
+    /// Frames coming in.
+    In,
+    /// Frames going out.
+    Out,
+    /// Both.
+    Inout,
+}
+
 /// Capture file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -283,7 +311,7 @@ mod tests {
         assert_eq!(cli.count, Some(20));
         assert_eq!(cli.verbose, 2);
         assert!(cli.hex && cli.numeric);
-        assert_eq!(cli.direction, Directions::In);
+        assert_eq!(cli.direction, DirectionArg::In);
         assert_eq!(cli.port_set(), [123]);
         assert!(Cli::try_parse_from(["ntptap", "-c", "0"]).is_err());
         assert!(Cli::try_parse_from(["ntptap", "-r", "x.pcap", "-i", "eth0"]).is_err());

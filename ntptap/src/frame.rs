@@ -1,4 +1,5 @@
-//! The one frame type every source produces and every sink consumes.
+//! The one frame type every source produces and every sink consumes, and the interface
+//! between sources (live capture, capture files) and their consumer.
 
 use std::time::Duration;
 
@@ -72,4 +73,45 @@ pub struct Frame<'a> {
     pub link: LinkType,
     /// The captured bytes.
     pub data: &'a [u8],
+}
+
+/// What a frame source (a live capture, a capture file) hands the one consumer of its frames:
+/// the frames, and what happens around them. Sources know nothing of what consumes them.
+pub trait Consumer {
+    /// One frame: `Ok(true)` if some output showed or wrote it, `Ok(false)` if every output's
+    /// own filter passed over it (`-c` counts the former).
+    fn frame(&mut self, frame: &Frame<'_>) -> std::io::Result<bool>;
+    /// Anything else the source has to say (see [`SourceEvent`]).
+    fn event(&mut self, event: SourceEvent<'_>) -> std::io::Result<()>;
+    /// Frames taken by [`Consumer::frame`] that did not reach the output because it failed.
+    fn unwritten(&self) -> u64;
+}
+
+/// What a frame source says besides frames.
+#[derive(Clone, Copy, Debug)]
+pub enum SourceEvent<'a> {
+    /// About once a second during a live capture, with the wall-clock time.
+    Tick(Duration),
+    /// The kernel programs' counters, about once a second during a live capture.
+    Kernel(&'a crate::counts::Counts),
+    /// Start a new output file now (SIGHUP), where the output is a series of files.
+    Rotate(Duration),
+    /// Push buffered output to its destination (each second, SIGUSR2, and before the end).
+    Flush,
+    /// The source is done: write trailers and flush.
+    Close(&'a CloseStats),
+}
+
+/// What an output may record when the capture ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseStats {
+    /// When the capture started and ended (wall clock, since the Unix epoch).
+    pub start: Duration,
+    /// See `start`.
+    pub end: Duration,
+    /// Frames the kernel matched (received by filter), when known (not for a file closed by
+    /// rotation).
+    pub received: Option<u64>,
+    /// Matched frames the kernel dropped, when known.
+    pub dropped: Option<u64>,
 }

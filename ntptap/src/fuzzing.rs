@@ -4,11 +4,11 @@
 use std::{io, time::Duration};
 
 use crate::{
-    frame::{Frame, LinkType},
+    frame::{Consumer as _, Frame, LinkType},
     input,
     ntp::Ntp,
     output::{
-        Filter, PortSet, Sink,
+        Filter, Pipeline, PortSet,
         json::JsonSink,
         text::{TextOptions, TextSink, TimeFormat},
     },
@@ -24,7 +24,9 @@ pub fn ntp_decode(data: &[u8]) {
     }
 }
 
-fn printers() -> (TextSink<io::Sink>, JsonSink<io::Sink>) {
+/// Two pipelines, one with the text printer and one with the JSON printer (each with the
+/// exchange tracker), writing nowhere.
+fn printers() -> (Pipeline, Pipeline) {
     let filter = Filter {
         ports: PortSet::new(vec![123]),
         all: true,
@@ -37,10 +39,11 @@ fn printers() -> (TextSink<io::Sink>, JsonSink<io::Sink>) {
         time: TimeFormat::DateTime,
         show_iface: true,
     };
-    (
-        TextSink::new(io::sink(), options, filter.clone()),
-        JsonSink::new(io::sink(), filter),
-    )
+    let mut text = Pipeline::new(filter.ports.clone(), true);
+    text.push(Box::new(TextSink::new(io::sink(), options, filter.clone())));
+    let mut json = Pipeline::new(filter.ports.clone(), true);
+    json.push(Box::new(JsonSink::new(io::sink(), filter)));
+    (text, json)
 }
 
 /// Print `data` as a frame of every link type, with every printer.

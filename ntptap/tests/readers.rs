@@ -268,13 +268,16 @@ fn write_two_section_pcapng(path: &Path, frames: &[(Duration, u32, Vec<u8>)]) {
 /// Counts frames; the readers' own entry points are what is tested.
 struct Count(u64);
 
-impl ntptap::output::Sink for Count {
+impl ntptap::frame::Consumer for Count {
     fn frame(&mut self, _: &ntptap::frame::Frame<'_>) -> std::io::Result<bool> {
         self.0 += 1;
         Ok(true)
     }
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn event(&mut self, _: ntptap::frame::SourceEvent<'_>) -> std::io::Result<()> {
         Ok(())
+    }
+    fn unwritten(&self) -> u64 {
+        0
     }
 }
 

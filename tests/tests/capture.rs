@@ -363,7 +363,7 @@ fn ring_full_drops_are_counted_exactly() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{} ring buffer full", counts.dropped)),
+        stderr.contains(&format!("{} ring_full", counts.dropped)),
         "{stderr}"
     );
 

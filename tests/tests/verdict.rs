@@ -278,7 +278,7 @@ impl Harness {
             frame.len()
         );
         assert_eq!(
-            delta(Counter::Fragment),
+            delta(Counter::LaterFragment),
             u64::from(expect == Expect::Fragment),
             "{program}: {what}: fragment"
         );

@@ -27,14 +27,40 @@ pub fn by_name(name: &str) -> anyhow::Result<Interface> {
     }
 }
 
-/// Every interface of this network namespace (`-i any`).
+/// Every interface of this network namespace (`-i any`), sorted by name. Asked of the kernel
+/// (`if_nameindex`), not of `/sys/class/net`, which shows the namespace sysfs was mounted in.
 pub fn all() -> anyhow::Result<Vec<Interface>> {
-    let mut names: Vec<String> = fs::read_dir("/sys/class/net")
-        .context("cannot list /sys/class/net to resolve `-i any`")?
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+    let list = nix::net::if_::if_nameindex()
+        .context("cannot list this network namespace's interfaces to resolve `-i any`")?;
+    let mut all: Vec<Interface> = list
+        .iter()
+        .map(|i| Interface {
+            name: i.name().to_string_lossy().into_owned(),
+            index: i.index(),
+        })
         .collect();
-    names.sort();
-    names.iter().map(|n| by_name(n)).collect()
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// Which interfaces to capture on (`-i`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InterfaceChoice {
+    /// The interface of the default route (no `-i`).
+    DefaultRoute,
+    /// Every interface of the network namespace, as they come and go (`-i any`).
+    Any,
+    /// These, by name.
+    Named(Vec<String>),
+}
+
+/// The interfaces `choice` names, looked up now.
+pub fn resolve(choice: &InterfaceChoice) -> anyhow::Result<Vec<Interface>> {
+    match choice {
+        InterfaceChoice::DefaultRoute => Ok(vec![default_route()?]),
+        InterfaceChoice::Any => all(),
+        InterfaceChoice::Named(names) => names.iter().map(|n| by_name(n)).collect(),
+    }
 }
 
 /// The interface of the IPv4 (else IPv6) default route, as tcpdump picks its default.

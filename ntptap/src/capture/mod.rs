@@ -1,44 +1,47 @@
-//! Live capture: load and configure the kernel programs, attach them, drain the ring.
+//! Live capture: load and configure the kernel programs, attach them, drain the rings.
 //!
-//! Knows BPF and rings, nothing of NTP fields: frames go to a [`Sink`].
+//! Knows BPF and rings, nothing of NTP fields or outputs: frames go to a [`Consumer`].
 
+mod attach;
 pub mod clock;
-pub mod counters;
+pub mod follow;
 pub mod iface;
 pub mod privilege;
 mod ring;
 mod ringbuf;
+mod summary;
 
-use std::{collections::HashMap, future::Future, io, time::Duration};
+use std::{future::Future, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray},
-    programs::{
-        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
-        tc::{NlOptions, TcAttachOptions},
-    },
+    programs::{ProgramError, Xdp},
 };
 use ntptap_common::{
     Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, SHARD_SLOTS, names,
 };
 use tokio::io::unix::AsyncFd;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub use self::{
     clock::WallClock,
-    counters::Counts,
     iface::Interface,
     ringbuf::{RingReader, Rings},
+    summary::{StopReason, Summary},
 };
-use crate::output::Sink;
+pub use crate::counts::Counts;
+use crate::frame::{CloseStats, Consumer, SourceEvent};
 
 /// The kernel programs, built by `build.rs` from `ntptap-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ntptap"));
 
+/// Default ring buffer space, KiB (`-B`).
+pub const DEFAULT_RING_KIB: u32 = 4096;
+
 /// Where ingress frames are captured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     /// XDP for ingress, TC for egress.
     Xdp,
@@ -46,9 +49,9 @@ pub enum Hook {
     Tc,
 }
 
-/// XDP attach mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum XdpModeArg {
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttach {
     /// Native (driver) mode where the driver has it, generic otherwise.
     Auto,
     /// Native (driver) mode only.
@@ -57,8 +60,8 @@ pub enum XdpModeArg {
     Skb,
 }
 
-/// Which directions to capture (tcpdump's `-Q`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Which directions to capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Directions {
     /// Frames coming in.
     In,
@@ -76,7 +79,7 @@ pub struct CaptureConfig {
     /// Ingress hook.
     pub hook: Hook,
     /// XDP attach mode.
-    pub xdp_mode: XdpModeArg,
+    pub xdp_mode: XdpAttach,
     /// Directions.
     pub directions: Directions,
     /// Bytes to copy of each frame.
@@ -96,6 +99,9 @@ pub struct CaptureConfig {
     /// How often the rings are read when the kernel has not woken the reader (it does so at a
     /// quarter of a ring): the longest a quiet frame waits.
     pub drain_interval: Duration,
+    /// Attach to interfaces that appear during the capture and release those that go
+    /// (`-i any`), instead of stopping when one goes.
+    pub follow_interfaces: bool,
 }
 
 impl Default for CaptureConfig {
@@ -106,17 +112,47 @@ impl Default for CaptureConfig {
         Self {
             interfaces: Vec::new(),
             hook: Hook::Tc,
-            xdp_mode: XdpModeArg::Auto,
+            xdp_mode: XdpAttach::Auto,
             directions: Directions::Inout,
             snaplen: MAX_DATA as u32,
-            ring_bytes: ring_bytes(crate::cli::DEFAULT_RING_KIB),
+            ring_bytes: ring_bytes(DEFAULT_RING_KIB),
             ports: vec![123],
             all: false,
             hosts: Vec::new(),
             pin: None,
             debug_ebpf: false,
             drain_interval: Duration::from_millis(250),
+            follow_interfaces: false,
         }
+    }
+}
+
+impl CaptureConfig {
+    /// The hooks in use, in words.
+    #[must_use]
+    pub fn hooks_text(&self) -> &'static str {
+        match (self.directions, self.hook) {
+            (Directions::In, Hook::Xdp) => "XDP ingress",
+            (Directions::In, Hook::Tc) => "TC ingress",
+            (Directions::Out, _) => "TC egress",
+            (Directions::Inout, Hook::Xdp) => "XDP ingress, TC egress",
+            (Directions::Inout, Hook::Tc) => "TC ingress and egress",
+        }
+    }
+
+    /// The kernel filter as text (pcapng's `if_filter`).
+    #[must_use]
+    pub fn filter_text(&self) -> String {
+        let what = if self.all {
+            "all frames".to_owned()
+        } else {
+            self.ports
+                .iter()
+                .map(|p| format!("udp port {p}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        format!("{what} (ntptap kernel filter, {})", self.hooks_text())
     }
 }
 
@@ -133,51 +169,25 @@ pub fn ring_bytes(kib: u32) -> u32 {
         .unwrap_or(1 << 31)
 }
 
-/// Why a capture ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// A signal (its name).
-    Signal(&'static str),
-    /// `-c` frames were written.
-    Count,
-    /// The reader of the output went away (a broken pipe).
-    OutputClosed,
-    /// `--duration` elapsed.
-    Duration,
-    /// An interface being captured went away (its name).
-    InterfaceGone(String),
-    /// The output could not be written (a full disk, a removed directory): what failed.
-    OutputFailed(String),
-}
-
-/// The outcome of a capture.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// Frames handed to the sink.
-    pub captured: u64,
-    /// Ring records that could not be read (malformed; should never happen).
-    pub bad_records: u64,
-    /// Frames handed to the sink that did not reach the output because it failed.
-    pub unwritten: u64,
-    /// Why it stopped.
-    pub reason: StopReason,
-    /// The kernel's counters after the programs were detached.
-    pub counts: Counts,
-}
-
 /// A loaded and attached capture. Dropping it detaches everything.
 pub struct Session {
     /// Programs and their links; `None` once detached.
     ebpf: Option<Ebpf>,
-    ring: Rings,
+    loaded: attach::Loaded,
+    config: CaptureConfig,
+    /// Taken by [`Session::run`].
+    ring: Option<Rings>,
     counters: PerCpuArray<MapData, u64>,
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
     _pins: Pins,
     logger: Option<aya_log::EbpfLogger<StderrLog>>,
-    names: HashMap<u32, String>,
+    /// The interfaces attached now.
+    attached: Vec<attach::Attached>,
+    /// Every interface ever attached, gone ones included: their counters and the frames they
+    /// left in the rings still count.
+    known: Vec<Interface>,
     decisions: Vec<String>,
-    drain_interval: Duration,
 }
 
 /// The IPv4 and IPv6 host sets (`--host`).
@@ -413,23 +423,39 @@ impl Session {
                 format!(", hosts {:?}", config.hosts)
             },
         )];
-        decisions.extend(attach(&mut ebpf, config)?);
-        let names = config
-            .interfaces
-            .iter()
-            .map(|i| (i.index, i.name.clone()))
-            .collect();
-        Ok(Self {
+        let loaded = attach::load(&mut ebpf, config, &mut decisions)?;
+        let mut attached = Vec::new();
+        for iface in &config.interfaces {
+            // On an error, `attached` drops with `ebpf`, which detaches everything.
+            attached.push(attach::attach(
+                &mut ebpf,
+                config,
+                &loaded,
+                iface,
+                &mut decisions,
+            )?);
+        }
+        if config.follow_interfaces {
+            decisions.push(
+                "-i any: following link events; interfaces that appear are attached as they come"
+                    .to_owned(),
+            );
+        }
+        let session = Self {
             ebpf: Some(ebpf),
-            ring,
+            loaded,
+            config: config.clone(),
+            ring: Some(ring),
             counters,
             _maps: (ports, hosts),
             _pins: pins,
             logger,
-            names,
+            known: config.interfaces.clone(),
+            attached,
             decisions,
-            drain_interval: config.drain_interval,
-        })
+        };
+        session.warn_shared_slots();
+        Ok(session)
     }
 
     /// What was decided while attaching (XDP mode, TCX or clsact, ring size), for `-v`.
@@ -442,56 +468,144 @@ impl Session {
     pub fn counts(&self) -> anyhow::Result<Counts> {
         Counts::read(
             &self.counters,
-            self.names.iter().map(|(i, n)| (*i, n.as_str())),
+            self.known.iter().map(|i| (i.index, i.name.as_str())),
         )
     }
 
-    /// Once a second: counters to the sink, a check that every interface is still there,
-    /// the sink's own timers, and a flush. `Some` when the capture must stop.
-    fn each_second<S: Sink>(
-        counters: &PerCpuArray<MapData, u64>,
-        names: &HashMap<u32, String>,
-        sink: &mut S,
-    ) -> Option<StopReason> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        if let Ok(counts) = Counts::read(counters, names.iter().map(|(i, n)| (*i, n.as_str()))) {
-            sink.kernel_counts(&counts);
-        }
-        // An interface that goes away takes its links with it: stop, and say so.
-        if let Some((_, gone)) = names.iter().find(|(index, name)| {
-            nix::net::if_::if_nametoindex(name.as_str()).ok() != Some(**index)
-        }) {
-            return Some(StopReason::InterfaceGone(gone.clone()));
-        }
-        match sink.tick(now).and_then(|()| sink.flush()) {
-            Ok(()) => None,
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Some(StopReason::OutputClosed),
-            Err(e) => Some(StopReason::OutputFailed(e.to_string())),
+    /// The kernel counts per `ifindex % 256` slot: interfaces that share one are counted
+    /// together, under the first one's name.
+    fn warn_shared_slots(&self) {
+        for shared in Counts::shared_slots(self.known.iter().map(|i| (i.index, i.name.as_str()))) {
+            warn!("{shared}: the kernel counts interfaces by index modulo 256");
         }
     }
 
-    /// Drain the ring into `sink` until `stop` resolves, `limit` frames are written, or the
-    /// sink's reader goes away; then detach, drain what is left, and read the counters.
-    pub async fn run<S: Sink>(
+    /// `-i any`: attach to interfaces that appeared, release those that went.
+    fn follow(&mut self, drain: &mut ring::Drain) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        let present = match iface::all() {
+            Ok(present) => present,
+            Err(e) => {
+                warn!("{e:#}");
+                return;
+            }
+        };
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.attached)
+            .into_iter()
+            .partition(|a| present.contains(&a.iface));
+        self.attached = kept;
+        for attached in gone {
+            info!(iface = %attached.iface.name, "interface went away; released");
+            attach::detach(ebpf, attached);
+        }
+        for iface in present {
+            if self.attached.iter().any(|a| a.iface == iface) {
+                continue;
+            }
+            let mut decisions = Vec::new();
+            match attach::attach(ebpf, &self.config, &self.loaded, &iface, &mut decisions) {
+                Ok(attached) => {
+                    info!(iface = %iface.name, "interface appeared; attached");
+                    self.attached.push(attached);
+                    self.known.retain(|k| k.index != iface.index);
+                    self.known.push(iface);
+                }
+                Err(e) => warn!(
+                    iface = %iface.name,
+                    "cannot attach to an interface that appeared: {e:#}"
+                ),
+            }
+        }
+        drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
+        self.warn_shared_slots();
+    }
+
+    /// Once a second: counters to the consumer, a check that every interface named with -i
+    /// is still there, the consumer's timers, and a flush. `Some` when the capture must stop.
+    fn each_second<C: Consumer>(&self, consumer: &mut C) -> Option<StopReason> {
+        if let Ok(counts) = self.counts()
+            && let Err(e) = consumer.event(SourceEvent::Kernel(&counts))
+        {
+            return Some(StopReason::from_output(e));
+        }
+        // An interface that goes away takes its links with it: stop, and say so.
+        if !self.config.follow_interfaces
+            && let Some(gone) = self.attached.iter().find(|a| {
+                nix::net::if_::if_nametoindex(a.iface.name.as_str()).ok() != Some(a.iface.index)
+            })
+        {
+            return Some(StopReason::InterfaceGone(gone.iface.name.clone()));
+        }
+        consumer
+            .event(SourceEvent::Tick(wall_now()))
+            .and_then(|()| consumer.event(SourceEvent::Flush))
+            .err()
+            .map(StopReason::from_output)
+    }
+
+    /// `-i any`: a subscription to link events, and the interfaces that changed between the
+    /// first listing and the subscription attached or released.
+    fn watch_links(
+        &mut self,
+        drain: &mut ring::Drain,
+    ) -> anyhow::Result<Option<AsyncFd<follow::LinkEvents>>> {
+        if !self.config.follow_interfaces {
+            return Ok(None);
+        }
+        let events = follow::LinkEvents::open()
+            .context("cannot subscribe to link events to follow -i any")?;
+        // SAFETY: `LinkEvents` owns its socket and closes it only when dropped, which the
+        // AsyncFd does after deregistering it.
+        let events =
+            unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
+                .context("cannot watch link events")?;
+        self.follow(drain);
+        Ok(Some(events))
+    }
+
+    /// SIGUSR1: the counts so far on stderr, as tcpdump prints them.
+    fn report_so_far<C: Consumer>(&self, drain: &ring::Drain, consumer: &C) {
+        if let Ok(counts) = self.counts() {
+            let so_far = Summary {
+                captured: drain.captured,
+                bad_records: drain.bad_records,
+                unwritten: consumer.unwritten(),
+                reason: StopReason::Signal("SIGUSR1"),
+                counts,
+            };
+            eprint!("{}", so_far.render());
+        }
+    }
+
+    /// Drain the rings into `consumer` until `stop` resolves, `limit` frames are taken, or the
+    /// output ends; then detach, take what is left, read the counters and close the output.
+    /// Signals: SIGHUP starts a new output file, SIGUSR1 prints the counts so far on stderr
+    /// (as tcpdump does), SIGUSR2 flushes the output.
+    pub async fn run<C: Consumer>(
         mut self,
-        sink: &mut S,
+        consumer: &mut C,
         limit: Option<u64>,
         stop: impl Future<Output = StopReason>,
     ) -> anyhow::Result<Summary> {
-        let mut drain = ring::Drain::new(&self.names, limit);
+        use tokio::signal::unix::{SignalKind, signal};
+        let start = wall_now();
+        let mut drain = ring::Drain::new(limit);
+        drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
+        let rings = self.ring.take().context("the capture already ran")?;
         // SAFETY: the ring buffer owns its file descriptor and nothing replaces or closes it
         // while the AsyncFd holds it; `into_inner` gives it back below.
         let mut ring =
-            unsafe { AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
+            unsafe { AsyncFd::register_with_interest(rings, tokio::io::Interest::READABLE) }
                 .map_err(|e| anyhow!("cannot register the ring buffer with the event loop: {e}"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // The kernel wakes us only past a fill watermark; this reads a quiet ring.
-        let mut poll = tokio::time::interval(self.drain_interval);
+        let mut poll = tokio::time::interval(self.config.drain_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("cannot handle SIGHUP")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let mut usr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+        let mut usr2 = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
         let mut logger = match self.logger.take() {
             // SAFETY: the logger owns its ring buffer's descriptor for as long as the AsyncFd.
             Some(l) => Some(
@@ -500,6 +614,7 @@ impl Session {
             ),
             None => None,
         };
+        let links = self.watch_links(&mut drain)?;
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -507,76 +622,88 @@ impl Session {
                 reason = &mut stop => break reason,
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
-                    match drain.drain(guard.get_inner_mut(), sink) {
-                        Ok(Some(reason)) => break reason,
-                        Ok(None) => guard.clear_ready(),
-                        Err(e) => break StopReason::OutputFailed(e.to_string()),
+                    if let Some(reason) = drain.drain(guard.get_inner_mut(), consumer) {
+                        break reason;
                     }
+                    guard.clear_ready();
                 }
                 guard = async { logger.as_mut().expect("checked").readable_mut().await }, if logger.is_some() => {
                     let mut guard = guard.context("waiting on the kernel log")?;
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
+                guard = async { links.as_ref().expect("checked").readable().await }, if links.is_some() => {
+                    let mut guard = guard.context("waiting on link events")?;
+                    if guard.get_inner().take() {
+                        self.follow(&mut drain);
+                    }
+                    guard.clear_ready();
+                }
                 _ = poll.tick() => {
-                    match drain.drain(ring.get_mut(), sink) {
-                        Ok(Some(reason)) => break reason,
-                        Ok(None) => {}
-                        Err(e) => break StopReason::OutputFailed(e.to_string()),
+                    if let Some(reason) = drain.drain(ring.get_mut(), consumer) {
+                        break reason;
                     }
                 }
                 _ = hangup.recv() => {
                     // SIGHUP: a new output file now, where there are files.
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    if let Err(e) = sink.rotate(now) {
-                        break StopReason::OutputFailed(e.to_string());
+                    if let Err(e) = consumer.event(SourceEvent::Rotate(wall_now())) {
+                        break StopReason::from_output(e);
+                    }
+                }
+                _ = usr1.recv() => {
+                    // SIGUSR1: the counts so far, and the capture goes on.
+                    self.report_so_far(&drain, consumer);
+                }
+                _ = usr2.recv() => {
+                    // SIGUSR2: the output flushed now.
+                    if let Err(e) = consumer.event(SourceEvent::Flush) {
+                        break StopReason::from_output(e);
                     }
                 }
                 _ = tick.tick() => {
                     drain.clock.resync();
-                    if let Some(reason) = Self::each_second(&self.counters, &self.names, sink) {
+                    if let Some(reason) = self.each_second(consumer) {
                         break reason;
                     }
                 }
             }
         };
-        // Detach first, so nothing more arrives; then take what is already in the ring.
+        // Detach first, so nothing more arrives; then take what is already in the rings.
+        self.attached.clear();
         self.ebpf = None;
         if let Some(logger) = logger.as_mut() {
             logger.get_mut().flush();
         }
         let mut ring = ring.into_inner();
-        let mut reason = reason;
-        // After an output failure the frames still in the ring stay there: counted as
-        // received, not captured (left unread).
-        if !matches!(
-            reason,
-            StopReason::Count | StopReason::OutputClosed | StopReason::OutputFailed(_)
-        ) {
-            match drain.drain(&mut ring, sink) {
-                Ok(Some(r)) => reason = r,
-                Ok(None) => {}
-                Err(e) => reason = StopReason::OutputFailed(e.to_string()),
-            }
-        }
-        match sink.flush() {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => reason = StopReason::OutputClosed,
-            Err(e) if !matches!(reason, StopReason::OutputFailed(_)) => {
-                reason = StopReason::OutputFailed(e.to_string());
-            }
-            _ => {}
-        }
+        let reason = if reason.takes_the_rest() {
+            drain.drain(&mut ring, consumer).unwrap_or(reason)
+        } else {
+            reason
+        };
+        let counts = self.counts()?;
+        let stats = CloseStats {
+            start,
+            end: wall_now(),
+            received: Some(counts.total(ntptap_common::Counter::Matched)),
+            dropped: Some(counts.dropped()),
+        };
+        let reason = reason.after_output(consumer.event(SourceEvent::Close(&stats)));
         Ok(Summary {
             captured: drain.captured,
             bad_records: drain.bad_records,
-            unwritten: sink.unwritten(),
+            unwritten: consumer.unwritten(),
             reason,
-            counts: Counts::read(
-                &self.counters,
-                self.names.iter().map(|(i, n)| (*i, n.as_str())),
-            )?,
+            counts,
         })
     }
+}
+
+/// The wall-clock time, since the Unix epoch.
+#[must_use]
+pub fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn raise_memlock_limit() {
@@ -613,101 +740,6 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> (&'static str, &'static str) {
     }
 }
 
-/// Attach the programs `config` asks for; returns what was decided, for `-v`.
-fn attach(ebpf: &mut Ebpf, config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
-    let mut decisions = Vec::new();
-    let want_in = config.directions != Directions::Out;
-    let want_out = config.directions != Directions::In;
-    if want_in && config.hook == Hook::Xdp {
-        let (name, copy) = xdp_program(ebpf);
-        info!(program = name, copy, "chose the XDP program");
-        decisions.push(format!("XDP copies frames with {copy}"));
-        let xdp: &mut Xdp = program(ebpf, name)?;
-        xdp.load().map_err(|e| verifier_error(name, &e))?;
-        for iface in &config.interfaces {
-            let mode = match config.xdp_mode {
-                XdpModeArg::Native => attach_xdp(xdp, iface, XdpMode::Driver, config.xdp_mode)?,
-                XdpModeArg::Skb => attach_xdp(xdp, iface, XdpMode::Skb, config.xdp_mode)?,
-                // Native where the driver has it, generic otherwise.
-                XdpModeArg::Auto => match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
-                    Ok(_) => "native (driver)",
-                    Err(e) if is_busy(&e) => {
-                        return Err(xdp_attach_error(iface, config.xdp_mode, &e));
-                    }
-                    Err(e) => {
-                        debug!(iface = %iface.name, error = %e, "no native XDP; trying generic");
-                        attach_xdp(xdp, iface, XdpMode::Skb, config.xdp_mode)?
-                    }
-                },
-            };
-            info!(iface = %iface.name, mode, "attached XDP (ingress)");
-            decisions.push(format!(
-                "{}: ingress at XDP, {mode} mode, through a BPF link",
-                iface.name
-            ));
-        }
-    }
-    let tc_programs = [
-        (
-            want_in && config.hook == Hook::Tc,
-            names::TC_INGRESS,
-            TcAttachType::Ingress,
-            "ingress",
-        ),
-        (want_out, names::TC_EGRESS, TcAttachType::Egress, "egress"),
-    ];
-    for (wanted, name, attach_type, label) in tc_programs {
-        if !wanted {
-            continue;
-        }
-        let tc: &mut SchedClassifier = program(ebpf, name)?;
-        tc.load().map_err(|e| verifier_error(name, &e))?;
-        for iface in &config.interfaces {
-            // TCX (Linux 6.6) if the kernel takes it; otherwise a filter on the clsact qdisc.
-            let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
-            let how = match tc.attach_with_options(&iface.name, attach_type, tcx) {
-                Ok(_) => "TCX link",
-                Err(first) => {
-                    debug!(iface = %iface.name, error = %first, "no TCX; attaching to the clsact qdisc");
-                    // EEXIST when the qdisc is there already, which is what we want.
-                    let _ = aya::programs::tc::qdisc_add_clsact(&iface.name);
-                    let netlink = TcAttachOptions::Netlink(NlOptions::default());
-                    tc.attach_with_options(&iface.name, attach_type, netlink)
-                        .map_err(|e| {
-                            anyhow!(
-                                "cannot attach the TC {label} program to {}: {e} (TCX: {first})",
-                                iface.name
-                            )
-                        })?;
-                    "clsact qdisc (netlink)"
-                }
-            };
-            info!(iface = %iface.name, direction = label, how, "attached TC");
-            decisions.push(format!("{}: {label} at TC, through a {how}", iface.name));
-        }
-    }
-    Ok(decisions)
-}
-
-fn attach_xdp(
-    xdp: &mut Xdp,
-    iface: &Interface,
-    mode: XdpMode,
-    asked: XdpModeArg,
-) -> anyhow::Result<&'static str> {
-    xdp.attach_to_if_index(iface.index, mode)
-        .map_err(|e| xdp_attach_error(iface, asked, &e))?;
-    Ok(if mode == XdpMode::Driver {
-        "native (driver)"
-    } else {
-        "generic (skb)"
-    })
-}
-
-fn is_busy(err: &ProgramError) -> bool {
-    matches!(err, ProgramError::SyscallError(e) if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
-}
-
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
@@ -723,31 +755,9 @@ fn verifier_error(name: &str, err: &ProgramError) -> anyhow::Error {
         debug!(program = name, "verifier log:\n{verifier_log}");
     }
     anyhow!(
-        "the kernel refused to load the BPF program {name}: {err}. Run with RUST_LOG=debug to \
+        "the kernel refused to load the BPF program {name}: {err}. Run with NTPTAP_LOG=debug to \
          see the verifier's log, and report it with `uname -r`"
     )
-}
-
-fn xdp_attach_error(iface: &Interface, mode: XdpModeArg, err: &ProgramError) -> anyhow::Error {
-    let errno = match err {
-        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
-        _ => None,
-    };
-    match errno {
-        Some(libc::EBUSY | libc::EEXIST) => anyhow!(
-            "another XDP program is already attached to {0} (see `ip link show {0}`): use \
-             --hook tc to capture with TC alone and leave XDP to it",
-            iface.name
-        ),
-        Some(libc::EOPNOTSUPP | libc::EINVAL) if mode == XdpModeArg::Native => anyhow!(
-            "the driver of {} has no native XDP: use --xdp-mode skb (or auto), or --hook tc",
-            iface.name
-        ),
-        _ => anyhow!(
-            "cannot attach XDP to {}: {err}; --hook tc avoids XDP",
-            iface.name
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,18 @@
-//! Draining the ring buffer: records to frames, frames to the sink.
+//! Draining the rings: records to frames, frames to the consumer.
 
-use std::{collections::HashMap, io, mem::size_of, ops::ControlFlow};
+use std::{mem::size_of, ops::ControlFlow};
 
 use ntptap_common::{RECORD_VLAN, RecordHeader};
 
 use super::{StopReason, clock::WallClock, ringbuf::Rings};
-use crate::{
-    frame::{Direction, Frame, LinkType},
-    output::Sink,
-};
+use crate::frame::{Consumer, Direction, Frame, LinkType};
 
-const HEADER: usize = size_of::<RecordHeader>();
+/// Bytes of ntptap's own header at the start of each ring record (see [`RecordHeader`]).
+const RECORD_HEADER: usize = size_of::<RecordHeader>();
 
-pub(super) struct Drain<'a> {
+pub(super) struct Drain {
     /// Interface names by index: a handful, so a scan beats hashing every frame's index.
-    names: Vec<(u32, &'a str)>,
+    names: Vec<(u32, String)>,
     limit: Option<u64>,
     pub(super) clock: WallClock,
     pub(super) captured: u64,
@@ -23,10 +21,10 @@ pub(super) struct Drain<'a> {
     scratch: Vec<u8>,
 }
 
-impl<'a> Drain<'a> {
-    pub(super) fn new(names: &'a HashMap<u32, String>, limit: Option<u64>) -> Self {
+impl Drain {
+    pub(super) fn new(limit: Option<u64>) -> Self {
         Self {
-            names: names.iter().map(|(i, n)| (*i, n.as_str())).collect(),
+            names: Vec::new(),
             limit,
             clock: WallClock::new(),
             captured: 0,
@@ -35,33 +33,31 @@ impl<'a> Drain<'a> {
         }
     }
 
-    /// Hand every record in the ring to `sink`. `Ok(Some(_))` when the capture must stop.
-    pub(super) fn drain<S: Sink>(
-        &mut self,
-        ring: &mut Rings,
-        sink: &mut S,
-    ) -> io::Result<Option<StopReason>> {
-        match ring.read(|record| self.record(record, sink)) {
-            None => Ok(None),
-            Some(Ok(reason)) => Ok(Some(reason)),
-            Some(Err(e)) => Err(e),
-        }
+    /// The interfaces frames may come from, by index.
+    pub(super) fn set_names(&mut self, names: impl IntoIterator<Item = (u32, String)>) {
+        self.names = names.into_iter().collect();
     }
 
-    /// One record to `sink`; `Break` when the capture must stop.
-    fn record<S: Sink>(
+    /// Hand every record in the rings to `consumer`. `Some` when the capture must stop.
+    pub(super) fn drain<C: Consumer>(
         &mut self,
-        record: &[u8],
-        sink: &mut S,
-    ) -> ControlFlow<io::Result<StopReason>> {
-        let Some(header) = record.get(..HEADER) else {
+        ring: &mut Rings,
+        consumer: &mut C,
+    ) -> Option<StopReason> {
+        ring.read(|record| self.record(record, consumer))
+    }
+
+    /// One record to `consumer`; `Break` when the capture must stop.
+    fn record<C: Consumer>(&mut self, record: &[u8], consumer: &mut C) -> ControlFlow<StopReason> {
+        let Some(header) = record.get(..RECORD_HEADER) else {
             self.bad_records += 1;
             return ControlFlow::Continue(());
         };
         // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader
         // is plain integers (any bit pattern is valid); read_unaligned needs no alignment.
         let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
-        let Some(data) = record.get(HEADER..HEADER + usize::from(header.cap_len)) else {
+        let Some(data) = record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len))
+        else {
             self.bad_records += 1;
             return ControlFlow::Continue(());
         };
@@ -84,21 +80,17 @@ impl<'a> Drain<'a> {
                 .names
                 .iter()
                 .find(|(i, _)| *i == header.ifindex)
-                .map(|(_, n)| *n),
+                .map(|(_, n)| n.as_str()),
             direction: Some(Direction::from_record(header.direction)),
             orig_len,
             link: LinkType::Ethernet,
             data,
         };
-        match sink.frame(&frame) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                return ControlFlow::Break(Ok(StopReason::OutputClosed));
-            }
-            Err(e) => return ControlFlow::Break(Err(e)),
+        if let Err(e) = consumer.frame(&frame) {
+            return ControlFlow::Break(StopReason::from_output(e));
         }
         if self.limit.is_some_and(|l| self.captured >= l) {
-            return ControlFlow::Break(Ok(StopReason::Count));
+            return ControlFlow::Break(StopReason::Count);
         }
         ControlFlow::Continue(())
     }

@@ -32,7 +32,7 @@ use ntptap_common::SHARD_SLOTS;
 const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
 /// `BPF_RINGBUF_HDR_SZ`.
-const HEADER: usize = 8;
+const RINGBUF_HDR_SZ: usize = 8;
 
 /// The consumer side of a `BPF_MAP_TYPE_RINGBUF` map.
 pub struct RingReader {
@@ -90,7 +90,7 @@ impl RingReader {
             size,
             pos: 0,
             published: 0,
-            publish_every: (size / 16).max(HEADER),
+            publish_every: (size / 16).max(RINGBUF_HDR_SZ),
         };
         reader.pos = reader.consumer_pos().load(Ordering::Acquire);
         reader.published = reader.pos;
@@ -149,7 +149,7 @@ impl RingReader {
                 return None;
             }
             let len = (word & !(BUSY | DISCARD)) as usize;
-            if len > self.size - HEADER {
+            if len > self.size - RINGBUF_HDR_SZ {
                 // The kernel never writes this; stop rather than read past the mapping.
                 tracing::error!(len, "ring buffer record longer than the ring; not read");
                 return None;
@@ -163,7 +163,7 @@ impl RingReader {
             // does not reuse it before the position passes it and is published, which needs
             // `&mut self`, so not while the slice is borrowed.
             return Some(unsafe {
-                std::slice::from_raw_parts(self.producer_map.as_ptr().add(at + HEADER), len)
+                std::slice::from_raw_parts(self.producer_map.as_ptr().add(at + RINGBUF_HDR_SZ), len)
             });
         }
     }
@@ -171,7 +171,7 @@ impl RingReader {
     /// Step past the record of `len` data bytes at the position; the position is published
     /// every sixteenth of the ring.
     fn consume(&mut self, len: usize) {
-        self.pos += (HEADER + len).next_multiple_of(HEADER);
+        self.pos += (RINGBUF_HDR_SZ + len).next_multiple_of(RINGBUF_HDR_SZ);
         if self.pos - self.published >= self.publish_every {
             self.publish();
         }

@@ -23,10 +23,7 @@ use pcap_file::{
     },
 };
 
-use crate::{
-    frame::{Direction, Frame, LinkType},
-    output::Sink,
-};
+use crate::frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent};
 
 /// Link type of a pcap/pcapng data link value.
 #[must_use]
@@ -46,21 +43,21 @@ pub fn link_type(link: DataLink) -> LinkType {
 pub struct ReadSummary {
     /// Frames read.
     pub frames: u64,
-    /// Frames handed to the sink (those that passed the filter).
+    /// Frames some output showed (those that passed its filter).
     pub shown: u64,
 }
 
 const PCAPNG_MAGIC: u32 = 0x0a0d_0d0a;
 const PCAP_MAGICS: [u32; 4] = [0xa1b2_c3d4, 0xd4c3_b2a1, 0xa1b2_3c4d, 0x4d3c_b2a1];
 
-/// Where frames go: the sink (which filters), and the count limit.
+/// Where frames go: the consumer (whose outputs filter), and the count limit.
 struct Emitter<'s, S> {
     sink: &'s mut S,
     limit: Option<u64>,
     summary: ReadSummary,
 }
 
-impl<S: Sink> Emitter<'_, S> {
+impl<S: Consumer> Emitter<'_, S> {
     /// Take one frame; `Ok(false)` when reading should stop (count reached, output closed).
     fn emit(&mut self, frame: &Frame<'_>) -> anyhow::Result<bool> {
         self.summary.frames += 1;
@@ -73,8 +70,9 @@ impl<S: Sink> Emitter<'_, S> {
         Ok(self.limit.is_none_or(|l| self.summary.shown < l))
     }
 
+    /// The file is done: the outputs write their last words (the `--stats` table).
     fn finish(self) -> anyhow::Result<ReadSummary> {
-        match self.sink.flush() {
+        match self.sink.event(SourceEvent::Close(&CloseStats::default())) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
             other => other.context("cannot write the output")?,
         }
@@ -87,7 +85,7 @@ impl<S: Sink> Emitter<'_, S> {
 }
 
 /// Read the capture file at `path` into `sink`, stopping after `limit` frames shown.
-pub fn read_file<S: Sink>(
+pub fn read_file<S: Consumer>(
     path: &Path,
     sink: &mut S,
     limit: Option<u64>,
@@ -119,7 +117,7 @@ fn magic(bytes: &[u8]) -> anyhow::Result<u32> {
 }
 
 /// Parse a whole capture held in memory.
-pub fn read_slice<S: Sink>(
+pub fn read_slice<S: Consumer>(
     data: &[u8],
     sink: &mut S,
     limit: Option<u64>,
@@ -245,7 +243,7 @@ fn corrupt<S>(kind: &str, out: &Emitter<'_, S>) -> String {
 }
 
 /// Read a capture from a stream (standard input, a pipe).
-pub fn read_stream<R: Read, S: Sink>(
+pub fn read_stream<R: Read, S: Consumer>(
     input: R,
     sink: &mut S,
     limit: Option<u64>,

@@ -213,6 +213,16 @@ pub enum RefId {
 }
 
 impl RefId {
+    /// As text: the kiss code, the clock name, the address, or `(unspec)`.
+    #[must_use]
+    pub fn text(&self) -> String {
+        match self {
+            RefId::Unspecified => "(unspec)".into(),
+            RefId::KissCode(code) | RefId::Clock(code) => code.clone(),
+            RefId::Address(addr) => addr.to_string(),
+        }
+    }
+
     /// Read `refid` for `stratum`.
     #[must_use]
     pub fn new(stratum: u8, refid: [u8; 4]) -> Self {
@@ -653,9 +663,17 @@ pub fn control_opcode_name(opcode: u8) -> Option<&'static str> {
     })
 }
 
+// Decodes run on this thread, for the test that a frame is decoded once for every output.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static DECODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl Ntp {
     /// Decode `bytes` as far as they go. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Ntp, NtpError> {
+        #[cfg(test)]
+        DECODES.with(|d| d.set(d.get() + 1));
         let view = NtpPacket::new_checked(bytes)?;
         let mut ntp = Ntp {
             length: bytes.len(),

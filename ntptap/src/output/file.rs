@@ -14,8 +14,7 @@ use std::{
     rc::Rc,
 };
 
-use super::{CloseStats, Sink};
-use crate::frame::Frame;
+use super::{Control, Decoded, Sink};
 
 /// What reached the file, shared between the writer and the sink that marks frame ends.
 #[derive(Debug, Default)]
@@ -402,7 +401,7 @@ impl Guarded {
 }
 
 impl Sink for Guarded {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         self.taken += 1;
         if let Some(lost) = &mut self.lost {
             *lost += 1;
@@ -411,7 +410,7 @@ impl Sink for Guarded {
                 self.path.display()
             )));
         }
-        match self.inner.frame(frame) {
+        match self.inner.frame(packet) {
             Ok(written) => {
                 // Where this frame ends; `settle` retires it once the file has it all.
                 let mut j = self.journal.borrow_mut();
@@ -423,18 +422,12 @@ impl Sink for Guarded {
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        // A failed file has said so once; what follows has nowhere to go.
         if self.lost.is_some() {
             return Ok(());
         }
-        self.inner.flush().map_err(|e| self.fail(&e))
-    }
-
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        if self.lost.is_some() {
-            return Ok(());
-        }
-        self.inner.close(stats).map_err(|e| self.fail(&e))
+        self.inner.control(control).map_err(|e| self.fail(&e))
     }
 
     fn unwritten(&self) -> u64 {
@@ -449,6 +442,8 @@ mod tests {
     use pcap_file::pcap::PcapReader;
 
     use super::*;
+    use crate::output::SinkExt as _;
+    use crate::{frame::Frame, output::CloseStats};
     use crate::{frame::LinkType, output::pcap::PcapSink};
 
     /// A disk with `room` bytes left: a write past it is cut short, the next fails (ENOSPC).
@@ -490,7 +485,7 @@ mod tests {
             let mut sink = Guarded::new(header?, journal, tmp.reopen()?, tmp.path().into());
             let data = [0x5au8; 100];
             let outcome = (1..=frames).try_for_each(|n| {
-                sink.frame(&Frame {
+                sink.take(&Frame {
                     number: n,
                     ts: Duration::new(1_700_000_000, 0),
                     mono_ns: None,
@@ -504,7 +499,7 @@ mod tests {
                 })
                 .map(drop)
             });
-            let outcome = outcome.and_then(|()| sink.close(&CloseStats::default()));
+            let outcome = outcome.and_then(|()| sink.close_now(&CloseStats::default()));
             let lost = sink.unwritten();
             outcome
                 .map(|()| lost)
@@ -563,7 +558,7 @@ mod tests {
         let mut sink = PcapSink::new(writer, 65535).unwrap();
         for n in 0..frames {
             let data: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
-            sink.frame(&Frame {
+            sink.take(&Frame {
                 number: u64::from(n) + 1,
                 ts: Duration::new(1_700_000_000, n),
                 mono_ns: None,
@@ -577,10 +572,10 @@ mod tests {
             })
             .unwrap();
             if (n + 1) % flush_every == 0 {
-                sink.flush().unwrap();
+                sink.flush_now().unwrap();
             }
         }
-        sink.flush().unwrap();
+        sink.flush_now().unwrap();
     }
 
     #[test]

@@ -7,39 +7,32 @@ use std::{
     time::Duration,
 };
 
-use super::{CloseStats, PortSet, Sink};
-use crate::{
-    exchange::{Limits, Tracker},
-    frame::Frame,
-};
+use super::{Control, Decoded, Sink};
+use crate::exchange::Tracker;
 
-/// Feeds NTP packets to a [`Tracker`] and prints what it knows.
+/// Prints what the pipeline's exchange [`Tracker`] knows, and logs its events.
 pub struct HealthSink<W: Write> {
     out: W,
-    tracker: Tracker,
-    ports: PortSet,
     every: Duration,
     last: Option<Duration>,
 }
 
 impl<W: Write> HealthSink<W> {
     /// A table on `out` every `every`.
-    pub fn new(out: W, ports: PortSet, every: Duration) -> Self {
+    pub fn new(out: W, every: Duration) -> Self {
         Self {
             out,
-            tracker: Tracker::new(Limits::default()),
-            ports,
             every,
             last: None,
         }
     }
 
-    fn table(&mut self) -> io::Result<()> {
+    fn table(&mut self, tracker: &Tracker) -> io::Result<()> {
         let mut t = String::new();
         let _ = writeln!(
             t,
             "ntptap: NTP servers seen ({} requests waiting; delay and offset from capture times on this host)",
-            self.tracker.pending()
+            tracker.pending()
         );
         let _ = writeln!(
             t,
@@ -57,7 +50,7 @@ impl<W: Write> HealthSink<W> {
             "proc µs"
         );
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.3}", v * 1e3));
-        for s in self.tracker.servers() {
+        for s in tracker.servers() {
             let kod: Vec<String> = s
                 .kiss_codes
                 .iter()
@@ -85,11 +78,11 @@ impl<W: Write> HealthSink<W> {
                 },
             );
         }
-        if self.tracker.evicted_requests + self.tracker.evicted_servers > 0 {
+        if tracker.evicted_requests + tracker.evicted_servers > 0 {
             let _ = writeln!(
                 t,
                 "ntptap: evicted to bound memory: {} requests, {} servers",
-                self.tracker.evicted_requests, self.tracker.evicted_servers
+                tracker.evicted_requests, tracker.evicted_servers
             );
         }
         self.out.write_all(t.as_bytes())?;
@@ -97,42 +90,35 @@ impl<W: Write> HealthSink<W> {
     }
 }
 
-/// Feed one frame to `tracker` if it is NTP on `ports`.
-pub fn observe(tracker: &mut Tracker, ports: &PortSet, frame: &Frame<'_>) {
-    if let Some((src, dst, ntp)) = super::ntp_in(frame, ports) {
-        tracker.observe(frame.ts, src, dst, &ntp);
-    }
-}
-
 impl<W: Write> Sink for HealthSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        observe(&mut self.tracker, &self.ports, frame);
-        for event in self.tracker.take_events() {
-            tracing::warn!(target: "ntptap::event", "{}", serde_json::to_string(&event).unwrap_or_default());
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        for event in &packet.events {
+            tracing::warn!(target: "ntptap::event", "{}", serde_json::to_string(event).unwrap_or_default());
         }
         Ok(false)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match *control {
+            Control::Tick { now, exchanges } => {
+                if self
+                    .last
+                    .is_none_or(|l| now.saturating_sub(l) >= self.every)
+                {
+                    self.last = Some(now);
+                    self.table(exchanges.unwrap_or(&Tracker::default()))?;
+                }
+                Ok(())
+            }
+            Control::Close { exchanges, .. } => {
+                self.table(exchanges.unwrap_or(&Tracker::default()))
+            }
+            Control::Flush => self.out.flush(),
+            Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+        }
     }
 
-    fn tick(&mut self, now: Duration) -> io::Result<()> {
-        self.tracker.expire(now);
-        if self
-            .last
-            .is_none_or(|l| now.saturating_sub(l) >= self.every)
-        {
-            self.last = Some(now);
-            self.table()?;
-        }
-        Ok(())
-    }
-
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        if stats.end > Duration::ZERO {
-            self.tracker.expire(stats.end);
-        }
-        self.table()
+    fn unwritten(&self) -> u64 {
+        0
     }
 }

@@ -6,11 +6,10 @@ use std::io::{self, Write};
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
-use super::{Filter, PortSet, Sink, text::refid_text};
+use super::{Control as SinkControl, Decoded, Filter, Sink};
 use crate::{
-    exchange::{Limits, Tracker},
-    frame::Frame,
-    net::{Dissected, Net, Transport, dissect},
+    exchange::Tracker,
+    net::{Net, Transport},
     ntp::{
         self, Body, Ntp, NtpTimestamp,
         packet::{Control, ControlData, Private, TimeHeader, to_hex},
@@ -22,28 +21,24 @@ use crate::{
 pub struct JsonSink<W: Write> {
     out: W,
     filter: Filter,
-    /// Exchange events (kiss-o'-death, monlist requests, ...) come out inline, as objects
-    /// with an `event` field.
-    tracker: Tracker,
     /// With `--stats N`: a `server` event per server every N seconds and at the end.
     stats_every: Option<std::time::Duration>,
     last_stats: Option<std::time::Duration>,
 }
 
 impl<W: Write> JsonSink<W> {
-    /// A JSON writer to `out`, showing what `filter` lets through.
+    /// A JSON writer to `out`, showing what `filter` lets through. Exchange events
+    /// (kiss-o'-death, monlist requests, ...) come out inline, as objects with an `event`
+    /// field, when the pipeline keeps an exchange tracker.
     pub fn new(out: W, filter: Filter) -> Self {
         Self {
             out,
             filter,
-            tracker: Tracker::new(Limits::default()),
             stats_every: None,
             last_stats: None,
         }
     }
-}
 
-impl<W: Write> JsonSink<W> {
     /// Also write the exchange health of every server as `server` events, every `every`.
     #[must_use]
     pub fn with_server_stats(mut self, every: std::time::Duration) -> Self {
@@ -51,8 +46,8 @@ impl<W: Write> JsonSink<W> {
         self
     }
 
-    fn server_events(&mut self) -> io::Result<()> {
-        for server in self.tracker.servers() {
+    fn server_events(&mut self, exchanges: Option<&Tracker>) -> io::Result<()> {
+        for server in exchanges.map(Tracker::servers).unwrap_or_default() {
             let mut event = serde_json::to_value(server)?;
             event["event"] = json!("server");
             serde_json::to_writer(&mut self.out, &event)?;
@@ -63,57 +58,57 @@ impl<W: Write> JsonSink<W> {
 }
 
 impl<W: Write> Sink for JsonSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        let d = dissect(frame.link, frame.data);
-        if !self.filter.shows(d.transport.as_ref()) {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        if !self.filter.shows(packet.layers().transport.as_ref()) {
             return Ok(false);
         }
-        let value = frame_json(frame, &d, &self.filter.ports);
+        let value = frame_json(packet);
         serde_json::to_writer(&mut self.out, &value)?;
         self.out.write_all(b"\n")?;
-        super::health::observe(&mut self.tracker, &self.filter.ports, frame);
-        for event in self.tracker.take_events() {
-            let mut event = serde_json::to_value(&event)?;
-            event["frame"] = json!(frame.number);
+        for event in &packet.events {
+            let mut event = serde_json::to_value(event)?;
+            event["frame"] = json!(packet.frame.number);
             serde_json::to_writer(&mut self.out, &event)?;
             self.out.write_all(b"\n")?;
         }
         Ok(true)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-
-    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
-        let Some(every) = self.stats_every else {
-            return Ok(());
-        };
-        self.tracker.expire(now);
-        if self
-            .last_stats
-            .is_some_and(|l| now.saturating_sub(l) < every)
-        {
-            return Ok(());
-        }
-        self.last_stats = Some(now);
-        self.server_events()
-    }
-
-    fn close(&mut self, stats: &super::CloseStats) -> io::Result<()> {
-        if self.stats_every.is_some() {
-            if stats.end > std::time::Duration::ZERO {
-                self.tracker.expire(stats.end);
+    fn control(&mut self, control: &SinkControl<'_>) -> io::Result<()> {
+        match *control {
+            SinkControl::Tick { now, exchanges } => {
+                let Some(every) = self.stats_every else {
+                    return Ok(());
+                };
+                if self
+                    .last_stats
+                    .is_some_and(|l| now.saturating_sub(l) < every)
+                {
+                    return Ok(());
+                }
+                self.last_stats = Some(now);
+                self.server_events(exchanges)
             }
-            self.server_events()?;
+            SinkControl::Close { exchanges, .. } => {
+                if self.stats_every.is_some() {
+                    self.server_events(exchanges)?;
+                }
+                self.out.flush()
+            }
+            SinkControl::Flush => self.out.flush(),
+            SinkControl::Kernel(_) | SinkControl::Rotate(_) => Ok(()),
         }
-        self.out.flush()
+    }
+
+    fn unwritten(&self) -> u64 {
+        0
     }
 }
 
 /// The JSON object for one frame.
 #[must_use]
-pub fn frame_json(frame: &Frame<'_>, d: &Dissected<'_>, ports: &PortSet) -> Value {
+pub fn frame_json(packet: &Decoded<'_>) -> Value {
+    let (frame, d) = (packet.frame, packet.layers());
     let ts = DateTime::from_timestamp(frame.ts.as_secs() as i64, frame.ts.subsec_nanos())
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true));
     let mut obj = json!({
@@ -137,15 +132,15 @@ pub fn frame_json(frame: &Frame<'_>, d: &Dissected<'_>, ports: &PortSet) -> Valu
         sport,
         dport,
         length,
-        payload,
+        ..
     }) = d.transport
     {
         obj["sport"] = json!(sport);
         obj["dport"] = json!(dport);
         obj["length"] = json!(length);
-        if ports.contains(sport) || ports.contains(dport) {
-            obj["ntp"] = match Ntp::decode(payload) {
-                Ok(ntp) => ntp_json(&ntp),
+        if let Some(ntp) = packet.ntp() {
+            obj["ntp"] = match &ntp.packet {
+                Ok(ntp) => ntp_json(ntp),
                 Err(err) => json!({ "error": err.to_string() }),
             };
         }
@@ -195,7 +190,7 @@ fn time_json(obj: &mut Value, h: &TimeHeader, ntp: &Ntp) {
     obj["root_delay"] = json!(h.root_delay.seconds());
     obj["root_dispersion"] = json!(h.root_dispersion.seconds());
     obj["refid_hex"] = json!(to_hex(&h.refid));
-    obj["refid"] = json!(refid_text(&h.refid()));
+    obj["refid"] = json!(h.refid().text());
     obj["refid_decoded"] = json!(h.refid());
     obj["kiss_code"] = json!(
         ntp.kiss_code()

@@ -14,12 +14,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{CloseStats, PortSet, Sink};
-use crate::{
-    capture::Counts,
-    exchange::{Limits, Tracker},
-    frame::{Direction, Frame},
-};
+use super::{Control, Decoded, Sink};
+use crate::{counts::Counts, exchange::Tracker, frame::Direction};
 
 type Labels = Vec<(String, String)>;
 
@@ -39,8 +35,6 @@ pub struct MetricsSink {
     ring_pending: Gauge,
     written_total: u64,
     last_kernel: Counts,
-    tracker: Tracker,
-    ports: PortSet,
     exposition: Exposition,
 }
 
@@ -52,8 +46,8 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 impl MetricsSink {
-    /// Metrics for frames on `ports`, rendered into `exposition`.
-    pub fn new(ports: PortSet, exposition: Exposition, ring_bytes: u32) -> Self {
+    /// Metrics rendered into `exposition`; `ring_bytes` is the size of the rings.
+    pub fn new(exposition: Exposition, ring_bytes: u32) -> Self {
         let mut registry = Registry::with_prefix("ntptap");
         let kernel = Family::<Labels, Counter>::default();
         registry.register(
@@ -118,14 +112,15 @@ impl MetricsSink {
             ring_pending,
             written_total: 0,
             last_kernel: Counts::default(),
-            tracker: Tracker::new(Limits::default()),
-            ports,
             exposition,
         }
     }
 
-    fn render(&mut self) {
-        for s in self.tracker.servers() {
+    fn render(&mut self, exchanges: Option<&Tracker>) {
+        let Some(tracker) = exchanges else {
+            return self.encode();
+        };
+        for s in tracker.servers() {
             let server = s.server.map(|a| a.to_string()).unwrap_or_default();
             for (what, value) in [
                 ("delay_seconds", s.delay),
@@ -152,14 +147,18 @@ impl MetricsSink {
             }
         }
         for (what, value) in [
-            ("pending_requests", self.tracker.pending() as u64),
-            ("evicted_requests", self.tracker.evicted_requests),
-            ("evicted_servers", self.tracker.evicted_servers),
+            ("pending_requests", tracker.pending() as u64),
+            ("evicted_requests", tracker.evicted_requests),
+            ("evicted_servers", tracker.evicted_servers),
         ] {
             self.tracker_state
                 .get_or_create(&labels(&[("value", what)]))
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+        self.encode();
+    }
+
+    fn encode(&self) {
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_ok()
             && let Ok(mut shared) = self.exposition.lock()
@@ -170,7 +169,8 @@ impl MetricsSink {
 }
 
 impl Sink for MetricsSink {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let frame = packet.frame;
         let direction = match frame.direction {
             Some(Direction::In) => "in",
             Some(Direction::Out) => "out",
@@ -183,7 +183,7 @@ impl Sink for MetricsSink {
             ]))
             .inc();
         self.written_total += 1;
-        if let Some((src, dst, ntp)) = super::ntp_in(frame, &self.ports) {
+        if let Some((_, _, ntp)) = packet.ntp_packet() {
             let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
             self.ntp
                 .get_or_create(&labels(&[
@@ -197,16 +197,27 @@ impl Sink for MetricsSink {
                     .get_or_create(&labels(&[("code", &String::from_utf8_lossy(&code))]))
                     .inc();
             }
-            self.tracker.observe(frame.ts, src, dst, &ntp);
-            let _ = self.tracker.take_events();
         }
         Ok(false)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match *control {
+            Control::Kernel(counts) => self.kernel_counts(counts),
+            Control::Tick { exchanges, .. } | Control::Close { exchanges, .. } => {
+                self.render(exchanges);
+            }
+            Control::Flush | Control::Rotate(_) => {}
+        }
         Ok(())
     }
 
+    fn unwritten(&self) -> u64 {
+        0
+    }
+}
+
+impl MetricsSink {
     fn kernel_counts(&mut self, counts: &Counts) {
         use ntptap_common::Counter as C;
         let previous: std::collections::HashMap<(&str, u8, u32), u64> = self
@@ -215,16 +226,7 @@ impl Sink for MetricsSink {
             .map(|(i, d, c, v)| ((i, d, c as u32), v))
             .collect();
         for (interface, direction, counter, value) in counts.each() {
-            let reason = match counter {
-                C::Seen => "seen",
-                C::Matched => "matched",
-                C::Captured => "captured",
-                C::RingFull => "ring_full",
-                C::CopyFailed => "copy_failed",
-                C::Truncated => "truncated",
-                C::Unparsable => "unparsable",
-                C::Fragment => "later_fragment",
-            };
+            let reason = counter.label();
             let dir = if direction == ntptap_common::DIRECTION_EGRESS {
                 "out"
             } else {
@@ -247,21 +249,52 @@ impl Sink for MetricsSink {
             .set(i64::try_from(in_ring).unwrap_or(i64::MAX));
         self.last_kernel = counts.clone();
     }
+}
 
-    fn tick(&mut self, now: Duration) -> io::Result<()> {
-        self.tracker.expire(now);
-        self.render();
-        Ok(())
+/// The metrics' HTTP endpoint: bound when the outputs are built (so a port in use fails
+/// before anything is attached), served once the event loop runs.
+pub struct Endpoint {
+    listener: std::net::TcpListener,
+    exposition: Exposition,
+}
+
+impl Endpoint {
+    /// Listen on `addr`.
+    pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "cannot serve metrics on {addr}: is the port in use? choose another with --metrics"
+            )
+        })?;
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the metrics listener non-blocking")?;
+        Ok(Self {
+            listener,
+            exposition: Exposition::default(),
+        })
     }
 
-    fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
-        self.render();
+    /// What the server serves; the metrics sink renders into it.
+    #[must_use]
+    pub fn exposition(&self) -> Exposition {
+        Arc::clone(&self.exposition)
+    }
+
+    /// Serve from `runtime` until it stops.
+    pub fn serve(self, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let _context = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(self.listener)
+            .context("cannot serve metrics from the event loop")?;
+        runtime.spawn(serve(listener, self.exposition));
         Ok(())
     }
 }
 
 /// Serve `exposition` over HTTP on `listener` until the runtime stops: any GET gets the text.
-pub async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
+async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {

@@ -1,144 +1,84 @@
-//! Sinks: where frames go once captured or read.
+//! Outputs: where frames go once captured or read.
+//!
+//! A source hands each frame to one [`Pipeline`], which decodes it at most once
+//! ([`Decoded`]), feeds NTP packets to the one exchange tracker, and fans the result out to a
+//! list of [`Sink`]s. [`build`] makes the pipeline an [`OutputPlan`](crate::plan::OutputPlan)
+//! asks for.
+pub mod build;
+pub mod create;
+pub mod decoded;
 pub mod file;
 pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod pcap;
 pub mod pcapng;
+pub mod pipeline;
 pub mod rotate;
 pub mod text;
 
-use std::io;
+use std::{io, time::Duration};
 
-use crate::frame::Frame;
+pub use self::{
+    decoded::{Decoded, NtpInFrame},
+    pipeline::Pipeline,
+};
+pub use crate::frame::CloseStats;
+use crate::{counts::Counts, exchange::Tracker};
 
-/// A consumer of frames.
+/// A consumer of decoded frames: a printer, a file writer, the metrics.
+///
+/// Two required methods, so that a wrapper (a guard, a rotating series of files) forwards
+/// everything that is not a frame through one method and cannot forget a kind of call.
 pub trait Sink {
-    /// Take one frame: `Ok(true)` if it was written, `Ok(false)` if the sink's own filter
-    /// passed over it (the printers show only the port set unless `--all`).
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool>;
-    /// Push buffered output to its destination.
-    fn flush(&mut self) -> io::Result<()>;
-    /// The kernel programs' counters, about once a second during a live capture.
-    fn kernel_counts(&mut self, _counts: &crate::capture::Counts) {}
-    /// Called about once a second during a live capture, with the wall-clock time.
-    fn tick(&mut self, _now: std::time::Duration) -> io::Result<()> {
-        Ok(())
-    }
-    /// Start a new output file now (SIGHUP), where the sink writes files.
-    fn rotate(&mut self, _now: std::time::Duration) -> io::Result<()> {
-        Ok(())
-    }
-    /// The capture is over: write trailers (pcapng statistics) and flush.
-    fn close(&mut self, _stats: &CloseStats) -> io::Result<()> {
-        self.flush()
-    }
-    /// Frames given to `frame` that did not reach the output because it failed (a full disk).
-    fn unwritten(&self) -> u64 {
-        0
-    }
+    /// Take one frame: `Ok(true)` if it was shown or written, `Ok(false)` if the sink's own
+    /// filter passed over it (the printers show only the port set unless `--all`), or if it
+    /// only counts frames.
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool>;
+    /// Everything else: ticks, kernel counters, rotation, flushes, the end. A sink matches
+    /// the kinds it uses and lets the others pass.
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()>;
+    /// Frames given to `frame` that did not reach the output because it failed (a full disk);
+    /// 0 for an output that cannot fail that way.
+    fn unwritten(&self) -> u64;
 }
 
-/// What a sink may record when the capture ends.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CloseStats {
-    /// When the capture started and ended (wall clock, since the Unix epoch).
-    pub start: std::time::Duration,
-    /// See `start`.
-    pub end: std::time::Duration,
-    /// Frames the kernel matched (received by filter), when known (not for a file closed by
-    /// rotation).
-    pub received: Option<u64>,
-    /// Matched frames the kernel dropped, when known.
-    pub dropped: Option<u64>,
+/// What a [`Sink`] is told besides frames.
+#[derive(Clone, Copy, Debug)]
+pub enum Control<'a> {
+    /// About once a second during a live capture, with the wall-clock time, and the exchange
+    /// tracker (already expired to `now`) when the outputs keep one.
+    Tick {
+        /// Wall-clock time, since the Unix epoch.
+        now: Duration,
+        /// The exchange tracker, if any output uses it.
+        exchanges: Option<&'a Tracker>,
+    },
+    /// The kernel programs' counters, about once a second during a live capture.
+    Kernel(&'a Counts),
+    /// Start a new output file now (SIGHUP), where the sink writes a series of files.
+    Rotate(Duration),
+    /// Push buffered output to its destination.
+    Flush,
+    /// The capture is over: write trailers (pcapng statistics), final tables, and flush.
+    Close {
+        /// What the capture knows of itself.
+        stats: &'a CloseStats,
+        /// The exchange tracker, if any output uses it.
+        exchanges: Option<&'a Tracker>,
+    },
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        (**self).frame(frame)
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        (**self).frame(packet)
     }
-    fn flush(&mut self) -> io::Result<()> {
-        (**self).flush()
-    }
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        (**self).close(stats)
-    }
-    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
-        (**self).tick(now)
-    }
-    fn kernel_counts(&mut self, counts: &crate::capture::Counts) {
-        (**self).kernel_counts(counts);
-    }
-    fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
-        (**self).rotate(now)
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        (**self).control(control)
     }
     fn unwritten(&self) -> u64 {
         (**self).unwritten()
     }
-}
-
-/// Two sinks fed the same frames (`-w FILE --print`).
-pub struct Tee<A, B>(pub A, pub B);
-
-impl<A: Sink, B: Sink> Sink for Tee<A, B> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        let first = self.0.frame(frame)?;
-        Ok(self.1.frame(frame)? || first)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()?;
-        self.1.flush()
-    }
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        self.0.close(stats)?;
-        self.1.close(stats)
-    }
-    fn tick(&mut self, now: std::time::Duration) -> io::Result<()> {
-        self.0.tick(now)?;
-        self.1.tick(now)
-    }
-    fn kernel_counts(&mut self, counts: &crate::capture::Counts) {
-        self.0.kernel_counts(counts);
-        self.1.kernel_counts(counts);
-    }
-    fn rotate(&mut self, now: std::time::Duration) -> io::Result<()> {
-        self.0.rotate(now)?;
-        self.1.rotate(now)
-    }
-    fn unwritten(&self) -> u64 {
-        self.0.unwritten() + self.1.unwritten()
-    }
-}
-
-/// The endpoints and the decoded NTP packet of `frame`, if it is UDP on `ports`.
-#[must_use]
-pub fn ntp_in(
-    frame: &Frame<'_>,
-    ports: &PortSet,
-) -> Option<(std::net::SocketAddr, std::net::SocketAddr, crate::ntp::Ntp)> {
-    use crate::net::{Net, Transport};
-    let d = crate::net::dissect(frame.link, frame.data);
-    let (
-        Some(Net::Ip { src, dst, .. }),
-        Some(Transport::Udp {
-            sport,
-            dport,
-            payload,
-            ..
-        }),
-    ) = (d.net, d.transport)
-    else {
-        return None;
-    };
-    if !ports.contains(sport) && !ports.contains(dport) {
-        return None;
-    }
-    let ntp = crate::ntp::Ntp::decode(payload).ok()?;
-    Some((
-        std::net::SocketAddr::new(src, sport),
-        std::net::SocketAddr::new(dst, dport),
-        ntp,
-    ))
 }
 
 /// The set of UDP ports whose payload is NTP (the `--port` set).
@@ -183,3 +123,24 @@ impl PortSet {
         &self.0
     }
 }
+
+/// Shorthands for the sinks' unit tests: a frame on port 123, a flush, a close.
+#[cfg(test)]
+pub(crate) trait SinkExt: Sink {
+    fn take(&mut self, frame: &crate::frame::Frame<'_>) -> io::Result<bool> {
+        let ports = PortSet::new(vec![123]);
+        self.frame(&Decoded::new(frame, &ports))
+    }
+    fn flush_now(&mut self) -> io::Result<()> {
+        self.control(&Control::Flush)
+    }
+    fn close_now(&mut self, stats: &CloseStats) -> io::Result<()> {
+        self.control(&Control::Close {
+            stats,
+            exchanges: None,
+        })
+    }
+}
+
+#[cfg(test)]
+impl<S: Sink + ?Sized> SinkExt for S {}

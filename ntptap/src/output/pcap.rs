@@ -7,8 +7,7 @@ use pcap_file::{
     pcap::{PcapHeader, PcapWriter},
 };
 
-use super::Sink;
-use crate::frame::Frame;
+use super::{Control, Decoded, Sink};
 
 /// Writes frames to a pcap file (nanosecond resolution, as `tcpdump --time-stamp-precision=nano`).
 pub struct PcapSink<W: Write> {
@@ -47,7 +46,8 @@ fn to_io(err: pcap_file::pcap::PcapWriteError) -> io::Error {
 }
 
 impl<W: Write> Sink for PcapSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let frame = packet.frame;
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let incl_len = data.len() as u32;
         // The 16-byte record header and the data in one vectored write: pcap-file's
@@ -78,8 +78,15 @@ impl<W: Write> Sink for PcapSink<W> {
         Ok(true)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match control {
+            Control::Flush | Control::Close { .. } => self.out.flush(),
+            Control::Tick { .. } | Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+        }
+    }
+
+    fn unwritten(&self) -> u64 {
+        0
     }
 }
 
@@ -90,7 +97,9 @@ mod tests {
     use pcap_file::pcap::PcapReader;
 
     use super::*;
+    use crate::frame::Frame;
     use crate::frame::LinkType;
+    use crate::output::SinkExt as _;
 
     #[test]
     fn round_trips_through_pcap_file_reader() {
@@ -109,9 +118,9 @@ mod tests {
                 link: LinkType::Ethernet,
                 data: &data[..88 + n as usize],
             };
-            sink.frame(&frame).unwrap();
+            sink.take(&frame).unwrap();
         }
-        sink.flush().unwrap();
+        sink.flush_now().unwrap();
         let bytes = sink.into_inner();
         let mut reader = PcapReader::new(&bytes[..]).unwrap();
         assert_eq!(

@@ -25,8 +25,8 @@ use pcap_file::{
     },
 };
 
-use super::{CloseStats, Sink};
-use crate::frame::{Direction, Frame};
+use super::{CloseStats, Control, Decoded, Sink};
+use crate::frame::Direction;
 
 /// One interface of the capture.
 #[derive(Clone, Debug)]
@@ -45,6 +45,8 @@ pub struct PcapNgSink<W: Write> {
     /// Frames written per interface ID.
     written: Vec<u64>,
     snaplen: u32,
+    /// The kernel filter as pcapng's `if_filter` value.
+    filter: Vec<u8>,
     first_ts: Option<std::time::Duration>,
     last_ts: Option<std::time::Duration>,
 }
@@ -92,41 +94,53 @@ impl<W: Write> PcapNgSink<W> {
             ],
             ..SectionHeaderBlock::default()
         };
-        let mut writer = PcapNgWriter::with_section_header(out, section).map_err(to_io)?;
-        let mut ids = HashMap::new();
-        for (id, iface) in interfaces.iter().enumerate() {
-            ids.insert(iface.index, id as u32);
-            // if_filter: the first byte says the rest is a filter string.
-            let filter = [&[0u8][..], filter.as_bytes()].concat();
-            writer
-                .write_pcapng_block(InterfaceDescriptionBlock {
-                    linktype: DataLink::ETHERNET,
-                    snaplen,
-                    options: vec![
-                        InterfaceDescriptionOption::IfName(Cow::Owned(iface.name.clone())),
-                        InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
-                        InterfaceDescriptionOption::IfFilter(Cow::Owned(filter)),
-                    ],
-                })
-                .map_err(to_io)?;
-        }
-        Ok(Self {
+        let writer = PcapNgWriter::with_section_header(out, section).map_err(to_io)?;
+        let mut sink = Self {
             writer,
-            written: vec![0; interfaces.len()],
-            ids,
+            written: Vec::new(),
+            ids: HashMap::new(),
             snaplen,
+            // if_filter: the first byte says the rest is a filter string.
+            filter: [&[0u8][..], filter.as_bytes()].concat(),
             first_ts: None,
             last_ts: None,
-        })
+        };
+        for iface in interfaces {
+            sink.describe(iface.index, &iface.name)?;
+        }
+        Ok(sink)
+    }
+
+    /// Write an interface description block for `index`; its interface ID is the next one.
+    /// pcapng allows them anywhere before the first packet that names them, so an interface
+    /// that appears during the capture (`-i any`) gets its own as its first frame comes.
+    fn describe(&mut self, index: u32, name: &str) -> io::Result<u32> {
+        let id = self.written.len() as u32;
+        self.writer
+            .write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen: self.snaplen,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Owned(name.to_owned())),
+                    InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
+                    InterfaceDescriptionOption::IfFilter(Cow::Owned(self.filter.clone())),
+                ],
+            })
+            .map_err(to_io)?;
+        self.ids.insert(index, id);
+        self.written.push(0);
+        Ok(id)
     }
 }
 
 impl<W: Write> Sink for PcapNgSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        let id = frame
-            .ifindex
-            .and_then(|i| self.ids.get(&i).copied())
-            .unwrap_or(0);
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let frame = packet.frame;
+        let id = match (frame.ifindex, frame.iface) {
+            (Some(index), _) if self.ids.contains_key(&index) => self.ids[&index],
+            (Some(index), Some(name)) => self.describe(index, name)?,
+            _ => 0,
+        };
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let mut options = Vec::with_capacity(3);
         // epb_flags bits 0-1: 01 inbound, 10 outbound.
@@ -162,10 +176,21 @@ impl<W: Write> Sink for PcapNgSink<W> {
         Ok(true)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.get_mut().flush()
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match control {
+            Control::Flush => self.writer.get_mut().flush(),
+            Control::Close { stats, .. } => self.close(stats),
+            Control::Tick { .. } | Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+        }
     }
 
+    fn unwritten(&self) -> u64 {
+        0
+    }
+}
+
+impl<W: Write> PcapNgSink<W> {
+    /// Interface statistics for every interface, then flush.
     fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
         let single = self.written.len() == 1;
         for (id, written) in self.written.iter().enumerate() {
@@ -191,7 +216,7 @@ impl<W: Write> Sink for PcapNgSink<W> {
             }
             write_isb(&mut self.writer, id, stats, options)?;
         }
-        self.flush()
+        self.writer.get_mut().flush()
     }
 }
 

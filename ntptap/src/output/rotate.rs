@@ -19,10 +19,9 @@ use std::{
 use chrono::{DateTime, Local};
 
 use super::{
-    CloseStats, Sink,
+    CloseStats, Control, Decoded, Sink,
     file::{FileWriter, Guarded, Journal},
 };
-use crate::frame::Frame;
 
 /// When to start a new file.
 #[derive(Clone, Debug, Default)]
@@ -156,7 +155,10 @@ impl RotatingSink {
 
     fn finish_current(&mut self, stats: &CloseStats) -> io::Result<()> {
         if let Some((mut sink, path)) = self.current.take() {
-            let closed = sink.close(stats);
+            let closed = sink.control(&Control::Close {
+                stats,
+                exchanges: None,
+            });
             self.unwritten += sink.unwritten();
             drop(sink);
             closed?;
@@ -195,46 +197,43 @@ impl RotatingSink {
 }
 
 impl Sink for RotatingSink {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let ts = packet.frame.ts;
         // Size is checked before a frame is written, as tcpdump does; so is the period, by
         // the frame's own time, so a file holds exactly the frames of its interval.
-        if self.due(frame.ts)
-            && let Err(e) = self.rotate_at(frame.ts)
+        if self.due(ts)
+            && let Err(e) = self.rotate_at(ts)
         {
             // This frame had no file to go to.
             self.unwritten += 1;
             return Err(e);
         }
         match &mut self.current {
-            Some((sink, _)) => sink.frame(frame),
+            Some((sink, _)) => sink.frame(packet),
             None => Ok(false),
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match *control {
+            Control::Close { stats, .. } => {
+                let stats = CloseStats {
+                    start: self.opened.max(stats.start),
+                    ..*stats
+                };
+                // The file being closed is told by `finish_current`.
+                return self.finish_current(&stats);
+            }
+            Control::Tick { now, .. } if self.next_cut.is_some_and(|cut| now >= cut) => {
+                self.rotate_at(now)?;
+            }
+            Control::Rotate(now) => self.rotate_at(now)?,
+            Control::Tick { .. } | Control::Kernel(_) | Control::Flush => {}
+        }
         match &mut self.current {
-            Some((sink, _)) => sink.flush(),
+            Some((sink, _)) => sink.control(control),
             None => Ok(()),
         }
-    }
-
-    fn tick(&mut self, now: Duration) -> io::Result<()> {
-        if self.next_cut.is_some_and(|cut| now >= cut) {
-            self.rotate_at(now)?;
-        }
-        Ok(())
-    }
-
-    fn rotate(&mut self, now: Duration) -> io::Result<()> {
-        self.rotate_at(now)
-    }
-
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        let stats = CloseStats {
-            start: self.opened.max(stats.start),
-            ..*stats
-        };
-        self.finish_current(&stats)
     }
 
     fn unwritten(&self) -> u64 {

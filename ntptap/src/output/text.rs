@@ -9,12 +9,11 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use super::{Filter, Sink};
+use super::{Control as SinkControl, Decoded, Filter, Sink};
 use crate::{
-    frame::Frame,
-    net::{Dissected, Net, Transport, UdpChecksum, dissect},
+    net::{Dissected, Net, Transport, UdpChecksum},
     ntp::{
-        self, Body, Ntp, NtpError, NtpPacket, RefId,
+        self, Body, Ntp, NtpError, RefId,
         packet::{Control, ControlData, Private, TimeHeader},
         time::{log2_seconds, push_date_time, push_padded},
     },
@@ -167,7 +166,8 @@ impl<W: Write> TextSink<W> {
         self.previous = Some(ts);
     }
 
-    fn describe(&mut self, frame: &Frame<'_>, d: &Dissected<'_>) {
+    fn describe(&mut self, packet: &Decoded<'_>) {
+        let (frame, d) = (packet.frame, packet.layers());
         let line = &mut self.line;
         if self.options.link_header
             && let Some((src, dst)) = d.macs
@@ -192,7 +192,7 @@ impl<W: Write> TextSink<W> {
                     sport,
                     dport,
                     length,
-                    payload,
+                    ..
                 }),
             ) => {
                 let verbose = self.options.verbose;
@@ -215,8 +215,8 @@ impl<W: Write> TextSink<W> {
                     }
                     None => {}
                 }
-                if self.filter.ports.contains(sport) || self.filter.ports.contains(dport) {
-                    ntp_summary(line, payload, length, verbose);
+                if let Some(ntp) = packet.ntp() {
+                    ntp_summary(line, &ntp.packet, length, verbose);
                 } else {
                     let _ = write!(line, "UDP, length {length}");
                 }
@@ -328,30 +328,24 @@ fn ethertype_name(t: u16) -> &'static str {
 }
 
 /// `NTPv4, Client, length 48`, then the `-v` detail lines.
-fn ntp_summary(line: &mut String, payload: &[u8], length: usize, verbose: u8) {
-    let Ok(view) = NtpPacket::new_checked(payload) else {
+fn ntp_summary(line: &mut String, ntp: &Result<Ntp, NtpError>, length: usize, verbose: u8) {
+    let Ok(ntp) = ntp else {
         let _ = write!(line, "NTP, length {length} [|ntp]");
         return;
     };
     let _ = write!(
         line,
         "NTPv{}, {}, length {length}",
-        view.version(),
-        view.mode().tcpdump_name()
+        ntp.version,
+        ntp.mode.tcpdump_name()
     );
-    if verbose == 0 {
-        if view.is_truncated() {
-            line.push_str(" [|ntp]");
-        }
-        return;
-    }
-    let Ok(ntp) = Ntp::decode(payload) else {
-        return;
-    };
+    // Shorter than the fixed header of its mode.
     if let Some(NtpError::Truncated { .. }) = ntp.error {
         line.push_str(" [|ntp]");
     }
-    ntp_detail(line, &ntp, verbose);
+    if verbose > 0 {
+        ntp_detail(line, ntp, verbose);
+    }
 }
 
 /// tcpdump's `-v` IP header, before the addresses: `IP (tos 0x0, ttl 64, ...)` and a line
@@ -483,16 +477,6 @@ fn push_refid(line: &mut String, refid: &RefId) {
         RefId::Address(addr) => {
             let _ = write!(line, "{addr}");
         }
-    }
-}
-
-/// The reference ID as text: the kiss code, the clock name, or the address.
-#[must_use]
-pub fn refid_text(refid: &RefId) -> String {
-    match refid {
-        RefId::Unspecified => "(unspec)".into(),
-        RefId::KissCode(code) | RefId::Clock(code) => code.clone(),
-        RefId::Address(addr) => addr.to_string(),
     }
 }
 
@@ -747,9 +731,9 @@ fn hex_dump(line: &mut String, data: &[u8]) {
 }
 
 impl<W: Write> Sink for TextSink<W> {
-    fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
-        let d = dissect(frame.link, frame.data);
-        if !self.filter.shows(d.transport.as_ref()) {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let frame = packet.frame;
+        if !self.filter.shows(packet.layers().transport.as_ref()) {
             return Ok(false);
         }
         self.shown += 1;
@@ -766,7 +750,7 @@ impl<W: Write> Sink for TextSink<W> {
                 frame.direction.map_or("   ", |d| d.label())
             );
         }
-        self.describe(frame, &d);
+        self.describe(packet);
         if self.options.hex {
             hex_dump(&mut self.line, frame.data);
         }
@@ -775,7 +759,14 @@ impl<W: Write> Sink for TextSink<W> {
         Ok(true)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    fn control(&mut self, control: &SinkControl<'_>) -> io::Result<()> {
+        match control {
+            SinkControl::Flush | SinkControl::Close { .. } => self.out.flush(),
+            SinkControl::Tick { .. } | SinkControl::Kernel(_) | SinkControl::Rotate(_) => Ok(()),
+        }
+    }
+
+    fn unwritten(&self) -> u64 {
+        0
     }
 }

@@ -1,4 +1,5 @@
-//! The kernel programs' per-CPU counters, summed over CPUs, per captured interface.
+//! The kernel programs' per-CPU counters, summed over CPUs, per captured interface: read by
+//! the capture, shown by the exit summary and the metrics.
 
 use aya::maps::{MapData, PerCpuArray};
 use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, IFINDEX_SLOTS, counter_index};

@@ -1,0 +1,211 @@
+//! The outputs an [`OutputPlan`] asks for, made into one [`Pipeline`]: a capture file (or a
+//! series), a printer, the `--stats` table, the metrics, in that order.
+
+use std::{
+    io::{self, BufWriter, Write},
+    path::Path,
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{
+    Filter, Pipeline, Sink,
+    create::{CreatedFile, create_output},
+    file::{FileWriter, Guarded},
+    health::HealthSink,
+    json::JsonSink,
+    metrics::{self, MetricsSink},
+    pcap::PcapSink,
+    pcapng::{PcapNgInterface, PcapNgSink},
+    rotate::{OpenSink, RotatingSink},
+    text::TextSink,
+};
+use crate::{
+    capture::Interface,
+    cli::OutputFormat,
+    plan::{FilePlan, FileTarget, OutputPlan, PrinterPlan},
+};
+
+/// What the outputs need to know of a live capture.
+#[derive(Clone, Debug)]
+pub struct CaptureInfo<'a> {
+    /// The interfaces attached at the start (pcapng describes each).
+    pub interfaces: &'a [Interface],
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+    /// The kernel filter, in words (pcapng's `if_filter`).
+    pub filter: String,
+    /// Size of the rings (a metric).
+    pub ring_bytes: u32,
+}
+
+/// The outputs, ready for frames.
+pub struct Outputs {
+    /// Every sink, behind the one decoder and exchange tracker.
+    pub pipeline: Pipeline,
+    /// The capture file this run created, removed unless the capture starts.
+    pub created: Option<CreatedFile>,
+    /// The metrics endpoint, bound, to be served once the event loop runs.
+    pub metrics: Option<metrics::Endpoint>,
+    /// What was decided (direct I/O or the page cache), for `-v`.
+    pub notes: Vec<String>,
+}
+
+/// Open everything `plan` asks for. A live capture gives `capture`; reading a file does not
+/// (and its plan has no capture file). Nothing is attached yet, so a bad path or a busy port
+/// costs nothing.
+pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo<'_>>) -> anyhow::Result<Outputs> {
+    let mut outputs = Outputs {
+        pipeline: Pipeline::new(plan.ports.clone(), plan.tracks_exchanges()),
+        created: None,
+        metrics: None,
+        notes: Vec::new(),
+    };
+    if let Some(file) = &plan.file {
+        let Some(capture) = capture else {
+            bail!("a capture file is written only from a live capture");
+        };
+        let sink = file_sink(file, capture, &mut outputs)?;
+        outputs.pipeline.push(sink);
+    }
+    if let Some(printer) = &plan.printer {
+        outputs.pipeline.push(printer_sink(printer, plan));
+    }
+    if let Some(every) = plan.stats {
+        outputs
+            .pipeline
+            .push(Box::new(HealthSink::new(io::stderr(), every)));
+    }
+    if let Some(addr) = plan.metrics {
+        let endpoint = metrics::Endpoint::bind(addr)?;
+        outputs.pipeline.push(Box::new(MetricsSink::new(
+            endpoint.exposition(),
+            capture.map_or(0, |c| c.ring_bytes),
+        )));
+        outputs.metrics = Some(endpoint);
+    }
+    Ok(outputs)
+}
+
+/// The printer on standard output: text (unbuffered on a terminal) or NDJSON.
+fn printer_sink(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> {
+    let filter = Filter {
+        ports: plan.ports.clone(),
+        all: printer.all,
+    };
+    let stdout = io::stdout();
+    if printer.json {
+        let sink = JsonSink::new(BufWriter::with_capacity(1 << 16, stdout), filter);
+        return match printer.server_events {
+            Some(every) => Box::new(sink.with_server_stats(every)),
+            None => Box::new(sink),
+        };
+    }
+    if printer.terminal {
+        Box::new(TextSink::new(stdout, printer.text.clone(), filter))
+    } else {
+        Box::new(TextSink::new(
+            BufWriter::with_capacity(1 << 16, stdout),
+            printer.text.clone(),
+            filter,
+        ))
+    }
+}
+
+fn file_sink(
+    file: &FilePlan,
+    capture: &CaptureInfo<'_>,
+    outputs: &mut Outputs,
+) -> anyhow::Result<Box<dyn Sink>> {
+    let interfaces: Vec<PcapNgInterface> = capture
+        .interfaces
+        .iter()
+        .map(|i| PcapNgInterface {
+            index: i.index,
+            name: i.name.clone(),
+        })
+        .collect();
+    let (pcapng, snaplen, filter) = (
+        file.format == OutputFormat::Pcapng,
+        capture.snaplen,
+        capture.filter.clone(),
+    );
+    let open_file = move |out: Box<dyn Write>| -> io::Result<Box<dyn Sink>> {
+        Ok(if pcapng {
+            Box::new(PcapNgSink::new(out, &interfaces, snaplen, &filter)?)
+        } else {
+            Box::new(PcapSink::new(out, snaplen)?)
+        })
+    };
+    let path = match &file.target {
+        FileTarget::Stdout => {
+            let out: Box<dyn Write> = if file.packet_buffered {
+                Box::new(FlushEach(Box::new(io::stdout())))
+            } else {
+                Box::new(BufWriter::with_capacity(1 << 20, io::stdout()))
+            };
+            return open_file(out).context("cannot write the capture file header");
+        }
+        FileTarget::Path(path) => path,
+    };
+    if let Some(policy) = &file.rotation {
+        let rules = file.creation;
+        let create = Box::new(move |p: &Path| {
+            create_output(p, rules)
+                .map(|(f, _)| f)
+                .map_err(|e| io::Error::other(format!("{e:#}")))
+        });
+        let open: OpenSink = Box::new(open_file);
+        let sink = RotatingSink::new(
+            path.clone(),
+            policy.clone(),
+            open,
+            create,
+            crate::capture::wall_now(),
+        )
+        .context("cannot open the first output file")?;
+        return Ok(Box::new(sink));
+    }
+    let (handle, created) = create_output(path, file.creation)?;
+    // From here on, an error removes the file this run created.
+    outputs.created = created.then(|| CreatedFile::new(path));
+    let cannot_open = || format!("cannot open {}", path.display());
+    let guard_handle = handle.try_clone().with_context(cannot_open)?;
+    // -U: every frame straight to the file.
+    let mut writer = FileWriter::new(handle, if file.packet_buffered { 0 } else { 1 << 20 });
+    if file.direct_io {
+        writer = writer.direct(guard_handle.try_clone().with_context(cannot_open)?);
+    }
+    outputs.notes.push(format!(
+        "writing {} {}",
+        path.display(),
+        if writer.is_direct() {
+            "with O_DIRECT (past the page cache)"
+        } else {
+            "through the page cache"
+        }
+    ));
+    let journal = writer.journal();
+    let sink = open_file(Box::new(writer))
+        .with_context(|| format!("cannot write the capture file header to {}", path.display()))?;
+    Ok(Box::new(Guarded::new(
+        sink,
+        journal,
+        guard_handle,
+        path.clone(),
+    )))
+}
+
+/// A writer that flushes after each write (`-U`).
+struct FlushEach(Box<dyn Write>);
+
+impl Write for FlushEach {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.0.flush()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}

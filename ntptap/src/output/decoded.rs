@@ -1,0 +1,97 @@
+//! A frame as the outputs see it: dissected and NTP-decoded at most once, lazily, whatever
+//! number of outputs look at it. An output that only writes bytes (pcap, pcapng) never pays
+//! for a decode.
+
+use std::{cell::OnceCell, net::SocketAddr};
+
+use super::PortSet;
+use crate::{
+    exchange::Event,
+    frame::Frame,
+    net::{Dissected, Net, Transport, dissect},
+    ntp::{Ntp, NtpError},
+};
+
+/// One frame, with its layers and NTP packet decoded on first use.
+pub struct Decoded<'a> {
+    /// The frame as the source made it.
+    pub frame: &'a Frame<'a>,
+    ports: &'a PortSet,
+    layers: OnceCell<Dissected<'a>>,
+    ntp: OnceCell<Option<NtpInFrame>>,
+    /// What the exchange tracker noticed on this frame (kiss-o'-death, monlist, ...), when
+    /// the outputs keep a tracker.
+    pub events: Vec<Event>,
+}
+
+/// The NTP packet a frame carries: UDP to or from a port in the port set.
+#[derive(Debug)]
+pub struct NtpInFrame {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// The decode; `Err` only for an empty payload.
+    pub packet: Result<Ntp, NtpError>,
+}
+
+impl<'a> Decoded<'a> {
+    /// `frame`, whose UDP payloads on `ports` are NTP. Nothing is decoded yet.
+    #[must_use]
+    pub fn new(frame: &'a Frame<'a>, ports: &'a PortSet) -> Self {
+        Self {
+            frame,
+            ports,
+            layers: OnceCell::new(),
+            ntp: OnceCell::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The port set this frame was decoded with.
+    #[must_use]
+    pub fn ports(&self) -> &PortSet {
+        self.ports
+    }
+
+    /// Link, network and transport layers.
+    pub fn layers(&self) -> &Dissected<'a> {
+        self.layers
+            .get_or_init(|| dissect(self.frame.link, self.frame.data))
+    }
+
+    /// The NTP packet, if the frame is UDP on the port set.
+    pub fn ntp(&self) -> Option<&NtpInFrame> {
+        self.ntp
+            .get_or_init(|| {
+                let d = self.layers();
+                let (
+                    Some(Net::Ip { src, dst, .. }),
+                    Some(Transport::Udp {
+                        sport,
+                        dport,
+                        payload,
+                        ..
+                    }),
+                ) = (d.net, d.transport)
+                else {
+                    return None;
+                };
+                if !self.ports.contains(sport) && !self.ports.contains(dport) {
+                    return None;
+                }
+                Some(NtpInFrame {
+                    src: SocketAddr::new(src, sport),
+                    dst: SocketAddr::new(dst, dport),
+                    packet: Ntp::decode(payload),
+                })
+            })
+            .as_ref()
+    }
+
+    /// The NTP packet, if the frame carries one that decodes (every non-empty payload does).
+    pub fn ntp_packet(&self) -> Option<(SocketAddr, SocketAddr, &Ntp)> {
+        let n = self.ntp()?;
+        n.packet.as_ref().ok().map(|p| (n.src, n.dst, p))
+    }
+}

@@ -1,0 +1,508 @@
+//! The command line, resolved once into what to do (as ripgrep resolves its flags into
+//! `HiArgs`): what to capture and how, where frames go, how often the rings are read. Every
+//! rule that depends on more than one flag lives here, where it can be tested without root.
+//!
+//! One way: `cli → plan → capture → frame → output`. Nothing here touches the system but the
+//! [`Facts`] it is given.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::bail;
+use ntptap_common::MAX_DATA;
+
+use crate::{
+    capture::{self, CaptureConfig, Directions, Hook, XdpAttach, iface::InterfaceChoice},
+    cli::{Cli, DirectionArg, HookArg, OutputFormat, XdpModeArg},
+    output::{
+        PortSet,
+        rotate::RotatePolicy,
+        text::{TextOptions, TimeFormat},
+    },
+};
+
+/// What the plan needs to know of the world it runs in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts {
+    /// Standard output is a terminal (binary pcap must not go there; text goes unbuffered).
+    pub stdout_is_terminal: bool,
+}
+
+impl Facts {
+    /// The facts of this process.
+    #[must_use]
+    pub fn probe() -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+/// What to do.
+#[derive(Debug)]
+pub enum Plan {
+    /// Capture from the kernel.
+    Live(LivePlan),
+    /// Read a capture file (`-r`).
+    Read(ReadPlan),
+}
+
+/// A live capture.
+#[derive(Debug)]
+pub struct LivePlan {
+    /// Which interfaces.
+    pub interfaces: InterfaceChoice,
+    /// Everything else about the capture; its `interfaces` are filled in once resolved.
+    pub capture: CaptureConfig,
+    /// Where frames go.
+    pub output: OutputPlan,
+    /// Stop after this many frames shown or written (`-c`).
+    pub count: Option<u64>,
+    /// Stop after this long (`--duration`).
+    pub duration: Option<Duration>,
+    /// Switch to this user once attached (`-Z`).
+    pub user: Option<String>,
+    /// Say what was decided (`-v`).
+    pub verbose: bool,
+}
+
+/// Reading a capture file.
+#[derive(Debug)]
+pub struct ReadPlan {
+    /// The file, or `-` for standard input.
+    pub path: PathBuf,
+    /// Where frames go (a printer, and the `--stats` table).
+    pub output: OutputPlan,
+    /// Stop after this many frames shown (`-c`).
+    pub count: Option<u64>,
+}
+
+/// Where frames go.
+#[derive(Clone, Debug)]
+pub struct OutputPlan {
+    /// UDP ports whose payload is NTP.
+    pub ports: PortSet,
+    /// A capture file (`-w`).
+    pub file: Option<FilePlan>,
+    /// Decoded frames on standard output.
+    pub printer: Option<PrinterPlan>,
+    /// The exchange table on stderr every so often (`--stats`).
+    pub stats: Option<Duration>,
+    /// Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+}
+
+impl OutputPlan {
+    /// Whether any output pairs requests with responses (the table, the JSON events, the
+    /// metrics), so the pipeline keeps one exchange tracker for all of them.
+    #[must_use]
+    pub fn tracks_exchanges(&self) -> bool {
+        self.stats.is_some()
+            || self.metrics.is_some()
+            || self.printer.as_ref().is_some_and(|p| p.json)
+    }
+}
+
+/// A capture file, or a series of them.
+#[derive(Clone, Debug)]
+pub struct FilePlan {
+    /// Where.
+    pub target: FileTarget,
+    /// pcap or pcapng.
+    pub format: OutputFormat,
+    /// Flush after every frame (`-U`).
+    pub packet_buffered: bool,
+    /// Write with O_DIRECT where the file system allows it.
+    pub direct_io: bool,
+    /// `-C`/`-G`/`-W`/`-z`: a series of files.
+    pub rotation: Option<RotatePolicy>,
+    /// How files are created.
+    pub creation: Creation,
+}
+
+/// Where a capture file goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileTarget {
+    /// Standard output (`-w -`).
+    Stdout,
+    /// A path (a pattern, with rotation).
+    Path(PathBuf),
+}
+
+/// The file-creation rules: new files get `mode`; an existing file is replaced only with
+/// `overwrite`; a symbolic link is never followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Creation {
+    /// Permission bits of a new file.
+    pub mode: u32,
+    /// Replace an existing regular file.
+    pub overwrite: bool,
+}
+
+/// The printer on standard output.
+#[derive(Clone, Debug)]
+pub struct PrinterPlan {
+    /// NDJSON instead of text.
+    pub json: bool,
+    /// With `json` and `--stats`: `server` events this often.
+    pub server_events: Option<Duration>,
+    /// What the text shows.
+    pub text: TextOptions,
+    /// Every frame, not only the port set (`--all`).
+    pub all: bool,
+    /// Standard output is a terminal: lines go out unbuffered.
+    pub terminal: bool,
+}
+
+/// How often the rings are read when frames are only written to a file (which is flushed
+/// once a second anyway): each timer wakeup costs the reader a context switch, and at 10 ms
+/// they cost 11 % of its CPU under a flood (BENCHMARKS.md).
+pub const DRAIN_WRITING: Duration = Duration::from_millis(250);
+/// How often the rings are read when frames are shown as they come.
+pub const DRAIN_SHOWING: Duration = Duration::from_millis(50);
+
+impl Plan {
+    /// Resolve `cli`. Errors say which flags do not go together and what to do.
+    pub fn new(cli: &Cli, facts: Facts) -> anyhow::Result<Self> {
+        let ports = PortSet::new(cli.port_set());
+        let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
+        if let Some(path) = &cli.read {
+            return Ok(Plan::Read(ReadPlan {
+                path: path.clone(),
+                output: OutputPlan {
+                    ports,
+                    file: None,
+                    printer: Some(printer(cli, facts, stats, false)),
+                    stats,
+                    metrics: None,
+                },
+                count: cli.count,
+            }));
+        }
+        let interfaces = match cli.interfaces.as_slice() {
+            [] => InterfaceChoice::DefaultRoute,
+            [any] if any == "any" => InterfaceChoice::Any,
+            names => InterfaceChoice::Named(names.to_vec()),
+        };
+        let several = match &interfaces {
+            InterfaceChoice::DefaultRoute => false,
+            InterfaceChoice::Any => true,
+            InterfaceChoice::Named(n) => n.len() > 1,
+        };
+        let file = cli
+            .write
+            .as_ref()
+            .map(|path| file_plan(cli, path, facts))
+            .transpose()?;
+        if cli.print
+            && file
+                .as_ref()
+                .is_some_and(|f| f.target == FileTarget::Stdout)
+        {
+            bail!("--print and -w - would both write to standard output: write the file elsewhere");
+        }
+        let printer = (file.is_none() || cli.print).then(|| printer(cli, facts, stats, several));
+        // Frames shown as they come are read promptly; frames only written to a file wait.
+        let drain_interval = match &file {
+            Some(f)
+                if f.target != FileTarget::Stdout && printer.is_none() && !f.packet_buffered =>
+            {
+                DRAIN_WRITING
+            }
+            _ => DRAIN_SHOWING,
+        };
+        let snaplen = if cli.snaplen == 0 {
+            MAX_DATA as u32
+        } else {
+            cli.snaplen.min(MAX_DATA as u32)
+        };
+        let capture = CaptureConfig {
+            interfaces: Vec::new(),
+            hook: match cli.hook {
+                HookArg::Xdp => Hook::Xdp,
+                HookArg::Tc => Hook::Tc,
+            },
+            xdp_mode: match cli.xdp_mode {
+                XdpModeArg::Auto => XdpAttach::Auto,
+                XdpModeArg::Native => XdpAttach::Native,
+                XdpModeArg::Skb => XdpAttach::Skb,
+            },
+            directions: match cli.direction {
+                DirectionArg::In => Directions::In,
+                DirectionArg::Out => Directions::Out,
+                DirectionArg::Inout => Directions::Inout,
+            },
+            snaplen,
+            ring_bytes: capture::ring_bytes(cli.buffer_kib),
+            ports: ports.ports().to_vec(),
+            all: cli.all,
+            hosts: cli.hosts.clone(),
+            pin: cli.pin.clone(),
+            debug_ebpf: cli.debug_ebpf,
+            drain_interval,
+            follow_interfaces: interfaces == InterfaceChoice::Any,
+        };
+        Ok(Plan::Live(LivePlan {
+            interfaces,
+            capture,
+            output: OutputPlan {
+                ports,
+                file,
+                printer,
+                stats,
+                metrics: cli.metrics,
+            },
+            count: cli.count,
+            duration: cli.duration.map(Duration::from_secs_f64),
+            user: cli.user.clone(),
+            verbose: cli.verbose > 0,
+        }))
+    }
+}
+
+fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> PrinterPlan {
+    PrinterPlan {
+        json: cli.json,
+        server_events: stats.filter(|_| cli.json),
+        text: TextOptions {
+            verbose: cli.verbose,
+            hex: cli.hex,
+            link_header: cli.link_header,
+            number: cli.number,
+            time: TimeFormat::from_count(cli.time_format),
+            show_iface: several,
+        },
+        all: cli.all,
+        terminal: facts.stdout_is_terminal,
+    }
+}
+
+fn file_plan(cli: &Cli, path: &std::path::Path, facts: Facts) -> anyhow::Result<FilePlan> {
+    let stdout = path == std::path::Path::new("-");
+    let rotation = if cli.rotate_size.is_some() || cli.rotate_seconds.is_some() {
+        if stdout {
+            bail!("-C and -G write a series of files: name them with -w, not -");
+        }
+        Some(RotatePolicy {
+            max_bytes: cli.rotate_size.map(|mb| (mb * 1e6) as u64),
+            period: cli.rotate_seconds.map(Duration::from_secs),
+            align: cli.rotate_align,
+            keep: cli.rotate_keep,
+            command: cli.post_rotate.clone(),
+            direct_io: !cli.no_direct_io,
+        })
+    } else {
+        None
+    };
+    if stdout && facts.stdout_is_terminal {
+        bail!(
+            "refusing to write binary pcap data to a terminal: redirect -w - to a file or a pipe, or drop -w to print decoded lines"
+        );
+    }
+    Ok(FilePlan {
+        target: if stdout {
+            FileTarget::Stdout
+        } else {
+            FileTarget::Path(path.to_path_buf())
+        },
+        format: cli
+            .format
+            .unwrap_or(if path.extension().is_some_and(|e| e == "pcapng") {
+                OutputFormat::Pcapng
+            } else {
+                OutputFormat::Pcap
+            }),
+        packet_buffered: cli.packet_buffered,
+        direct_io: !cli.no_direct_io,
+        rotation,
+        creation: Creation {
+            mode: cli.file_mode,
+            overwrite: cli.overwrite,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn plan(args: &[&str], facts: Facts) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(std::iter::once("ntptap").chain(args.iter().copied()))
+            .expect("the arguments parse");
+        Plan::new(&cli, facts)
+    }
+
+    fn live(args: &[&str]) -> LivePlan {
+        match plan(args, Facts::default()).expect("a plan") {
+            Plan::Live(l) => l,
+            Plan::Read(_) => panic!("{args:?} planned a read"),
+        }
+    }
+
+    #[test]
+    fn printing_is_the_default_and_reads_the_ring_promptly() {
+        let p = live(&["-i", "eth0"]);
+        assert_eq!(p.interfaces, InterfaceChoice::Named(vec!["eth0".into()]));
+        assert!(p.output.file.is_none());
+        assert!(!p.output.tracks_exchanges());
+        let printer = p.output.printer.expect("a printer");
+        assert!(!printer.json && !printer.text.show_iface);
+        assert_eq!(p.capture.drain_interval, DRAIN_SHOWING);
+        assert_eq!(p.capture.hook, Hook::Tc);
+        assert_eq!(p.capture.directions, Directions::Inout);
+        assert_eq!(p.capture.ports, [123]);
+        assert_eq!(p.capture.snaplen, MAX_DATA as u32);
+    }
+
+    #[test]
+    fn a_file_alone_is_read_lazily_and_its_format_follows_the_name() {
+        let p = live(&["-w", "x.pcapng"]);
+        assert_eq!(p.interfaces, InterfaceChoice::DefaultRoute);
+        assert!(p.output.printer.is_none());
+        let file = p.output.file.expect("a file");
+        assert_eq!(file.format, OutputFormat::Pcapng);
+        assert_eq!(file.target, FileTarget::Path("x.pcapng".into()));
+        assert_eq!(
+            file.creation,
+            Creation {
+                mode: 0o600,
+                overwrite: false
+            }
+        );
+        assert!(file.direct_io && file.rotation.is_none());
+        assert_eq!(p.capture.drain_interval, DRAIN_WRITING);
+        let p = live(&["-w", "x.cap"]);
+        assert_eq!(p.output.file.expect("a file").format, OutputFormat::Pcap);
+        let p = live(&["-w", "x.cap", "--format", "pcapng"]);
+        assert_eq!(p.output.file.expect("a file").format, OutputFormat::Pcapng);
+    }
+
+    #[test]
+    fn anything_shown_as_it_comes_reads_the_ring_promptly() {
+        for args in [
+            &["-w", "x.pcap", "--print"][..],
+            &["-w", "x.pcap", "-U"],
+            &["-w", "-"],
+        ] {
+            assert_eq!(live(args).capture.drain_interval, DRAIN_SHOWING, "{args:?}");
+        }
+        let p = live(&["-w", "x.pcap", "--print"]);
+        assert!(p.output.file.is_some() && p.output.printer.is_some());
+    }
+
+    #[test]
+    fn conflicting_outputs_are_refused_with_what_to_do() {
+        let terminal = Facts {
+            stdout_is_terminal: true,
+        };
+        let err = plan(&["-w", "-"], terminal).unwrap_err().to_string();
+        assert!(err.contains("terminal"), "{err}");
+        assert!(plan(&["-w", "-"], Facts::default()).is_ok());
+        let err = plan(&["-w", "-", "--print"], Facts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("standard output"), "{err}");
+        let err = plan(&["-w", "-", "-G", "60"], Facts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("series of files"), "{err}");
+    }
+
+    #[test]
+    fn rotation_flags_become_one_policy() {
+        let p = live(&[
+            "-w",
+            "ntp-%H.pcapng",
+            "-G",
+            "3600",
+            "--rotate-align",
+            "-W",
+            "48",
+            "-C",
+            "1.5",
+            "-z",
+            "gzip",
+            "--no-direct-io",
+        ]);
+        let file = p.output.file.expect("a file");
+        let r = file.rotation.expect("rotation");
+        assert_eq!(r.period, Some(Duration::from_hours(1)));
+        assert!(r.align && !r.direct_io && !file.direct_io);
+        assert_eq!(r.keep, Some(48));
+        assert_eq!(r.max_bytes, Some(1_500_000));
+        assert_eq!(r.command.as_deref(), Some("gzip"));
+    }
+
+    #[test]
+    fn any_follows_interfaces_and_shows_them() {
+        let p = live(&["-i", "any"]);
+        assert_eq!(p.interfaces, InterfaceChoice::Any);
+        assert!(p.capture.follow_interfaces);
+        assert!(p.output.printer.expect("a printer").text.show_iface);
+        let p = live(&["-i", "a", "-i", "b"]);
+        assert!(!p.capture.follow_interfaces);
+        assert!(p.output.printer.expect("a printer").text.show_iface);
+    }
+
+    #[test]
+    fn json_stats_and_metrics_share_one_tracker() {
+        let p = live(&["--json", "--stats", "0", "--metrics", "9123"]);
+        assert!(p.output.tracks_exchanges());
+        assert_eq!(
+            p.output.stats,
+            Some(Duration::from_secs(1)),
+            "at least a second"
+        );
+        let printer = p.output.printer.expect("a printer");
+        assert!(printer.json);
+        assert_eq!(printer.server_events, Some(Duration::from_secs(1)));
+        assert!(live(&["--json"]).output.tracks_exchanges());
+        assert!(live(&["--stats", "5"]).output.tracks_exchanges());
+    }
+
+    #[test]
+    fn snap_length_and_kernel_options_map_through() {
+        let p = live(&[
+            "-s",
+            "100",
+            "--hook",
+            "xdp",
+            "--xdp-mode",
+            "skb",
+            "-Q",
+            "out",
+            "--port",
+            "4123",
+            "--port",
+            "123",
+            "--all",
+            "-B",
+            "1",
+        ]);
+        assert_eq!(p.capture.snaplen, 100);
+        assert_eq!(p.capture.hook, Hook::Xdp);
+        assert_eq!(p.capture.xdp_mode, XdpAttach::Skb);
+        assert_eq!(p.capture.directions, Directions::Out);
+        assert_eq!(p.capture.ports, [123, 4123]);
+        assert!(p.capture.all);
+        assert!(p.capture.ring_bytes.is_power_of_two());
+        assert_eq!(live(&["-s", "65535"]).capture.snaplen, MAX_DATA as u32);
+    }
+
+    #[test]
+    fn reading_a_file_prints_it() {
+        let Plan::Read(r) = plan(
+            &["-r", "x.pcap", "-c", "3", "--stats", "9"],
+            Facts::default(),
+        )
+        .expect("a plan") else {
+            panic!("not a read");
+        };
+        assert_eq!(r.path, PathBuf::from("x.pcap"));
+        assert_eq!(r.count, Some(3));
+        assert!(r.output.file.is_none() && r.output.printer.is_some());
+        assert!(r.output.tracks_exchanges());
+    }
+}
