@@ -1,6 +1,11 @@
 //! The ntptap command: parse, plan, build the outputs, open the capture, run, summarize.
 
-use std::{io, path::Path, process::ExitCode, time::Duration};
+use std::{
+    io::{self, IsTerminal as _},
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -16,6 +21,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NTPTAP_LOG")
                 // aya warns at length that the kernel rejects the object's BTF: aya-log's

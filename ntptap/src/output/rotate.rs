@@ -84,8 +84,19 @@ impl RotatingSink {
             next_cut: None,
             files: VecDeque::new(),
         };
+        if sink.policy.keep.is_some() {
+            // A restarted capture (a service after a reboot) counts the files an earlier run
+            // left in the ring, so -W bounds them across restarts too.
+            sink.files = earlier_files(&sink.pattern, sink.numbered());
+        }
         sink.start(now)?;
         Ok(sink)
+    }
+
+    /// Whether file names carry a sequence number: with `-C`, or `-G` without a time in the
+    /// pattern, several files can get the same name otherwise.
+    fn numbered(&self) -> bool {
+        self.policy.max_bytes.is_some() || !self.pattern.to_string_lossy().contains('%')
     }
 
     /// The name of file number `sequence`, opened at `now`: the pattern through strftime,
@@ -102,8 +113,7 @@ impl RotatingSink {
         } else {
             pattern.to_string()
         };
-        let numbered = self.policy.max_bytes.is_some() || !pattern.contains('%');
-        if numbered {
+        if self.numbered() {
             match self.policy.keep {
                 Some(w) => {
                     let width = w.saturating_sub(1).max(1).to_string().len();
@@ -119,7 +129,7 @@ impl RotatingSink {
     fn start(&mut self, now: Duration) -> io::Result<()> {
         let path = self.name(now);
         if self.files.contains(&path) {
-            // The ring came round: this slot's old file goes.
+            // The ring came round (or an earlier run's file has this name): it goes.
             self.files.retain(|p| p != &path);
             let _ = std::fs::remove_file(&path);
         }
@@ -242,5 +252,141 @@ impl Sink for RotatingSink {
                 .current
                 .as_ref()
                 .map_or(0, |(sink, _)| sink.unwritten())
+    }
+}
+
+/// Files in the pattern's directory that the pattern could have named (an earlier run's),
+/// oldest first by modification time.
+fn earlier_files(pattern: &Path, numbered: bool) -> VecDeque<PathBuf> {
+    let dir = match pattern.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = pattern.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return VecDeque::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return VecDeque::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| names_match(&name, &e.file_name().to_string_lossy(), numbered))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Whether `candidate` is a name the strftime `pattern` makes: literal characters as they
+/// are, `%%` a percent sign, any other field one or more letters, digits or `+-:_`, and with
+/// `numbered` any digits after.
+fn names_match(pattern: &str, candidate: &str, numbered: bool) -> bool {
+    #[derive(Clone, Copy)]
+    enum Token {
+        Literal(char),
+        Field,
+        Digits,
+    }
+    let mut tokens = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '%') {
+            (_, true) => match chars.next() {
+                Some('%') => tokens.push(Token::Literal('%')),
+                Some(_) => tokens.push(Token::Field),
+                None => tokens.push(Token::Literal('%')),
+            },
+            (c, false) => tokens.push(Token::Literal(c)),
+        }
+    }
+    if numbered {
+        tokens.push(Token::Digits);
+    }
+    fn matches(tokens: &[Token], s: &[char]) -> bool {
+        match tokens.split_first() {
+            None => s.is_empty(),
+            Some((Token::Literal(c), rest)) => s.first() == Some(c) && matches(rest, &s[1..]),
+            Some((Token::Digits, rest)) => (0..=s.len())
+                .take_while(|&n| n == 0 || s[n - 1].is_ascii_digit())
+                .any(|n| matches(rest, &s[n..])),
+            Some((Token::Field, rest)) => (1..=s.len())
+                .take_while(|&n| {
+                    let c = s[n - 1];
+                    c.is_ascii_alphanumeric() || "+-:_".contains(c)
+                })
+                .any(|n| matches(rest, &s[n..])),
+        }
+    }
+    let candidate: Vec<char> = candidate.chars().collect();
+    matches(&tokens, &candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_an_earlier_run_made_are_recognised() {
+        let p = "ntp-%Y%m%d-%H%M%S.pcapng";
+        assert!(names_match(p, "ntp-20261130-080000.pcapng", false));
+        assert!(!names_match(p, "ntp-20261130-080000.pcap", false));
+        assert!(!names_match(p, "other-20261130-080000.pcapng", false));
+        assert!(!names_match(p, "ntp-.pcapng", false), "a field is never empty");
+        assert!(!names_match(p, "ntp-2026/11-080000.pcapng", false));
+        assert!(names_match("ntp.pcap", "ntp.pcap", true));
+        assert!(names_match("ntp.pcap", "ntp.pcap17", true));
+        assert!(!names_match("ntp.pcap", "ntp.pcap17", false));
+        assert!(!names_match("ntp.pcap", "ntp.pcapx", true));
+        assert!(names_match("100%%-%H.pcap", "100%-08.pcap", false));
+    }
+
+    #[test]
+    fn a_restarted_ring_counts_the_files_left_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("ntp-%H%M%S.pcap");
+        // Three files from an earlier run, oldest first, and a file of someone else's.
+        for (i, name) in ["ntp-000001.pcap", "ntp-000002.pcap", "ntp-000003.pcap"]
+            .iter()
+            .enumerate()
+        {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"keep me").unwrap();
+        let earlier = earlier_files(&pattern, false);
+        let names: Vec<String> = earlier
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["ntp-000001.pcap", "ntp-000002.pcap", "ntp-000003.pcap"]);
+
+        // A ring of 2: starting a new file leaves the newest earlier one and the new one.
+        let policy = RotatePolicy {
+            period: Some(Duration::from_secs(3600)),
+            keep: Some(2),
+            ..RotatePolicy::default()
+        };
+        let open: OpenSink = Box::new(|out| {
+            Ok(Box::new(crate::output::pcap::PcapSink::new(out, 100)?) as Box<dyn Sink>)
+        });
+        let create: CreateFile = Box::new(|p: &Path| std::fs::File::create(p));
+        let sink = RotatingSink::new(pattern, policy, open, create, Duration::from_secs(1)).unwrap();
+        drop(sink);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.contains(&"ntp-000003.pcap".to_owned()), "{left:?}");
+        assert!(left.contains(&"notes.txt".to_owned()), "{left:?}");
     }
 }

@@ -1,0 +1,248 @@
+//! Interfaces as a container host has them: `-i any` follows veths that come and go, loopback
+//! shows each packet once, and the signals a long capture is steered with (SIGUSR1, SIGUSR2).
+//! Run as root; every namespace is removed when its guard drops.
+
+use std::{collections::HashMap, path::Path, thread, time::Duration};
+
+use ntptap_tests::{
+    Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntptap_bin, numbered_requests,
+    read_pcap, run,
+};
+
+/// Every enhanced packet of the pcapng at `path`, with the name of its interface.
+fn frames_by_interface(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use pcap_file::pcapng::{
+        Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption,
+    };
+    let bytes = std::fs::read(path).expect("the capture file");
+    let mut reader = PcapNgReader::new(&bytes[..]).expect("a pcapng file");
+    let mut names = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(block) = reader.next_block() {
+        match block.expect("a valid block").0 {
+            Block::InterfaceDescription(idb) => names.push(
+                idb.options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            ),
+            Block::EnhancedPacket(p) => frames.push((
+                names
+                    .get(p.interface_id as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("undescribed #{}", p.interface_id)),
+                p.data.to_vec(),
+            )),
+            _ => {}
+        }
+    }
+    frames
+}
+
+/// The last four bytes of an NTP request sent by `numbered_requests`, if `frame` is one
+/// (Ethernet, IPv4, UDP to port 123).
+fn request_number(frame: &[u8]) -> Option<u32> {
+    let udp = frame.get(34..42)?;
+    if u16::from_be_bytes([udp[2], udp[3]]) != 123 {
+        return None;
+    }
+    let ntp = frame.get(42..90)?;
+    Some(u32::from_be_bytes([ntp[44], ntp[45], ntp[46], ntp[47]]))
+}
+
+/// A veth pair from `host` (`hN`, 10.210.N.1) to `peer` (`pN`, 10.210.N.2), up, with
+/// permanent neighbours so the first request goes out at once.
+fn veth(host: &Netns, peer: &Netns, n: u32) {
+    let (h, p) = (format!("h{n}"), format!("p{n}"));
+    run(std::process::Command::new("ip").args([
+        "link", "add", &h, "netns", &host.name, "type", "veth", "peer", "name", &p, "netns",
+        &peer.name,
+    ]));
+    for (ns, dev, me) in [(host, &h, 1), (peer, &p, 2)] {
+        ns.ip(&["addr", "add", &format!("10.210.{n}.{me}/24"), "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    let mac = |ns: &Netns, dev: &str| {
+        let out = ns.ip(&["-o", "link", "show", dev]);
+        String::from_utf8_lossy(&out.stdout)
+            .split("link/ether ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("a MAC address")
+            .to_owned()
+    };
+    let host_mac = mac(host, &h);
+    peer.ip(&[
+        "neigh",
+        "replace",
+        &format!("10.210.{n}.1"),
+        "lladdr",
+        &host_mac,
+        "dev",
+        &p,
+        "nud",
+        "permanent",
+    ]);
+}
+
+/// Pairs created, used and deleted one after another while `-i any` captures.
+const PAIRS: u32 = 40;
+/// NTP requests through each pair while it exists.
+const REQUESTS: u32 = 3;
+
+#[test]
+fn any_follows_interfaces_as_they_come_and_go() {
+    let host = Netns::new("any-host");
+    let peer = Netns::new("any-peer");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("any.pcapng");
+    let mut tap = Proc::spawn(
+        "ntptap -i any",
+        host.command(ntptap_bin())
+            .args(["-i", "any", "-w"])
+            .arg(&file)
+            .env("NTPTAP_LOG", "ntptap=info"),
+    );
+    tap.wait_for_stderr("listening on any", Duration::from_secs(20));
+    for n in 0..PAIRS {
+        veth(&host, &peer, n);
+        // Attached within a second of the link event.
+        tap.wait_for_stderr(
+            &format!("interface appeared; attached iface=h{n}"),
+            Duration::from_secs(1),
+        );
+        numbered_requests(
+            &peer,
+            &format!("10.210.{n}.1"),
+            REQUESTS,
+            Duration::from_millis(1),
+        );
+        // Let the last request reach the host before its interface goes.
+        thread::sleep(Duration::from_millis(20));
+        host.ip(&["link", "del", &format!("h{n}")]);
+        tap.wait_for_stderr(
+            &format!("interface went away; released iface=h{n}"),
+            Duration::from_secs(1),
+        );
+    }
+    let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "no exit code 3 under -i any: {stderr}");
+
+    let mut per_interface: HashMap<String, Vec<u32>> = HashMap::new();
+    for (iface, data) in frames_by_interface(&file) {
+        if let Some(number) = request_number(&data) {
+            per_interface.entry(iface).or_default().push(number);
+        }
+    }
+    for n in 0..PAIRS {
+        let got = per_interface.remove(&format!("h{n}")).unwrap_or_default();
+        assert_eq!(
+            got,
+            (0..REQUESTS).collect::<Vec<_>>(),
+            "h{n}: every request once, in order, under its own name; stderr:\n{stderr}"
+        );
+    }
+    assert!(
+        per_interface.is_empty(),
+        "requests under other names: {per_interface:?}"
+    );
+    // Counted once: the kernel matched each request once (and the ICMP errors are not NTP).
+    let counts = exit_counts(&stderr);
+    assert_eq!(counts.received, u64::from(PAIRS * REQUESTS), "{stderr}");
+    assert_eq!(counts.captured, counts.received, "{stderr}");
+}
+
+/// chronyd asking chronyd over 127.0.0.1: on loopback every packet passes egress and then
+/// ingress; ntptap, like libpcap, shows it once.
+fn loopback_exchange(args: &[&str]) -> (Vec<(String, Vec<u8>)>, String) {
+    let ns = Netns::new("lo");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lo.pcapng");
+    let _server = chrony_server(&ns, dir.path());
+    let mut tap = Proc::spawn(
+        "ntptap on lo",
+        ns.command(ntptap_bin()).args(args).arg("-w").arg(&file),
+    );
+    tap.wait_for_stderr("listening on", Duration::from_secs(20));
+    chrony_client(&ns, dir.path(), "127.0.0.1");
+    thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    (frames_by_interface(&file), stderr)
+}
+
+fn assert_each_once(frames: &[(String, Vec<u8>)], stderr: &str) {
+    let modes: Vec<u8> = frames
+        .iter()
+        // Ethernet (zero MACs on lo), IPv4, UDP: the NTP header starts at 42.
+        .filter_map(|(_, d)| d.get(42).map(|b| b & 7))
+        .collect();
+    let requests = modes.iter().filter(|m| **m == 3).count();
+    let replies = modes.iter().filter(|m| **m == 4).count();
+    assert!(requests >= 1, "the client asked: {modes:?}\n{stderr}");
+    assert_eq!(requests, replies, "one reply per request: {modes:?}");
+    for (i, a) in frames.iter().enumerate() {
+        assert!(
+            frames[i + 1..].iter().all(|b| b.1 != a.1),
+            "frame {} appears twice",
+            i + 1
+        );
+    }
+    let counts = exit_counts(stderr);
+    assert_eq!(counts.received, frames.len() as u64, "counted once: {stderr}");
+}
+
+#[test]
+fn loopback_shows_each_packet_once() {
+    let (frames, stderr) = loopback_exchange(&["-i", "lo"]);
+    assert_each_once(&frames, &stderr);
+    assert!(frames.iter().all(|(i, _)| i == "lo"));
+}
+
+#[test]
+fn loopback_shows_each_packet_once_with_any_and_with_out_only() {
+    let (frames, stderr) = loopback_exchange(&["-i", "any"]);
+    assert_each_once(&frames, &stderr);
+    // Asked for the way out only, loopback still shows each packet, once.
+    let (frames, stderr) = loopback_exchange(&["-i", "lo", "-Q", "out"]);
+    assert_each_once(&frames, &stderr);
+}
+
+#[test]
+fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
+    let lab = Lab::new("usr");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("usr.pcap");
+    let mut tap = Proc::spawn(
+        "ntptap",
+        lab.a.command(ntptap_bin()).args(["-i", "va", "-w"]).arg(&file),
+    );
+    tap.wait_for_stderr("listening on", Duration::from_secs(20));
+    numbered_requests(&lab.b, Lab::A4, 5, Duration::from_millis(1));
+    thread::sleep(Duration::from_millis(400));
+    let pid = nix::unistd::Pid::from_raw(tap.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    tap.wait_for_stderr("5 packets received by filter", Duration::from_secs(5));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        tap.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "still capturing after SIGUSR1 and SIGUSR2"
+    );
+    assert_eq!(read_pcap(&file).len(), 5, "flushed: the file holds the five");
+    numbered_requests(&lab.b, Lab::A4, 2, Duration::from_millis(1));
+    thread::sleep(Duration::from_millis(400));
+    let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    // The summary at the end, after the one SIGUSR1 printed.
+    let end = stderr
+        .rfind(" packets captured")
+        .and_then(|i| stderr[..i].rfind('\n'))
+        .expect("a summary");
+    assert_eq!(exit_counts(&stderr[end..]).captured, 7, "{stderr}");
+    assert_eq!(exit_counts(&stderr).captured, 5, "SIGUSR1's counts: {stderr}");
+    assert_eq!(read_pcap(&file).len(), 7);
+}
