@@ -280,7 +280,7 @@ fn report(
     let targets = targets(rows, kernel, live);
     let _ = writeln!(
         md,
-        "\n## Issue 5's targets\n\nEach ratio is ntptap against the peer measured in the same run (or, for the kernel programs, against the empty program); \"of target\" is the ratio divided by the target, so 1 or less meets it. \"Least possible\" is the same ratio for the least any program can do at that hook, measured in the same run: for target 3 an empty program attached in ntptap's place (contenders \"empty …\"), for target 4 the least filter that passes over a non-NTP frame and the least capture of an NTP frame (one clock read, reserve, copy, submit: `ntptap_cost_filter`, `ntptap_cost_capture`). Where that misses the target too, no program at that hook meets it on this machine. Target 3 compares losses of a few % between floods that move by several %: its two ratios carry a 90 % bootstrap interval over the rounds, and its floor counts as out of reach only when the whole interval misses the target. The chart is `target/bench/targets.png`; its black ticks are the least possible.\n"
+        "\n## Targets\n\nEach ratio is ntptap against the peer measured in the same run (or, for the kernel programs, against the empty program); \"of target\" is the ratio divided by the target, so 1 or less meets it. \"Least possible\" is the same ratio for the least any program can do at that hook, measured in the same run: for target 3 an empty program attached in ntptap's place (contenders \"empty …\"), for target 4 the least filter that passes over a non-NTP frame and the least capture of an NTP frame (one clock read, reserve, copy, submit: `ntptap_cost_filter`, `ntptap_cost_capture`). Where that misses the target too, no program at that hook meets it on this machine. Target 3 compares losses of a few % between floods that move by several %: its two ratios carry a 90 % bootstrap interval over the rounds, and its floor counts as out of reach only when the whole interval misses the target. The chart is `target/bench/targets.png`; its black ticks are the least possible.\n"
     );
     let _ = writeln!(
         md,
@@ -307,6 +307,9 @@ fn report(
             }
         );
     }
+    // What the figures mean, the targets out of reach, and the levers: written by hand, kept
+    // with the generator so that every run's file carries them.
+    let _ = write!(md, "\n{}", include_str!("levers.md"));
     let _ = writeln!(md, "\nReproduce: `cargo xtask bench` (as root).");
     print!("{md}");
     fs::write(root.join("BENCHMARKS.md"), &md)?;
@@ -377,7 +380,7 @@ fn kernel_report(md: &mut String, kernel: &[serde_json::Value]) {
     }
 }
 
-/// One of issue 5's targets, as measured.
+/// One of the performance targets, as measured.
 pub struct Target {
     pub name: String,
     pub measured: f64,

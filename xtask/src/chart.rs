@@ -1,4 +1,4 @@
-//! The benchmark's chart: every target of issue 5 as a bar of "measured ÷ target" on a log
+//! The benchmark's chart: every performance target as a bar of "measured ÷ target" on a log
 //! scale, green where it is met (1 or less), red where it is not, with a black tick where the
 //! least possible at that hook lies.
 

@@ -42,7 +42,7 @@ pub fn run(root: &Path, invoked_from: &Path, demo: Demo) -> anyhow::Result<()> {
     let ntptap = if let Some(path) = demo.ntptap {
         path
     } else {
-        crate::setup::all(root)?;
+        crate::setup::demo(root)?;
         crate::cargo(&["build", "--release", "--package", "ntptap"])?;
         root.join("target/release/ntptap")
     };
@@ -114,8 +114,8 @@ pub fn run(root: &Path, invoked_from: &Path, demo: Demo) -> anyhow::Result<()> {
             Client::Chrony => drop(chrony_client(&lab.b, dir.path(), server)),
             Client::Ntpdig => drop(ntpdig(&lab.b, server)),
         }
+        shown(child.id());
     }
-    thread::sleep(Duration::from_millis(300));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -138,6 +138,17 @@ pub fn run(root: &Path, invoked_from: &Path, demo: Demo) -> anyhow::Result<()> {
 enum Client {
     Chrony,
     Ntpdig,
+}
+
+/// Wait until ntptap has shown what the step sent, so the next heading comes after it: the
+/// rings are read every 50 ms when printing, and SIGUSR2 makes ntptap flush its output now.
+fn shown(ntptap: u32) {
+    thread::sleep(Duration::from_millis(200));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ntptap as i32),
+        nix::sys::signal::Signal::SIGUSR2,
+    );
+    thread::sleep(Duration::from_millis(200));
 }
 
 fn say(what: &str) {

@@ -14,25 +14,25 @@ use crate::cmd;
 /// LLVM that Debian 12 lacks).
 const BPF_LINKER_VERSION: &str = "0.10.1";
 
-/// Debian packages the tests use.
-const DEBIAN_PACKAGES: &[&str] = &[
+/// Debian packages the demo needs: namespaces and veth pairs, and checksum offload off.
+const DEMO_PACKAGES: &[&str] = &["iproute2", "ethtool"];
+
+/// Debian packages the tests and the benchmark use besides the demo's.
+const TEST_PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
-    "ethtool",
-    "iproute2",
     "bpftool",
     "util-linux",
     "libcap2-bin",
     "nftables",
-    // The kernel matrix (`cargo xtask vmtest`): QEMU, and what the guests' initramfs is made of.
-    "qemu-system-x86",
-    "busybox-static",
-    "cpio",
-    "kmod",
-    "xz-utils",
     // The font the benchmark chart is drawn with.
     "fonts-dejavu-core",
 ];
+
+/// The kernel matrix (`cargo xtask vmtest`): QEMU, and what the guests' initramfs is made of.
+/// Debian's QEMU may conflict with a newer qemu-utils that a machine image brings; the matrix
+/// needs it all the same, so this one install may replace it, and says so first.
+const VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "kmod", "xz-utils"];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
 /// them starts a service that contacts the public pool.
@@ -43,11 +43,28 @@ pub fn tools_dir(root: &Path) -> PathBuf {
     root.join("target/tools")
 }
 
+/// What building, testing, the kernel matrix and the benchmark need.
 pub fn all(root: &Path) -> anyhow::Result<()> {
+    demo(root)?;
+    debian_packages(TEST_PACKAGES, Removal::Never)?;
+    debian_packages(VM_PACKAGES, Removal::AllowedSayingSo)
+}
+
+/// What the demo needs, and nothing more: it never removes an installed package.
+pub fn demo(root: &Path) -> anyhow::Result<()> {
     rust_src()?;
     bpf_linker()?;
-    debian_packages()?;
+    debian_packages(DEMO_PACKAGES, Removal::Never)?;
     ntp_tools(&tools_dir(root))
+}
+
+/// Whether an install may remove installed packages to make room.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// apt is asked not to (`--no-remove`): it stops instead, and so do we, saying why.
+    Never,
+    /// Allowed, after naming what would go.
+    AllowedSayingSo,
 }
 
 fn output(command: &mut Command) -> Option<String> {
@@ -108,8 +125,8 @@ pub(crate) fn apt_get(args: &[&str], dir: Option<&Path>) -> anyhow::Result<()> {
     cmd(&mut command)
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let missing = missing_debian_packages(DEBIAN_PACKAGES);
+fn debian_packages(packages: &[&str], removal: Removal) -> anyhow::Result<()> {
+    let missing = missing_debian_packages(packages);
     if missing.is_empty() {
         return Ok(());
     }
@@ -122,6 +139,25 @@ fn debian_packages() -> anyhow::Result<()> {
     apt_get(&["update", "-q"], None)?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(missing.iter().map(String::as_str));
+    let removed = would_remove(&args);
+    if !removed.is_empty() {
+        match removal {
+            Removal::Never => bail!(
+                "installing {} would remove installed packages ({}); nothing was changed. \
+                 Install them yourself, or remove those first",
+                missing.join(" "),
+                removed.join(" ")
+            ),
+            Removal::AllowedSayingSo => eprintln!(
+                "xtask: installing {} for the kernel matrix replaces {} (apt's choice: \
+                 Debian's QEMU conflicts with them)",
+                missing.join(" "),
+                removed.join(" ")
+            ),
+        }
+    } else {
+        args.insert(1, "--no-remove");
+    }
     // No service a package brings (nftables' loads a ruleset) may start during the install:
     // policy-rc.d says no to every start, and goes once the install is over.
     let policy = Path::new("/usr/sbin/policy-rc.d");
@@ -136,6 +172,24 @@ fn debian_packages() -> anyhow::Result<()> {
         let _ = fs::remove_file(policy);
     }
     installed
+}
+
+/// The packages `apt-get ARGS` would remove, from a simulated run.
+fn would_remove(args: &[&str]) -> Vec<String> {
+    let simulated = output(
+        Command::new("apt-get")
+            .args(args)
+            .arg("--simulate")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .unwrap_or_default();
+    // "Remv qemu-utils [1:10.0.2+...]"
+    simulated
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn nix_is_root() -> bool {
