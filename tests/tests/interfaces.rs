@@ -175,13 +175,13 @@ fn loopback_exchange(args: &[&str]) -> (Vec<(String, Vec<u8>)>, String) {
 }
 
 fn assert_each_once(frames: &[(String, Vec<u8>)], stderr: &str) {
-    let modes: Vec<u8> = frames
+    let modes: Vec<u32> = frames
         .iter()
         // Ethernet (zero MACs on lo), IPv4, UDP: the NTP header starts at 42.
-        .filter_map(|(_, d)| d.get(42).map(|b| b & 7))
+        .filter_map(|(_, d)| d.get(42).map(|b| u32::from(b & 7)))
         .collect();
-    let requests = modes.iter().filter(|m| **m == 3).count();
-    let replies = modes.iter().filter(|m| **m == 4).count();
+    let count = |mode: u32| modes.iter().filter(|m| **m == mode).count();
+    let (requests, replies) = (count(3), count(4));
     assert!(requests >= 1, "the client asked: {modes:?}\n{stderr}");
     assert_eq!(requests, replies, "one reply per request: {modes:?}");
     for (i, a) in frames.iter().enumerate() {
@@ -192,7 +192,11 @@ fn assert_each_once(frames: &[(String, Vec<u8>)], stderr: &str) {
         );
     }
     let counts = exit_counts(stderr);
-    assert_eq!(counts.received, frames.len() as u64, "counted once: {stderr}");
+    assert_eq!(
+        counts.received,
+        frames.len() as u64,
+        "counted once: {stderr}"
+    );
 }
 
 #[test]
@@ -218,7 +222,10 @@ fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
     let file = dir.path().join("usr.pcap");
     let mut tap = Proc::spawn(
         "ntptap",
-        lab.a.command(ntptap_bin()).args(["-i", "va", "-w"]).arg(&file),
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "-w"])
+            .arg(&file),
     );
     tap.wait_for_stderr("listening on", Duration::from_secs(20));
     numbered_requests(&lab.b, Lab::A4, 5, Duration::from_millis(1));
@@ -232,7 +239,11 @@ fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
         tap.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "still capturing after SIGUSR1 and SIGUSR2"
     );
-    assert_eq!(read_pcap(&file).len(), 5, "flushed: the file holds the five");
+    assert_eq!(
+        read_pcap(&file).len(),
+        5,
+        "flushed: the file holds the five"
+    );
     numbered_requests(&lab.b, Lab::A4, 2, Duration::from_millis(1));
     thread::sleep(Duration::from_millis(400));
     let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
@@ -243,6 +254,10 @@ fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
         .and_then(|i| stderr[..i].rfind('\n'))
         .expect("a summary");
     assert_eq!(exit_counts(&stderr[end..]).captured, 7, "{stderr}");
-    assert_eq!(exit_counts(&stderr).captured, 5, "SIGUSR1's counts: {stderr}");
+    assert_eq!(
+        exit_counts(&stderr).captured,
+        5,
+        "SIGUSR1's counts: {stderr}"
+    );
     assert_eq!(read_pcap(&file).len(), 7);
 }

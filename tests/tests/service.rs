@@ -27,23 +27,10 @@ fn unit_arguments(state: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_units_command_line_rotates_on_the_hour_keeps_48_and_serves_metrics_on_loopback() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = unit_arguments(dir.path());
-    let joined = args.join(" ");
-    for expected in ["-G 3600", "--rotate-align", "-W 48", "--metrics 127.0.0.1:"] {
-        assert!(joined.contains(expected), "{expected} in {joined}");
-    }
-    // A host that ran for a while before: 50 files of an earlier run, oldest first.
-    let pattern = args
-        .iter()
-        .skip_while(|a| *a != "-w")
-        .nth(1)
-        .expect("-w FILE")
-        .clone();
+/// 50 files an earlier run left in `dir`, oldest first.
+fn earlier_run(dir: &Path) -> Vec<std::path::PathBuf> {
     let earlier: Vec<_> = (0..50)
-        .map(|i| dir.path().join(format!("ntp-20250101T{:02}{:02}00.pcapng", i / 60, i % 60)))
+        .map(|i| dir.join(format!("ntp-20250101T{:02}{:02}00.pcapng", i / 60, i % 60)))
         .collect();
     for (i, path) in earlier.iter().enumerate() {
         std::fs::write(path, b"earlier").unwrap();
@@ -55,10 +42,32 @@ fn the_units_command_line_rotates_on_the_hour_keeps_48_and_serves_metrics_on_loo
             .set_modified(when)
             .unwrap();
     }
+    earlier
+}
+
+#[test]
+fn the_units_command_line_rotates_on_the_hour_keeps_48_and_serves_metrics_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = unit_arguments(dir.path());
+    let joined = args.join(" ");
+    for expected in ["-G 3600", "--rotate-align", "-W 48", "--metrics 127.0.0.1:"] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
+    let pattern = args
+        .iter()
+        .skip_while(|a| *a != "-w")
+        .nth(1)
+        .expect("-w FILE")
+        .clone();
+    // A host that ran for a while before.
+    let earlier = earlier_run(dir.path());
 
     let lab = Lab::new("unit");
     lab.b.ip(&["route", "add", "default", "via", Lab::A4]);
-    let mut tap = Proc::spawn("ntptap as the unit runs it", lab.b.command(ntptap_bin()).args(&args));
+    let mut tap = Proc::spawn(
+        "ntptap as the unit runs it",
+        lab.b.command(ntptap_bin()).args(&args),
+    );
     tap.wait_for_stderr("listening on vb", Duration::from_secs(20));
     numbered_requests(&lab.b, Lab::A4, 6, Duration::from_millis(1));
     std::thread::sleep(Duration::from_millis(2200));
@@ -71,7 +80,10 @@ fn the_units_command_line_rotates_on_the_hour_keeps_48_and_serves_metrics_on_loo
             ])
             .output()
             .expect("python3");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (ok, text) = scrape(&lab.b);
     assert!(ok, "metrics on the host's loopback");
@@ -122,5 +134,8 @@ fn the_units_command_line_rotates_on_the_hour_keeps_48_and_serves_metrics_on_loo
         .next()
         .unwrap()
         .to_owned();
-    assert!(name.starts_with(&expected_prefix) && name.ends_with(".pcapng"), "{name}");
+    assert!(
+        name.starts_with(&expected_prefix) && name.ends_with(".pcapng"),
+        "{name}"
+    );
 }

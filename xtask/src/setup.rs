@@ -32,7 +32,13 @@ const TEST_PACKAGES: &[&str] = &[
 /// The kernel matrix (`cargo xtask vmtest`): QEMU, and what the guests' initramfs is made of.
 /// Debian's QEMU may conflict with a newer qemu-utils that a machine image brings; the matrix
 /// needs it all the same, so this one install may replace it, and says so first.
-const VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "kmod", "xz-utils"];
+const VM_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
+];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
 /// them starts a service that contacts the public pool.
@@ -140,7 +146,9 @@ fn debian_packages(packages: &[&str], removal: Removal) -> anyhow::Result<()> {
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(missing.iter().map(String::as_str));
     let removed = would_remove(&args);
-    if !removed.is_empty() {
+    if removed.is_empty() {
+        args.insert(1, "--no-remove");
+    } else {
         match removal {
             Removal::Never => bail!(
                 "installing {} would remove installed packages ({}); nothing was changed. \
@@ -155,8 +163,6 @@ fn debian_packages(packages: &[&str], removal: Removal) -> anyhow::Result<()> {
                 removed.join(" ")
             ),
         }
-    } else {
-        args.insert(1, "--no-remove");
     }
     // No service a package brings (nftables' loads a ruleset) may start during the install:
     // policy-rc.d says no to every start, and goes once the install is over.

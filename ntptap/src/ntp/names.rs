@@ -286,3 +286,120 @@ pub fn implementation_name(implementation: u8) -> &'static str {
         _ => "unknown",
     }
 }
+
+/// IANA "NTP Extension Field Types" names.
+#[must_use]
+pub fn extension_name(field_type: u16) -> Option<&'static str> {
+    Some(match field_type {
+        0x0104 => "Unique Identifier",
+        0x0204 => "NTS Cookie",
+        0x0304 => "NTS Cookie Placeholder",
+        0x0404 => "NTS Authenticator and Encrypted Extension Fields",
+        0x2005 => "Checksum Complement",
+        0x0002 => "No-Operation Request",
+        0x8002 => "No-Operation Response",
+        0xC002 => "No-Operation Error Response",
+        0x0102 => "Association Message Request",
+        0x8102 => "Association Message Response",
+        0xC102 => "Association Message Error Response",
+        0x0202 => "Certificate Message Request",
+        0x8202 => "Certificate Message Response",
+        0xC202 => "Certificate Message Error Response",
+        0x0302 => "Cookie Message Request",
+        0x8302 => "Cookie Message Response",
+        0xC302 => "Cookie Message Error Response",
+        0x0402 => "Autokey Message Request",
+        0x8402 => "Autokey Message Response",
+        0xC402 => "Autokey Message Error Response",
+        0x0502 => "Leapseconds Value Message Request",
+        0x8502 => "Leapseconds Value Message Response",
+        0xC502 => "Leapseconds Value Message Error Response",
+        0x0602 => "Sign Message Request",
+        0x8602 => "Sign Message Response",
+        0xC602 => "Sign Message Error Response",
+        0x0702 => "IFF Identity Message Request",
+        0x8702 => "IFF Identity Message Response",
+        0xC702 => "IFF Identity Message Error Response",
+        0x0802 => "GQ Identity Message Request",
+        0x8802 => "GQ Identity Message Response",
+        0xC802 => "GQ Identity Message Error Response",
+        0x0902 => "MV Identity Message Request",
+        0x8902 => "MV Identity Message Response",
+        0xC902 => "MV Identity Message Error Response",
+        _ => return None,
+    })
+}
+
+/// Names of mode 7 request codes (ntpd `include/ntp_request.h`).
+#[must_use]
+pub fn private_request_name(code: u8) -> Option<&'static str> {
+    const NAMES: [&str; 45] = [
+        "PEER_LIST",
+        "PEER_LIST_SUM",
+        "PEER_INFO",
+        "PEER_STATS",
+        "SYS_INFO",
+        "SYS_STATS",
+        "IO_STATS",
+        "MEM_STATS",
+        "LOOP_INFO",
+        "TIMER_STATS",
+        "CONFIG",
+        "UNCONFIG",
+        "SET_SYS_FLAG",
+        "CLR_SYS_FLAG",
+        "MONITOR",
+        "NOMONITOR",
+        "GET_RESTRICT",
+        "RESADDFLAGS",
+        "RESSUBFLAGS",
+        "UNRESTRICT",
+        "MON_GETLIST",
+        "RESET_STATS",
+        "RESET_PEER",
+        "REREAD_KEYS",
+        "DO_DIRTY_HACK",
+        "DONT_DIRTY_HACK",
+        "TRUSTKEY",
+        "UNTRUSTKEY",
+        "AUTHINFO",
+        "TRAPS",
+        "ADD_TRAP",
+        "CLR_TRAP",
+        "REQUEST_KEY",
+        "CONTROL_KEY",
+        "GET_CTLSTATS",
+        "GET_LEAPINFO",
+        "GET_CLOCKINFO",
+        "SET_CLKFUDGE",
+        "GET_KERNEL",
+        "GET_CLKBUGINFO",
+        "SET_PRECISION",
+        "MON_GETLIST_1",
+        "HOSTNAME_ASSOCID",
+        "IF_STATS",
+        "IF_RELOAD",
+    ];
+    NAMES.get(usize::from(code)).copied()
+}
+
+/// Names of mode 6 opcodes (RFC 9327 §2, and ntpd's additions).
+#[must_use]
+pub fn control_opcode_name(opcode: u8) -> Option<&'static str> {
+    Some(match opcode {
+        1 => "READSTAT",
+        2 => "READVAR",
+        3 => "WRITEVAR",
+        4 => "READCLOCK",
+        5 => "WRITECLOCK",
+        6 => "SETTRAP",
+        7 => "ASYNCMSG",
+        8 => "CONFIGURE",
+        9 => "SAVECONFIG",
+        10 => "READ_MRU",
+        11 => "READ_ORDLIST_A",
+        12 => "REQ_NONCE",
+        31 => "UNSETTRAP",
+        _ => return None,
+    })
+}

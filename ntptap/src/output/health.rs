@@ -103,7 +103,11 @@ impl<W: Write> Sink for HealthSink<W> {
             Control::Tick { now, exchanges } => {
                 // No table until there is a server to put in it.
                 let any = exchanges.is_some_and(|t| !t.servers().is_empty());
-                if any && self.last.is_none_or(|l| now.saturating_sub(l) >= self.every) {
+                if any
+                    && self
+                        .last
+                        .is_none_or(|l| now.saturating_sub(l) >= self.every)
+                {
                     self.last = Some(now);
                     self.table(exchanges.unwrap_or(&Tracker::default()))?;
                 }

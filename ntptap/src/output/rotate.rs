@@ -262,7 +262,10 @@ fn earlier_files(pattern: &Path, numbered: bool) -> VecDeque<PathBuf> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let Some(name) = pattern.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(name) = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
         return VecDeque::new();
     };
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -282,20 +285,13 @@ fn earlier_files(pattern: &Path, numbered: bool) -> VecDeque<PathBuf> {
 /// are, `%%` a percent sign, any other field one or more letters, digits or `+-:_`, and with
 /// `numbered` any digits after.
 fn names_match(pattern: &str, candidate: &str, numbered: bool) -> bool {
-    #[derive(Clone, Copy)]
-    enum Token {
-        Literal(char),
-        Field,
-        Digits,
-    }
     let mut tokens = Vec::new();
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         match (c, c == '%') {
             (_, true) => match chars.next() {
-                Some('%') => tokens.push(Token::Literal('%')),
+                Some('%') | None => tokens.push(Token::Literal('%')),
                 Some(_) => tokens.push(Token::Field),
-                None => tokens.push(Token::Literal('%')),
             },
             (c, false) => tokens.push(Token::Literal(c)),
         }
@@ -303,23 +299,34 @@ fn names_match(pattern: &str, candidate: &str, numbered: bool) -> bool {
     if numbered {
         tokens.push(Token::Digits);
     }
-    fn matches(tokens: &[Token], s: &[char]) -> bool {
-        match tokens.split_first() {
-            None => s.is_empty(),
-            Some((Token::Literal(c), rest)) => s.first() == Some(c) && matches(rest, &s[1..]),
-            Some((Token::Digits, rest)) => (0..=s.len())
-                .take_while(|&n| n == 0 || s[n - 1].is_ascii_digit())
-                .any(|n| matches(rest, &s[n..])),
-            Some((Token::Field, rest)) => (1..=s.len())
-                .take_while(|&n| {
-                    let c = s[n - 1];
-                    c.is_ascii_alphanumeric() || "+-:_".contains(c)
-                })
-                .any(|n| matches(rest, &s[n..])),
-        }
-    }
     let candidate: Vec<char> = candidate.chars().collect();
     matches(&tokens, &candidate)
+}
+
+/// A piece of a file name pattern.
+#[derive(Clone, Copy)]
+enum Token {
+    Literal(char),
+    /// A strftime field.
+    Field,
+    /// The sequence number.
+    Digits,
+}
+
+fn matches(tokens: &[Token], s: &[char]) -> bool {
+    match tokens.split_first() {
+        None => s.is_empty(),
+        Some((Token::Literal(c), rest)) => s.first() == Some(c) && matches(rest, &s[1..]),
+        Some((Token::Digits, rest)) => (0..=s.len())
+            .take_while(|&n| n == 0 || s[n - 1].is_ascii_digit())
+            .any(|n| matches(rest, &s[n..])),
+        Some((Token::Field, rest)) => (1..=s.len())
+            .take_while(|&n| {
+                let c = s[n - 1];
+                c.is_ascii_alphanumeric() || "+-:_".contains(c)
+            })
+            .any(|n| matches(rest, &s[n..])),
+    }
 }
 
 #[cfg(test)]
@@ -332,7 +339,10 @@ mod tests {
         assert!(names_match(p, "ntp-20261130-080000.pcapng", false));
         assert!(!names_match(p, "ntp-20261130-080000.pcap", false));
         assert!(!names_match(p, "other-20261130-080000.pcapng", false));
-        assert!(!names_match(p, "ntp-.pcapng", false), "a field is never empty");
+        assert!(
+            !names_match(p, "ntp-.pcapng", false),
+            "a field is never empty"
+        );
         assert!(!names_match(p, "ntp-2026/11-080000.pcapng", false));
         assert!(names_match("ntp.pcap", "ntp.pcap", true));
         assert!(names_match("ntp.pcap", "ntp.pcap17", true));
@@ -366,11 +376,14 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["ntp-000001.pcap", "ntp-000002.pcap", "ntp-000003.pcap"]);
+        assert_eq!(
+            names,
+            ["ntp-000001.pcap", "ntp-000002.pcap", "ntp-000003.pcap"]
+        );
 
         // A ring of 2: starting a new file leaves the newest earlier one and the new one.
         let policy = RotatePolicy {
-            period: Some(Duration::from_secs(3600)),
+            period: Some(Duration::from_hours(1)),
             keep: Some(2),
             ..RotatePolicy::default()
         };
@@ -378,7 +391,8 @@ mod tests {
             Ok(Box::new(crate::output::pcap::PcapSink::new(out, 100)?) as Box<dyn Sink>)
         });
         let create: CreateFile = Box::new(|p: &Path| std::fs::File::create(p));
-        let sink = RotatingSink::new(pattern, policy, open, create, Duration::from_secs(1)).unwrap();
+        let sink =
+            RotatingSink::new(pattern, policy, open, create, Duration::from_secs(1)).unwrap();
         drop(sink);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -598,7 +598,7 @@ fn control_detail(line: &mut String, ntp: &Ntp, c: &Control, verbose: u8) {
         "\n\tSequence={}, Status={status}, Assoc.={}, Offset={}, Count={}",
         c.sequence, c.association_id, c.offset, c.count
     );
-    if let Some(name) = ntp::packet::control_opcode_name(c.opcode) {
+    if let Some(name) = ntp::names::control_opcode_name(c.opcode) {
         let _ = write!(line, "\n\tOpcode: {name}");
     }
     if c.response {
@@ -684,7 +684,7 @@ fn private_detail(line: &mut String, p: &Private) {
         p.implementation,
         ntp::names::implementation_name(p.implementation),
         p.request_code,
-        ntp::packet::private_request_name(p.request_code).unwrap_or("unknown"),
+        ntp::names::private_request_name(p.request_code).unwrap_or("unknown"),
         p.error_code,
         p.item_count,
         p.item_size
