@@ -115,3 +115,11 @@ pub struct CloseStats {
     /// Matched frames the kernel dropped, when known.
     pub dropped: Option<u64>,
 }
+
+/// The wall-clock time, since the Unix epoch.
+#[must_use]
+pub fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}

@@ -85,7 +85,11 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
     let mut outputs = build(
         &plan.output,
         Some(&CaptureInfo {
-            interfaces: &config.interfaces,
+            interfaces: config
+                .interfaces
+                .iter()
+                .map(|i| (i.index, i.name.clone()))
+                .collect(),
             snaplen: config.snaplen,
             filter: config.filter_text(),
             ring_bytes: config.ring_bytes,

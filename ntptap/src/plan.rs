@@ -5,11 +5,14 @@
 //! One way: `cli → plan → capture → frame → output`. Nothing here touches the system but the
 //! [`Facts`] it is given.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
 use ntptap_common::MAX_DATA;
 
+pub use crate::output::build::{
+    Creation, FileFormat, FilePlan, FileTarget, OutputPlan, PrinterPlan,
+};
 use crate::{
     capture::{self, CaptureConfig, Directions, Hook, XdpAttach, iface::InterfaceChoice},
     cli::{Cli, DirectionArg, HookArg, OutputFormat, XdpModeArg},
@@ -75,83 +78,6 @@ pub struct ReadPlan {
     pub output: OutputPlan,
     /// Stop after this many frames shown (`-c`).
     pub count: Option<u64>,
-}
-
-/// Where frames go.
-#[derive(Clone, Debug)]
-pub struct OutputPlan {
-    /// UDP ports whose payload is NTP.
-    pub ports: PortSet,
-    /// A capture file (`-w`).
-    pub file: Option<FilePlan>,
-    /// Decoded frames on standard output.
-    pub printer: Option<PrinterPlan>,
-    /// The exchange table on stderr every so often (`--stats`).
-    pub stats: Option<Duration>,
-    /// Prometheus metrics on this address (`--metrics`).
-    pub metrics: Option<SocketAddr>,
-}
-
-impl OutputPlan {
-    /// Whether any output pairs requests with responses (the table, the JSON events, the
-    /// metrics), so the pipeline keeps one exchange tracker for all of them.
-    #[must_use]
-    pub fn tracks_exchanges(&self) -> bool {
-        self.stats.is_some()
-            || self.metrics.is_some()
-            || self.printer.as_ref().is_some_and(|p| p.json)
-    }
-}
-
-/// A capture file, or a series of them.
-#[derive(Clone, Debug)]
-pub struct FilePlan {
-    /// Where.
-    pub target: FileTarget,
-    /// pcap or pcapng.
-    pub format: OutputFormat,
-    /// Flush after every frame (`-U`).
-    pub packet_buffered: bool,
-    /// Write with O_DIRECT where the file system allows it.
-    pub direct_io: bool,
-    /// `-C`/`-G`/`-W`/`-z`: a series of files.
-    pub rotation: Option<RotatePolicy>,
-    /// How files are created.
-    pub creation: Creation,
-}
-
-/// Where a capture file goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FileTarget {
-    /// Standard output (`-w -`).
-    Stdout,
-    /// A path (a pattern, with rotation).
-    Path(PathBuf),
-}
-
-/// The file-creation rules: new files get `mode`; an existing file is replaced only with
-/// `overwrite`; a symbolic link is never followed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Creation {
-    /// Permission bits of a new file.
-    pub mode: u32,
-    /// Replace an existing regular file.
-    pub overwrite: bool,
-}
-
-/// The printer on standard output.
-#[derive(Clone, Debug)]
-pub struct PrinterPlan {
-    /// NDJSON instead of text.
-    pub json: bool,
-    /// With `json` and `--stats`: `server` events this often.
-    pub server_events: Option<Duration>,
-    /// What the text shows.
-    pub text: TextOptions,
-    /// Every frame, not only the port set (`--all`).
-    pub all: bool,
-    /// Standard output is a terminal: lines go out unbuffered.
-    pub terminal: bool,
 }
 
 /// How often the rings are read when frames are only written to a file (which is flushed
@@ -305,13 +231,11 @@ fn file_plan(cli: &Cli, path: &std::path::Path, facts: Facts) -> anyhow::Result<
         } else {
             FileTarget::Path(path.to_path_buf())
         },
-        format: cli
-            .format
-            .unwrap_or(if path.extension().is_some_and(|e| e == "pcapng") {
-                OutputFormat::Pcapng
-            } else {
-                OutputFormat::Pcap
-            }),
+        format: match cli.format {
+            Some(OutputFormat::Pcapng) => FileFormat::Pcapng,
+            None if path.extension().is_some_and(|e| e == "pcapng") => FileFormat::Pcapng,
+            Some(OutputFormat::Pcap) | None => FileFormat::Pcap,
+        },
         packet_buffered: cli.packet_buffered,
         direct_io: !cli.no_direct_io,
         rotation,
@@ -362,7 +286,7 @@ mod tests {
         assert_eq!(p.interfaces, InterfaceChoice::DefaultRoute);
         assert!(p.output.printer.is_none());
         let file = p.output.file.expect("a file");
-        assert_eq!(file.format, OutputFormat::Pcapng);
+        assert_eq!(file.format, FileFormat::Pcapng);
         assert_eq!(file.target, FileTarget::Path("x.pcapng".into()));
         assert_eq!(
             file.creation,
@@ -374,9 +298,9 @@ mod tests {
         assert!(file.direct_io && file.rotation.is_none());
         assert_eq!(p.capture.drain_interval, DRAIN_WRITING);
         let p = live(&["-w", "x.cap"]);
-        assert_eq!(p.output.file.expect("a file").format, OutputFormat::Pcap);
+        assert_eq!(p.output.file.expect("a file").format, FileFormat::Pcap);
         let p = live(&["-w", "x.cap", "--format", "pcapng"]);
-        assert_eq!(p.output.file.expect("a file").format, OutputFormat::Pcapng);
+        assert_eq!(p.output.file.expect("a file").format, FileFormat::Pcapng);
     }
 
     #[test]

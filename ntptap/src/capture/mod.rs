@@ -32,7 +32,7 @@ pub use self::{
     summary::{StopReason, Summary},
 };
 pub use crate::counts::Counts;
-use crate::frame::{CloseStats, Consumer, SourceEvent};
+use crate::frame::{CloseStats, Consumer, SourceEvent, wall_now};
 
 /// The kernel programs, built by `build.rs` from `ntptap-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ntptap"));
@@ -696,14 +696,6 @@ impl Session {
             counts,
         })
     }
-}
-
-/// The wall-clock time, since the Unix epoch.
-#[must_use]
-pub fn wall_now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 fn raise_memlock_limit() {

@@ -56,11 +56,6 @@ impl NtpTimestamp {
         }
         DateTime::from_timestamp(self.unix_seconds(), self.nanos())
     }
-    /// As seconds (with fraction) since the NTP epoch of its era, for differences.
-    #[must_use]
-    pub fn as_f64(self) -> f64 {
-        f64::from(self.seconds()) + f64::from(self.fraction()) / 4_294_967_296.0
-    }
 }
 
 /// Year, month (1-12) and day (1-31) of `days` since 1970-01-01, proleptic Gregorian

@@ -3,7 +3,9 @@
 
 use std::{
     io::{self, BufWriter, Write},
-    path::Path,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -20,17 +22,99 @@ use super::{
     rotate::{OpenSink, RotatingSink},
     text::TextSink,
 };
-use crate::{
-    capture::Interface,
-    cli::OutputFormat,
-    plan::{FilePlan, FileTarget, OutputPlan, PrinterPlan},
-};
+use super::{PortSet, rotate::RotatePolicy, text::TextOptions};
+
+/// Where frames go.
+#[derive(Clone, Debug)]
+pub struct OutputPlan {
+    /// UDP ports whose payload is NTP.
+    pub ports: PortSet,
+    /// A capture file (`-w`).
+    pub file: Option<FilePlan>,
+    /// Decoded frames on standard output.
+    pub printer: Option<PrinterPlan>,
+    /// The exchange table on stderr every so often (`--stats`).
+    pub stats: Option<Duration>,
+    /// Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+}
+
+impl OutputPlan {
+    /// Whether any output pairs requests with responses (the table, the JSON events, the
+    /// metrics), so the pipeline keeps one exchange tracker for all of them.
+    #[must_use]
+    pub fn tracks_exchanges(&self) -> bool {
+        self.stats.is_some()
+            || self.metrics.is_some()
+            || self.printer.as_ref().is_some_and(|p| p.json)
+    }
+}
+
+/// A capture file, or a series of them.
+#[derive(Clone, Debug)]
+pub struct FilePlan {
+    /// Where.
+    pub target: FileTarget,
+    /// pcap or pcapng.
+    pub format: FileFormat,
+    /// Flush after every frame (`-U`).
+    pub packet_buffered: bool,
+    /// Write with O_DIRECT where the file system allows it.
+    pub direct_io: bool,
+    /// `-C`/`-G`/`-W`/`-z`: a series of files.
+    pub rotation: Option<RotatePolicy>,
+    /// How files are created.
+    pub creation: Creation,
+}
+
+/// Where a capture file goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileTarget {
+    /// Standard output (`-w -`).
+    Stdout,
+    /// A path (a pattern, with rotation).
+    Path(PathBuf),
+}
+
+/// The file-creation rules: new files get `mode`; an existing file is replaced only with
+/// `overwrite`; a symbolic link is never followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Creation {
+    /// Permission bits of a new file.
+    pub mode: u32,
+    /// Replace an existing regular file.
+    pub overwrite: bool,
+}
+
+/// The printer on standard output.
+#[derive(Clone, Debug)]
+pub struct PrinterPlan {
+    /// NDJSON instead of text.
+    pub json: bool,
+    /// With `json` and `--stats`: `server` events this often.
+    pub server_events: Option<Duration>,
+    /// What the text shows.
+    pub text: TextOptions,
+    /// Every frame, not only the port set (`--all`).
+    pub all: bool,
+    /// Standard output is a terminal: lines go out unbuffered.
+    pub terminal: bool,
+}
+
+/// Capture file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Classic pcap, nanosecond timestamps.
+    Pcap,
+    /// pcapng.
+    Pcapng,
+}
 
 /// What the outputs need to know of a live capture.
 #[derive(Clone, Debug)]
-pub struct CaptureInfo<'a> {
-    /// The interfaces attached at the start (pcapng describes each).
-    pub interfaces: &'a [Interface],
+pub struct CaptureInfo {
+    /// The interfaces attached at the start, (index, name): pcapng describes each.
+    pub interfaces: Vec<(u32, String)>,
     /// Bytes kept of each frame.
     pub snaplen: u32,
     /// The kernel filter, in words (pcapng's `if_filter`).
@@ -54,7 +138,7 @@ pub struct Outputs {
 /// Open everything `plan` asks for. A live capture gives `capture`; reading a file does not
 /// (and its plan has no capture file). Nothing is attached yet, so a bad path or a busy port
 /// costs nothing.
-pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo<'_>>) -> anyhow::Result<Outputs> {
+pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result<Outputs> {
     let mut outputs = Outputs {
         pipeline: Pipeline::new(plan.ports.clone(), plan.tracks_exchanges()),
         created: None,
@@ -114,19 +198,19 @@ fn printer_sink(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> {
 
 fn file_sink(
     file: &FilePlan,
-    capture: &CaptureInfo<'_>,
+    capture: &CaptureInfo,
     outputs: &mut Outputs,
 ) -> anyhow::Result<Box<dyn Sink>> {
     let interfaces: Vec<PcapNgInterface> = capture
         .interfaces
         .iter()
-        .map(|i| PcapNgInterface {
-            index: i.index,
-            name: i.name.clone(),
+        .map(|(index, name)| PcapNgInterface {
+            index: *index,
+            name: name.clone(),
         })
         .collect();
     let (pcapng, snaplen, filter) = (
-        file.format == OutputFormat::Pcapng,
+        file.format == FileFormat::Pcapng,
         capture.snaplen,
         capture.filter.clone(),
     );
@@ -161,7 +245,7 @@ fn file_sink(
             policy.clone(),
             open,
             create,
-            crate::capture::wall_now(),
+            crate::frame::wall_now(),
         )
         .context("cannot open the first output file")?;
         return Ok(Box::new(sink));

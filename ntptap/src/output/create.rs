@@ -7,7 +7,7 @@ use std::{fs::File, path::Path};
 
 use anyhow::{Context as _, bail};
 
-use crate::plan::Creation;
+use super::build::Creation;
 
 /// Open `path` for a capture under the `rules`. Returns the file and whether this run created
 /// it (only such a file may be removed when the start fails).
