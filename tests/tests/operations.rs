@@ -654,12 +654,12 @@ fn metrics_agree_with_the_capture() {
         "{text}"
     );
     assert_eq!(
-        value("ntptap_server_exchanges{server=\"10.203.0.1\",kind=\"responses\"}"),
+        value("ntptap_server_responses_total{server=\"10.203.0.1\"}"),
         responses,
         "{text}"
     );
     assert_eq!(
-        value("ntptap_server{server=\"10.203.0.1\",value=\"stratum\"}"),
+        value("ntptap_server_stratum{server=\"10.203.0.1\"}"),
         8,
         "{text}"
     );

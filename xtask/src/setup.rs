@@ -41,7 +41,7 @@ const VM_PACKAGES: &[&str] = &[
 ];
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
-/// them starts a service that contacts the public pool.
+/// them starts a service that contacts the public pool. (Prometheus is unpacked the same way.)
 const NTP_DEBS: &[&str] = &["chrony", "ntpsec-ntpdig", "python3-ntp"];
 
 /// Where the unpacked NTP implementations live.
@@ -53,6 +53,7 @@ pub fn tools_dir(root: &Path) -> PathBuf {
 pub fn all(root: &Path) -> anyhow::Result<()> {
     demo(root)?;
     debian_packages(TEST_PACKAGES, Removal::Never)?;
+    prometheus(&tools_dir(root))?;
     debian_packages(VM_PACKAGES, Removal::AllowedSayingSo)
 }
 
@@ -203,33 +204,50 @@ fn nix_is_root() -> bool {
 }
 
 fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
-    let root = dir.join("root");
-    let marker = dir.join(".unpacked");
-    if marker.exists() {
-        return Ok(());
-    }
-    let debs = dir.join("debs");
-    fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
-    let mut args = vec!["download", "-q"];
-    args.extend(NTP_DEBS);
-    if apt_get(&args, Some(&debs)).is_err() {
-        // A fresh machine may have no package lists yet.
-        apt_get(&["update", "-q"], None)?;
-        apt_get(&args, Some(&debs))?;
-    }
-    for entry in fs::read_dir(&debs)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "deb") {
-            cmd(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
-        }
-    }
+    unpacked(dir, NTP_DEBS, &["usr/sbin/chronyd", "usr/bin/ntpdig"])?;
     // ntpsec's Python module looks for libntpc.so beside itself first.
+    let root = dir.join("root");
     let lib = root.join("usr/lib/x86_64-linux-gnu/ntp/libntpc.so.1");
     let module = root.join("usr/lib/python3/dist-packages/ntp/libntpc.so");
     if lib.exists() && !module.exists() {
         fs::copy(&lib, &module).context("cannot place libntpc.so for ntpdig")?;
     }
-    for tool in ["usr/sbin/chronyd", "usr/bin/ntpdig"] {
+    Ok(())
+}
+
+/// Prometheus and promtool, which the rules tests run (never as a service).
+fn prometheus(dir: &Path) -> anyhow::Result<()> {
+    unpacked(
+        dir,
+        &["prometheus"],
+        &["usr/bin/promtool", "usr/bin/prometheus"],
+    )
+}
+
+/// Download `debs` and unpack them under `dir/root` unless every one of `tools` is there:
+/// never installed, so no service starts and no default configuration runs.
+fn unpacked(dir: &Path, debs: &[&str], tools: &[&str]) -> anyhow::Result<()> {
+    let root = dir.join("root");
+    if tools.iter().all(|t| root.join(t).exists()) {
+        return Ok(());
+    }
+    let downloads = dir.join("debs").join(debs[0]);
+    fs::create_dir_all(&downloads)
+        .with_context(|| format!("cannot create {}", downloads.display()))?;
+    let mut args = vec!["download", "-q"];
+    args.extend(debs);
+    if apt_get(&args, Some(&downloads)).is_err() {
+        // A fresh machine may have no package lists yet.
+        apt_get(&["update", "-q"], None)?;
+        apt_get(&args, Some(&downloads))?;
+    }
+    for entry in fs::read_dir(&downloads)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            cmd(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
+        }
+    }
+    for tool in tools {
         if !root.join(tool).exists() {
             bail!(
                 "{tool} is missing from the unpacked packages in {}",
@@ -237,9 +255,5 @@ fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    fs::write(
-        &marker,
-        "chrony and ntpsec-ntpdig, unpacked, never installed\n",
-    )?;
     Ok(())
 }

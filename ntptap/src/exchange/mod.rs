@@ -70,6 +70,13 @@ pub struct ServerHealth {
     pub stratum: Option<u8>,
     /// Last reference ID, as text.
     pub refid: Option<String>,
+    /// Last reference ID, the four bytes as one big-endian number (changes show as a new
+    /// value).
+    pub refid_raw: Option<u32>,
+    /// Last root delay the server reported, seconds.
+    pub root_delay: Option<f64>,
+    /// Last root dispersion the server reported, seconds.
+    pub root_dispersion: Option<f64>,
     /// Last leap indicator.
     pub leap: Option<u8>,
     /// Kiss-o'-death codes received, by code.
@@ -139,6 +146,22 @@ pub enum Event {
         /// What is odd.
         what: String,
     },
+}
+
+impl Event {
+    /// The event's name, as its `event` field in JSON and its label in the metrics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::KissOfDeath { .. } => "kiss_of_death",
+            Event::MonlistRequest { .. } => "monlist_request",
+            Event::RemoteControlQuery { .. } => "remote_control_query",
+            Event::UnmatchedResponse { .. } => "unmatched_response",
+            Event::LeapAnnounced { .. } => "leap_announced",
+            Event::Unsynchronized { .. } => "unsynchronized",
+            Event::Anomaly { .. } => "anomaly",
+        }
+    }
 }
 
 /// Pairs requests with responses and keeps per-server health, within [`Limits`].
@@ -298,6 +321,9 @@ impl Tracker {
         let s = self.server(server.ip());
         s.stratum = Some(h.stratum);
         s.refid = refid;
+        s.refid_raw = Some(u32::from_be_bytes(h.refid));
+        s.root_delay = Some(h.root_delay.seconds());
+        s.root_dispersion = Some(h.root_dispersion.seconds());
         s.leap = Some(leap);
         let Some(sent) = request else {
             self.events

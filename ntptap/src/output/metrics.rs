@@ -1,6 +1,7 @@
-//! `--metrics ADDR:PORT`: Prometheus text format, every metric named `ntptap_*`. Labels are
-//! bounded: directions, reasons, NTP versions and modes, kiss codes, interfaces, and servers
-//! (at most the exchange tracker's limit); no per-client label.
+//! `--metrics ADDR:PORT`: OpenMetrics text, every metric named `ntptap_*`, following
+//! Prometheus's conventions: one unit per name, `_total` counters for what only grows. Labels
+//! are bounded: directions, reasons, NTP versions and modes, kiss codes, events, interfaces,
+//! and servers (at most the exchange tracker's limit); no per-client label.
 
 use std::{
     io,
@@ -22,16 +23,29 @@ type Labels = Vec<(String, String)>;
 /// The latest rendering of the metrics, shared with the HTTP server.
 pub type Exposition = Arc<Mutex<String>>;
 
-/// Keeps the metrics and renders them once a second.
+type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Keeps the metrics and renders them once a second. One unit per name, counters (`_total`)
+/// for what only grows, gauges for the last value seen.
 pub struct MetricsSink {
     registry: Registry,
     kernel: Family<Labels, Counter>,
     written: Family<Labels, Counter>,
     ntp: Family<Labels, Counter>,
     kiss: Family<Labels, Counter>,
-    server_gauges: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    server_totals: Family<Labels, Gauge>,
-    tracker_state: Family<Labels, Gauge>,
+    events: Family<Labels, Counter>,
+    /// Per server, seconds: delay, min delay, offset, best offset, processing, root delay,
+    /// root dispersion.
+    server_seconds: [(&'static str, Family<Labels, SecondsGauge>); 7],
+    /// Per server: stratum, leap indicator, reference ID.
+    server_values: [(&'static str, Family<Labels, Gauge>); 3],
+    /// Per server: requests, responses, unanswered.
+    server_counts: [(&'static str, Family<Labels, Counter>); 3],
+    /// What the counters above last reached, per server (the tracker's totals only grow, but a
+    /// server evicted and seen again starts over: the counter then grows by the new total).
+    server_last: std::collections::HashMap<String, [u64; 3]>,
+    pending_requests: Gauge,
+    evicted: [(Counter, u64); 2],
     ring_pending: Gauge,
     written_total: u64,
     last_kernel: Counts,
@@ -47,6 +61,10 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 impl MetricsSink {
     /// Metrics rendered into `exposition`; `ring_bytes` is the size of the rings.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one registration per metric, with its help text"
+    )]
     pub fn new(exposition: Exposition, ring_bytes: u32) -> Self {
         let mut registry = Registry::with_prefix("ntptap");
         let kernel = Family::<Labels, Counter>::default();
@@ -73,31 +91,98 @@ impl MetricsSink {
             "Kiss-o'-death packets by code",
             kiss.clone(),
         );
-        let server_gauges = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let events = Family::<Labels, Counter>::default();
         registry.register(
-            "server",
-            "Per NTP server, from the wire: delay_seconds, offset_seconds, best_offset_seconds, processing_seconds, stratum, leap",
-            server_gauges.clone(),
+            "events",
+            "Exchange events: kiss_of_death, monlist_request, remote_control_query, unmatched_response, leap_announced, unsynchronized, anomaly",
+            events.clone(),
         );
-        let server_totals = Family::<Labels, Gauge>::default();
+        let server_seconds = [
+            (
+                "server_delay_seconds",
+                "Last round-trip delay to the server, from capture times on this host",
+            ),
+            (
+                "server_min_delay_seconds",
+                "Smallest round-trip delay to the server seen",
+            ),
+            (
+                "server_offset_seconds",
+                "Last offset of the server's clock from this host's, from capture times",
+            ),
+            (
+                "server_best_offset_seconds",
+                "Offset at the smallest delay (the clock filter's pick)",
+            ),
+            (
+                "server_processing_seconds",
+                "Last time the server took between receiving and answering (T3 - T2)",
+            ),
+            (
+                "server_root_delay_seconds",
+                "Root delay the server last reported",
+            ),
+            (
+                "server_root_dispersion_seconds",
+                "Root dispersion the server last reported",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, SecondsGauge>::default();
+            registry.register(name, help, family.clone());
+            (name, family)
+        });
+        let server_values = [
+            ("server_stratum", "Stratum the server last reported"),
+            ("server_leap", "Leap indicator the server last reported (0 none, 1 insert, 2 delete, 3 unsynchronized)"),
+            ("server_reference_id", "Reference ID the server last reported, its four bytes as one number"),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            (name, family)
+        });
+        let server_counts = [
+            ("server_requests", "Requests seen to the server"),
+            (
+                "server_responses",
+                "Responses from the server paired with a request",
+            ),
+            (
+                "server_unanswered",
+                "Requests to the server without a response within 8 s",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            (name, family)
+        });
+        let pending_requests = Gauge::<i64>::default();
         registry.register(
-            "server_exchanges",
-            "Per NTP server: requests, responses, unanswered",
-            server_totals.clone(),
+            "tracker_pending_requests",
+            "Requests waiting for a response",
+            pending_requests.clone(),
         );
-        let tracker_state = Family::<Labels, Gauge>::default();
-        registry.register(
-            "tracker",
-            "Exchange tracker: pending requests, evicted requests and servers",
-            tracker_state.clone(),
-        );
+        let evicted = [
+            (
+                "tracker_evicted_requests",
+                "Waiting requests dropped to bound memory",
+            ),
+            ("tracker_evicted_servers", "Servers dropped to bound memory"),
+        ]
+        .map(|(name, help)| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            (counter, 0)
+        });
         let ring = Gauge::<i64>::default();
         ring.set(i64::from(ring_bytes));
-        registry.register("ring_buffer_bytes", "Size of the BPF ring buffer", ring);
+        registry.register("ring_buffer_bytes", "Size of the BPF ring buffers", ring);
         let ring_pending = Gauge::<i64>::default();
         registry.register(
             "ring_records_pending",
-            "Ring fill: records the kernel put in the ring that ntptap has not read yet",
+            "Ring fill: records the kernel put in the rings that ntptap has not read yet",
             ring_pending.clone(),
         );
         Self {
@@ -106,9 +191,13 @@ impl MetricsSink {
             written,
             ntp,
             kiss,
-            server_gauges,
-            server_totals,
-            tracker_state,
+            events,
+            server_seconds,
+            server_values,
+            server_counts,
+            server_last: std::collections::HashMap::new(),
+            pending_requests,
+            evicted,
             ring_pending,
             written_total: 0,
             last_kernel: Counts::default(),
@@ -117,45 +206,62 @@ impl MetricsSink {
     }
 
     fn render(&mut self, exchanges: Option<&Tracker>) {
-        let Some(tracker) = exchanges else {
-            return self.encode();
-        };
-        for s in tracker.servers() {
-            let server = s.server.map(|a| a.to_string()).unwrap_or_default();
-            for (what, value) in [
-                ("delay_seconds", s.delay),
-                ("offset_seconds", s.offset),
-                ("best_offset_seconds", s.best_offset),
-                ("processing_seconds", s.processing),
-                ("stratum", s.stratum.map(f64::from)),
-                ("leap", s.leap.map(f64::from)),
-            ] {
-                if let Some(v) = value {
-                    self.server_gauges
-                        .get_or_create(&labels(&[("server", &server), ("value", what)]))
-                        .set(v);
-                }
-            }
-            for (what, value) in [
-                ("requests", s.requests),
-                ("responses", s.responses),
-                ("unanswered", s.unanswered),
-            ] {
-                self.server_totals
-                    .get_or_create(&labels(&[("server", &server), ("kind", what)]))
-                    .set(i64::try_from(value).unwrap_or(i64::MAX));
-            }
-        }
-        for (what, value) in [
-            ("pending_requests", tracker.pending() as u64),
-            ("evicted_requests", tracker.evicted_requests),
-            ("evicted_servers", tracker.evicted_servers),
-        ] {
-            self.tracker_state
-                .get_or_create(&labels(&[("value", what)]))
-                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        if let Some(tracker) = exchanges {
+            self.exchanges(tracker);
         }
         self.encode();
+    }
+
+    fn exchanges(&mut self, tracker: &Tracker) {
+        for s in tracker.servers() {
+            let server = s.server.map(|a| a.to_string()).unwrap_or_default();
+            let label = labels(&[("server", &server)]);
+            let seconds = [
+                s.delay,
+                s.min_delay,
+                s.offset,
+                s.best_offset,
+                s.processing,
+                s.root_delay,
+                s.root_dispersion,
+            ];
+            for ((_, family), value) in self.server_seconds.iter().zip(seconds) {
+                if let Some(v) = value {
+                    family.get_or_create(&label).set(v);
+                }
+            }
+            let values = [
+                s.stratum.map(i64::from),
+                s.leap.map(i64::from),
+                s.refid_raw.map(i64::from),
+            ];
+            for ((_, family), value) in self.server_values.iter().zip(values) {
+                if let Some(v) = value {
+                    family.get_or_create(&label).set(v);
+                }
+            }
+            let now = [s.requests, s.responses, s.unanswered];
+            let last = self.server_last.entry(server).or_default();
+            for (i, (_, family)) in self.server_counts.iter().enumerate() {
+                let grown = if now[i] >= last[i] {
+                    now[i] - last[i]
+                } else {
+                    now[i]
+                };
+                family.get_or_create(&label).inc_by(grown);
+            }
+            *last = now;
+        }
+        self.pending_requests
+            .set(i64::try_from(tracker.pending()).unwrap_or(i64::MAX));
+        for ((counter, last), now) in self
+            .evicted
+            .iter_mut()
+            .zip([tracker.evicted_requests, tracker.evicted_servers])
+        {
+            counter.inc_by(now.saturating_sub(*last));
+            *last = now;
+        }
     }
 
     fn encode(&self) {
@@ -197,6 +303,11 @@ impl Sink for MetricsSink {
                     .get_or_create(&labels(&[("code", &String::from_utf8_lossy(&code))]))
                     .inc();
             }
+        }
+        for event in &packet.events {
+            self.events
+                .get_or_create(&labels(&[("event", event.name())]))
+                .inc();
         }
         Ok(false)
     }

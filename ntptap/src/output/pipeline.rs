@@ -269,8 +269,11 @@ mod tests {
         assert!(table.contains("192.0.2.123"), "{table}");
         let metrics = exposition.lock().unwrap().clone();
         assert!(
-            metrics
-                .contains("ntptap_server_exchanges{server=\"192.0.2.123\",kind=\"responses\"} 2"),
+            metrics.contains("ntptap_server_responses_total{server=\"192.0.2.123\"} 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ntptap_events_total{event=\"kiss_of_death\"} 1"),
             "{metrics}"
         );
     }
