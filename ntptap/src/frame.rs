@@ -123,3 +123,10 @@ pub fn wall_now() -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
 }
+
+/// Whether an output error means its reader went away (`ntptap -w - | head`): a clean end,
+/// not a failure. The one place a broken pipe is recognised.
+#[must_use]
+pub fn output_closed(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::BrokenPipe
+}

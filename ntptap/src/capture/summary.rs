@@ -24,11 +24,11 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// The reason an output error ends the capture for. The one place a broken pipe
-    /// (`ntptap -w - | head`) is told apart: it is a clean end, not a failure.
+    /// The reason an output error ends the capture for: a closed reader is a clean end
+    /// ([`crate::frame::output_closed`]), anything else a failure.
     #[must_use]
     pub fn from_output(err: io::Error) -> Self {
-        if err.kind() == io::ErrorKind::BrokenPipe {
+        if crate::frame::output_closed(&err) {
             StopReason::OutputClosed
         } else {
             StopReason::OutputFailed(err)

@@ -5,7 +5,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read},
     path::Path,
     time::Duration,
 };
@@ -23,7 +23,7 @@ use pcap_file::{
     },
 };
 
-use crate::frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent};
+use crate::frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent, output_closed};
 
 /// Link type of a pcap/pcapng data link value.
 #[must_use]
@@ -64,7 +64,7 @@ impl<S: Consumer> Emitter<'_, S> {
         match self.sink.frame(frame) {
             Ok(true) => self.summary.shown += 1,
             Ok(false) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) if output_closed(&e) => return Ok(false),
             Err(e) => return Err(e).context("cannot write the output"),
         }
         Ok(self.limit.is_none_or(|l| self.summary.shown < l))
@@ -73,7 +73,7 @@ impl<S: Consumer> Emitter<'_, S> {
     /// The file is done: the outputs write their last words (the `--stats` table).
     fn finish(self) -> anyhow::Result<ReadSummary> {
         match self.sink.event(SourceEvent::Close(&CloseStats::default())) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) if output_closed(&e) => {}
             other => other.context("cannot write the output")?,
         }
         Ok(self.summary)
