@@ -158,24 +158,30 @@ impl Counter {
 
 /// Slots per direction in the counters map: one per [`Counter`].
 pub const COUNTER_SLOTS: u32 = 8;
-/// Interfaces are counted apart by `ifindex % IFINDEX_SLOTS`: plain arithmetic on the hot
-/// path, no lookup. The loader warns when two captured interfaces share a slot.
-pub const IFINDEX_SLOTS: u32 = 256;
+/// Interfaces counted apart at once: the loader gives each attached interface its own slot,
+/// 1 to `INTERFACE_SLOTS - 1`, in [`names::IFSLOTS`]; slot 0 counts frames of interfaces that
+/// have none (there should be none). A slot is reused only after its interface went away
+/// and its counts were read one last time.
+pub const INTERFACE_SLOTS: u32 = 256;
+/// Entries of the interface-to-slot map, indexed by `ifindex % IFSLOT_ENTRIES`: interface
+/// indexes only grow, and two live interfaces 65,536 indexes apart are not a host's life. A
+/// lookup in an array map is an address computation (the verifier inlines it).
+pub const IFSLOT_ENTRIES: u32 = 65536;
 /// Entries of the per-CPU counters map.
-pub const COUNTER_ENTRIES: u32 = IFINDEX_SLOTS * DIRECTIONS * COUNTER_SLOTS;
+pub const COUNTER_ENTRIES: u32 = INTERFACE_SLOTS * DIRECTIONS * COUNTER_SLOTS;
 
-/// Index of the first counter for `ifindex` and `direction` in the counters map.
+/// Index of the first counter for interface slot `slot` and `direction` in the counters map.
 #[inline(always)]
 #[must_use]
-pub const fn counter_base(ifindex: u32, direction: u8) -> u32 {
-    ((ifindex % IFINDEX_SLOTS) * DIRECTIONS + direction as u32) * COUNTER_SLOTS
+pub const fn counter_base(slot: u32, direction: u8) -> u32 {
+    ((slot % INTERFACE_SLOTS) * DIRECTIONS + direction as u32) * COUNTER_SLOTS
 }
 
-/// Index of `counter` for `ifindex` and `direction` in the counters map.
+/// Index of `counter` for interface slot `slot` and `direction` in the counters map.
 #[inline(always)]
 #[must_use]
-pub const fn counter_index(ifindex: u32, direction: u8, counter: Counter) -> u32 {
-    counter_base(ifindex, direction) + counter as u32
+pub const fn counter_index(slot: u32, direction: u8, counter: Counter) -> u32 {
+    counter_base(slot, direction) + counter as u32
 }
 
 /// Filter flag: capture every frame, whatever its ports (`--all`).
@@ -231,6 +237,8 @@ pub mod names {
     pub const SHARDS: &str = "NTPTAP_SHARDS";
     /// The per-CPU counters map.
     pub const COUNTERS: &str = "NTPTAP_COUNTERS";
+    /// Interface index to counter slot (see [`INTERFACE_SLOTS`](super::INTERFACE_SLOTS)).
+    pub const IFSLOTS: &str = "NTPTAP_IFSLOTS";
     /// Per-CPU ring-full drops not yet reported in a record.
     pub const PENDING: &str = "NTPTAP_PENDING";
     /// The port set map.

@@ -29,8 +29,9 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ntptap_common::{
     COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
-    FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN,
-    Record, RecordHeader, SHARD_SLOTS, SMALL_DATA, TINY_DATA, counter_base,
+    FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, IFSLOT_ENTRIES, MAX_DATA, PORT_ENTRIES,
+    RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SHARD_SLOTS, SMALL_DATA, TINY_DATA,
+    counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 
@@ -48,6 +49,11 @@ static NTPTAP_SHARDS: ArrayOfMaps<RingBuf<u8, 4096>, { SHARD_SLOTS as usize }> =
 /// Per-CPU counters of every decision, per direction (see `Counter`).
 #[map(name = "NTPTAP_COUNTERS")]
 static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// The counter slot of each attached interface, at `ifindex % IFSLOT_ENTRIES`; written by the
+/// loader as it attaches and releases interfaces.
+#[map(name = "NTPTAP_IFSLOTS")]
+static NTPTAP_IFSLOTS: Array<u32> = Array::with_max_entries(IFSLOT_ENTRIES, 0);
 
 /// IPv4 hosts of `--host`, in network byte order.
 #[map(name = "NTPTAP_HOSTS4")]
@@ -347,7 +353,11 @@ fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
 /// Decide on one frame and capture it if it matches.
 #[inline(always)]
 fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
-    let base = counter_base(ifindex, direction);
+    let slot = NTPTAP_IFSLOTS
+        .get(ifindex % IFSLOT_ENTRIES)
+        .copied()
+        .unwrap_or(0);
+    let base = counter_base(slot, direction);
     count(base, Counter::Seen);
     let config = config();
     // The default filter (the port set alone, no logging) on an untagged frame with plain
@@ -364,7 +374,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
                 };
                 if watched {
                     count(base, Counter::Matched);
-                    let _ = capture(frame, &config, ifindex, direction);
+                    let _ = capture(frame, &config, ifindex, direction, base);
                 }
                 return;
             }
@@ -375,7 +385,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     let outcome = match select(frame, &config, base) {
         Ok(()) => {
             count(base, Counter::Matched);
-            capture(frame, &config, ifindex, direction)
+            capture(frame, &config, ifindex, direction, base)
         }
         Err(reason) => Err(reason),
     };
@@ -436,6 +446,7 @@ fn capture<F: Frame>(
     config: &Config,
     ifindex: u32,
     direction: u8,
+    base: u32,
 ) -> Result<u32, &'static str> {
     let len = frame.len();
     let mut snap = u64::from(config.snaplen);
@@ -445,7 +456,7 @@ fn capture<F: Frame>(
     let cap = if len < snap { len } else { snap };
     if cap == 0 {
         // Only a zero-length frame gets here; there is nothing to copy.
-        count(counter_base(ifindex, direction), Counter::CopyFailed);
+        count(base, Counter::CopyFailed);
         return Err("empty frame");
     }
     let vlan = frame.offloaded_vlan();
@@ -468,11 +479,11 @@ fn capture<F: Frame>(
         pad: 0,
     };
     if cap <= TINY_DATA as u64 {
-        emit::<TINY_DATA, F>(frame, config, header, cap)
+        emit::<TINY_DATA, F>(frame, config, header, cap, base)
     } else if cap <= SMALL_DATA as u64 {
-        emit::<SMALL_DATA, F>(frame, config, header, cap)
+        emit::<SMALL_DATA, F>(frame, config, header, cap, base)
     } else {
-        emit::<MAX_DATA, F>(frame, config, header, cap)
+        emit::<MAX_DATA, F>(frame, config, header, cap, base)
     }
 }
 
@@ -547,8 +558,8 @@ fn emit<const N: usize, F: Frame>(
     config: &Config,
     mut header: RecordHeader,
     cap: u64,
+    base: u32,
 ) -> Result<u32, &'static str> {
-    let base = counter_base(header.ifindex, header.direction);
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let ring = this_cpus_ring(config);
     let Some(mut entry) = ring.and_then(|r| r.reserve_untyped::<Record<N>>(0)) else {

@@ -2,60 +2,58 @@
 //! the capture, shown by the exit summary and the metrics.
 
 use aya::maps::{MapData, PerCpuArray};
-use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, IFINDEX_SLOTS, counter_index};
+use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, counter_index};
 
-type Block = [[u64; COUNTER_SLOTS as usize]; DIRECTIONS as usize];
+/// One interface's counters: per direction, per [`Counter`].
+pub type Block = [[u64; COUNTER_SLOTS as usize]; DIRECTIONS as usize];
 
 /// Every counter, per interface and direction, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// (interface index, name, counters) for each interface read.
-    interfaces: Vec<(u32, String, Block)>,
+    /// (name, counters) for each interface, one entry a name: an interface that went and came
+    /// back under the same name adds up.
+    interfaces: Vec<(String, Block)>,
+}
+
+/// Read the counters of the interface slot `slot`, summed over CPUs.
+pub fn read_block(map: &PerCpuArray<MapData, u64>, slot: u32) -> anyhow::Result<Block> {
+    let mut block = Block::default();
+    for direction in 0..DIRECTIONS as u8 {
+        for counter in Counter::ALL {
+            let per_cpu = map.get(&counter_index(slot, direction, counter), 0)?;
+            block[usize::from(direction)][counter as usize] = per_cpu.iter().sum();
+        }
+    }
+    Ok(block)
 }
 
 impl Counts {
-    /// Read the counters of `interfaces` (index, name). Two interfaces whose indexes share a
-    /// slot (`ifindex % 256`) share counters: the second is folded into the first, whose name
-    /// then stands for both.
+    /// Read the counters of `interfaces` (counter slot, name).
     pub fn read<'a>(
         map: &PerCpuArray<MapData, u64>,
         interfaces: impl IntoIterator<Item = (u32, &'a str)>,
     ) -> anyhow::Result<Self> {
         let mut counts = Counts::default();
-        let mut slots = Vec::new();
-        for (index, name) in interfaces {
-            if slots.contains(&(index % IFINDEX_SLOTS)) {
-                continue;
-            }
-            slots.push(index % IFINDEX_SLOTS);
-            let mut block = Block::default();
-            for direction in 0..DIRECTIONS as u8 {
-                for counter in Counter::ALL {
-                    let per_cpu = map.get(&counter_index(index, direction, counter), 0)?;
-                    block[usize::from(direction)][counter as usize] = per_cpu.iter().sum();
-                }
-            }
-            counts.interfaces.push((index, name.to_owned(), block));
+        for (slot, name) in interfaces {
+            counts.add(name, &read_block(map, slot)?);
         }
         Ok(counts)
     }
 
-    /// Interfaces whose counters the kernel keeps in the same slot as an earlier one.
-    #[must_use]
-    pub fn shared_slots<'a>(interfaces: impl IntoIterator<Item = (u32, &'a str)>) -> Vec<String> {
-        let mut seen: Vec<(u32, &str)> = Vec::new();
-        let mut shared = Vec::new();
-        for (index, name) in interfaces {
-            if let Some((_, first)) = seen
-                .iter()
-                .find(|(i, _)| i % IFINDEX_SLOTS == index % IFINDEX_SLOTS)
-            {
-                shared.push(format!("{name} is counted with {first}"));
-            } else {
-                seen.push((index, name));
-            }
+    /// Add `block` to the counts of `name`.
+    pub fn add(&mut self, name: &str, block: &Block) {
+        let i = self
+            .interfaces
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| {
+                self.interfaces.push((name.to_owned(), Block::default()));
+                self.interfaces.len() - 1
+            });
+        let entry = &mut self.interfaces[i].1;
+        for (sum, more) in entry.iter_mut().flatten().zip(block.iter().flatten()) {
+            *sum += more;
         }
-        shared
     }
 
     /// One counter for one direction, all interfaces.
@@ -63,7 +61,7 @@ impl Counts {
     pub fn get(&self, direction: u8, counter: Counter) -> u64 {
         self.interfaces
             .iter()
-            .map(|(_, _, b)| b[usize::from(direction)][counter as usize])
+            .map(|(_, b)| b[usize::from(direction)][counter as usize])
             .sum()
     }
 
@@ -81,12 +79,37 @@ impl Counts {
 
     /// Per interface: (name, direction, counter, value), for the metrics.
     pub fn each(&self) -> impl Iterator<Item = (&str, u8, Counter, u64)> {
-        self.interfaces.iter().flat_map(|(_, name, block)| {
+        self.interfaces.iter().flat_map(|(name, block)| {
             (0..DIRECTIONS as u8).flat_map(move |d| {
                 Counter::ALL
                     .into_iter()
                     .map(move |c| (name.as_str(), d, c, block[usize::from(d)][c as usize]))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interface_that_comes_back_adds_up_and_others_stay_apart() {
+        let mut one = Block::default();
+        one[0][Counter::Matched as usize] = 3;
+        let mut two = Block::default();
+        two[1][Counter::Matched as usize] = 4;
+        let mut counts = Counts::default();
+        counts.add("veth0", &one);
+        counts.add("eth0", &two);
+        counts.add("veth0", &one);
+        assert_eq!(counts.total(Counter::Matched), 10);
+        let veth0: u64 = counts
+            .each()
+            .filter(|(n, _, c, _)| *n == "veth0" && *c == Counter::Matched)
+            .map(|(_, _, _, v)| v)
+            .sum();
+        assert_eq!(veth0, 6);
+        assert_eq!(counts.each().filter(|(n, ..)| *n == "eth0").count(), 16);
     }
 }

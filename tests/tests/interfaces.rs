@@ -2,7 +2,7 @@
 //! shows each packet once, and the signals a long capture is steered with (SIGUSR1, SIGUSR2).
 //! Run as root; every namespace is removed when its guard drops.
 
-use std::{collections::HashMap, path::Path, thread, time::Duration};
+use std::{collections::HashMap, fmt::Write as _, path::Path, thread, time::Duration};
 
 use ntptap_tests::{
     Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntptap_bin, numbered_requests,
@@ -89,20 +89,40 @@ fn veth(host: &Netns, peer: &Netns, n: u32) {
 }
 
 /// Pairs created, used and deleted one after another while `-i any` captures.
-const PAIRS: u32 = 40;
+const PAIRS: u32 = 100;
 /// NTP requests through each pair while it exists.
 const REQUESTS: u32 = 3;
+
+/// Make and remove `n` veth pairs in `ns`, so that the interfaces made next have indexes
+/// past `2 n`: a host whose containers came and went for a while.
+fn age_interface_indexes(ns: &Netns, n: u32) {
+    let mut batch = String::new();
+    for i in 0..n {
+        let _ = writeln!(
+            batch,
+            "link add old{i} type veth peer name older{i}\nlink del old{i}"
+        );
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), batch).unwrap();
+    run(std::process::Command::new("ip")
+        .args(["-n", &ns.name, "-batch"])
+        .arg(file.path()));
+}
 
 #[test]
 fn any_follows_interfaces_as_they_come_and_go() {
     let host = Netns::new("any-host");
     let peer = Netns::new("any-peer");
+    // Indexes in the thousands, h79 at 1281: were counters kept by index modulo 256, h79's
+    // would land on lo's (index 1).
+    age_interface_indexes(&host, 600);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("any.pcapng");
     let mut tap = Proc::spawn(
         "ntptap -i any",
         host.command(ntptap_bin())
-            .args(["-i", "any", "-w"])
+            .args(["-i", "any", "--metrics", "127.0.0.1:9123", "-w"])
             .arg(&file)
             .env("NTPTAP_LOG", "ntptap=info"),
     );
@@ -128,8 +148,33 @@ fn any_follows_interfaces_as_they_come_and_go() {
             Duration::from_secs(1),
         );
     }
+    // Counted once, under the right name: each gone interface keeps its last counts.
+    thread::sleep(Duration::from_millis(1200));
+    let scrape = run(host.command("/usr/bin/python3").args([
+        "-c",
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9123/metrics').read().decode())",
+    ]));
+    let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
+    for n in 0..PAIRS {
+        let matched = ntptap_tests::metric(
+            &metrics,
+            &format!(
+                "ntptap_kernel_frames_total{{interface=\"h{n}\",direction=\"in\",reason=\"matched\"}}"
+            ),
+        );
+        assert_eq!(matched, i64::from(REQUESTS), "h{n}'s counters:\n{metrics}");
+    }
+    let lo = ntptap_tests::metric(
+        &metrics,
+        "ntptap_kernel_frames_total{interface=\"lo\",direction=\"in\",reason=\"seen\"}",
+    );
+    assert_eq!(lo, 0, "nothing of the veths counted as lo's:\n{metrics}");
     let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
     assert!(status.success(), "no exit code 3 under -i any: {stderr}");
+    // Nothing left attached: lo, the one interface that stays, has no program on it.
+    let net = run(host.command("bpftool").args(["net", "show", "dev", "lo"]));
+    let net = String::from_utf8_lossy(&net.stdout).into_owned();
+    assert!(!net.contains("ntptap"), "{net}");
 
     let mut per_interface: HashMap<String, Vec<u32>> = HashMap::new();
     for (iface, data) in frames_by_interface(&file) {

@@ -211,6 +211,9 @@ impl Harness {
             ..CaptureConfig::default()
         };
         let mut programs = Programs::load(&config).expect("load the programs");
+        // BPF_PROG_TEST_RUN runs frames as if they came in on the loopback device (ifindex
+        // 1): count them in slot 1, as the loader would an attached interface.
+        programs.set_slot(1, 1).expect("give lo a counter slot");
         let mut names = vec![names::XDP_COPY];
         if xdp_program(&mut programs.ebpf).0 == names::XDP {
             names.insert(0, names::XDP);
@@ -233,7 +236,7 @@ impl Harness {
     }
 
     fn counts(&self) -> Counts {
-        // BPF_PROG_TEST_RUN runs frames as if they came in on the loopback device (ifindex 1).
+        // Slot 1: lo's (see `build`).
         Counts::read(&self.programs.counters, [(1, "lo")]).expect("read counters")
     }
 

@@ -20,7 +20,8 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 use ntptap_common::{
-    Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, MAX_DATA, SHARD_SLOTS, names,
+    Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, IFSLOT_ENTRIES, INTERFACE_SLOTS,
+    MAX_DATA, SHARD_SLOTS, names,
 };
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info, warn};
@@ -182,10 +183,16 @@ pub struct Session {
     _maps: (Array<MapData, u8>, HostMaps),
     _pins: Pins,
     logger: Option<aya_log::EbpfLogger<StderrLog>>,
-    /// The interfaces attached now.
-    attached: Vec<attach::Attached>,
-    /// Every interface ever attached, gone ones included: their counters and the frames they
-    /// left in the rings still count.
+    /// Interface index to counter slot.
+    ifslots: Array<MapData, u32>,
+    /// The interfaces attached now, with their counter slots.
+    attached: Vec<(attach::Attached, u32)>,
+    /// Counter slots free for interfaces that appear.
+    free_slots: Vec<u32>,
+    /// The last counts of interfaces that went away; their slots count others now.
+    retired: Counts,
+    /// Every interface ever attached, gone ones included: the frames they left in the rings
+    /// still carry their names.
     known: Vec<Interface>,
     decisions: Vec<String>,
 }
@@ -208,6 +215,8 @@ pub struct Programs {
     pub ports: Array<MapData, u8>,
     /// The IPv4 and IPv6 host sets, kept open for the same reason.
     pub hosts: HostMaps,
+    /// Interface index to counter slot.
+    pub ifslots: Array<MapData, u32>,
     /// Pinned maps, unpinned on drop.
     pub pins: Pins,
     /// The kernel programs' log (`--debug-ebpf`).
@@ -291,6 +300,7 @@ impl Programs {
         let mut ports: Array<MapData, u8> = Array::try_from(take(names::PORTS)?)?;
         let ring = Rings::new(take(names::SHARDS)?, rings, ring_bytes)?;
         let counters = PerCpuArray::try_from(take(names::COUNTERS)?)?;
+        let ifslots = Array::try_from(take(names::IFSLOTS)?)?;
         for &port in &config.ports {
             ports
                 .set(u32::from(port), 1, 0)
@@ -318,9 +328,17 @@ impl Programs {
             counters,
             ports,
             hosts: (hosts4, hosts6),
+            ifslots,
             pins,
             logger,
         })
+    }
+
+    /// Count the frames of interface `ifindex` in counter slot `slot` (0: none of its own).
+    pub fn set_slot(&mut self, ifindex: u32, slot: u32) -> anyhow::Result<()> {
+        self.ifslots
+            .set(ifindex % IFSLOT_ENTRIES, slot, 0)
+            .with_context(|| format!("cannot give interface {ifindex} its counter slot"))
     }
 }
 
@@ -404,6 +422,7 @@ impl Session {
             counters,
             ports,
             hosts,
+            ifslots,
             pins,
             logger,
         } = Programs::load(config)?;
@@ -424,24 +443,13 @@ impl Session {
             },
         )];
         let loaded = attach::load(&mut ebpf, config, &mut decisions)?;
-        let mut attached = Vec::new();
-        for iface in &config.interfaces {
-            // On an error, `attached` drops with `ebpf`, which detaches everything.
-            attached.push(attach::attach(
-                &mut ebpf,
-                config,
-                &loaded,
-                iface,
-                &mut decisions,
-            )?);
-        }
         if config.follow_interfaces {
             decisions.push(
                 "-i any: following link events; interfaces that appear are attached as they come"
                     .to_owned(),
             );
         }
-        let session = Self {
+        let mut session = Self {
             ebpf: Some(ebpf),
             loaded,
             config: config.clone(),
@@ -450,12 +458,94 @@ impl Session {
             _maps: (ports, hosts),
             _pins: pins,
             logger,
-            known: config.interfaces.clone(),
-            attached,
+            ifslots,
+            attached: Vec::new(),
+            free_slots: (1..INTERFACE_SLOTS).rev().collect(),
+            retired: Counts::default(),
+            known: Vec::new(),
             decisions,
         };
-        session.warn_shared_slots();
+        for iface in &config.interfaces {
+            // On an error, the session drops, and with it every link made so far.
+            let mut decisions = Vec::new();
+            session.attach(iface, &mut decisions)?;
+            session.decisions.extend(decisions);
+        }
         Ok(session)
+    }
+
+    /// Give `iface` a counter slot and attach the programs to it.
+    fn attach(&mut self, iface: &Interface, decisions: &mut Vec<String>) -> anyhow::Result<()> {
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .context("the programs are already detached")?;
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            warn!(
+                iface = %iface.name,
+                "more than {} interfaces at once: this one is counted with the others that have no slot of their own",
+                INTERFACE_SLOTS - 1
+            );
+            0
+        });
+        let set = self
+            .ifslots
+            .set(iface.index % IFSLOT_ENTRIES, slot, 0)
+            .with_context(|| format!("cannot give {} its counter slot", iface.name));
+        let attached =
+            set.and_then(|()| attach::attach(ebpf, &self.config, &self.loaded, iface, decisions));
+        match attached {
+            Ok(attached) => {
+                self.attached.push((attached, slot));
+                self.known.retain(|k| k.index != iface.index);
+                self.known.push(iface.clone());
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.ifslots.set(iface.index % IFSLOT_ENTRIES, 0, 0);
+                if slot != 0 {
+                    self.free_slots.push(slot);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Release an interface that went away: its links, and its counter slot once its counts
+    /// are read one last time (its frames stopped with it) and set back to zero.
+    fn release(&mut self, attached: attach::Attached, slot: u32) {
+        let name = attached.iface.name.clone();
+        let index = attached.iface.index;
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            attach::detach(ebpf, attached);
+        }
+        let _ = self.ifslots.set(index % IFSLOT_ENTRIES, 0, 0);
+        if slot == 0 {
+            return;
+        }
+        match crate::counts::read_block(&self.counters, slot) {
+            Ok(block) => self.retired.add(&name, &block),
+            Err(e) => {
+                warn!(iface = %name, "cannot read the counters of an interface that went away: {e}");
+            }
+        }
+        let cleared = aya::util::nr_cpus()
+            .map_err(|(_, e)| anyhow!("{e}"))
+            .and_then(|cpus| {
+                for direction in 0..ntptap_common::DIRECTIONS as u8 {
+                    for counter in ntptap_common::Counter::ALL {
+                        let key = ntptap_common::counter_index(slot, direction, counter);
+                        let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?;
+                        self.counters.set(key, zeros, 0)?;
+                    }
+                }
+                Ok(())
+            });
+        match cleared {
+            // The slot is clean: another interface may count in it.
+            Ok(()) => self.free_slots.push(slot),
+            Err(e) => warn!(iface = %name, "cannot clear a counter slot; it stays unused: {e}"),
+        }
     }
 
     /// What was decided while attaching (XDP mode, TCX or clsact, ring size), for `-v`.
@@ -464,27 +554,32 @@ impl Session {
         &self.decisions
     }
 
-    /// The counters now.
+    /// The counters now: the attached interfaces', and the last of those that went away.
     pub fn counts(&self) -> anyhow::Result<Counts> {
-        Counts::read(
+        let mut counts = Counts::read(
             &self.counters,
-            self.known.iter().map(|i| (i.index, i.name.as_str())),
-        )
-    }
-
-    /// The kernel counts per `ifindex % 256` slot: interfaces that share one are counted
-    /// together, under the first one's name.
-    fn warn_shared_slots(&self) {
-        for shared in Counts::shared_slots(self.known.iter().map(|i| (i.index, i.name.as_str()))) {
-            warn!("{shared}: the kernel counts interfaces by index modulo 256");
+            self.attached
+                .iter()
+                .map(|(a, slot)| (*slot, a.iface.name.as_str())),
+        )?;
+        for (name, direction, counter, value) in self.retired.each() {
+            let mut block = crate::counts::Block::default();
+            block[usize::from(direction)][counter as usize] = value;
+            counts.add(name, &block);
         }
+        // Frames of interfaces without a slot of their own (more than 255 at once).
+        let other = crate::counts::read_block(&self.counters, 0)?;
+        if other.iter().flatten().any(|v| *v > 0) {
+            counts.add("(other)", &other);
+        }
+        Ok(counts)
     }
 
     /// `-i any`: attach to interfaces that appeared, release those that went.
     fn follow(&mut self, drain: &mut ring::Drain) {
-        let Some(ebpf) = self.ebpf.as_mut() else {
+        if self.ebpf.is_none() {
             return;
-        };
+        }
         let present = match iface::all() {
             Ok(present) => present,
             Err(e) => {
@@ -494,24 +589,19 @@ impl Session {
         };
         let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.attached)
             .into_iter()
-            .partition(|a| present.contains(&a.iface));
+            .partition(|(a, _)| present.contains(&a.iface));
         self.attached = kept;
-        for attached in gone {
+        for (attached, slot) in gone {
             info!(iface = %attached.iface.name, "interface went away; released");
-            attach::detach(ebpf, attached);
+            self.release(attached, slot);
         }
         for iface in present {
-            if self.attached.iter().any(|a| a.iface == iface) {
+            if self.attached.iter().any(|(a, _)| a.iface == iface) {
                 continue;
             }
             let mut decisions = Vec::new();
-            match attach::attach(ebpf, &self.config, &self.loaded, &iface, &mut decisions) {
-                Ok(attached) => {
-                    info!(iface = %iface.name, "interface appeared; attached");
-                    self.attached.push(attached);
-                    self.known.retain(|k| k.index != iface.index);
-                    self.known.push(iface);
-                }
+            match self.attach(&iface, &mut decisions) {
+                Ok(()) => info!(iface = %iface.name, "interface appeared; attached"),
                 Err(e) => warn!(
                     iface = %iface.name,
                     "cannot attach to an interface that appeared: {e:#}"
@@ -519,7 +609,6 @@ impl Session {
             }
         }
         drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
-        self.warn_shared_slots();
     }
 
     /// Once a second: counters to the consumer, a check that every interface named with -i
@@ -532,7 +621,7 @@ impl Session {
         }
         // An interface that goes away takes its links with it: stop, and say so.
         if !self.config.follow_interfaces
-            && let Some(gone) = self.attached.iter().find(|a| {
+            && let Some((gone, _)) = self.attached.iter().find(|(a, _)| {
                 nix::net::if_::if_nametoindex(a.iface.name.as_str()).ok() != Some(a.iface.index)
             })
         {
@@ -668,8 +757,9 @@ impl Session {
                 }
             }
         };
-        // Detach first, so nothing more arrives; then take what is already in the rings.
-        self.attached.clear();
+        // Detach first (the programs own their links), so nothing more arrives; then take what
+        // is already in the rings. `attached` keeps each interface's counter slot for the
+        // final counts.
         self.ebpf = None;
         if let Some(logger) = logger.as_mut() {
             logger.get_mut().flush();
