@@ -230,6 +230,15 @@ fn prometheus(ns: &Netns, dir: &Path) -> Proc {
     proc
 }
 
+/// Wait until Prometheus has scraped every target once, so that rates see the counters grow.
+fn scraped_once(ns: &Netns) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while query(ns, "up{job=\"ntptap\"} == 1", "instance").len() < HOSTS as usize {
+        assert!(std::time::Instant::now() < deadline, "targets never up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Every scrape target as `URL HEALTH 'LAST ERROR'`.
 fn targets(ns: &Netns) -> String {
     let out = run(ns.command("/usr/bin/python3").args([
@@ -273,6 +282,44 @@ fn taps(hosts: &[Netns], dir: &Path) -> Vec<(Proc, PathBuf)> {
         .collect()
 }
 
+/// A kiss-o'-death (RATE) from the server's side of host 1, answering nothing (from port
+/// 5123, so it is no response to a request): the kiss and event panels have data.
+fn kiss(srv: &Netns) {
+    let script = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('10.230.1.1', 5123))\np = bytes([0x24, 0, 6, 0xec]) + bytes(8) + b'RATE' + bytes(32)\ns.sendto(p, ('10.230.1.2', 123))\n";
+    run(srv.command("/usr/bin/python3").args(["-c", script]));
+}
+
+/// Every query of every panel of `dist/grafana/ntptap.json` (with `$instance` as every host
+/// and `$__rate_interval` as a minute) returns series from the test Prometheus; the dashboard
+/// has what Grafana's schema asks of each panel. Returns what went wrong, one line each.
+fn dashboard_problems(ns: &Netns) -> String {
+    let dashboard = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/grafana/ntptap.json");
+    let script = format!(
+        "import json, urllib.parse, urllib.request\n\
+         d = json.load(open({:?}))\n\
+         assert isinstance(d['schemaVersion'], int) and d['uid'] and d['title'], 'dashboard header'\n\
+         ids = [p['id'] for p in d['panels']]\n\
+         assert len(ids) == len(set(ids)), 'panel ids repeat'\n\
+         n = 0\n\
+         for p in d['panels']:\n\
+         \x20   assert set(p['gridPos']) == {{'h', 'w', 'x', 'y'}}, p['title']\n\
+         \x20   if p['type'] == 'row':\n\
+         \x20       continue\n\
+         \x20   assert p['datasource']['type'] == 'prometheus' and p['targets'], p['title']\n\
+         \x20   for t in p['targets']:\n\
+         \x20       e = t['expr'].replace('$instance', '.*').replace('$__rate_interval', '1m')\n\
+         \x20       q = urllib.parse.quote(e)\n\
+         \x20       r = json.load(urllib.request.urlopen('http://127.0.0.1:9090/api/v1/query?query=' + q, timeout=5))\n\
+         \x20       n += 1\n\
+         \x20       if r['status'] != 'success' or not r['data']['result']:\n\
+         \x20           print(p['title'], t['refId'], e, r.get('error', 'no series'))\n\
+         print(n, 'queries')\n",
+        dashboard.display().to_string()
+    );
+    let out = run(ns.command("/usr/bin/python3").args(["-c", &script]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A fleet in namespaces: three hosts, each with ntptap watching its own chronyd exchange, the
 /// last one through a relay that puts the server 200 ms ahead; a real Prometheus scrapes them
 /// all with the shipped rules. PromQL's figures equal what the capture files hold, every
@@ -290,12 +337,14 @@ fn a_real_prometheus_scrapes_a_fleet_and_the_rules_single_out_the_offset_host() 
     );
     let taps = taps(&hosts, dir.path());
     let prometheus = prometheus(&srv, dir.path());
+    scraped_once(&srv);
     std::thread::scope(|scope| {
         for (n, host) in (1..=HOSTS).zip(&hosts) {
             let dir = dir.path();
             scope.spawn(move || client(host, n, dir));
         }
     });
+    kiss(&srv);
     // Frames drained, metrics rendered, scraped and the rules evaluated: a few seconds each.
     std::thread::sleep(Duration::from_secs(5));
 
@@ -329,7 +378,14 @@ fn a_real_prometheus_scrapes_a_fleet_and_the_rules_single_out_the_offset_host() 
         "server:ntptap_server_offset_seconds:max_abs",
         "server",
     );
+    let dashboard = dashboard_problems(&srv);
     drop(prometheus);
+    let queries = dashboard.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        dashboard.lines().count() == 1 && queries.ends_with(" queries"),
+        "dashboard panels without data:\n{dashboard}"
+    );
+    eprintln!("dashboard: {queries}, each with series");
 
     for (n, (tap, file)) in (1..=HOSTS).zip(taps) {
         let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);

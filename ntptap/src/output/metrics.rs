@@ -47,6 +47,10 @@ pub struct MetricsSink {
     pending_requests: Gauge,
     evicted: [(Counter, u64); 2],
     ring_pending: Gauge,
+    /// ntptap's own CPU time and resident memory, from /proc/self/stat.
+    cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    cpu_last: f64,
+    resident: Gauge,
     written_total: u64,
     last_kernel: Counts,
     exposition: Exposition,
@@ -185,8 +189,23 @@ impl MetricsSink {
             "Ring fill: records the kernel put in the rings that ntptap has not read yet",
             ring_pending.clone(),
         );
+        let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time ntptap used, user and system, all threads",
+            cpu.clone(),
+        );
+        let resident = Gauge::<i64>::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "ntptap's resident memory",
+            resident.clone(),
+        );
         Self {
             registry,
+            cpu,
+            cpu_last: 0.0,
+            resident,
             kernel,
             written,
             ntp,
@@ -208,6 +227,12 @@ impl MetricsSink {
     fn render(&mut self, exchanges: Option<&Tracker>) {
         if let Some(tracker) = exchanges {
             self.exchanges(tracker);
+        }
+        if let Some((cpu, resident)) = process_usage() {
+            self.cpu.inc_by((cpu - self.cpu_last).max(0.0));
+            self.cpu_last = cpu.max(self.cpu_last);
+            self.resident
+                .set(i64::try_from(resident).unwrap_or(i64::MAX));
         }
         self.encode();
     }
@@ -362,6 +387,18 @@ impl MetricsSink {
     }
 }
 
+/// CPU seconds (user + system) and resident bytes of this process, from `/proc/self/stat`
+/// (proc(5): fields 14, 15 and 24, counted after the command name's closing parenthesis).
+fn process_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    let cpu = (field(14)? + field(15)?) as f64 / ticks as f64;
+    Some((cpu, field(24)? * page as u64))
+}
+
 /// The metrics' HTTP endpoint: bound when the outputs are built (so a port in use fails
 /// before anything is attached), served once the event loop runs.
 pub struct Endpoint {
@@ -424,5 +461,23 @@ async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
             let _ = stream.write_all(body.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_usage_is_read_and_grows() {
+        let (cpu, resident) = process_usage().expect("/proc/self/stat");
+        assert!(resident > 1 << 20, "{resident} bytes resident");
+        let mut spin = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(150) {
+            spin = spin.wrapping_add(std::hint::black_box(1));
+        }
+        let (later, _) = process_usage().expect("/proc/self/stat");
+        assert!(later > cpu, "{cpu} -> {later} ({spin})");
     }
 }
