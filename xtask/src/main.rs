@@ -7,6 +7,7 @@ mod bench;
 mod chart;
 mod demo;
 mod fuzz;
+mod package;
 mod setup;
 mod vmtest;
 
@@ -87,6 +88,10 @@ enum Task {
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
     Lint,
+    /// Build the Debian package (cargo-deb) into target/package: the binary, the man page,
+    /// shell completions, the systemd unit (installed, not enabled), the Prometheus rules and
+    /// the Grafana dashboard under /usr/share/ntptap.
+    Package,
     /// Set up, lint, run every test (kernel tests included: run as root), run the kernel
     /// tests on the kernel matrix (`vmtest`), then fuzz each target for a bounded time.
     Test {
@@ -131,6 +136,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
+        Task::Package => {
+            setup::all(&root)?;
+            package::run(&root).map(drop)
+        }
         Task::Soak { seconds } => {
             setup::all(&root)?;
             // The build production runs.
@@ -157,7 +166,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         } => {
             setup::all(&root)?;
             lint()?;
-            let tests = test(&root, &args);
+            // The package test installs and removes it on this machine.
+            let deb = package::run(&root)?;
+            let tests = test(&root, &deb, &args);
             // The matrix runs even when a host test failed, so one run reports both.
             let tests = if skip_vms {
                 tests
@@ -237,7 +248,7 @@ fn lint() -> anyhow::Result<()> {
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
 
-fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+fn test(root: &Path, deb: &Path, extra: &[String]) -> anyhow::Result<()> {
     cargo(&["build", "--package", "ntptap"])?;
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
@@ -249,6 +260,7 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
             "--no-fail-fast",
         ])
         .env("NTPTAP_BIN", root.join("target/debug/ntptap"))
+        .env("NTPTAP_DEB", deb)
         .env("NTPTAP_TOOLS", setup::tools_dir(root));
     if env::var_os("NTPTAP_CORPUS").is_none() {
         let sibling = root.join("../shared/corpus");

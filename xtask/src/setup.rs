@@ -25,6 +25,9 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "libcap2-bin",
     "nftables",
+    // The package test: the man page and the unit's system call filter as a seccomp filter.
+    "man-db",
+    "python3-seccomp",
     // The font the benchmark chart is drawn with.
     "fonts-dejavu-core",
 ];
