@@ -543,3 +543,51 @@ pub fn metric(text: &str, prefix: &str) -> i64 {
         })
         .sum()
 }
+
+/// The values of `key=` lines of a systemd `unit`, split on white space.
+#[must_use]
+pub fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .flat_map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Every system call a `SystemCallFilter` entry names, groups expanded as systemd expands them.
+fn expand_syscalls(
+    entry: &str,
+    seen: &mut std::collections::BTreeSet<String>,
+    calls: &mut std::collections::BTreeSet<String>,
+) {
+    if !entry.starts_with('@') {
+        calls.insert(entry.to_owned());
+        return;
+    }
+    if !seen.insert(entry.to_owned()) {
+        return;
+    }
+    let out = run(Command::new("systemd-analyze").args(["syscall-filter", "--no-pager", entry]));
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        let word = line.trim();
+        if word.is_empty() || word.starts_with('#') {
+            continue;
+        }
+        expand_syscalls(word, seen, calls);
+    }
+}
+
+/// A systemd `unit`'s allow list of system calls (`SystemCallFilter=`), groups expanded.
+#[must_use]
+pub fn unit_syscalls(unit: &str) -> std::collections::BTreeSet<String> {
+    let mut calls = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in unit_values(unit, "SystemCallFilter") {
+        assert!(
+            !entry.starts_with('~'),
+            "an allow list is expected: {entry}"
+        );
+        expand_syscalls(&entry, &mut seen, &mut calls);
+    }
+    assert!(calls.len() > 100 && calls.contains("bpf"), "{calls:?}");
+    calls
+}

@@ -26,45 +26,12 @@ fn unit() -> String {
 
 /// The values of `key=` lines of the unit, split on white space.
 fn unit_values(key: &str) -> Vec<String> {
-    unit()
-        .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .flat_map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .collect()
-}
-
-/// Every system call a `SystemCallFilter` entry names, groups expanded as systemd expands them.
-fn expand(entry: &str, seen: &mut BTreeSet<String>, calls: &mut BTreeSet<String>) {
-    if !entry.starts_with('@') {
-        calls.insert(entry.to_owned());
-        return;
-    }
-    if !seen.insert(entry.to_owned()) {
-        return;
-    }
-    let out = run(Command::new("systemd-analyze").args(["syscall-filter", "--no-pager", entry]));
-    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
-        let word = line.trim();
-        if word.is_empty() || word.starts_with('#') {
-            continue;
-        }
-        expand(word, seen, calls);
-    }
+    ntptap_tests::unit_values(&unit(), key)
 }
 
 /// The unit's allow list of system calls.
 fn unit_syscalls() -> BTreeSet<String> {
-    let mut calls = BTreeSet::new();
-    let mut seen = BTreeSet::new();
-    for entry in unit_values("SystemCallFilter") {
-        assert!(
-            !entry.starts_with('~'),
-            "an allow list is expected: {entry}"
-        );
-        expand(&entry, &mut seen, &mut calls);
-    }
-    assert!(calls.len() > 100 && calls.contains("bpf"), "{calls:?}");
-    calls
+    ntptap_tests::unit_syscalls(&unit())
 }
 
 /// Loads a seccomp filter that fails every system call but those listed in argv[1] with EPERM

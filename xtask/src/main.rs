@@ -7,6 +7,7 @@ mod bench;
 mod chart;
 mod demo;
 mod fuzz;
+mod image;
 mod package;
 mod setup;
 mod vmtest;
@@ -92,6 +93,9 @@ enum Task {
     /// shell completions, the systemd unit (installed, not enabled), the Prometheus rules and
     /// the Grafana dashboard under /usr/share/ntptap.
     Package,
+    /// Build the container image (FROM scratch, the static musl binary) with podman, tagged
+    /// ntptap:VERSION; no base image is pulled.
+    Image,
     /// Set up, lint, run every test (kernel tests included: run as root), run the kernel
     /// tests on the kernel matrix (`vmtest`), then fuzz each target for a bounded time.
     Test {
@@ -140,6 +144,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             setup::all(&root)?;
             package::run(&root).map(drop)
         }
+        Task::Image => {
+            setup::all(&root)?;
+            image::run(&root).map(drop)
+        }
         Task::Soak { seconds } => {
             setup::all(&root)?;
             // The build production runs.
@@ -168,7 +176,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             lint()?;
             // The package test installs and removes it on this machine.
             let deb = package::run(&root)?;
-            let tests = test(&root, &deb, &args);
+            let image = image::run(&root)?;
+            let tests = test(&root, &deb, &image, &args);
             // The matrix runs even when a host test failed, so one run reports both.
             let tests = if skip_vms {
                 tests
@@ -248,7 +257,7 @@ fn lint() -> anyhow::Result<()> {
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
 
-fn test(root: &Path, deb: &Path, extra: &[String]) -> anyhow::Result<()> {
+fn test(root: &Path, deb: &Path, image: &str, extra: &[String]) -> anyhow::Result<()> {
     cargo(&["build", "--package", "ntptap"])?;
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
@@ -261,6 +270,7 @@ fn test(root: &Path, deb: &Path, extra: &[String]) -> anyhow::Result<()> {
         ])
         .env("NTPTAP_BIN", root.join("target/debug/ntptap"))
         .env("NTPTAP_DEB", deb)
+        .env("NTPTAP_IMAGE", image)
         .env("NTPTAP_TOOLS", setup::tools_dir(root));
     if env::var_os("NTPTAP_CORPUS").is_none() {
         let sibling = root.join("../shared/corpus");

@@ -1,4 +1,4 @@
-//! `cargo xtask package`: the Debian package, built by cargo-deb from the release binary, with
+//! `cargo xtask package`: the Debian package, built by cargo-deb from the static release binary, with
 //! the man page and shell completions generated from the CLI definition, the systemd unit
 //! (pointing at /usr/bin/ntptap), the Prometheus rules and the Grafana dashboard.
 
@@ -18,8 +18,12 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// Build the package; returns its path.
 pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
     cargo_deb()?;
-    crate::cargo(&["build", "--release", "--package", "ntptap"])?;
-    let binary = root.join("target/release/ntptap");
+    // The static binary, the one the container image holds: it runs on any glibc or none.
+    crate::image::static_build()?;
+    let binary = root
+        .join("target")
+        .join(crate::image::TARGET)
+        .join("release/ntptap");
     let out = root.join("target/package");
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let generated = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
@@ -55,7 +59,9 @@ pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
     }
     cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["deb", "--package", "ntptap", "--no-build", "--output"])
+            .args(["deb", "--package", "ntptap", "--no-build", "--target"])
+            .arg(crate::image::TARGET)
+            .arg("--output")
             .arg(&out),
     )?;
     let [deb] = debs(&out).try_into().map_err(|found: Vec<PathBuf>| {

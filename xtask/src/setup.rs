@@ -10,6 +10,9 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
+/// kubernetes-validate release (its newest schemas are Kubernetes 1.37's).
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+
 /// bpf-linker release that works with the installed nightly's LLVM (newer ones need a system
 /// LLVM that Debian 12 lacks).
 const BPF_LINKER_VERSION: &str = "0.10.1";
@@ -28,6 +31,12 @@ const TEST_PACKAGES: &[&str] = &[
     // The package test: the man page and the unit's system call filter as a seccomp filter.
     "man-db",
     "python3-seccomp",
+    // The DaemonSet test reads the manifest with Python's YAML parser.
+    "python3-yaml",
+    // The container image (built FROM scratch, nothing pulled) and its test; runc, because
+    // crun refuses this machine kind's hybrid cgroup layout.
+    "podman",
+    "runc",
     // The font the benchmark chart is drawn with.
     "fonts-dejavu-core",
 ];
@@ -57,6 +66,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     demo(root)?;
     debian_packages(TEST_PACKAGES, Removal::Never)?;
     prometheus(&tools_dir(root))?;
+    kubernetes_validate(&tools_dir(root))?;
     debian_packages(VM_PACKAGES, Removal::AllowedSayingSo)
 }
 
@@ -216,6 +226,24 @@ fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
         fs::copy(&lib, &module).context("cannot place libntpc.so for ntpdig")?;
     }
     Ok(())
+}
+
+/// kubernetes-validate (from PyPI, with the schemas of every Kubernetes release inside), which
+/// checks the DaemonSet, in a virtual environment of its own under `dir/venv`.
+fn kubernetes_validate(dir: &Path) -> anyhow::Result<()> {
+    let venv = dir.join("venv");
+    let tool = venv.join("bin/kubernetes-validate");
+    if tool.exists() {
+        return Ok(());
+    }
+    cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("cannot make a Python virtual environment for kubernetes-validate")?;
+    cmd(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+    ]))
+    .context("cannot install kubernetes-validate")
 }
 
 /// Prometheus and promtool, which the rules tests run (never as a service).
