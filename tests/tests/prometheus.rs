@@ -202,6 +202,22 @@ fn fleet() -> (Netns, Vec<Netns>) {
 /// Prometheus in `ns` on 127.0.0.1:9090, scraping every host's ntptap each second with the
 /// shipped rules; returned once its API answers.
 fn prometheus(ns: &Netns, dir: &Path) -> Proc {
+    // The shipped alerts once more, their `for` cut to 2 s and their names marked, so that a
+    // test of seconds sees the real expressions fire (the shipped ones stay pending for their
+    // minutes; promtool's tests show them firing).
+    let shipped = std::fs::read_to_string(rules_dir().join("ntptap.rules.yml")).unwrap();
+    let alerts = shipped
+        .find("  - name: ntptap.alerts")
+        .map(|i| &shipped[i..])
+        .expect("the alerts group");
+    let fast = format!("groups:\n{alerts}")
+        .replace("name: ntptap.alerts", "name: ntptap.alerts.fast")
+        .replace("- alert: Ntptap", "- alert: FastNtptap")
+        .replace("for: 15m", "for: 2s")
+        .replace("for: 10m", "for: 2s")
+        .replace("for: 5m", "for: 2s");
+    let fast_file = dir.join("fast.rules.yml");
+    std::fs::write(&fast_file, fast).unwrap();
     let config = dir.join("prometheus.yml");
     let targets: Vec<String> = (1..=HOSTS)
         .map(|n| format!("'10.230.{n}.2:9123'"))
@@ -209,8 +225,9 @@ fn prometheus(ns: &Netns, dir: &Path) -> Proc {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: ntptap\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: ntptap\n    static_configs:\n      - targets: [{}]\n",
             rules_dir().join("ntptap.rules.yml").display(),
+            fast_file.display(),
             targets.join(", ")
         ),
     )
@@ -320,6 +337,42 @@ fn dashboard_problems(ns: &Netns) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The offset alert, pending as shipped and firing with its `for` cut, for the relayed host
+/// and no other; no other alert fires; the worst-offset recording rule sees the shift.
+fn alerts_single_out_the_relayed_host(srv: &Netns) {
+    let alerts = query(
+        srv,
+        "ALERTS{alertname=\"NtptapServerOffsetHigh\"}",
+        "instance",
+    );
+    let fast = "ALERTS{alertstate=\"firing\", alertname=~\"FastNtptap.*\"}";
+    let firing = query(srv, fast, "alertname");
+    let firing_hosts = query(srv, fast, "instance");
+    let worst = query(srv, "server:ntptap_server_offset_seconds:max_abs", "server");
+    eprintln!(
+        "ALERTS NtptapServerOffsetHigh: {alerts:?}; firing with for cut to 2 s: {firing:?}; worst offset per server: {worst:?}"
+    );
+    assert_eq!(
+        firing.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["FastNtptapServerOffsetHigh"],
+        "only the offset alert fires: {firing:?}"
+    );
+    assert_eq!(
+        firing_hosts
+            .iter()
+            .map(|(i, _)| i.as_str())
+            .collect::<Vec<_>>(),
+        [format!("10.230.{HOSTS}.2:9123")],
+        "and for the relayed host only"
+    );
+    assert_eq!(
+        alerts.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        [format!("10.230.{HOSTS}.2:9123")],
+        "the offset alert for the relayed host only: {alerts:?}"
+    );
+    let relayed = format!("10.230.{HOSTS}.1");
+    assert!((of(&worst, &relayed) - SHIFT).abs() < 0.01, "{worst:?}");
+}
 /// A fleet in namespaces: three hosts, each with ntptap watching its own chronyd exchange, the
 /// last one through a relay that puts the server 200 ms ahead; a real Prometheus scrapes them
 /// all with the shipped rules. PromQL's figures equal what the capture files hold, every
@@ -368,16 +421,7 @@ fn a_real_prometheus_scrapes_a_fleet_and_the_rules_single_out_the_offset_host() 
         "instance",
     );
     let offsets = query(&srv, "ntptap_server_offset_seconds", "instance");
-    let alerts = query(
-        &srv,
-        "ALERTS{alertname=\"NtptapServerOffsetHigh\"}",
-        "instance",
-    );
-    let worst = query(
-        &srv,
-        "server:ntptap_server_offset_seconds:max_abs",
-        "server",
-    );
+    alerts_single_out_the_relayed_host(&srv);
     let dashboard = dashboard_problems(&srv);
     drop(prometheus);
     let queries = dashboard.lines().last().unwrap_or_default().to_owned();
@@ -422,12 +466,4 @@ fn a_real_prometheus_scrapes_a_fleet_and_the_rules_single_out_the_offset_host() 
         let expected = if n == HOSTS { SHIFT } else { 0.0 };
         assert!((offset - expected).abs() < 0.01, "h{n}: offset {offset}");
     }
-    eprintln!("ALERTS NtptapServerOffsetHigh: {alerts:?}; worst offset per server: {worst:?}");
-    assert_eq!(
-        alerts.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
-        [format!("10.230.{HOSTS}.2:9123")],
-        "the offset alert for the relayed host only: {alerts:?}"
-    );
-    let relayed = format!("10.230.{HOSTS}.1");
-    assert!((of(&worst, &relayed) - SHIFT).abs() < 0.01, "{worst:?}");
 }

@@ -318,13 +318,17 @@ impl Tracker {
             RefId::KissCode(s) | RefId::Clock(s) => Some(s),
             RefId::Address(a) => Some(a.to_string()),
         };
-        let s = self.server(server.ip());
-        s.stratum = Some(h.stratum);
-        s.refid = refid;
-        s.refid_raw = Some(u32::from_be_bytes(h.refid));
-        s.root_delay = Some(h.root_delay.seconds());
-        s.root_dispersion = Some(h.root_dispersion.seconds());
-        s.leap = Some(leap);
+        // A kiss-o'-death says nothing of the server's clock (stratum 0, the code where the
+        // reference ID goes): the last real values stay.
+        if ntp.kiss_code().is_none() {
+            let s = self.server(server.ip());
+            s.stratum = Some(h.stratum);
+            s.refid = refid;
+            s.refid_raw = Some(u32::from_be_bytes(h.refid));
+            s.root_delay = Some(h.root_delay.seconds());
+            s.root_dispersion = Some(h.root_dispersion.seconds());
+            s.leap = Some(leap);
+        }
         let Some(sent) = request else {
             self.events
                 .push(Event::UnmatchedResponse { server, client });
@@ -542,5 +546,23 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(t.servers()[0].kiss_codes["RATE"], 1);
+    }
+
+    #[test]
+    fn a_kiss_of_death_leaves_the_servers_clock_values_alone() {
+        let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let reply = packet(Mode::Server, 2, NtpTimestamp(1), ts_at(1), ts_at(2));
+        t.observe(Duration::from_secs(1), server, client, &reply);
+        let mut kiss = packet(Mode::Server, 0, NtpTimestamp(2), ts_at(3), ts_at(4));
+        if let Body::Time(h) = &mut kiss.body {
+            h.refid = *b"RATE";
+        }
+        t.observe(Duration::from_secs(2), server, client, &kiss);
+        let s = t.servers()[0];
+        assert_eq!(s.stratum, Some(2));
+        assert_eq!(s.refid.as_deref(), Some("192.0.2.1"));
+        assert_eq!(s.kiss_codes.get("RATE"), Some(&1));
     }
 }
