@@ -40,6 +40,13 @@ impl Counts {
         Ok(counts)
     }
 
+    /// Add every interface of `other`, by name.
+    pub fn merge(&mut self, other: &Counts) {
+        for (name, block) in &other.interfaces {
+            self.add(name, block);
+        }
+    }
+
     /// Add `block` to the counts of `name`.
     pub fn add(&mut self, name: &str, block: &Block) {
         let i = self

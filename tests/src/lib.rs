@@ -591,3 +591,16 @@ pub fn unit_syscalls(unit: &str) -> std::collections::BTreeSet<String> {
     assert!(calls.len() > 100 && calls.contains("bpf"), "{calls:?}");
     calls
 }
+
+/// `setpriv` arguments that keep exactly `caps` (e.g. `+bpf,+net_admin,+perfmon`): inheritable,
+/// ambient (so they survive exec) and bounding, with no new privileges, as a systemd unit's
+/// `AmbientCapabilities` or a container's capability list leave them.
+#[must_use]
+pub fn only_caps(caps: &str) -> Vec<String> {
+    vec![
+        format!("--inh-caps=-all,{caps}"),
+        format!("--ambient-caps={caps}"),
+        format!("--bounding-set=-all,{caps}"),
+        "--no-new-privs".to_owned(),
+    ]
+}

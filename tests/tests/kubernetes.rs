@@ -82,10 +82,7 @@ fn the_daemonsets_command_line_captures_with_its_capabilities() {
         "ntptap as the DaemonSet runs it",
         lab.b
             .command("setpriv")
-            .arg(format!("--inh-caps=-all,{caps}"))
-            .arg(format!("--ambient-caps={caps}"))
-            .arg(format!("--bounding-set=-all,{caps}"))
-            .arg("--no-new-privs")
+            .args(ntptap_tests::only_caps(caps))
             .arg(ntptap_bin())
             .args(&args),
     );

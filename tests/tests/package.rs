@@ -77,10 +77,8 @@ fn ntptap_captures_under_the_units_syscall_filter_and_capabilities() {
         lab.b
             .command("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(format!("--inh-caps=-all,{caps}"))
-            .arg(format!("--ambient-caps={caps}"))
-            .arg(format!("--bounding-set=-all,{caps}"))
-            .args(["--no-new-privs", "/usr/bin/python3"])
+            .args(ntptap_tests::only_caps(&caps))
+            .arg("/usr/bin/python3")
             .arg(&launcher)
             .arg(&syscalls)
             .arg(ntptap_bin())

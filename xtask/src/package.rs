@@ -84,18 +84,10 @@ fn debs(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn cargo_deb() -> anyhow::Result<()> {
-    let version = Command::new("cargo")
-        .args(["deb", "--version"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    if version.contains(CARGO_DEB_VERSION) {
-        return Ok(());
-    }
-    cmd(Command::new("cargo").args([
-        "install",
-        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
-        "--locked",
-    ]))
-    .context("cannot install cargo-deb, which builds the Debian package")
+    crate::setup::cargo_install(
+        Command::new("cargo").args(["deb", "--version"]),
+        "cargo-deb",
+        CARGO_DEB_VERSION,
+        "builds the Debian package",
+    )
 }

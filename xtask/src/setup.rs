@@ -113,16 +113,30 @@ fn rust_src() -> anyhow::Result<()> {
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
-    if version.contains(BPF_LINKER_VERSION) {
+    cargo_install(
+        Command::new("bpf-linker").arg("--version"),
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        "links the kernel programs",
+    )
+}
+
+/// `cargo install KRATE@VERSION --locked` unless `version_command` already prints `version`;
+/// `what` says what the tool is for, in the error.
+pub(crate) fn cargo_install(
+    version_command: &mut Command,
+    krate: &str,
+    version: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    if output(version_command)
+        .unwrap_or_default()
+        .contains(version)
+    {
         return Ok(());
     }
-    cmd(Command::new("cargo").args([
-        "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        "--locked",
-    ]))
-    .context("cannot install bpf-linker, which links the kernel programs")
+    cmd(Command::new("cargo").args(["install", &format!("{krate}@{version}"), "--locked"]))
+        .with_context(|| format!("cannot install {krate}, which {what}"))
 }
 
 fn missing_debian_packages(packages: &[&str]) -> Vec<String> {

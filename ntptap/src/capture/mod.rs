@@ -562,11 +562,7 @@ impl Session {
                 .iter()
                 .map(|(a, slot)| (*slot, a.iface.name.as_str())),
         )?;
-        for (name, direction, counter, value) in self.retired.each() {
-            let mut block = crate::counts::Block::default();
-            block[usize::from(direction)][counter as usize] = value;
-            counts.add(name, &block);
-        }
+        counts.merge(&self.retired);
         // Frames of interfaces without a slot of their own (more than 255 at once).
         let other = crate::counts::read_block(&self.counters, 0)?;
         if other.iter().flatten().any(|v| *v > 0) {

@@ -132,11 +132,6 @@ impl<T: AsRef<[u8]>> NtpPacket<T> {
     pub fn mode(&self) -> Mode {
         Mode::from_bits(self.flags())
     }
-    /// The whole packet as captured.
-    #[must_use]
-    pub fn bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> NtpPacket<T> {

@@ -48,12 +48,6 @@ impl<'a> Decoded<'a> {
         }
     }
 
-    /// The port set this frame was decoded with.
-    #[must_use]
-    pub fn ports(&self) -> &PortSet {
-        self.ports
-    }
-
     /// Link, network and transport layers.
     pub fn layers(&self) -> &Dissected<'a> {
         self.layers

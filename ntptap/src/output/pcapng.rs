@@ -136,9 +136,10 @@ impl<W: Write> PcapNgSink<W> {
 impl<W: Write> Sink for PcapNgSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
-        let id = match (frame.ifindex, frame.iface) {
-            (Some(index), _) if self.ids.contains_key(&index) => self.ids[&index],
-            (Some(index), Some(name)) => self.describe(index, name)?,
+        let known = frame.ifindex.and_then(|i| self.ids.get(&i).copied());
+        let id = match (known, frame.ifindex, frame.iface) {
+            (Some(id), _, _) => id,
+            (None, Some(index), Some(name)) => self.describe(index, name)?,
             _ => 0,
         };
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];

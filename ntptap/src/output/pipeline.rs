@@ -32,18 +32,6 @@ impl Pipeline {
     pub fn push(&mut self, sink: Box<dyn Sink>) {
         self.sinks.push(sink);
     }
-
-    /// How many sinks there are.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.sinks.len()
-    }
-
-    /// Whether there is no sink.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
-    }
 }
 
 /// Tell every sink, even after one failed; the first error is the result.
