@@ -10,7 +10,7 @@ use core::mem::size_of;
 
 /// Bytes of frame data carried by a tiny ring record: a plain NTP packet behind Ethernet and
 /// IPv4 (90 bytes) or IPv6 (110 bytes). The ring's records are laid end to end, so the common
-/// frame costs 168 ring bytes instead of a small record's 296: more frames between wakeups,
+/// frame costs 216 ring bytes instead of a small record's 344: more frames between wakeups,
 /// and half the cache lines for the reader to pull from the producer's CPU.
 pub const TINY_DATA: usize = 128;
 
@@ -70,10 +70,94 @@ pub struct RecordHeader {
     /// Matched frames this CPU lost to a full ring since its previous record (pcapng's
     /// `epb_dropcount`). Drops with no later record on that CPU show only in the counters.
     pub drops_before: u32,
-    /// Explicit padding to an 8-byte multiple; always zero.
-    pub pad: u32,
+    /// `SOCKET_*`: what the program knows of the socket that sent or takes the frame.
+    pub socket: u8,
+    /// Explicit padding; always zero.
+    pub pad: [u8; 3],
+    /// With [`SOCKET_OWNED`]: the process that owns the socket.
+    pub owner: Owner,
 }
-const _: () = assert!(size_of::<RecordHeader>() == 32);
+const _: () = assert!(size_of::<RecordHeader>() == 80);
+
+/// Record `socket`: attribution is off, or the program did not look (not UDP over IP).
+pub const SOCKET_UNKNOWN: u8 = 0;
+/// Record `socket`: no local socket sent the frame (egress: forwarded, or made by the kernel)
+/// or takes it (ingress: nobody listens on that address and port in this namespace).
+pub const SOCKET_NONE: u8 = 1;
+/// Record `socket`: a local socket, whose owner ntptap has not seen (it was opened before
+/// ntptap started and has not sent, connected, bound or read since).
+pub const SOCKET_UNOWNED: u8 = 2;
+/// Record `socket`: a local socket, and `owner` says whose.
+pub const SOCKET_OWNED: u8 = 3;
+
+/// Bytes of a task's `comm` (the kernel's `TASK_COMM_LEN`), NUL-padded.
+pub const COMM_LEN: usize = 16;
+
+/// The process that owns a socket, as the attribution hooks saw it in the owner's own
+/// context (on `connect`, `sendmsg`, `recvmsg` or `bind`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// Process (thread group) id, as the host's root PID namespace numbers it.
+    pub pid: u32,
+    /// Thread id of the thread that used the socket (equal to `pid` on the main thread).
+    pub tid: u32,
+    /// The thread's real user id (`bpf_get_current_uid_gid`), in the host's user namespace.
+    pub uid: u32,
+    /// `SELECT_*`: how the owner fares against `--pid`, `--comm` and `--cgroup`.
+    pub select: u32,
+    /// Id of the owner's cgroup v2 (the inode number of its directory in cgroupfs).
+    pub cgroup_id: u64,
+    /// Cookie of the socket's network namespace (`SO_NETNS_COOKIE`).
+    pub netns_cookie: u64,
+    /// The thread's `comm`: untrusted bytes, NUL-padded, not always NUL-terminated.
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(size_of::<Owner>() == 48);
+
+/// Owner `select`: the owner matches an including `--pid`, `--comm` or `--cgroup`.
+pub const SELECT_INCLUDED: u32 = 1;
+/// Owner `select`: the owner matches an excluding one (`--not-pid`, `!NAME`, ...).
+pub const SELECT_EXCLUDED: u32 = 2;
+/// Value in the selection maps: the entry includes.
+pub const SELECT_INCLUDE: u8 = 1;
+/// Value in the selection maps: the entry excludes.
+pub const SELECT_EXCLUDE: u8 = 2;
+/// Entries of each selection map (`--pid`, `--comm`, `--cgroup`).
+pub const SELECT_ENTRIES: u32 = 256;
+/// Cgroup levels above a process that `--cgroup` looks at (a directory selects its subtree).
+pub const CGROUP_LEVELS: i32 = 16;
+/// Sockets whose owners the kernel keeps at once (an LRU map: the least recently used owner
+/// goes first when it is full; the loader counts such evictions).
+pub const OWNER_ENTRIES: u32 = 16384;
+
+/// Attribution flag in [`Config::attribution`]: look up the owner of each captured frame's
+/// socket.
+pub const ATTRIBUTE: u32 = 1;
+/// Attribution flag: some `--pid`, `--comm` or `--cgroup` selects frames.
+pub const ATTRIBUTE_SELECT: u32 = 2;
+/// Attribution flag: some of them include, so a frame with no known owner is not captured.
+pub const ATTRIBUTE_INCLUDE: u32 = 4;
+/// Attribution flag: `--pid` entries exist.
+pub const ATTRIBUTE_PIDS: u32 = 8;
+/// Attribution flag: `--comm` entries exist.
+pub const ATTRIBUTE_COMMS: u32 = 16;
+/// Attribution flag: `--cgroup` entries exist.
+pub const ATTRIBUTE_CGROUPS: u32 = 32;
+
+/// What the attribution hooks count (per CPU, in `NTPTAP_OWNER_STATS`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerStat {
+    /// Sockets whose owner was recorded for the first time.
+    Recorded = 0,
+    /// Owners replaced by another process or thread using the same socket.
+    Changed = 1,
+    /// Recorded sockets closed (their entry removed).
+    Released = 2,
+}
+/// Entries of the owner statistics map.
+pub const OWNER_STATS: u32 = 3;
 
 /// A ring buffer record with room for `N` bytes of frame data.
 ///
@@ -95,9 +179,9 @@ pub type TinyRecord = Record<TINY_DATA>;
 pub type SmallRecord = Record<SMALL_DATA>;
 /// Record for frames of more than [`SMALL_DATA`] captured bytes.
 pub type LargeRecord = Record<MAX_DATA>;
-const _: () = assert!(size_of::<TinyRecord>() == 32 + TINY_DATA);
-const _: () = assert!(size_of::<SmallRecord>() == 32 + SMALL_DATA);
-const _: () = assert!(size_of::<LargeRecord>() == 32 + MAX_DATA);
+const _: () = assert!(size_of::<TinyRecord>() == 80 + TINY_DATA);
+const _: () = assert!(size_of::<SmallRecord>() == 80 + SMALL_DATA);
+const _: () = assert!(size_of::<LargeRecord>() == 80 + MAX_DATA);
 
 /// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per interface
 /// slot and direction.
@@ -125,11 +209,14 @@ pub enum Counter {
     /// Matched frames the kernel would not copy into a reserved record (should never happen;
     /// counted so that matched = captured + ring full + copy failed holds exactly).
     CopyFailed = 7,
+    /// Frames on the port set that `--pid`, `--comm` or `--cgroup` passed over (not counted
+    /// as matched).
+    OtherProcess = 8,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 9] = [
         Counter::Seen,
         Counter::Matched,
         Counter::Captured,
@@ -138,6 +225,7 @@ impl Counter {
         Counter::Unparsable,
         Counter::LaterFragment,
         Counter::CopyFailed,
+        Counter::OtherProcess,
     ];
 
     /// The counter's one name, in the exit summary, the metrics' `reason` label and the README.
@@ -152,12 +240,13 @@ impl Counter {
             Counter::Unparsable => "unparsable",
             Counter::LaterFragment => "later_fragment",
             Counter::CopyFailed => "copy_failed",
+            Counter::OtherProcess => "other_process",
         }
     }
 }
 
 /// Slots per direction in the counters map: one per [`Counter`].
-pub const COUNTER_SLOTS: u32 = 8;
+pub const COUNTER_SLOTS: u32 = 9;
 /// Interfaces counted apart at once: the loader gives each attached interface its own slot,
 /// 1 to `INTERFACE_SLOTS - 1`, in [`names::IFSLOTS`]; slot 0 counts frames of interfaces that
 /// have none (there should be none). A slot is reused only after its interface went away
@@ -214,8 +303,10 @@ pub struct Config {
     /// The watched UDP port when the port set holds just one (the usual 123): the programs
     /// compare with it instead of looking both ports up in the port set. 0: use the set.
     pub port: u32,
+    /// `ATTRIBUTE*` flags: process attribution and selection.
+    pub attribution: u32,
 }
-const _: () = assert!(size_of::<Config>() == 20);
+const _: () = assert!(size_of::<Config>() == 24);
 
 impl Config {
     /// The configuration the programs are built with: whole frames, the port filter.
@@ -225,6 +316,7 @@ impl Config {
         wakeup_bytes: 0,
         rings: 1,
         port: 0,
+        attribution: 0,
     };
 }
 
@@ -247,6 +339,28 @@ pub mod names {
     pub const HOSTS4: &str = "NTPTAP_HOSTS4";
     /// IPv6 host set (`--host`).
     pub const HOSTS6: &str = "NTPTAP_HOSTS6";
+    /// Socket to owner (LRU, keyed by the socket's kernel address).
+    pub const OWNERS: &str = "NTPTAP_OWNERS";
+    /// Per-CPU attribution statistics (see [`OwnerStat`](super::OwnerStat)).
+    pub const OWNER_STATS: &str = "NTPTAP_OWNER_STATS";
+    /// `--pid` selection.
+    pub const SELECT_PIDS: &str = "NTPTAP_SELECT_PIDS";
+    /// `--comm` selection.
+    pub const SELECT_COMMS: &str = "NTPTAP_SELECT_COMMS";
+    /// `--cgroup` selection, by cgroup id.
+    pub const SELECT_CGROUPS: &str = "NTPTAP_SELECT_CGROUPS";
+    /// The attribution programs: name, then the cgroup attach point, as `cgroup/ATTACH`.
+    pub const OWNER_PROGRAMS: [(&str, &str); 9] = [
+        ("ntptap_connect4", "connect4"),
+        ("ntptap_connect6", "connect6"),
+        ("ntptap_sendmsg4", "sendmsg4"),
+        ("ntptap_sendmsg6", "sendmsg6"),
+        ("ntptap_recvmsg4", "recvmsg4"),
+        ("ntptap_recvmsg6", "recvmsg6"),
+        ("ntptap_post_bind4", "post_bind4"),
+        ("ntptap_post_bind6", "post_bind6"),
+        ("ntptap_sock_release", "sock_release"),
+    ];
     /// The read-only configuration global.
     pub const CONFIG: &str = "NTPTAP_CONFIG";
     /// XDP program (ingress).
@@ -282,4 +396,6 @@ mod user {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
     unsafe impl aya::Pod for super::RecordHeader {}
+    // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
+    unsafe impl aya::Pod for super::Owner {}
 }

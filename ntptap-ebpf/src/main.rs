@@ -10,6 +10,7 @@
 #![no_main]
 
 mod bench;
+mod owner;
 mod parse;
 
 use aya_ebpf::{
@@ -28,10 +29,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ntptap_common::{
-    COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL,
-    FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, IFSLOT_ENTRIES, MAX_DATA, PORT_ENTRIES,
-    RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SHARD_SLOTS, SMALL_DATA, TINY_DATA,
-    counter_base,
+    ATTRIBUTE, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS,
+    DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, IFSLOT_ENTRIES,
+    MAX_DATA, Owner, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
+    SHARD_SLOTS, SMALL_DATA, SOCKET_UNKNOWN, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 
@@ -168,6 +169,20 @@ trait Frame {
     /// Make sure the headers are in the bytes [`Frame::linear`] covers. Packet pointers
     /// taken before must not be used after.
     fn make_linear(&self) {}
+    /// The socket that sent the frame or takes it, and its owner (`SOCKET_*`).
+    fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
+        let _ = direction;
+        let (start, end) = self.linear();
+        owner::receiver(self.ctx(), start, end, udp.addresses, udp.sport, udp.dport)
+    }
+}
+
+/// Where a matched UDP frame's addresses are, and its ports (host byte order).
+#[derive(Clone, Copy)]
+pub struct Udp {
+    addresses: Addresses,
+    sport: u16,
+    dport: u16,
 }
 
 /// An XDP frame. `LOOP` copies with a bounded loop instead of `bpf_xdp_load_bytes`, for
@@ -302,6 +317,15 @@ impl Frame for TcFrame<'_> {
             unsafe { bpf_skb_pull_data(ctx.skb.skb.cast(), want) };
         }
     }
+    #[inline(always)]
+    fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
+        if direction == DIRECTION_EGRESS {
+            // SAFETY: reading a field of the context the kernel gave us.
+            return owner::sender(unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk });
+        }
+        let (start, end) = self.linear();
+        owner::receiver(self.0, start, end, udp.addresses, udp.sport, udp.dport)
+    }
 }
 
 /// See [`copy_loop`].
@@ -327,6 +351,16 @@ fn config() -> Config {
 #[inline(always)]
 fn port_watched(port: u16) -> bool {
     NTPTAP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
+}
+
+/// Whether `port` is watched: a comparison when the set holds one port, else a lookup.
+#[inline(always)]
+fn port_watched_by(config: &Config, port: u16) -> bool {
+    if config.port != 0 {
+        u32::from(port) == config.port
+    } else {
+        port_watched(port)
+    }
 }
 
 /// Whether the frame's source or destination is in the host sets.
@@ -366,15 +400,14 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     if config.filter == 0 {
         let (start, end) = frame.linear();
         match quick_classify(start, end) {
-            Some((Verdict::Udp { sport, dport }, _)) => {
-                let watched = if config.port != 0 {
-                    u32::from(sport) == config.port || u32::from(dport) == config.port
-                } else {
-                    port_watched(sport) || port_watched(dport)
-                };
-                if watched {
-                    count(base, Counter::Matched);
-                    let _ = capture(frame, &config, ifindex, direction, base);
+            Some((Verdict::Udp { sport, dport }, addresses)) => {
+                if port_watched_by(&config, sport) || port_watched_by(&config, dport) {
+                    let udp = Udp {
+                        addresses,
+                        sport,
+                        dport,
+                    };
+                    let _ = attribute_and_capture(frame, &config, ifindex, direction, base, &udp);
                 }
                 return;
             }
@@ -383,10 +416,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         }
     }
     let outcome = match select(frame, &config, base) {
-        Ok(()) => {
-            count(base, Counter::Matched);
-            capture(frame, &config, ifindex, direction, base)
-        }
+        Ok(udp) => attribute_and_capture(frame, &config, ifindex, direction, base, &udp),
         Err(reason) => Err(reason),
     };
     // A read-only flag: with --debug-ebpf off, the verifier removes this branch.
@@ -404,17 +434,57 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
     }
 }
 
-/// Whether the frame matches the filter; if not, why.
+/// Find the frame's socket and owner if attribution is on, apply `--pid`, `--comm` and
+/// `--cgroup`, and capture the frame if they pass it (counted as matched only then).
 #[inline(always)]
-fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<(), &'static str> {
+fn attribute_and_capture<F: Frame>(
+    frame: &F,
+    config: &Config,
+    ifindex: u32,
+    direction: u8,
+    base: u32,
+    udp: &Udp,
+) -> Result<u32, &'static str> {
+    let (socket, owner) = if config.attribution & ATTRIBUTE != 0 && udp.addresses.family != 0 {
+        frame.socket(direction, udp)
+    } else {
+        (SOCKET_UNKNOWN, Owner::default())
+    };
+    if config.attribution & ATTRIBUTE_SELECT != 0 && !owner::selected(config, socket, &owner) {
+        count(base, Counter::OtherProcess);
+        return Err("another process's socket");
+    }
+    count(base, Counter::Matched);
+    capture(frame, config, ifindex, direction, base, socket, &owner)
+}
+
+/// Whether the frame matches the filter; if so, its UDP header's facts (no family for a
+/// frame `--all` takes that is not UDP); if not, why.
+#[inline(always)]
+fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<Udp, &'static str> {
     let all = config.filter & FILTER_ALL != 0;
     let hosts = config.filter & FILTER_HOST != 0;
-    if all && !hosts {
-        return Ok(());
+    let mut udp = Udp {
+        addresses: Addresses {
+            family: Addresses::NONE,
+            header: 0,
+        },
+        sport: 0,
+        dport: 0,
+    };
+    if all && !hosts && config.attribution & ATTRIBUTE == 0 {
+        return Ok(udp);
     }
     frame.make_linear();
     let (start, end) = frame.linear();
     let (verdict, addresses) = classify(start, end);
+    if let Verdict::Udp { sport, dport } = verdict {
+        udp = Udp {
+            addresses,
+            sport,
+            dport,
+        };
+    }
     if !all {
         match verdict {
             Verdict::Udp { sport, dport } => {
@@ -436,7 +506,7 @@ fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<(), &'stati
     if hosts && !host_watched(start, end, addresses) {
         return Err("no listed host");
     }
-    Ok(())
+    Ok(udp)
 }
 
 /// Copy a matched frame into the ring; the bytes captured, or why not.
@@ -447,6 +517,8 @@ fn capture<F: Frame>(
     ifindex: u32,
     direction: u8,
     base: u32,
+    socket: u8,
+    owner: &Owner,
 ) -> Result<u32, &'static str> {
     let len = frame.len();
     let mut snap = u64::from(config.snaplen);
@@ -476,7 +548,9 @@ fn capture<F: Frame>(
         vlan_tci,
         vlan_proto,
         drops_before: 0,
-        pad: 0,
+        socket,
+        pad: [0; 3],
+        owner: *owner,
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-use crate::capture::DEFAULT_RING_KIB;
+use crate::capture::{DEFAULT_RING_KIB, owners::Select};
 
 const EXIT_CODES: &str = "Exit codes:
   0  success (a closed output pipe included)
@@ -45,7 +45,7 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib"])]
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "no_attribution"])]
     pub read: Option<PathBuf>,
 
     /// Exit after COUNT frames.
@@ -89,6 +89,43 @@ pub struct Cli {
     /// kernel, with the port set or with --all.
     #[arg(long = "host", value_name = "ADDR")]
     pub hosts: Vec<std::net::IpAddr>,
+
+    /// Capture only the NTP of process PID (the owner of the socket, host PID namespace);
+    /// repeat for several. `!PID` or --not-pid leaves that process's out. In the kernel.
+    #[arg(long = "pid", value_name = "[!]PID", value_parser = parse_pid)]
+    pub pids: Vec<Select<u32>>,
+
+    /// Leave out the NTP of process PID; repeat for several.
+    #[arg(long = "not-pid", value_name = "PID")]
+    pub not_pids: Vec<u32>,
+
+    /// Capture only the NTP of processes named NAME (their comm, as `ps -o comm` shows it, at
+    /// most 15 bytes); repeat for several. `!NAME` or --not-comm leaves them out.
+    #[arg(long = "comm", value_name = "[!]NAME", value_parser = parse_comm)]
+    pub comms: Vec<Select<String>>,
+
+    /// Leave out the NTP of processes named NAME; repeat for several.
+    #[arg(long = "not-comm", value_name = "NAME")]
+    pub not_comms: Vec<String>,
+
+    /// Capture only the NTP of processes in cgroup v2 directory PATH or below it (absolute,
+    /// or relative to the cgroup v2 root: /system.slice/chrony.service); repeat for several.
+    /// `!PATH` or --not-cgroup leaves them out.
+    #[arg(long = "cgroup", value_name = "[!]PATH", value_parser = parse_cgroup)]
+    pub cgroups: Vec<Select<PathBuf>>,
+
+    /// Leave out the NTP of processes in cgroup PATH or below it; repeat for several.
+    #[arg(long = "not-cgroup", value_name = "PATH")]
+    pub not_cgroups: Vec<PathBuf>,
+
+    /// Do not attribute frames to processes (attribution hooks every UDP connect, send to an
+    /// address, read with an address, bind and close on the host; see BENCHMARKS.md).
+    #[arg(long = "no-attribution", conflicts_with_all = ["pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups"])]
+    pub no_attribution: bool,
+
+    /// Show the process that owns each frame's socket on its line, as `comm[pid]`.
+    #[arg(long = "process")]
+    pub process: bool,
 
     /// Log each frame's verdict and reason from inside the kernel programs (aya-log), on
     /// stderr. For diagnosis only: it costs per frame; off, it costs nothing.
@@ -287,6 +324,44 @@ impl Cli {
             self.ports.clone()
         }
     }
+}
+
+/// A value of `--pid`, `--comm` or `--cgroup`: `!` before it excludes.
+fn negated(arg: &str) -> (&str, bool) {
+    match arg.strip_prefix('!') {
+        Some(rest) => (rest, true),
+        None => (arg, false),
+    }
+}
+
+fn parse_pid(arg: &str) -> Result<Select<u32>, String> {
+    let (value, exclude) = negated(arg);
+    let value = value
+        .parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{value:?} is not a process id (a positive number)"))?;
+    Ok(Select { value, exclude })
+}
+
+fn parse_comm(arg: &str) -> Result<Select<String>, String> {
+    let (value, exclude) = negated(arg);
+    crate::capture::owners::comm_key(value.as_bytes()).map_err(|e| format!("{e:#}"))?;
+    Ok(Select {
+        value: value.to_owned(),
+        exclude,
+    })
+}
+
+fn parse_cgroup(arg: &str) -> Result<Select<PathBuf>, String> {
+    let (value, exclude) = negated(arg);
+    if value.is_empty() {
+        return Err("a cgroup directory is needed".to_owned());
+    }
+    Ok(Select {
+        value: PathBuf::from(value),
+        exclude,
+    })
 }
 
 #[cfg(test)]

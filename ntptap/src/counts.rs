@@ -13,6 +13,29 @@ pub struct Counts {
     /// (name, counters) for each interface, one entry a name: an interface that went and came
     /// back under the same name adds up.
     interfaces: Vec<(String, Block)>,
+    /// What the process attribution hooks counted, when they run.
+    pub owners: Option<OwnerCounts>,
+}
+
+/// What the attribution hooks counted so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerCounts {
+    /// Sockets whose owner was recorded.
+    pub recorded: u64,
+    /// Owners replaced by another process or thread.
+    pub changed: u64,
+    /// Recorded sockets closed.
+    pub released: u64,
+    /// Owners held now.
+    pub live: u64,
+}
+
+impl OwnerCounts {
+    /// Owners the full map pushed out: recorded, neither closed nor held now.
+    #[must_use]
+    pub fn evicted(&self) -> u64 {
+        self.recorded.saturating_sub(self.released + self.live)
+    }
 }
 
 /// Read the counters of the interface slot `slot`, summed over CPUs.
@@ -117,6 +140,6 @@ mod tests {
             .map(|(_, _, _, v)| v)
             .sum();
         assert_eq!(veth0, 6);
-        assert_eq!(counts.each().filter(|(n, ..)| *n == "eth0").count(), 16);
+        assert_eq!(counts.each().filter(|(n, ..)| *n == "eth0").count(), 2 * Counter::ALL.len());
     }
 }

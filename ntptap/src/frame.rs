@@ -73,6 +73,8 @@ pub struct Frame<'a> {
     pub link: LinkType,
     /// The captured bytes.
     pub data: &'a [u8],
+    /// The socket that sent the frame or takes it, and its owner (process attribution).
+    pub socket: crate::process::Socket<'a>,
 }
 
 /// What a frame source (a live capture, a capture file) hands the one consumer of its frames:

@@ -3,6 +3,8 @@
 
 use std::{io, time::Duration};
 
+use crate::process::{Process, Socket};
+
 use crate::{
     frame::{Consumer as _, Frame, LinkType},
     input,
@@ -38,6 +40,7 @@ fn printers() -> (Pipeline, Pipeline) {
         number: true,
         time: TimeFormat::DateTime,
         show_iface: true,
+        process: true,
     };
     let mut text = Pipeline::new(filter.ports.clone(), true);
     text.push(Box::new(TextSink::new(io::sink(), options, filter.clone())));
@@ -67,6 +70,17 @@ pub fn print_frame(data: &[u8]) {
             orig_len: data.len() as u32,
             link,
             data,
+            // The first bytes stand for a hostile process name.
+            socket: Socket::Owned(Process {
+                pid: 1,
+                tid: 2,
+                uid: 0,
+                comm: &data[..data.len().min(15)],
+                cgroup_id: 1,
+                cgroup: std::str::from_utf8(data).ok(),
+                container: None,
+                netns: None,
+            }),
         };
         let _ = text.frame(&frame);
         let _ = json.frame(&frame);

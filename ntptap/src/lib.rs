@@ -19,3 +19,4 @@ pub mod net;
 pub mod ntp;
 pub mod output;
 pub mod plan;
+pub mod process;

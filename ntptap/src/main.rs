@@ -62,7 +62,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     match Plan::new(cli, Facts::probe())? {
         Plan::Read(plan) => read(&plan).map(|()| ExitCode::SUCCESS),
-        Plan::Live(plan) => live(plan),
+        Plan::Live(plan) => live(*plan),
     }
 }
 

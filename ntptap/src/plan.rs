@@ -14,7 +14,11 @@ pub use crate::output::build::{
     Creation, FileFormat, FilePlan, FileTarget, OutputPlan, PrinterPlan,
 };
 use crate::{
-    capture::{self, CaptureConfig, Directions, Hook, XdpAttach, iface::InterfaceChoice},
+    capture::{
+        self, CaptureConfig, Directions, Hook, XdpAttach,
+        iface::InterfaceChoice,
+        owners::{Select, Selection},
+    },
     cli::{Cli, DirectionArg, HookArg, OutputFormat, XdpModeArg},
     output::{
         PortSet,
@@ -45,9 +49,9 @@ impl Facts {
 #[derive(Debug)]
 pub enum Plan {
     /// Capture from the kernel.
-    Live(LivePlan),
+    Live(Box<LivePlan>),
     /// Read a capture file (`-r`).
-    Read(ReadPlan),
+    Read(Box<ReadPlan>),
 }
 
 /// A live capture.
@@ -93,7 +97,7 @@ impl Plan {
         let ports = PortSet::new(cli.port_set());
         let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
         if let Some(path) = &cli.read {
-            return Ok(Plan::Read(ReadPlan {
+            return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
                 output: OutputPlan {
                     ports,
@@ -103,7 +107,7 @@ impl Plan {
                     metrics: None,
                 },
                 count: cli.count,
-            }));
+            })));
         }
         let interfaces = match cli.interfaces.as_slice() {
             [] => InterfaceChoice::DefaultRoute,
@@ -167,8 +171,9 @@ impl Plan {
             debug_ebpf: cli.debug_ebpf,
             drain_interval,
             follow_interfaces: interfaces == InterfaceChoice::Any,
+            attribution: (!cli.no_attribution).then(|| selection(cli)),
         };
-        Ok(Plan::Live(LivePlan {
+        Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
             capture,
             output: OutputPlan {
@@ -182,7 +187,40 @@ impl Plan {
             duration: cli.duration.map(Duration::from_secs_f64),
             user: cli.user.clone(),
             verbose: cli.verbose > 0,
-        }))
+        })))
+    }
+}
+
+/// `--pid`, `--comm`, `--cgroup` and their `--not-` forms.
+fn selection(cli: &Cli) -> Selection {
+    fn exclude<T>(value: T) -> Select<T> {
+        Select {
+            value,
+            exclude: true,
+        }
+    }
+    Selection {
+        pids: cli
+            .pids
+            .iter()
+            .cloned()
+            .chain(cli.not_pids.iter().copied().map(exclude))
+            .collect(),
+        comms: cli
+            .comms
+            .iter()
+            .map(|s| Select {
+                value: s.value.as_bytes().to_vec(),
+                exclude: s.exclude,
+            })
+            .chain(cli.not_comms.iter().map(|c| exclude(c.as_bytes().to_vec())))
+            .collect(),
+        cgroups: cli
+            .cgroups
+            .iter()
+            .cloned()
+            .chain(cli.not_cgroups.iter().cloned().map(exclude))
+            .collect(),
     }
 }
 
@@ -197,6 +235,7 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
             number: cli.number,
             time: TimeFormat::from_count(cli.time_format),
             show_iface: several,
+            process: cli.process,
         },
         all: cli.all,
         terminal: facts.stdout_is_terminal,
@@ -260,7 +299,7 @@ mod tests {
 
     fn live(args: &[&str]) -> LivePlan {
         match plan(args, Facts::default()).expect("a plan") {
-            Plan::Live(l) => l,
+            Plan::Live(l) => *l,
             Plan::Read(_) => panic!("{args:?} planned a read"),
         }
     }

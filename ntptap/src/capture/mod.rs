@@ -6,6 +6,7 @@ mod attach;
 pub mod clock;
 pub mod follow;
 pub mod iface;
+pub mod owners;
 pub mod privilege;
 mod ring;
 mod ringbuf;
@@ -103,6 +104,9 @@ pub struct CaptureConfig {
     /// Attach to interfaces that appear during the capture and release those that go
     /// (`-i any`), instead of stopping when one goes.
     pub follow_interfaces: bool,
+    /// Attribute each frame to the process that owns its socket, and capture only the frames
+    /// of the processes selected (`--pid`, `--comm`, `--cgroup`); `None`: no attribution.
+    pub attribution: Option<owners::Selection>,
 }
 
 impl Default for CaptureConfig {
@@ -124,6 +128,7 @@ impl Default for CaptureConfig {
             debug_ebpf: false,
             drain_interval: Duration::from_millis(250),
             follow_interfaces: false,
+            attribution: Some(owners::Selection::default()),
         }
     }
 }
@@ -195,6 +200,8 @@ pub struct Session {
     /// still carry their names.
     known: Vec<Interface>,
     decisions: Vec<String>,
+    /// The process attribution hooks' maps, when they run.
+    hooks: Option<owners::Hooks>,
 }
 
 /// The IPv4 and IPv6 host sets (`--host`).
@@ -274,6 +281,10 @@ impl Programs {
                     FILTER_HOST
                 }
                 | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
+            attribution: config
+                .attribution
+                .as_ref()
+                .map_or(0, owners::Selection::flags),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &bpf_config, true)
@@ -413,9 +424,57 @@ impl Drop for Pins {
     }
 }
 
+/// Process attribution could not be set up: the capture can go on without it.
+#[derive(Debug)]
+struct NoAttribution(anyhow::Error);
+
+impl std::fmt::Display for NoAttribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for NoAttribution {}
+
 impl Session {
-    /// Load the programs with `config`, and attach them. Every error says what to do.
+    /// Load the programs with `config`, and attach them. Every error says what to do. Where
+    /// the kernel lacks what process attribution needs, the capture goes on without it and
+    /// says why (on stderr, and in [`Session::decisions`]), unless `--pid`, `--comm` or
+    /// `--cgroup` asked for it.
     pub fn open(config: &CaptureConfig) -> anyhow::Result<Self> {
+        let Some(selection) = &config.attribution else {
+            return Self::open_as(config);
+        };
+        let err = match Self::open_as(config) {
+            Ok(session) => return Ok(session),
+            Err(err) => err,
+        };
+        let Some(why) = err.downcast_ref::<NoAttribution>() else {
+            return Err(err);
+        };
+        let why = format!("{why}");
+        if !selection.is_empty() {
+            bail!(
+                "--pid, --comm and --cgroup need process attribution, which this host cannot do: {why}"
+            );
+        }
+        let plain = CaptureConfig {
+            attribution: None,
+            ..config.clone()
+        };
+        let mut session = Self::open_as(&plain)?;
+        let note = format!(
+            "process attribution: off, the capture goes on without it: {why} (--no-attribution \
+             silences this)"
+        );
+        warn!("{note}");
+        session.decisions.push(note);
+        Ok(session)
+    }
+
+    /// [`Session::open`] with attribution as `config` says; a failure of attribution alone is
+    /// a [`NoAttribution`].
+    fn open_as(config: &CaptureConfig) -> anyhow::Result<Self> {
         let Programs {
             mut ebpf,
             ring,
@@ -442,7 +501,35 @@ impl Session {
                 format!(", hosts {:?}", config.hosts)
             },
         )];
-        let loaded = attach::load(&mut ebpf, config, &mut decisions)?;
+        let hooks = if let Some(selection) = &config.attribution {
+            let hooks = owners::Hooks::open(&mut ebpf, selection)
+                .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
+            decisions.push(format!(
+                "process attribution: cgroup socket hooks (connect, sendmsg, recvmsg, post_bind, \
+                 sock_release) on {} record each NTP socket's owner; egress frames take their \
+                 skb's socket, ingress frames the socket bpf_sk_lookup_udp finds{}",
+                hooks.root.display(),
+                if selection.is_empty() {
+                    String::new()
+                } else {
+                    format!("; capturing only {}", selection.text())
+                }
+            ));
+            Some(hooks)
+        } else {
+            decisions.push("process attribution: off (--no-attribution)".to_owned());
+            None
+        };
+        let loaded = match attach::load(&mut ebpf, config, &mut decisions) {
+            Ok(loaded) => loaded,
+            // The capture programs carry the owner lookups: without them they may load.
+            Err(e) if config.attribution.is_some() => {
+                return Err(anyhow::Error::new(NoAttribution(e.context(
+                    "the capture programs did not load with the socket owner lookups",
+                ))));
+            }
+            Err(e) => return Err(e),
+        };
         if config.follow_interfaces {
             decisions.push(
                 "-i any: following link events; interfaces that appear are attached as they come"
@@ -464,6 +551,7 @@ impl Session {
             retired: Counts::default(),
             known: Vec::new(),
             decisions,
+            hooks,
         };
         for iface in &config.interfaces {
             // On an error, the session drops, and with it every link made so far.
@@ -563,6 +651,9 @@ impl Session {
                 .map(|(a, slot)| (*slot, a.iface.name.as_str())),
         )?;
         counts.merge(&self.retired);
+        if let Some(hooks) = &self.hooks {
+            counts.owners = Some(hooks.counts()?);
+        }
         // Frames of interfaces without a slot of their own (more than 255 at once).
         let other = crate::counts::read_block(&self.counters, 0)?;
         if other.iter().flatten().any(|v| *v > 0) {
@@ -677,6 +768,7 @@ impl Session {
         use tokio::signal::unix::{SignalKind, signal};
         let start = wall_now();
         let mut drain = ring::Drain::new(limit);
+        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.clone()));
         drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
         let rings = self.ring.take().context("the capture already ran")?;
         // SAFETY: the ring buffer owns its file descriptor and nothing replaces or closes it

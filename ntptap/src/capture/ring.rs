@@ -2,10 +2,15 @@
 
 use std::{mem::size_of, ops::ControlFlow};
 
-use ntptap_common::{RECORD_VLAN, RecordHeader};
+use ntptap_common::{
+    COMM_LEN, RECORD_VLAN, RecordHeader, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNOWNED,
+};
 
-use super::{StopReason, clock::WallClock, ringbuf::Rings};
-use crate::frame::{Consumer, Direction, Frame, LinkType};
+use super::{StopReason, clock::WallClock, owners::Names, ringbuf::Rings};
+use crate::{
+    frame::{Consumer, Direction, Frame, LinkType},
+    process::{Process, Socket},
+};
 
 /// Bytes of ntptap's own header at the start of each ring record (see [`RecordHeader`]).
 const RECORD_HEADER: usize = size_of::<RecordHeader>();
@@ -19,6 +24,8 @@ pub(super) struct Drain {
     pub(super) bad_records: u64,
     /// Room to rebuild a frame whose VLAN tag the kernel kept aside.
     scratch: Vec<u8>,
+    /// Names of the cgroups and namespaces of sockets' owners.
+    pub(super) owners: Names,
 }
 
 impl Drain {
@@ -30,6 +37,7 @@ impl Drain {
             captured: 0,
             bad_records: 0,
             scratch: Vec::with_capacity(ntptap_common::MAX_DATA + 4),
+            owners: Names::new(None),
         }
     }
 
@@ -70,6 +78,30 @@ impl Drain {
         } else {
             (data, header.orig_len)
         };
+        let owner = &header.owner;
+        let comm_len = owner.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        let socket = match header.socket {
+            SOCKET_NONE => Socket::None,
+            SOCKET_UNOWNED => Socket::Unowned,
+            SOCKET_OWNED => {
+                let netns = self.owners.netns(owner.netns_cookie, owner.pid);
+                let (cgroup, container) = self
+                    .owners
+                    .cgroup(owner.cgroup_id)
+                    .map_or((None, None), |(p, c)| (Some(p), c));
+                Socket::Owned(Process {
+                    pid: owner.pid,
+                    tid: owner.tid,
+                    uid: owner.uid,
+                    comm: &owner.comm[..comm_len],
+                    cgroup_id: owner.cgroup_id,
+                    cgroup,
+                    container,
+                    netns,
+                })
+            }
+            _ => Socket::Unknown,
+        };
         let frame = Frame {
             number: self.captured,
             ts: self.clock.wall(header.ts_mono_ns),
@@ -85,6 +117,7 @@ impl Drain {
             orig_len,
             link: LinkType::Ethernet,
             data,
+            socket,
         };
         if let Err(e) = consumer.frame(&frame) {
             return ControlFlow::Break(StopReason::from_output(e));

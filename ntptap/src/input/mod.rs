@@ -19,11 +19,15 @@ use pcap_file::{
         blocks::{
             enhanced_packet::EnhancedPacketOption,
             interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+            opt_common::CommonOption,
         },
     },
 };
 
-use crate::frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent, output_closed};
+use crate::{
+    frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent, output_closed},
+    process::{ReadSocket, Socket},
+};
 
 /// Link type of a pcap/pcapng data link value.
 #[must_use]
@@ -136,9 +140,12 @@ pub fn read_slice<S: Consumer>(
                     .next_block(rest)
                     .with_context(|| corrupt("pcapng", &out))?;
                 rest = next;
-                let Some(frame) = pcapng_frame(&block, parser.interfaces(), out.number()) else {
+                let Some(mut frame) = pcapng_frame(&block, parser.interfaces(), out.number())
+                else {
                     continue;
                 };
+                let socket = block_socket(&block);
+                frame.socket = socket.socket();
                 if !out.emit(&frame)? {
                     break;
                 }
@@ -182,6 +189,7 @@ fn pcap_frame<'a>(
         orig_len: packet.orig_len(),
         link,
         data: packet.data(),
+        socket: Socket::Unknown,
     }
 }
 
@@ -232,7 +240,21 @@ fn pcapng_frame<'a>(
         orig_len,
         link: iface.map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype)),
         data,
+        socket: Socket::Unknown,
     })
+}
+
+/// What ntptap's comments on a packet block say of its socket (process attribution).
+fn block_socket(block: &Block<'_>) -> ReadSocket {
+    match block {
+        Block::EnhancedPacket(p) => {
+            ReadSocket::from_comments(p.options.iter().filter_map(|o| match o {
+                EnhancedPacketOption::Common(CommonOption::Comment(c)) => Some(c.as_ref()),
+                _ => None,
+            }))
+        }
+        _ => ReadSocket::Unknown,
+    }
 }
 
 fn corrupt<S>(kind: &str, out: &Emitter<'_, S>) -> String {
@@ -260,9 +282,11 @@ pub fn read_stream<R: Read, S: Consumer>(
             let mut reader = PcapNgReader::new(input).context("not a valid pcapng file")?;
             while let Some(block) = reader.next_block() {
                 let (block, state) = block.with_context(|| corrupt("pcapng", &out))?;
-                let Some(frame) = pcapng_frame(&block, state.interfaces(), out.number()) else {
+                let Some(mut frame) = pcapng_frame(&block, state.interfaces(), out.number()) else {
                     continue;
                 };
+                let socket = block_socket(&block);
+                frame.socket = socket.socket();
                 if !out.emit(&frame)? {
                     break;
                 }

@@ -496,6 +496,7 @@ mod tests {
                     orig_len: 100,
                     link: LinkType::Ethernet,
                     data: &data,
+                    socket: crate::process::Socket::Unknown,
                 })
                 .map(drop)
             });
@@ -569,6 +570,7 @@ mod tests {
                 orig_len: len as u32,
                 link: LinkType::Ethernet,
                 data: &data,
+                socket: crate::process::Socket::Unknown,
             })
             .unwrap();
             if (n + 1) % flush_every == 0 {

@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
+use crate::process::{Process, escape};
+
 use super::{Control as SinkControl, Decoded, Filter, Sink};
 use crate::{
     exchange::Tracker,
@@ -122,6 +124,8 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
         "caplen": frame.data.len(),
         "vlan": &d.vlans,
         "src": null, "dst": null, "sport": null, "dport": null, "length": null,
+        "socket": frame.socket.label(),
+        "process": frame.socket.process().map(process_json),
         "ntp": null,
     });
     if let Some(Net::Ip { src, dst, .. }) = d.net {
@@ -149,6 +153,22 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
         obj["dport"] = json!(dport);
     }
     obj
+}
+
+/// The `process` object: the owner of the frame's socket. `comm` and `cgroup` are escaped as
+/// [`crate::process::escape`] does (untrusted bytes).
+#[must_use]
+pub fn process_json(p: &Process<'_>) -> Value {
+    json!({
+        "pid": p.pid,
+        "tid": p.tid,
+        "comm": escape(p.comm),
+        "uid": p.uid,
+        "cgroup_id": p.cgroup_id,
+        "cgroup": p.cgroup.map(|c| escape(c.as_bytes())),
+        "container": p.container,
+        "netns": p.netns,
+    })
 }
 
 fn ts_json(ts: NtpTimestamp) -> Value {

@@ -117,6 +117,7 @@ mod tests {
                 orig_len: 90 + n,
                 link: LinkType::Ethernet,
                 data: &data[..88 + n as usize],
+                socket: crate::process::Socket::Unknown,
             };
             sink.take(&frame).unwrap();
         }

@@ -160,6 +160,12 @@ impl<W: Write> Sink for PcapNgSink<W> {
                 Cow::Owned(format!("ktime_mono_ns={mono}")),
             )));
         }
+        // The socket's owner (process attribution), as ntptap and ptcpdump write it.
+        for comment in crate::process::comments(&frame.socket) {
+            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
+                Cow::Owned(comment),
+            )));
+        }
         self.writer
             .write_pcapng_block(EnhancedPacketBlock {
                 interface_id: id,

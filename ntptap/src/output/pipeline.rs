@@ -187,6 +187,7 @@ mod tests {
             orig_len: data.len() as u32,
             link: LinkType::Ethernet,
             data,
+            socket: crate::process::Socket::Unknown,
         }
     }
 

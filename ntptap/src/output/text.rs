@@ -17,6 +17,7 @@ use crate::{
         packet::{Control, ControlData, Private, TimeHeader},
         time::{log2_seconds, push_date_time, push_padded},
     },
+    process::Socket,
 };
 
 /// How timestamps are printed (tcpdump's `-t` count).
@@ -71,6 +72,8 @@ pub struct TextOptions {
     pub time: TimeFormat,
     /// Prefix the interface and direction (several interfaces, as tcpdump's `-i any`).
     pub show_iface: bool,
+    /// `--process`: the socket's owner as `comm[pid]` on the line.
+    pub process: bool,
 }
 
 /// Prints frames as text.
@@ -750,7 +753,31 @@ impl<W: Write> Sink for TextSink<W> {
                 frame.direction.map_or("   ", |d| d.label())
             );
         }
+        if self.options.process {
+            match frame.socket {
+                Socket::Owned(p) => {
+                    self.line.push_str(&p.short());
+                    self.line.push(' ');
+                }
+                Socket::None => self.line.push_str("[no socket] "),
+                Socket::Unowned => self.line.push_str("[unowned] "),
+                Socket::Unknown => {}
+            }
+        }
         self.describe(packet);
+        if self.options.verbose > 0 {
+            match frame.socket {
+                Socket::Owned(p) => {
+                    let _ = write!(self.line, "\n\tprocess {}", p.pairs());
+                }
+                Socket::None => self.line.push_str("\n\tprocess: no socket takes it"),
+                Socket::Unowned => {
+                    self.line
+                        .push_str("\n\tprocess: a socket opened before ntptap started");
+                }
+                Socket::Unknown => {}
+            }
+        }
         if self.options.hex {
             hex_dump(&mut self.line, frame.data);
         }

@@ -1,0 +1,364 @@
+//! Process attribution: who owns the socket an NTP frame leaves from or goes to.
+//!
+//! Hooks on the cgroup v2 root run in the context of the process that uses a UDP socket, when
+//! it connects, sends to an address, reads with an address, or binds, and record that process
+//! under the socket's kernel address in [`NTPTAP_OWNERS`]; only sockets that talk on the port
+//! set are recorded, so the map holds NTP sockets alone. Closing a socket removes its entry.
+//! The capture programs then find a frame's socket (egress: the one that sent it; ingress: the
+//! one the stack will deliver it to, by `bpf_sk_lookup_udp`) and look its owner up. Every hook
+//! is a cgroup program: they load on every kernel of the matrix and on locked-down hosts
+//! without kprobes or fentry, and they run once per socket call, not per packet.
+//!
+//! A hook never changes what the socket call does: each returns 1 ("allow").
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{bpf_sock, bpf_sock_tuple},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie,
+            bpf_sk_lookup_udp, bpf_sk_release,
+        },
+    },
+    macros::{cgroup_sock, cgroup_sock_addr, map},
+    maps::{HashMap, LruHashMap, PerCpuArray},
+    programs::{SockAddrContext, SockContext},
+};
+use ntptap_common::{
+    ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_PIDS, CGROUP_LEVELS, COMM_LEN,
+    Config, OWNER_ENTRIES, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE,
+    SELECT_EXCLUDED, SELECT_INCLUDE, SELECT_INCLUDED, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNKNOWN,
+    SOCKET_UNOWNED,
+};
+
+use crate::{config, parse::Addresses, port_watched_by};
+
+/// Socket to owner, keyed by the socket's kernel address (the same `struct sock *` every hook
+/// sees). An entry lives from the socket's first NTP use to its close; the LRU order bounds
+/// the map if closes are ever missed.
+#[map(name = "NTPTAP_OWNERS")]
+static NTPTAP_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(OWNER_ENTRIES, 0);
+
+/// Per-CPU counts of what the hooks did (see `OwnerStat`).
+#[map(name = "NTPTAP_OWNER_STATS")]
+static NTPTAP_OWNER_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(OWNER_STATS, 0);
+
+/// `--pid` (value `SELECT_INCLUDE` or `SELECT_EXCLUDE`).
+#[map(name = "NTPTAP_SELECT_PIDS")]
+static NTPTAP_SELECT_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(SELECT_ENTRIES, 0);
+
+/// `--comm`, NUL-padded to `COMM_LEN`.
+#[map(name = "NTPTAP_SELECT_COMMS")]
+static NTPTAP_SELECT_COMMS: HashMap<[u8; COMM_LEN], u8> =
+    HashMap::with_max_entries(SELECT_ENTRIES, 0);
+
+/// `--cgroup`, by cgroup id: a process in the directory or below it.
+#[map(name = "NTPTAP_SELECT_CGROUPS")]
+static NTPTAP_SELECT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(SELECT_ENTRIES, 0);
+
+const IPPROTO_UDP: u32 = 17;
+/// `bpf_sk_lookup_udp`'s netns argument: the namespace of the device the frame is on.
+const CURRENT_NETNS: u64 = u64::MAX;
+
+#[inline(always)]
+fn stat(which: OwnerStat) {
+    if let Some(slot) = NTPTAP_OWNER_STATS.get_ptr_mut(which as u32) {
+        // SAFETY: this CPU's own slot; see `count` in main.rs.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Fold a selection map's verdict on one key into `select`.
+#[inline(always)]
+fn verdict(select: u32, value: Option<&u8>) -> u32 {
+    match value.copied() {
+        Some(SELECT_INCLUDE) => select | SELECT_INCLUDED,
+        Some(SELECT_EXCLUDE) => select | SELECT_EXCLUDED,
+        _ => select,
+    }
+}
+
+/// How the current task fares against `--pid`, `--comm` and `--cgroup`. Run when an owner
+/// is recorded, so the capture programs only test a bit.
+#[inline(always)]
+fn selection(config: &Config, pid: u32, comm: &[u8; COMM_LEN], cgroup: u64) -> u32 {
+    let mut select = 0;
+    if config.attribution & ATTRIBUTE_PIDS != 0 {
+        // SAFETY: a lookup in a hash map with a key of its declared type.
+        select = verdict(select, unsafe { NTPTAP_SELECT_PIDS.get(pid) });
+    }
+    if config.attribution & ATTRIBUTE_COMMS != 0 {
+        // SAFETY: as above.
+        select = verdict(select, unsafe { NTPTAP_SELECT_COMMS.get(comm) });
+    }
+    if config.attribution & ATTRIBUTE_CGROUPS != 0 {
+        // SAFETY: as above.
+        select = verdict(select, unsafe { NTPTAP_SELECT_CGROUPS.get(cgroup) });
+        for level in 0..CGROUP_LEVELS {
+            // SAFETY: the helper takes a level and returns 0 past the task's depth.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+            if id == 0 || id == cgroup {
+                break;
+            }
+            // SAFETY: as above.
+            select = verdict(select, unsafe { NTPTAP_SELECT_CGROUPS.get(id) });
+        }
+    }
+    select
+}
+
+/// Record the current task as the owner of socket `sk` (its kernel address), unless it is
+/// already. `ctx` is the hook's context, for the namespace cookie.
+#[inline(always)]
+fn record<C: EbpfContext>(ctx: &C, sk: u64) {
+    // SAFETY: the helpers take no arguments.
+    let (pid_tgid, uid_gid) = (bpf_get_current_pid_tgid(), bpf_get_current_uid_gid());
+    let pid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    // SAFETY: a lookup with a key of the declared type.
+    let known = unsafe { NTPTAP_OWNERS.get(sk) };
+    if let Some(known) = known
+        && known.pid == pid
+        && known.tid == tid
+    {
+        return;
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // SAFETY: the helper takes no arguments.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let config = config();
+    let owner = Owner {
+        pid,
+        tid,
+        uid: uid_gid as u32,
+        select: selection(&config, pid, &comm, cgroup_id),
+        cgroup_id,
+        // SAFETY: the helper takes the hook's own context.
+        netns_cookie: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) },
+        comm,
+    };
+    stat(if known.is_some() {
+        OwnerStat::Changed
+    } else {
+        OwnerStat::Recorded
+    });
+    let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
+}
+
+/// A `sock_addr` hook: record the owner of a UDP socket whose peer (`user_port`, the address
+/// the call names) or own port is on the port set.
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext) -> i32 {
+    let addr = ctx.sock_addr;
+    // SAFETY: reading fields of the context the kernel gave us; `sk` is never null here.
+    let (protocol, peer, sk) = unsafe {
+        (
+            (*addr).protocol,
+            (*addr).user_port,
+            (*addr).__bindgen_anon_1.sk,
+        )
+    };
+    if protocol != IPPROTO_UDP {
+        return 1;
+    }
+    // `user_port` holds the port in network byte order in its low 16 bits.
+    let peer = u16::from_be(peer as u16);
+    // SAFETY: `sk` is the socket of the call, valid for the hook's duration.
+    let own = unsafe { (*sk).src_port } as u16;
+    if port_watched_by(&config(), peer) || port_watched_by(&config(), own) {
+        record(ctx, sk as u64);
+    }
+    1
+}
+
+/// Records the owner of a UDP socket connected to an NTP port.
+#[cgroup_sock_addr(connect4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_connect4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// [`ntptap_connect4`] for IPv6 sockets.
+#[cgroup_sock_addr(connect6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_connect6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// Records the owner of a UDP socket sending to an NTP port, or from one (a server's reply).
+#[cgroup_sock_addr(sendmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// [`ntptap_sendmsg4`] for IPv6 sockets.
+#[cgroup_sock_addr(sendmsg6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// Records the reader of a UDP socket that receives from an NTP port or on one.
+#[cgroup_sock_addr(recvmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_recvmsg4(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// [`ntptap_recvmsg4`] for IPv6 sockets.
+#[cgroup_sock_addr(recvmsg6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_recvmsg6(ctx: SockAddrContext) -> i32 {
+    on_sock_addr(&ctx)
+}
+
+/// A `sock` hook after bind: record the owner of a UDP socket bound to an NTP port (a server).
+#[inline(always)]
+fn on_bind(ctx: &SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: reading fields of the context the kernel gave us.
+    let (protocol, own) = unsafe { ((*sk).protocol, (*sk).src_port) };
+    if protocol == IPPROTO_UDP && port_watched_by(&config(), own as u16) {
+        record(ctx, sk as u64);
+    }
+    1
+}
+
+/// Records the owner of a UDP socket bound to an NTP port.
+#[cgroup_sock(post_bind4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_post_bind4(ctx: SockContext) -> i32 {
+    on_bind(&ctx)
+}
+
+/// [`ntptap_post_bind4`] for IPv6 sockets.
+#[cgroup_sock(post_bind6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_post_bind6(ctx: SockContext) -> i32 {
+    on_bind(&ctx)
+}
+
+/// Forgets the owner of a UDP socket being closed, so its address can serve another socket.
+#[cgroup_sock(sock_release)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_sock_release(ctx: SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: reading a field of the context the kernel gave us.
+    if unsafe { (*sk).protocol } == IPPROTO_UDP && NTPTAP_OWNERS.remove(sk as u64).is_ok() {
+        stat(OwnerStat::Released);
+    }
+    1
+}
+
+/// The owner of socket `sk` (a kernel address), and the record's `SOCKET_*` for it.
+#[inline(always)]
+fn owner_of(sk: u64) -> (u8, Owner) {
+    // SAFETY: a lookup with a key of the declared type.
+    match unsafe { NTPTAP_OWNERS.get(sk) } {
+        Some(owner) => (SOCKET_OWNED, *owner),
+        None => (SOCKET_UNOWNED, Owner::default()),
+    }
+}
+
+/// The owner of the socket that sent an egress frame (the skb's own socket).
+#[inline(always)]
+pub fn sender(sk: *mut bpf_sock) -> (u8, Owner) {
+    if sk.is_null() {
+        return (SOCKET_NONE, Owner::default());
+    }
+    owner_of(sk as u64)
+}
+
+/// The owner of the socket the stack will deliver an ingress UDP frame to: a lookup of the
+/// frame's addresses and ports in the namespace of the device it arrived on.
+#[inline(always)]
+pub fn receiver<C: EbpfContext>(
+    ctx: &C,
+    start: usize,
+    end: usize,
+    addresses: Addresses,
+    sport: u16,
+    dport: u16,
+) -> (u8, Owner) {
+    // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = match addresses.family {
+        Addresses::V4 => {
+            let Some((src, dst)) = crate::parse::ipv4_addresses(start, end, addresses.header)
+            else {
+                return (SOCKET_UNKNOWN, Owner::default());
+            };
+            tuple.__bindgen_anon_1.ipv4.saddr = src;
+            tuple.__bindgen_anon_1.ipv4.daddr = dst;
+            tuple.__bindgen_anon_1.ipv4.sport = sport.to_be();
+            tuple.__bindgen_anon_1.ipv4.dport = dport.to_be();
+            12
+        }
+        Addresses::V6 => {
+            let (Some(src), Some(dst)) = (
+                crate::parse::ipv6_address(start, end, addresses.header + 8),
+                crate::parse::ipv6_address(start, end, addresses.header + 24),
+            ) else {
+                return (SOCKET_UNKNOWN, Owner::default());
+            };
+            // SAFETY: writing plain integers into a union field.
+            unsafe {
+                tuple.__bindgen_anon_1.ipv6.saddr = core::mem::transmute::<[u8; 16], [u32; 4]>(src);
+                tuple.__bindgen_anon_1.ipv6.daddr = core::mem::transmute::<[u8; 16], [u32; 4]>(dst);
+                tuple.__bindgen_anon_1.ipv6.sport = sport.to_be();
+                tuple.__bindgen_anon_1.ipv6.dport = dport.to_be();
+            }
+            36
+        }
+        _ => return (SOCKET_UNKNOWN, Owner::default()),
+    };
+    // SAFETY: the context the kernel gave us and a tuple of `size` bytes on the stack.
+    let sk = unsafe { bpf_sk_lookup_udp(ctx.as_ptr(), &raw mut tuple, size, CURRENT_NETNS, 0) };
+    if sk.is_null() {
+        return (SOCKET_NONE, Owner::default());
+    }
+    let found = owner_of(sk as u64);
+    // SAFETY: releases the reference the lookup took.
+    unsafe { bpf_sk_release(sk.cast()) };
+    found
+}
+
+/// Whether a frame whose socket is `socket` with owner `owner` is selected by `--pid`,
+/// `--comm` and `--cgroup` (only asked when one of them is given).
+#[inline(always)]
+pub fn selected(config: &Config, socket: u8, owner: &Owner) -> bool {
+    let include = config.attribution & ATTRIBUTE_INCLUDE != 0;
+    if socket != SOCKET_OWNED {
+        return !include;
+    }
+    owner.select & SELECT_EXCLUDED == 0 && (!include || owner.select & SELECT_INCLUDED != 0)
+}

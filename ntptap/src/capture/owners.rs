@@ -1,0 +1,528 @@
+//! Process attribution, the loader's side: load the cgroup hooks that record who owns each NTP
+//! socket (see `ntptap-ebpf/src/owner.rs`), attach them to the cgroup v2 root, and fill the
+//! `--pid`, `--comm` and `--cgroup` selection maps.
+
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr},
+};
+use ntptap_common::{
+    ATTRIBUTE, ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_PIDS,
+    ATTRIBUTE_SELECT, COMM_LEN, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE,
+    SELECT_INCLUDE, names,
+};
+use tracing::{debug, info};
+
+use crate::counts::OwnerCounts;
+
+/// One `--pid`, `--comm` or `--cgroup`: what it names, and whether it excludes (`--not-...`,
+/// or a `!` before the value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Select<T> {
+    /// The pid, name or cgroup directory.
+    pub value: T,
+    /// Whether frames of that owner are left out rather than kept.
+    pub exclude: bool,
+}
+
+/// Which processes' frames to capture (none given: every process's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `--pid`.
+    pub pids: Vec<Select<u32>>,
+    /// `--comm`: the kernel's `comm`, at most 15 bytes.
+    pub comms: Vec<Select<Vec<u8>>>,
+    /// `--cgroup`: a cgroup v2 directory; a process in it or below it matches.
+    pub cgroups: Vec<Select<PathBuf>>,
+}
+
+impl Selection {
+    /// Whether any selection is given.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.comms.is_empty() && self.cgroups.is_empty()
+    }
+
+    /// The `ATTRIBUTE*` flags for the programs' configuration, with attribution on.
+    #[must_use]
+    pub fn flags(&self) -> u32 {
+        let mut flags = ATTRIBUTE;
+        if self.is_empty() {
+            return flags;
+        }
+        flags |= ATTRIBUTE_SELECT;
+        let include = self.pids.iter().any(|s| !s.exclude)
+            || self.comms.iter().any(|s| !s.exclude)
+            || self.cgroups.iter().any(|s| !s.exclude);
+        for (set, flag) in [
+            (!self.pids.is_empty(), ATTRIBUTE_PIDS),
+            (!self.comms.is_empty(), ATTRIBUTE_COMMS),
+            (!self.cgroups.is_empty(), ATTRIBUTE_CGROUPS),
+            (include, ATTRIBUTE_INCLUDE),
+        ] {
+            if set {
+                flags |= flag;
+            }
+        }
+        flags
+    }
+
+    /// The selection in words, for `-v`.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let mut parts = Vec::new();
+        let not = |exclude: bool| if exclude { "not " } else { "" };
+        for s in &self.pids {
+            parts.push(format!("{}pid {}", not(s.exclude), s.value));
+        }
+        for s in &self.comms {
+            parts.push(format!(
+                "{}comm {}",
+                not(s.exclude),
+                crate::process::escape(&s.value)
+            ));
+        }
+        for s in &self.cgroups {
+            parts.push(format!("{}cgroup {}", not(s.exclude), s.value.display()));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The attribution hooks' maps; the hooks themselves stay in the [`Ebpf`] they were loaded
+/// from, attached to the cgroup v2 root until it is dropped (each through a BPF link owned by
+/// this process, so even SIGKILL detaches them).
+pub struct Hooks {
+    /// Socket owners (an LRU hash map), read for the count of live entries.
+    owners: HashMap<MapData, u64, Owner>,
+    stats: PerCpuArray<MapData, u64>,
+    /// Kept open: the programs reference them.
+    _selection: SelectionMaps,
+    /// Where the hooks are attached.
+    pub root: PathBuf,
+}
+
+/// The `--pid`, `--comm` and `--cgroup` maps.
+struct SelectionMaps {
+    _pids: HashMap<MapData, u32, u8>,
+    _comms: HashMap<MapData, [u8; COMM_LEN], u8>,
+    _cgroups: HashMap<MapData, u64, u8>,
+}
+
+impl Hooks {
+    /// Load the hooks in `ebpf` (built with attribution on), fill the selection maps, and
+    /// attach the hooks to the cgroup v2 root. The error says what is missing.
+    pub fn open(ebpf: &mut Ebpf, selection: &Selection) -> anyhow::Result<Self> {
+        let root = cgroup2_root()?;
+        let selection_maps = fill_selection(ebpf, selection, &root)?;
+        let dir = std::fs::File::open(&root)
+            .with_context(|| format!("cannot open the cgroup v2 root {}", root.display()))?;
+        // Through BPF links (Linux 5.7), which the kernel always runs beside other programs
+        // on the cgroup; it refuses the attach flags there, so the mode must be `Single` (0).
+        let mode = CgroupAttachMode::Single;
+        for (name, hook) in names::OWNER_PROGRAMS {
+            let program = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the BPF object has no program {name}"))?;
+            if let Ok(p) = <&mut CgroupSockAddr>::try_from(&mut *program) {
+                load_and(name, hook, p.load(), || p.attach(&dir, mode).map(drop))?;
+            } else {
+                let p = <&mut CgroupSock>::try_from(program)?;
+                load_and(name, hook, p.load(), || p.attach(&dir, mode).map(drop))?;
+            }
+        }
+        info!(root = %root.display(), "attribution hooks attached");
+        Ok(Self {
+            owners: HashMap::try_from(take(ebpf, names::OWNERS)?)?,
+            stats: PerCpuArray::try_from(take(ebpf, names::OWNER_STATS)?)?,
+            _selection: selection_maps,
+            root,
+        })
+    }
+
+    /// What the hooks counted so far.
+    pub fn counts(&self) -> anyhow::Result<OwnerCounts> {
+        let mut sums = [0u64; OWNER_STATS as usize];
+        for (i, sum) in sums.iter_mut().enumerate() {
+            *sum = self
+                .stats
+                .get(&(i as u32), 0)
+                .context("cannot read the attribution counters")?
+                .iter()
+                .sum();
+        }
+        Ok(OwnerCounts {
+            recorded: sums[OwnerStat::Recorded as usize],
+            changed: sums[OwnerStat::Changed as usize],
+            released: sums[OwnerStat::Released as usize],
+            live: self.owners.keys().flatten().count() as u64,
+        })
+    }
+}
+
+/// Load one hook, then attach it; the errors say which hook and what the kernel lacks.
+fn load_and(
+    name: &str,
+    hook: &str,
+    loaded: Result<(), aya::programs::ProgramError>,
+    attach: impl FnOnce() -> Result<(), aya::programs::ProgramError>,
+) -> anyhow::Result<()> {
+    if let Err(e) = loaded {
+        if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &e {
+            debug!(program = name, "verifier log:\n{verifier_log}");
+        }
+        bail!(
+            "the kernel refused the cgroup/{hook} hook ({}); NTPTAP_LOG=debug shows the verifier's \
+             reason",
+            missing_piece(&e)
+        );
+    }
+    attach().map_err(|e| {
+        let errno = match &e {
+            aya::programs::ProgramError::SyscallError(s) => format!(": {}", s.io_error),
+            _ => String::new(),
+        };
+        anyhow!("cannot attach the cgroup/{hook} hook: {e}{errno}")
+    })
+}
+
+/// What a refused load most likely lacks, in a few words rather than a verifier dump.
+fn missing_piece(err: &aya::programs::ProgramError) -> String {
+    let aya::programs::ProgramError::LoadError { verifier_log, .. } = err else {
+        return err.to_string();
+    };
+    let log = verifier_log.to_string();
+    if let Some(helper) = log.lines().find_map(|l| {
+        l.split_once("unknown func ")
+            .map(|(_, h)| h.trim().to_owned())
+    }) {
+        return format!("this kernel lacks the helper {helper} there");
+    }
+    if log.contains("invalid bpf_context access") {
+        return "this kernel lacks a context field the hook reads".to_owned();
+    }
+    log.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("processed"))
+        .map_or_else(|| err.to_string(), |l| format!("verifier: {}", l.trim()))
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("the BPF object has no map {name}"))
+}
+
+/// The selection maps, filled.
+fn fill_selection(
+    ebpf: &mut Ebpf,
+    selection: &Selection,
+    root: &Path,
+) -> anyhow::Result<SelectionMaps> {
+    let value = |exclude: bool| {
+        if exclude {
+            SELECT_EXCLUDE
+        } else {
+            SELECT_INCLUDE
+        }
+    };
+    let limit = SELECT_ENTRIES as usize;
+    if selection.pids.len() > limit
+        || selection.comms.len() > limit
+        || selection.cgroups.len() > limit
+    {
+        bail!("at most {limit} each of --pid, --comm and --cgroup");
+    }
+    let mut pids: HashMap<MapData, u32, u8> = HashMap::try_from(take(ebpf, names::SELECT_PIDS)?)?;
+    for s in &selection.pids {
+        pids.insert(s.value, value(s.exclude), 0)
+            .with_context(|| format!("cannot add --pid {}", s.value))?;
+    }
+    let mut comms: HashMap<MapData, [u8; COMM_LEN], u8> =
+        HashMap::try_from(take(ebpf, names::SELECT_COMMS)?)?;
+    for s in &selection.comms {
+        comms
+            .insert(comm_key(&s.value)?, value(s.exclude), 0)
+            .context("cannot add a --comm")?;
+    }
+    let mut cgroups: HashMap<MapData, u64, u8> =
+        HashMap::try_from(take(ebpf, names::SELECT_CGROUPS)?)?;
+    for s in &selection.cgroups {
+        cgroups
+            .insert(cgroup_id(root, &s.value)?, value(s.exclude), 0)
+            .context("cannot add a --cgroup")?;
+    }
+    Ok(SelectionMaps {
+        _pids: pids,
+        _comms: comms,
+        _cgroups: cgroups,
+    })
+}
+
+/// A `--comm` as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
+pub fn comm_key(name: &[u8]) -> anyhow::Result<[u8; COMM_LEN]> {
+    if name.is_empty() || name.len() >= COMM_LEN || name.contains(&0) {
+        bail!(
+            "--comm {:?}: a process name (comm) has 1 to 15 bytes and no NUL; the kernel cuts \
+             longer names to their first 15 bytes, so give those",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let mut key = [0; COMM_LEN];
+    key[..name.len()].copy_from_slice(name);
+    Ok(key)
+}
+
+/// The id of cgroup directory `path`: absolute, or relative to the cgroup v2 root `root`.
+fn cgroup_id(root: &Path, path: &Path) -> anyhow::Result<u64> {
+    let under_root = root.join(path.strip_prefix("/").unwrap_or(path));
+    let dir = if path.starts_with(root) {
+        path.to_path_buf()
+    } else {
+        under_root
+    };
+    let meta = std::fs::metadata(&dir).with_context(|| {
+        format!(
+            "--cgroup {}: no such cgroup v2 directory (looked for {}); give a directory under {}, \
+             or its path relative to it such as /system.slice/chrony.service",
+            path.display(),
+            dir.display(),
+            root.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!(
+            "--cgroup {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(meta.ino())
+}
+
+/// Where the cgroup v2 hierarchy is mounted (its root, as this process's cgroup namespace
+/// sees it): `/sys/fs/cgroup` on most hosts, `/sys/fs/cgroup/unified` on hybrid ones.
+pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo to find the cgroup v2 hierarchy")?;
+    cgroup2_root_in(&mountinfo).context(
+        "no cgroup v2 hierarchy is mounted: process attribution attaches its hooks to one \
+         (mount it with `mount -t cgroup2 none /sys/fs/cgroup`), or run with --no-attribution",
+    )
+}
+
+/// The cgroup2 mount whose root is the hierarchy's root, from mountinfo's text.
+fn cgroup2_root_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        let mut rest = rest.split(' ');
+        if rest.next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = fields.split(' ').collect();
+        let mount = fields.get(4)?;
+        (fields.get(3) == Some(&"/")).then(|| PathBuf::from(unescape_mount(mount)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mount(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Names for the ids the kernel gives: a cgroup id's path (and the container it names), a
+/// network namespace cookie's inode number. Read from cgroupfs and `/proc` on a first sight,
+/// then cached; never per packet, and bounded whatever the host does.
+pub struct Names {
+    root: Option<PathBuf>,
+    cgroups: std::collections::HashMap<u64, (String, Option<String>)>,
+    /// When cgroupfs was last walked for an id not in `cgroups`.
+    scanned: Option<std::time::Instant>,
+    netns: std::collections::HashMap<u64, u64>,
+    /// Processes whose namespace could not be read (gone): not tried again.
+    tried: std::collections::HashSet<u32>,
+}
+
+/// Most cgroups and namespaces kept by name; past it the cache starts over.
+const NAMES_KEPT: usize = 65536;
+/// Most often cgroupfs is walked for an unknown cgroup id.
+const RESCAN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Names {
+    /// Names under the cgroup v2 hierarchy at `root` (none: cgroup ids stay bare).
+    #[must_use]
+    pub fn new(root: Option<PathBuf>) -> Self {
+        let mut netns = std::collections::HashMap::new();
+        // ntptap's own namespace, known even when its sockets' owners are gone.
+        if let (Some(cookie), Ok(meta)) =
+            (own_netns_cookie(), std::fs::metadata("/proc/self/ns/net"))
+        {
+            netns.insert(cookie, meta.ino());
+        }
+        Self {
+            root,
+            cgroups: std::collections::HashMap::new(),
+            scanned: None,
+            netns,
+            tried: std::collections::HashSet::new(),
+        }
+    }
+
+    /// The path of cgroup `id` under the root, and the container it names.
+    pub fn cgroup(&mut self, id: u64) -> Option<(&str, Option<&str>)> {
+        if !self.cgroups.contains_key(&id) {
+            self.scan();
+        }
+        self.cgroups
+            .get(&id)
+            .map(|(path, container)| (path.as_str(), container.as_deref()))
+    }
+
+    /// Walk cgroupfs, at most once per [`RESCAN_AFTER`].
+    fn scan(&mut self) {
+        let Some(root) = &self.root else { return };
+        if self.scanned.is_some_and(|t| t.elapsed() < RESCAN_AFTER) {
+            return;
+        }
+        self.scanned = Some(std::time::Instant::now());
+        if self.cgroups.len() > NAMES_KEPT {
+            self.cgroups.clear();
+        }
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            let path = match dir.strip_prefix(root) {
+                Ok(rel) => format!("/{}", rel.display()),
+                Err(_) => continue,
+            };
+            let container = crate::process::container_of(&path);
+            self.cgroups.insert(meta.ino(), (path, container));
+            if self.cgroups.len() > NAMES_KEPT {
+                break;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            stack.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+
+    /// The inode number of the network namespace whose cookie is `cookie`, learnt from the
+    /// namespace of process `pid` the first time one of its sockets is seen.
+    pub fn netns(&mut self, cookie: u64, pid: u32) -> Option<u64> {
+        if let Some(inode) = self.netns.get(&cookie) {
+            return Some(*inode);
+        }
+        if self.tried.contains(&pid) {
+            return None;
+        }
+        if self.tried.len() > NAMES_KEPT {
+            self.tried.clear();
+        }
+        self.tried.insert(pid);
+        let inode = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?.ino();
+        if self.netns.len() > NAMES_KEPT {
+            self.netns.clear();
+        }
+        self.netns.insert(cookie, inode);
+        Some(inode)
+    }
+}
+
+/// The cookie of this process's network namespace (`SO_NETNS_COOKIE`, Linux 5.14).
+fn own_netns_cookie() -> Option<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a u64 we own.
+    let ret = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    (ret == 0).then_some(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_root_on_hybrid_and_unified_hosts() {
+        let hybrid = "25 18 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                      27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+        assert_eq!(
+            cgroup2_root_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified = "30 20 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw";
+        assert_eq!(
+            cgroup2_root_in(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        // A container's bind mount of a subtree is not the root.
+        let sub = "40 20 0:26 /kubepods /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
+        assert_eq!(cgroup2_root_in(sub), None);
+        assert_eq!(cgroup2_root_in("1 0 8:1 / / rw - ext4 /dev/sda1 rw"), None);
+    }
+
+    #[test]
+    fn selection_flags_follow_what_was_given() {
+        let none = Selection::default();
+        assert_eq!(none.flags(), ATTRIBUTE);
+        let only_not = Selection {
+            comms: vec![Select {
+                value: b"chronyd".to_vec(),
+                exclude: true,
+            }],
+            ..Selection::default()
+        };
+        assert_eq!(
+            only_not.flags(),
+            ATTRIBUTE | ATTRIBUTE_SELECT | ATTRIBUTE_COMMS
+        );
+        let pid = Selection {
+            pids: vec![Select {
+                value: 7,
+                exclude: false,
+            }],
+            ..Selection::default()
+        };
+        assert_eq!(
+            pid.flags(),
+            ATTRIBUTE | ATTRIBUTE_SELECT | ATTRIBUTE_PIDS | ATTRIBUTE_INCLUDE
+        );
+    }
+
+    #[test]
+    fn comm_keys_are_bounded_like_the_kernels() {
+        assert_eq!(&comm_key(b"chronyd").unwrap()[..8], b"chronyd\0");
+        assert!(comm_key(b"").is_err());
+        assert!(comm_key(b"sixteen-bytes-xx").is_err());
+        assert!(comm_key(b"a\0b").is_err());
+        assert!(comm_key(b"fifteen-bytes-x").is_ok());
+    }
+}
