@@ -68,6 +68,21 @@ static NTPTAP_HOSTS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(HOST_ENT
 #[map(name = "NTPTAP_PENDING")]
 static NTPTAP_PENDING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// This CPU's frame's socket and owner, between the lookup and the record: passing them
+/// through memory the verifier cannot see into keeps the paths of the lookup (no socket, no
+/// owner, an owner) from multiplying the states it walks through the copy that follows.
+#[map(name = "NTPTAP_SCRATCH")]
+static NTPTAP_SCRATCH: PerCpuArray<Attribution> = PerCpuArray::with_max_entries(1, 0);
+
+/// A frame's socket (`SOCKET_*`) and its owner.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Attribution {
+    socket: u32,
+    pad: u32,
+    owner: Owner,
+}
+
 /// The UDP port set: a non-zero byte at index `port` means the port is watched.
 #[map(name = "NTPTAP_PORTS")]
 static NTPTAP_PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
@@ -454,8 +469,23 @@ fn attribute_and_capture<F: Frame>(
         count(base, Counter::OtherProcess);
         return Err("another process's socket");
     }
+    if config.attribution & ATTRIBUTE != 0 {
+        if config.filter & FILTER_DEBUG != 0 {
+            debug!(
+                frame.ctx(),
+                "ifindex {} dir {}: socket {} owner pid {}", ifindex, direction, socket, owner.pid
+            );
+        }
+        if let Some(scratch) = NTPTAP_SCRATCH.get_ptr_mut(0) {
+            // SAFETY: this CPU's own slot, read back before the program returns.
+            unsafe {
+                (*scratch).socket = u32::from(socket);
+                (*scratch).owner = owner;
+            }
+        }
+    }
     count(base, Counter::Matched);
-    capture(frame, config, ifindex, direction, base, socket, &owner)
+    capture(frame, config, ifindex, direction, base)
 }
 
 /// Whether the frame matches the filter; if so, its UDP header's facts (no family for a
@@ -517,8 +547,6 @@ fn capture<F: Frame>(
     ifindex: u32,
     direction: u8,
     base: u32,
-    socket: u8,
-    owner: &Owner,
 ) -> Result<u32, &'static str> {
     let len = frame.len();
     let mut snap = u64::from(config.snaplen);
@@ -548,9 +576,17 @@ fn capture<F: Frame>(
         vlan_tci,
         vlan_proto,
         drops_before: 0,
-        socket,
+        socket: SOCKET_UNKNOWN,
         pad: [0; 3],
-        owner: *owner,
+        owner: Owner {
+            pid: 0,
+            tid: 0,
+            uid: 0,
+            select: 0,
+            cgroup_id: 0,
+            netns_cookie: 0,
+            comm: [0; 16],
+        },
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)
@@ -659,6 +695,12 @@ fn emit<const N: usize, F: Frame>(
     // bytes; `data` has room for `len <= N` bytes.
     let copied = unsafe {
         (*record).header = header;
+        if config.attribution & ATTRIBUTE != 0
+            && let Some(scratch) = NTPTAP_SCRATCH.get_ptr(0)
+        {
+            (*record).header.socket = (*scratch).socket as u8;
+            (*record).header.owner = (*scratch).owner;
+        }
         frame.copy::<N>((&raw mut (*record).data).cast(), len as u32)
     };
     if copied != 0 {

@@ -140,6 +140,9 @@ mod tests {
             .map(|(_, _, _, v)| v)
             .sum();
         assert_eq!(veth0, 6);
-        assert_eq!(counts.each().filter(|(n, ..)| *n == "eth0").count(), 2 * Counter::ALL.len());
+        assert_eq!(
+            counts.each().filter(|(n, ..)| *n == "eth0").count(),
+            2 * Counter::ALL.len()
+        );
     }
 }

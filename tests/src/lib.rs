@@ -377,6 +377,33 @@ pub struct Record {
     pub data: Vec<u8>,
     /// pcapng only: the EPB flags' direction (1 inbound, 2 outbound, 0 not given).
     pub direction: Option<u32>,
+    /// pcapng only: the packet's comments.
+    pub comments: Vec<String>,
+}
+
+impl Record {
+    /// ntptap's owner comment (`ntptap: pid=... comm=...`), as `key=value` pairs.
+    #[must_use]
+    pub fn owner(&self) -> Option<Vec<(String, String)>> {
+        let line = self
+            .comments
+            .iter()
+            .find_map(|c| c.strip_prefix("ntptap: "))?;
+        Some(
+            line.split(' ')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// One fact of ntptap's owner comment (`pid`, `comm`, `socket`, ...).
+    #[must_use]
+    pub fn owner_fact(&self, key: &str) -> Option<String> {
+        self.owner()?
+            .into_iter()
+            .find_map(|(k, v)| (k == key).then_some(v))
+    }
 }
 
 /// Every record of the pcap file at `path`.
@@ -398,11 +425,24 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
                     }
                     _ => None,
                 });
+                let comments = p
+                    .options
+                    .iter()
+                    .filter_map(|o| {
+                        match o {
+                        pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Common(
+                            pcap_file::pcapng::blocks::opt_common::CommonOption::Comment(c),
+                        ) => Some(c.to_string()),
+                        _ => None,
+                    }
+                    })
+                    .collect();
                 records.push(Record {
                     ts: p.timestamp,
                     orig_len: p.original_len,
                     data: p.data.to_vec(),
                     direction: Some(direction.unwrap_or(0)),
+                    comments,
                 });
             }
         }
@@ -419,6 +459,7 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
             orig_len: p.orig_len(),
             data: p.data().to_vec(),
             direction: None,
+            comments: Vec::new(),
         });
     }
     records

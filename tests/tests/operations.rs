@@ -644,10 +644,20 @@ fn metrics_agree_with_the_capture() {
         frames.len(),
         "{text}"
     );
-    let requests = value("ntptap_ntp_packets_total{version=\"4\",mode=\"3\",direction=\"out\"}");
-    let responses = value("ntptap_ntp_packets_total{version=\"4\",mode=\"4\",direction=\"in\"}");
+    let requests =
+        value("ntptap_ntp_packets_total{version=\"4\",mode=\"3\",direction=\"out\",comm=");
+    let responses =
+        value("ntptap_ntp_packets_total{version=\"4\",mode=\"4\",direction=\"in\",comm=");
     assert_eq!((requests + responses) as usize, frames.len(), "{text}");
     assert!(requests >= 2 && requests == responses, "{text}");
+    // Each packet's comm label names the chronyd client that owns its socket.
+    assert_eq!(
+        value(
+            "ntptap_ntp_packets_total{version=\"4\",mode=\"3\",direction=\"out\",comm=\"chronyd\"}"
+        ),
+        requests,
+        "{text}"
+    );
     assert_eq!(
         value("ntptap_kernel_frames_total{interface=\"vb\",direction=\"out\",reason=\"captured\"}"),
         requests,

@@ -230,3 +230,72 @@ fn debug_ebpf_logs_each_verdict_tc_hook() {
 fn debug_ebpf_logs_each_verdict_xdp_hook() {
     debug_ebpf_logs_each_verdict_from_the_kernel("xdp");
 }
+
+/// Process attribution, on every kernel of the matrix: ntptap on both sides of the link
+/// before the daemons start, a chronyd server and a chronyd client. On the server's side,
+/// each request arrives at the server's socket and each reply leaves from it: every frame
+/// names the server's pid and `chronyd`. On the client's side, each request leaves the
+/// client's socket and each reply arrives at it: every frame names one other chronyd.
+fn chrony_frames_name_their_processes(hook: &str) {
+    let lab = Lab::new(&format!("who-{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server_file, client_file) = (dir.path().join("a.pcapng"), dir.path().join("b.pcapng"));
+    let server_tap = start_tap(&lab, hook, &server_file, &[]);
+    let mut client_tap = Proc::spawn(
+        "ntptap (client side)",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-v", "-i", "vb", "--hook", hook, "-w"])
+            .arg(&client_file),
+    );
+    client_tap.wait_for_stderr("listening on", Duration::from_secs(20));
+    for line in server_tap
+        .stderr_seen
+        .iter()
+        .filter(|l| l.contains("attribution"))
+    {
+        eprintln!("{line}");
+    }
+    let server = chrony_server(&lab.a, dir.path());
+    let server_pid = server.pid().to_string();
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    stop_tap(server_tap, || read_pcap(&server_file).len() as u64);
+    stop_tap(client_tap, || read_pcap(&client_file).len() as u64);
+
+    let at_server = read_pcap(&server_file);
+    assert!(at_server.len() >= 6, "three exchanges or more");
+    for (i, record) in at_server.iter().enumerate() {
+        assert_eq!(
+            (record.owner_fact("pid"), record.owner_fact("comm")),
+            (Some(server_pid.clone()), Some("chronyd".to_owned())),
+            "server side, frame {i}: {:?}",
+            record.comments
+        );
+    }
+    let at_client = read_pcap(&client_file);
+    assert_eq!(at_client.len(), at_server.len(), "the same exchanges");
+    let client_pid = at_client[0].owner_fact("pid");
+    for (i, record) in at_client.iter().enumerate() {
+        assert_eq!(
+            (record.owner_fact("pid"), record.owner_fact("comm")),
+            (client_pid.clone(), Some("chronyd".to_owned())),
+            "client side, frame {i}: {:?}",
+            record.comments
+        );
+    }
+    assert_ne!(
+        client_pid,
+        Some(server_pid),
+        "the client is another process"
+    );
+}
+
+#[test]
+fn chrony_frames_name_their_processes_tc_hook() {
+    chrony_frames_name_their_processes("tc");
+}
+
+#[test]
+fn chrony_frames_name_their_processes_xdp_hook() {
+    chrony_frames_name_their_processes("xdp");
+}

@@ -443,7 +443,11 @@ impl Session {
     /// `--cgroup` asked for it.
     pub fn open(config: &CaptureConfig) -> anyhow::Result<Self> {
         let Some(selection) = &config.attribution else {
-            return Self::open_as(config);
+            let mut session = Self::open_as(config)?;
+            session
+                .decisions
+                .push("process attribution: off (--no-attribution)".to_owned());
+            return Ok(session);
         };
         let err = match Self::open_as(config) {
             Ok(session) => return Ok(session),
@@ -464,8 +468,8 @@ impl Session {
         };
         let mut session = Self::open_as(&plain)?;
         let note = format!(
-            "process attribution: off, the capture goes on without it: {why} (--no-attribution \
-             silences this)"
+            "process attribution: off, the capture goes on without it: {why}; --no-attribution \
+             says you know"
         );
         warn!("{note}");
         session.decisions.push(note);
@@ -508,7 +512,7 @@ impl Session {
                 "process attribution: cgroup socket hooks (connect, sendmsg, recvmsg, post_bind, \
                  sock_release) on {} record each NTP socket's owner; egress frames take their \
                  skb's socket, ingress frames the socket bpf_sk_lookup_udp finds{}",
-                hooks.root.display(),
+                hooks.root.path.display(),
                 if selection.is_empty() {
                     String::new()
                 } else {
@@ -517,7 +521,6 @@ impl Session {
             ));
             Some(hooks)
         } else {
-            decisions.push("process attribution: off (--no-attribution)".to_owned());
             None
         };
         let loaded = match attach::load(&mut ebpf, config, &mut decisions) {
@@ -768,7 +771,7 @@ impl Session {
         use tokio::signal::unix::{SignalKind, signal};
         let start = wall_now();
         let mut drain = ring::Drain::new(limit);
-        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.clone()));
+        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.path.clone()));
         drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
         let rings = self.ring.take().context("the capture already ran")?;
         // SAFETY: the ring buffer owns its file descriptor and nothing replaces or closes it

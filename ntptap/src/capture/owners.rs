@@ -106,7 +106,7 @@ pub struct Hooks {
     /// Kept open: the programs reference them.
     _selection: SelectionMaps,
     /// Where the hooks are attached.
-    pub root: PathBuf,
+    pub root: CgroupRoot,
 }
 
 /// The `--pid`, `--comm` and `--cgroup` maps.
@@ -120,7 +120,8 @@ impl Hooks {
     /// Load the hooks in `ebpf` (built with attribution on), fill the selection maps, and
     /// attach the hooks to the cgroup v2 root. The error says what is missing.
     pub fn open(ebpf: &mut Ebpf, selection: &Selection) -> anyhow::Result<Self> {
-        let root = cgroup2_root()?;
+        let cgroup = cgroup2_root()?;
+        let root = cgroup.path.clone();
         let selection_maps = fill_selection(ebpf, selection, &root)?;
         let dir = std::fs::File::open(&root)
             .with_context(|| format!("cannot open the cgroup v2 root {}", root.display()))?;
@@ -143,7 +144,7 @@ impl Hooks {
             owners: HashMap::try_from(take(ebpf, names::OWNERS)?)?,
             stats: PerCpuArray::try_from(take(ebpf, names::OWNER_STATS)?)?,
             _selection: selection_maps,
-            root,
+            root: cgroup,
         })
     }
 
@@ -279,13 +280,21 @@ pub fn comm_key(name: &[u8]) -> anyhow::Result<[u8; COMM_LEN]> {
     Ok(key)
 }
 
-/// The id of cgroup directory `path`: absolute, or relative to the cgroup v2 root `root`.
+/// The id of cgroup directory `path`: absolute (under where this host mounts cgroup v2, even
+/// if this mount namespace does not), or relative to the cgroup v2 root `root`.
 fn cgroup_id(root: &Path, path: &Path) -> anyhow::Result<u64> {
-    let under_root = root.join(path.strip_prefix("/").unwrap_or(path));
+    let mounts: Vec<PathBuf> = ["/proc/self/mountinfo", "/proc/1/mountinfo"]
+        .iter()
+        .filter_map(|f| cgroup2_root_in(&std::fs::read_to_string(f).unwrap_or_default()))
+        .collect();
+    let relative = mounts
+        .iter()
+        .find_map(|m| path.strip_prefix(m).ok())
+        .unwrap_or_else(|| path.strip_prefix("/").unwrap_or(path));
     let dir = if path.starts_with(root) {
         path.to_path_buf()
     } else {
-        under_root
+        root.join(relative)
     };
     let meta = std::fs::metadata(&dir).with_context(|| {
         format!(
@@ -306,15 +315,53 @@ fn cgroup_id(root: &Path, path: &Path) -> anyhow::Result<u64> {
     Ok(meta.ino())
 }
 
-/// Where the cgroup v2 hierarchy is mounted (its root, as this process's cgroup namespace
-/// sees it): `/sys/fs/cgroup` on most hosts, `/sys/fs/cgroup/unified` on hybrid ones.
-pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+/// The cgroup v2 hierarchy's root directory, as this process's cgroup namespace sees it.
+pub struct CgroupRoot {
+    /// Its path: `/sys/fs/cgroup` on most hosts, `/sys/fs/cgroup/unified` on hybrid ones, or
+    /// `/proc/self/fd/N` for a private mount (see [`cgroup2_root`]).
+    pub path: PathBuf,
+    /// The private mount's directory, held open.
+    _dir: Option<std::fs::File>,
+}
+
+/// Find the cgroup v2 hierarchy: where this mount namespace has it, or else (`ip netns exec`
+/// remounts /sys without it) a private mount of it, detached at once and reached through a
+/// directory descriptor, so nothing stays mounted.
+pub fn cgroup2_root() -> anyhow::Result<CgroupRoot> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo to find the cgroup v2 hierarchy")?;
-    cgroup2_root_in(&mountinfo).context(
-        "no cgroup v2 hierarchy is mounted: process attribution attaches its hooks to one \
-         (mount it with `mount -t cgroup2 none /sys/fs/cgroup`), or run with --no-attribution",
+    if let Some(path) = cgroup2_root_in(&mountinfo) {
+        return Ok(CgroupRoot { path, _dir: None });
+    }
+    private_cgroup2().context(
+        "no cgroup v2 hierarchy is mounted, and mounting one failed: process attribution \
+         attaches its hooks to it (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
     )
+}
+
+/// Mount cgroup2 on a temporary directory, open it, and detach the mount.
+fn private_cgroup2() -> anyhow::Result<CgroupRoot> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let tmp = tempfile::tempdir().context("cannot make a directory to mount cgroup2 on")?;
+    mount(
+        Some("cgroup2"),
+        tmp.path(),
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("mount -t cgroup2")?;
+    let dir = std::fs::File::open(tmp.path());
+    let _ = umount2(tmp.path(), MntFlags::MNT_DETACH);
+    let dir = dir.context("cannot open the cgroup2 mount")?;
+    let path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ));
+    Ok(CgroupRoot {
+        path,
+        _dir: Some(dir),
+    })
 }
 
 /// The cgroup2 mount whose root is the hierarchy's root, from mountinfo's text.

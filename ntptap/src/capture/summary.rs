@@ -94,11 +94,12 @@ impl Summary {
         let n = |counter: Counter| format!("{} {}", c.total(counter), counter.label());
         let _ = write!(
             out,
-            "ntptap: dropped: {}, {}; not captured: {}, {}; {}; {unread} left unread",
+            "ntptap: dropped: {}, {}; not captured: {}, {}, {}; {}; {unread} left unread",
             n(Counter::RingFull),
             n(Counter::CopyFailed),
             n(Counter::Unparsable),
             n(Counter::LaterFragment),
+            n(Counter::OtherProcess),
             n(Counter::Truncated),
         );
         match self.reason {
@@ -113,6 +114,18 @@ impl Summary {
             let _ = write!(out, "; {} not written (the output failed)", self.unwritten);
         }
         out.push('\n');
+        if let Some(o) = &c.owners {
+            let _ = writeln!(
+                out,
+                "ntptap: process attribution: {} socket owners recorded, {} changed hands, {} \
+                 closed, {} held, {} evicted (the owner map was full)",
+                o.recorded,
+                o.changed,
+                o.released,
+                o.live,
+                o.evicted()
+            );
+        }
         out
     }
 }
@@ -167,6 +180,7 @@ mod tests {
             Counter::CopyFailed,
             Counter::Unparsable,
             Counter::LaterFragment,
+            Counter::OtherProcess,
             Counter::Truncated,
         ] {
             assert!(text.contains(&format!("0 {}", counter.label())), "{text}");

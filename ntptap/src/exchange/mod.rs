@@ -15,7 +15,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::ntp::{Body, Mode, Ntp, NtpTimestamp, RefId};
+use crate::{
+    ntp::{Body, Mode, Ntp, NtpTimestamp, RefId},
+    process::Process,
+};
 
 /// Memory bounds of a [`Tracker`].
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +29,8 @@ pub struct Limits {
     pub servers: usize,
     /// A request without a response after this long counts as unanswered.
     pub timeout: Duration,
+    /// Most (process, server) pairs counted.
+    pub processes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +39,7 @@ impl Default for Limits {
             pending: 65_536,
             servers: 1024,
             timeout: Duration::from_secs(8),
+            processes: 1024,
         }
     }
 }
@@ -43,6 +49,21 @@ struct Key {
     client: SocketAddr,
     server: SocketAddr,
     transmit: u64,
+}
+
+/// One process's exchanges with one server (process attribution).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProcessExchanges {
+    /// The process, as `comm[pid]` (escaped).
+    pub process: String,
+    /// The server.
+    pub server: Option<IpAddr>,
+    /// Requests the process sent the server.
+    pub requests: u64,
+    /// Their responses.
+    pub responses: u64,
+    /// Requests without a response within the timeout (or evicted).
+    pub unanswered: u64,
 }
 
 /// What the tracker knows of one server.
@@ -168,8 +189,10 @@ impl Event {
 #[derive(Debug, Default)]
 pub struct Tracker {
     limits: Limits,
-    pending: HashMap<Key, Duration>,
+    /// Requests waiting: when each was seen, and its process's index in `processes`.
+    pending: HashMap<Key, (Duration, Option<(String, IpAddr)>)>,
     servers: HashMap<IpAddr, ServerHealth>,
+    processes: HashMap<(String, IpAddr), ProcessExchanges>,
     events: Vec<Event>,
     /// Pending requests dropped to stay within the limit.
     pub evicted_requests: u64,
@@ -214,8 +237,16 @@ impl Tracker {
         })
     }
 
-    /// Take one NTP packet from `src` to `dst`, captured at `ts`.
-    pub fn observe(&mut self, ts: Duration, src: SocketAddr, dst: SocketAddr, ntp: &Ntp) {
+    /// Take one NTP packet from `src` to `dst`, captured at `ts`; `process` is the owner of
+    /// its socket on this host (`comm[pid]`), when known: requests from it are counted for it.
+    pub fn observe(
+        &mut self,
+        ts: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ntp: &Ntp,
+        process: Option<&Process<'_>>,
+    ) {
         match &ntp.body {
             Body::Private(p) if !p.response && (p.request_code == 20 || p.request_code == 42) => {
                 self.events.push(Event::MonlistRequest {
@@ -240,7 +271,9 @@ impl Tracker {
                     });
                 }
                 match ntp.mode {
-                    Mode::Client | Mode::SymmetricActive => self.request(ts, src, dst, h.transmit),
+                    Mode::Client | Mode::SymmetricActive => {
+                        self.request(ts, src, dst, h.transmit, process.map(Process::short));
+                    }
                     Mode::Server | Mode::SymmetricPassive => self.response(ts, src, dst, ntp),
                     _ => {}
                 }
@@ -255,8 +288,15 @@ impl Tracker {
         client: SocketAddr,
         server: SocketAddr,
         transmit: NtpTimestamp,
+        process: Option<String>,
     ) {
         self.server(server.ip()).requests += 1;
+        let process = process.and_then(|p| self.process(p, server.ip()));
+        if let Some(key) = &process
+            && let Some(p) = self.processes.get_mut(key)
+        {
+            p.requests += 1;
+        }
         if self.pending.len() >= self.limits.pending {
             self.expire(ts);
         }
@@ -264,12 +304,12 @@ impl Tracker {
             && let Some(oldest) = self
                 .pending
                 .iter()
-                .min_by_key(|(_, t)| **t)
+                .min_by_key(|(_, (t, _))| *t)
                 .map(|(k, _)| *k)
         {
-            self.pending.remove(&oldest);
+            let (_, process) = self.pending.remove(&oldest).unwrap_or_default();
             self.evicted_requests += 1;
-            self.server(oldest.server.ip()).unanswered += 1;
+            self.unanswered(oldest.server.ip(), process.as_ref());
         }
         self.pending.insert(
             Key {
@@ -277,8 +317,36 @@ impl Tracker {
                 server,
                 transmit: transmit.0,
             },
-            ts,
+            (ts, process),
         );
+    }
+
+    /// The key of `process`'s counts with `server`, made if there is room (else `None`: the
+    /// server's own counts still hold the exchange).
+    fn process(&mut self, process: String, server: IpAddr) -> Option<(String, IpAddr)> {
+        let key = (process, server);
+        if !self.processes.contains_key(&key) {
+            if self.processes.len() >= self.limits.processes {
+                return None;
+            }
+            self.processes.insert(
+                key.clone(),
+                ProcessExchanges {
+                    process: key.0.clone(),
+                    server: Some(server),
+                    ..ProcessExchanges::default()
+                },
+            );
+        }
+        Some(key)
+    }
+
+    /// A request to `server` went unanswered.
+    fn unanswered(&mut self, server: IpAddr, process: Option<&(String, IpAddr)>) {
+        self.server(server).unanswered += 1;
+        if let Some(p) = process.and_then(|k| self.processes.get_mut(k)) {
+            p.unanswered += 1;
+        }
     }
 
     fn response(&mut self, ts: Duration, server: SocketAddr, client: SocketAddr, ntp: &Ntp) {
@@ -329,11 +397,14 @@ impl Tracker {
             s.root_dispersion = Some(h.root_dispersion.seconds());
             s.leap = Some(leap);
         }
-        let Some(sent) = request else {
+        let Some((sent, process)) = request else {
             self.events
                 .push(Event::UnmatchedResponse { server, client });
             return;
         };
+        if let Some(p) = process.and_then(|k| self.processes.get_mut(&k)) {
+            p.responses += 1;
+        }
         let s = self.server(server.ip());
         s.responses += 1;
         if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
@@ -359,13 +430,23 @@ impl Tracker {
         let expired: Vec<Key> = self
             .pending
             .iter()
-            .filter(|(_, t)| now.saturating_sub(**t) > timeout)
+            .filter(|(_, (t, _))| now.saturating_sub(*t) > timeout)
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
-            self.pending.remove(&key);
-            self.server(key.server.ip()).unanswered += 1;
+            let (_, process) = self.pending.remove(&key).unwrap_or_default();
+            self.unanswered(key.server.ip(), process.as_ref());
         }
+    }
+
+    /// Every (process, server) pair, busiest first.
+    #[must_use]
+    pub fn processes(&self) -> Vec<&ProcessExchanges> {
+        let mut all: Vec<_> = self.processes.values().collect();
+        all.sort_by(|a, b| {
+            (b.requests, &a.process, a.server).cmp(&(a.requests, &b.process, b.server))
+        });
+        all
     }
 
     /// The events since the last call.
@@ -451,6 +532,7 @@ mod tests {
             client,
             server,
             &packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), xmt),
+            None,
         );
         // The server's clock is 5 ms ahead; the path is 10 ms each way; it takes 1 ms.
         let t2 = ts_at(base + 10_000_000 + 5_000_000);
@@ -461,6 +543,7 @@ mod tests {
             server,
             client,
             &reply,
+            None,
         );
         let s = t.servers()[0];
         assert_eq!((s.requests, s.responses, s.unanswered), (1, 1, 0));
@@ -478,6 +561,7 @@ mod tests {
             pending: 4,
             servers: 2,
             timeout: Duration::from_secs(8),
+            processes: 8,
         });
         for i in 0..10u64 {
             let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + i as u16);
@@ -492,6 +576,7 @@ mod tests {
                     NtpTimestamp(0),
                     NtpTimestamp(i + 1),
                 ),
+                None,
             );
         }
         assert!(t.pending() <= 4);
@@ -511,9 +596,65 @@ mod tests {
                     NtpTimestamp(0),
                     NtpTimestamp(9),
                 ),
+                None,
             );
         }
         assert!(t.servers().len() <= 2 && t.evicted_servers >= 4);
+    }
+
+    #[test]
+    fn each_process_counts_its_own_exchanges_with_each_server() {
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let owner = |pid, comm: &'static [u8]| Process {
+            pid,
+            tid: pid,
+            uid: 0,
+            comm,
+            cgroup_id: 1,
+            cgroup: None,
+            container: None,
+            netns: None,
+        };
+        let (chronyd, probe) = (owner(10, b"chronyd"), owner(20, b"probe"));
+        let mut t = Tracker::new(Limits::default());
+        let request = |n| {
+            packet(
+                Mode::Client,
+                0,
+                NtpTimestamp(0),
+                NtpTimestamp(0),
+                NtpTimestamp(n),
+            )
+        };
+        let reply = |n| packet(Mode::Server, 2, NtpTimestamp(n), ts_at(1), ts_at(2));
+        for n in 1..=3 {
+            let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + n as u16);
+            let who = if n == 3 { &probe } else { &chronyd };
+            t.observe(
+                Duration::from_secs(n),
+                client,
+                server,
+                &request(n),
+                Some(who),
+            );
+            if n != 3 {
+                // The reply's own owner (the same socket) does not count twice.
+                t.observe(Duration::from_secs(n), server, client, &reply(n), Some(who));
+            }
+        }
+        t.expire(Duration::from_secs(100));
+        let rows: Vec<_> = t
+            .processes()
+            .iter()
+            .map(|p| (p.process.clone(), p.requests, p.responses, p.unanswered))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("chronyd[10]".to_owned(), 2, 2, 0),
+                ("probe[20]".to_owned(), 1, 0, 1)
+            ]
+        );
     }
 
     #[test]
@@ -531,7 +672,7 @@ mod tests {
         if let Body::Time(h) = &mut kod.body {
             h.refid = *b"RATE";
         }
-        t.observe(Duration::ZERO, server, client, &kod);
+        t.observe(Duration::ZERO, server, client, &kod, None);
         let events = t.take_events();
         assert!(
             events.contains(&Event::KissOfDeath {
@@ -554,12 +695,12 @@ mod tests {
         let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
         let mut t = Tracker::new(Limits::default());
         let reply = packet(Mode::Server, 2, NtpTimestamp(1), ts_at(1), ts_at(2));
-        t.observe(Duration::from_secs(1), server, client, &reply);
+        t.observe(Duration::from_secs(1), server, client, &reply, None);
         let mut kiss = packet(Mode::Server, 0, NtpTimestamp(2), ts_at(3), ts_at(4));
         if let Body::Time(h) = &mut kiss.body {
             h.refid = *b"RATE";
         }
-        t.observe(Duration::from_secs(2), server, client, &kiss);
+        t.observe(Duration::from_secs(2), server, client, &kiss, None);
         let s = t.servers()[0];
         assert_eq!(s.stratum, Some(2));
         assert_eq!(s.refid.as_deref(), Some("192.0.2.1"));

@@ -78,6 +78,26 @@ impl<W: Write> HealthSink<W> {
                 },
             );
         }
+        let processes = tracker.processes();
+        if !processes.is_empty() {
+            let _ = writeln!(t, "ntptap: NTP clients on this host, by process and server");
+            let _ = writeln!(
+                t,
+                "{:<28} {:<40} {:>6} {:>6} {:>6}",
+                "process", "server", "req", "resp", "lost"
+            );
+            for p in processes {
+                let _ = writeln!(
+                    t,
+                    "{:<28} {:<40} {:>6} {:>6} {:>6}",
+                    p.process,
+                    p.server.map(|a| a.to_string()).unwrap_or_default(),
+                    p.requests,
+                    p.responses,
+                    p.unanswered
+                );
+            }
+        }
         if tracker.evicted_requests + tracker.evicted_servers > 0 {
             let _ = writeln!(
                 t,

@@ -16,7 +16,12 @@ use prometheus_client::{
 };
 
 use super::{Control, Decoded, Sink};
-use crate::{counts::Counts, exchange::Tracker, frame::Direction};
+use crate::{
+    counts::Counts,
+    exchange::Tracker,
+    frame::Direction,
+    process::{Socket, escape},
+};
 
 type Labels = Vec<(String, String)>;
 
@@ -53,8 +58,17 @@ pub struct MetricsSink {
     resident: Gauge,
     written_total: u64,
     last_kernel: Counts,
+    /// Process names with a `comm` label of their own: the first [`COMM_LABELS`] seen.
+    comms: std::collections::HashSet<Vec<u8>>,
+    /// What process attribution did, by event; and the owners it holds.
+    attribution: Family<Labels, Counter>,
+    owners_held: Gauge,
     exposition: Exposition,
 }
+
+/// Process names that get a `comm` label of their own; later names count as `other`, so a
+/// host with many short-lived process names cannot grow the metrics without bound.
+pub const COMM_LABELS: usize = 32;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
@@ -74,7 +88,7 @@ impl MetricsSink {
         let kernel = Family::<Labels, Counter>::default();
         registry.register(
             "kernel_frames",
-            "Frames by interface, direction and what the kernel programs decided: seen, matched, captured, ring_full, copy_failed, truncated, unparsable, later_fragment",
+            "Frames by interface, direction and what the kernel programs decided: seen, matched, captured, ring_full, copy_failed, truncated, unparsable, later_fragment, other_process",
             kernel.clone(),
         );
         let written = Family::<Labels, Counter>::default();
@@ -86,8 +100,20 @@ impl MetricsSink {
         let ntp = Family::<Labels, Counter>::default();
         registry.register(
             "ntp_packets",
-            "NTP packets by version, mode and direction",
+            "NTP packets by version, mode, direction and the comm of the process that owns the socket (the first 32 names seen, then other; (none) where no socket takes the frame, (unknown) where its owner is not known)",
             ntp.clone(),
+        );
+        let attribution = Family::<Labels, Counter>::default();
+        registry.register(
+            "attribution_sockets",
+            "Process attribution: sockets whose owner was recorded, changed hands, was closed, or was evicted from the full owner map",
+            attribution.clone(),
+        );
+        let owners_held = Gauge::default();
+        registry.register(
+            "attribution_owners",
+            "Socket owners the kernel holds now",
+            owners_held.clone(),
         );
         let kiss = Family::<Labels, Counter>::default();
         registry.register(
@@ -219,6 +245,9 @@ impl MetricsSink {
             evicted,
             ring_pending,
             written_total: 0,
+            comms: std::collections::HashSet::new(),
+            attribution,
+            owners_held,
             last_kernel: Counts::default(),
             exposition,
         }
@@ -316,11 +345,13 @@ impl Sink for MetricsSink {
         self.written_total += 1;
         if let Some((_, _, ntp)) = packet.ntp_packet() {
             let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
+            let comm = self.comm_label(&frame.socket);
             self.ntp
                 .get_or_create(&labels(&[
                     ("version", &version),
                     ("mode", &mode),
                     ("direction", direction),
+                    ("comm", &comm),
                 ]))
                 .inc();
             if let Some(code) = ntp.kiss_code() {
@@ -354,6 +385,22 @@ impl Sink for MetricsSink {
 }
 
 impl MetricsSink {
+    /// The `comm` label for a frame's socket (see [`COMM_LABELS`]).
+    fn comm_label(&mut self, socket: &Socket<'_>) -> String {
+        match socket {
+            Socket::Owned(p) => {
+                if self.comms.contains(p.comm) || self.comms.len() < COMM_LABELS {
+                    self.comms.insert(p.comm.to_vec());
+                    escape(p.comm)
+                } else {
+                    "other".to_owned()
+                }
+            }
+            Socket::None => "(none)".to_owned(),
+            Socket::Unowned | Socket::Unknown => "(unknown)".to_owned(),
+        }
+    }
+
     fn kernel_counts(&mut self, counts: &Counts) {
         use ntptap_common::Counter as C;
         let previous: std::collections::HashMap<(&str, u8, u32), u64> = self
@@ -379,6 +426,21 @@ impl MetricsSink {
                     ("reason", reason),
                 ]))
                 .inc_by(value.saturating_sub(before));
+        }
+        if let Some(now) = &counts.owners {
+            let before = self.last_kernel.owners.unwrap_or_default();
+            for (event, now, before) in [
+                ("recorded", now.recorded, before.recorded),
+                ("changed", now.changed, before.changed),
+                ("closed", now.released, before.released),
+                ("evicted", now.evicted(), before.evicted()),
+            ] {
+                self.attribution
+                    .get_or_create(&labels(&[("event", event)]))
+                    .inc_by(now.saturating_sub(before));
+            }
+            self.owners_held
+                .set(i64::try_from(now.live).unwrap_or(i64::MAX));
         }
         let in_ring = counts.total(C::Captured).saturating_sub(self.written_total);
         self.ring_pending

@@ -51,7 +51,7 @@ impl Consumer for Pipeline {
         let mut packet = Decoded::new(frame, &self.ports);
         if let Some(tracker) = &mut self.tracker {
             if let Some((src, dst, ntp)) = packet.ntp_packet() {
-                tracker.observe(frame.ts, src, dst, ntp);
+                tracker.observe(frame.ts, src, dst, ntp, frame.socket.process());
             }
             packet.events = tracker.take_events();
         }
