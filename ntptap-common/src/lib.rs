@@ -129,7 +129,7 @@ pub const SELECT_ENTRIES: u32 = 256;
 pub const CGROUP_LEVELS: i32 = 16;
 /// Sockets whose owners the kernel keeps at once (an LRU map: the least recently used owner
 /// goes first when it is full; the loader counts such evictions).
-pub const OWNER_ENTRIES: u32 = 16384;
+pub const OWNER_ENTRIES: u32 = 1024;
 
 /// Attribution flag in [`Config::attribution`]: look up the owner of each captured frame's
 /// socket.
@@ -387,6 +387,19 @@ pub mod names {
     pub const COST_CAPTURE_TC: &str = "ntptap_cost_capture_tc";
     /// TC program that does nothing, the baseline for the TC programs.
     pub const NOP_TC: &str = "ntptap_nop_tc";
+    /// Empty programs at the attribution hooks, each beside ntptap's program there: (empty,
+    /// ntptap's, the hook).
+    pub const NOP_OWNER_PROGRAMS: [(&str, &str, &str); 5] = [
+        ("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4"),
+        ("ntptap_nop_connect4", "ntptap_connect4", "connect4"),
+        ("ntptap_nop_recvmsg4", "ntptap_recvmsg4", "recvmsg4"),
+        ("ntptap_nop_post_bind4", "ntptap_post_bind4", "post_bind4"),
+        (
+            "ntptap_nop_sock_release",
+            "ntptap_sock_release",
+            "sock_release",
+        ),
+    ];
 }
 
 #[cfg(feature = "user")]

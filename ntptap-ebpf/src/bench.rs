@@ -5,8 +5,8 @@
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_ktime_get_ns,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_sock, cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, SockContext, TcContext, XdpContext},
 };
 use ntptap_common::{Record, TINY_DATA};
 
@@ -142,4 +142,36 @@ fn least_capture<F: Frame>(frame: &F) {
 #[classifier]
 pub fn ntptap_nop_tc(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
+}
+
+/// Empty programs at the attribution hooks (`cargo xtask bench` runs them beside ntptap's on
+/// the same socket calls, and compares the kernel's run-time statistics). Never attached by
+/// the loader. Each allows the call, as ntptap's do.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn ntptap_nop_sendmsg4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+/// See [`ntptap_nop_sendmsg4`].
+#[cgroup_sock_addr(connect4)]
+pub fn ntptap_nop_connect4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+/// See [`ntptap_nop_sendmsg4`].
+#[cgroup_sock_addr(recvmsg4)]
+pub fn ntptap_nop_recvmsg4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+/// See [`ntptap_nop_sendmsg4`].
+#[cgroup_sock(post_bind4)]
+pub fn ntptap_nop_post_bind4(_ctx: SockContext) -> i32 {
+    1
+}
+
+/// See [`ntptap_nop_sendmsg4`].
+#[cgroup_sock(sock_release)]
+pub fn ntptap_nop_sock_release(_ctx: SockContext) -> i32 {
+    1
 }

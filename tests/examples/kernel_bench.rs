@@ -11,8 +11,9 @@ use ntptap_common::names;
 const RUNS: usize = 15;
 const REPEAT: u32 = 20_000;
 /// The programs measured that are TC classifiers; the rest are XDP programs.
-const TC_PROGRAMS: [&str; 4] = [
+const TC_PROGRAMS: [&str; 5] = [
     names::TC_EGRESS,
+    names::TC_INGRESS,
     names::NOP_TC,
     names::COST_FILTER_TC,
     names::COST_CAPTURE_TC,
@@ -129,6 +130,8 @@ fn main() {
         // The copy-loop program kernels before 5.18 get, measured here for comparison.
         cases.push((names::XDP_COPY, what, bytes));
         cases.push((names::TC_EGRESS, what, bytes));
+        // Ingress looks the receiving socket up (process attribution); nobody listens here.
+        cases.push((names::TC_INGRESS, what, bytes));
     }
     check_least_filter(&programs, &frames);
     // Rounds of every case in turn, so a burst of load on the host hits one run of many

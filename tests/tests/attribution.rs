@@ -296,10 +296,7 @@ fn read_back_shows_owners(file: &Path, records: &[Record], clients: &Clients) {
             "ptcpdump's form: {shown}"
         );
     }
-    let back = run(Command::new(ntptap_bin())
-        .arg("-r")
-        .arg(file)
-        .arg("--json"));
+    let back = run(Command::new(ntptap_bin()).arg("-r").arg(file).arg("--json"));
     let back = String::from_utf8_lossy(&back.stdout);
     for (line, record) in back.lines().zip(records) {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON");

@@ -663,7 +663,10 @@ fn boot(
                 .insert(format!("module {module} did not load"));
         } else if let Some(decision) = line.find("ntptap: ").map(|at| &line[at + 8..]) {
             // -v's attach decisions, from the portable tests.
-            if decision.contains("copies frames") || decision.contains(" at ") {
+            if decision.contains("copies frames")
+                || decision.contains(" at ")
+                || decision.starts_with("process attribution")
+            {
                 outcome
                     .notes
                     .insert(decision.replace("va: ", "").trim().to_owned());

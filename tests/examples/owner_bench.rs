@@ -1,0 +1,122 @@
+//! What process attribution's cgroup hooks cost on socket calls that are not NTP, each against
+//! an empty program attached at the same hook in the same run. cgroup socket programs have no
+//! BPF_PROG_TEST_RUN, so real calls on loopback drive them, and the kernel's own run-time
+//! statistics (`BPF_ENABLE_STATS`) time each program. Run by `cargo xtask bench`; prints one
+//! JSON object per hook: `{"hook", "work", "ntptap_ns", "empty_ns", "runs"}` (medians over
+//! rounds, of the kernel's average per run).
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr};
+use ntptap::capture::{
+    CaptureConfig, Programs,
+    owners::{Hooks, Selection, cgroup2_root},
+};
+use ntptap_common::names;
+
+const ROUNDS: usize = 9;
+const CALLS: u32 = 20_000;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A port nobody listens on, not in the port set.
+const DISCARD: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
+
+/// `CALLS` of the socket call that runs `hook`, none of them NTP.
+fn work(hook: &str) {
+    match hook {
+        "sendmsg4" => {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..CALLS {
+                let _ = s.send_to(b"x", DISCARD);
+            }
+        }
+        "connect4" => {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for i in 0..CALLS {
+                let _ = s.connect(SocketAddr::new(DISCARD.ip(), 1024 + (i % 60_000) as u16));
+            }
+        }
+        "recvmsg4" => {
+            let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = rx.local_addr().unwrap();
+            let mut buf = [0u8; 16];
+            for _ in 0..CALLS {
+                tx.send_to(b"x", to).unwrap();
+                rx.recv_from(&mut buf).unwrap();
+            }
+        }
+        // A socket bound and closed: post_bind, then sock_release.
+        _ => {
+            for _ in 0..CALLS {
+                drop(UdpSocket::bind("127.0.0.1:0").unwrap());
+            }
+        }
+    }
+}
+
+/// The kernel's (run time, run count) of a program so far.
+fn stats(programs: &Programs, name: &str) -> (Duration, u64) {
+    let info = programs.ebpf.program(name).unwrap().info().unwrap();
+    (info.run_time(), info.run_count())
+}
+
+fn main() {
+    let mut programs =
+        Programs::load(&CaptureConfig::default()).expect("load the programs (run as root)");
+    let hooks = Hooks::open(&mut programs.ebpf, &Selection::default()).expect("attribution hooks");
+    let root = cgroup2_root().expect("cgroup v2");
+    let dir = std::fs::File::open(&root.path).unwrap();
+    for (empty, _, _) in names::NOP_OWNER_PROGRAMS {
+        let program = programs.ebpf.program_mut(empty).unwrap();
+        if let Ok(p) = <&mut CgroupSockAddr>::try_from(&mut *program) {
+            p.load().unwrap();
+            p.attach(&dir, CgroupAttachMode::Single).unwrap();
+        } else {
+            let p = <&mut CgroupSock>::try_from(program).unwrap();
+            p.load().unwrap();
+            p.attach(&dir, CgroupAttachMode::Single).unwrap();
+        }
+    }
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
+    let mut samples = vec![(Vec::new(), Vec::new(), 0u64); names::NOP_OWNER_PROGRAMS.len()];
+    for _ in 0..ROUNDS {
+        for ((empty, ours, hook), (ours_ns, empty_ns, runs)) in
+            names::NOP_OWNER_PROGRAMS.iter().zip(&mut samples)
+        {
+            let before = (stats(&programs, ours), stats(&programs, empty));
+            work(hook);
+            let after = (stats(&programs, ours), stats(&programs, empty));
+            let per_run = |(t0, n0): (Duration, u64), (t1, n1): (Duration, u64)| {
+                t1.saturating_sub(t0).as_nanos() as f64 / (n1 - n0).max(1) as f64
+            };
+            ours_ns.push(per_run(before.0, after.0));
+            empty_ns.push(per_run(before.1, after.1));
+            *runs += after.0.1 - before.0.1;
+        }
+    }
+    let counts = hooks.counts().unwrap();
+    assert_eq!(counts.recorded, 0, "no socket here talks NTP: {counts:?}");
+    for ((_, _, hook), (ours, empty, runs)) in names::NOP_OWNER_PROGRAMS.iter().zip(samples) {
+        let work = match *hook {
+            "sendmsg4" => "sendto(), not NTP",
+            "connect4" => "connect(), not NTP",
+            "recvmsg4" => "recvfrom(), not NTP",
+            "post_bind4" => "bind(), not NTP",
+            _ => "close() of a UDP socket",
+        };
+        println!(
+            "{{\"hook\": \"{hook}\", \"work\": \"{work}\", \"ntptap_ns\": {:.1}, \"empty_ns\": {:.1}, \"runs\": {runs}}}",
+            median(ours),
+            median(empty)
+        );
+    }
+}
