@@ -45,7 +45,7 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "no_attribution"])]
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution"])]
     pub read: Option<PathBuf>,
 
     /// Exit after COUNT frames.
@@ -118,10 +118,12 @@ pub struct Cli {
     #[arg(long = "not-cgroup", value_name = "PATH")]
     pub not_cgroups: Vec<PathBuf>,
 
-    /// Do not attribute frames to processes (attribution hooks every UDP connect, send to an
-    /// address, read with an address, bind and close on the host; see BENCHMARKS.md).
-    #[arg(long = "no-attribution", conflicts_with_all = ["pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups"])]
-    pub no_attribution: bool,
+    /// Name the process that owns each frame's socket (JSON `process`, pcapng comments, -v).
+    /// Off by default: its hooks run on every UDP connect, send to an address, read with an
+    /// address, bind and close on the host (BENCHMARKS.md). --process, --pid, --comm and
+    /// --cgroup turn it on too.
+    #[arg(long = "attribution")]
+    pub attribution: bool,
 
     /// Show the process that owns each frame's socket on its line, as `comm[pid]`.
     #[arg(long = "process")]

@@ -171,7 +171,7 @@ impl Plan {
             debug_ebpf: cli.debug_ebpf,
             drain_interval,
             follow_interfaces: interfaces == InterfaceChoice::Any,
-            attribution: (!cli.no_attribution).then(|| selection(cli)),
+            attribution: attribution(cli).then(|| selection(cli)),
         };
         Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
@@ -189,6 +189,18 @@ impl Plan {
             verbose: cli.verbose > 0,
         })))
     }
+}
+
+/// Whether process attribution is asked for: `--attribution`, or what needs it.
+fn attribution(cli: &Cli) -> bool {
+    cli.attribution
+        || cli.process
+        || !cli.pids.is_empty()
+        || !cli.not_pids.is_empty()
+        || !cli.comms.is_empty()
+        || !cli.not_comms.is_empty()
+        || !cli.cgroups.is_empty()
+        || !cli.not_cgroups.is_empty()
 }
 
 /// `--pid`, `--comm`, `--cgroup` and their `--not-` forms.

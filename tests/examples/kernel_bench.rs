@@ -5,7 +5,7 @@
 //! turn, of the kernel's average).
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use ntptap::capture::{CaptureConfig, Programs};
+use ntptap::capture::{CaptureConfig, Programs, owners::Selection};
 use ntptap_common::names;
 
 const RUNS: usize = 15;
@@ -92,6 +92,28 @@ fn main() {
         ..CaptureConfig::default()
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
+    // The same programs built with process attribution on (`--attribution`).
+    let mut attributed = Programs::load(&CaptureConfig {
+        attribution: Some(Selection::default()),
+        ..config.clone()
+    })
+    .expect("load the programs with attribution");
+    let xdp: &mut Xdp = attributed
+        .ebpf
+        .program_mut(names::XDP)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().expect("load XDP");
+    for name in [names::TC_INGRESS, names::TC_EGRESS] {
+        let tc: &mut SchedClassifier = attributed
+            .ebpf
+            .program_mut(name)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        tc.load().expect("load TC");
+    }
     for name in [
         names::XDP,
         names::XDP_COPY,
@@ -136,13 +158,36 @@ fn main() {
     check_least_filter(&programs, &frames);
     // Rounds of every case in turn, so a burst of load on the host hits one run of many
     // cases, not every run of one.
+    // With attribution: ingress looks the receiving socket up, egress reads the skb's.
+    let with: Vec<(&str, &str, &[u8])> = [names::XDP, names::TC_INGRESS, names::TC_EGRESS]
+        .into_iter()
+        .flat_map(|p| {
+            [
+                (p, frames[0].0, &frames[0].1[..]),
+                (p, frames[1].0, &frames[1].1[..]),
+            ]
+        })
+        .collect();
     let mut samples = vec![Vec::new(); cases.len()];
+    let mut with_samples = vec![Vec::new(); with.len()];
     for _ in 0..RUNS {
         for ((program, _, bytes), samples) in cases.iter().zip(&mut samples) {
             samples.push(run_once(&mut programs, program, bytes));
         }
+        for ((program, _, bytes), samples) in with.iter().zip(&mut with_samples) {
+            samples.push(run_once(&mut attributed, program, bytes));
+        }
     }
-    for ((program, what, _), samples) in cases.into_iter().zip(samples) {
+    let labelled = cases
+        .into_iter()
+        .zip(samples)
+        .map(|((p, what, _), s)| (p.to_owned(), what, s))
+        .chain(
+            with.into_iter()
+                .zip(with_samples)
+                .map(|((p, what, _), s)| (format!("{p} +attribution"), what, s)),
+        );
+    for (program, what, samples) in labelled {
         println!(
             "{{\"program\": \"{program}\", \"frame\": \"{what}\", \"ns\": {:.1}}}",
             median(samples)

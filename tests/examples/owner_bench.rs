@@ -70,8 +70,11 @@ fn stats(programs: &Programs, name: &str) -> (Duration, u64) {
 }
 
 fn main() {
-    let mut programs =
-        Programs::load(&CaptureConfig::default()).expect("load the programs (run as root)");
+    let mut programs = Programs::load(&CaptureConfig {
+        attribution: Some(Selection::default()),
+        ..CaptureConfig::default()
+    })
+    .expect("load the programs (run as root)");
     let hooks = Hooks::open(&mut programs.ebpf, &Selection::default()).expect("attribution hooks");
     let root = cgroup2_root().expect("cgroup v2");
     let dir = std::fs::File::open(&root.path).unwrap();

@@ -89,7 +89,7 @@ fn tap(ns: &Netns, dev: &str, hook: &str, file: &Path, extra: &[&str]) -> Proc {
     let mut p = Proc::spawn(
         "ntptap",
         ns.command(ntptap_bin())
-            .args(["-v", "-i", dev, "--hook", hook])
+            .args(["-v", "--attribution", "-i", dev, "--hook", hook])
             .args(extra)
             .arg("-w")
             .arg(file),
@@ -333,7 +333,7 @@ fn a_request_nobody_takes_says_no_socket() {
         "ntptap --json",
         lab.a
             .command(ntptap_bin())
-            .args(["-i", "va", "--json", "-c", "1"]),
+            .args(["-i", "va", "--attribution", "--json", "-c", "1"]),
     );
     ntptap.wait_for_stderr("listening on", READY);
     run(lab

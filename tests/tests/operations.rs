@@ -605,7 +605,8 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     );
 }
 
-/// `--metrics`: scraped during a real chrony exchange, the counts equal what the file holds.
+/// `--metrics`: scraped during a real chrony exchange, the counts equal what the file holds,
+/// and with `--attribution` each packet's `comm` label names its process.
 #[test]
 fn metrics_agree_with_the_capture() {
     let lab = Lab::new("metrics");
@@ -616,7 +617,8 @@ fn metrics_agree_with_the_capture() {
         "ntptap --metrics",
         lab.b
             .command(ntptap_bin())
-            .args(["-i", "vb", "-i", "lo", "--metrics", "127.0.0.1:9123", "-w"])
+            .args(["-i", "vb", "-i", "lo", "--attribution"])
+            .args(["--metrics", "127.0.0.1:9123", "-w"])
             .arg(&file),
     );
     ntptap.wait_for_stderr("listening on", READY);

@@ -240,12 +240,12 @@ fn chrony_frames_name_their_processes(hook: &str) {
     let lab = Lab::new(&format!("who-{hook}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_file, client_file) = (dir.path().join("a.pcapng"), dir.path().join("b.pcapng"));
-    let server_tap = start_tap(&lab, hook, &server_file, &[]);
+    let server_tap = start_tap(&lab, hook, &server_file, &["--attribution"]);
     let mut client_tap = Proc::spawn(
         "ntptap (client side)",
         lab.b
             .command(ntptap_bin())
-            .args(["-v", "-i", "vb", "--hook", hook, "-w"])
+            .args(["-v", "--attribution", "-i", "vb", "--hook", hook, "-w"])
             .arg(&client_file),
     );
     client_tap.wait_for_stderr("listening on", Duration::from_secs(20));

@@ -462,7 +462,7 @@ fn attribution_targets(owners: &[serde_json::Value], live: &[LiveResult]) -> Vec
             .map(|r| r.runs.iter().map(|x| x.sent).collect::<Vec<_>>())
     };
     if let (Some(on), Some(off), Some(none)) =
-        (sent("ntptap tc"), sent("ntptap tc-noattr"), sent("none"))
+        (sent("ntptap tc-attr"), sent("ntptap tc"), sent("none"))
     {
         let all: Vec<usize> = (0..none.len()).collect();
         let ratio = |rounds: &[usize]| loss_ratio(&on, &off, &none, rounds);
@@ -877,8 +877,8 @@ fn spawn_contender(
             let hook = hook.trim_start_matches("ntptap ");
             let (hook, variant) = hook.split_once('-').unwrap_or((hook, ""));
             let mode = if variant == "generic" { "skb" } else { "auto" };
-            let attribution: &[&str] = if variant == "noattr" {
-                &["--no-attribution"]
+            let attribution: &[&str] = if variant == "attr" {
+                &["--attribution"]
             } else {
                 &[]
             };
@@ -1034,16 +1034,12 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
         "ntptap xdp-generic",
         "ntptap tc",
         "ntptap tc-cpu0",
+        "ntptap tc-attr",
     ];
     // Under the flood that is not NTP, what any program at each hook costs: the floor of
     // target 3.
-    // And ntptap without process attribution: what its hooks cost a flood that is not NTP.
-    let floors = [
-        "empty xdp",
-        "empty xdp-generic",
-        "empty tc",
-        "ntptap tc-noattr",
-    ];
+    // And ntptap with process attribution: what its hooks cost a flood that is not NTP.
+    let floors = ["empty xdp", "empty xdp-generic", "empty tc"];
     let mut results: Vec<LiveResult> = Vec::new();
     for (flood_name, port) in [("NTP flood", 123u16), ("non-NTP flood", 5353)] {
         let contenders: Vec<&'static str> = if port == 123 {

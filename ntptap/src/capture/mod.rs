@@ -105,7 +105,8 @@ pub struct CaptureConfig {
     /// (`-i any`), instead of stopping when one goes.
     pub follow_interfaces: bool,
     /// Attribute each frame to the process that owns its socket, and capture only the frames
-    /// of the processes selected (`--pid`, `--comm`, `--cgroup`); `None`: no attribution.
+    /// of the processes selected (`--pid`, `--comm`, `--cgroup`); `None` (the default): no
+    /// attribution.
     pub attribution: Option<owners::Selection>,
 }
 
@@ -128,7 +129,7 @@ impl Default for CaptureConfig {
             debug_ebpf: false,
             drain_interval: Duration::from_millis(250),
             follow_interfaces: false,
-            attribution: Some(owners::Selection::default()),
+            attribution: None,
         }
     }
 }
@@ -446,7 +447,7 @@ impl Session {
             let mut session = Self::open_as(config)?;
             session
                 .decisions
-                .push("process attribution: off (--no-attribution)".to_owned());
+                .push("process attribution: off (--attribution turns it on)".to_owned());
             return Ok(session);
         };
         let err = match Self::open_as(config) {
@@ -467,10 +468,7 @@ impl Session {
             ..config.clone()
         };
         let mut session = Self::open_as(&plain)?;
-        let note = format!(
-            "process attribution: off, the capture goes on without it: {why}; --no-attribution \
-             says you know"
-        );
+        let note = format!("process attribution: off, the capture goes on without it: {why}");
         warn!("{note}");
         session.decisions.push(note);
         Ok(session)
