@@ -203,30 +203,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     }
 
     eprintln!("xtask: kernel programs with BPF_PROG_TEST_RUN");
-    let kernel = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "ntptap-tests",
-            "--example",
-            "kernel_bench",
-        ])
-        .current_dir(root)
-        .output()
-        .context("cannot run the kernel benchmark")?;
-    if !kernel.status.success() {
-        bail!(
-            "kernel benchmark failed: {}",
-            String::from_utf8_lossy(&kernel.stderr)
-        );
-    }
-    let kernel: Vec<serde_json::Value> = String::from_utf8_lossy(&kernel.stdout)
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .context("kernel benchmark output")?;
+    let kernel = example_json(root, "kernel_bench")?;
 
     eprintln!("xtask: process attribution hooks, on socket calls that are not NTP");
     let owners = example_json(root, "owner_bench")?;
