@@ -578,15 +578,8 @@ fn capture<F: Frame>(
         drops_before: 0,
         socket: SOCKET_UNKNOWN,
         pad: [0; 3],
-        owner: Owner {
-            pid: 0,
-            tid: 0,
-            uid: 0,
-            select: 0,
-            cgroup_id: 0,
-            netns_cookie: 0,
-            comm: [0; 16],
-        },
+        // Filled from the scratch slot in `emit` when attribution is on.
+        owner: Owner::default(),
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)

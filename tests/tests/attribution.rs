@@ -58,16 +58,10 @@ struct Cgroup(PathBuf);
 
 impl Cgroup {
     fn new(tag: &str) -> Self {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = mountinfo
-            .lines()
-            .find_map(|l| {
-                let (fields, rest) = l.split_once(" - ")?;
-                let f: Vec<_> = fields.split(' ').collect();
-                (rest.starts_with("cgroup2 ") && f[3] == "/").then(|| PathBuf::from(f[4]))
-            })
-            .expect("a cgroup v2 hierarchy");
-        let dir = root.join(format!("ntptap-test-{tag}-{}", std::process::id()));
+        let root = ntptap::capture::owners::cgroup2_root().expect("a cgroup v2 hierarchy");
+        let dir = root
+            .path
+            .join(format!("ntptap-test-{tag}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         Cgroup(dir)
     }
