@@ -46,6 +46,111 @@ pub const RECORD_TRUNCATED: u8 = 1;
 /// `vlan_proto`, and `orig_len` does not count its 4 bytes. Readers put it back, as libpcap does.
 pub const RECORD_VLAN: u8 = 2;
 
+/// Record flag: a drop record. The kernel dropped this frame after ntptap's hook (`kfree_skb`
+/// with a reason): the data starts with a [`DropInfo`], then `cap_len` bytes of the frame from
+/// its IP header on (no link-layer header: the kernel has left it behind by then).
+/// `orig_len` is the IP packet's length.
+pub const RECORD_DROP: u8 = 4;
+
+/// What a drop record adds before its frame bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropInfo {
+    /// Kernel address of the drop (the caller of `kfree_skb`); the loader names its symbol.
+    pub location: u64,
+    /// The kernel's `enum skb_drop_reason` value (0 on kernels without reasons, before 5.17).
+    pub reason: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
+}
+const _: () = assert!(size_of::<DropInfo>() == 16);
+
+/// Drop reasons counted apart per direction in [`names::DROP_COUNTS`]; a reason of this value
+/// or more (a subsystem's own reasons carry high bits) is counted in the last slot.
+pub const DROP_REASON_SLOTS: u32 = 256;
+/// Per direction in the drop counters: the reason slots, then [`DropStat`]s.
+pub const DROP_COUNT_SLOTS: u32 = DROP_REASON_SLOTS + DROP_STATS;
+/// Entries of the per-CPU drop counters map.
+pub const DROP_COUNT_ENTRIES: u32 = DIRECTIONS * DROP_COUNT_SLOTS;
+
+/// What the drop program counts per direction, after the reason slots.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropStat {
+    /// Dropped frames on the port set, in ntptap's network namespace, on a watched interface
+    /// (or on none yet, on the way out): each also counted under its reason.
+    Matched = 0,
+    /// Drop records written into the ring.
+    Recorded = 1,
+    /// Drop records lost because the ring was full.
+    RingFull = 2,
+    /// Drop records the kernel would not copy (counted so that matched = recorded + ring
+    /// full + copy failed holds).
+    CopyFailed = 3,
+}
+/// Number of [`DropStat`]s.
+pub const DROP_STATS: u32 = 4;
+
+/// Index of drop counter `slot` (a reason below [`DROP_REASON_SLOTS`], or
+/// `DROP_REASON_SLOTS + DropStat`) for `direction`.
+#[inline(always)]
+#[must_use]
+pub const fn drop_index(direction: u8, slot: u32) -> u32 {
+    (direction as u32 % DIRECTIONS) * DROP_COUNT_SLOTS + slot % DROP_COUNT_SLOTS
+}
+
+/// Bytes of `sk_buff` the drop program reads at once, from [`DropLayout::window`].
+pub const DROP_WINDOW: usize = 256;
+/// Bytes the drop program reads from a dropped frame's IP header on, to find its UDP ports
+/// (an IPv4 header with the most options, 60 bytes, then 8 of UDP).
+pub const DROP_HEADERS: usize = 72;
+
+/// Where the drop program finds what it reads in the running kernel's structures, from the
+/// kernel's BTF (the layouts move between kernels and builds). Offsets in `sk_buff` count from
+/// `window`; the others from the start of their structure. Written into `.rodata` before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropLayout {
+    /// Offset in `sk_buff` of the bytes read at once.
+    pub window: u32,
+    /// How many (at most [`DROP_WINDOW`]).
+    pub window_len: u32,
+    /// `sk_buff.dev` (a `net_device *`), from `window`.
+    pub dev: u32,
+    /// `sk_buff.sk`.
+    pub sk: u32,
+    /// `sk_buff.len` (u32).
+    pub len: u32,
+    /// `sk_buff.data_len` (u32).
+    pub data_len: u32,
+    /// `sk_buff.skb_iif` (int): non-zero for frames that came in through an interface.
+    pub skb_iif: u32,
+    /// `sk_buff.protocol` (__be16).
+    pub protocol: u32,
+    /// `sk_buff.network_header` (u16, from `head`).
+    pub network_header: u32,
+    /// `sk_buff.head` (pointer).
+    pub head: u32,
+    /// `sk_buff.data` (pointer).
+    pub data: u32,
+    /// `net_device.ifindex` (int).
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net` (a `struct net *`).
+    pub dev_net: u32,
+    /// `sock.__sk_common.skc_net` (a `struct net *`).
+    pub sk_net: u32,
+    /// `net.ns.inum` (u32): the network namespace's inode number.
+    pub net_inum: u32,
+    /// Inode number of ntptap's network namespace: drops in others are not its business.
+    pub netns: u32,
+    /// A reason value that is no drop (`SKB_CONSUMED` where it exists), skipped; else
+    /// `u32::MAX`.
+    pub consumed: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
+}
+const _: () = assert!(size_of::<DropLayout>() == 72);
+
 /// Header of every record in the ring buffer, followed by `cap_len` bytes of frame data.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -363,6 +468,17 @@ pub mod names {
     ];
     /// The read-only configuration global.
     pub const CONFIG: &str = "NTPTAP_CONFIG";
+    /// The drop program's read-only structure layout (see [`DropLayout`](super::DropLayout)).
+    pub const DROP_LAYOUT: &str = "NTPTAP_DROP_LAYOUT";
+    /// Per-CPU drop counters (see [`drop_index`](super::drop_index)).
+    pub const DROP_COUNTS: &str = "NTPTAP_DROP_COUNTS";
+    /// The drop program (`tp_btf/kfree_skb`), for kernels whose tracepoint passes a reason
+    /// (5.17 and later).
+    pub const DROP: &str = "ntptap_drop";
+    /// The drop program for kernels whose `kfree_skb` tracepoint has no reason (before 5.17).
+    pub const DROP_NO_REASON: &str = "ntptap_drop_noreason";
+    /// An empty program at `tp_btf/kfree_skb`, the drop program's baseline in the bench.
+    pub const NOP_DROP: &str = "ntptap_nop_kfree_skb";
     /// XDP program (ingress).
     pub const XDP: &str = "ntptap_xdp";
     /// XDP program (ingress) for kernels without `bpf_xdp_load_bytes` (before 5.18).
@@ -411,4 +527,8 @@ mod user {
     unsafe impl aya::Pod for super::RecordHeader {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
+    unsafe impl aya::Pod for super::DropLayout {}
+    // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
+    unsafe impl aya::Pod for super::DropInfo {}
 }

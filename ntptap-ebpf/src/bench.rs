@@ -5,8 +5,8 @@
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_ktime_get_ns,
-    macros::{cgroup_sock, cgroup_sock_addr, classifier, xdp},
-    programs::{SockAddrContext, SockContext, TcContext, XdpContext},
+    macros::{btf_tracepoint, cgroup_sock, cgroup_sock_addr, classifier, xdp},
+    programs::{BtfTracePointContext, SockAddrContext, SockContext, TcContext, XdpContext},
 };
 use ntptap_common::{Record, TINY_DATA};
 
@@ -174,4 +174,11 @@ pub fn ntptap_nop_post_bind4(_ctx: SockContext) -> i32 {
 #[cgroup_sock(sock_release)]
 pub fn ntptap_nop_sock_release(_ctx: SockContext) -> i32 {
     1
+}
+
+/// An empty program at `tp_btf/kfree_skb`, where ntptap's drop program runs: the floor the
+/// bench measures `ntptap_drop` against, on the same drops. Never attached by the loader.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn ntptap_nop_kfree_skb(_ctx: BtfTracePointContext) -> i32 {
+    0
 }

@@ -10,6 +10,7 @@
 #![no_main]
 
 mod bench;
+mod drop;
 mod owner;
 mod parse;
 

@@ -45,7 +45,7 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution"])]
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution", "drops"])]
     pub read: Option<PathBuf>,
 
     /// Exit after COUNT frames.
@@ -124,6 +124,17 @@ pub struct Cli {
     /// --cgroup turn it on too.
     #[arg(long = "attribution")]
     pub attribution: bool,
+
+    /// Also record the NTP frames the kernel drops in this host after ntptap's hook (or on the
+    /// way out before it), with the kernel's reason and where (a BTF tracepoint on
+    /// kfree_skb): a `DROPPED (REASON)` line, JSON `drop`, pcapng interface `ntptap-drops`
+    /// (not in pcap files), metrics and the exit summary by reason.
+    #[arg(long = "drops", overrides_with = "no_drops")]
+    pub drops: bool,
+
+    /// Do not record kernel drops.
+    #[arg(long = "no-drops", overrides_with = "drops")]
+    pub no_drops: bool,
 
     /// Show the process that owns each frame's socket on its line, as `comm[pid]`.
     #[arg(long = "process")]

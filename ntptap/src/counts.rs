@@ -2,7 +2,7 @@
 //! the capture, shown by the exit summary and the metrics.
 
 use aya::maps::{MapData, PerCpuArray};
-use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, counter_index};
+use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, DROP_STATS, DropStat, counter_index};
 
 /// One interface's counters: per direction, per [`Counter`].
 pub type Block = [[u64; COUNTER_SLOTS as usize]; DIRECTIONS as usize];
@@ -15,6 +15,39 @@ pub struct Counts {
     interfaces: Vec<(String, Block)>,
     /// What the process attribution hooks counted, when they run.
     pub owners: Option<OwnerCounts>,
+    /// What the drop program counted, when it runs.
+    pub drops: Option<DropCounts>,
+}
+
+/// What the drop program counted so far: NTP frames the kernel dropped after ntptap's hook.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// Per direction, per [`DropStat`].
+    pub stats: [[u64; DROP_STATS as usize]; DIRECTIONS as usize],
+    /// (direction, reason, drops) for each reason seen.
+    pub reasons: Vec<(u8, String, u64)>,
+}
+
+impl DropCounts {
+    /// `stat` over both directions.
+    #[must_use]
+    pub fn total(&self, stat: DropStat) -> u64 {
+        self.stats.iter().map(|s| s[stat as usize]).sum()
+    }
+
+    /// Drops by reason over both directions, most first.
+    #[must_use]
+    pub fn by_reason(&self) -> Vec<(&str, u64)> {
+        let mut all: Vec<(&str, u64)> = Vec::new();
+        for (_, reason, n) in &self.reasons {
+            match all.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, sum)) => *sum += n,
+                None => all.push((reason, *n)),
+            }
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        all
+    }
 }
 
 /// What the attribution hooks counted so far.

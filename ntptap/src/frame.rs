@@ -75,7 +75,24 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// The socket that sent the frame or takes it, and its owner (process attribution).
     pub socket: crate::process::Socket<'a>,
+    /// A drop record: the kernel dropped this frame (after ntptap's hook, or before it on the
+    /// way out), and said why. Its bytes start at the IP header (`link` is [`LinkType::RawIp`]).
+    pub drop: Option<KernelDrop<'a>>,
 }
+
+/// Why and where the kernel dropped a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelDrop<'a> {
+    /// The kernel's reason, as it spells it without `SKB_DROP_REASON_` (`NO_SOCKET`,
+    /// `NETFILTER_DROP`, ...), or `unknown` on kernels without reasons.
+    pub reason: &'a str,
+    /// The kernel function that dropped it.
+    pub location: &'a str,
+}
+
+/// The name of the pcapng interface drop records sit on, so that Wireshark's
+/// `frame.interface_name` tells them from captured frames.
+pub const DROPS_INTERFACE: &str = "ntptap-drops";
 
 /// What a frame source (a live capture, a capture file) hands the one consumer of its frames:
 /// the frames, and what happens around them. Sources know nothing of what consumes them.

@@ -81,6 +81,10 @@ pub fn print_frame(data: &[u8]) {
                 container: None,
                 netns: None,
             }),
+            drop: (link == LinkType::RawIp).then_some(crate::frame::KernelDrop {
+                reason: "NO_SOCKET",
+                location: "__udp4_lib_rcv",
+            }),
         };
         let _ = text.frame(&frame);
         let _ = json.frame(&frame);

@@ -172,6 +172,11 @@ impl Plan {
             drain_interval,
             follow_interfaces: interfaces == InterfaceChoice::Any,
             attribution: attribution(cli).then(|| selection(cli)),
+            drops: if cli.no_drops {
+                false
+            } else {
+                cli.drops || DROPS_BY_DEFAULT
+            },
         };
         Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
@@ -190,6 +195,9 @@ impl Plan {
         })))
     }
 }
+
+/// Whether kernel drops are recorded unless `--no-drops` (or `--drops`) says otherwise.
+pub const DROPS_BY_DEFAULT: bool = true;
 
 /// Whether process attribution is asked for: `--attribution`, or what needs it.
 fn attribution(cli: &Cli) -> bool {

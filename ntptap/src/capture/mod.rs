@@ -3,7 +3,9 @@
 //! Knows BPF and rings, nothing of NTP fields or outputs: frames go to a [`Consumer`].
 
 mod attach;
+pub mod btf;
 pub mod clock;
+pub mod drops;
 pub mod follow;
 pub mod iface;
 pub mod owners;
@@ -75,6 +77,10 @@ pub enum Directions {
 
 /// What to capture and how.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches, not a state machine"
+)]
 pub struct CaptureConfig {
     /// Interfaces to attach to.
     pub interfaces: Vec<Interface>,
@@ -108,6 +114,9 @@ pub struct CaptureConfig {
     /// of the processes selected (`--pid`, `--comm`, `--cgroup`); `None` (the default): no
     /// attribution.
     pub attribution: Option<owners::Selection>,
+    /// Record the NTP frames the kernel drops after ntptap's hooks, with its reason
+    /// (`tp_btf/kfree_skb`).
+    pub drops: bool,
 }
 
 impl Default for CaptureConfig {
@@ -130,6 +139,7 @@ impl Default for CaptureConfig {
             drain_interval: Duration::from_millis(250),
             follow_interfaces: false,
             attribution: None,
+            drops: false,
         }
     }
 }
@@ -203,6 +213,8 @@ pub struct Session {
     decisions: Vec<String>,
     /// The process attribution hooks' maps, when they run.
     hooks: Option<owners::Hooks>,
+    /// The drop program's counters, when it runs.
+    drops: Option<drops::Hook>,
 }
 
 /// The IPv4 and IPv6 host sets (`--host`).
@@ -229,6 +241,9 @@ pub struct Programs {
     pub pins: Pins,
     /// The kernel programs' log (`--debug-ebpf`).
     pub logger: Option<aya_log::EbpfLogger<StderrLog>>,
+    /// What the drop program needs of this kernel, when drops are asked for (or why the
+    /// kernel cannot give it).
+    pub drop_plan: Option<anyhow::Result<drops::Plan>>,
 }
 
 /// Prints the kernel programs' log lines (`--debug-ebpf`) on stderr.
@@ -287,8 +302,14 @@ impl Programs {
                 .as_ref()
                 .map_or(0, owners::Selection::flags),
         };
+        let drop_plan = config.drops.then(drops::Plan::probe);
+        let drop_layout = match &drop_plan {
+            Some(Ok(plan)) => plan.layout,
+            _ => ntptap_common::DropLayout::default(),
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::CONFIG, &bpf_config, true)
+            .override_global(names::DROP_LAYOUT, &drop_layout, true)
             .load(OBJECT)
             .map_err(|e| anyhow!("{e}"))
             .context("cannot load ntptap's BPF maps into the kernel")?;
@@ -343,6 +364,7 @@ impl Programs {
             ifslots,
             pins,
             logger,
+            drop_plan,
         })
     }
 
@@ -351,6 +373,42 @@ impl Programs {
         self.ifslots
             .set(ifindex % IFSLOT_ENTRIES, slot, 0)
             .with_context(|| format!("cannot give interface {ifindex} its counter slot"))
+    }
+}
+
+/// The drop program, if `plan` asks for it and the kernel takes it; what was decided goes
+/// into `decisions` (a kernel without what it needs is a warning: the capture goes on).
+fn open_drops(
+    ebpf: &mut Ebpf,
+    plan: Option<anyhow::Result<drops::Plan>>,
+    decisions: &mut Vec<String>,
+) -> Option<drops::Hook> {
+    match plan {
+        None => {
+            decisions.push("kernel drops: off (--drops turns them on)".to_owned());
+            None
+        }
+        Some(plan) => match plan.and_then(|plan| drops::Hook::open(ebpf, &plan)) {
+            Ok(hook) => {
+                decisions.push(format!(
+                    "kernel drops: {} at tp_btf/kfree_skb records NTP frames the kernel \
+                     drops in this network namespace, {}",
+                    hook.program,
+                    if hook.program == names::DROP {
+                        "with the kernel's reason"
+                    } else {
+                        "without a reason (this kernel's tracepoint passes none before 5.17)"
+                    }
+                ));
+                Some(hook)
+            }
+            Err(e) => {
+                let note = format!("kernel drops: off, the capture goes on without them: {e:#}");
+                warn!("{note}");
+                decisions.push(note);
+                None
+            }
+        },
     }
 }
 
@@ -486,6 +544,7 @@ impl Session {
             ifslots,
             pins,
             logger,
+            drop_plan,
         } = Programs::load(config)?;
         let mut decisions = vec![format!(
             "ring buffers: {} of {} KiB, one per CPU, each read at a quarter full or every {} ms; filter: {}{}",
@@ -521,6 +580,7 @@ impl Session {
         } else {
             None
         };
+        let drops = open_drops(&mut ebpf, drop_plan, &mut decisions);
         let loaded = match attach::load(&mut ebpf, config, &mut decisions) {
             Ok(loaded) => loaded,
             // The capture programs carry the owner lookups: without them they may load.
@@ -553,6 +613,7 @@ impl Session {
             known: Vec::new(),
             decisions,
             hooks,
+            drops,
         };
         for iface in &config.interfaces {
             // On an error, the session drops, and with it every link made so far.
@@ -655,6 +716,9 @@ impl Session {
         if let Some(hooks) = &self.hooks {
             counts.owners = Some(hooks.counts()?);
         }
+        if let Some(drops) = &self.drops {
+            counts.drops = Some(drops.counts()?);
+        }
         // Frames of interfaces without a slot of their own (more than 255 at once).
         let other = crate::counts::read_block(&self.counters, 0)?;
         if other.iter().flatten().any(|v| *v > 0) {
@@ -742,11 +806,21 @@ impl Session {
         Ok(Some(events))
     }
 
+    /// The reader of the rings, with the names it needs.
+    fn drain(&self, limit: Option<u64>) -> ring::Drain {
+        let mut drain = ring::Drain::new(limit);
+        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.path.clone()));
+        drain.reasons = self.drops.as_ref().map(|d| d.reasons.clone());
+        drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
+        drain
+    }
+
     /// SIGUSR1: the counts so far on stderr, as tcpdump prints them.
     fn report_so_far<C: Consumer>(&self, drain: &ring::Drain, consumer: &C) {
         if let Ok(counts) = self.counts() {
             let so_far = Summary {
                 captured: drain.captured,
+                drop_records: drain.drop_records,
                 bad_records: drain.bad_records,
                 unwritten: consumer.unwritten(),
                 reason: StopReason::Signal("SIGUSR1"),
@@ -768,9 +842,7 @@ impl Session {
     ) -> anyhow::Result<Summary> {
         use tokio::signal::unix::{SignalKind, signal};
         let start = wall_now();
-        let mut drain = ring::Drain::new(limit);
-        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.path.clone()));
-        drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
+        let mut drain = self.drain(limit);
         let rings = self.ring.take().context("the capture already ran")?;
         // SAFETY: the ring buffer owns its file descriptor and nothing replaces or closes it
         // while the AsyncFd holds it; `into_inner` gives it back below.
@@ -869,6 +941,7 @@ impl Session {
         let reason = reason.after_output(consumer.event(SourceEvent::Close(&stats)));
         Ok(Summary {
             captured: drain.captured,
+            drop_records: drain.drop_records,
             bad_records: drain.bad_records,
             unwritten: consumer.unwritten(),
             reason,

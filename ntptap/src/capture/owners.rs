@@ -195,7 +195,7 @@ fn load_and(
 }
 
 /// What a refused load most likely lacks, in a few words rather than a verifier dump.
-fn missing_piece(err: &aya::programs::ProgramError) -> String {
+pub(super) fn missing_piece(err: &aya::programs::ProgramError) -> String {
     let aya::programs::ProgramError::LoadError { verifier_log, .. } = err else {
         return err.to_string();
     };
@@ -211,7 +211,12 @@ fn missing_piece(err: &aya::programs::ProgramError) -> String {
     }
     log.lines()
         .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with("processed"))
+        .find(|l| {
+            !l.trim().is_empty()
+                && !["processed", "verification time", "stack depth"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+        })
         .map_or_else(|| err.to_string(), |l| format!("verifier: {}", l.trim()))
 }
 

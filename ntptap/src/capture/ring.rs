@@ -3,12 +3,19 @@
 use std::{mem::size_of, ops::ControlFlow};
 
 use ntptap_common::{
-    COMM_LEN, RECORD_VLAN, RecordHeader, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNOWNED,
+    COMM_LEN, DropInfo, RECORD_DROP, RECORD_VLAN, RecordHeader, SOCKET_NONE, SOCKET_OWNED,
+    SOCKET_UNOWNED,
 };
 
-use super::{StopReason, clock::WallClock, owners::Names, ringbuf::Rings};
+use super::{
+    StopReason,
+    clock::WallClock,
+    drops::{Reasons, Symbols},
+    owners::Names,
+    ringbuf::Rings,
+};
 use crate::{
-    frame::{Consumer, Direction, Frame, LinkType},
+    frame::{Consumer, Direction, Frame, KernelDrop, LinkType},
     process::{Process, Socket},
 };
 
@@ -20,12 +27,19 @@ pub(super) struct Drain {
     names: Vec<(u32, String)>,
     limit: Option<u64>,
     pub(super) clock: WallClock,
+    /// Frames captured (drop records not included).
     pub(super) captured: u64,
+    /// Drop records read.
+    pub(super) drop_records: u64,
     pub(super) bad_records: u64,
     /// Room to rebuild a frame whose VLAN tag the kernel kept aside.
     scratch: Vec<u8>,
     /// Names of the cgroups and namespaces of sockets' owners.
     pub(super) owners: Names,
+    /// Names of the kernel's drop reasons, when the drop program runs.
+    pub(super) reasons: Option<std::sync::Arc<Reasons>>,
+    /// Names of drop locations.
+    symbols: Symbols,
 }
 
 impl Drain {
@@ -35,9 +49,12 @@ impl Drain {
             limit,
             clock: WallClock::new(),
             captured: 0,
+            drop_records: 0,
             bad_records: 0,
             scratch: Vec::with_capacity(ntptap_common::MAX_DATA + 4),
             owners: Names::new(None),
+            reasons: None,
+            symbols: Symbols::default(),
         }
     }
 
@@ -64,6 +81,9 @@ impl Drain {
         // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader
         // is plain integers (any bit pattern is valid); read_unaligned needs no alignment.
         let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+        if header.flags & RECORD_DROP != 0 {
+            return self.drop_record(&header, &record[RECORD_HEADER..], consumer);
+        }
         let Some(data) = record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len))
         else {
             self.bad_records += 1;
@@ -103,7 +123,7 @@ impl Drain {
             _ => Socket::Unknown,
         };
         let frame = Frame {
-            number: self.captured,
+            number: self.captured + self.drop_records,
             ts: self.clock.wall(header.ts_mono_ns),
             mono_ns: Some(header.ts_mono_ns),
             ifindex: Some(header.ifindex),
@@ -118,6 +138,7 @@ impl Drain {
             link: LinkType::Ethernet,
             data,
             socket,
+            drop: None,
         };
         if let Err(e) = consumer.frame(&frame) {
             return ControlFlow::Break(StopReason::from_output(e));
@@ -126,6 +147,58 @@ impl Drain {
             return ControlFlow::Break(StopReason::Count);
         }
         ControlFlow::Continue(())
+    }
+}
+
+impl Drain {
+    /// A drop record (after its header: a `DropInfo`, then the IP packet) to `consumer`.
+    fn drop_record<C: Consumer>(
+        &mut self,
+        header: &RecordHeader,
+        rest: &[u8],
+        consumer: &mut C,
+    ) -> ControlFlow<StopReason> {
+        const INFO: usize = size_of::<DropInfo>();
+        let (Some(info), Some(data)) = (
+            rest.get(..INFO),
+            rest.get(INFO..INFO + usize::from(header.cap_len)),
+        ) else {
+            self.bad_records += 1;
+            return ControlFlow::Continue(());
+        };
+        // SAFETY: `info` has exactly size_of::<DropInfo>() bytes of plain integers.
+        let info: DropInfo = unsafe { std::ptr::read_unaligned(info.as_ptr().cast()) };
+        self.drop_records += 1;
+        let reason = self
+            .reasons
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |r| r.name(info.reason));
+        let location = self.symbols.name(info.location);
+        let frame = Frame {
+            number: self.captured + self.drop_records,
+            ts: self.clock.wall(header.ts_mono_ns),
+            mono_ns: Some(header.ts_mono_ns),
+            ifindex: (header.ifindex != 0).then_some(header.ifindex),
+            drops_before: 0,
+            iface: self
+                .names
+                .iter()
+                .find(|(i, _)| *i == header.ifindex)
+                .map(|(_, n)| n.as_str()),
+            direction: Some(Direction::from_record(header.direction)),
+            orig_len: header.orig_len,
+            link: LinkType::RawIp,
+            data,
+            socket: Socket::Unknown,
+            drop: Some(KernelDrop {
+                reason: &reason,
+                location: &location,
+            }),
+        };
+        match consumer.frame(&frame) {
+            Ok(_) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(StopReason::from_output(e)),
+        }
     }
 }
 

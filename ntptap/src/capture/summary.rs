@@ -63,6 +63,8 @@ impl StopReason {
 pub struct Summary {
     /// Frames handed to the output.
     pub captured: u64,
+    /// Drop records handed to the output (not counted in `captured`).
+    pub drop_records: u64,
     /// Ring records that could not be read (malformed; should never happen).
     pub bad_records: u64,
     /// Frames handed to the output that did not reach it because it failed.
@@ -126,6 +128,30 @@ impl Summary {
                 o.evicted()
             );
         }
+        if let Some(d) = &c.drops {
+            use ntptap_common::DropStat;
+            let matched = d.total(DropStat::Matched);
+            let recorded = d.total(DropStat::Recorded);
+            let reasons: Vec<String> = d
+                .by_reason()
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "ntptap: kernel drops: {matched} NTP frames dropped in this host{}; {} drop \
+                 records read, {} lost to a full ring, {} not copied, {} left unread",
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                },
+                self.drop_records,
+                d.total(DropStat::RingFull),
+                d.total(DropStat::CopyFailed),
+                recorded.saturating_sub(self.drop_records),
+            );
+        }
         out
     }
 }
@@ -168,6 +194,7 @@ mod tests {
     fn the_summary_names_every_counter_once() {
         let summary = Summary {
             captured: 5,
+            drop_records: 0,
             bad_records: 0,
             unwritten: 0,
             reason: StopReason::Count,

@@ -16,6 +16,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
+    frame::Direction,
     ntp::{Body, Mode, Ntp, NtpTimestamp, RefId},
     process::Process,
 };
@@ -66,6 +67,48 @@ pub struct ProcessExchanges {
     pub unanswered: u64,
 }
 
+/// What became of the requests to one server that got no real answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Fates {
+    /// The request or its reply was dropped in this host, by the kernel's reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// The request came in and was not dropped (it reached the socket, or nothing took it
+    /// that the kernel calls a drop), and no reply left: the daemon ignored it or rate-limited it.
+    pub ignored: u64,
+    /// The request went out (a client on this host) and no reply came back to this host.
+    pub no_reply_seen: u64,
+    /// No reply, and which way the request went is unknown (a capture file without
+    /// directions).
+    pub unknown: u64,
+    /// The request was answered with a kiss-o'-death (counted as a response too).
+    pub kiss_of_death: u64,
+}
+
+impl Fates {
+    /// Every fate with its count, `dropped` once per reason as `dropped:REASON`.
+    #[must_use]
+    pub fn each(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .dropped
+            .iter()
+            .map(|(r, n)| (format!("dropped:{r}"), *n))
+            .collect();
+        all.extend([
+            ("ignored".to_owned(), self.ignored),
+            ("no_reply_seen".to_owned(), self.no_reply_seen),
+            ("unknown".to_owned(), self.unknown),
+            ("kiss_of_death".to_owned(), self.kiss_of_death),
+        ]);
+        all
+    }
+
+    /// Drops over every reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+}
+
 /// What the tracker knows of one server.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ServerHealth {
@@ -102,6 +145,8 @@ pub struct ServerHealth {
     pub leap: Option<u8>,
     /// Kiss-o'-death codes received, by code.
     pub kiss_codes: BTreeMap<String, u64>,
+    /// What became of the unanswered requests (and those answered with a kiss-o'-death).
+    pub fates: Fates,
 }
 
 /// Something worth an operator's attention.
@@ -185,12 +230,28 @@ impl Event {
     }
 }
 
+/// A request waiting for its response.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    /// When it was seen.
+    seen: Duration,
+    /// Its process's key in `processes`.
+    process: Option<(String, IpAddr)>,
+    /// Which way it went, when known.
+    direction: Option<Direction>,
+    /// The kernel dropped it, or its reply, in this host: the reason.
+    dropped: Option<String>,
+}
+
 /// Pairs requests with responses and keeps per-server health, within [`Limits`].
 #[derive(Debug, Default)]
 pub struct Tracker {
     limits: Limits,
-    /// Requests waiting: when each was seen, and its process's index in `processes`.
-    pending: HashMap<Key, (Duration, Option<(String, IpAddr)>)>,
+    /// Requests waiting.
+    pending: HashMap<Key, Pending>,
+    /// Requests answered within the timeout, by when: a reply the kernel drops after ntptap
+    /// saw it is an answer that never arrived.
+    answered: HashMap<Key, Duration>,
     servers: HashMap<IpAddr, ServerHealth>,
     processes: HashMap<(String, IpAddr), ProcessExchanges>,
     events: Vec<Event>,
@@ -237,14 +298,15 @@ impl Tracker {
         })
     }
 
-    /// Take one NTP packet from `src` to `dst`, captured at `ts`; `process` is the owner of
-    /// its socket on this host (`comm[pid]`), when known: requests from it are counted for it.
+    /// Take one NTP packet from `src` to `dst`, captured at `ts` going `direction`; `process`
+    /// is the owner of its socket on this host (`comm[pid]`), when known: requests from it are
+    /// counted for it.
     pub fn observe(
         &mut self,
         ts: Duration,
-        src: SocketAddr,
-        dst: SocketAddr,
+        (src, dst): (SocketAddr, SocketAddr),
         ntp: &Ntp,
+        direction: Option<Direction>,
         process: Option<&Process<'_>>,
     ) {
         match &ntp.body {
@@ -272,7 +334,13 @@ impl Tracker {
                 }
                 match ntp.mode {
                     Mode::Client | Mode::SymmetricActive => {
-                        self.request(ts, src, dst, h.transmit, process.map(Process::short));
+                        let pending = Pending {
+                            seen: ts,
+                            process: None,
+                            direction,
+                            dropped: None,
+                        };
+                        self.request(src, dst, h.transmit, pending, process.map(Process::short));
                     }
                     Mode::Server | Mode::SymmetricPassive => self.response(ts, src, dst, ntp),
                     _ => {}
@@ -282,14 +350,61 @@ impl Tracker {
         }
     }
 
+    /// The kernel dropped this NTP packet in this host, for `reason`: a request or a reply
+    /// that never reached the other side.
+    pub fn dropped(&mut self, (src, dst): (SocketAddr, SocketAddr), ntp: &Ntp, reason: &str) {
+        let Some(h) = ntp.time() else { return };
+        match ntp.mode {
+            Mode::Client | Mode::SymmetricActive => {
+                let key = Key {
+                    client: src,
+                    server: dst,
+                    transmit: h.transmit.0,
+                };
+                if let Some(p) = self.pending.get_mut(&key) {
+                    p.dropped = Some(reason.to_owned());
+                } else {
+                    // Dropped before ntptap's hook saw it (on the way out): a request all the
+                    // same, and it will never be answered.
+                    self.server(dst.ip()).requests += 1;
+                    self.fate(dst.ip(), None, Some(reason), None);
+                }
+            }
+            Mode::Server | Mode::SymmetricPassive => {
+                let key = Key {
+                    client: dst,
+                    server: src,
+                    transmit: h.origin.0,
+                };
+                if let Some(p) = self.pending.get_mut(&key) {
+                    p.dropped = Some(reason.to_owned());
+                } else if self.answered.remove(&key).is_some() {
+                    // Paired as it passed ntptap's hook, then dropped: no answer after all.
+                    let s = self.server(src.ip());
+                    s.responses = s.responses.saturating_sub(1);
+                    self.fate(src.ip(), None, Some(reason), None);
+                } else {
+                    *self
+                        .server(src.ip())
+                        .fates
+                        .dropped
+                        .entry(reason.to_owned())
+                        .or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn request(
         &mut self,
-        ts: Duration,
         client: SocketAddr,
         server: SocketAddr,
         transmit: NtpTimestamp,
+        mut pending: Pending,
         process: Option<String>,
     ) {
+        let ts = pending.seen;
         self.server(server.ip()).requests += 1;
         let process = process.and_then(|p| self.process(p, server.ip()));
         if let Some(key) = &process
@@ -304,20 +419,26 @@ impl Tracker {
             && let Some(oldest) = self
                 .pending
                 .iter()
-                .min_by_key(|(_, (t, _))| *t)
+                .min_by_key(|(_, p)| p.seen)
                 .map(|(k, _)| *k)
         {
-            let (_, process) = self.pending.remove(&oldest).unwrap_or_default();
+            let p = self.pending.remove(&oldest).unwrap_or_default();
             self.evicted_requests += 1;
-            self.unanswered(oldest.server.ip(), process.as_ref());
+            self.fate(
+                oldest.server.ip(),
+                p.process.as_ref(),
+                p.dropped.as_deref(),
+                p.direction,
+            );
         }
+        pending.process = process;
         self.pending.insert(
             Key {
                 client,
                 server,
                 transmit: transmit.0,
             },
-            (ts, process),
+            pending,
         );
     }
 
@@ -341,9 +462,23 @@ impl Tracker {
         Some(key)
     }
 
-    /// A request to `server` went unanswered.
-    fn unanswered(&mut self, server: IpAddr, process: Option<&(String, IpAddr)>) {
-        self.server(server).unanswered += 1;
+    /// A request to `server` went unanswered: dropped in this host for `dropped`, or else
+    /// what its `direction` says.
+    fn fate(
+        &mut self,
+        server: IpAddr,
+        process: Option<&(String, IpAddr)>,
+        dropped: Option<&str>,
+        direction: Option<Direction>,
+    ) {
+        let s = self.server(server);
+        s.unanswered += 1;
+        match (dropped, direction) {
+            (Some(reason), _) => *s.fates.dropped.entry(reason.to_owned()).or_default() += 1,
+            (None, Some(Direction::In)) => s.fates.ignored += 1,
+            (None, Some(Direction::Out)) => s.fates.no_reply_seen += 1,
+            (None, None) => s.fates.unknown += 1,
+        }
         if let Some(p) = process.and_then(|k| self.processes.get_mut(k)) {
             p.unanswered += 1;
         }
@@ -357,6 +492,9 @@ impl Tracker {
             transmit: h.origin.0,
         };
         let request = self.pending.remove(&key);
+        if request.is_some() && self.answered.len() < self.limits.pending {
+            self.answered.insert(key, ts);
+        }
         let leap = ntp.leap.to_bits();
         if let Some(code) = ntp.kiss_code() {
             let code = String::from_utf8_lossy(&code).into_owned();
@@ -397,7 +535,12 @@ impl Tracker {
             s.root_dispersion = Some(h.root_dispersion.seconds());
             s.leap = Some(leap);
         }
-        let Some((sent, process)) = request else {
+        let Some(Pending {
+            seen: sent,
+            process,
+            ..
+        }) = request
+        else {
             self.events
                 .push(Event::UnmatchedResponse { server, client });
             return;
@@ -407,6 +550,9 @@ impl Tracker {
         }
         let s = self.server(server.ip());
         s.responses += 1;
+        if ntp.kiss_code().is_some() {
+            s.fates.kiss_of_death += 1;
+        }
         if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
             return;
         }
@@ -430,13 +576,20 @@ impl Tracker {
         let expired: Vec<Key> = self
             .pending
             .iter()
-            .filter(|(_, (t, _))| now.saturating_sub(*t) > timeout)
+            .filter(|(_, p)| now.saturating_sub(p.seen) > timeout)
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
-            let (_, process) = self.pending.remove(&key).unwrap_or_default();
-            self.unanswered(key.server.ip(), process.as_ref());
+            let p = self.pending.remove(&key).unwrap_or_default();
+            self.fate(
+                key.server.ip(),
+                p.process.as_ref(),
+                p.dropped.as_deref(),
+                p.direction,
+            );
         }
+        self.answered
+            .retain(|_, t| now.saturating_sub(*t) <= timeout);
     }
 
     /// Every (process, server) pair, busiest first.
@@ -529,9 +682,9 @@ mod tests {
         let xmt = NtpTimestamp(0x1234_5678_9abc_def0);
         t.observe(
             Duration::from_nanos(base),
-            client,
-            server,
+            (client, server),
             &packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), xmt),
+            None,
             None,
         );
         // The server's clock is 5 ms ahead; the path is 10 ms each way; it takes 1 ms.
@@ -540,9 +693,9 @@ mod tests {
         let reply = packet(Mode::Server, 2, xmt, t2, t3);
         t.observe(
             Duration::from_nanos(base + 21_000_000),
-            server,
-            client,
+            (server, client),
             &reply,
+            None,
             None,
         );
         let s = t.servers()[0];
@@ -567,8 +720,7 @@ mod tests {
             let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + i as u16);
             t.observe(
                 Duration::from_secs(i),
-                client,
-                server,
+                (client, server),
                 &packet(
                     Mode::Client,
                     0,
@@ -576,6 +728,7 @@ mod tests {
                     NtpTimestamp(0),
                     NtpTimestamp(i + 1),
                 ),
+                None,
                 None,
             );
         }
@@ -587,8 +740,7 @@ mod tests {
             let other = SocketAddr::new(IpAddr::from([10, 1, 0, n]), 123);
             t.observe(
                 Duration::from_secs(200),
-                "10.0.0.2:1".parse().unwrap(),
-                other,
+                ("10.0.0.2:1".parse().unwrap(), other),
                 &packet(
                     Mode::Client,
                     0,
@@ -596,6 +748,7 @@ mod tests {
                     NtpTimestamp(0),
                     NtpTimestamp(9),
                 ),
+                None,
                 None,
             );
         }
@@ -632,14 +785,20 @@ mod tests {
             let who = if n == 3 { &probe } else { &chronyd };
             t.observe(
                 Duration::from_secs(n),
-                client,
-                server,
+                (client, server),
                 &request(n),
+                None,
                 Some(who),
             );
             if n != 3 {
                 // The reply's own owner (the same socket) does not count twice.
-                t.observe(Duration::from_secs(n), server, client, &reply(n), Some(who));
+                t.observe(
+                    Duration::from_secs(n),
+                    (server, client),
+                    &reply(n),
+                    None,
+                    Some(who),
+                );
             }
         }
         t.expire(Duration::from_secs(100));
@@ -672,7 +831,7 @@ mod tests {
         if let Body::Time(h) = &mut kod.body {
             h.refid = *b"RATE";
         }
-        t.observe(Duration::ZERO, server, client, &kod, None);
+        t.observe(Duration::ZERO, (server, client), &kod, None, None);
         let events = t.take_events();
         assert!(
             events.contains(&Event::KissOfDeath {
@@ -695,15 +854,93 @@ mod tests {
         let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
         let mut t = Tracker::new(Limits::default());
         let reply = packet(Mode::Server, 2, NtpTimestamp(1), ts_at(1), ts_at(2));
-        t.observe(Duration::from_secs(1), server, client, &reply, None);
+        t.observe(Duration::from_secs(1), (server, client), &reply, None, None);
         let mut kiss = packet(Mode::Server, 0, NtpTimestamp(2), ts_at(3), ts_at(4));
         if let Body::Time(h) = &mut kiss.body {
             h.refid = *b"RATE";
         }
-        t.observe(Duration::from_secs(2), server, client, &kiss, None);
+        t.observe(Duration::from_secs(2), (server, client), &kiss, None, None);
         let s = t.servers()[0];
         assert_eq!(s.stratum, Some(2));
         assert_eq!(s.refid.as_deref(), Some("192.0.2.1"));
         assert_eq!(s.kiss_codes.get("RATE"), Some(&1));
+    }
+
+    #[test]
+    fn each_unanswered_request_has_its_fate() {
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:123".parse().unwrap();
+        let request = |n: u64| packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), ts_at(n));
+        let reply = |n: u64| packet(Mode::Server, 2, ts_at(n), ts_at(n + 1), ts_at(n + 2));
+        let at = Duration::from_secs;
+        let mut t = Tracker::new(Limits::default());
+        // 1: came in, never answered. 2: came in, dropped by a firewall. 3: went out, no reply.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(1),
+            Some(Direction::In),
+            None,
+        );
+        t.observe(
+            at(1),
+            (client, server),
+            &request(2),
+            Some(Direction::In),
+            None,
+        );
+        t.dropped((client, server), &request(2), "NETFILTER_DROP");
+        t.observe(
+            at(1),
+            (client, server),
+            &request(3),
+            Some(Direction::Out),
+            None,
+        );
+        // 4: answered as ntptap saw it, then the reply was dropped on its way.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(4),
+            Some(Direction::In),
+            None,
+        );
+        t.observe(
+            at(1),
+            (server, client),
+            &reply(4),
+            Some(Direction::Out),
+            None,
+        );
+        t.dropped((server, client), &reply(4), "QDISC_DROP");
+        // 5: dropped on its way out before ntptap's hook saw it.
+        t.dropped((client, server), &request(5), "NETFILTER_DROP");
+        // 6: answered with a kiss-o'-death.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(6),
+            Some(Direction::In),
+            None,
+        );
+        let mut kiss = reply(6);
+        if let Body::Time(h) = &mut kiss.body {
+            h.stratum = 0;
+            h.refid = *b"RATE";
+        }
+        t.observe(at(1), (server, client), &kiss, Some(Direction::Out), None);
+        t.expire(at(100));
+        let s = t.servers()[0];
+        assert_eq!((s.requests, s.responses, s.unanswered), (6, 1, 5));
+        assert_eq!(s.fates.ignored, 1);
+        assert_eq!(s.fates.no_reply_seen, 1);
+        assert_eq!(s.fates.kiss_of_death, 1);
+        assert_eq!(s.fates.unknown, 0);
+        assert_eq!(s.fates.dropped.get("NETFILTER_DROP"), Some(&2));
+        assert_eq!(s.fates.dropped.get("QDISC_DROP"), Some(&1));
+        assert_eq!(
+            s.unanswered,
+            s.fates.dropped_total() + s.fates.ignored + s.fates.no_reply_seen + s.fates.unknown
+        );
     }
 }

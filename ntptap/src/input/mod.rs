@@ -25,7 +25,9 @@ use pcap_file::{
 };
 
 use crate::{
-    frame::{CloseStats, Consumer, Direction, Frame, LinkType, SourceEvent, output_closed},
+    frame::{
+        CloseStats, Consumer, Direction, Frame, KernelDrop, LinkType, SourceEvent, output_closed,
+    },
     process::{ReadSocket, Socket},
 };
 
@@ -146,6 +148,10 @@ pub fn read_slice<S: Consumer>(
                 };
                 let socket = block_socket(&block);
                 frame.socket = socket.socket();
+                let drop = block_drop(&block, frame.iface);
+                frame.drop = drop
+                    .as_ref()
+                    .map(|(reason, location)| KernelDrop { reason, location });
                 if !out.emit(&frame)? {
                     break;
                 }
@@ -190,6 +196,7 @@ fn pcap_frame<'a>(
         link,
         data: packet.data(),
         socket: Socket::Unknown,
+        drop: None,
     }
 }
 
@@ -241,6 +248,24 @@ fn pcapng_frame<'a>(
         link: iface.map_or(LinkType::Other(u32::MAX), |i| link_type(i.linktype)),
         data,
         socket: Socket::Unknown,
+        drop: None,
+    })
+}
+
+/// What ntptap's comment on a drop record says: (reason, location). Only on its own
+/// interface: a comment alone does not make a captured frame a drop.
+fn block_drop(block: &Block<'_>, iface: Option<&str>) -> Option<(String, String)> {
+    let Block::EnhancedPacket(p) = block else {
+        return None;
+    };
+    if iface != Some(crate::frame::DROPS_INTERFACE) {
+        return None;
+    }
+    p.options.iter().find_map(|o| match o {
+        EnhancedPacketOption::Common(CommonOption::Comment(c)) => {
+            crate::output::pcapng::parse_drop_comment(c)
+        }
+        _ => None,
     })
 }
 
@@ -287,6 +312,10 @@ pub fn read_stream<R: Read, S: Consumer>(
                 };
                 let socket = block_socket(&block);
                 frame.socket = socket.socket();
+                let drop = block_drop(&block, frame.iface);
+                frame.drop = drop
+                    .as_ref()
+                    .map(|(reason, location)| KernelDrop { reason, location });
                 if !out.emit(&frame)? {
                     break;
                 }

@@ -497,6 +497,7 @@ mod tests {
                     link: LinkType::Ethernet,
                     data: &data,
                     socket: crate::process::Socket::Unknown,
+                    drop: None,
                 })
                 .map(drop)
             });
@@ -571,6 +572,7 @@ mod tests {
                 link: LinkType::Ethernet,
                 data: &data,
                 socket: crate::process::Socket::Unknown,
+                drop: None,
             })
             .unwrap();
             if (n + 1) % flush_every == 0 {

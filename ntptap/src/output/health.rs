@@ -78,6 +78,7 @@ impl<W: Write> HealthSink<W> {
                 },
             );
         }
+        fates_table(&mut t, tracker);
         let processes = tracker.processes();
         if !processes.is_empty() {
             let _ = writeln!(t, "ntptap: NTP clients on this host, by process and server");
@@ -143,5 +144,49 @@ impl<W: Write> Sink for HealthSink<W> {
 
     fn unwritten(&self) -> u64 {
         0
+    }
+}
+
+/// What became of each server's requests without a real answer, where there are some.
+fn fates_table(t: &mut String, tracker: &Tracker) {
+    let fated: Vec<_> = tracker
+        .servers()
+        .into_iter()
+        .filter(|s| s.unanswered + s.fates.kiss_of_death > 0)
+        .collect();
+    if !fated.is_empty() {
+        let _ = writeln!(
+            t,
+            "ntptap: what became of the requests without a real answer (dropped in this \
+             host: the kernel's reason; ignored: came in, reached the host, no reply left; \
+             no reply seen: went out, nothing came back)"
+        );
+        let _ = writeln!(
+            t,
+            "{:<40} {:>8} {:>8} {:>8} {:>8}  dropped in this host",
+            "server", "ignored", "no reply", "kiss", "unknown"
+        );
+        for s in fated {
+            let dropped: Vec<String> = s
+                .fates
+                .dropped
+                .iter()
+                .map(|(r, n)| format!("{r}×{n}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "{:<40} {:>8} {:>8} {:>8} {:>8}  {}",
+                s.server.map(|a| a.to_string()).unwrap_or_default(),
+                s.fates.ignored,
+                s.fates.no_reply_seen,
+                s.fates.kiss_of_death,
+                s.fates.unknown,
+                if dropped.is_empty() {
+                    "-".to_owned()
+                } else {
+                    dropped.join(" ")
+                }
+            );
+        }
     }
 }

@@ -126,6 +126,10 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
         "src": null, "dst": null, "sport": null, "dport": null, "length": null,
         "socket": frame.socket.label(),
         "process": frame.socket.process().map(process_json),
+        "drop": frame.drop.map(|d| json!({
+            "reason": escape(d.reason.as_bytes()),
+            "location": escape(d.location.as_bytes()),
+        })),
         "ntp": null,
     });
     if let Some(Net::Ip { src, dst, .. }) = d.net {

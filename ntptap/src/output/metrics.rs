@@ -63,6 +63,12 @@ pub struct MetricsSink {
     /// What process attribution did, by event; and the owners it holds.
     attribution: Family<Labels, Counter>,
     owners_held: Gauge,
+    /// NTP frames the kernel dropped, by direction and reason; and the drop records' fate.
+    drops: Family<Labels, Counter>,
+    /// Per server: what became of requests without a real answer, by fate (and reason).
+    fates: Family<Labels, Counter>,
+    fates_last: std::collections::HashMap<(String, String), u64>,
+    drop_records: Family<Labels, Counter>,
     exposition: Exposition,
 }
 
@@ -114,6 +120,24 @@ impl MetricsSink {
             "attribution_owners",
             "Socket owners the kernel holds now",
             owners_held.clone(),
+        );
+        let drops = Family::<Labels, Counter>::default();
+        registry.register(
+            "kernel_drops",
+            "NTP frames the kernel dropped in this host after ntptap's hook (or on the way out before it), by direction and the kernel's reason (unknown on kernels without reasons)",
+            drops.clone(),
+        );
+        let fates = Family::<Labels, Counter>::default();
+        registry.register(
+            "server_request_fates",
+            "Per server, requests without a real answer by fate: dropped (in this host, with the kernel's reason), ignored (came in, no reply left), no_reply_seen (went out, nothing came back), unknown, kiss_of_death",
+            fates.clone(),
+        );
+        let drop_records = Family::<Labels, Counter>::default();
+        registry.register(
+            "kernel_drop_records",
+            "Drop records by outcome: recorded (written into the ring), ring_full, copy_failed",
+            drop_records.clone(),
         );
         let kiss = Family::<Labels, Counter>::default();
         registry.register(
@@ -248,6 +272,10 @@ impl MetricsSink {
             comms: std::collections::HashSet::new(),
             attribution,
             owners_held,
+            drops,
+            fates,
+            fates_last: std::collections::HashMap::new(),
+            drop_records,
             last_kernel: Counts::default(),
             exposition,
         }
@@ -294,6 +322,24 @@ impl MetricsSink {
                     family.get_or_create(&label).set(v);
                 }
             }
+            for (fate, n) in s.fates.each() {
+                let (fate_label, reason) = fate.split_once(':').unwrap_or((fate.as_str(), ""));
+                let last = self
+                    .fates_last
+                    .entry((server.clone(), fate.clone()))
+                    .or_default();
+                let grown = n.checked_sub(*last).unwrap_or(n);
+                *last = n;
+                if grown > 0 || n == 0 && fate_label != "dropped" {
+                    self.fates
+                        .get_or_create(&labels(&[
+                            ("server", &server),
+                            ("fate", fate_label),
+                            ("reason", reason),
+                        ]))
+                        .inc_by(grown);
+                }
+            }
             let now = [s.requests, s.responses, s.unanswered];
             let last = self.server_last.entry(server).or_default();
             for (i, (_, family)) in self.server_counts.iter().enumerate() {
@@ -331,6 +377,11 @@ impl MetricsSink {
 impl Sink for MetricsSink {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
+        // Drop records are counted from the kernel's own counters (`kernel_drops`), exact
+        // even when the ring was full; as frames they would count a packet twice.
+        if frame.drop.is_some() {
+            return Ok(false);
+        }
         let direction = match frame.direction {
             Some(Direction::In) => "in",
             Some(Direction::Out) => "out",
@@ -442,10 +493,50 @@ impl MetricsSink {
             self.owners_held
                 .set(i64::try_from(now.live).unwrap_or(i64::MAX));
         }
+        if let Some(now) = &counts.drops {
+            let before = self.last_kernel.drops.clone().unwrap_or_default();
+            for (direction, reason, n) in &now.reasons {
+                let was = before
+                    .reasons
+                    .iter()
+                    .find(|(d, r, _)| d == direction && r == reason)
+                    .map_or(0, |(_, _, n)| *n);
+                self.drops
+                    .get_or_create(&labels(&[
+                        ("direction", direction_label(*direction)),
+                        ("reason", reason),
+                    ]))
+                    .inc_by(n.saturating_sub(was));
+            }
+            for direction in 0..ntptap_common::DIRECTIONS as u8 {
+                for (outcome, stat) in [
+                    ("recorded", ntptap_common::DropStat::Recorded),
+                    ("ring_full", ntptap_common::DropStat::RingFull),
+                    ("copy_failed", ntptap_common::DropStat::CopyFailed),
+                ] {
+                    let (d, i) = (usize::from(direction), stat as usize);
+                    self.drop_records
+                        .get_or_create(&labels(&[
+                            ("direction", direction_label(direction)),
+                            ("outcome", outcome),
+                        ]))
+                        .inc_by(now.stats[d][i].saturating_sub(before.stats[d][i]));
+                }
+            }
+        }
         let in_ring = counts.total(C::Captured).saturating_sub(self.written_total);
         self.ring_pending
             .set(i64::try_from(in_ring).unwrap_or(i64::MAX));
         self.last_kernel = counts.clone();
+    }
+}
+
+/// `in` or `out`, for a record's direction byte.
+fn direction_label(direction: u8) -> &'static str {
+    if direction == ntptap_common::DIRECTION_EGRESS {
+        "out"
+    } else {
+        "in"
     }
 }
 

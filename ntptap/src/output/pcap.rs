@@ -48,6 +48,11 @@ fn to_io(err: pcap_file::pcap::PcapWriteError) -> io::Error {
 impl<W: Write> Sink for PcapSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
+        // A drop record would pass for a second copy of the packet: pcap has nowhere to say
+        // otherwise (one link type, no comments). pcapng puts them on an interface of their own.
+        if frame.drop.is_some() {
+            return Ok(false);
+        }
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let incl_len = data.len() as u32;
         // The 16-byte record header and the data in one vectored write: pcap-file's
@@ -118,6 +123,7 @@ mod tests {
                 link: LinkType::Ethernet,
                 data: &data[..88 + n as usize],
                 socket: crate::process::Socket::Unknown,
+                drop: None,
             };
             sink.take(&frame).unwrap();
         }

@@ -47,6 +47,8 @@ pub struct PcapNgSink<W: Write> {
     snaplen: u32,
     /// The kernel filter as pcapng's `if_filter` value.
     filter: Vec<u8>,
+    /// The interface ID of the drop records' own interface, once one came.
+    drops_id: Option<u32>,
     first_ts: Option<std::time::Duration>,
     last_ts: Option<std::time::Duration>,
 }
@@ -102,6 +104,7 @@ impl<W: Write> PcapNgSink<W> {
             snaplen,
             // if_filter: the first byte says the rest is a filter string.
             filter: [&[0u8][..], filter.as_bytes()].concat(),
+            drops_id: None,
             first_ts: None,
             last_ts: None,
         };
@@ -115,10 +118,27 @@ impl<W: Write> PcapNgSink<W> {
     /// pcapng allows them anywhere before the first packet that names them, so an interface
     /// that appears during the capture (`-i any`) gets its own as its first frame comes.
     fn describe(&mut self, index: u32, name: &str) -> io::Result<u32> {
+        let id = self.describe_as(name, DataLink::ETHERNET)?;
+        self.ids.insert(index, id);
+        Ok(id)
+    }
+
+    /// The drop records' interface (raw IP: the kernel drops frames past their link layer),
+    /// described as the first drop record comes.
+    fn drops_interface(&mut self) -> io::Result<u32> {
+        if let Some(id) = self.drops_id {
+            return Ok(id);
+        }
+        let id = self.describe_as(crate::frame::DROPS_INTERFACE, DataLink::RAW)?;
+        self.drops_id = Some(id);
+        Ok(id)
+    }
+
+    fn describe_as(&mut self, name: &str, linktype: DataLink) -> io::Result<u32> {
         let id = self.written.len() as u32;
         self.writer
             .write_pcapng_block(InterfaceDescriptionBlock {
-                linktype: DataLink::ETHERNET,
+                linktype,
                 snaplen: self.snaplen,
                 options: vec![
                     InterfaceDescriptionOption::IfName(Cow::Owned(name.to_owned())),
@@ -127,7 +147,6 @@ impl<W: Write> PcapNgSink<W> {
                 ],
             })
             .map_err(to_io)?;
-        self.ids.insert(index, id);
         self.written.push(0);
         Ok(id)
     }
@@ -137,9 +156,10 @@ impl<W: Write> Sink for PcapNgSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
         let known = frame.ifindex.and_then(|i| self.ids.get(&i).copied());
-        let id = match (known, frame.ifindex, frame.iface) {
-            (Some(id), _, _) => id,
-            (None, Some(index), Some(name)) => self.describe(index, name)?,
+        let id = match (frame.drop, known, frame.ifindex, frame.iface) {
+            (Some(_), ..) => self.drops_interface()?,
+            (None, Some(id), _, _) => id,
+            (None, None, Some(index), Some(name)) => self.describe(index, name)?,
             _ => 0,
         };
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
@@ -159,6 +179,17 @@ impl<W: Write> Sink for PcapNgSink<W> {
             options.push(EnhancedPacketOption::Common(CommonOption::Comment(
                 Cow::Owned(format!("ktime_mono_ns={mono}")),
             )));
+        }
+        // A drop record: why and where, and the interface it was on (its own is ntptap-drops).
+        if let Some(drop) = frame.drop {
+            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
+                Cow::Owned(drop_comment(&drop)),
+            )));
+            if let Some(iface) = frame.iface {
+                options.push(EnhancedPacketOption::Common(CommonOption::Comment(
+                    Cow::Owned(format!("iface={iface}")),
+                )));
+            }
         }
         // The socket's owner (process attribution), as ntptap and ptcpdump write it.
         for comment in crate::process::comments(&frame.socket) {
@@ -199,8 +230,19 @@ impl<W: Write> Sink for PcapNgSink<W> {
 impl<W: Write> PcapNgSink<W> {
     /// Interface statistics for every interface, then flush.
     fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
-        let single = self.written.len() == 1;
+        let single = self.written.len() - usize::from(self.drops_id.is_some()) == 1;
         for (id, written) in self.written.iter().enumerate() {
+            if Some(id as u32) == self.drops_id {
+                let options = vec![
+                    InterfaceStatisticsOption::IsbStartTime(stats.start),
+                    InterfaceStatisticsOption::IsbEndTime(stats.end),
+                    InterfaceStatisticsOption::Common(CommonOption::Comment(Cow::Owned(format!(
+                        "{written} drop records: NTP frames the kernel dropped"
+                    )))),
+                ];
+                write_isb(&mut self.writer, id, stats, options)?;
+                continue;
+            }
             let mut options = vec![
                 InterfaceStatisticsOption::IsbStartTime(stats.start),
                 InterfaceStatisticsOption::IsbEndTime(stats.end),
@@ -214,7 +256,7 @@ impl<W: Write> PcapNgSink<W> {
                 // The kernel counts per direction, not per interface: exact for one interface.
                 options.push(InterfaceStatisticsOption::IsbIfRecv(received));
                 options.push(InterfaceStatisticsOption::IsbIfDrop(dropped));
-            } else if id == 0 {
+            } else if id == usize::from(self.drops_id == Some(0)) {
                 options.push(InterfaceStatisticsOption::Common(CommonOption::Comment(
                     Cow::Owned(format!(
                         "all interfaces: {received} received by filter, {dropped} dropped by kernel"
@@ -225,6 +267,26 @@ impl<W: Write> PcapNgSink<W> {
         }
         self.writer.get_mut().flush()
     }
+}
+
+/// A drop record's comment: `drop=REASON at SYMBOL`, as `-r` reads it back.
+#[must_use]
+pub fn drop_comment(drop: &crate::frame::KernelDrop<'_>) -> String {
+    format!(
+        "drop={} at {}",
+        crate::process::escape(drop.reason.as_bytes()),
+        crate::process::escape(drop.location.as_bytes())
+    )
+}
+
+/// A drop record's comment read back: (reason, location).
+#[must_use]
+pub fn parse_drop_comment(comment: &str) -> Option<(String, String)> {
+    let rest = comment.strip_prefix("drop=")?;
+    let (reason, location) = rest.split_once(" at ")?;
+    let text =
+        |s: &str| crate::process::unescape(s).map(|b| String::from_utf8_lossy(&b).into_owned());
+    Some((text(reason)?, text(location)?))
 }
 
 fn write_isb<W: Write>(

@@ -51,7 +51,16 @@ impl Consumer for Pipeline {
         let mut packet = Decoded::new(frame, &self.ports);
         if let Some(tracker) = &mut self.tracker {
             if let Some((src, dst, ntp)) = packet.ntp_packet() {
-                tracker.observe(frame.ts, src, dst, ntp, frame.socket.process());
+                match frame.drop {
+                    Some(drop) => tracker.dropped((src, dst), ntp, drop.reason),
+                    None => tracker.observe(
+                        frame.ts,
+                        (src, dst),
+                        ntp,
+                        frame.direction,
+                        frame.socket.process(),
+                    ),
+                }
             }
             packet.events = tracker.take_events();
         }
@@ -188,6 +197,7 @@ mod tests {
             link: LinkType::Ethernet,
             data,
             socket: crate::process::Socket::Unknown,
+            drop: None,
         }
     }
 

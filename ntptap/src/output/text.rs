@@ -753,6 +753,13 @@ impl<W: Write> Sink for TextSink<W> {
                 frame.direction.map_or("   ", |d| d.label())
             );
         }
+        if let Some(drop) = frame.drop {
+            let _ = write!(
+                self.line,
+                "DROPPED ({}) ",
+                crate::process::escape(drop.reason.as_bytes())
+            );
+        }
         if self.options.process {
             match frame.socket {
                 Socket::Owned(p) => {
@@ -777,6 +784,15 @@ impl<W: Write> Sink for TextSink<W> {
                 }
                 Socket::Unknown => {}
             }
+        }
+        if let Some(drop) = frame.drop
+            && self.options.verbose > 0
+        {
+            let _ = write!(
+                self.line,
+                "\n\tdropped by the kernel in {}",
+                crate::process::escape(drop.location.as_bytes())
+            );
         }
         if self.options.hex {
             hex_dump(&mut self.line, frame.data);
