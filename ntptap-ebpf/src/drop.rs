@@ -227,7 +227,15 @@ fn try_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     };
     count(direction, slot);
 
-    record(&layout, w, network, ip_len, (direction, ifindex), location, reason)
+    record(
+        &layout,
+        w,
+        network,
+        ip_len,
+        (direction, ifindex),
+        location,
+        reason,
+    )
 }
 
 /// Write a drop record: the header, `DropInfo`, and the IP packet from `network` on.

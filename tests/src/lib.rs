@@ -397,6 +397,15 @@ impl Record {
         )
     }
 
+    /// A drop record's reason and location, from its `drop=REASON at SYMBOL` comment.
+    #[must_use]
+    pub fn drop(&self) -> Option<(String, String)> {
+        self.comments.iter().find_map(|c| {
+            let (reason, location) = c.strip_prefix("drop=")?.split_once(" at ")?;
+            Some((reason.to_owned(), location.to_owned()))
+        })
+    }
+
     /// One fact of ntptap's owner comment (`pid`, `comm`, `socket`, ...).
     #[must_use]
     pub fn owner_fact(&self, key: &str) -> Option<String> {
@@ -406,19 +415,40 @@ impl Record {
     }
 }
 
-/// Every record of the pcap file at `path`.
+/// Every captured frame of the pcap file at `path` (drop records, on pcapng's
+/// `ntptap-drops` interface, are left out: see [`read_drops`]).
 #[must_use]
 pub fn read_pcap(path: &Path) -> Vec<Record> {
+    read_records(path, false)
+}
+
+/// The drop records of the pcapng file at `path`: the IP packets the kernel dropped, each
+/// with its `drop=REASON at SYMBOL` comment.
+#[must_use]
+pub fn read_drops(path: &Path) -> Vec<Record> {
+    read_records(path, true)
+}
+
+fn read_records(path: &Path, drops: bool) -> Vec<Record> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
         let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..])
             .unwrap_or_else(|e| panic!("{} is not a valid pcapng file: {e}", path.display()));
         let mut records = Vec::new();
+        let mut names = Vec::new();
         while let Some(block) = reader.next_block() {
             let block = block
                 .unwrap_or_else(|e| panic!("{} has a corrupt block: {e}", path.display()))
                 .0;
+            if let pcap_file::pcapng::Block::InterfaceDescription(i) = &block {
+                names.push(i.options.iter().any(|o| {
+                    matches!(o, pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) if n == "ntptap-drops")
+                }));
+            }
             if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                if names.get(p.interface_id as usize).copied().unwrap_or(false) != drops {
+                    continue;
+                }
                 let direction = p.options.iter().find_map(|o| match o {
                     pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Flags(f) => {
                         Some(f & 3)
@@ -452,6 +482,9 @@ pub fn read_pcap(path: &Path) -> Vec<Record> {
     let mut reader = pcap_file::pcap::PcapReader::new(file)
         .unwrap_or_else(|e| panic!("{} is not a valid pcap file: {e}", path.display()));
     let mut records = Vec::new();
+    if drops {
+        return records;
+    }
     while let Some(p) = reader.next_packet() {
         let p = p.unwrap_or_else(|e| panic!("{} has a corrupt record: {e}", path.display()));
         records.push(Record {

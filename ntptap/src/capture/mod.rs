@@ -385,13 +385,13 @@ fn open_drops(
 ) -> Option<drops::Hook> {
     match plan {
         None => {
-            decisions.push("kernel drops: off (--drops turns them on)".to_owned());
+            decisions.push("drop records: off (--drops turns them on)".to_owned());
             None
         }
         Some(plan) => match plan.and_then(|plan| drops::Hook::open(ebpf, &plan)) {
             Ok(hook) => {
                 decisions.push(format!(
-                    "kernel drops: {} at tp_btf/kfree_skb records NTP frames the kernel \
+                    "drop records: {} at tp_btf/kfree_skb records NTP frames the kernel \
                      drops in this network namespace, {}",
                     hook.program,
                     if hook.program == names::DROP {
@@ -403,7 +403,7 @@ fn open_drops(
                 Some(hook)
             }
             Err(e) => {
-                let note = format!("kernel drops: off, the capture goes on without them: {e:#}");
+                let note = format!("drop records: off, the capture goes on without them: {e:#}");
                 warn!("{note}");
                 decisions.push(note);
                 None
