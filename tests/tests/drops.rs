@@ -86,6 +86,21 @@ fn snmp_udp(ns: &Netns, name: &str) -> u64 {
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
 }
 
+/// The first counter's packets in nftables table `table` (`FAMILY NAME`) of `ns`.
+fn nft_counter(ns: &Netns, table: &str) -> u64 {
+    let listing = run(ns
+        .command("nft")
+        .arg("list")
+        .arg("table")
+        .args(table.split(' ')));
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    listing
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in:\n{listing}"))
+}
+
 /// The exit summary's kernel drops line.
 fn drops_line(stderr: &str) -> &str {
     stderr
@@ -110,16 +125,7 @@ fn firewall_and_stopped_daemon_drops_have_their_reasons() {
     nft("add rule inet ntptap_drop in udp dport 123 numgen inc mod 3 == 0 counter drop");
     let tap = tap(&lab, &file);
     requests(&lab.b, Lab::A4, 0, 300, Duration::from_millis(3));
-    let listing = run(lab
-        .a
-        .command("nft")
-        .args(["list", "table", "inet", "ntptap_drop"]));
-    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    let firewall: u64 = listing
-        .split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in:\n{listing}"));
+    let firewall = nft_counter(&lab.a, "inet ntptap_drop");
     nft("delete table inet ntptap_drop");
     let (status, _, _) = server.stop(Signal::SIGTERM);
     assert!(
