@@ -299,3 +299,62 @@ fn chrony_frames_name_their_processes_tc_hook() {
 fn chrony_frames_name_their_processes_xdp_hook() {
     chrony_frames_name_their_processes("xdp");
 }
+
+/// Kernel drops, on every kernel of the matrix: requests to a port nobody listens on, over
+/// IPv4 and IPv6, each recorded once more as a drop record, with the reason `NO_SOCKET` on
+/// kernels whose `kfree_skb` tracepoint passes reasons (5.17 and later) and `unknown` before
+/// (5.10), at the UDP receive function either way.
+#[test]
+fn drops_carry_the_kernels_reason() {
+    let lab = Lab::new("portdrop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.pcapng");
+    let ntptap = start_tap(&lab, "tc", &file, &[]);
+    let release = nix::sys::utsname::uname().expect("uname");
+    let release = release.release().to_string_lossy().into_owned();
+    let mut numbers = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let expected = if version >= (5, 17) {
+        "NO_SOCKET"
+    } else {
+        "unknown"
+    };
+    eprintln!("kernel {release}: expecting drop reason {expected}");
+    for (base, server, client) in [(0, Lab::A4, Lab::B4), (1000, Lab::A6, Lab::B6)] {
+        let to: SocketAddr = (server.parse::<std::net::IpAddr>().unwrap(), 123).into();
+        let from: SocketAddr = (client.parse::<std::net::IpAddr>().unwrap(), 0).into();
+        lab.b.enter(move || {
+            let s = UdpSocket::bind(from).expect("bind the client");
+            for n in base..base + EXCHANGES {
+                s.send_to(&ntp(3, n, [0; 8]), to).expect("send a request");
+            }
+        });
+    }
+    let stderr = stop_tap(ntptap, || read_pcap(&file).len() as u64);
+    assert_eq!(read_pcap(&file).len() as u64, 2 * EXCHANGES, "{stderr}");
+    let drops = ntptap_tests::read_drops(&file);
+    assert_eq!(drops.len() as u64, 2 * EXCHANGES, "{stderr}");
+    for (i, r) in drops.iter().enumerate() {
+        let (reason, location) = r.drop().expect("a drop comment");
+        assert_eq!(reason, expected, "drop {i}");
+        assert!(location.contains("udp"), "drop {i} at {location}");
+        let n = u64::from_be_bytes(r.data[r.data.len() - 8..].try_into().unwrap());
+        let base = if i < EXCHANGES as usize { 0 } else { 1000 };
+        assert_eq!(
+            n & 0xffff,
+            base + (i as u64 % EXCHANGES),
+            "drop {i}: in order"
+        );
+    }
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("ntptap: kernel drops:"))
+        .unwrap_or_else(|| panic!("no kernel drops line:\n{stderr}"));
+    eprintln!("{line}");
+    assert!(
+        line.contains(&format!("({expected} {})", 2 * EXCHANGES)),
+        "{line}"
+    );
+}
