@@ -104,6 +104,9 @@ pub const DROP_WINDOW: usize = 256;
 /// Bytes the drop program reads from a dropped frame's IP header on, to find its UDP ports
 /// (an IPv4 header with the most options, 60 bytes, then 8 of UDP).
 pub const DROP_HEADERS: usize = 72;
+/// Bytes it reads first: enough for the ports behind IPv6 or IPv4 with up to 24 bytes of
+/// options; it reads [`DROP_HEADERS`] only behind longer IPv4 headers.
+pub const DROP_HEADERS_QUICK: usize = 48;
 
 /// Where the drop program finds what it reads in the running kernel's structures, from the
 /// kernel's BTF (the layouts move between kernels and builds). Offsets in `sk_buff` count from
@@ -146,10 +149,22 @@ pub struct DropLayout {
     /// A reason value that is no drop (`SKB_CONSUMED` where it exists), skipped; else
     /// `u32::MAX`.
     pub consumed: u32,
+    /// Offset in `sk_buff` of the first, short read: what every drop costs (`protocol`,
+    /// `network_header` and `head`, a few bytes apart in every kernel). The rest is read
+    /// only for NTP.
+    pub quick: u32,
+    /// How many bytes (at most [`DROP_WINDOW`]).
+    pub quick_len: u32,
+    /// `sk_buff.protocol`, from `quick`.
+    pub quick_protocol: u32,
+    /// `sk_buff.network_header`, from `quick`.
+    pub quick_network_header: u32,
+    /// `sk_buff.head`, from `quick`.
+    pub quick_head: u32,
     /// Explicit padding; always zero.
-    pub pad: u32,
+    pub pad: [u32; 2],
 }
-const _: () = assert!(size_of::<DropLayout>() == 72);
+const _: () = assert!(size_of::<DropLayout>() == 96);
 
 /// Header of every record in the ring buffer, followed by `cap_len` bytes of frame data.
 #[repr(C)]

@@ -207,8 +207,10 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
 
     eprintln!("xtask: process attribution hooks, on socket calls that are not NTP");
     let owners = example_json(root, "owner_bench")?;
+    eprintln!("xtask: the drop program, on real drops on loopback");
+    let drops = example_json(root, "drop_bench")?;
     let live = live(root, opts.runs)?;
-    report(root, opts, &rows, &[kernel, owners], &live)
+    report(root, opts, &rows, &[kernel, owners, drops], &live)
 }
 
 /// Run a benchmark example of the test crate; its JSON lines.
@@ -236,21 +238,8 @@ fn example_json(root: &Path, example: &str) -> anyhow::Result<Vec<serde_json::Va
         .with_context(|| format!("{example} output"))
 }
 
-fn report(
-    root: &Path,
-    opts: &Options,
-    rows: &[Row],
-    [kernel, owners]: &[Vec<serde_json::Value>; 2],
-    live: &[LiveResult],
-) -> anyhow::Result<()> {
-    let machine = machine();
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Benchmarks\n\nWritten by `cargo xtask bench` ({} packets, median of {} interleaved runs); do not edit by hand.\n",
-        opts.packets, opts.runs
-    );
-    let _ = writeln!(md, "Machine: {machine}\n");
+/// The offline decode table; its rows as JSON.
+fn decode_report(md: &mut String, rows: &[Row]) -> Vec<serde_json::Value> {
     let _ = writeln!(
         md,
         "## Offline decode (CPU time, user + system, output to /dev/null)\n"
@@ -279,11 +268,42 @@ fn report(
             "ntptap_wall_s": r.ntptap.wall.as_secs_f64(), "peer_wall_s": r.peer.wall.as_secs_f64(),
         }));
     }
+    json_rows
+}
+
+fn report(
+    root: &Path,
+    opts: &Options,
+    rows: &[Row],
+    [kernel, owners, drops]: &[Vec<serde_json::Value>; 3],
+    live: &[LiveResult],
+) -> anyhow::Result<()> {
+    let machine = machine();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Benchmarks\n\nWritten by `cargo xtask bench` ({} packets, median of {} interleaved runs); do not edit by hand.\n",
+        opts.packets, opts.runs
+    );
+    let _ = writeln!(md, "Machine: {machine}\n");
+    let json_rows = decode_report(&mut md, rows);
     kernel_report(&mut md, kernel);
-    owner_report(&mut md, owners);
+    for (title, rows) in [
+        (
+            "Process attribution hooks (cgroup v2 root, real socket calls on loopback, none of them NTP",
+            owners,
+        ),
+        (
+            "Drop program (tp_btf/kfree_skb, real drops of datagrams to a closed port on loopback",
+            drops,
+        ),
+    ] {
+        hook_report(&mut md, title, rows);
+    }
     let live_json = live_report(&mut md, live);
     let mut targets = targets(rows, kernel, live);
     targets.extend(attribution_targets(owners, live));
+    targets.extend(drop_targets(drops, live));
     let _ = writeln!(
         md,
         "\n## Targets\n\nEach ratio is ntptap against the peer measured in the same run (or, for the kernel programs, against the empty program); \"of target\" is the ratio divided by the target, so 1 or less meets it. \"Least possible\" is the same ratio for the least any program can do at that hook, measured in the same run: for target 3 an empty program attached in ntptap's place (contenders \"empty …\"), for target 4 the least filter that passes over a non-NTP frame and the least capture of an NTP frame (one clock read, reserve, copy, submit: `ntptap_cost_filter`, `ntptap_cost_capture`). Where that misses the target too, no program at that hook meets it on this machine. Target 3 compares losses of a few % between floods that move by several %: its two ratios carry a 90 % bootstrap interval over the rounds, and its floor counts as out of reach only when the whole interval misses the target. The chart is `target/bench/targets.png`; its black ticks are the least possible.\n"
@@ -386,11 +406,11 @@ fn kernel_report(md: &mut String, kernel: &[serde_json::Value]) {
     }
 }
 
-/// The attribution hooks against the empty program at each hook.
-fn owner_report(md: &mut String, owners: &[serde_json::Value]) {
+/// A table of programs against the empty program at each hook.
+fn hook_report(md: &mut String, title: &str, owners: &[serde_json::Value]) {
     let _ = writeln!(
         md,
-        "\n## Process attribution hooks (cgroup v2 root, real socket calls on loopback, none of them NTP; ns per run from the kernel's BPF run-time statistics, which add their own clock reads to both; median of 9 rounds × 20,000 calls)\n"
+        "\n## {title}; ns per run from the kernel's BPF run-time statistics, which add their own clock reads to both; median of 9 rounds × 20,000 calls)\n"
     );
     let _ = writeln!(
         md,
@@ -458,6 +478,56 @@ fn attribution_targets(owners: &[serde_json::Value], live: &[LiveResult]) -> Vec
     }
     out
 }
+
+/// Target 9: the drop program against the empty program at `kfree_skb` on a drop that is not
+/// NTP; target 10: what a storm of drops costs its sender with the drop program, against ntptap
+/// without it (`--no-drops`), for each storm.
+fn drop_targets(drops: &[serde_json::Value], live: &[LiveResult]) -> Vec<Target> {
+    let mut out = Vec::new();
+    for d in drops
+        .iter()
+        .filter(|d| d["work"].as_str().is_some_and(|w| w.contains("not NTP")))
+    {
+        let (ours, empty) = (
+            d["ntptap_ns"].as_f64().unwrap_or(f64::NAN),
+            d["empty_ns"].as_f64().unwrap_or(f64::NAN),
+        );
+        out.extend(Target::new(
+            format!(
+                "9. drops, {} vs empty program (tp_btf/kfree_skb)",
+                d["work"].as_str().unwrap_or("?")
+            ),
+            ours / empty,
+            1.2,
+            true,
+            None,
+        ));
+    }
+    for storm in STORMS {
+        let sent = |who: &str| {
+            live.iter()
+                .find(|r| r.flood == storm.0 && r.contender == who)
+                .map(|r| median_u64(r.runs.iter().map(|x| x.sent).collect()))
+        };
+        if let (Some(on), Some(off)) = (sent("ntptap tc"), sent("ntptap tc-nodrops")) {
+            out.extend(Target::new(
+                format!("10. sender kept, {}, drops on vs off (tc)", storm.0),
+                on as f64 / off.max(1) as f64,
+                0.95,
+                false,
+                None,
+            ));
+        }
+    }
+    out
+}
+
+/// The storms of drops that are not NTP: (name, UDP port, dropped by an nftables rule
+/// rather than for want of a socket).
+const STORMS: [(&str, u16, bool); 2] = [
+    ("storm to a closed port", 9, false),
+    ("storm into an nftables drop", 7, true),
+];
 
 /// One of the performance targets, as measured.
 pub struct Target {
@@ -854,10 +924,10 @@ fn spawn_contender(
             let hook = hook.trim_start_matches("ntptap ");
             let (hook, variant) = hook.split_once('-').unwrap_or((hook, ""));
             let mode = if variant == "generic" { "skb" } else { "auto" };
-            let attribution: &[&str] = if variant == "attr" {
-                &["--attribution"]
-            } else {
-                &[]
+            let attribution: &[&str] = match variant {
+                "attr" => &["--attribution"],
+                "nodrops" => &["--no-drops"],
+                _ => &[],
             };
             let mut command = if variant == "cpu0" {
                 let mut c = lab.b.command("taskset");
@@ -988,6 +1058,8 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
         "empty_tap",
         "--example",
         "owner_bench",
+        "--example",
+        "drop_bench",
     ])?;
     let flood = root.join("target/release/examples/ntp_flood");
     let tools = Tools {
@@ -1017,12 +1089,42 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
     // target 3.
     // And ntptap with process attribution: what its hooks cost a flood that is not NTP.
     let floors = ["empty xdp", "empty xdp-generic", "empty tc"];
+    // Storms of drops that are not NTP, to a closed port and into an nftables drop rule:
+    // what the drop program costs their sender, against ntptap without it.
+    ntptap_tests::run(
+        lab.b
+            .command("nft")
+            .args(["add", "table", "inet", "bench_drop"]),
+    );
+    ntptap_tests::run(lab.b.command("nft").args([
+        "add",
+        "chain",
+        "inet",
+        "bench_drop",
+        "in",
+        "{ type filter hook input priority 0 ; }",
+    ]));
+    ntptap_tests::run(lab.b.command("nft").args([
+        "add",
+        "rule",
+        "inet",
+        "bench_drop",
+        "in",
+        "udp",
+        "dport",
+        "7",
+        "drop",
+    ]));
+    let storm_contenders = ["none", "ntptap tc", "ntptap tc-nodrops"];
     let mut results: Vec<LiveResult> = Vec::new();
-    for (flood_name, port) in [("NTP flood", 123u16), ("non-NTP flood", 5353)] {
-        let contenders: Vec<&'static str> = if port == 123 {
-            contenders.to_vec()
-        } else {
-            contenders.iter().chain(&floors).copied().collect()
+    let all_floods = [("NTP flood", 123u16), ("non-NTP flood", 5353)]
+        .into_iter()
+        .chain(STORMS.iter().map(|(name, port, _)| (*name, *port)));
+    for (flood_name, port) in all_floods {
+        let contenders: Vec<&'static str> = match port {
+            123 => contenders.to_vec(),
+            5353 => contenders.iter().chain(&floors).copied().collect(),
+            _ => storm_contenders.to_vec(),
         };
         for &c in &contenders {
             results.push(LiveResult {
@@ -1062,7 +1164,10 @@ fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_json::Value
         "| flood | contender | sender kpps | kept vs no capture | captured | dropped | capture CPU µs/packet | start to listening, ms | peak RSS, MiB |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for flood in ["NTP flood", "non-NTP flood"] {
+    let floods = ["NTP flood", "non-NTP flood"]
+        .into_iter()
+        .chain(STORMS.iter().map(|(name, _, _)| *name));
+    for flood in floods {
         let base = results
             .iter()
             .find(|r| r.flood == flood && r.contender == "none")

@@ -93,6 +93,9 @@ fn layout(btf: &Btf, netns: u32) -> anyhow::Result<DropLayout> {
             end - window
         );
     }
+    // protocol, network_header and head: read first, for every drop.
+    let quick_window = fields[5].min(fields[6]).min(fields[7]);
+    let quick_end = (fields[5] + 2).max(fields[6] + 2).max(fields[7] + 8);
     let (dev_net, _) = btf.offset("net_device", "nd_net")?;
     let (sk_net, _) = btf.offset("sock", "__sk_common.skc_net")?;
     let (net_inum, _) = btf.offset("net", "ns.inum")?;
@@ -125,7 +128,12 @@ fn layout(btf: &Btf, netns: u32) -> anyhow::Result<DropLayout> {
         net_inum,
         netns,
         consumed: u32::MAX,
-        pad: 0,
+        quick: quick_window,
+        quick_len: quick_end - quick_window,
+        quick_protocol: fields[5] - quick_window,
+        quick_network_header: fields[6] - quick_window,
+        quick_head: fields[7] - quick_window,
+        pad: [0; 2],
     })
 }
 
