@@ -128,11 +128,12 @@ pub struct Cli {
     /// Also record the NTP frames the kernel drops in this host after ntptap's hook (or on the
     /// way out before it), with the kernel's reason and where (a BTF tracepoint on
     /// kfree_skb): a `DROPPED (REASON)` line, JSON `drop`, pcapng interface `ntptap-drops`
-    /// (not in pcap files), metrics and the exit summary by reason.
+    /// (not in pcap files), metrics and the exit summary by reason. Off by default: its program
+    /// runs on every drop in the host, at twice an empty program's cost (BENCHMARKS.md).
     #[arg(long = "drops", overrides_with = "no_drops")]
     pub drops: bool,
 
-    /// Do not record kernel drops.
+    /// Do not record kernel drops (the default; undoes an earlier --drops).
     #[arg(long = "no-drops", overrides_with = "drops")]
     pub no_drops: bool,
 

@@ -20,7 +20,7 @@ fn tap(lab: &Lab, file: &Path) -> Proc {
         "ntptap",
         lab.a
             .command(ntptap_bin())
-            .args(["-v", "-i", "va", "--stats", "3600", "-w"])
+            .args(["-v", "--drops", "-i", "va", "--stats", "3600", "-w"])
             .arg(file),
     );
     p.wait_for_stderr("listening on", READY);
@@ -28,7 +28,7 @@ fn tap(lab: &Lab, file: &Path) -> Proc {
         p.stderr_seen
             .iter()
             .any(|l| l.contains("drop records: ntptap_drop")),
-        "drops are on by default: {:?}",
+        "--drops turns them on: {:?}",
         p.stderr_seen
     );
     p
@@ -310,7 +310,8 @@ fn bad_udp_checksums_drop_as_udp_csum() {
     );
 }
 
-/// `--no-drops` leaves the drop program out, and nothing else changes.
+/// Without `--drops` (the default) or with `--no-drops` after it, no drop program, and nothing
+/// else changes.
 #[test]
 fn no_drops_leaves_them_out() {
     let lab = Lab::new("nodrops");
@@ -321,7 +322,7 @@ fn no_drops_leaves_them_out() {
         "ntptap",
         lab.a
             .command(ntptap_bin())
-            .args(["-v", "--no-drops", "-i", "va", "-w"])
+            .args(["-v", "--drops", "--no-drops", "-i", "va", "-w"])
             .arg(&file),
     );
     p.wait_for_stderr("listening on", READY);

@@ -309,7 +309,7 @@ fn drops_carry_the_kernels_reason() {
     let lab = Lab::new("portdrop");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("capture.pcapng");
-    let ntptap = start_tap(&lab, "tc", &file, &[]);
+    let ntptap = start_tap(&lab, "tc", &file, &["--drops"]);
     let release = nix::sys::utsname::uname().expect("uname");
     let release = release.release().to_string_lossy().into_owned();
     let mut numbers = release

@@ -480,8 +480,8 @@ fn attribution_targets(owners: &[serde_json::Value], live: &[LiveResult]) -> Vec
 }
 
 /// Target 9: the drop program against the empty program at `kfree_skb` on a drop that is not
-/// NTP; target 10: what a storm of drops costs its sender with the drop program, against ntptap
-/// without it (`--no-drops`), for each storm.
+/// NTP; target 10: what a storm of drops costs its sender with the drop program (`--drops`),
+/// against ntptap without it (the default), for each storm.
 fn drop_targets(drops: &[serde_json::Value], live: &[LiveResult]) -> Vec<Target> {
     let mut out = Vec::new();
     for d in drops
@@ -509,7 +509,7 @@ fn drop_targets(drops: &[serde_json::Value], live: &[LiveResult]) -> Vec<Target>
                 .find(|r| r.flood == storm.0 && r.contender == who)
                 .map(|r| median_u64(r.runs.iter().map(|x| x.sent).collect()))
         };
-        if let (Some(on), Some(off)) = (sent("ntptap tc"), sent("ntptap tc-nodrops")) {
+        if let (Some(on), Some(off)) = (sent("ntptap tc-drops"), sent("ntptap tc")) {
             out.extend(Target::new(
                 format!("10. sender kept, {}, drops on vs off (tc)", storm.0),
                 on as f64 / off.max(1) as f64,
@@ -926,7 +926,7 @@ fn spawn_contender(
             let mode = if variant == "generic" { "skb" } else { "auto" };
             let attribution: &[&str] = match variant {
                 "attr" => &["--attribution"],
-                "nodrops" => &["--no-drops"],
+                "drops" => &["--drops"],
                 _ => &[],
             };
             let mut command = if variant == "cpu0" {
@@ -1115,7 +1115,7 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
         "7",
         "drop",
     ]));
-    let storm_contenders = ["none", "ntptap tc", "ntptap tc-nodrops"];
+    let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops"];
     let mut results: Vec<LiveResult> = Vec::new();
     let all_floods = [("NTP flood", 123u16), ("non-NTP flood", 5353)]
         .into_iter()
