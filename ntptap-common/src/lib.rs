@@ -10,7 +10,7 @@ use core::mem::size_of;
 
 /// Bytes of frame data carried by a tiny ring record: a plain NTP packet behind Ethernet and
 /// IPv4 (90 bytes) or IPv6 (110 bytes). The ring's records are laid end to end, so the common
-/// frame costs 216 ring bytes instead of a small record's 344: more frames between wakeups,
+/// frame costs 224 ring bytes instead of a small record's 352: more frames between wakeups,
 /// and half the cache lines for the reader to pull from the producer's CPU.
 pub const TINY_DATA: usize = 128;
 
@@ -196,8 +196,46 @@ pub struct RecordHeader {
     pub pad: [u8; 3],
     /// With [`SOCKET_OWNED`]: the process that owns the socket.
     pub owner: Owner,
+    /// In-host latency (`--latency`), egress frames: nanoseconds from the process's send
+    /// (`sendmsg` with this destination on this socket) to this hook; 0 if unknown.
+    pub send_before: u32,
+    /// In-host latency, egress frames: nanoseconds from the last read on this socket of a
+    /// datagram from this frame's destination (a server's read of the request it answers)
+    /// to this hook; 0 if unknown.
+    pub read_before: u32,
 }
-const _: () = assert!(size_of::<RecordHeader>() == 80);
+const _: () = assert!(size_of::<RecordHeader>() == 88);
+
+/// Key of the in-host latency stamps: a socket (its kernel address) and the remote end of
+/// a datagram it read or sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StampKey {
+    /// The socket's kernel address.
+    pub sk: u64,
+    /// The remote address: IPv4 in the first 4 bytes (network order), or IPv6.
+    pub addr: [u8; 16],
+    /// The remote port, host order.
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub pad: [u8; 6],
+}
+const _: () = assert!(size_of::<StampKey>() == 32);
+
+/// When a socket last read a datagram from a remote end, and last sent one to it
+/// (`CLOCK_MONOTONIC` ns; 0: never).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamps {
+    /// `recvmsg` returned a datagram from the remote end.
+    pub read_ns: u64,
+    /// `sendmsg` to the remote end began.
+    pub send_ns: u64,
+}
+const _: () = assert!(size_of::<Stamps>() == 16);
+
+/// Entries of the stamps map (an LRU map: NTP conversations, not packets).
+pub const STAMP_ENTRIES: u32 = 4096;
 
 /// Record `socket`: attribution is off, or the program did not look (not UDP over IP).
 pub const SOCKET_UNKNOWN: u8 = 0;
@@ -264,6 +302,9 @@ pub const ATTRIBUTE_PIDS: u32 = 8;
 pub const ATTRIBUTE_COMMS: u32 = 16;
 /// Attribution flag: `--cgroup` entries exist.
 pub const ATTRIBUTE_CGROUPS: u32 = 32;
+/// Attribution flag: stamp NTP reads and sends on sockets, and give egress frames the time
+/// since (`--latency`).
+pub const ATTRIBUTE_LATENCY: u32 = 64;
 
 /// What the attribution hooks count (per CPU, in `NTPTAP_OWNER_STATS`).
 #[repr(u32)]
@@ -299,9 +340,9 @@ pub type TinyRecord = Record<TINY_DATA>;
 pub type SmallRecord = Record<SMALL_DATA>;
 /// Record for frames of more than [`SMALL_DATA`] captured bytes.
 pub type LargeRecord = Record<MAX_DATA>;
-const _: () = assert!(size_of::<TinyRecord>() == 80 + TINY_DATA);
-const _: () = assert!(size_of::<SmallRecord>() == 80 + SMALL_DATA);
-const _: () = assert!(size_of::<LargeRecord>() == 80 + MAX_DATA);
+const _: () = assert!(size_of::<TinyRecord>() == 88 + TINY_DATA);
+const _: () = assert!(size_of::<SmallRecord>() == 88 + SMALL_DATA);
+const _: () = assert!(size_of::<LargeRecord>() == 88 + MAX_DATA);
 
 /// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per interface
 /// slot and direction.
@@ -463,6 +504,8 @@ pub mod names {
     pub const OWNERS: &str = "NTPTAP_OWNERS";
     /// Per-CPU attribution statistics (see [`OwnerStat`](super::OwnerStat)).
     pub const OWNER_STATS: &str = "NTPTAP_OWNER_STATS";
+    /// In-host latency stamps (see [`Stamps`](super::Stamps)).
+    pub const STAMPS: &str = "NTPTAP_STAMPS";
     /// `--pid` selection.
     pub const SELECT_PIDS: &str = "NTPTAP_SELECT_PIDS";
     /// `--comm` selection.

@@ -300,6 +300,8 @@ fn record(
         socket: SOCKET_UNKNOWN,
         pad: [0; 3],
         owner: Owner::default(),
+        send_before: 0,
+        read_before: 0,
     };
     let info = DropInfo {
         location,

@@ -30,10 +30,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ntptap_common::{
-    ATTRIBUTE, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter, DIRECTION_EGRESS,
-    DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES, IFSLOT_ENTRIES,
-    MAX_DATA, Owner, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
-    SHARD_SLOTS, SMALL_DATA, SOCKET_UNKNOWN, TINY_DATA, counter_base,
+    ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES,
+    IFSLOT_ENTRIES, MAX_DATA, Owner, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record,
+    RecordHeader, SHARD_SLOTS, SMALL_DATA, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 
@@ -82,6 +82,9 @@ pub struct Attribution {
     socket: u32,
     pad: u32,
     owner: Owner,
+    /// `--latency`, egress: when the socket last read from and sent to the frame's
+    /// destination.
+    stamps: Stamps,
 }
 
 /// The UDP port set: a non-zero byte at index `port` means the port is watched.
@@ -185,6 +188,11 @@ trait Frame {
     /// Make sure the headers are in the bytes [`Frame::linear`] covers. Packet pointers
     /// taken before must not be used after.
     fn make_linear(&self) {}
+    /// The kernel address of the socket that sent an egress frame (0: none, or not known at
+    /// this hook).
+    fn egress_sk(&self) -> u64 {
+        0
+    }
     /// The socket that sent the frame or takes it, and its owner (`SOCKET_*`).
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         let _ = direction;
@@ -334,6 +342,11 @@ impl Frame for TcFrame<'_> {
         }
     }
     #[inline(always)]
+    fn egress_sk(&self) -> u64 {
+        // SAFETY: reading a field of the context the kernel gave us.
+        unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk as u64 }
+    }
+    #[inline(always)]
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         if direction == DIRECTION_EGRESS {
             // SAFETY: reading a field of the context the kernel gave us.
@@ -477,16 +490,47 @@ fn attribute_and_capture<F: Frame>(
                 "ifindex {} dir {}: socket {} owner pid {}", ifindex, direction, socket, owner.pid
             );
         }
+        let stamps = if config.attribution & ATTRIBUTE_LATENCY != 0 && direction == DIRECTION_EGRESS
+        {
+            egress_stamps(frame, udp)
+        } else {
+            Stamps::default()
+        };
         if let Some(scratch) = NTPTAP_SCRATCH.get_ptr_mut(0) {
             // SAFETY: this CPU's own slot, read back before the program returns.
             unsafe {
                 (*scratch).socket = u32::from(socket);
                 (*scratch).owner = owner;
+                (*scratch).stamps = stamps;
             }
         }
     }
     count(base, Counter::Matched);
     capture(frame, config, ifindex, direction, base)
+}
+
+/// `--latency`: when the socket that sent an egress frame last read from and sent to the
+/// frame's destination.
+#[inline(always)]
+fn egress_stamps<F: Frame>(frame: &F, udp: &Udp) -> Stamps {
+    let sk = frame.egress_sk();
+    if sk == 0 {
+        return Stamps::default();
+    }
+    let (start, end) = frame.linear();
+    let mut addr = [0u8; 16];
+    match udp.addresses.family {
+        Addresses::V4 => match ipv4_addresses(start, end, udp.addresses.header) {
+            Some((_, dst)) => addr[..4].copy_from_slice(&dst.to_ne_bytes()),
+            None => return Stamps::default(),
+        },
+        Addresses::V6 => match ipv6_address(start, end, udp.addresses.header + 24) {
+            Some(dst) => addr = dst,
+            None => return Stamps::default(),
+        },
+        _ => return Stamps::default(),
+    }
+    owner::stamps(sk, addr, udp.dport)
 }
 
 /// Whether the frame matches the filter; if so, its UDP header's facts (no family for a
@@ -581,6 +625,8 @@ fn capture<F: Frame>(
         pad: [0; 3],
         // Filled from the scratch slot in `emit` when attribution is on.
         owner: Owner::default(),
+        send_before: 0,
+        read_before: 0,
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)
@@ -694,6 +740,18 @@ fn emit<const N: usize, F: Frame>(
         {
             (*record).header.socket = (*scratch).socket as u8;
             (*record).header.owner = (*scratch).owner;
+            if config.attribution & ATTRIBUTE_LATENCY != 0 {
+                let before = |at: u64| {
+                    let d = header.ts_mono_ns.saturating_sub(at);
+                    if at == 0 || d > u64::from(u32::MAX) {
+                        0
+                    } else {
+                        d as u32
+                    }
+                };
+                (*record).header.send_before = before((*scratch).stamps.send_ns);
+                (*record).header.read_before = before((*scratch).stamps.read_ns);
+            }
         }
         frame.copy::<N>((&raw mut (*record).data).cast(), len as u32)
     };

@@ -11,6 +11,7 @@
 //!
 //! A hook never changes what the socket call does: each returns 1 ("allow").
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_sock, bpf_sock_tuple},
@@ -26,10 +27,10 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
 };
 use ntptap_common::{
-    ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_PIDS, CGROUP_LEVELS, COMM_LEN,
-    Config, OWNER_ENTRIES, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE,
-    SELECT_EXCLUDED, SELECT_INCLUDE, SELECT_INCLUDED, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNKNOWN,
-    SOCKET_UNOWNED,
+    ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_LATENCY, ATTRIBUTE_PIDS,
+    CGROUP_LEVELS, COMM_LEN, Config, OWNER_ENTRIES, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES,
+    SELECT_EXCLUDE, SELECT_EXCLUDED, SELECT_INCLUDE, SELECT_INCLUDED, SOCKET_NONE, SOCKET_OWNED,
+    SOCKET_UNKNOWN, SOCKET_UNOWNED, STAMP_ENTRIES, StampKey, Stamps,
 };
 
 use crate::{config, parse::Addresses, port_watched_by};
@@ -39,6 +40,11 @@ use crate::{config, parse::Addresses, port_watched_by};
 /// the map if closes are ever missed.
 #[map(name = "NTPTAP_OWNERS")]
 static NTPTAP_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(OWNER_ENTRIES, 0);
+
+/// When each NTP socket last read from and sent to each remote end (`--latency`): the
+/// capture program at TC egress looks up the socket and the frame's destination.
+#[map(name = "NTPTAP_STAMPS")]
+static NTPTAP_STAMPS: LruHashMap<StampKey, Stamps> = LruHashMap::with_max_entries(STAMP_ENTRIES, 0);
 
 /// Per-CPU counts of what the hooks did (see `OwnerStat`).
 #[map(name = "NTPTAP_OWNER_STATS")]
@@ -146,10 +152,86 @@ fn record<C: EbpfContext>(ctx: &C, sk: u64) {
     let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
 }
 
-/// A `sock_addr` hook: record the owner of a UDP socket whose peer (`user_port`, the address
-/// the call names) or own port is on the port set.
+/// What a `sock_addr` hook stamps for in-host latency (`--latency`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Nothing (connect).
+    None,
+    /// `recvmsg` returned a datagram from the call's address.
+    Read,
+    /// `sendmsg` to the call's address began.
+    Send,
+}
+
+/// Stamp `now` as socket `sk`'s last read from or send to the call's address.
 #[inline(always)]
-fn on_sock_addr(ctx: &SockAddrContext) -> i32 {
+fn stamp(ctx: &SockAddrContext, sk: u64, port: u16, which: Stamp, v6: bool) {
+    let addr = ctx.sock_addr;
+    let mut key = StampKey {
+        sk,
+        addr: [0; 16],
+        port,
+        pad: [0; 6],
+    };
+    // SAFETY: reading fields of the context the kernel gave us, each with a load of its own
+    // at its own offset (the verifier refuses a context pointer moved by a copy loop).
+    unsafe {
+        // The verifier lets each hook read its own family's field only.
+        if v6 {
+            let words = [
+                core::ptr::read_volatile(&raw const (*addr).user_ip6[0]),
+                core::ptr::read_volatile(&raw const (*addr).user_ip6[1]),
+                core::ptr::read_volatile(&raw const (*addr).user_ip6[2]),
+                core::ptr::read_volatile(&raw const (*addr).user_ip6[3]),
+            ];
+            key.addr = core::mem::transmute::<[u32; 4], [u8; 16]>(words);
+        } else {
+            let ip4 = core::ptr::read_volatile(&raw const (*addr).user_ip4);
+            key.addr[..4].copy_from_slice(&ip4.to_ne_bytes());
+        }
+    }
+    // SAFETY: the helper takes no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // In place where the conversation is known: an insert takes the map's locks.
+    if let Some(stamps) = NTPTAP_STAMPS.get_ptr_mut(key) {
+        // SAFETY: a value of the map; a racing reader sees the old or the new stamp.
+        unsafe {
+            if which == Stamp::Read {
+                (*stamps).read_ns = now;
+            } else {
+                (*stamps).send_ns = now;
+            }
+        }
+        return;
+    }
+    let mut stamps = Stamps::default();
+    if which == Stamp::Read {
+        stamps.read_ns = now;
+    } else {
+        stamps.send_ns = now;
+    }
+    let _ = NTPTAP_STAMPS.insert(key, stamps, 0);
+}
+
+/// The stamps of socket `sk` with remote end `addr` (IPv4 in the first 4 bytes) and `port`.
+#[inline(always)]
+pub fn stamps(sk: u64, addr: [u8; 16], port: u16) -> Stamps {
+    let key = StampKey {
+        sk,
+        addr,
+        port,
+        pad: [0; 6],
+    };
+    NTPTAP_STAMPS.get_ptr(key).map_or(Stamps::default(), |s| {
+        // SAFETY: a value of the map, read at once.
+        unsafe { *s }
+    })
+}
+
+/// A `sock_addr` hook: record the owner of a UDP socket whose peer (`user_port`, the address
+/// the call names) or own port is on the port set, and with `--latency`, stamp the call.
+#[inline(always)]
+fn on_sock_addr(ctx: &SockAddrContext, which: Stamp, v6: bool) -> i32 {
     let addr = ctx.sock_addr;
     // SAFETY: reading fields of the context the kernel gave us; `sk` is never null here.
     let (protocol, peer, sk) = unsafe {
@@ -169,6 +251,9 @@ fn on_sock_addr(ctx: &SockAddrContext) -> i32 {
     let config = config();
     if port_watched_by(&config, peer) || port_watched_by(&config, own) {
         record(ctx, sk as u64);
+        if config.attribution & ATTRIBUTE_LATENCY != 0 && which != Stamp::None {
+            stamp(ctx, sk as u64, peer, which, v6);
+        }
     }
     1
 }
@@ -180,7 +265,7 @@ fn on_sock_addr(ctx: &SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_connect4(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::None, false)
 }
 
 /// [`ntptap_connect4`] for IPv6 sockets.
@@ -190,7 +275,7 @@ pub fn ntptap_connect4(ctx: SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_connect6(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::None, true)
 }
 
 /// Records the owner of a UDP socket sending to an NTP port, or from one (a server's reply).
@@ -200,7 +285,7 @@ pub fn ntptap_connect6(ctx: SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_sendmsg4(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::Send, false)
 }
 
 /// [`ntptap_sendmsg4`] for IPv6 sockets.
@@ -210,7 +295,7 @@ pub fn ntptap_sendmsg4(ctx: SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_sendmsg6(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::Send, true)
 }
 
 /// Records the reader of a UDP socket that receives from an NTP port or on one.
@@ -220,7 +305,7 @@ pub fn ntptap_sendmsg6(ctx: SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_recvmsg4(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::Read, false)
 }
 
 /// [`ntptap_recvmsg4`] for IPv6 sockets.
@@ -230,7 +315,7 @@ pub fn ntptap_recvmsg4(ctx: SockAddrContext) -> i32 {
     reason = "aya's entry-point macros hand the context over by value"
 )]
 pub fn ntptap_recvmsg6(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx)
+    on_sock_addr(&ctx, Stamp::Read, true)
 }
 
 /// A `sock` hook after bind: record the owner of a UDP socket bound to an NTP port (a server).

@@ -137,6 +137,15 @@ pub struct Cli {
     #[arg(long = "no-drops", overrides_with = "drops")]
     pub no_drops: bool,
 
+    /// Measure how long NTP packets wait inside this host: the process's send to the egress
+    /// hook, and on a server the request at the ingress hook to the daemon's read, the read to
+    /// its send, and the whole residence beside its own T3 - T2 (JSON `latency`, pcapng
+    /// comments, -v, --stats percentiles, metrics histograms). Implies --attribution, whose
+    /// socket hooks stamp reads and sends. With -r: the residence of each reply of a server
+    /// in the file, from its capture times.
+    #[arg(long = "latency")]
+    pub latency: bool,
+
     /// Show the process that owns each frame's socket on its line, as `comm[pid]`.
     #[arg(long = "process")]
     pub process: bool,

@@ -78,6 +78,11 @@ pub struct Frame<'a> {
     /// A drop record: the kernel dropped this frame (after ntptap's hook, or before it on the
     /// way out), and said why. Its bytes start at the IP header (`link` is [`LinkType::RawIp`]).
     pub drop: Option<KernelDrop<'a>>,
+    /// Egress, `--latency`: ns from the process's send to the capture.
+    pub send_before: Option<u32>,
+    /// Egress, `--latency`: ns from the process's last read from this frame's destination
+    /// (on a server: of the request this frame answers) to the capture.
+    pub read_before: Option<u32>,
 }
 
 /// Why and where the kernel dropped a frame.

@@ -85,6 +85,8 @@ pub fn print_frame(data: &[u8]) {
                 reason: "NO_SOCKET",
                 location: "__udp4_lib_rcv",
             }),
+            send_before: None,
+            read_before: None,
         };
         let _ = text.frame(&frame);
         let _ = json.frame(&frame);

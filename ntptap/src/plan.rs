@@ -105,6 +105,7 @@ impl Plan {
                     printer: Some(printer(cli, facts, stats, false)),
                     stats,
                     metrics: None,
+                    latency: cli.latency,
                 },
                 count: cli.count,
             })));
@@ -172,11 +173,8 @@ impl Plan {
             drain_interval,
             follow_interfaces: interfaces == InterfaceChoice::Any,
             attribution: attribution(cli).then(|| selection(cli)),
-            drops: if cli.no_drops {
-                false
-            } else {
-                cli.drops || DROPS_BY_DEFAULT
-            },
+            latency: cli.latency,
+            drops: !cli.no_drops && (cli.drops || DROPS_BY_DEFAULT),
         };
         Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
@@ -187,6 +185,7 @@ impl Plan {
                 printer,
                 stats,
                 metrics: cli.metrics,
+                latency: cli.latency,
             },
             count: cli.count,
             duration: cli.duration.map(Duration::from_secs_f64),
@@ -204,6 +203,7 @@ pub const DROPS_BY_DEFAULT: bool = false;
 /// Whether process attribution is asked for: `--attribution`, or what needs it.
 fn attribution(cli: &Cli) -> bool {
     cli.attribution
+        || cli.latency
         || cli.process
         || !cli.pids.is_empty()
         || !cli.not_pids.is_empty()

@@ -1,4 +1,5 @@
-//! What process attribution's cgroup hooks cost on socket calls that are not NTP, each against
+//! What process attribution's cgroup hooks cost on socket calls that are not NTP (and, with
+//! `--latency`'s stamps, on a send to an NTP port), each against
 //! an empty program attached at the same hook in the same run. cgroup socket programs have no
 //! BPF_PROG_TEST_RUN, so real calls on loopback drive them, and the kernel's own run-time
 //! statistics (`BPF_ENABLE_STATS`) time each program. Run by `cargo xtask bench`; prints one
@@ -31,6 +32,15 @@ const DISCARD: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCAL
 /// `CALLS` of the socket call that runs `hook`, none of them NTP.
 fn work(hook: &str) {
     match hook {
+        // A send to an NTP port: the owner is known after the first, the stamp is written
+        // every time (`--latency`).
+        "sendmsg4 NTP" => {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let ntp = SocketAddr::new(DISCARD.ip(), 123);
+            for _ in 0..CALLS {
+                let _ = s.send_to(b"x", ntp);
+            }
+        }
         "sendmsg4" => {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             for _ in 0..CALLS {
@@ -72,6 +82,7 @@ fn stats(programs: &Programs, name: &str) -> (Duration, u64) {
 fn main() {
     let mut programs = Programs::load(&CaptureConfig {
         attribution: Some(Selection::default()),
+        latency: true,
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
@@ -90,11 +101,15 @@ fn main() {
         }
     }
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
-    let mut samples = vec![(Vec::new(), Vec::new(), 0u64); names::NOP_OWNER_PROGRAMS.len()];
+    // Each hook on calls that are not NTP, and the send hook on sends to an NTP port too.
+    let kinds: Vec<(&str, &str, &str)> = names::NOP_OWNER_PROGRAMS
+        .iter()
+        .copied()
+        .chain([("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4 NTP")])
+        .collect();
+    let mut samples = vec![(Vec::new(), Vec::new(), 0u64); kinds.len()];
     for _ in 0..ROUNDS {
-        for ((empty, ours, hook), (ours_ns, empty_ns, runs)) in
-            names::NOP_OWNER_PROGRAMS.iter().zip(&mut samples)
-        {
+        for ((empty, ours, hook), (ours_ns, empty_ns, runs)) in kinds.iter().zip(&mut samples) {
             let before = (stats(&programs, ours), stats(&programs, empty));
             work(hook);
             let after = (stats(&programs, ours), stats(&programs, empty));
@@ -107,9 +122,13 @@ fn main() {
         }
     }
     let counts = hooks.counts().unwrap();
-    assert_eq!(counts.recorded, 0, "no socket here talks NTP: {counts:?}");
-    for ((_, _, hook), (ours, empty, runs)) in names::NOP_OWNER_PROGRAMS.iter().zip(samples) {
+    assert_eq!(
+        counts.recorded, ROUNDS as u64,
+        "only the NTP sender's sockets are recorded: {counts:?}"
+    );
+    for ((_, _, hook), (ours, empty, runs)) in kinds.iter().zip(samples) {
         let work = match *hook {
+            "sendmsg4 NTP" => "sendto() to an NTP port, owner known, stamped (--latency)",
             "sendmsg4" => "sendto(), not NTP",
             "connect4" => "connect(), not NTP",
             "recvmsg4" => "recvfrom(), not NTP",

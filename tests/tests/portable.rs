@@ -358,3 +358,42 @@ fn drops_carry_the_kernels_reason() {
         "{line}"
     );
 }
+
+/// In-host latency, on every kernel of the matrix: a chronyd server behind ntptap with
+/// `--latency`; each reply's pcapng comment gives the request's wait for chronyd's read, the
+/// send to the egress hook and the residence, which holds chronyd's own T3 − T2 (chronyd
+/// stamps T2 in the kernel before ntptap's ingress hook: 20 µs of slack).
+#[test]
+fn chrony_replies_carry_their_time_in_the_host() {
+    let lab = Lab::new("portlat");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.pcapng");
+    let ntptap = start_tap(&lab, "tc", &file, &["--latency"]);
+    let _server = chrony_server(&lab.a, dir.path());
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    stop_tap(ntptap, || read_pcap(&file).len() as u64);
+    let replies: Vec<_> = read_pcap(&file)
+        .into_iter()
+        .filter(|r| r.direction == Some(OUTBOUND))
+        .collect();
+    assert!(replies.len() >= 3, "three exchanges or more");
+    for r in replies {
+        let comment = r
+            .comments
+            .iter()
+            .find_map(|c| c.strip_prefix("latency: "))
+            .unwrap_or_else(|| panic!("no latency comment: {:?}", r.comments));
+        eprintln!("{comment}");
+        let stage = |name: &str| -> i64 {
+            comment
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {comment}"))
+        };
+        assert!(stage("in_read") > 0 && stage("out_send") > 0, "{comment}");
+        assert!(
+            stage("residence") + 20_000 >= stage("t3_minus_t2"),
+            "{comment}"
+        );
+    }
+}

@@ -117,6 +117,8 @@ pub struct CaptureConfig {
     /// Record the NTP frames the kernel drops after ntptap's hooks, with its reason
     /// (`tp_btf/kfree_skb`).
     pub drops: bool,
+    /// Stamp NTP reads and sends on sockets, for in-host latency (with attribution's hooks).
+    pub latency: bool,
 }
 
 impl Default for CaptureConfig {
@@ -140,6 +142,7 @@ impl Default for CaptureConfig {
             follow_interfaces: false,
             attribution: None,
             drops: false,
+            latency: false,
         }
     }
 }
@@ -279,29 +282,7 @@ impl Programs {
         raise_memlock_limit();
 
         let (rings, ring_bytes) = ring_split(config.ring_bytes);
-        let bpf_config = Config {
-            // Wake the reader at a quarter of a ring; it also drains on a timer
-            // (`drain_interval`). Each wakeup costs it a context switch: with -B split among
-            // the CPUs' rings, a quarter of one ring is what an eighth of the single ring was.
-            wakeup_bytes: ring_bytes / 4,
-            rings: rings as u32,
-            port: match config.ports.as_slice() {
-                [port] => u32::from(*port),
-                _ => 0,
-            },
-            snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
-            filter: if config.all { FILTER_ALL } else { 0 }
-                | if config.hosts.is_empty() {
-                    0
-                } else {
-                    FILTER_HOST
-                }
-                | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
-            attribution: config
-                .attribution
-                .as_ref()
-                .map_or(0, owners::Selection::flags),
-        };
+        let bpf_config = kernel_config(config, rings, ring_bytes);
         let drop_plan = config.drops.then(drops::Plan::probe);
         let drop_layout = match &drop_plan {
             Some(Ok(plan)) => plan.layout,
@@ -409,6 +390,38 @@ fn open_drops(
                 None
             }
         },
+    }
+}
+
+/// The programs' read-only configuration for `config`, with `rings` rings of `ring_bytes`.
+fn kernel_config(config: &CaptureConfig, rings: usize, ring_bytes: u32) -> Config {
+    Config {
+        // Wake the reader at a quarter of a ring; it also drains on a timer
+        // (`drain_interval`). Each wakeup costs it a context switch: with -B split among
+        // the CPUs' rings, a quarter of one ring is what an eighth of the single ring was.
+        wakeup_bytes: ring_bytes / 4,
+        rings: rings as u32,
+        port: match config.ports.as_slice() {
+            [port] => u32::from(*port),
+            _ => 0,
+        },
+        snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
+        filter: if config.all { FILTER_ALL } else { 0 }
+            | if config.hosts.is_empty() {
+                0
+            } else {
+                FILTER_HOST
+            }
+            | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
+        attribution: config
+            .attribution
+            .as_ref()
+            .map_or(0, owners::Selection::flags)
+            | if config.latency && config.attribution.is_some() {
+                ntptap_common::ATTRIBUTE_LATENCY
+            } else {
+                0
+            },
     }
 }
 
@@ -526,7 +539,12 @@ impl Session {
             ..config.clone()
         };
         let mut session = Self::open_as(&plain)?;
-        let note = format!("process attribution: off, the capture goes on without it: {why}");
+        let what = if config.latency {
+            "process attribution and in-host latency stages"
+        } else {
+            "process attribution"
+        };
+        let note = format!("{what}: off, the capture goes on without them: {why}");
         warn!("{note}");
         session.decisions.push(note);
         Ok(session)
@@ -576,6 +594,13 @@ impl Session {
                     format!("; capturing only {}", selection.text())
                 }
             ));
+            if config.latency {
+                decisions.push(
+                    "in-host latency: the sendmsg and recvmsg hooks stamp each NTP socket's \
+                     sends and reads; egress frames carry the time since"
+                        .to_owned(),
+                );
+            }
             Some(hooks)
         } else {
             None

@@ -139,6 +139,8 @@ impl Drain {
             data,
             socket,
             drop: None,
+            send_before: (header.send_before != 0).then_some(header.send_before),
+            read_before: (header.read_before != 0).then_some(header.read_before),
         };
         if let Err(e) = consumer.frame(&frame) {
             return ControlFlow::Break(StopReason::from_output(e));
@@ -194,6 +196,8 @@ impl Drain {
                 reason: &reason,
                 location: &location,
             }),
+            send_before: None,
+            read_before: None,
         };
         match consumer.frame(&frame) {
             Ok(_) => ControlFlow::Continue(()),

@@ -15,6 +15,9 @@ use std::{
 
 use serde::Serialize;
 
+pub mod latency;
+
+use self::latency::{Latency, Samples, Sighting};
 use crate::{
     frame::Direction,
     ntp::{Body, Mode, Ntp, NtpTimestamp, RefId},
@@ -147,6 +150,9 @@ pub struct ServerHealth {
     pub kiss_codes: BTreeMap<String, u64>,
     /// What became of the unanswered requests (and those answered with a kiss-o'-death).
     pub fates: Fates,
+    /// In-host latency of its exchanges through this host, by stage: p50 and p99 of the
+    /// last samples (see [`latency`]).
+    pub latency: Samples,
 }
 
 /// Something worth an operator's attention.
@@ -241,6 +247,8 @@ struct Pending {
     direction: Option<Direction>,
     /// The kernel dropped it, or its reply, in this host: the reason.
     dropped: Option<String>,
+    /// Kernel monotonic time of its capture, ns.
+    mono: Option<u64>,
 }
 
 /// Pairs requests with responses and keeps per-server health, within [`Limits`].
@@ -259,6 +267,46 @@ pub struct Tracker {
     pub evicted_requests: u64,
     /// Servers dropped to stay within the limit.
     pub evicted_servers: u64,
+}
+
+/// A server's reply, captured at `reply` (wall) with `sighting`, to a request captured at
+/// `request` (wall, and kernel monotonic when live): the stages of its time in this host.
+fn host_latency(
+    h: &crate::ntp::packet::TimeHeader,
+    request: (Duration, Option<u64>),
+    reply: Duration,
+    sighting: Sighting,
+) -> Latency {
+    let residence = match (request.1, sighting.mono_ns) {
+        (Some(a), Some(b)) => b.checked_sub(a),
+        _ => reply
+            .checked_sub(request.0)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    };
+    let t3_minus_t2 = (!h.receive.is_unset() && !h.transmit.is_unset())
+        .then(|| i64::try_from(ntp_ns(h.transmit) - ntp_ns(h.receive)).ok())
+        .flatten();
+    let in_read = match (request.1, sighting.mono_ns, sighting.read_before) {
+        (Some(a), Some(b), Some(read)) => b
+            .checked_sub(u64::from(read))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
+    Latency {
+        in_read,
+        daemon: sighting
+            .read_before
+            .zip(sighting.send_before)
+            .and_then(|(r, s)| r.checked_sub(s))
+            .map(u64::from),
+        out_send: sighting.send_before.map(u64::from),
+        residence,
+        t3_minus_t2,
+        hidden: residence
+            .and_then(|r| i64::try_from(r).ok())
+            .zip(t3_minus_t2)
+            .map(|(r, t)| r - t),
+    }
 }
 
 fn ntp_ns(ts: NtpTimestamp) -> i128 {
@@ -309,6 +357,26 @@ impl Tracker {
         direction: Option<Direction>,
         process: Option<&Process<'_>>,
     ) {
+        self.observe_seen(
+            ts,
+            (src, dst),
+            ntp,
+            (direction, process),
+            Sighting::default(),
+        );
+    }
+
+    /// [`Tracker::observe`] with the kernel's times of the packet (`sighting`); returns its
+    /// in-host latency, as far as it is known.
+    pub fn observe_seen(
+        &mut self,
+        ts: Duration,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        (direction, process): (Option<Direction>, Option<&Process<'_>>),
+        sighting: Sighting,
+    ) -> Latency {
+        let mut latency = Latency::default();
         match &ntp.body {
             Body::Private(p) if !p.response && (p.request_code == 20 || p.request_code == 42) => {
                 self.events.push(Event::MonlistRequest {
@@ -339,15 +407,25 @@ impl Tracker {
                             process: None,
                             direction,
                             dropped: None,
+                            mono: sighting.mono_ns,
                         };
                         self.request(src, dst, h.transmit, pending, process.map(Process::short));
+                        if direction == Some(Direction::Out)
+                            && let Some(send) = sighting.send_before
+                        {
+                            latency.out_send = Some(u64::from(send));
+                            self.server(dst.ip()).latency.add(&latency);
+                        }
                     }
-                    Mode::Server | Mode::SymmetricPassive => self.response(ts, src, dst, ntp),
+                    Mode::Server | Mode::SymmetricPassive => {
+                        latency = self.response(ts, (src, dst), ntp, direction, sighting);
+                    }
                     _ => {}
                 }
             }
             _ => {}
         }
+        latency
     }
 
     /// The kernel dropped this NTP packet in this host, for `reason`: a request or a reply
@@ -484,8 +562,17 @@ impl Tracker {
         }
     }
 
-    fn response(&mut self, ts: Duration, server: SocketAddr, client: SocketAddr, ntp: &Ntp) {
-        let Some(h) = ntp.time() else { return };
+    fn response(
+        &mut self,
+        ts: Duration,
+        (server, client): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        direction: Option<Direction>,
+        sighting: Sighting,
+    ) -> Latency {
+        let Some(h) = ntp.time() else {
+            return Latency::default();
+        };
         let key = Key {
             client,
             server,
@@ -538,23 +625,38 @@ impl Tracker {
         let Some(Pending {
             seen: sent,
             process,
+            direction: asked,
+            mono,
             ..
         }) = request
         else {
             self.events
                 .push(Event::UnmatchedResponse { server, client });
-            return;
+            return Latency::default();
         };
         if let Some(p) = process.and_then(|k| self.processes.get_mut(&k)) {
             p.responses += 1;
         }
+        // A server on this host: the request came in, its reply goes out.
+        let through = asked == Some(Direction::In) && direction == Some(Direction::Out);
+        let latency = if through {
+            host_latency(h, (sent, mono), ts, sighting)
+        } else {
+            Latency {
+                out_send: sighting.send_before.map(u64::from),
+                ..Latency::default()
+            }
+        };
         let s = self.server(server.ip());
+        if !latency.is_empty() {
+            s.latency.add(&latency);
+        }
         s.responses += 1;
         if ntp.kiss_code().is_some() {
             s.fates.kiss_of_death += 1;
         }
         if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
-            return;
+            return latency;
         }
         // RFC 5905 §8, with the capture times as T1 (request) and T4 (response).
         let (t1, t4) = (sent.as_nanos() as i128, ts.as_nanos() as i128);
@@ -568,6 +670,7 @@ impl Tracker {
             s.min_delay = Some(delay);
             s.best_offset = Some(offset);
         }
+        latency
     }
 
     /// Count requests older than the timeout at `now` as unanswered, and forget them.

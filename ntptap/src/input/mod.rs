@@ -197,6 +197,8 @@ fn pcap_frame<'a>(
         data: packet.data(),
         socket: Socket::Unknown,
         drop: None,
+        send_before: None,
+        read_before: None,
     }
 }
 
@@ -249,6 +251,8 @@ fn pcapng_frame<'a>(
         data,
         socket: Socket::Unknown,
         drop: None,
+        send_before: None,
+        read_before: None,
     })
 }
 

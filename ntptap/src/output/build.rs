@@ -37,6 +37,9 @@ pub struct OutputPlan {
     pub stats: Option<Duration>,
     /// Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// In-host latency (`--latency`): every frame goes through the exchange tracker, which
+    /// joins each reply with its request.
+    pub latency: bool,
 }
 
 impl OutputPlan {
@@ -45,6 +48,7 @@ impl OutputPlan {
     #[must_use]
     pub fn tracks_exchanges(&self) -> bool {
         self.stats.is_some()
+            || self.latency
             || self.metrics.is_some()
             || self.printer.as_ref().is_some_and(|p| p.json)
     }

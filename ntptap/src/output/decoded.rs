@@ -22,6 +22,8 @@ pub struct Decoded<'a> {
     /// What the exchange tracker noticed on this frame (kiss-o'-death, monlist, ...), when
     /// the outputs keep a tracker.
     pub events: Vec<Event>,
+    /// The packet's in-host latency, where the tracker knows some of it.
+    pub latency: Option<crate::exchange::latency::Latency>,
 }
 
 /// The NTP packet a frame carries: UDP to or from a port in the port set.
@@ -45,6 +47,7 @@ impl<'a> Decoded<'a> {
             layers: OnceCell::new(),
             ntp: OnceCell::new(),
             events: Vec::new(),
+            latency: None,
         }
     }
 

@@ -498,6 +498,8 @@ mod tests {
                     data: &data,
                     socket: crate::process::Socket::Unknown,
                     drop: None,
+                    send_before: None,
+                    read_before: None,
                 })
                 .map(drop)
             });
@@ -573,6 +575,8 @@ mod tests {
                 data: &data,
                 socket: crate::process::Socket::Unknown,
                 drop: None,
+                send_before: None,
+                read_before: None,
             })
             .unwrap();
             if (n + 1) % flush_every == 0 {

@@ -79,6 +79,7 @@ impl<W: Write> HealthSink<W> {
             );
         }
         fates_table(&mut t, tracker);
+        latency_table(&mut t, tracker);
         let processes = tracker.processes();
         if !processes.is_empty() {
             let _ = writeln!(t, "ntptap: NTP clients on this host, by process and server");
@@ -188,5 +189,43 @@ fn fates_table(t: &mut String, tracker: &Tracker) {
                 }
             );
         }
+    }
+}
+
+/// Each server's in-host latency by stage, where there is some (`--latency`, or a server on
+/// this host).
+fn latency_table(t: &mut String, tracker: &Tracker) {
+    let rows: Vec<_> = tracker
+        .servers()
+        .into_iter()
+        .flat_map(|s| {
+            s.latency
+                .percentiles()
+                .into_iter()
+                .map(move |p| (s.server, p))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "ntptap: in-host latency, ms (p50 and p99 of the last 1024 packets; in_read: request at \
+         the ingress hook to the daemon's read; daemon: read to send; out_send: send to the \
+         egress hook; residence: request in to reply out; hidden: residence - (T3 - T2))"
+    );
+    let _ = writeln!(
+        t,
+        "{:<40} {:<10} {:<4} {:>10} {:>10} {:>8}",
+        "server", "stage", "dir", "p50", "p99", "packets"
+    );
+    for (server, (dir, stage, p50, p99, n)) in rows {
+        let _ = writeln!(
+            t,
+            "{:<40} {stage:<10} {dir:<4} {:>10.3} {:>10.3} {n:>8}",
+            server.map(|a| a.to_string()).unwrap_or_default(),
+            p50 as f64 / 1e6,
+            p99 as f64 / 1e6,
+        );
     }
 }

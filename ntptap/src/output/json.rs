@@ -130,6 +130,7 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
             "reason": escape(d.reason.as_bytes()),
             "location": escape(d.location.as_bytes()),
         })),
+        "latency": packet.latency,
         "ntp": null,
     });
     if let Some(Net::Ip { src, dst, .. }) = d.net {

@@ -11,7 +11,12 @@ use std::{
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::{Family, MetricConstructor},
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
 
@@ -65,6 +70,8 @@ pub struct MetricsSink {
     owners_held: Gauge,
     /// NTP frames the kernel dropped, by direction and reason; and the drop records' fate.
     drops: Family<Labels, Counter>,
+    /// In-host latency of NTP packets, by direction and stage.
+    latency: Family<Labels, Histogram, LatencyBuckets>,
     /// Per server: what became of requests without a real answer, by fate (and reason).
     fates: Family<Labels, Counter>,
     fates_last: std::collections::HashMap<(String, String), u64>,
@@ -126,6 +133,12 @@ impl MetricsSink {
             "kernel_drops",
             "NTP frames the kernel dropped in this host after ntptap's hook (or on the way out before it), by direction and the kernel's reason (unknown on kernels without reasons)",
             drops.clone(),
+        );
+        let latency = Family::new_with_constructor(LatencyBuckets);
+        registry.register(
+            "host_latency_seconds",
+            "In-host latency of NTP packets (--latency, or a server on this host), by direction and stage: in_read (request at the ingress hook to the daemon's read), daemon (read to send), out_send (send to the egress hook), residence (request in to reply out)",
+            latency.clone(),
         );
         let fates = Family::<Labels, Counter>::default();
         registry.register(
@@ -273,6 +286,7 @@ impl MetricsSink {
             attribution,
             owners_held,
             drops,
+            latency,
             fates,
             fates_last: std::collections::HashMap::new(),
             drop_records,
@@ -411,6 +425,16 @@ impl Sink for MetricsSink {
                     .inc();
             }
         }
+        if let Some(latency) = &packet.latency {
+            for (dir, stage, ns) in latency.stages() {
+                // `hidden` may be negative: it is in the JSON and the table, not here.
+                if stage != "hidden" {
+                    self.latency
+                        .get_or_create(&labels(&[("direction", dir), ("stage", stage)]))
+                        .observe(ns as f64 / 1e9);
+                }
+            }
+        }
         for event in &packet.events {
             self.events
                 .get_or_create(&labels(&[("event", event.name())]))
@@ -528,6 +552,16 @@ impl MetricsSink {
         self.ring_pending
             .set(i64::try_from(in_ring).unwrap_or(i64::MAX));
         self.last_kernel = counts.clone();
+    }
+}
+
+/// Buckets of the in-host latency histograms: 1 µs to about 1 s, by fours.
+#[derive(Clone, Copy)]
+struct LatencyBuckets;
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(1e-6, 4.0, 11))
     }
 }
 

@@ -124,6 +124,8 @@ mod tests {
                 data: &data[..88 + n as usize],
                 socket: crate::process::Socket::Unknown,
                 drop: None,
+                send_before: None,
+                read_before: None,
             };
             sink.take(&frame).unwrap();
         }

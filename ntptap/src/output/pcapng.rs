@@ -191,6 +191,12 @@ impl<W: Write> Sink for PcapNgSink<W> {
                 )));
             }
         }
+        // In-host latency (the exchange tracker's, on replies of a server on this host).
+        if let Some(latency) = &packet.latency {
+            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
+                Cow::Owned(latency.comment()),
+            )));
+        }
         // The socket's owner (process attribution), as ntptap and ptcpdump write it.
         for comment in crate::process::comments(&frame.socket) {
             options.push(EnhancedPacketOption::Common(CommonOption::Comment(

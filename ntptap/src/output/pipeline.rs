@@ -51,15 +51,22 @@ impl Consumer for Pipeline {
         let mut packet = Decoded::new(frame, &self.ports);
         if let Some(tracker) = &mut self.tracker {
             if let Some((src, dst, ntp)) = packet.ntp_packet() {
-                match frame.drop {
-                    Some(drop) => tracker.dropped((src, dst), ntp, drop.reason),
-                    None => tracker.observe(
+                if let Some(drop) = frame.drop {
+                    tracker.dropped((src, dst), ntp, drop.reason);
+                } else {
+                    let sighting = crate::exchange::latency::Sighting {
+                        mono_ns: frame.mono_ns,
+                        send_before: frame.send_before,
+                        read_before: frame.read_before,
+                    };
+                    let latency = tracker.observe_seen(
                         frame.ts,
                         (src, dst),
                         ntp,
-                        frame.direction,
-                        frame.socket.process(),
-                    ),
+                        (frame.direction, frame.socket.process()),
+                        sighting,
+                    );
+                    packet.latency = (!latency.is_empty()).then_some(latency);
                 }
             }
             packet.events = tracker.take_events();
@@ -198,6 +205,8 @@ mod tests {
             data,
             socket: crate::process::Socket::Unknown,
             drop: None,
+            send_before: None,
+            read_before: None,
         }
     }
 

@@ -785,6 +785,17 @@ impl<W: Write> Sink for TextSink<W> {
                 Socket::Unknown => {}
             }
         }
+        if let Some(latency) = &packet.latency
+            && self.options.verbose > 0
+        {
+            let _ = write!(self.line, "\n\tin this host:");
+            for (_, stage, ns) in latency.stages() {
+                let _ = write!(self.line, " {stage} {:.1} µs", ns as f64 / 1e3);
+            }
+            if let Some(t) = latency.t3_minus_t2 {
+                let _ = write!(self.line, " (T3 - T2 {:.1} µs)", t as f64 / 1e3);
+            }
+        }
         if let Some(drop) = frame.drop
             && self.options.verbose > 0
         {

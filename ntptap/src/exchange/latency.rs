@@ -1,0 +1,183 @@
+//! In-host latency: how long an NTP packet spent inside this host, from kernel timestamps on
+//! one clock (`CLOCK_MONOTONIC`). What no daemon shows: the time between ntptap's hooks and
+//! the daemon's own read and send, and on a server the whole residence time beside the
+//! T3 − T2 the daemon wrote in its reply.
+//!
+//! Stages (each `None` where its stamps are missing):
+//! - `in_read`: a request at ntptap's ingress hook → read by the process (`recvmsg` returned);
+//! - `daemon`: that read → the process's send of the reply (`sendmsg`);
+//! - `out_send`: the process's send → ntptap's egress hook;
+//! - `residence`: the request at the ingress hook → its reply at the egress hook;
+//! - `hidden`: residence − (T3 − T2): the part of the host's delay the daemon's timestamps
+//!   leave out (positive: the daemon stamped late on receive or early on transmit).
+
+use std::{collections::VecDeque, fmt::Write as _};
+
+use serde::{Serialize, Serializer, ser::SerializeMap};
+
+/// What the capture knows of one packet's times, beside its capture time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sighting {
+    /// Kernel monotonic time of the capture, ns (live captures).
+    pub mono_ns: Option<u64>,
+    /// Egress: ns from the process's send to the capture.
+    pub send_before: Option<u32>,
+    /// Egress: ns from the process's last read from this destination to the capture.
+    pub read_before: Option<u32>,
+}
+
+/// One packet's in-host latency, ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    /// Request at the ingress hook → read by the process.
+    #[serde(rename = "in_read_ns", skip_serializing_if = "Option::is_none")]
+    pub in_read: Option<u64>,
+    /// Read → the process's send of the reply.
+    #[serde(rename = "daemon_ns", skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<u64>,
+    /// The process's send → the egress hook.
+    #[serde(rename = "out_send_ns", skip_serializing_if = "Option::is_none")]
+    pub out_send: Option<u64>,
+    /// Request at the ingress hook → reply at the egress hook.
+    #[serde(rename = "residence_ns", skip_serializing_if = "Option::is_none")]
+    pub residence: Option<u64>,
+    /// T3 − T2 of the reply: the daemon's own account of its residence.
+    #[serde(rename = "t3_minus_t2_ns", skip_serializing_if = "Option::is_none")]
+    pub t3_minus_t2: Option<i64>,
+    /// residence − (T3 − T2).
+    #[serde(rename = "hidden_ns", skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<i64>,
+}
+
+impl Latency {
+    /// Whether any stage is known.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Each known stage: (direction, stage, ns); `hidden` may be negative.
+    #[must_use]
+    pub fn stages(&self) -> Vec<(&'static str, &'static str, i64)> {
+        let mut out = Vec::new();
+        let mut put = |dir, stage, v: Option<i64>| {
+            if let Some(v) = v {
+                out.push((dir, stage, v));
+            }
+        };
+        let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        put("in", "in_read", signed(self.in_read));
+        put("in", "daemon", signed(self.daemon));
+        put("out", "out_send", signed(self.out_send));
+        put("in", "residence", signed(self.residence));
+        put("in", "hidden", self.hidden);
+        out
+    }
+
+    /// The pcapng comment: `latency: in_read=NS daemon=NS ...`.
+    #[must_use]
+    pub fn comment(&self) -> String {
+        let mut s = "latency:".to_owned();
+        for (_, stage, v) in self.stages() {
+            let _ = write!(s, " {stage}={v}");
+        }
+        if let Some(v) = self.t3_minus_t2 {
+            let _ = write!(s, " t3_minus_t2={v}");
+        }
+        s
+    }
+}
+
+/// The last samples of each stage, for percentiles.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    stages: Vec<(&'static str, &'static str, VecDeque<i64>)>,
+}
+
+/// Samples kept per stage and server.
+const KEPT: usize = 1024;
+
+impl Samples {
+    /// Add a packet's stages.
+    pub fn add(&mut self, latency: &Latency) {
+        for (dir, stage, v) in latency.stages() {
+            let slot = if let Some(i) = self.stages.iter().position(|(_, s, _)| *s == stage) {
+                i
+            } else {
+                self.stages.push((dir, stage, VecDeque::new()));
+                self.stages.len() - 1
+            };
+            let q = &mut self.stages[slot].2;
+            if q.len() == KEPT {
+                q.pop_front();
+            }
+            q.push_back(v);
+        }
+    }
+
+    /// (direction, stage, p50, p99, samples) of each stage seen.
+    #[must_use]
+    pub fn percentiles(&self) -> Vec<(&'static str, &'static str, i64, i64, usize)> {
+        self.stages
+            .iter()
+            .filter(|(_, _, q)| !q.is_empty())
+            .map(|(dir, stage, q)| {
+                let mut v: Vec<i64> = q.iter().copied().collect();
+                v.sort_unstable();
+                let at = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+                (*dir, *stage, at(50), at(99), v.len())
+            })
+            .collect()
+    }
+}
+
+impl Serialize for Samples {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let all = self.percentiles();
+        let mut map = serializer.serialize_map(Some(all.len()))?;
+        for (dir, stage, p50, p99, n) in all {
+            map.serialize_entry(
+                stage,
+                &serde_json::json!({"direction": dir, "p50_ns": p50, "p99_ns": p99, "samples": n}),
+            )?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_last_samples() {
+        let mut s = Samples::default();
+        for i in 0..2000 {
+            s.add(&Latency {
+                in_read: Some(i),
+                ..Latency::default()
+            });
+        }
+        let p = s.percentiles();
+        assert_eq!(p.len(), 1);
+        let (dir, stage, p50, p99, n) = p[0];
+        assert_eq!((dir, stage, n), ("in", "in_read", KEPT));
+        // The last 1024 samples: 976..2000.
+        assert_eq!(p50, 976 + 512);
+        assert_eq!(p99, 976 + 1013);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["in_read"]["p50_ns"], 1488);
+    }
+
+    #[test]
+    fn the_comment_names_each_known_stage() {
+        let l = Latency {
+            in_read: Some(5),
+            out_send: Some(7),
+            t3_minus_t2: Some(-1),
+            ..Latency::default()
+        };
+        assert_eq!(l.comment(), "latency: in_read=5 out_send=7 t3_minus_t2=-1");
+        assert!(Latency::default().is_empty());
+    }
+}

@@ -1,0 +1,180 @@
+//! In-host latency (`--latency`): how long NTP packets wait inside the server's host, from
+//! kernel timestamps, against what the test itself arranges (a server that sleeps a known time
+//! before each read) and against what chronyd writes in its replies (T3 − T2).
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ntptap_tests::{Lab, Proc, chrony_client, chrony_server, ntptap_bin, run};
+use serde_json::Value;
+
+const READY: Duration = Duration::from_secs(20);
+
+/// ntptap on the server side's `va` with `--latency`, JSON on stdout, the table at the end.
+fn tap(lab: &Lab) -> Proc {
+    let mut p = Proc::spawn(
+        "ntptap",
+        lab.a.command(ntptap_bin()).args([
+            "-v",
+            "--latency",
+            "-i",
+            "va",
+            "--json",
+            "--stats",
+            "3600",
+        ]),
+    );
+    p.wait_for_stderr("listening on", READY);
+    assert!(
+        p.stderr_seen.iter().any(|l| l.contains("in-host latency:")),
+        "{:?}",
+        p.stderr_seen
+    );
+    p
+}
+
+/// Stop ntptap; its JSON frames and its stderr.
+fn stop(p: Proc) -> (Vec<Value>, String) {
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = p.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    let frames = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect();
+    (frames, stderr)
+}
+
+/// The replies ntptap saw leave, with their latency objects.
+fn replies(frames: &[Value]) -> Vec<&Value> {
+    frames
+        .iter()
+        .filter(|f| f["direction"] == "out" && f["ntp"]["mode"] == 4)
+        .collect()
+}
+
+fn ns(v: &Value, key: &str) -> i64 {
+    v["latency"][key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no latency.{key} in {}", v["latency"]))
+}
+
+/// The server waits until a request is queued, sleeps `SLEEP`, then reads and answers (its
+/// T2 right after the read, T3 right before the send). ntptap shows each request waiting at
+/// least `SLEEP` between its ingress hook and the read, within the tolerance of a wakeup; the
+/// daemon's own stages add up to the residence; and T3 − T2 fits inside it.
+#[test]
+fn a_server_that_sleeps_before_each_read_shows_it() {
+    const SLEEP_MS: u64 = 40;
+    const TOLERANCE_MS: u64 = 15;
+    let lab = Lab::new("latency");
+    let mut server = Proc::spawn(
+        "a sleepy server",
+        lab.a.command("/usr/bin/python3").args([
+            "-c",
+            &format!(
+                "import select, socket, struct, sys, time\n\
+                 def ntp(t):\n\
+                 \x20   s = int(t) + 2208988800\n\
+                 \x20   return struct.pack('!II', s, int((t % 1) * 2**32))\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('0.0.0.0', 123))\n\
+                 print('bound', file=sys.stderr, flush=True)\n\
+                 while True:\n\
+                 \x20   select.select([s], [], [])\n\
+                 \x20   time.sleep({sleep})\n\
+                 \x20   req, peer = s.recvfrom(512)\n\
+                 \x20   t2 = time.time()\n\
+                 \x20   head = bytes([0x24, 2, 0, 0xec]) + bytes(8) + b'TEST' + ntp(t2)\n\
+                 \x20   reply = head + req[40:48] + ntp(t2) + ntp(time.time())\n\
+                 \x20   s.sendto(reply, peer)\n",
+                sleep = SLEEP_MS as f64 / 1e3
+            ),
+        ]),
+    );
+    server.wait_for_stderr("bound", READY);
+    let tap = tap(&lab);
+    let client = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         for i in range(20):\n\
+         \x20   s.sendto(b'\\x23' + bytes(43) + i.to_bytes(4, 'big'), ('{}', 123))\n\
+         \x20   s.recvfrom(512)\n",
+        Lab::A4
+    );
+    run(lab.b.command("/usr/bin/python3").args(["-c", &client]));
+    let (frames, stderr) = stop(tap);
+    drop(server);
+
+    let replies = replies(&frames);
+    assert_eq!(replies.len(), 20, "{stderr}");
+    let sleep = i64::try_from(SLEEP_MS * 1_000_000).unwrap();
+    let tolerance = i64::try_from(TOLERANCE_MS * 1_000_000).unwrap();
+    for r in &replies {
+        let (read, daemon, send) = (
+            ns(r, "in_read_ns"),
+            ns(r, "daemon_ns"),
+            ns(r, "out_send_ns"),
+        );
+        let (residence, t3_t2) = (ns(r, "residence_ns"), ns(r, "t3_minus_t2_ns"));
+        assert!(
+            read >= sleep && read <= sleep + tolerance,
+            "the request waited {read} ns for a read after a {sleep} ns sleep: {}",
+            r["latency"]
+        );
+        assert!(send > 0 && send < tolerance, "{}", r["latency"]);
+        assert_eq!(read + daemon + send, residence, "{}", r["latency"]);
+        assert!(
+            t3_t2 >= 0 && t3_t2 <= daemon,
+            "T3 - T2 lies between the read and the send: {}",
+            r["latency"]
+        );
+        assert_eq!(ns(r, "hidden_ns"), residence - t3_t2);
+    }
+    // The table: per server, p50 and p99 of each stage.
+    let table = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("ntptap: in-host latency"))
+        .find(|l| l.starts_with(Lab::A4) && l.contains("in_read"))
+        .unwrap_or_else(|| panic!("no latency row in:\n{stderr}"));
+    let p50_ms: f64 = table
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        p50_ms >= SLEEP_MS as f64 && p50_ms <= (SLEEP_MS + TOLERANCE_MS) as f64,
+        "{table}"
+    );
+}
+
+/// chronyd as the server: each reply's residence in the host is at least the T3 − T2
+/// chronyd wrote in it (chronyd takes T2 from the kernel's receive timestamp, which comes
+/// before ntptap's ingress hook: by a few microseconds at most).
+#[test]
+fn chronyd_resides_at_least_its_own_t3_minus_t2() {
+    let lab = Lab::new("residence");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = chrony_server(&lab.a, dir.path());
+    let tap = tap(&lab);
+    chrony_client(&lab.b, dir.path(), Lab::A4);
+    let (frames, stderr) = stop(tap);
+    let replies = replies(&frames);
+    assert!(replies.len() >= 3, "{stderr}");
+    for r in replies {
+        eprintln!("chronyd's reply: {}", r["latency"]);
+        let (residence, t3_t2) = (ns(r, "residence_ns"), ns(r, "t3_minus_t2_ns"));
+        assert!(
+            residence + 20_000 >= t3_t2,
+            "chronyd's reply spent {residence} ns in the host, less than its T3 - T2: {}",
+            r["latency"]
+        );
+        assert!(
+            ns(r, "in_read_ns") > 0 && ns(r, "out_send_ns") > 0,
+            "{}",
+            r["latency"]
+        );
+    }
+}
