@@ -10,7 +10,7 @@ use core::mem::size_of;
 
 /// Bytes of frame data carried by a tiny ring record: a plain NTP packet behind Ethernet and
 /// IPv4 (90 bytes) or IPv6 (110 bytes). The ring's records are laid end to end, so the common
-/// frame costs 224 ring bytes instead of a small record's 352: more frames between wakeups,
+/// frame costs 232 ring bytes instead of a small record's 360: more frames between wakeups,
 /// and half the cache lines for the reader to pull from the producer's CPU.
 pub const TINY_DATA: usize = 128;
 
@@ -203,8 +203,14 @@ pub struct RecordHeader {
     /// datagram from this frame's destination (a server's read of the request it answers)
     /// to this hook; 0 if unknown.
     pub read_before: u32,
+    /// In-host latency, egress frames: nanoseconds from the last datagram from this frame's
+    /// destination queued on this socket (`cgroup_skb` ingress, at the socket's filter) to
+    /// this hook; 0 if unknown.
+    pub queued_before: u32,
+    /// Explicit padding; always zero.
+    pub pad2: u32,
 }
-const _: () = assert!(size_of::<RecordHeader>() == 88);
+const _: () = assert!(size_of::<RecordHeader>() == 96);
 
 /// Key of the in-host latency stamps: a socket (its kernel address) and the remote end of
 /// a datagram it read or sent.
@@ -231,8 +237,10 @@ pub struct Stamps {
     pub read_ns: u64,
     /// `sendmsg` to the remote end began.
     pub send_ns: u64,
+    /// A datagram from the remote end was queued on the socket.
+    pub queued_ns: u64,
 }
-const _: () = assert!(size_of::<Stamps>() == 16);
+const _: () = assert!(size_of::<Stamps>() == 24);
 
 /// Entries of the stamps map (an LRU map: NTP conversations, not packets).
 pub const STAMP_ENTRIES: u32 = 4096;
@@ -340,9 +348,9 @@ pub type TinyRecord = Record<TINY_DATA>;
 pub type SmallRecord = Record<SMALL_DATA>;
 /// Record for frames of more than [`SMALL_DATA`] captured bytes.
 pub type LargeRecord = Record<MAX_DATA>;
-const _: () = assert!(size_of::<TinyRecord>() == 88 + TINY_DATA);
-const _: () = assert!(size_of::<SmallRecord>() == 88 + SMALL_DATA);
-const _: () = assert!(size_of::<LargeRecord>() == 88 + MAX_DATA);
+const _: () = assert!(size_of::<TinyRecord>() == 96 + TINY_DATA);
+const _: () = assert!(size_of::<SmallRecord>() == 96 + SMALL_DATA);
+const _: () = assert!(size_of::<LargeRecord>() == 96 + MAX_DATA);
 
 /// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per interface
 /// slot and direction.
@@ -524,6 +532,10 @@ pub mod names {
         ("ntptap_post_bind6", "post_bind6"),
         ("ntptap_sock_release", "sock_release"),
     ];
+    /// In-host latency: stamps each NTP datagram queued on a socket (`cgroup_skb` ingress).
+    pub const SOCK_QUEUE: &str = "ntptap_sock_queue";
+    /// An empty `cgroup_skb` ingress program, [`SOCK_QUEUE`]'s baseline in the bench.
+    pub const NOP_SOCK_QUEUE: &str = "ntptap_nop_sock_queue";
     /// The read-only configuration global.
     pub const CONFIG: &str = "NTPTAP_CONFIG";
     /// The drop program's read-only structure layout (see [`DropLayout`](super::DropLayout)).

@@ -5,8 +5,10 @@
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, xdp_action},
     helpers::bpf_ktime_get_ns,
-    macros::{btf_tracepoint, cgroup_sock, cgroup_sock_addr, classifier, xdp},
-    programs::{BtfTracePointContext, SockAddrContext, SockContext, TcContext, XdpContext},
+    macros::{btf_tracepoint, cgroup_skb, cgroup_sock, cgroup_sock_addr, classifier, xdp},
+    programs::{
+        BtfTracePointContext, SkBuffContext, SockAddrContext, SockContext, TcContext, XdpContext,
+    },
 };
 use ntptap_common::{Record, TINY_DATA};
 
@@ -181,4 +183,11 @@ pub fn ntptap_nop_sock_release(_ctx: SockContext) -> i32 {
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn ntptap_nop_kfree_skb(_ctx: BtfTracePointContext) -> i32 {
     0
+}
+
+/// An empty program at `cgroup_skb` ingress, where `--latency`'s queue stamp runs: its floor
+/// in the bench. Never attached by the loader; it allows every packet, as ntptap's does.
+#[cgroup_skb(ingress)]
+pub fn ntptap_nop_sock_queue(_ctx: SkBuffContext) -> i32 {
+    1
 }

@@ -302,6 +302,8 @@ fn record(
         owner: Owner::default(),
         send_before: 0,
         read_before: 0,
+        queued_before: 0,
+        pad2: 0,
     };
     let info = DropInfo {
         location,

@@ -627,6 +627,8 @@ fn capture<F: Frame>(
         owner: Owner::default(),
         send_before: 0,
         read_before: 0,
+        queued_before: 0,
+        pad2: 0,
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)
@@ -751,6 +753,7 @@ fn emit<const N: usize, F: Frame>(
                 };
                 (*record).header.send_before = before((*scratch).stamps.send_ns);
                 (*record).header.read_before = before((*scratch).stamps.read_ns);
+                (*record).header.queued_before = before((*scratch).stamps.queued_ns);
             }
         }
         frame.copy::<N>((&raw mut (*record).data).cast(), len as u32)

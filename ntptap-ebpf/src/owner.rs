@@ -19,12 +19,12 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie,
-            bpf_sk_lookup_udp, bpf_sk_release,
+            bpf_sk_lookup_udp, bpf_sk_release, bpf_skb_load_bytes,
         },
     },
-    macros::{cgroup_sock, cgroup_sock_addr, map},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
     maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::{SockAddrContext, SockContext},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use ntptap_common::{
     ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_LATENCY, ATTRIBUTE_PIDS,
@@ -150,6 +150,104 @@ fn record<C: EbpfContext>(ctx: &C, sk: u64) {
         OwnerStat::Recorded
     });
     let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
+}
+
+/// In-host latency (`--latency`): stamps each NTP datagram as the stack queues it on its
+/// socket (the socket filter's point, just before the receive queue), keyed by the socket and
+/// the datagram's source. Runs for every datagram delivered to a local socket; returns 1
+/// ("allow") always.
+#[cgroup_skb(ingress)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_sock_queue(ctx: SkBuffContext) -> i32 {
+    let _ = queued(&ctx);
+    1
+}
+
+#[inline(always)]
+fn queued(ctx: &SkBuffContext) -> Option<()> {
+    let skb = ctx.skb.skb;
+    // SAFETY: reading fields of the context the kernel gave us.
+    let (protocol, sk) = unsafe { ((*skb).protocol, (*skb).__bindgen_anon_2.sk) };
+    if sk.is_null() {
+        return None;
+    }
+    let mut key = StampKey {
+        sk: sk as u64,
+        addr: [0; 16],
+        port: 0,
+        pad: [0; 6],
+    };
+    // The skb's data starts at the network header here. One read takes the header and the
+    // ports behind it (a second one only behind IPv4 options): this runs for every packet
+    // delivered to a local socket, TCP included.
+    let mut ports = [0u8; 4];
+    match u16::from_be(protocol as u16) {
+        0x0800 => {
+            let mut h = [0u8; 24];
+            skb_bytes(ctx, 0, &mut h)?;
+            if h[9] != IPPROTO_UDP as u8 {
+                return None;
+            }
+            key.addr[..4].copy_from_slice(&h[12..16]);
+            let ihl = u32::from(h[0] & 0x0f) * 4;
+            if ihl == 20 {
+                ports.copy_from_slice(&h[20..24]);
+            } else {
+                skb_bytes(ctx, ihl, &mut ports)?;
+            }
+        }
+        0x86dd => {
+            let mut h = [0u8; 44];
+            skb_bytes(ctx, 0, &mut h)?;
+            if h[6] != IPPROTO_UDP as u8 {
+                return None;
+            }
+            key.addr.copy_from_slice(&h[8..24]);
+            ports.copy_from_slice(&h[40..44]);
+        }
+        _ => return None,
+    }
+    let (sport, dport) = (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    );
+    let config = config();
+    if !port_watched_by(&config, sport) && !port_watched_by(&config, dport) {
+        return None;
+    }
+    key.port = sport;
+    // SAFETY: the helper takes no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(stamps) = NTPTAP_STAMPS.get_ptr_mut(key) {
+        // SAFETY: a value of the map; a racing reader sees the old or the new stamp.
+        unsafe { (*stamps).queued_ns = now };
+    } else {
+        let stamps = Stamps {
+            queued_ns: now,
+            ..Stamps::default()
+        };
+        let _ = NTPTAP_STAMPS.insert(key, stamps, 0);
+    }
+    Some(())
+}
+
+/// Copy `N` bytes of the packet from `offset` into `dst` (a constant length, which every
+/// verifier takes; aya's `load_bytes` passes one it may bound to zero).
+#[inline(always)]
+fn skb_bytes<const N: usize>(ctx: &SkBuffContext, offset: u32, dst: &mut [u8; N]) -> Option<()> {
+    // SAFETY: the context the kernel gave us, and N bytes of room at `dst`.
+    let ret = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            offset,
+            dst.as_mut_ptr().cast(),
+            N as u32,
+        )
+    };
+    (ret == 0).then_some(())
 }
 
 /// What a `sock_addr` hook stamps for in-host latency (`--latency`).

@@ -83,6 +83,9 @@ pub struct Frame<'a> {
     /// Egress, `--latency`: ns from the process's last read from this frame's destination
     /// (on a server: of the request this frame answers) to the capture.
     pub read_before: Option<u32>,
+    /// Egress, `--latency`: ns from the last datagram from this frame's destination queued on
+    /// its socket to the capture.
+    pub queued_before: Option<u32>,
 }
 
 /// Why and where the kernel dropped a frame.

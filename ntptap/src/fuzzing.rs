@@ -87,6 +87,7 @@ pub fn print_frame(data: &[u8]) {
             }),
             send_before: None,
             read_before: None,
+            queued_before: None,
         };
         let _ = text.frame(&frame);
         let _ = json.frame(&frame);

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
 use ntptap::capture::{
     CaptureConfig, Programs,
     owners::{Hooks, Selection, cgroup2_root},
@@ -53,7 +53,9 @@ fn work(hook: &str) {
                 let _ = s.connect(SocketAddr::new(DISCARD.ip(), 1024 + (i % 60_000) as u16));
             }
         }
-        "recvmsg4" => {
+        // A datagram delivered to a socket: the read hook, and before it the queue stamp's
+        // `cgroup_skb` ingress program.
+        "recvmsg4" | "sock_queue" => {
             let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
             rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
             let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -86,7 +88,8 @@ fn main() {
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
-    let hooks = Hooks::open(&mut programs.ebpf, &Selection::default()).expect("attribution hooks");
+    let hooks =
+        Hooks::open(&mut programs.ebpf, &Selection::default(), true).expect("attribution hooks");
     let root = cgroup2_root().expect("cgroup v2");
     let dir = std::fs::File::open(&root.path).unwrap();
     for (empty, _, _) in names::NOP_OWNER_PROGRAMS {
@@ -100,12 +103,25 @@ fn main() {
             p.attach(&dir, CgroupAttachMode::Single).unwrap();
         }
     }
+    let empty: &mut CgroupSkb = programs
+        .ebpf
+        .program_mut(names::NOP_SOCK_QUEUE)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    empty.load().unwrap();
+    empty
+        .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+        .unwrap();
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
     // Each hook on calls that are not NTP, and the send hook on sends to an NTP port too.
     let kinds: Vec<(&str, &str, &str)> = names::NOP_OWNER_PROGRAMS
         .iter()
         .copied()
-        .chain([("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4 NTP")])
+        .chain([
+            ("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4 NTP"),
+            (names::NOP_SOCK_QUEUE, names::SOCK_QUEUE, "sock_queue"),
+        ])
         .collect();
     let mut samples = vec![(Vec::new(), Vec::new(), 0u64); kinds.len()];
     for _ in 0..ROUNDS {
@@ -129,6 +145,7 @@ fn main() {
     for ((_, _, hook), (ours, empty, runs)) in kinds.iter().zip(samples) {
         let work = match *hook {
             "sendmsg4 NTP" => "sendto() to an NTP port, owner known, stamped (--latency)",
+            "sock_queue" => "a datagram queued on a socket, not NTP (--latency, cgroup_skb)",
             "sendmsg4" => "sendto(), not NTP",
             "connect4" => "connect(), not NTP",
             "recvmsg4" => "recvfrom(), not NTP",

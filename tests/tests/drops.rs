@@ -127,6 +127,14 @@ fn firewall_and_stopped_daemon_drops_have_their_reasons() {
     requests(&lab.b, Lab::A4, 0, 300, Duration::from_millis(3));
     let firewall = nft_counter(&lab.a, "inet ntptap_drop");
     nft("delete table inet ntptap_drop");
+    // On the way out: chronyd's replies to 20 more requests, dropped in the output chain
+    // (before ntptap's egress hook).
+    nft("add table inet ntptap_out");
+    nft("add chain inet ntptap_out out { type filter hook output priority 0 ; }");
+    nft("add rule inet ntptap_out out udp sport 123 counter drop");
+    requests(&lab.b, Lab::A4, 2000, 20, Duration::from_millis(3));
+    let replies_dropped = nft_counter(&lab.a, "inet ntptap_out");
+    nft("delete table inet ntptap_out");
     let (status, _, _) = server.stop(Signal::SIGTERM);
     assert!(
         status.success() || status.code().is_none(),
@@ -140,9 +148,24 @@ fn firewall_and_stopped_daemon_drops_have_their_reasons() {
     assert_eq!(firewall, 100, "nftables dropped every third request");
     let drops = read_drops(&file);
     let every_third: BTreeSet<u32> = (0..300).filter(|n| n % 3 == 0).collect();
-    assert_eq!(dropped(&drops, "NETFILTER_DROP"), every_third, "{stderr}");
     let after: BTreeSet<u32> = (1000..1050).collect();
     assert_eq!(dropped(&drops, "NO_SOCKET"), after, "{stderr}");
+    assert_eq!(replies_dropped, 20, "nftables dropped chronyd's replies");
+    let outbound: Vec<&Record> = drops.iter().filter(|r| r.direction == Some(2)).collect();
+    assert_eq!(outbound.len(), 20, "the replies' drops are outbound");
+    for r in &outbound {
+        assert_eq!(r.drop().unwrap().0, "NETFILTER_DROP");
+        assert!(
+            (2000..2020).contains(&number(&r.data, 0)),
+            "{:?}",
+            r.comments
+        );
+    }
+    let drops: Vec<Record> = drops
+        .into_iter()
+        .filter(|r| r.direction == Some(1))
+        .collect();
+    assert_eq!(dropped(&drops, "NETFILTER_DROP"), every_third, "{stderr}");
     assert_eq!(drops.len(), 150, "no other drops: {:?}", drops[0].comments);
     for r in &drops {
         let (_, location) = r.drop().unwrap();
@@ -165,10 +188,12 @@ fn firewall_and_stopped_daemon_drops_have_their_reasons() {
         .map(|r| number(&r.data, 14))
         .collect();
     assert!(every_third.is_subset(&captured) && after.is_subset(&captured));
+    let out_of_range = |n: &u32| !(2000..2020).contains(n);
     let replies: BTreeSet<u32> = frames
         .iter()
         .filter(|r| r.direction == Some(2))
         .map(|r| number(&r.data, 14))
+        .filter(out_of_range)
         .collect();
     let answered: BTreeSet<u32> = (0..300).filter(|n| n % 3 != 0).collect();
     assert_eq!(replies, answered, "chronyd answered the rest");
@@ -180,40 +205,47 @@ fn firewall_and_stopped_daemon_drops_have_their_reasons() {
         (frames.len() as u64, frames.len() as u64, 0),
         "{stderr}"
     );
-    assert_eq!(frames.len(), 350 + 200);
+    assert_eq!(
+        frames.len(),
+        370 + 200,
+        "the dropped replies never reached the egress hook"
+    );
     let line = drops_line(&stderr);
     assert!(
-        line.contains("150 NTP frames dropped in this host (NETFILTER_DROP 100, NO_SOCKET 50)")
+        line.contains("170 NTP frames dropped in this host (NETFILTER_DROP 120, NO_SOCKET 50)")
             && line.contains(
-                "150 drop records read, 0 lost to a full ring, 0 not copied, 0 left unread"
+                "170 drop records read, 0 lost to a full ring, 0 not copied, 0 left unread"
             ),
         "{line}"
     );
-    // The exchange table: what became of the 150 unanswered requests.
+    fates_and_read_back(&stderr, &file);
+}
+
+/// The exchange table's fates of the firewall test's 170 unanswered requests, and the drop
+/// records read back from its file.
+fn fates_and_read_back(stderr: &str, file: &Path) {
+    // The exchange table: what became of the 170 unanswered requests.
     let fates = stderr
         .lines()
         .skip_while(|l| !l.starts_with("ntptap: what became of the requests"))
         .find(|l| l.starts_with(Lab::A4))
         .unwrap_or_else(|| panic!("no fates of {} in:\n{stderr}", Lab::A4));
     assert!(
-        fates.contains("NETFILTER_DROP×100") && fates.contains("NO_SOCKET×50"),
+        fates.contains("NETFILTER_DROP×120") && fates.contains("NO_SOCKET×50"),
         "{fates}"
     );
     let ignored: Vec<&str> = fates.split_whitespace().collect();
     assert_eq!(&ignored[1..5], ["0", "0", "0", "0"], "{fates}");
 
     // Read back: the drop records keep their reasons, on their own interface.
-    let out = run(Command::new(ntptap_bin())
-        .arg("-r")
-        .arg(&file)
-        .arg("--json"));
+    let out = run(Command::new(ntptap_bin()).arg("-r").arg(file).arg("--json"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let reasons: Vec<String> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
         .filter_map(|v| v["drop"]["reason"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(reasons.len(), 150);
+    assert_eq!(reasons.len(), 170);
     assert_eq!(reasons.iter().filter(|r| *r == "NO_SOCKET").count(), 50);
 }
 

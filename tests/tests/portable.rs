@@ -390,7 +390,10 @@ fn chrony_replies_carry_their_time_in_the_host() {
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
                 .unwrap_or_else(|| panic!("no {name} in {comment}"))
         };
-        assert!(stage("in_read") > 0 && stage("out_send") > 0, "{comment}");
+        assert!(
+            stage("in_read") > stage("in_queue") && stage("in_queue") > 0 && stage("out_send") > 0,
+            "{comment}"
+        );
         assert!(
             stage("residence") + 20_000 >= stage("t3_minus_t2"),
             "{comment}"

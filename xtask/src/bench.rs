@@ -304,6 +304,7 @@ fn report(
     let mut targets = targets(rows, kernel, live);
     targets.extend(attribution_targets(owners, live));
     targets.extend(drop_targets(drops, live));
+    targets.extend(latency_targets(live));
     let _ = writeln!(
         md,
         "\n## Targets\n\nEach ratio is ntptap against the peer measured in the same run (or, for the kernel programs, against the empty program); \"of target\" is the ratio divided by the target, so 1 or less meets it. \"Least possible\" is the same ratio for the least any program can do at that hook, measured in the same run: for target 3 an empty program attached in ntptap's place (contenders \"empty …\"), for target 4 the least filter that passes over a non-NTP frame and the least capture of an NTP frame (one clock read, reserve, copy, submit: `ntptap_cost_filter`, `ntptap_cost_capture`). Where that misses the target too, no program at that hook meets it on this machine. Target 3 compares losses of a few % between floods that move by several %: its two ratios carry a 90 % bootstrap interval over the rounds, and its floor counts as out of reach only when the whole interval misses the target. The chart is `target/bench/targets.png`; its black ticks are the least possible.\n"
@@ -520,6 +521,28 @@ fn drop_targets(drops: &[serde_json::Value], live: &[LiveResult]) -> Vec<Target>
         }
     }
     out
+}
+
+/// Target 11: what a flood that is not NTP, delivered to a socket, costs its sender with
+/// `--latency` (attribution's hooks and the queue stamp) against ntptap without it.
+fn latency_targets(live: &[LiveResult]) -> Vec<Target> {
+    let sent = |who: &str| {
+        live.iter()
+            .find(|r| r.flood == "non-NTP flood" && r.contender == who)
+            .map(|r| median_u64(r.runs.iter().map(|x| x.sent).collect()))
+    };
+    let (Some(on), Some(off)) = (sent("ntptap tc-latency"), sent("ntptap tc")) else {
+        return Vec::new();
+    };
+    Target::new(
+        "11. sender kept, non-NTP flood, latency on vs off (tc)".to_owned(),
+        on as f64 / off.max(1) as f64,
+        0.95,
+        false,
+        None,
+    )
+    .into_iter()
+    .collect()
 }
 
 /// The storms of drops that are not NTP: (name, UDP port, dropped by an nftables rule
@@ -927,6 +950,7 @@ fn spawn_contender(
             let attribution: &[&str] = match variant {
                 "attr" => &["--attribution"],
                 "drops" => &["--drops"],
+                "latency" => &["--latency"],
                 _ => &[],
             };
             let mut command = if variant == "cpu0" {
@@ -1123,7 +1147,13 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
     for (flood_name, port) in all_floods {
         let contenders: Vec<&'static str> = match port {
             123 => contenders.to_vec(),
-            5353 => contenders.iter().chain(&floors).copied().collect(),
+            // And ntptap with --latency: its queue stamp runs on every datagram delivered.
+            5353 => contenders
+                .iter()
+                .chain(&floors)
+                .chain(&["ntptap tc-latency"])
+                .copied()
+                .collect(),
             _ => storm_contenders.to_vec(),
         };
         for &c in &contenders {

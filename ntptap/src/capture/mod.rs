@@ -581,7 +581,7 @@ impl Session {
             },
         )];
         let hooks = if let Some(selection) = &config.attribution {
-            let hooks = owners::Hooks::open(&mut ebpf, selection)
+            let hooks = owners::Hooks::open(&mut ebpf, selection, config.latency)
                 .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
             decisions.push(format!(
                 "process attribution: cgroup socket hooks (connect, sendmsg, recvmsg, post_bind, \
@@ -597,7 +597,8 @@ impl Session {
             if config.latency {
                 decisions.push(
                     "in-host latency: the sendmsg and recvmsg hooks stamp each NTP socket's \
-                     sends and reads; egress frames carry the time since"
+                     sends and reads, cgroup_skb ingress each datagram queued on it; egress \
+                     frames carry the time since"
                         .to_owned(),
                 );
             }

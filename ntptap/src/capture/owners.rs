@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{HashMap, MapData, PerCpuArray},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr},
 };
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_PIDS,
@@ -119,7 +119,7 @@ struct SelectionMaps {
 impl Hooks {
     /// Load the hooks in `ebpf` (built with attribution on), fill the selection maps, and
     /// attach the hooks to the cgroup v2 root. The error says what is missing.
-    pub fn open(ebpf: &mut Ebpf, selection: &Selection) -> anyhow::Result<Self> {
+    pub fn open(ebpf: &mut Ebpf, selection: &Selection, latency: bool) -> anyhow::Result<Self> {
         let cgroup = cgroup2_root()?;
         let root = cgroup.path.clone();
         let selection_maps = fill_selection(ebpf, selection, &root)?;
@@ -138,6 +138,17 @@ impl Hooks {
                 let p = <&mut CgroupSock>::try_from(program)?;
                 load_and(name, hook, p.load(), || p.attach(&dir, mode).map(drop))?;
             }
+        }
+        if latency {
+            // --latency: the queue stamp, at the socket filter's point of every local socket.
+            let name = names::SOCK_QUEUE;
+            let p: &mut CgroupSkb = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the BPF object has no program {name}"))?
+                .try_into()?;
+            load_and(name, "skb ingress", p.load(), || {
+                p.attach(&dir, CgroupSkbAttachType::Ingress, mode).map(drop)
+            })?;
         }
         info!(root = %root.display(), "attribution hooks attached");
         Ok(Self {

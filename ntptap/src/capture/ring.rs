@@ -141,6 +141,7 @@ impl Drain {
             drop: None,
             send_before: (header.send_before != 0).then_some(header.send_before),
             read_before: (header.read_before != 0).then_some(header.read_before),
+            queued_before: (header.queued_before != 0).then_some(header.queued_before),
         };
         if let Err(e) = consumer.frame(&frame) {
             return ControlFlow::Break(StopReason::from_output(e));
@@ -198,6 +199,7 @@ impl Drain {
             }),
             send_before: None,
             read_before: None,
+            queued_before: None,
         };
         match consumer.frame(&frame) {
             Ok(_) => ControlFlow::Continue(()),

@@ -4,7 +4,9 @@
 //! T3 − T2 the daemon wrote in its reply.
 //!
 //! Stages (each `None` where its stamps are missing):
-//! - `in_read`: a request at ntptap's ingress hook → read by the process (`recvmsg` returned);
+//! - `in_queue`: a request at ntptap's ingress hook → queued on the socket (the stack's part);
+//! - `in_read`: a request at ntptap's ingress hook → read by the process (`recvmsg` returned;
+//!   `in_read − in_queue` is its wait in the socket's queue);
 //! - `daemon`: that read → the process's send of the reply (`sendmsg`);
 //! - `out_send`: the process's send → ntptap's egress hook;
 //! - `residence`: the request at the ingress hook → its reply at the egress hook;
@@ -24,11 +26,17 @@ pub struct Sighting {
     pub send_before: Option<u32>,
     /// Egress: ns from the process's last read from this destination to the capture.
     pub read_before: Option<u32>,
+    /// Egress: ns from the last datagram from this destination queued on the socket to the
+    /// capture.
+    pub queued_before: Option<u32>,
 }
 
 /// One packet's in-host latency, ns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Latency {
+    /// Request at the ingress hook → queued on the socket (the stack's part of `in_read`).
+    #[serde(rename = "in_queue_ns", skip_serializing_if = "Option::is_none")]
+    pub in_queue: Option<u64>,
     /// Request at the ingress hook → read by the process.
     #[serde(rename = "in_read_ns", skip_serializing_if = "Option::is_none")]
     pub in_read: Option<u64>,
@@ -66,6 +74,7 @@ impl Latency {
             }
         };
         let signed = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        put("in", "in_queue", signed(self.in_queue));
         put("in", "in_read", signed(self.in_read));
         put("in", "daemon", signed(self.daemon));
         put("out", "out_send", signed(self.out_send));

@@ -292,7 +292,14 @@ fn host_latency(
             .and_then(|t| t.checked_sub(a)),
         _ => None,
     };
+    let in_queue = match (request.1, sighting.mono_ns, sighting.queued_before) {
+        (Some(a), Some(b), Some(queued)) => b
+            .checked_sub(u64::from(queued))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
     Latency {
+        in_queue,
         in_read,
         daemon: sighting
             .read_before

@@ -199,6 +199,7 @@ fn pcap_frame<'a>(
         drop: None,
         send_before: None,
         read_before: None,
+        queued_before: None,
     }
 }
 
@@ -253,6 +254,7 @@ fn pcapng_frame<'a>(
         drop: None,
         send_before: None,
         read_before: None,
+        queued_before: None,
     })
 }
 

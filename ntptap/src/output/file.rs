@@ -500,6 +500,7 @@ mod tests {
                     drop: None,
                     send_before: None,
                     read_before: None,
+                    queued_before: None,
                 })
                 .map(drop)
             });
@@ -577,6 +578,7 @@ mod tests {
                 drop: None,
                 send_before: None,
                 read_before: None,
+                queued_before: None,
             })
             .unwrap();
             if (n + 1) % flush_every == 0 {

@@ -126,6 +126,7 @@ mod tests {
                 drop: None,
                 send_before: None,
                 read_before: None,
+                queued_before: None,
             };
             sink.take(&frame).unwrap();
         }

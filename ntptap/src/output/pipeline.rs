@@ -58,6 +58,7 @@ impl Consumer for Pipeline {
                         mono_ns: frame.mono_ns,
                         send_before: frame.send_before,
                         read_before: frame.read_before,
+                        queued_before: frame.queued_before,
                     };
                     let latency = tracker.observe_seen(
                         frame.ts,
@@ -207,6 +208,7 @@ mod tests {
             drop: None,
             send_before: None,
             read_before: None,
+            queued_before: None,
         }
     }
 
