@@ -158,8 +158,12 @@ fn a_server_that_sleeps_before_each_read_shows_it() {
 }
 
 /// chronyd as the server: each reply's residence in the host is at least the T3 − T2
-/// chronyd wrote in it (chronyd takes T2 from the kernel's receive timestamp, which comes
-/// before ntptap's ingress hook: by a few microseconds at most).
+/// chronyd wrote in it, but for `SLACK_NS`: chronyd takes T2 from the kernel's receive stamp,
+/// which on veth is taken when the frame is queued for the receive softirq, before ntptap's
+/// ingress hook (here by under a microsecond; by milliseconds in an emulated guest).
+const SLACK_NS: i64 = 100_000;
+
+/// See [`SLACK_NS`].
 #[test]
 fn chronyd_resides_at_least_its_own_t3_minus_t2() {
     let lab = Lab::new("residence");
@@ -174,7 +178,7 @@ fn chronyd_resides_at_least_its_own_t3_minus_t2() {
         eprintln!("chronyd's reply: {}", r["latency"]);
         let (residence, t3_t2) = (ns(r, "residence_ns"), ns(r, "t3_minus_t2_ns"));
         assert!(
-            residence + 20_000 >= t3_t2,
+            residence + SLACK_NS >= t3_t2,
             "chronyd's reply spent {residence} ns in the host, less than its T3 - T2: {}",
             r["latency"]
         );

@@ -360,9 +360,9 @@ fn drops_carry_the_kernels_reason() {
 }
 
 /// In-host latency, on every kernel of the matrix: a chronyd server behind ntptap with
-/// `--latency`; each reply's pcapng comment gives the request's wait for chronyd's read, the
-/// send to the egress hook and the residence, which holds chronyd's own T3 − T2 (chronyd
-/// stamps T2 in the kernel before ntptap's ingress hook: 20 µs of slack).
+/// `--latency`; each reply's pcapng comment gives the request's time to its socket's queue and
+/// to chronyd's read, chronyd's read to send, the send to the egress hook, and the residence
+/// they add up to.
 #[test]
 fn chrony_replies_carry_their_time_in_the_host() {
     let lab = Lab::new("portlat");
@@ -394,8 +394,13 @@ fn chrony_replies_carry_their_time_in_the_host() {
             stage("in_read") > stage("in_queue") && stage("in_queue") > 0 && stage("out_send") > 0,
             "{comment}"
         );
-        assert!(
-            stage("residence") + 20_000 >= stage("t3_minus_t2"),
+        // The stages add up to the residence. chronyd's own T3 − T2 is not compared here:
+        // its T2 is the kernel's receive stamp, taken on veth when the frame is queued for the
+        // receive softirq, before ntptap's ingress hook; in an emulated guest that wait is
+        // milliseconds (5.10: T3 − T2 22.1 ms against a residence of 19.0 ms).
+        assert_eq!(
+            stage("in_read") + stage("daemon") + stage("out_send"),
+            stage("residence"),
             "{comment}"
         );
     }
