@@ -128,11 +128,7 @@ impl Drain {
             mono_ns: Some(header.ts_mono_ns),
             ifindex: Some(header.ifindex),
             drops_before: header.drops_before,
-            iface: self
-                .names
-                .iter()
-                .find(|(i, _)| *i == header.ifindex)
-                .map(|(_, n)| n.as_str()),
+            iface: iface(&self.names, header.ifindex),
             direction: Some(Direction::from_record(header.direction)),
             orig_len,
             link: LinkType::Ethernet,
@@ -183,11 +179,7 @@ impl Drain {
             mono_ns: Some(header.ts_mono_ns),
             ifindex: (header.ifindex != 0).then_some(header.ifindex),
             drops_before: 0,
-            iface: self
-                .names
-                .iter()
-                .find(|(i, _)| *i == header.ifindex)
-                .map(|(_, n)| n.as_str()),
+            iface: iface(&self.names, header.ifindex),
             direction: Some(Direction::from_record(header.direction)),
             orig_len: header.orig_len,
             link: LinkType::RawIp,
@@ -206,6 +198,14 @@ impl Drain {
             Err(e) => ControlFlow::Break(StopReason::from_output(e)),
         }
     }
+}
+
+/// The name of interface `ifindex` among `names`, when it is one the capture attached.
+fn iface(names: &[(u32, String)], ifindex: u32) -> Option<&str> {
+    names
+        .iter()
+        .find(|(i, _)| *i == ifindex)
+        .map(|(_, n)| n.as_str())
 }
 
 /// The frame as it was on the wire: `data` with the VLAN tag from `header` put back after the

@@ -142,17 +142,10 @@ pub fn read_slice<S: Consumer>(
                     .next_block(rest)
                     .with_context(|| corrupt("pcapng", &out))?;
                 rest = next;
-                let Some(mut frame) = pcapng_frame(&block, parser.interfaces(), out.number())
-                else {
+                let Some(frame) = pcapng_frame(&block, parser.interfaces(), out.number()) else {
                     continue;
                 };
-                let socket = block_socket(&block);
-                frame.socket = socket.socket();
-                let drop = block_drop(&block, frame.iface);
-                frame.drop = drop
-                    .as_ref()
-                    .map(|(reason, location)| KernelDrop { reason, location });
-                if !out.emit(&frame)? {
+                if !emit_block(&mut out, &block, frame)? {
                     break;
                 }
             }
@@ -258,6 +251,25 @@ fn pcapng_frame<'a>(
     })
 }
 
+/// `frame`, from a pcapng packet block, with what ntptap's comments on the block say (its
+/// socket's owner; a drop record's reason and location), to `out`.
+fn emit_block<S: Consumer>(
+    out: &mut Emitter<'_, S>,
+    block: &Block<'_>,
+    frame: Frame<'_>,
+) -> anyhow::Result<bool> {
+    let socket = block_socket(block);
+    let drop = block_drop(block, frame.iface);
+    let frame = Frame {
+        socket: socket.socket(),
+        drop: drop
+            .as_ref()
+            .map(|(reason, location)| KernelDrop { reason, location }),
+        ..frame
+    };
+    out.emit(&frame)
+}
+
 /// What ntptap's comment on a drop record says: (reason, location). Only on its own
 /// interface: a comment alone does not make a captured frame a drop.
 fn block_drop(block: &Block<'_>, iface: Option<&str>) -> Option<(String, String)> {
@@ -313,16 +325,10 @@ pub fn read_stream<R: Read, S: Consumer>(
             let mut reader = PcapNgReader::new(input).context("not a valid pcapng file")?;
             while let Some(block) = reader.next_block() {
                 let (block, state) = block.with_context(|| corrupt("pcapng", &out))?;
-                let Some(mut frame) = pcapng_frame(&block, state.interfaces(), out.number()) else {
+                let Some(frame) = pcapng_frame(&block, state.interfaces(), out.number()) else {
                     continue;
                 };
-                let socket = block_socket(&block);
-                frame.socket = socket.socket();
-                let drop = block_drop(&block, frame.iface);
-                frame.drop = drop
-                    .as_ref()
-                    .map(|(reason, location)| KernelDrop { reason, location });
-                if !out.emit(&frame)? {
+                if !emit_block(&mut out, &block, frame)? {
                     break;
                 }
             }
