@@ -18,9 +18,8 @@ use aya_ebpf::{
 };
 use ntptap_common::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, DROP_COUNT_ENTRIES, DROP_HEADERS, DROP_HEADERS_QUICK,
-    DROP_REASON_SLOTS, DROP_WINDOW, DropInfo, DropLayout, DropStat, FILTER_HOST, MAX_DATA, Owner,
-    RECORD_DROP, RECORD_TRUNCATED, Record, RecordHeader, SMALL_DATA, SOCKET_UNKNOWN, TINY_DATA,
-    drop_index,
+    DROP_REASON_SLOTS, DROP_WINDOW, DropInfo, DropLayout, DropStat, FILTER_HOST, MAX_DATA,
+    RECORD_DROP, RECORD_TRUNCATED, Record, RecordHeader, SMALL_DATA, TINY_DATA, drop_index,
 };
 
 use crate::{
@@ -294,16 +293,8 @@ fn record(
             } else {
                 0
             },
-        vlan_tci: 0,
-        vlan_proto: 0,
-        drops_before: 0,
-        socket: SOCKET_UNKNOWN,
-        pad: [0; 3],
-        owner: Owner::default(),
-        send_before: 0,
-        read_before: 0,
-        queued_before: 0,
-        pad2: 0,
+        // No VLAN tag, socket, owner or latency stamps: a drop record says why, in its `DropInfo`.
+        ..RecordHeader::default()
     };
     let info = DropInfo {
         location,

@@ -620,15 +620,9 @@ fn capture<F: Frame>(
         flags,
         vlan_tci,
         vlan_proto,
-        drops_before: 0,
-        socket: SOCKET_UNKNOWN,
-        pad: [0; 3],
-        // Filled from the scratch slot in `emit` when attribution is on.
-        owner: Owner::default(),
-        send_before: 0,
-        read_before: 0,
-        queued_before: 0,
-        pad2: 0,
+        // Filled from the scratch slot in `emit` when attribution is on: the socket, its
+        // owner, the latency stamps.
+        ..RecordHeader::default()
     };
     if cap <= TINY_DATA as u64 {
         emit::<TINY_DATA, F>(frame, config, header, cap, base)

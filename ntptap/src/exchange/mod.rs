@@ -439,45 +439,47 @@ impl Tracker {
     /// that never reached the other side.
     pub fn dropped(&mut self, (src, dst): (SocketAddr, SocketAddr), ntp: &Ntp, reason: &str) {
         let Some(h) = ntp.time() else { return };
-        match ntp.mode {
-            Mode::Client | Mode::SymmetricActive => {
-                let key = Key {
+        // The exchange's key, its server, and whether the dropped packet is the request.
+        let (key, server, request) = match ntp.mode {
+            Mode::Client | Mode::SymmetricActive => (
+                Key {
                     client: src,
                     server: dst,
                     transmit: h.transmit.0,
-                };
-                if let Some(p) = self.pending.get_mut(&key) {
-                    p.dropped = Some(reason.to_owned());
-                } else {
-                    // Dropped before ntptap's hook saw it (on the way out): a request all the
-                    // same, and it will never be answered.
-                    self.server(dst.ip()).requests += 1;
-                    self.fate(dst.ip(), None, Some(reason), None);
-                }
-            }
-            Mode::Server | Mode::SymmetricPassive => {
-                let key = Key {
+                },
+                dst.ip(),
+                true,
+            ),
+            Mode::Server | Mode::SymmetricPassive => (
+                Key {
                     client: dst,
                     server: src,
                     transmit: h.origin.0,
-                };
-                if let Some(p) = self.pending.get_mut(&key) {
-                    p.dropped = Some(reason.to_owned());
-                } else if self.answered.remove(&key).is_some() {
-                    // Paired as it passed ntptap's hook, then dropped: no answer after all.
-                    let s = self.server(src.ip());
-                    s.responses = s.responses.saturating_sub(1);
-                    self.fate(src.ip(), None, Some(reason), None);
-                } else {
-                    *self
-                        .server(src.ip())
-                        .fates
-                        .dropped
-                        .entry(reason.to_owned())
-                        .or_default() += 1;
-                }
-            }
-            _ => {}
+                },
+                src.ip(),
+                false,
+            ),
+            _ => return,
+        };
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.dropped = Some(reason.to_owned());
+        } else if request {
+            // Dropped before ntptap's hook saw it (on the way out): a request all the same,
+            // and it will never be answered.
+            self.server(server).requests += 1;
+            self.fate(server, None, Some(reason), None);
+        } else if self.answered.remove(&key).is_some() {
+            // Paired as it passed ntptap's hook, then dropped: no answer after all.
+            let s = self.server(server);
+            s.responses = s.responses.saturating_sub(1);
+            self.fate(server, None, Some(reason), None);
+        } else {
+            *self
+                .server(server)
+                .fates
+                .dropped
+                .entry(reason.to_owned())
+                .or_default() += 1;
         }
     }
 
