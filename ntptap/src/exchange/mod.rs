@@ -15,9 +15,13 @@ use std::{
 
 use serde::Serialize;
 
+pub mod clients;
 pub mod latency;
 
-use self::latency::{Latency, Samples, Sighting};
+use self::{
+    clients::{Clients, Served, is_local},
+    latency::{Latency, Samples, Sighting},
+};
 use crate::{
     frame::Direction,
     ntp::{Body, Mode, Ntp, NtpTimestamp, RefId},
@@ -236,6 +240,15 @@ impl Event {
     }
 }
 
+/// What the tracker made of one packet.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Its in-host latency, as far as it is known.
+    pub latency: Latency,
+    /// What it was to a server on this host (client analytics).
+    pub served: Option<Served>,
+}
+
 /// A request waiting for its response.
 #[derive(Clone, Debug, Default)]
 struct Pending {
@@ -263,6 +276,8 @@ pub struct Tracker {
     servers: HashMap<IpAddr, ServerHealth>,
     processes: HashMap<(String, IpAddr), ProcessExchanges>,
     events: Vec<Event>,
+    /// Client analytics of a server on this host.
+    clients: Clients,
     /// Pending requests dropped to stay within the limit.
     pub evicted_requests: u64,
     /// Servers dropped to stay within the limit.
@@ -374,8 +389,27 @@ impl Tracker {
     }
 
     /// [`Tracker::observe`] with the kernel's times of the packet (`sighting`); returns its
-    /// in-host latency, as far as it is known.
+    /// in-host latency, as far as it is known, and what it was to a server on this host.
     pub fn observe_seen(
+        &mut self,
+        ts: Duration,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        (direction, process): (Option<Direction>, Option<&Process<'_>>),
+        sighting: Sighting,
+    ) -> Observed {
+        let served = self.clients.observe(ts, (src, dst), ntp, direction);
+        let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
+        Observed { latency, served }
+    }
+
+    /// The client analytics of a server on this host.
+    #[must_use]
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    fn exchange(
         &mut self,
         ts: Duration,
         (src, dst): (SocketAddr, SocketAddr),
@@ -731,13 +765,6 @@ impl Tracker {
     #[must_use]
     pub fn pending(&self) -> usize {
         self.pending.len()
-    }
-}
-
-fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Decoded<'a> {
     pub events: Vec<Event>,
     /// The packet's in-host latency, where the tracker knows some of it.
     pub latency: Option<crate::exchange::latency::Latency>,
+    /// What the packet was to a server on this host (client analytics), when the outputs keep
+    /// a tracker.
+    pub served: Option<crate::exchange::clients::Served>,
 }
 
 /// The NTP packet a frame carries: UDP to or from a port in the port set.
@@ -48,6 +51,7 @@ impl<'a> Decoded<'a> {
             ntp: OnceCell::new(),
             events: Vec::new(),
             latency: None,
+            served: None,
         }
     }
 

@@ -27,7 +27,7 @@ impl<W: Write> HealthSink<W> {
         }
     }
 
-    fn table(&mut self, tracker: &Tracker) -> io::Result<()> {
+    fn table(&mut self, tracker: &Tracker, now: Option<Duration>) -> io::Result<()> {
         let mut t = String::new();
         let _ = writeln!(
             t,
@@ -80,6 +80,7 @@ impl<W: Write> HealthSink<W> {
         }
         fates_table(&mut t, tracker);
         latency_table(&mut t, tracker);
+        clients_table(&mut t, tracker, now);
         let processes = tracker.processes();
         if !processes.is_empty() {
             let _ = writeln!(t, "ntptap: NTP clients on this host, by process and server");
@@ -131,12 +132,12 @@ impl<W: Write> Sink for HealthSink<W> {
                         .is_none_or(|l| now.saturating_sub(l) >= self.every)
                 {
                     self.last = Some(now);
-                    self.table(exchanges.unwrap_or(&Tracker::default()))?;
+                    self.table(exchanges.unwrap_or(&Tracker::default()), Some(now))?;
                 }
                 Ok(())
             }
             Control::Close { exchanges, .. } => {
-                self.table(exchanges.unwrap_or(&Tracker::default()))
+                self.table(exchanges.unwrap_or(&Tracker::default()), None)
             }
             Control::Flush => self.out.flush(),
             Control::Kernel(_) | Control::Rotate(_) => Ok(()),
@@ -227,5 +228,73 @@ fn latency_table(t: &mut String, tracker: &Tracker) {
             p50 as f64 / 1e6,
             p99 as f64 / 1e6,
         );
+    }
+}
+
+/// The clients of a server on this host (client analytics), when it served any.
+fn clients_table(t: &mut String, tracker: &Tracker, now: Option<Duration>) {
+    let clients = tracker.clients();
+    if clients.requests() == 0 {
+        return;
+    }
+    let r = clients.report(now);
+    let share = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1} %", v * 1e2));
+    let _ = writeln!(
+        t,
+        "ntptap: clients of this host's NTP server: {} distinct (estimated), {} in the last {} s; {} requests, {} replies; {:.1} requests/s, {:.1} replies/s, answered {} (over the window); NTS {}",
+        r.distinct,
+        r.window_distinct,
+        r.window_seconds,
+        r.requests,
+        r.replies,
+        r.requests_per_second,
+        r.replies_per_second,
+        share(r.answered_ratio),
+        share(r.nts_share),
+    );
+    let mix = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let polls: Vec<String> = r
+        .poll
+        .iter()
+        .map(|b| format!("{}s×{}", b.seconds, b.intervals))
+        .collect();
+    let kod: Vec<String> = r
+        .kiss_of_death
+        .iter()
+        .map(|(code, k)| format!("{code}×{} to {} clients", k.sent, k.clients))
+        .collect();
+    let q = &r.queries;
+    let _ = writeln!(
+        t,
+        "  versions {}; modes {}; poll intervals {}; kiss-o'-death sent {}; mode 6 queries {} local, {} remote; mode 7 {} local, {} remote",
+        mix(&r.versions),
+        mix(&r.modes),
+        if polls.is_empty() {
+            "-".to_owned()
+        } else {
+            polls.join(" ")
+        },
+        if kod.is_empty() {
+            "-".to_owned()
+        } else {
+            kod.join(", ")
+        },
+        q.mode6_local,
+        q.mode6_remote,
+        q.mode7_local,
+        q.mode7_remote,
+    );
+    let _ = writeln!(
+        t,
+        "  {:<40} {:>10} {:>8}",
+        "busiest clients", "requests", "± error"
+    );
+    for c in &r.top {
+        let _ = writeln!(t, "  {:<40} {:>10} {:>8}", c.client, c.requests, c.error);
     }
 }

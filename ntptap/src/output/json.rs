@@ -48,10 +48,24 @@ impl<W: Write> JsonSink<W> {
         self
     }
 
-    fn server_events(&mut self, exchanges: Option<&Tracker>) -> io::Result<()> {
+    /// A `server` event per server, and a `clients` event when a server on this host served
+    /// any (as of `now`; `None`: the last packet).
+    fn server_events(
+        &mut self,
+        exchanges: Option<&Tracker>,
+        now: Option<std::time::Duration>,
+    ) -> io::Result<()> {
         for server in exchanges.map(Tracker::servers).unwrap_or_default() {
             let mut event = serde_json::to_value(server)?;
             event["event"] = json!("server");
+            serde_json::to_writer(&mut self.out, &event)?;
+            self.out.write_all(b"\n")?;
+        }
+        if let Some(clients) = exchanges.map(Tracker::clients)
+            && clients.requests() > 0
+        {
+            let mut event = serde_json::to_value(clients.report(now))?;
+            event["event"] = json!("clients");
             serde_json::to_writer(&mut self.out, &event)?;
             self.out.write_all(b"\n")?;
         }
@@ -89,11 +103,11 @@ impl<W: Write> Sink for JsonSink<W> {
                     return Ok(());
                 }
                 self.last_stats = Some(now);
-                self.server_events(exchanges)
+                self.server_events(exchanges, Some(now))
             }
             SinkControl::Close { exchanges, .. } => {
                 if self.stats_every.is_some() {
-                    self.server_events(exchanges)?;
+                    self.server_events(exchanges, None)?;
                 }
                 self.out.flush()
             }

@@ -76,6 +76,8 @@ pub struct MetricsSink {
     fates: Family<Labels, Counter>,
     fates_last: std::collections::HashMap<(String, String), u64>,
     drop_records: Family<Labels, Counter>,
+    /// A server on this host and its clients.
+    clients: super::client_metrics::ClientMetrics,
     exposition: Exposition,
 }
 
@@ -264,7 +266,9 @@ impl MetricsSink {
             "ntptap's resident memory",
             resident.clone(),
         );
+        let clients = super::client_metrics::ClientMetrics::register(&mut registry);
         Self {
+            clients,
             registry,
             cpu,
             cpu_last: 0.0,
@@ -295,9 +299,10 @@ impl MetricsSink {
         }
     }
 
-    fn render(&mut self, exchanges: Option<&Tracker>) {
+    fn render(&mut self, exchanges: Option<&Tracker>, now: Option<Duration>) {
         if let Some(tracker) = exchanges {
             self.exchanges(tracker);
+            self.clients.render(tracker, now);
         }
         if let Some((cpu, resident)) = process_usage() {
             self.cpu.inc_by((cpu - self.cpu_last).max(0.0));
@@ -435,6 +440,7 @@ impl Sink for MetricsSink {
                 }
             }
         }
+        self.clients.frame(packet);
         for event in &packet.events {
             self.events
                 .get_or_create(&labels(&[("event", event.name())]))
@@ -446,9 +452,8 @@ impl Sink for MetricsSink {
     fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
         match *control {
             Control::Kernel(counts) => self.kernel_counts(counts),
-            Control::Tick { exchanges, .. } | Control::Close { exchanges, .. } => {
-                self.render(exchanges);
-            }
+            Control::Tick { exchanges, now } => self.render(exchanges, Some(now)),
+            Control::Close { exchanges, .. } => self.render(exchanges, None),
             Control::Flush | Control::Rotate(_) => {}
         }
         Ok(())

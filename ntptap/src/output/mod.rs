@@ -5,6 +5,7 @@
 //! list of [`Sink`]s. [`build`] makes the pipeline an [`OutputPlan`](crate::plan::OutputPlan)
 //! asks for.
 pub mod build;
+pub mod client_metrics;
 pub mod create;
 pub mod decoded;
 pub mod file;

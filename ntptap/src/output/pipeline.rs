@@ -60,14 +60,15 @@ impl Consumer for Pipeline {
                         read_before: frame.read_before,
                         queued_before: frame.queued_before,
                     };
-                    let latency = tracker.observe_seen(
+                    let seen = tracker.observe_seen(
                         frame.ts,
                         (src, dst),
                         ntp,
                         (frame.direction, frame.socket.process()),
                         sighting,
                     );
-                    packet.latency = (!latency.is_empty()).then_some(latency);
+                    packet.latency = (!seen.latency.is_empty()).then_some(seen.latency);
+                    packet.served = seen.served;
                 }
             }
             packet.events = tracker.take_events();
