@@ -45,7 +45,7 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution", "drops"])]
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution", "drops", "flight_recorder"])]
     pub read: Option<PathBuf>,
 
     /// Exit after COUNT frames.
@@ -221,8 +221,8 @@ pub struct Cli {
     pub format: Option<OutputFormat>,
 
     /// Print the decoded frames even while writing them to a file with -w (tcpdump's
-    /// --print).
-    #[arg(long = "print", requires = "write")]
+    /// --print), or while the flight recorder keeps them.
+    #[arg(long = "print")]
     pub print: bool,
 
     /// Start a new file when the current one is larger than this many millions of bytes
@@ -279,6 +279,108 @@ pub struct Cli {
     /// system where direct writes are slow (some network file systems).
     #[arg(long = "no-direct-io", action = ArgAction::SetTrue)]
     pub no_direct_io: bool,
+
+    /// Keep the most recent frames in memory and write them as a pcapng file when a trigger
+    /// fires: SIGUSR1, a POST to /flight-recorder on the --metrics endpoint, or an event past
+    /// its --trigger-* threshold. SIZE in bytes, or with K, M or G (powers of 1024): 16M; or
+    /// DURATION: 90s, 10m, 1h (within 256 MiB). Nothing goes to disk until a trigger. Works
+    /// with or without -w; prints frames only with --print.
+    #[arg(
+        long = "flight-recorder",
+        value_name = "SIZE|DURATION",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_recorder: Option<crate::output::flight::Keep>,
+
+    /// Also write the frames of SECONDS after the trigger into the dump.
+    #[arg(
+        long = "flight-recorder-after",
+        value_name = "SECONDS",
+        default_value = "10",
+        requires = "flight_recorder",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_after: f64,
+
+    /// Write dumps into DIR, named ntptap-flight-TIME-TRIGGER.pcapng (default: the current
+    /// directory), with the -w file rules: --file-mode, never over an existing file or
+    /// through a symbolic link.
+    #[arg(
+        long = "flight-recorder-dir",
+        value_name = "DIR",
+        requires = "flight_recorder",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_dir: Option<PathBuf>,
+
+    /// Start a dump at most once every SECONDS; triggers in between are counted and ignored.
+    #[arg(
+        long = "flight-recorder-interval",
+        value_name = "SECONDS",
+        default_value = "60",
+        requires = "flight_recorder",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_interval: u64,
+
+    /// Dump when N kiss-o'-death packets pass within 10 s (0: never).
+    #[arg(
+        long = "trigger-kod",
+        value_name = "N",
+        default_value = "10",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_kod: u32,
+
+    /// Dump when N monlist requests or mode 6 queries from remote addresses pass within 10 s
+    /// (0: never).
+    #[arg(
+        long = "trigger-query",
+        value_name = "N",
+        default_value = "1",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_query: u32,
+
+    /// Dump when a server's offset moves by SECONDS or more from one exchange to the next
+    /// (the offset_step event; 0: never).
+    #[arg(
+        long = "trigger-offset",
+        value_name = "SECONDS",
+        default_value = "0.128",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_offset: f64,
+
+    /// Dump when N requests in a row to one server go unanswered (the unanswered_run event;
+    /// 0: never).
+    #[arg(
+        long = "trigger-unanswered",
+        value_name = "N",
+        default_value = "5",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_unanswered: u64,
+
+    /// Dump when N leap-indicator or stratum-16 changes of servers happen within 10 s (the
+    /// status_change event; 0: never).
+    #[arg(
+        long = "trigger-status",
+        value_name = "N",
+        default_value = "1",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_status: u32,
+
+    /// Dump when the kernel drops N NTP frames in this host within 10 s (with --drops; 0:
+    /// never).
+    #[arg(
+        long = "trigger-drops",
+        value_name = "N",
+        default_value = "10",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_drops: u32,
 }
 
 fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {

@@ -125,6 +125,8 @@ pub enum SourceEvent<'a> {
     Rotate(Duration),
     /// Push buffered output to its destination (each second, SIGUSR2, and before the end).
     Flush,
+    /// A flight-recorder dump asked for (SIGUSR1), at this wall-clock time.
+    Trigger(&'static str, Duration),
     /// The source is done: write trailers and flush.
     Close(&'a CloseStats),
 }

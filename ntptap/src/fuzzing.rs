@@ -42,9 +42,15 @@ fn printers() -> (Pipeline, Pipeline) {
         show_iface: true,
         process: true,
     };
-    let mut text = Pipeline::new(filter.ports.clone(), true);
+    let mut text = Pipeline::new(
+        filter.ports.clone(),
+        Some(crate::exchange::Limits::default()),
+    );
     text.push(Box::new(TextSink::new(io::sink(), options, filter.clone())));
-    let mut json = Pipeline::new(filter.ports.clone(), true);
+    let mut json = Pipeline::new(
+        filter.ports.clone(),
+        Some(crate::exchange::Limits::default()),
+    );
     json.push(Box::new(JsonSink::new(io::sink(), filter)));
     (text, json)
 }

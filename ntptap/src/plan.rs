@@ -20,6 +20,8 @@ use crate::{
         owners::{Select, Selection},
     },
     cli::{Cli, DirectionArg, HookArg, OutputFormat, XdpModeArg},
+    exchange::Limits,
+    output::flight::{FlightPlan, Triggers},
     output::{
         PortSet,
         rotate::RotatePolicy,
@@ -96,6 +98,12 @@ impl Plan {
     pub fn new(cli: &Cli, facts: Facts) -> anyhow::Result<Self> {
         let ports = PortSet::new(cli.port_set());
         let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
+        let limits = limits(cli)?;
+        if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() {
+            bail!(
+                "--print goes with -w or --flight-recorder (without them, frames are printed anyway)"
+            );
+        }
         if let Some(path) = &cli.read {
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
@@ -106,6 +114,8 @@ impl Plan {
                     stats,
                     metrics: None,
                     latency: cli.latency,
+                    limits,
+                    flight: None,
                 },
                 count: cli.count,
             })));
@@ -132,7 +142,9 @@ impl Plan {
         {
             bail!("--print and -w - would both write to standard output: write the file elsewhere");
         }
-        let printer = (file.is_none() || cli.print).then(|| printer(cli, facts, stats, several));
+        let flight = flight(cli)?;
+        let printer = ((file.is_none() && flight.is_none()) || cli.print)
+            .then(|| printer(cli, facts, stats, several));
         // Frames shown as they come are read promptly; frames only written to a file wait.
         let drain_interval = match &file {
             Some(f)
@@ -142,40 +154,12 @@ impl Plan {
             }
             _ => DRAIN_SHOWING,
         };
-        let snaplen = if cli.snaplen == 0 {
-            MAX_DATA as u32
-        } else {
-            cli.snaplen.min(MAX_DATA as u32)
-        };
-        let capture = CaptureConfig {
-            interfaces: Vec::new(),
-            hook: match cli.hook {
-                HookArg::Xdp => Hook::Xdp,
-                HookArg::Tc => Hook::Tc,
-            },
-            xdp_mode: match cli.xdp_mode {
-                XdpModeArg::Auto => XdpAttach::Auto,
-                XdpModeArg::Native => XdpAttach::Native,
-                XdpModeArg::Skb => XdpAttach::Skb,
-            },
-            directions: match cli.direction {
-                DirectionArg::In => Directions::In,
-                DirectionArg::Out => Directions::Out,
-                DirectionArg::Inout => Directions::Inout,
-            },
-            snaplen,
-            ring_bytes: capture::ring_bytes(cli.buffer_kib),
-            ports: ports.ports().to_vec(),
-            all: cli.all,
-            hosts: cli.hosts.clone(),
-            pin: cli.pin.clone(),
-            debug_ebpf: cli.debug_ebpf,
+        let capture = capture_config(
+            cli,
+            &ports,
             drain_interval,
-            follow_interfaces: interfaces == InterfaceChoice::Any,
-            attribution: attribution(cli).then(|| selection(cli)),
-            latency: cli.latency,
-            drops: !cli.no_drops && (cli.drops || DROPS_BY_DEFAULT),
-        };
+            interfaces == InterfaceChoice::Any,
+        );
         Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
             capture,
@@ -186,6 +170,8 @@ impl Plan {
                 stats,
                 metrics: cli.metrics,
                 latency: cli.latency,
+                limits,
+                flight,
             },
             count: cli.count,
             duration: cli.duration.map(Duration::from_secs_f64),
@@ -199,6 +185,96 @@ impl Plan {
 /// `cargo xtask bench` decided (the drop program costs a drop that is not NTP about twice
 /// what an empty program at `kfree_skb` does, past the 1.2× allowed).
 pub const DROPS_BY_DEFAULT: bool = false;
+
+/// What the kernel side captures, and how.
+fn capture_config(
+    cli: &Cli,
+    ports: &PortSet,
+    drain_interval: Duration,
+    follow: bool,
+) -> CaptureConfig {
+    let snaplen = if cli.snaplen == 0 {
+        MAX_DATA as u32
+    } else {
+        cli.snaplen.min(MAX_DATA as u32)
+    };
+    CaptureConfig {
+        interfaces: Vec::new(),
+        hook: match cli.hook {
+            HookArg::Xdp => Hook::Xdp,
+            HookArg::Tc => Hook::Tc,
+        },
+        xdp_mode: match cli.xdp_mode {
+            XdpModeArg::Auto => XdpAttach::Auto,
+            XdpModeArg::Native => XdpAttach::Native,
+            XdpModeArg::Skb => XdpAttach::Skb,
+        },
+        directions: match cli.direction {
+            DirectionArg::In => Directions::In,
+            DirectionArg::Out => Directions::Out,
+            DirectionArg::Inout => Directions::Inout,
+        },
+        snaplen,
+        ring_bytes: capture::ring_bytes(cli.buffer_kib),
+        ports: ports.ports().to_vec(),
+        all: cli.all,
+        hosts: cli.hosts.clone(),
+        pin: cli.pin.clone(),
+        debug_ebpf: cli.debug_ebpf,
+        drain_interval,
+        follow_interfaces: follow,
+        attribution: attribution(cli).then(|| selection(cli)),
+        latency: cli.latency,
+        drops: !cli.no_drops && (cli.drops || DROPS_BY_DEFAULT),
+    }
+}
+
+/// The exchange tracker's bounds, with the event thresholds the flags set.
+fn limits(cli: &Cli) -> anyhow::Result<Limits> {
+    if !(cli.trigger_offset.is_finite() && cli.trigger_offset >= 0.0) {
+        bail!(
+            "--trigger-offset {} is not a number of seconds (0 turns it off)",
+            cli.trigger_offset
+        );
+    }
+    Ok(Limits {
+        step: (cli.trigger_offset > 0.0).then_some(cli.trigger_offset),
+        unanswered_run: cli.trigger_unanswered,
+        ..Limits::default()
+    })
+}
+
+/// `--flight-recorder` and its options (the outputs check the directory when they open).
+fn flight(cli: &Cli) -> anyhow::Result<Option<FlightPlan>> {
+    let Some(keep) = cli.flight_recorder else {
+        return Ok(None);
+    };
+    if !(cli.flight_after.is_finite() && cli.flight_after >= 0.0) {
+        bail!(
+            "--flight-recorder-after {} is not a number of seconds",
+            cli.flight_after
+        );
+    }
+    let dir = cli.flight_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    Ok(Some(FlightPlan {
+        keep,
+        after: Duration::from_secs_f64(cli.flight_after),
+        dir,
+        interval: Duration::from_secs(cli.flight_interval),
+        triggers: Triggers {
+            kiss_of_death: cli.trigger_kod,
+            queries: cli.trigger_query,
+            status: cli.trigger_status,
+            drops: cli.trigger_drops,
+            offset_step: cli.trigger_offset > 0.0,
+            unanswered: cli.trigger_unanswered > 0,
+        },
+        creation: Creation {
+            mode: cli.file_mode,
+            overwrite: false,
+        },
+    }))
+}
 
 /// Whether process attribution is asked for: `--attribution`, or what needs it.
 fn attribution(cli: &Cli) -> bool {

@@ -841,8 +841,13 @@ impl Session {
         drain
     }
 
-    /// SIGUSR1: the counts so far on stderr, as tcpdump prints them.
-    fn report_so_far<C: Consumer>(&self, drain: &ring::Drain, consumer: &C) {
+    /// SIGUSR1: the counts so far on stderr, as tcpdump prints them, and a flight-recorder
+    /// dump; `Some` when the output failed.
+    fn report_so_far<C: Consumer>(
+        &self,
+        drain: &ring::Drain,
+        consumer: &mut C,
+    ) -> Option<StopReason> {
         if let Ok(counts) = self.counts() {
             let so_far = Summary {
                 captured: drain.captured,
@@ -854,6 +859,10 @@ impl Session {
             };
             eprint!("{}", so_far.render());
         }
+        consumer
+            .event(SourceEvent::Trigger("SIGUSR1", wall_now()))
+            .err()
+            .map(StopReason::from_output)
     }
 
     /// Drain the rings into `consumer` until `stop` resolves, `limit` frames are taken, or the
@@ -926,16 +935,14 @@ impl Session {
                         break StopReason::from_output(e);
                     }
                 }
-                _ = usr1.recv() => {
-                    // SIGUSR1: the counts so far, and the capture goes on.
-                    self.report_so_far(&drain, consumer);
-                }
-                _ = usr2.recv() => {
-                    // SIGUSR2: the output flushed now.
-                    if let Err(e) = consumer.event(SourceEvent::Flush) {
-                        break StopReason::from_output(e);
-                    }
-                }
+                // SIGUSR1: the counts so far, a flight-recorder dump; the capture goes on.
+                _ = usr1.recv() => if let Some(reason) = self.report_so_far(&drain, consumer) {
+                    break reason;
+                },
+                // SIGUSR2: the output flushed now.
+                _ = usr2.recv() => if let Err(e) = consumer.event(SourceEvent::Flush) {
+                    break StopReason::from_output(e);
+                },
                 _ = tick.tick() => {
                     drain.clock.resync();
                     if let Some(reason) = self.each_second(consumer) {

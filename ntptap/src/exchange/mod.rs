@@ -39,6 +39,12 @@ pub struct Limits {
     pub timeout: Duration,
     /// Most (process, server) pairs counted.
     pub processes: usize,
+    /// An `offset_step` event when a server's offset moves by this many seconds or more from
+    /// one exchange to the next (`None`: never).
+    pub step: Option<f64>,
+    /// An `unanswered_run` event when this many requests in a row to one server go
+    /// unanswered (0: never).
+    pub unanswered_run: u64,
 }
 
 impl Default for Limits {
@@ -48,6 +54,8 @@ impl Default for Limits {
             servers: 1024,
             timeout: Duration::from_secs(8),
             processes: 1024,
+            step: Some(0.128),
+            unanswered_run: 5,
         }
     }
 }
@@ -157,6 +165,8 @@ pub struct ServerHealth {
     /// In-host latency of its exchanges through this host, by stage: p50 and p99 of the
     /// last samples (see [`latency`]).
     pub latency: Samples,
+    /// Requests to it unanswered in a row, up to now.
+    pub unanswered_run: u64,
 }
 
 /// Something worth an operator's attention.
@@ -213,6 +223,30 @@ pub enum Event {
         /// Its leap indicator.
         leap: u8,
     },
+    /// A server's offset moved by the step threshold or more from one exchange to the next
+    /// (ntpd steps the clock past 128 ms).
+    OffsetStep {
+        /// The server.
+        server: SocketAddr,
+        /// The offset before, seconds.
+        from: f64,
+        /// The offset now, seconds.
+        to: f64,
+    },
+    /// Requests to a server went unanswered this many times in a row.
+    UnansweredRun {
+        /// The server.
+        server: IpAddr,
+        /// How many.
+        unanswered: u64,
+    },
+    /// A server's leap indicator changed, or its stratum went to or from 16.
+    StatusChange {
+        /// The server.
+        server: SocketAddr,
+        /// What changed: `leap 0 -> 1`, `stratum 2 -> 16`.
+        what: String,
+    },
     /// A version or mode no current implementation sends.
     Anomaly {
         /// Sender.
@@ -235,6 +269,9 @@ impl Event {
             Event::UnmatchedResponse { .. } => "unmatched_response",
             Event::LeapAnnounced { .. } => "leap_announced",
             Event::Unsynchronized { .. } => "unsynchronized",
+            Event::OffsetStep { .. } => "offset_step",
+            Event::UnansweredRun { .. } => "unanswered_run",
+            Event::StatusChange { .. } => "status_change",
             Event::Anomaly { .. } => "anomaly",
         }
     }
@@ -592,13 +629,22 @@ impl Tracker {
         dropped: Option<&str>,
         direction: Option<Direction>,
     ) {
+        let run = self.limits.unanswered_run;
         let s = self.server(server);
         s.unanswered += 1;
+        s.unanswered_run += 1;
+        let in_a_row = s.unanswered_run;
         match (dropped, direction) {
             (Some(reason), _) => *s.fates.dropped.entry(reason.to_owned()).or_default() += 1,
             (None, Some(Direction::In)) => s.fates.ignored += 1,
             (None, Some(Direction::Out)) => s.fates.no_reply_seen += 1,
             (None, None) => s.fates.unknown += 1,
+        }
+        if run > 0 && in_a_row == run {
+            self.events.push(Event::UnansweredRun {
+                server,
+                unanswered: run,
+            });
         }
         if let Some(p) = process.and_then(|k| self.processes.get_mut(k)) {
             p.unanswered += 1;
@@ -649,21 +695,10 @@ impl Tracker {
                 leap,
             });
         }
-        let refid = match h.refid() {
-            RefId::Unspecified => None,
-            RefId::KissCode(s) | RefId::Clock(s) => Some(s),
-            RefId::Address(a) => Some(a.to_string()),
-        };
         // A kiss-o'-death says nothing of the server's clock (stratum 0, the code where the
         // reference ID goes): the last real values stay.
         if ntp.kiss_code().is_none() {
-            let s = self.server(server.ip());
-            s.stratum = Some(h.stratum);
-            s.refid = refid;
-            s.refid_raw = Some(u32::from_be_bytes(h.refid));
-            s.root_delay = Some(h.root_delay.seconds());
-            s.root_dispersion = Some(h.root_dispersion.seconds());
-            s.leap = Some(leap);
+            self.server_said(server, h, leap);
         }
         let Some(Pending {
             seen: sent,
@@ -690,6 +725,7 @@ impl Tracker {
                 ..Latency::default()
             }
         };
+        let step = self.limits.step;
         let s = self.server(server.ip());
         if !latency.is_empty() {
             s.latency.add(&latency);
@@ -697,6 +733,8 @@ impl Tracker {
         s.responses += 1;
         if ntp.kiss_code().is_some() {
             s.fates.kiss_of_death += 1;
+        } else {
+            s.unanswered_run = 0;
         }
         if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
             return latency;
@@ -706,6 +744,7 @@ impl Tracker {
         let (t2, t3) = (ntp_ns(h.receive), ntp_ns(h.transmit));
         let delay = secs((t4 - t1) - (t3 - t2));
         let offset = secs(i128::midpoint(t2 - t1, t3 - t4));
+        let before = s.offset;
         s.delay = Some(delay);
         s.offset = Some(offset);
         s.processing = Some(secs(t3 - t2));
@@ -713,7 +752,47 @@ impl Tracker {
             s.min_delay = Some(delay);
             s.best_offset = Some(offset);
         }
+        if let (Some(from), Some(step)) = (before, step)
+            && (offset - from).abs() >= step
+        {
+            self.events.push(Event::OffsetStep {
+                server,
+                from,
+                to: offset,
+            });
+        }
         latency
+    }
+
+    /// What a server's reply says of its clock: kept, with a `status_change` event when its
+    /// leap indicator changed or its stratum went to or from 16.
+    fn server_said(&mut self, server: SocketAddr, h: &crate::ntp::packet::TimeHeader, leap: u8) {
+        let refid = match h.refid() {
+            RefId::Unspecified => None,
+            RefId::KissCode(s) | RefId::Clock(s) => Some(s),
+            RefId::Address(a) => Some(a.to_string()),
+        };
+        let s = self.server(server.ip());
+        let mut changes = Vec::new();
+        if let Some(before) = s.leap
+            && before != leap
+        {
+            changes.push(format!("leap {before} -> {leap}"));
+        }
+        if let Some(before) = s.stratum
+            && (before == 16) != (h.stratum == 16)
+        {
+            changes.push(format!("stratum {before} -> {}", h.stratum));
+        }
+        s.stratum = Some(h.stratum);
+        s.refid = refid;
+        s.refid_raw = Some(u32::from_be_bytes(h.refid));
+        s.root_delay = Some(h.root_delay.seconds());
+        s.root_dispersion = Some(h.root_dispersion.seconds());
+        s.leap = Some(leap);
+        for what in changes {
+            self.events.push(Event::StatusChange { server, what });
+        }
     }
 
     /// Count requests older than the timeout at `now` as unanswered, and forget them.
@@ -854,6 +933,7 @@ mod tests {
             servers: 2,
             timeout: Duration::from_secs(8),
             processes: 8,
+            ..Limits::default()
         });
         for i in 0..10u64 {
             let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + i as u16);

@@ -40,6 +40,10 @@ pub struct OutputPlan {
     /// In-host latency (`--latency`): every frame goes through the exchange tracker, which
     /// joins each reply with its request.
     pub latency: bool,
+    /// The exchange tracker's bounds and event thresholds.
+    pub limits: crate::exchange::Limits,
+    /// The flight recorder (`--flight-recorder`).
+    pub flight: Option<super::flight::FlightPlan>,
 }
 
 impl OutputPlan {
@@ -49,6 +53,7 @@ impl OutputPlan {
     pub fn tracks_exchanges(&self) -> bool {
         self.stats.is_some()
             || self.latency
+            || self.flight.is_some()
             || self.metrics.is_some()
             || self.printer.as_ref().is_some_and(|p| p.json)
     }
@@ -144,7 +149,10 @@ pub struct Outputs {
 /// costs nothing.
 pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result<Outputs> {
     let mut outputs = Outputs {
-        pipeline: Pipeline::new(plan.ports.clone(), plan.tracks_exchanges()),
+        pipeline: Pipeline::new(
+            plan.ports.clone(),
+            plan.tracks_exchanges().then_some(plan.limits),
+        ),
         created: None,
         metrics: None,
         notes: Vec::new(),
@@ -164,8 +172,39 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
             .pipeline
             .push(Box::new(HealthSink::new(io::stderr(), every)));
     }
+    let requests = super::flight::Requests::default();
+    if let Some(flight) = &plan.flight {
+        let Some(capture) = capture else {
+            bail!("the flight recorder keeps frames of a live capture");
+        };
+        let dir = &flight.dir;
+        let usable = dir.is_dir()
+            && nix::unistd::access(
+                dir,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .is_ok();
+        if !usable {
+            bail!(
+                "cannot write flight-recorder dumps into {}: it is not a directory this user may write to; create it or choose another with --flight-recorder-dir",
+                dir.display()
+            );
+        }
+        outputs
+            .pipeline
+            .push(Box::new(super::flight::FlightSink::new(
+                flight.clone(),
+                pcapng_interfaces(capture),
+                capture.snaplen,
+                capture.filter.clone(),
+                requests.clone(),
+            )));
+    }
     if let Some(addr) = plan.metrics {
-        let endpoint = metrics::Endpoint::bind(addr)?;
+        let mut endpoint = metrics::Endpoint::bind(addr)?;
+        if plan.flight.is_some() {
+            endpoint.flight = Some(requests);
+        }
         outputs.pipeline.push(Box::new(MetricsSink::new(
             endpoint.exposition(),
             capture.map_or(0, |c| c.ring_bytes),
@@ -205,14 +244,7 @@ fn file_sink(
     capture: &CaptureInfo,
     outputs: &mut Outputs,
 ) -> anyhow::Result<Box<dyn Sink>> {
-    let interfaces: Vec<PcapNgInterface> = capture
-        .interfaces
-        .iter()
-        .map(|(index, name)| PcapNgInterface {
-            index: *index,
-            name: name.clone(),
-        })
-        .collect();
+    let interfaces = pcapng_interfaces(capture);
     let (pcapng, snaplen, filter) = (
         file.format == FileFormat::Pcapng,
         capture.snaplen,
@@ -282,6 +314,18 @@ fn file_sink(
         guard_handle,
         path.clone(),
     )))
+}
+
+/// The capture's interfaces, as pcapng describes them.
+fn pcapng_interfaces(capture: &CaptureInfo) -> Vec<PcapNgInterface> {
+    capture
+        .interfaces
+        .iter()
+        .map(|(index, name)| PcapNgInterface {
+            index: *index,
+            name: name.clone(),
+        })
+        .collect()
 }
 
 /// A writer that flushes after each write (`-U`).

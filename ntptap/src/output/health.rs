@@ -140,7 +140,7 @@ impl<W: Write> Sink for HealthSink<W> {
                 self.table(exchanges.unwrap_or(&Tracker::default()), None)
             }
             Control::Flush => self.out.flush(),
-            Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+            Control::Kernel(_) | Control::Rotate(_) | Control::Trigger(..) => Ok(()),
         }
     }
 

@@ -112,7 +112,7 @@ impl<W: Write> Sink for JsonSink<W> {
                 self.out.flush()
             }
             SinkControl::Flush => self.out.flush(),
-            SinkControl::Kernel(_) | SinkControl::Rotate(_) => Ok(()),
+            SinkControl::Kernel(_) | SinkControl::Rotate(_) | SinkControl::Trigger(..) => Ok(()),
         }
     }
 

@@ -454,7 +454,7 @@ impl Sink for MetricsSink {
             Control::Kernel(counts) => self.kernel_counts(counts),
             Control::Tick { exchanges, now } => self.render(exchanges, Some(now)),
             Control::Close { exchanges, .. } => self.render(exchanges, None),
-            Control::Flush | Control::Rotate(_) => {}
+            Control::Flush | Control::Rotate(_) | Control::Trigger(..) => {}
         }
         Ok(())
     }
@@ -596,6 +596,8 @@ fn process_usage() -> Option<(f64, u64)> {
 pub struct Endpoint {
     listener: std::net::TcpListener,
     exposition: Exposition,
+    /// Where a POST to `/flight-recorder` goes, with `--flight-recorder`.
+    pub flight: Option<super::flight::Requests>,
 }
 
 impl Endpoint {
@@ -613,6 +615,7 @@ impl Endpoint {
         Ok(Self {
             listener,
             exposition: Exposition::default(),
+            flight: None,
         })
     }
 
@@ -628,31 +631,78 @@ impl Endpoint {
         let _context = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(self.listener)
             .context("cannot serve metrics from the event loop")?;
-        runtime.spawn(serve(listener, self.exposition));
+        runtime.spawn(serve(listener, self.exposition, self.flight));
         Ok(())
     }
 }
 
-/// Serve `exposition` over HTTP on `listener` until the runtime stops: any GET gets the text.
-async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
+/// Serve `exposition` over HTTP on `listener` until the runtime stops: a POST to
+/// `/flight-recorder` asks `flight` for a dump; anything else gets the metrics.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    exposition: Exposition,
+    flight: Option<super::flight::Requests>,
+) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let exposition = Arc::clone(&exposition);
+        let flight = flight.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
-            let body = exposition.lock().map(|s| s.clone()).unwrap_or_default();
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let line = request[..n]
+                .split(|b| *b == b'\r')
+                .next()
+                .unwrap_or_default();
+            let (status, kind, body) = if line.starts_with(b"POST /flight-recorder ") {
+                let (status, text) = flight_request(flight.as_ref()).await;
+                (status, "text/plain; charset=utf-8", text + "\n")
+            } else {
+                (
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    exposition.lock().map(|s| s.clone()).unwrap_or_default(),
+                )
+            };
+            let reason = match status {
+                200 => "OK",
+                404 => "Not Found",
+                429 => "Too Many Requests",
+                503 => "Service Unavailable",
+                _ => "Internal Server Error",
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(body.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+/// A POST to `/flight-recorder`: the recorder's answer (it looks within about a second).
+async fn flight_request(flight: Option<&super::flight::Requests>) -> (u16, String) {
+    let Some(requests) = flight else {
+        return (
+            404,
+            "no flight recorder: start ntptap with --flight-recorder SIZE|DURATION".to_owned(),
+        );
+    };
+    match tokio::time::timeout(Duration::from_secs(5), requests.ask()).await {
+        Ok(Ok(answer)) => answer,
+        _ => (
+            503,
+            "the flight recorder did not answer within 5 s".to_owned(),
+        ),
     }
 }
 

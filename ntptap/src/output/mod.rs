@@ -9,6 +9,7 @@ pub mod client_metrics;
 pub mod create;
 pub mod decoded;
 pub mod file;
+pub mod flight;
 pub mod health;
 pub mod json;
 pub mod metrics;
@@ -61,6 +62,8 @@ pub enum Control<'a> {
     Rotate(Duration),
     /// Push buffered output to its destination.
     Flush,
+    /// Someone asked for a flight-recorder dump now (SIGUSR1): who, and when (wall clock).
+    Trigger(&'a str, Duration),
     /// The capture is over: write trailers (pcapng statistics), final tables, and flush.
     Close {
         /// What the capture knows of itself.

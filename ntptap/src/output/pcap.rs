@@ -86,7 +86,10 @@ impl<W: Write> Sink for PcapSink<W> {
     fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
         match control {
             Control::Flush | Control::Close { .. } => self.out.flush(),
-            Control::Tick { .. } | Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+            Control::Tick { .. }
+            | Control::Kernel(_)
+            | Control::Rotate(_)
+            | Control::Trigger(..) => Ok(()),
         }
     }
 

@@ -68,6 +68,17 @@ impl<W: Write> PcapNgSink<W> {
         snaplen: u32,
         filter: &str,
     ) -> io::Result<Self> {
+        Self::with_comments(out, interfaces, snaplen, filter, Vec::new())
+    }
+
+    /// [`PcapNgSink::new`], with more comments in the section header.
+    pub fn with_comments(
+        out: W,
+        interfaces: &[PcapNgInterface],
+        snaplen: u32,
+        filter: &str,
+        comments: Vec<String>,
+    ) -> io::Result<Self> {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -93,7 +104,14 @@ impl<W: Write> PcapNgSink<W> {
                 SectionHeaderOption::Common(CommonOption::Comment(Cow::Owned(format!(
                     "captured on {host}"
                 )))),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                comments
+                    .into_iter()
+                    .map(|c| SectionHeaderOption::Common(CommonOption::Comment(Cow::Owned(c)))),
+            )
+            .collect(),
             ..SectionHeaderBlock::default()
         };
         let writer = PcapNgWriter::with_section_header(out, section).map_err(to_io)?;
@@ -152,62 +170,132 @@ impl<W: Write> PcapNgSink<W> {
     }
 }
 
-impl<W: Write> Sink for PcapNgSink<W> {
-    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+/// Where a frame goes in a pcapng file: its interface, or the drop records' own.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// Kernel interface index, for live captures.
+    pub ifindex: Option<u32>,
+    /// Interface name, when known.
+    pub iface: Option<std::sync::Arc<str>>,
+    /// A drop record.
+    pub drop: bool,
+}
+
+/// One frame as an enhanced packet block, owned: what the flight recorder keeps in memory and
+/// writes later exactly as `-w` writes it now.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    /// 1-based position in the capture.
+    pub number: u64,
+    /// Its interface.
+    pub place: Place,
+    /// Wall-clock capture time.
+    pub ts: std::time::Duration,
+    /// Length on the wire.
+    pub orig_len: u32,
+    /// The bytes, cut to the snapshot length.
+    pub data: Box<[u8]>,
+    /// Direction, drops before it, comments.
+    pub options: Vec<EnhancedPacketOption<'static>>,
+}
+
+impl Kept {
+    /// `packet` as the pcapng writer would write it with `snaplen`.
+    #[must_use]
+    pub fn new(packet: &Decoded<'_>, snaplen: u32) -> Self {
         let frame = packet.frame;
-        let known = frame.ifindex.and_then(|i| self.ids.get(&i).copied());
-        let id = match (frame.drop, known, frame.ifindex, frame.iface) {
-            (Some(_), ..) => self.drops_interface()?,
-            (None, Some(id), _, _) => id,
-            (None, None, Some(index), Some(name)) => self.describe(index, name)?,
+        Self {
+            number: frame.number,
+            place: Place {
+                ifindex: frame.ifindex,
+                iface: frame.iface.map(std::sync::Arc::from),
+                drop: frame.drop.is_some(),
+            },
+            ts: frame.ts,
+            orig_len: frame.orig_len,
+            data: frame.data[..frame.data.len().min(snaplen as usize)].into(),
+            options: epb_options(packet),
+        }
+    }
+
+    /// Bytes it holds, roughly: its data, its comments, and the rest.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        let comments: usize = self
+            .options
+            .iter()
+            .map(|o| match o {
+                EnhancedPacketOption::Common(CommonOption::Comment(c)) => c.len() + 24,
+                _ => 24,
+            })
+            .sum();
+        self.data.len() + comments + size_of::<Self>() + 32
+    }
+}
+
+/// The options of a frame's enhanced packet block: direction, the kernel's drops before it,
+/// its monotonic time, and comments (drop reason, latency, the socket's owner).
+fn epb_options(packet: &Decoded<'_>) -> Vec<EnhancedPacketOption<'static>> {
+    let frame = packet.frame;
+    let mut options = Vec::with_capacity(3);
+    // epb_flags bits 0-1: 01 inbound, 10 outbound.
+    match frame.direction {
+        Some(Direction::In) => options.push(EnhancedPacketOption::Flags(1)),
+        Some(Direction::Out) => options.push(EnhancedPacketOption::Flags(2)),
+        None => {}
+    }
+    if frame.drops_before > 0 {
+        options.push(EnhancedPacketOption::DropCount(u64::from(
+            frame.drops_before,
+        )));
+    }
+    let comment =
+        |text: String| EnhancedPacketOption::Common(CommonOption::Comment(Cow::Owned(text)));
+    if let Some(mono) = frame.mono_ns {
+        options.push(comment(format!("ktime_mono_ns={mono}")));
+    }
+    // A drop record: why and where, and the interface it was on (its own is ntptap-drops).
+    if let Some(drop) = frame.drop {
+        options.push(comment(drop_comment(&drop)));
+        if let Some(iface) = frame.iface {
+            options.push(comment(format!("iface={iface}")));
+        }
+    }
+    // In-host latency (the exchange tracker's, on replies of a server on this host).
+    if let Some(latency) = &packet.latency {
+        options.push(comment(latency.comment()));
+    }
+    // The socket's owner (process attribution), as ntptap and ptcpdump write it.
+    for text in crate::process::comments(&frame.socket) {
+        options.push(comment(text));
+    }
+    options
+}
+
+impl<W: Write> PcapNgSink<W> {
+    /// Write one enhanced packet block on `place`'s interface (described first if new).
+    fn write_block(
+        &mut self,
+        place: (Option<u32>, Option<&str>, bool),
+        ts: std::time::Duration,
+        orig_len: u32,
+        data: &[u8],
+        options: Vec<EnhancedPacketOption<'_>>,
+    ) -> io::Result<()> {
+        let (ifindex, iface, drop) = place;
+        let known = ifindex.and_then(|i| self.ids.get(&i).copied());
+        let id = match (drop, known, ifindex, iface) {
+            (true, ..) => self.drops_interface()?,
+            (false, Some(id), _, _) => id,
+            (false, None, Some(index), Some(name)) => self.describe(index, name)?,
             _ => 0,
         };
-        let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
-        let mut options = Vec::with_capacity(3);
-        // epb_flags bits 0-1: 01 inbound, 10 outbound.
-        match frame.direction {
-            Some(Direction::In) => options.push(EnhancedPacketOption::Flags(1)),
-            Some(Direction::Out) => options.push(EnhancedPacketOption::Flags(2)),
-            None => {}
-        }
-        if frame.drops_before > 0 {
-            options.push(EnhancedPacketOption::DropCount(u64::from(
-                frame.drops_before,
-            )));
-        }
-        if let Some(mono) = frame.mono_ns {
-            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
-                Cow::Owned(format!("ktime_mono_ns={mono}")),
-            )));
-        }
-        // A drop record: why and where, and the interface it was on (its own is ntptap-drops).
-        if let Some(drop) = frame.drop {
-            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
-                Cow::Owned(drop_comment(&drop)),
-            )));
-            if let Some(iface) = frame.iface {
-                options.push(EnhancedPacketOption::Common(CommonOption::Comment(
-                    Cow::Owned(format!("iface={iface}")),
-                )));
-            }
-        }
-        // In-host latency (the exchange tracker's, on replies of a server on this host).
-        if let Some(latency) = &packet.latency {
-            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
-                Cow::Owned(latency.comment()),
-            )));
-        }
-        // The socket's owner (process attribution), as ntptap and ptcpdump write it.
-        for comment in crate::process::comments(&frame.socket) {
-            options.push(EnhancedPacketOption::Common(CommonOption::Comment(
-                Cow::Owned(comment),
-            )));
-        }
+        let data = &data[..data.len().min(self.snaplen as usize)];
         self.writer
             .write_pcapng_block(EnhancedPacketBlock {
                 interface_id: id,
-                timestamp: frame.ts,
-                original_len: frame.orig_len.max(data.len() as u32),
+                timestamp: ts,
+                original_len: orig_len.max(data.len() as u32),
                 data: Cow::Borrowed(data),
                 options,
             })
@@ -215,8 +303,39 @@ impl<W: Write> Sink for PcapNgSink<W> {
         if let Some(n) = self.written.get_mut(id as usize) {
             *n += 1;
         }
-        self.first_ts.get_or_insert(frame.ts);
-        self.last_ts = Some(frame.ts);
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = Some(ts);
+        Ok(())
+    }
+
+    /// Write a frame kept earlier, as it would have been written then.
+    pub fn write_kept(&mut self, kept: &Kept) -> io::Result<()> {
+        let place = (
+            kept.place.ifindex,
+            kept.place.iface.as_deref(),
+            kept.place.drop,
+        );
+        self.write_block(
+            place,
+            kept.ts,
+            kept.orig_len,
+            &kept.data,
+            kept.options.clone(),
+        )
+    }
+}
+
+impl<W: Write> Sink for PcapNgSink<W> {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let frame = packet.frame;
+        let place = (frame.ifindex, frame.iface, frame.drop.is_some());
+        self.write_block(
+            place,
+            frame.ts,
+            frame.orig_len,
+            frame.data,
+            epb_options(packet),
+        )?;
         Ok(true)
     }
 
@@ -224,7 +343,10 @@ impl<W: Write> Sink for PcapNgSink<W> {
         match control {
             Control::Flush => self.writer.get_mut().flush(),
             Control::Close { stats, .. } => self.close(stats),
-            Control::Tick { .. } | Control::Kernel(_) | Control::Rotate(_) => Ok(()),
+            Control::Tick { .. }
+            | Control::Kernel(_)
+            | Control::Rotate(_)
+            | Control::Trigger(..) => Ok(()),
         }
     }
 
@@ -235,7 +357,7 @@ impl<W: Write> Sink for PcapNgSink<W> {
 
 impl<W: Write> PcapNgSink<W> {
     /// Interface statistics for every interface, then flush.
-    fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
+    pub fn close(&mut self, stats: &CloseStats) -> io::Result<()> {
         let single = self.written.len() - usize::from(self.drops_id.is_some()) == 1;
         for (id, written) in self.written.iter().enumerate() {
             if Some(id as u32) == self.drops_id {

@@ -16,15 +16,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// No sinks yet; frames are NTP on `ports`. With `exchanges`, one [`Tracker`] pairs
-    /// requests with responses for every sink (the `--stats` table, the JSON events, the
-    /// metrics).
+    /// No sinks yet; frames are NTP on `ports`. With `exchanges`, one [`Tracker`] within
+    /// those limits pairs requests with responses for every sink (the `--stats` table, the
+    /// JSON events, the metrics, the flight recorder's triggers).
     #[must_use]
-    pub fn new(ports: PortSet, exchanges: bool) -> Self {
+    pub fn new(ports: PortSet, exchanges: Option<Limits>) -> Self {
         Self {
             ports,
             sinks: Vec::new(),
-            tracker: exchanges.then(|| Tracker::new(Limits::default())),
+            tracker: exchanges.map(Tracker::new),
         }
     }
 
@@ -97,6 +97,7 @@ impl Consumer for Pipeline {
             SourceEvent::Kernel(counts) => each(&mut self.sinks, &Control::Kernel(counts)),
             SourceEvent::Rotate(now) => each(&mut self.sinks, &Control::Rotate(now)),
             SourceEvent::Flush => each(&mut self.sinks, &Control::Flush),
+            SourceEvent::Trigger(who, at) => each(&mut self.sinks, &Control::Trigger(who, at)),
             SourceEvent::Close(stats) => {
                 if let Some(tracker) = &mut self.tracker
                     && stats.end > Duration::ZERO
@@ -222,7 +223,7 @@ mod tests {
         };
         let (json, text, table) = (Shared::default(), Shared::default(), Shared::default());
         let exposition = Arc::new(Mutex::new(String::new()));
-        let mut pipeline = Pipeline::new(ports, true);
+        let mut pipeline = Pipeline::new(ports, Some(Limits::default()));
         pipeline.push(Box::new(
             JsonSink::new(json.clone(), filter.clone()).with_server_stats(Duration::from_secs(1)),
         ));
@@ -304,6 +305,7 @@ mod tests {
                 Control::Kernel(_) => "kernel",
                 Control::Rotate(_) => "rotate",
                 Control::Flush => "flush",
+                Control::Trigger(..) => "trigger",
                 Control::Close { .. } => "close",
             });
             Ok(())
@@ -335,7 +337,7 @@ mod tests {
         let boxed = Heard::default();
         let guarded = Heard::default();
         let tmp = tempfile::NamedTempFile::new().unwrap();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), true);
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Some(Limits::default()));
         pipeline.push(Box::new(plain.clone()));
         pipeline.push(Box::new(Box::new(boxed.clone())));
         let writer = crate::output::file::FileWriter::new(tmp.reopen().unwrap(), 0);
@@ -370,7 +372,7 @@ mod tests {
             Duration::new(1_700_000_000, 0),
         )
         .unwrap();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), false);
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), None);
         pipeline.push(Box::new(series));
         tell_everything(&mut pipeline);
         assert_eq!(

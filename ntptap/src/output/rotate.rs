@@ -238,7 +238,7 @@ impl Sink for RotatingSink {
                 self.rotate_at(now)?;
             }
             Control::Rotate(now) => self.rotate_at(now)?,
-            Control::Tick { .. } | Control::Kernel(_) | Control::Flush => {}
+            Control::Tick { .. } | Control::Kernel(_) | Control::Flush | Control::Trigger(..) => {}
         }
         match &mut self.current {
             Some((sink, _)) => sink.control(control),

@@ -816,7 +816,10 @@ impl<W: Write> Sink for TextSink<W> {
     fn control(&mut self, control: &SinkControl<'_>) -> io::Result<()> {
         match control {
             SinkControl::Flush | SinkControl::Close { .. } => self.out.flush(),
-            SinkControl::Tick { .. } | SinkControl::Kernel(_) | SinkControl::Rotate(_) => Ok(()),
+            SinkControl::Tick { .. }
+            | SinkControl::Kernel(_)
+            | SinkControl::Rotate(_)
+            | SinkControl::Trigger(..) => Ok(()),
         }
     }
 

@@ -1,0 +1,489 @@
+//! `--flight-recorder`: the most recent frames kept in memory, bounded by bytes or by time,
+//! with no disk writes; when a trigger fires (SIGUSR1, a POST to `/flight-recorder`, or an
+//! event past its threshold) they are written out as a pcapng file, with the frames of the
+//! seconds after it. A dump holds exactly the frames captured in its interval, as `-w` would
+//! have written them; frames that left memory in no dump are counted, and each dump says how
+//! many came before it.
+
+use std::{
+    collections::VecDeque,
+    io::{self, BufWriter},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use super::{
+    CloseStats, Control, Decoded, Sink,
+    build::Creation,
+    create::create_output,
+    pcapng::{Kept, PcapNgInterface, PcapNgSink},
+};
+use crate::exchange::Event;
+
+/// How much the recorder keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// This many bytes of frames (data, comments and bookkeeping).
+    Bytes(usize),
+    /// The frames of this long before the newest, within [`DURATION_CAP`] bytes.
+    For(Duration),
+}
+
+/// The most a recorder kept by time holds, in bytes.
+pub const DURATION_CAP: usize = 256 << 20;
+/// Event thresholds count events within this long.
+pub const TRIGGER_WINDOW: Duration = Duration::from_secs(10);
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+
+    /// `16M`, `1048576`, `512K`, `1G` (powers of 1024), or `90s`, `10m`, `1h`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s} is neither a size (bytes, or with K, M or G: 16M) nor a duration (90s, 10m, 1h)"
+            )
+        };
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(format!("{s}: the flight recorder needs room for something"));
+        }
+        let bytes = |shift: u32| {
+            n.checked_shl(shift)
+                .filter(|b| b >> shift == n)
+                .and_then(|b| usize::try_from(b).ok())
+                .map(Keep::Bytes)
+                .ok_or_else(bad)
+        };
+        match unit {
+            "" => bytes(0),
+            "K" | "k" => bytes(10),
+            "M" => bytes(20),
+            "G" => bytes(30),
+            "s" => Ok(Keep::For(Duration::from_secs(n))),
+            "m" => Ok(Keep::For(Duration::from_secs(n * 60))),
+            "h" => Ok(Keep::For(Duration::from_secs(n * 3600))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Event thresholds (0: that trigger is off). The offset step and the run of unanswered
+/// requests are the exchange tracker's events, with their thresholds in its limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Triggers {
+    /// Kiss-o'-death packets within [`TRIGGER_WINDOW`].
+    pub kiss_of_death: u32,
+    /// Monlist requests and mode 6 queries from remote addresses within the window.
+    pub queries: u32,
+    /// Leap or stratum-16 changes of a server within the window.
+    pub status: u32,
+    /// NTP frames the kernel dropped in this host within the window (`--drops`).
+    pub drops: u32,
+    /// An offset step (the tracker's `offset_step` event).
+    pub offset_step: bool,
+    /// A run of unanswered requests (the tracker's `unanswered_run` event).
+    pub unanswered: bool,
+}
+
+/// What `--flight-recorder` and its options ask for.
+#[derive(Clone, Debug)]
+pub struct FlightPlan {
+    /// How much is kept.
+    pub keep: Keep,
+    /// Frames written after the trigger, for this long.
+    pub after: Duration,
+    /// Where dumps go.
+    pub dir: PathBuf,
+    /// The least time between the starts of two dumps.
+    pub interval: Duration,
+    /// Event thresholds.
+    pub triggers: Triggers,
+    /// How dump files are created (as `-w` files).
+    pub creation: Creation,
+}
+
+/// What a POST to `/flight-recorder` hears back: an HTTP status and a line of text.
+pub type Answer = (u16, String);
+
+/// Requests for a dump from the metrics endpoint, answered by the recorder.
+#[derive(Clone, Default)]
+pub struct Requests {
+    waiting: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<tokio::sync::oneshot::Sender<Answer>>>>,
+}
+
+impl Requests {
+    /// Ask for a dump; the answer comes once the recorder has looked (within a second).
+    #[must_use]
+    pub fn ask(&self) -> tokio::sync::oneshot::Receiver<Answer> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.push(tx);
+        }
+        self.waiting.store(true, Ordering::Release);
+        rx
+    }
+
+    fn take(&self) -> Vec<tokio::sync::oneshot::Sender<Answer>> {
+        if !self.waiting.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.answers
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+}
+
+/// A dump being written: the frames from memory went to its thread; those after the trigger
+/// follow until `until`.
+struct Dump {
+    path: PathBuf,
+    until: Duration,
+    tx: mpsc::Sender<Arc<Kept>>,
+    thread: JoinHandle<io::Result<u64>>,
+}
+
+/// The recorder (see the module's text).
+pub struct FlightSink {
+    plan: FlightPlan,
+    interfaces: Vec<PcapNgInterface>,
+    snaplen: u32,
+    filter: String,
+    frames: VecDeque<Arc<Kept>>,
+    bytes: usize,
+    /// The number of the last frame a dump holds.
+    dumped_through: u64,
+    /// Frames that left memory in no dump.
+    evicted: u64,
+    dump: Option<Dump>,
+    last_start: Option<Duration>,
+    /// Recent kiss-o'-death, queries, status changes, drops: their times.
+    recent: [VecDeque<Duration>; 4],
+    requests: Requests,
+    written: u64,
+    suppressed: u64,
+    failed: u64,
+}
+
+/// A pcapng file name's time: `20261130T150405Z` (UTC).
+fn file_time(at: Duration) -> String {
+    chrono::DateTime::from_timestamp(at.as_secs() as i64, at.subsec_nanos()).map_or_else(
+        || at.as_secs().to_string(),
+        |t| t.format("%Y%m%dT%H%M%SZ").to_string(),
+    )
+}
+
+impl FlightSink {
+    /// A recorder for a capture on `interfaces` with `snaplen` and the kernel `filter` (for
+    /// the dumps' interface descriptions); POSTs arrive through `requests`.
+    #[must_use]
+    pub fn new(
+        plan: FlightPlan,
+        interfaces: Vec<PcapNgInterface>,
+        snaplen: u32,
+        filter: String,
+        requests: Requests,
+    ) -> Self {
+        Self {
+            plan,
+            interfaces,
+            snaplen,
+            filter,
+            frames: VecDeque::new(),
+            bytes: 0,
+            dumped_through: 0,
+            evicted: 0,
+            dump: None,
+            last_start: None,
+            recent: Default::default(),
+            requests,
+            written: 0,
+            suppressed: 0,
+            failed: 0,
+        }
+    }
+
+    fn keep(&mut self, kept: Arc<Kept>) {
+        self.bytes += kept.size();
+        let newest = kept.ts;
+        self.frames.push_back(kept);
+        let (cap, age) = match self.plan.keep {
+            Keep::Bytes(b) => (b, None),
+            Keep::For(d) => (DURATION_CAP, Some(d)),
+        };
+        while let Some(front) = self.frames.front() {
+            let old = age.is_some_and(|d| front.ts + d < newest);
+            if !old && self.bytes <= cap {
+                break;
+            }
+            self.bytes -= front.size();
+            if front.number > self.dumped_through {
+                self.evicted += 1;
+            }
+            self.frames.pop_front();
+        }
+    }
+
+    /// Count `n` things of kind `k` at `ts`; whether that makes `threshold` within the window.
+    fn count(&mut self, k: usize, n: usize, ts: Duration, threshold: u32) -> bool {
+        if threshold == 0 || n == 0 {
+            return false;
+        }
+        let recent = &mut self.recent[k];
+        for _ in 0..n {
+            recent.push_back(ts);
+        }
+        while recent
+            .front()
+            .is_some_and(|t| ts.saturating_sub(*t) > TRIGGER_WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= threshold as usize {
+            recent.clear();
+            return true;
+        }
+        false
+    }
+
+    /// The trigger this frame fires, if any.
+    fn fired(&mut self, packet: &Decoded<'_>) -> Option<&'static str> {
+        let (ts, t) = (packet.frame.ts, self.plan.triggers);
+        let mut fired = None;
+        let of = |f: fn(&Event) -> bool| packet.events.iter().filter(|e| f(e)).count();
+        let kod = of(|e| matches!(e, Event::KissOfDeath { .. }));
+        let queries = of(|e| {
+            matches!(
+                e,
+                Event::MonlistRequest { .. } | Event::RemoteControlQuery { .. }
+            )
+        });
+        let status = of(|e| matches!(e, Event::StatusChange { .. }));
+        if self.count(0, kod, ts, t.kiss_of_death) {
+            fired = Some("kiss-of-death");
+        }
+        if self.count(1, queries, ts, t.queries) {
+            fired = Some("query");
+        }
+        if self.count(2, status, ts, t.status) {
+            fired = Some("status");
+        }
+        if self.count(3, usize::from(packet.frame.drop.is_some()), ts, t.drops) {
+            fired = Some("drops");
+        }
+        if t.offset_step && of(|e| matches!(e, Event::OffsetStep { .. })) > 0 {
+            fired = Some("offset-step");
+        }
+        if t.unanswered && of(|e| matches!(e, Event::UnansweredRun { .. })) > 0 {
+            fired = Some("unanswered");
+        }
+        fired
+    }
+
+    /// Start a dump for `trigger` at `at`, unless the rate limit or a dump under way says no.
+    fn trigger(&mut self, trigger: &str, at: Duration) -> Answer {
+        if let Some(last) = self.last_start
+            && (self.dump.is_some() || at.saturating_sub(last) < self.plan.interval)
+        {
+            self.suppressed += 1;
+            let text = format!(
+                "flight recorder: {trigger} ignored: the last dump began {:.0} s ago, and dumps start at most once every {} s (--flight-recorder-interval)",
+                at.saturating_sub(last).as_secs_f64(),
+                self.plan.interval.as_secs()
+            );
+            eprintln!("ntptap: {text}");
+            return (429, text);
+        }
+        let path = self
+            .plan
+            .dir
+            .join(format!("ntptap-flight-{}-{trigger}.pcapng", file_time(at)));
+        let file = match create_output(&path, self.plan.creation) {
+            Ok((file, _)) => file,
+            Err(e) => {
+                self.failed += 1;
+                let text = format!("flight recorder: {trigger}: no dump: {e:#}");
+                eprintln!("ntptap: {text}");
+                return (500, text);
+            }
+        };
+        let held: Vec<Arc<Kept>> = self.frames.iter().cloned().collect();
+        self.dumped_through = held.last().map_or(self.dumped_through, |k| k.number);
+        let comment = format!(
+            "ntptap flight recorder: {trigger} at {}; {} frames from memory, then {} s after; {} frames captured before them had left memory in no dump",
+            file_time(at),
+            held.len(),
+            self.plan.after.as_secs_f64(),
+            self.evicted
+        );
+        let (tx, rx) = mpsc::channel::<Arc<Kept>>();
+        let (interfaces, snaplen, filter) =
+            (self.interfaces.clone(), self.snaplen, self.filter.clone());
+        let from_memory = held.len();
+        let thread = std::thread::spawn(move || -> io::Result<u64> {
+            let out = BufWriter::with_capacity(1 << 20, file.try_clone()?);
+            let mut sink =
+                PcapNgSink::with_comments(out, &interfaces, snaplen, &filter, vec![comment])?;
+            let (mut n, mut first, mut last) = (0, None, None);
+            // What memory held, then what comes after the trigger, as it comes.
+            for kept in held.into_iter().chain(rx) {
+                sink.write_kept(&kept)?;
+                n += 1;
+                first.get_or_insert(kept.ts);
+                last = Some(kept.ts);
+            }
+            sink.close(&CloseStats {
+                start: first.unwrap_or_default(),
+                end: last.unwrap_or_default(),
+                received: None,
+                dropped: None,
+            })?;
+            drop(sink);
+            file.sync_all()?;
+            Ok(n)
+        });
+        let text = format!(
+            "flight recorder: {trigger}: writing {} ({from_memory} frames from memory, and {} s after)",
+            path.display(),
+            self.plan.after.as_secs_f64()
+        );
+        eprintln!("ntptap: {text}");
+        self.dump = Some(Dump {
+            path,
+            until: at + self.plan.after,
+            tx,
+            thread,
+        });
+        self.last_start = Some(at);
+        (200, text)
+    }
+
+    /// End the dump under way: its thread writes what it has, and closes the file.
+    fn finish(&mut self) {
+        let Some(dump) = self.dump.take() else {
+            return;
+        };
+        drop(dump.tx);
+        match dump.thread.join() {
+            Ok(Ok(n)) => {
+                self.written += 1;
+                eprintln!(
+                    "ntptap: flight recorder: wrote {} ({n} frames)",
+                    dump.path.display()
+                );
+            }
+            Ok(Err(e)) => {
+                self.failed += 1;
+                eprintln!(
+                    "ntptap: flight recorder: cannot write {}: {e}; free space or choose another --flight-recorder-dir",
+                    dump.path.display()
+                );
+            }
+            Err(_) => {
+                self.failed += 1;
+                eprintln!(
+                    "ntptap: flight recorder: the writer of {} failed",
+                    dump.path.display()
+                );
+            }
+        }
+    }
+
+    /// Answer the POSTs waiting, at `at`.
+    fn answer_requests(&mut self, at: Duration) {
+        for answer in self.requests.take() {
+            let reply = self.trigger("POST", at);
+            let _ = answer.send(reply);
+        }
+    }
+}
+
+impl Sink for FlightSink {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        let kept = Arc::new(Kept::new(packet, self.snaplen));
+        let ts = kept.ts;
+        if let Some(dump) = &self.dump {
+            if ts > dump.until {
+                self.finish();
+            } else {
+                self.dumped_through = kept.number;
+                if dump.tx.send(Arc::clone(&kept)).is_err() {
+                    // The writer stopped (a write failed): finish says why.
+                    self.finish();
+                }
+            }
+        }
+        self.keep(kept);
+        if let Some(trigger) = self.fired(packet) {
+            self.trigger(trigger, ts);
+        }
+        self.answer_requests(ts);
+        Ok(false)
+    }
+
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        match *control {
+            Control::Tick { now, .. } => {
+                // Frames reach the rings and the drain a little after their time: the dump
+                // waits a second past its end for the last of them.
+                if self
+                    .dump
+                    .as_ref()
+                    .is_some_and(|d| now > d.until + Duration::from_secs(1))
+                {
+                    self.finish();
+                }
+                self.answer_requests(now);
+            }
+            Control::Trigger(name, now) => {
+                self.trigger(name, now);
+            }
+            Control::Close { .. } => {
+                self.finish();
+                eprintln!(
+                    "ntptap: flight recorder: {} dumps written, {} triggers ignored by the rate limit, {} failed; {} frames left memory in no dump; {} frames ({} bytes) held at the end",
+                    self.written,
+                    self.suppressed,
+                    self.failed,
+                    self.evicted,
+                    self.frames.len(),
+                    self.bytes
+                );
+            }
+            Control::Kernel(_) | Control::Rotate(_) | Control::Flush => {}
+        }
+        Ok(())
+    }
+
+    fn unwritten(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!("16M".parse(), Ok(Keep::Bytes(16 << 20)));
+        assert_eq!("512K".parse(), Ok(Keep::Bytes(512 << 10)));
+        assert_eq!("1000".parse(), Ok(Keep::Bytes(1000)));
+        assert_eq!("2G".parse(), Ok(Keep::Bytes(2 << 30)));
+        assert_eq!("90s".parse(), Ok(Keep::For(Duration::from_secs(90))));
+        assert_eq!("10m".parse(), Ok(Keep::For(Duration::from_mins(10))));
+        for bad in ["", "16Q", "M", "0", "-1M", "99999999999999999999G", "1.5M"] {
+            assert!(bad.parse::<Keep>().is_err(), "{bad}");
+        }
+    }
+}
