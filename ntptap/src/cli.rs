@@ -221,9 +221,13 @@ pub struct Cli {
     pub format: Option<OutputFormat>,
 
     /// Print the decoded frames even while writing them to a file with -w (tcpdump's
-    /// --print), or while the flight recorder keeps them.
-    #[arg(long = "print")]
+    /// --print), while the flight recorder keeps them, or with --plot.
+    #[arg(long = "print", conflicts_with = "no_print")]
     pub print: bool,
+
+    /// Print no frames: only the --stats tables, the files and the summary.
+    #[arg(long = "no-print")]
+    pub no_print: bool,
 
     /// Start a new file when the current one is larger than this many millions of bytes
     /// (tcpdump's -C; fractions allowed). Files are named FILE, FILE1, FILE2...
@@ -279,6 +283,13 @@ pub struct Cli {
     /// system where direct writes are slow (some network file systems).
     #[arg(long = "no-direct-io", action = ArgAction::SetTrue)]
     pub no_direct_io: bool,
+
+    /// When the capture or the file ends, draw OUT (.png or .svg): per server, the delay and
+    /// offset of each exchange over time, with unanswered requests and kiss-o'-death marked;
+    /// for a server on this host, requests and replies per second and distinct clients per
+    /// minute. Labels need a TrueType font (fonts-dejavu-core, or NTPTAP_FONT=FILE).
+    #[arg(long = "plot", value_name = "OUT")]
+    pub plot: Option<PathBuf>,
 
     /// Keep the most recent frames in memory and write them as a pcapng file when a trigger
     /// fires: SIGUSR1, a POST to /flight-recorder on the --metrics endpoint, or an event past

@@ -99,23 +99,38 @@ impl Plan {
         let ports = PortSet::new(cli.port_set());
         let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
         let limits = limits(cli)?;
-        if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() {
+        if let Some(path) = &cli.plot {
+            crate::output::plot::Format::of(path)?;
+        }
+        if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() && cli.plot.is_none() {
             bail!(
-                "--print goes with -w or --flight-recorder (without them, frames are printed anyway)"
+                "--print goes with -w, --flight-recorder or --plot (without them, frames are printed anyway)"
             );
         }
+        // Frames are printed unless they go elsewhere (a file, the recorder, a plot) or
+        // --no-print says not to; --print brings them back.
+        let printing = cli.print
+            || !(cli.no_print
+                || cli.write.is_some()
+                || cli.flight_recorder.is_some()
+                || cli.plot.is_some());
         if let Some(path) = &cli.read {
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
                 output: OutputPlan {
                     ports,
                     file: None,
-                    printer: Some(printer(cli, facts, stats, false)),
+                    printer: printing.then(|| printer(cli, facts, stats, false)),
                     stats,
                     metrics: None,
                     latency: cli.latency,
                     limits,
                     flight: None,
+                    plot: cli.plot.clone(),
+                    creation: Creation {
+                        mode: cli.file_mode,
+                        overwrite: cli.overwrite,
+                    },
                 },
                 count: cli.count,
             })));
@@ -143,8 +158,7 @@ impl Plan {
             bail!("--print and -w - would both write to standard output: write the file elsewhere");
         }
         let flight = flight(cli)?;
-        let printer = ((file.is_none() && flight.is_none()) || cli.print)
-            .then(|| printer(cli, facts, stats, several));
+        let printer = printing.then(|| printer(cli, facts, stats, several));
         // Frames shown as they come are read promptly; frames only written to a file wait.
         let drain_interval = match &file {
             Some(f)
@@ -172,6 +186,11 @@ impl Plan {
                 latency: cli.latency,
                 limits,
                 flight,
+                plot: cli.plot.clone(),
+                creation: Creation {
+                    mode: cli.file_mode,
+                    overwrite: cli.overwrite,
+                },
             },
             count: cli.count,
             duration: cli.duration.map(Duration::from_secs_f64),
@@ -240,6 +259,8 @@ fn limits(cli: &Cli) -> anyhow::Result<Limits> {
     Ok(Limits {
         step: (cli.trigger_offset > 0.0).then_some(cli.trigger_offset),
         unanswered_run: cli.trigger_unanswered,
+        // --plot marks each unanswered request.
+        losses: if cli.plot.is_some() { 1_000_000 } else { 0 },
         ..Limits::default()
     })
 }

@@ -24,6 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod load;
+
 /// Panic unless running as root: the kernel tests create namespaces and load BPF programs.
 pub fn require_root() {
     assert!(
@@ -322,11 +324,17 @@ pub fn tools_root() -> PathBuf {
 /// port, never touching the system clock, contacting no one).
 #[must_use]
 pub fn chrony_server(ns: &Netns, dir: &Path) -> Proc {
+    chrony_server_with(ns, dir, "")
+}
+
+/// [`chrony_server`] with more configuration lines (`ratelimit ...`).
+#[must_use]
+pub fn chrony_server_with(ns: &Netns, dir: &Path, more: &str) -> Proc {
     let conf = dir.join("chrony-server.conf");
     std::fs::write(
         &conf,
         format!(
-            "local stratum 8\nallow\ncmdport 0\npidfile {0}/chronyd-server.pid\ndriftfile {0}/server.drift\n",
+            "local stratum 8\nallow\ncmdport 0\npidfile {0}/chronyd-server.pid\ndriftfile {0}/server.drift\n{more}",
             dir.display()
         ),
     )
@@ -341,6 +349,41 @@ pub fn chrony_server(ns: &Netns, dir: &Path) -> Proc {
     proc.wait_for_stderr("chronyd version", Duration::from_secs(10));
     // chronyd binds its socket right after printing its banner.
     thread::sleep(Duration::from_millis(300));
+    proc
+}
+
+/// NTPsec's ntpd as a server in `ns`: no time sources, clock discipline off (it never touches
+/// the system clock), rate limiting with kiss-o'-death for every address (`restrict default
+/// limited kod`), statistics in `dir`.
+#[must_use]
+pub fn ntpsec_server(ns: &Netns, dir: &Path) -> Proc {
+    let conf = dir.join("ntpsec.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "restrict default limited kod nomodify noquery\nrestrict 127.0.0.1\ndisable ntp\nstatsdir {}/\n",
+            dir.display()
+        ),
+    )
+    .expect("write ntp.conf");
+    let ntpd = tools_root().join("usr/sbin/ntpd");
+    let proc = Proc::spawn(
+        "ntpd (NTPsec server)",
+        ns.command(ntpd).args(["-n", "-u", "root", "-c"]).arg(&conf),
+    );
+    // ntpd's stderr is block-buffered into a pipe: ask it the time until it answers.
+    let answered = ns.enter(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("a timeout");
+        let mut request = [0u8; 48];
+        request[0] = 0x23;
+        (0..50).any(|_| {
+            let _ = s.send_to(&request, "127.0.0.1:123");
+            s.recv(&mut [0u8; 128]).is_ok()
+        })
+    });
+    assert!(answered, "NTPsec's ntpd did not answer within 10 s");
     proc
 }
 

@@ -54,7 +54,7 @@ const VM_PACKAGES: &[&str] = &[
 
 /// NTP implementations the tests run as peers. They are unpacked, never installed: installing
 /// them starts a service that contacts the public pool. (Prometheus is unpacked the same way.)
-const NTP_DEBS: &[&str] = &["chrony", "ntpsec-ntpdig", "python3-ntp"];
+const NTP_DEBS: &[&str] = &["chrony", "ntpsec", "ntpsec-ntpdig", "python3-ntp"];
 
 /// Where the unpacked NTP implementations live.
 pub fn tools_dir(root: &Path) -> PathBuf {
@@ -231,7 +231,11 @@ fn nix_is_root() -> bool {
 }
 
 fn ntp_tools(dir: &Path) -> anyhow::Result<()> {
-    unpacked(dir, NTP_DEBS, &["usr/sbin/chronyd", "usr/bin/ntpdig"])?;
+    unpacked(
+        dir,
+        NTP_DEBS,
+        &["usr/sbin/chronyd", "usr/sbin/ntpd", "usr/bin/ntpdig"],
+    )?;
     // ntpsec's Python module looks for libntpc.so beside itself first.
     let root = dir.join("root");
     let lib = root.join("usr/lib/x86_64-linux-gnu/ntp/libntpc.so.1");

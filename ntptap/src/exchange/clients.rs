@@ -128,10 +128,11 @@ struct LastSeen {
 
 impl LastSeen {
     fn new(clients: usize) -> Self {
+        let half = (clients / 2).max(1);
         Self {
-            current: HashMap::new(),
+            current: HashMap::with_capacity(half),
             previous: HashMap::new(),
-            half: (clients / 2).max(1),
+            half,
             forgotten: 0,
         }
     }
@@ -143,9 +144,12 @@ impl LastSeen {
         }
         let last = self.previous.remove(&ip);
         if self.current.len() >= self.half {
+            // The forgotten generation's table, emptied, becomes the new current one: the
+            // two tables are made once and reused.
             self.forgotten += self.previous.len() as u64;
-            self.previous = std::mem::take(&mut self.current);
-            self.current.shrink_to(self.half);
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
+            self.current.reserve(self.half);
         }
         self.current.insert(ip, ts);
         last

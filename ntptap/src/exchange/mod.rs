@@ -45,6 +45,22 @@ pub struct Limits {
     /// An `unanswered_run` event when this many requests in a row to one server go
     /// unanswered (0: never).
     pub unanswered_run: u64,
+    /// Keep the time of this many unanswered requests (for `--plot`; 0: none).
+    pub losses: usize,
+}
+
+impl Limits {
+    /// An upper bound of the bytes the waiting and answered requests take, whatever the
+    /// traffic: each hash table at twice its entries (its slack) and once more while it grows
+    /// (the old table beside the new); the arrival queue at three times (compacted past one
+    /// and a half, and doubled as it grows).
+    #[must_use]
+    pub fn bound(&self) -> usize {
+        self.pending
+            * (3 * (size_of::<(Key, Pending)>() + 1)
+                + 3 * size_of::<(Duration, Key)>()
+                + 3 * (size_of::<(Key, Duration)>() + 1))
+    }
 }
 
 impl Default for Limits {
@@ -56,15 +72,28 @@ impl Default for Limits {
             processes: 1024,
             step: Some(0.128),
             unanswered_run: 5,
+            losses: 0,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    client: SocketAddr,
-    server: SocketAddr,
+    /// The client's address and port (not a `SocketAddr`: IPv6's flow label and scope make
+    /// that 32 bytes, and 65,536 keys wait in three tables).
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
     transmit: u64,
+}
+
+impl Key {
+    fn new(client: SocketAddr, server: SocketAddr, transmit: u64) -> Self {
+        Self {
+            client: (client.ip(), client.port()),
+            server: (server.ip(), server.port()),
+            transmit,
+        }
+    }
 }
 
 /// One process's exchanges with one server (process attribution).
@@ -284,6 +313,20 @@ pub struct Observed {
     pub latency: Latency,
     /// What it was to a server on this host (client analytics).
     pub served: Option<Served>,
+    /// The exchange it completed: a response paired with its request.
+    pub exchange: Option<Exchange>,
+}
+
+/// One exchange with a server, as the capture saw it (RFC 5905 §8, capture times as T1 and
+/// T4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Exchange {
+    /// The server.
+    pub server: IpAddr,
+    /// Round-trip delay, seconds.
+    pub delay: f64,
+    /// Offset of the server's clock from the capturing host's, seconds.
+    pub offset: f64,
 }
 
 /// A request waiting for its response.
@@ -292,11 +335,11 @@ struct Pending {
     /// When it was seen.
     seen: Duration,
     /// Its process's key in `processes`.
-    process: Option<(String, IpAddr)>,
+    process: Option<Box<(String, IpAddr)>>,
     /// Which way it went, when known.
     direction: Option<Direction>,
     /// The kernel dropped it, or its reply, in this host: the reason.
-    dropped: Option<String>,
+    dropped: Option<Box<str>>,
     /// Kernel monotonic time of its capture, ns.
     mono: Option<u64>,
 }
@@ -307,6 +350,10 @@ pub struct Tracker {
     limits: Limits,
     /// Requests waiting.
     pending: HashMap<Key, Pending>,
+    /// The requests in `pending` in the order they came, with when: the oldest is found in
+    /// O(1) to expire or evict it. An entry whose request was answered (or seen again) is
+    /// stale and skipped; the queue is compacted when stale entries outnumber live ones.
+    order: std::collections::VecDeque<(Duration, Key)>,
     /// Requests answered within the timeout, by when: a reply the kernel drops after ntptap
     /// saw it is an answer that never arrived.
     answered: HashMap<Key, Duration>,
@@ -315,6 +362,10 @@ pub struct Tracker {
     events: Vec<Event>,
     /// Client analytics of a server on this host.
     clients: Clients,
+    /// The exchange the last response completed.
+    completed: Option<Exchange>,
+    /// When unanswered requests were sent, by server (up to `limits.losses`).
+    losses: Vec<(IpAddr, Duration)>,
     /// Pending requests dropped to stay within the limit.
     pub evicted_requests: u64,
     /// Servers dropped to stay within the limit.
@@ -437,7 +488,11 @@ impl Tracker {
     ) -> Observed {
         let served = self.clients.observe(ts, (src, dst), ntp, direction);
         let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
-        Observed { latency, served }
+        Observed {
+            latency,
+            served,
+            exchange: self.completed.take(),
+        }
     }
 
     /// The client analytics of a server on this host.
@@ -512,38 +567,26 @@ impl Tracker {
         let Some(h) = ntp.time() else { return };
         // The exchange's key, its server, and whether the dropped packet is the request.
         let (key, server, request) = match ntp.mode {
-            Mode::Client | Mode::SymmetricActive => (
-                Key {
-                    client: src,
-                    server: dst,
-                    transmit: h.transmit.0,
-                },
-                dst.ip(),
-                true,
-            ),
-            Mode::Server | Mode::SymmetricPassive => (
-                Key {
-                    client: dst,
-                    server: src,
-                    transmit: h.origin.0,
-                },
-                src.ip(),
-                false,
-            ),
+            Mode::Client | Mode::SymmetricActive => {
+                (Key::new(src, dst, h.transmit.0), dst.ip(), true)
+            }
+            Mode::Server | Mode::SymmetricPassive => {
+                (Key::new(dst, src, h.origin.0), src.ip(), false)
+            }
             _ => return,
         };
         if let Some(p) = self.pending.get_mut(&key) {
-            p.dropped = Some(reason.to_owned());
+            p.dropped = Some(reason.into());
         } else if request {
             // Dropped before ntptap's hook saw it (on the way out): a request all the same,
             // and it will never be answered.
             self.server(server).requests += 1;
-            self.fate(server, None, Some(reason), None);
+            self.fate(server, None, Some(reason), (None, None));
         } else if self.answered.remove(&key).is_some() {
             // Paired as it passed ntptap's hook, then dropped: no answer after all.
             let s = self.server(server);
             s.responses = s.responses.saturating_sub(1);
-            self.fate(server, None, Some(reason), None);
+            self.fate(server, None, Some(reason), (None, None));
         } else {
             *self
                 .server(server)
@@ -571,33 +614,59 @@ impl Tracker {
             p.requests += 1;
         }
         if self.pending.len() >= self.limits.pending {
-            self.expire(ts);
+            self.expire_before(ts);
         }
         if self.pending.len() >= self.limits.pending
-            && let Some(oldest) = self
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.seen)
-                .map(|(k, _)| *k)
+            && let Some((oldest, p)) = self.pop_oldest()
         {
-            let p = self.pending.remove(&oldest).unwrap_or_default();
             self.evicted_requests += 1;
             self.fate(
-                oldest.server.ip(),
-                p.process.as_ref(),
+                oldest.server.0,
+                p.process.as_deref(),
                 p.dropped.as_deref(),
-                p.direction,
+                (p.direction, Some(p.seen)),
             );
         }
-        pending.process = process;
-        self.pending.insert(
-            Key {
-                client,
-                server,
-                transmit: transmit.0,
-            },
-            pending,
-        );
+        pending.process = process.map(Box::new);
+        let key = Key::new(client, server, transmit.0);
+        self.order.push_back((ts, key));
+        self.pending.insert(key, pending);
+        if self.order.len() > self.pending.len() + self.pending.len() / 2 + 1024 {
+            let pending = &self.pending;
+            self.order
+                .retain(|(seen, k)| pending.get(k).is_some_and(|p| p.seen == *seen));
+        }
+    }
+
+    /// The oldest request still waiting, taken out.
+    fn pop_oldest(&mut self) -> Option<(Key, Pending)> {
+        while let Some((seen, key)) = self.order.pop_front() {
+            if self.pending.get(&key).is_some_and(|p| p.seen == seen) {
+                return self.pending.remove(&key).map(|p| (key, p));
+            }
+        }
+        None
+    }
+
+    /// Expire the requests, oldest first, that are older than the timeout at `now`.
+    fn expire_before(&mut self, now: Duration) {
+        let timeout = self.limits.timeout;
+        while let Some((seen, key)) = self.order.front().copied() {
+            let live = self.pending.get(&key).is_some_and(|p| p.seen == seen);
+            if live && now.saturating_sub(seen) <= timeout {
+                break;
+            }
+            self.order.pop_front();
+            if live {
+                let p = self.pending.remove(&key).unwrap_or_default();
+                self.fate(
+                    key.server.0,
+                    p.process.as_deref(),
+                    p.dropped.as_deref(),
+                    (p.direction, Some(p.seen)),
+                );
+            }
+        }
     }
 
     /// The key of `process`'s counts with `server`, made if there is room (else `None`: the
@@ -627,8 +696,13 @@ impl Tracker {
         server: IpAddr,
         process: Option<&(String, IpAddr)>,
         dropped: Option<&str>,
-        direction: Option<Direction>,
+        (direction, seen): (Option<Direction>, Option<Duration>),
     ) {
+        if let Some(seen) = seen
+            && self.losses.len() < self.limits.losses
+        {
+            self.losses.push((server, seen));
+        }
         let run = self.limits.unanswered_run;
         let s = self.server(server);
         s.unanswered += 1;
@@ -662,11 +736,7 @@ impl Tracker {
         let Some(h) = ntp.time() else {
             return Latency::default();
         };
-        let key = Key {
-            client,
-            server,
-            transmit: h.origin.0,
-        };
+        let key = Key::new(client, server, h.origin.0);
         let request = self.pending.remove(&key);
         if request.is_some() && self.answered.len() < self.limits.pending {
             self.answered.insert(key, ts);
@@ -752,6 +822,11 @@ impl Tracker {
             s.min_delay = Some(delay);
             s.best_offset = Some(offset);
         }
+        self.completed = Some(Exchange {
+            server: server.ip(),
+            delay,
+            offset,
+        });
         if let (Some(from), Some(step)) = (before, step)
             && (offset - from).abs() >= step
         {
@@ -797,22 +872,8 @@ impl Tracker {
 
     /// Count requests older than the timeout at `now` as unanswered, and forget them.
     pub fn expire(&mut self, now: Duration) {
+        self.expire_before(now);
         let timeout = self.limits.timeout;
-        let expired: Vec<Key> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.saturating_sub(p.seen) > timeout)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in expired {
-            let p = self.pending.remove(&key).unwrap_or_default();
-            self.fate(
-                key.server.ip(),
-                p.process.as_ref(),
-                p.dropped.as_deref(),
-                p.direction,
-            );
-        }
         self.answered
             .retain(|_, t| now.saturating_sub(*t) <= timeout);
     }
@@ -838,6 +899,12 @@ impl Tracker {
         let mut all: Vec<_> = self.servers.values().collect();
         all.sort_by_key(|s| std::cmp::Reverse(s.requests + s.responses));
         all
+    }
+
+    /// When unanswered requests were sent, by server (with `limits.losses`).
+    #[must_use]
+    pub fn losses(&self) -> &[(IpAddr, Duration)] {
+        &self.losses
     }
 
     /// Requests waiting for a response.

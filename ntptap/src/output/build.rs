@@ -44,6 +44,10 @@ pub struct OutputPlan {
     pub limits: crate::exchange::Limits,
     /// The flight recorder (`--flight-recorder`).
     pub flight: Option<super::flight::FlightPlan>,
+    /// A plot drawn at the end (`--plot`).
+    pub plot: Option<PathBuf>,
+    /// How the plot file is created.
+    pub creation: Creation,
 }
 
 impl OutputPlan {
@@ -54,6 +58,7 @@ impl OutputPlan {
         self.stats.is_some()
             || self.latency
             || self.flight.is_some()
+            || self.plot.is_some()
             || self.metrics.is_some()
             || self.printer.as_ref().is_some_and(|p| p.json)
     }
@@ -171,6 +176,12 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
         outputs
             .pipeline
             .push(Box::new(HealthSink::new(io::stderr(), every)));
+    }
+    if let Some(path) = &plan.plot {
+        outputs.pipeline.push(Box::new(super::plot::PlotSink::new(
+            path.clone(),
+            plan.creation,
+        )?));
     }
     let requests = super::flight::Requests::default();
     if let Some(flight) = &plan.flight {

@@ -27,6 +27,9 @@ pub struct Decoded<'a> {
     /// What the packet was to a server on this host (client analytics), when the outputs keep
     /// a tracker.
     pub served: Option<crate::exchange::clients::Served>,
+    /// The exchange this response completed (delay and offset), when the outputs keep a
+    /// tracker.
+    pub exchange: Option<crate::exchange::Exchange>,
 }
 
 /// The NTP packet a frame carries: UDP to or from a port in the port set.
@@ -52,6 +55,7 @@ impl<'a> Decoded<'a> {
             events: Vec::new(),
             latency: None,
             served: None,
+            exchange: None,
         }
     }
 

@@ -69,6 +69,7 @@ impl Consumer for Pipeline {
                     );
                     packet.latency = (!seen.latency.is_empty()).then_some(seen.latency);
                     packet.served = seen.served;
+                    packet.exchange = seen.exchange;
                 }
             }
             packet.events = tracker.take_events();
