@@ -197,7 +197,8 @@ pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// A server's reply to `request` (mode 4, stratum 2, or a RATE kiss-o'-death).
+/// A server's reply to `request` (mode 4, stratum 2, or a RATE kiss-o'-death), with its
+/// receive timestamp at `at`.
 #[must_use]
 pub fn reply(request: &[u8; 48], at: Duration, kiss: bool) -> [u8; 48] {
     let mut p = [0u8; 48];
@@ -277,8 +278,15 @@ pub fn write_capture(
         write(at, &udp_frame(client, to, &ask), &mut writer);
         written.requests += 1;
         if let Some(kiss) = answer(i, n) {
-            let back = reply(&ask, start + at, kiss);
-            let t = at + Duration::from_millis(1);
+            // A round trip of 1 to 2.4 ms that swells every half hour, and a server clock that
+            // wanders ±0.3 ms over ten minutes: something to see in a plot.
+            let tau = std::f64::consts::TAU;
+            let swell = 0.5e-3 * (1.0 + (at.as_secs_f64() / 1800.0 * tau).sin());
+            let delay = Duration::from_secs_f64(1e-3 + swell + (i % 5) as f64 * 0.1e-3);
+            let wander = (at.as_secs_f64() / 600.0 * tau).sin() * 0.3e-3;
+            let t2 = (start + at + delay / 2).as_secs_f64() + wander;
+            let back = reply(&ask, Duration::from_secs_f64(t2), kiss);
+            let t = at + delay;
             pending.push(Reverse((t, udp_frame(to, client, &back))));
             written.replies += 1;
             written.kisses += u64::from(kiss);

@@ -486,6 +486,9 @@ impl Tracker {
         (direction, process): (Option<Direction>, Option<&Process<'_>>),
         sighting: Sighting,
     ) -> Observed {
+        // Requests older than the timeout at this packet's time are unanswered: a capture
+        // file has no clock ticks but its own. (O(1) unless some expire.)
+        self.expire_before(ts);
         let served = self.clients.observe(ts, (src, dst), ntp, direction);
         let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
         Observed {

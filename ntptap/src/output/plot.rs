@@ -281,9 +281,15 @@ impl PlotSink {
         for (s, (q, r)) in &self.served {
             let i = (s.saturating_sub(base) / width) as usize;
             if let Some(b) = rates.get_mut(i) {
-                b.0 += f64::from(*q) / width as f64;
-                b.1 += f64::from(*r) / width as f64;
+                b.0 += f64::from(*q);
+                b.1 += f64::from(*r);
             }
+        }
+        // Per second of each bucket's span (the last is cut short by the end).
+        for (i, b) in rates.iter_mut().enumerate() {
+            let span = (end - (i as u64 * width) as f64).clamp(1.0, width as f64);
+            b.0 /= span;
+            b.1 /= span;
         }
         let top = rates.iter().map(|b| b.0.max(b.1)).fold(1.0, f64::max);
         let mut chart = ChartBuilder::on(area)
@@ -422,30 +428,25 @@ fn server_panel<DB: DrawingBackend>(
     chart.configure_mesh().x_desc(x_desc).y_desc(unit).draw()?;
     for (i, (ip, s)) in servers.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let points = decimate(s.points.iter().map(|p| (p.0, value(p))), end);
         chart
             .draw_series(LineSeries::new(
-                s.points.iter().map(|p| (p.0, value(p))),
-                color.stroke_width(1),
+                points.iter().copied(),
+                color.mix(0.4).stroke_width(1),
             ))?
             .label(ip.to_string())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))?;
+        // Unanswered requests (red crosses) at the bottom, kiss-o'-death (triangles) above.
+        let (low, higher) = (lo + (hi - lo) * 0.03, lo + (hi - lo) * 0.09);
         chart.draw_series(
-            s.points
-                .iter()
-                .map(|p| Circle::new((p.0, value(p)), 2, color.filled())),
-        )?;
-        let base = lo + (hi - lo) * 0.03;
-        chart.draw_series(
-            s.kisses
-                .iter()
-                .map(|t| TriangleMarker::new((*t, base), 6, RGBColor(230, 120, 0).filled())),
+            columns(&s.losses, end).map(|t| Cross::new((t, low), 5, RED.stroke_width(2))),
         )?;
         chart.draw_series(
-            s.losses
-                .iter()
-                .map(|t| Cross::new((*t, base), 5, RED.stroke_width(2))),
+            columns(&s.kisses, end)
+                .map(|t| TriangleMarker::new((t, higher), 6, RGBColor(230, 120, 0).filled())),
         )?;
     }
     chart
@@ -453,6 +454,61 @@ fn server_panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
+}
+
+/// Columns across a panel: a series of any length is drawn as at most two points (its least
+/// and its greatest) per column, so a day of exchanges draws as fast, and an SVG stays small,
+/// with every spike still there.
+const COLUMNS: f64 = 1200.0;
+
+fn column(x: f64, end: f64) -> u32 {
+    (x / end * COLUMNS).clamp(0.0, COLUMNS) as u32
+}
+
+/// `points` (in time order) reduced to the least and the greatest of each column, in order.
+fn decimate(points: impl Iterator<Item = (f64, f64)>, end: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut current: Option<(u32, (f64, f64), (f64, f64))> = None;
+    let flush = |out: &mut Vec<(f64, f64)>, (_, a, b): (u32, (f64, f64), (f64, f64))| {
+        let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+        out.push(first);
+        if second != first {
+            out.push(second);
+        }
+    };
+    for p in points {
+        let c = column(p.0, end);
+        match &mut current {
+            Some((col, min, max)) if *col == c => {
+                if p.1 < min.1 {
+                    *min = p;
+                }
+                if p.1 > max.1 {
+                    *max = p;
+                }
+            }
+            _ => {
+                if let Some(done) = current.take() {
+                    flush(&mut out, done);
+                }
+                current = Some((c, p, p));
+            }
+        }
+    }
+    if let Some(done) = current {
+        flush(&mut out, done);
+    }
+    out
+}
+
+/// The columns in which `times` fall, each once: where a marker goes.
+fn columns(times: &[f64], end: f64) -> impl Iterator<Item = f64> {
+    let mut seen = std::collections::BTreeSet::new();
+    for t in times {
+        seen.insert(column(*t, end));
+    }
+    seen.into_iter()
+        .map(move |c| (f64::from(c) + 0.5) / COLUMNS * end)
 }
 
 fn load_font() -> anyhow::Result<Vec<u8>> {
