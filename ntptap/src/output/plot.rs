@@ -465,11 +465,14 @@ fn column(x: f64, end: f64) -> u32 {
     (x / end * COLUMNS).clamp(0.0, COLUMNS) as u32
 }
 
+type Point = (f64, f64);
+
 /// `points` (in time order) reduced to the least and the greatest of each column, in order.
-fn decimate(points: impl Iterator<Item = (f64, f64)>, end: f64) -> Vec<(f64, f64)> {
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    let mut current: Option<(u32, (f64, f64), (f64, f64))> = None;
-    let flush = |out: &mut Vec<(f64, f64)>, (_, a, b): (u32, (f64, f64), (f64, f64))| {
+fn decimate(points: impl Iterator<Item = Point>, end: f64) -> Vec<Point> {
+    let mut out: Vec<Point> = Vec::new();
+    // The column being gathered, its least point and its greatest.
+    let mut current: Option<(u32, Point, Point)> = None;
+    let flush = |out: &mut Vec<Point>, (_, a, b): (u32, Point, Point)| {
         let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
         out.push(first);
         if second != first {
