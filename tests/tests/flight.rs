@@ -158,7 +158,7 @@ fn dumps_hold_exactly_the_frames_captured_in_their_interval() {
     let (status, _, stderr) = tap.stop(Signal::SIGINT);
     assert!(status.success(), "ntptap failed:\n{stderr}");
     assert!(
-        stderr.contains("2 dumps written, 1 triggers ignored by the rate limit"),
+        stderr.contains("dumps 2 written, 1 ignored by the rate limit, 0 failed"),
         "{stderr}"
     );
     // SIGUSR1 printed the counts so far, as tcpdump does, before the final ones.

@@ -451,7 +451,7 @@ impl Sink for FlightSink {
             Control::Close { .. } => {
                 self.finish();
                 eprintln!(
-                    "ntptap: flight recorder: {} dumps written, {} triggers ignored by the rate limit, {} failed; {} frames left memory in no dump; {} frames ({} bytes) held at the end",
+                    "ntptap: flight recorder: dumps {} written, {} ignored by the rate limit, {} failed; frames {} left memory in no dump, {} ({} bytes) held at the end",
                     self.written,
                     self.suppressed,
                     self.failed,
