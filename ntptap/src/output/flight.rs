@@ -472,7 +472,140 @@ impl Sink for FlightSink {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::{
+        frame::{Frame, LinkType},
+        output::SinkExt as _,
+    };
+
+    fn frame(number: u64, data: &[u8]) -> Frame<'_> {
+        Frame {
+            number,
+            ts: Duration::new(1_700_000_000, 0) + Duration::from_millis(number * 10),
+            mono_ns: None,
+            ifindex: Some(2),
+            iface: Some("eth0"),
+            drops_before: 0,
+            direction: None,
+            orig_len: data.len() as u32,
+            link: LinkType::Ethernet,
+            data,
+            socket: crate::process::Socket::Unknown,
+            drop: None,
+            send_before: None,
+            read_before: None,
+            queued_before: None,
+        }
+    }
+
+    fn recorder(dir: &Path, keep: Keep) -> FlightSink {
+        FlightSink::new(
+            FlightPlan {
+                keep,
+                after: Duration::from_millis(100),
+                dir: dir.to_owned(),
+                interval: Duration::from_mins(1),
+                triggers: Triggers {
+                    kiss_of_death: 0,
+                    queries: 0,
+                    status: 0,
+                    drops: 0,
+                    offset_step: false,
+                    unanswered: false,
+                },
+                creation: Creation {
+                    mode: 0o600,
+                    overwrite: false,
+                },
+            },
+            vec![PcapNgInterface {
+                index: 2,
+                name: "eth0".into(),
+            }],
+            2048,
+            "udp port 123".into(),
+            Requests::default(),
+        )
+    }
+
+    /// The bytes of each frame in a pcapng file.
+    fn frames_in(path: &Path) -> Vec<Vec<u8>> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+        let mut out = Vec::new();
+        while let Some(block) = reader.next_block() {
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block.unwrap().0 {
+                out.push(p.data.to_vec());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_dump_holds_what_memory_held_and_the_time_after_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<Vec<u8>> = (0..400u32).map(|i| i.to_be_bytes().repeat(20)).collect();
+        // Room for about 20 frames.
+        let one = Kept::new(
+            &Decoded::new(&frame(1, &data[0]), &crate::output::PortSet::new(vec![123])),
+            2048,
+        )
+        .size();
+        let mut r = recorder(dir.path(), Keep::Bytes(one * 20));
+        for n in 1..=100u64 {
+            r.take(&frame(n, &data[n as usize])).unwrap();
+        }
+        let at = frame(100, &[]).ts;
+        assert_eq!(r.trigger("test", at).0, 200);
+        // Within the rate limit: no second dump.
+        assert_eq!(r.trigger("again", at + Duration::from_secs(1)).0, 429);
+        // 100 ms after: frames 101..110 go in (10 ms apart), 111 ends the dump.
+        for n in 101..=120u64 {
+            r.take(&frame(n, &data[n as usize])).unwrap();
+        }
+        r.close_now(&CloseStats::default()).unwrap();
+        let dumps: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dumps.len(), 1, "{dumps:?}");
+        let got = frames_in(&dumps[0]);
+        let want: Vec<Vec<u8>> = (81..=110).map(|n| data[n].clone()).collect();
+        assert_eq!(got, want);
+        // Frames 1..=80 left memory before the dump, in no dump.
+        assert_eq!(r.written, 1);
+        assert_eq!(r.suppressed, 1);
+        assert_eq!(r.evicted, 80);
+        let bytes = std::fs::read(&dumps[0]).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("80 frames captured before them had left memory in no dump"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn kept_by_time_and_a_name_taken_is_a_failure_not_an_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![0u8; 90];
+        let mut r = recorder(dir.path(), Keep::For(Duration::from_millis(95)));
+        for n in 1..=50u64 {
+            r.take(&frame(n, &data)).unwrap();
+        }
+        // 10 ms apart, 95 ms kept: the newest and the nine before it.
+        assert_eq!(r.frames.len(), 10);
+        assert_eq!(r.evicted, 40);
+        let at = frame(50, &[]).ts;
+        let name = dir
+            .path()
+            .join(format!("ntptap-flight-{}-x.pcapng", file_time(at)));
+        std::fs::write(&name, b"already here").unwrap();
+        assert_eq!(r.trigger("x", at).0, 500);
+        assert_eq!(std::fs::read(&name).unwrap(), b"already here");
+        assert_eq!(r.failed, 1);
+    }
 
     #[test]
     fn sizes_and_durations() {
