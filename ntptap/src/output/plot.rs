@@ -276,7 +276,7 @@ impl PlotSink {
         let base = self.first.map_or(0, |f| f.as_secs());
         // About 600 buckets across, each a whole number of seconds; empty ones count as 0.
         let width = ((end / 600.0).ceil() as u64).max(1);
-        let buckets = (end as u64 / width + 1) as usize;
+        let buckets = ((end / width as f64).ceil() as usize).max(1);
         let mut rates = vec![(0.0, 0.0); buckets];
         for (s, (q, r)) in &self.served {
             let i = (s.saturating_sub(base) / width) as usize;
