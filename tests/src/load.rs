@@ -298,3 +298,49 @@ pub fn write_capture(
     }
     written
 }
+
+/// A capture of `n` requests from `n` distinct spoofed sources (half IPv4, half IPv6 with
+/// random-looking interface identifiers, as privacy addresses look), 100 µs apart, none
+/// answered.
+pub fn write_spoofed(path: &Path, n: u32) -> Written {
+    let clients: Vec<Client> = (0..n)
+        .map(|i| Client {
+            addr: address(i, i % 2 == 1),
+            every: Duration::from_secs(1_000_000),
+            first: Duration::from_micros(u64::from(i) * 100),
+            port: None,
+        })
+        .collect();
+    write_capture(
+        path,
+        (
+            Lab::A4.parse().expect("an address"),
+            Lab::A6.parse().expect("an address"),
+        ),
+        &clients,
+        (Duration::from_secs(1_790_000_000), Duration::from_secs(200)),
+        &|_, _| None,
+    )
+}
+
+/// The peak resident memory of `child`'s own image (VmHWM), read every 5 ms while it runs,
+/// until it exits (not reaped). A child's rusage would count its parent's memory too: it is
+/// shared until the exec.
+#[must_use]
+pub fn peak_rss(child: &std::process::Child) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    while let Ok(text) = std::fs::read_to_string(&status) {
+        let Some(kib) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        else {
+            // A zombie has no memory left to read.
+            break;
+        };
+        peak = peak.max(kib * 1024);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak
+}

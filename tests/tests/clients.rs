@@ -414,21 +414,7 @@ fn a_million_spoofed_sources_stay_within_the_memory_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peak = |n: u32| -> (u64, Value) {
         let file = dir.path().join(format!("spoofed-{n}.pcap"));
-        let clients: Vec<Client> = (0..n)
-            .map(|i| Client {
-                addr: load::address(i, i % 2 == 1),
-                every: Duration::from_secs(1_000_000),
-                first: Duration::from_micros(u64::from(i) * 100),
-                port: None,
-            })
-            .collect();
-        load::write_capture(
-            &file,
-            (Lab::A4.parse().unwrap(), Lab::A6.parse().unwrap()),
-            &clients,
-            (Duration::from_secs(1_790_000_000), Duration::from_secs(200)),
-            &|_, _| None,
-        );
+        load::write_spoofed(&file, n);
         let mut child = Command::new(ntptap_bin())
             .args(["-r", "-", "--no-print", "--stats", "3600"])
             .stdin(std::fs::File::open(&file).unwrap())
@@ -436,34 +422,16 @@ fn a_million_spoofed_sources_stay_within_the_memory_bound() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ntptap");
-        // The peak resident memory of ntptap's own image (VmHWM), read while it runs: the
-        // rusage of a child counts the test's memory too, shared before the exec.
-        let status = format!("/proc/{}/status", child.id());
-        let watcher = std::thread::spawn(move || {
-            let mut peak = 0u64;
-            while let Ok(text) = std::fs::read_to_string(&status) {
-                let Some(kib) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-                else {
-                    break;
-                };
-                peak = peak.max(kib * 1024);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr_pipe.read_to_string(&mut text).unwrap();
+            text
         });
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let peak = load::peak_rss(&child);
         let exit = child.wait().expect("ntptap's exit");
+        let stderr = reader.join().expect("the stderr reader");
         assert!(exit.success(), "ntptap failed:\n{stderr}");
-        let peak = watcher.join().expect("the watcher");
         let line = stderr
             .lines()
             .find(|l| l.starts_with("ntptap: clients of this host's NTP server"))

@@ -227,26 +227,11 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
 /// distinct spoofed sources (half IPv4, half IPv6 with random-looking interface IDs), fed
 /// through a pipe so that no mapping of the file counts: (sources, peak bytes).
 fn spoofed_memory(ntptap: &Path, out: &Path) -> anyhow::Result<Vec<(u32, u64)>> {
-    use ntptap_tests::load::{self, Client};
     let mut peaks = Vec::new();
     for n in [1_000u32, 1_000_000] {
         let file = out.join(format!("spoofed-{n}.pcap"));
         if !file.exists() {
-            let clients: Vec<Client> = (0..n)
-                .map(|i| Client {
-                    addr: load::address(i, i % 2 == 1),
-                    every: Duration::from_secs(1_000_000),
-                    first: Duration::from_micros(u64::from(i) * 100),
-                    port: None,
-                })
-                .collect();
-            load::write_capture(
-                &file,
-                ("10.203.0.1".parse()?, "fd00:203::1".parse()?),
-                &clients,
-                (Duration::from_secs(1_790_000_000), Duration::from_secs(200)),
-                &|_, _| None,
-            );
+            ntptap_tests::load::write_spoofed(&file, n);
         }
         let mut child = Command::new(ntptap)
             .args(["-r", "-", "--no-print", "--stats", "3600"])
@@ -255,21 +240,7 @@ fn spoofed_memory(ntptap: &Path, out: &Path) -> anyhow::Result<Vec<(u32, u64)>> 
             .stderr(Stdio::null())
             .spawn()
             .context("cannot run ntptap")?;
-        // VmHWM of ntptap's own image, read while it runs (a child's rusage would count the
-        // parent's memory shared before the exec).
-        let status = format!("/proc/{}/status", child.id());
-        let mut peak = 0u64;
-        while let Ok(text) = fs::read_to_string(&status) {
-            let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            else {
-                break;
-            };
-            peak = peak.max(kib * 1024);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let peak = ntptap_tests::load::peak_rss(&child);
         if !child.wait()?.success() {
             bail!("ntptap failed reading {}", file.display());
         }
