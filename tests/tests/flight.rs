@@ -17,10 +17,14 @@ use ntptap_tests::{
 const READY: Duration = Duration::from_secs(20);
 
 fn post(ns: &Netns, port: u16) -> String {
+    http(ns, port, "POST /flight-recorder")
+}
+
+fn http(ns: &Netns, port: u16, line: &str) -> String {
+    let request = format!("{line} HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
     ns.enter(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(b"POST /flight-recorder HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
-            .expect("send");
+        s.write_all(request.as_bytes()).expect("send");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         text
@@ -155,8 +159,26 @@ fn dumps_hold_exactly_the_frames_captured_in_their_interval() {
     assert!(accepted.contains("-POST.pcapng"), "{accepted}");
     let _ = traffic.wait(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
+    let metrics = http(&lab.a, 9126, "GET /metrics");
     let (status, _, stderr) = tap.stop(Signal::SIGINT);
     assert!(status.success(), "ntptap failed:\n{stderr}");
+    // The metrics count what the summary counts.
+    let value = |name: &str| ntptap_tests::metric(&metrics, name);
+    assert_eq!(
+        value("ntptap_flight_recorder_dumps_total{outcome=\"written\"}"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("ntptap_flight_recorder_dumps_total{outcome=\"ignored\"}"),
+        1,
+        "{metrics}"
+    );
+    let lost = value("ntptap_flight_recorder_evicted_frames_total");
+    assert!(
+        stderr.contains(&format!("frames {lost} left memory in no dump")),
+        "metrics say {lost} evicted:\n{stderr}"
+    );
     assert!(
         stderr.contains("dumps 2 written, 1 ignored by the rate limit, 0 failed"),
         "{stderr}"
@@ -164,7 +186,13 @@ fn dumps_hold_exactly_the_frames_captured_in_their_interval() {
     // SIGUSR1 printed the counts so far, as tcpdump does, before the final ones.
     assert_eq!(stderr.matches("packets captured").count(), 2, "{stderr}");
 
-    let files = dumps(&out);
+    check_dumps(&full, &out);
+}
+
+/// The two dumps in `out`: each exactly a run of the frames in `full`, each counting exactly
+/// the frames before it that no dump holds.
+fn check_dumps(full: &Path, out: &Path) {
+    let files = dumps(out);
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
         files
@@ -176,7 +204,7 @@ fn dumps_hold_exactly_the_frames_captured_in_their_interval() {
             .iter()
             .any(|f| f.to_string_lossy().ends_with("-POST.pcapng"))
     );
-    let full = read_pcap(&full);
+    let full = read_pcap(full);
     assert!(full.len() > 700, "only {} frames captured", full.len());
     let mut held = vec![false; full.len()];
     let mut by_time: Vec<(usize, usize, &PathBuf)> = files

@@ -184,6 +184,7 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
         )?));
     }
     let requests = super::flight::Requests::default();
+    let mut flight_stats = None;
     if let Some(flight) = &plan.flight {
         let Some(capture) = capture else {
             bail!("the flight recorder keeps frames of a live capture");
@@ -201,25 +202,26 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
                 dir.display()
             );
         }
-        outputs
-            .pipeline
-            .push(Box::new(super::flight::FlightSink::new(
-                flight.clone(),
-                pcapng_interfaces(capture),
-                capture.snaplen,
-                capture.filter.clone(),
-                requests.clone(),
-            )));
+        let sink = super::flight::FlightSink::new(
+            flight.clone(),
+            pcapng_interfaces(capture),
+            capture.snaplen,
+            capture.filter.clone(),
+            requests.clone(),
+        );
+        flight_stats = Some(sink.stats());
+        outputs.pipeline.push(Box::new(sink));
     }
     if let Some(addr) = plan.metrics {
         let mut endpoint = metrics::Endpoint::bind(addr)?;
         if plan.flight.is_some() {
             endpoint.flight = Some(requests);
         }
-        outputs.pipeline.push(Box::new(MetricsSink::new(
-            endpoint.exposition(),
-            capture.map_or(0, |c| c.ring_bytes),
-        )));
+        let mut sink = MetricsSink::new(endpoint.exposition(), capture.map_or(0, |c| c.ring_bytes));
+        if let Some(stats) = flight_stats {
+            sink = sink.with_flight(stats);
+        }
+        outputs.pipeline.push(Box::new(sink));
         outputs.metrics = Some(endpoint);
     }
     Ok(outputs)

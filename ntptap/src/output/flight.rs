@@ -11,7 +11,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     thread::JoinHandle,
@@ -144,6 +144,21 @@ impl Requests {
     }
 }
 
+/// The recorder's counts, published once a second for the metrics.
+#[derive(Debug, Default)]
+pub struct FlightStats {
+    /// Dumps written.
+    pub written: AtomicU64,
+    /// Triggers ignored by the rate limit.
+    pub ignored: AtomicU64,
+    /// Dumps that could not be written.
+    pub failed: AtomicU64,
+    /// Frames that left memory in no dump.
+    pub evicted: AtomicU64,
+    /// Bytes held now.
+    pub held_bytes: AtomicU64,
+}
+
 /// A dump being written: the frames from memory went to its thread; those after the trigger
 /// follow until `until`.
 struct Dump {
@@ -173,6 +188,7 @@ pub struct FlightSink {
     written: u64,
     suppressed: u64,
     failed: u64,
+    stats: Arc<FlightStats>,
 }
 
 /// A pcapng file name's time: `20261130T150405Z` (UTC).
@@ -210,7 +226,23 @@ impl FlightSink {
             written: 0,
             suppressed: 0,
             failed: 0,
+            stats: Arc::default(),
         }
+    }
+
+    /// Where the recorder publishes its counts (for the metrics).
+    #[must_use]
+    pub fn stats(&self) -> Arc<FlightStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn publish(&self) {
+        let s = &self.stats;
+        s.written.store(self.written, Ordering::Relaxed);
+        s.ignored.store(self.suppressed, Ordering::Relaxed);
+        s.failed.store(self.failed, Ordering::Relaxed);
+        s.evicted.store(self.evicted, Ordering::Relaxed);
+        s.held_bytes.store(self.bytes as u64, Ordering::Relaxed);
     }
 
     fn keep(&mut self, kept: Arc<Kept>) {
@@ -444,12 +476,14 @@ impl Sink for FlightSink {
                     self.finish();
                 }
                 self.answer_requests(now);
+                self.publish();
             }
             Control::Trigger(name, now) => {
                 self.trigger(name, now);
             }
             Control::Close { .. } => {
                 self.finish();
+                self.publish();
                 eprintln!(
                     "ntptap: flight recorder: dumps {} written, {} ignored by the rate limit, {} failed; frames {} left memory in no dump, {} ({} bytes) held at the end",
                     self.written,

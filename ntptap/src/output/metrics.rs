@@ -78,7 +78,18 @@ pub struct MetricsSink {
     drop_records: Family<Labels, Counter>,
     /// A server on this host and its clients.
     clients: super::client_metrics::ClientMetrics,
+    /// The flight recorder's counts, and what the counters last reached.
+    flight: Option<(Arc<super::flight::FlightStats>, FlightMetrics)>,
     exposition: Exposition,
+}
+
+/// The flight recorder's metrics.
+struct FlightMetrics {
+    dumps: Family<Labels, Counter>,
+    evicted: Counter,
+    held: Gauge,
+    /// What written, ignored, failed and evicted last reached.
+    last: [u64; 4],
 }
 
 /// Process names that get a `comm` label of their own; later names count as `other`, so a
@@ -269,6 +280,7 @@ impl MetricsSink {
         let clients = super::client_metrics::ClientMetrics::register(&mut registry);
         Self {
             clients,
+            flight: None,
             registry,
             cpu,
             cpu_last: 0.0,
@@ -299,7 +311,63 @@ impl MetricsSink {
         }
     }
 
+    /// Also the flight recorder's counts.
+    #[must_use]
+    pub fn with_flight(mut self, stats: Arc<super::flight::FlightStats>) -> Self {
+        let dumps = Family::<Labels, Counter>::default();
+        self.registry.register(
+            "flight_recorder_dumps",
+            "Flight-recorder dumps by outcome: written, ignored (a trigger within --flight-recorder-interval), failed",
+            dumps.clone(),
+        );
+        let evicted = Counter::default();
+        self.registry.register(
+            "flight_recorder_evicted_frames",
+            "Frames that left the flight recorder's memory in no dump",
+            evicted.clone(),
+        );
+        let held = Gauge::default();
+        self.registry.register(
+            "flight_recorder_held_bytes",
+            "Bytes of frames the flight recorder holds",
+            held.clone(),
+        );
+        self.flight = Some((
+            stats,
+            FlightMetrics {
+                dumps,
+                evicted,
+                held,
+                last: [0; 4],
+            },
+        ));
+        self
+    }
+
+    fn flight(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((stats, m)) = &mut self.flight else {
+            return;
+        };
+        let now = [
+            stats.written.load(Relaxed),
+            stats.ignored.load(Relaxed),
+            stats.failed.load(Relaxed),
+            stats.evicted.load(Relaxed),
+        ];
+        for (i, outcome) in ["written", "ignored", "failed"].iter().enumerate() {
+            m.dumps
+                .get_or_create(&labels(&[("outcome", outcome)]))
+                .inc_by(now[i].saturating_sub(m.last[i]));
+        }
+        m.evicted.inc_by(now[3].saturating_sub(m.last[3]));
+        m.held
+            .set(i64::try_from(stats.held_bytes.load(Relaxed)).unwrap_or(i64::MAX));
+        m.last = now;
+    }
+
     fn render(&mut self, exchanges: Option<&Tracker>, now: Option<Duration>) {
+        self.flight();
         if let Some(tracker) = exchanges {
             self.exchanges(tracker);
             self.clients.render(tracker, now);
