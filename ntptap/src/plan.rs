@@ -11,7 +11,7 @@ use anyhow::bail;
 use ntptap_common::MAX_DATA;
 
 pub use crate::output::build::{
-    Creation, FileFormat, FilePlan, FileTarget, OutputPlan, PrinterPlan,
+    Creation, FileFormat, FilePlan, FileTarget, JsonOutput, OutputPlan, PrinterPlan,
 };
 use crate::{
     capture::{
@@ -107,13 +107,8 @@ impl Plan {
                 "--print goes with -w, --flight-recorder or --plot (without them, frames are printed anyway)"
             );
         }
-        // Frames are printed unless they go elsewhere (a file, the recorder, a plot) or
-        // --no-print says not to; --print brings them back.
-        let printing = cli.print
-            || !(cli.no_print
-                || cli.write.is_some()
-                || cli.flight_recorder.is_some()
-                || cli.plot.is_some());
+        // `--json --no-print`: the JSON printer writes the events, not the frames.
+        let printing = printing(cli) || (cli.json && cli.no_print);
         if let Some(path) = &cli.read {
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
@@ -150,12 +145,14 @@ impl Plan {
             .as_ref()
             .map(|path| file_plan(cli, path, facts))
             .transpose()?;
-        if cli.print
+        if printing
             && file
                 .as_ref()
                 .is_some_and(|f| f.target == FileTarget::Stdout)
         {
-            bail!("--print and -w - would both write to standard output: write the file elsewhere");
+            bail!(
+                "--print (or --json --no-print) and -w - would both write to standard output: write the file elsewhere"
+            );
         }
         let flight = flight(cli)?;
         let printer = printing.then(|| printer(cli, facts, stats, several));
@@ -345,7 +342,13 @@ fn selection(cli: &Cli) -> Selection {
 
 fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> PrinterPlan {
     PrinterPlan {
-        json: cli.json,
+        json: cli.json.then(|| {
+            if printing(cli) {
+                JsonOutput::Frames
+            } else {
+                JsonOutput::Events
+            }
+        }),
         server_events: stats.filter(|_| cli.json),
         text: TextOptions {
             verbose: cli.verbose,
@@ -359,6 +362,16 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
         all: cli.all,
         terminal: facts.stdout_is_terminal,
     }
+}
+
+/// Whether frames are printed: unless they go elsewhere (a file, the recorder, a plot) or
+/// `--no-print` says not to; `--print` brings them back.
+fn printing(cli: &Cli) -> bool {
+    cli.print
+        || !(cli.no_print
+            || cli.write.is_some()
+            || cli.flight_recorder.is_some()
+            || cli.plot.is_some())
 }
 
 fn file_plan(cli: &Cli, path: &std::path::Path, facts: Facts) -> anyhow::Result<FilePlan> {
@@ -430,7 +443,7 @@ mod tests {
         assert!(p.output.file.is_none());
         assert!(!p.output.tracks_exchanges());
         let printer = p.output.printer.expect("a printer");
-        assert!(!printer.json && !printer.text.show_iface);
+        assert!(printer.json.is_none() && !printer.text.show_iface);
         assert_eq!(p.capture.drain_interval, DRAIN_SHOWING);
         assert_eq!(p.capture.hook, Hook::Tc);
         assert_eq!(p.capture.directions, Directions::Inout);
@@ -538,10 +551,44 @@ mod tests {
             "at least a second"
         );
         let printer = p.output.printer.expect("a printer");
-        assert!(printer.json);
+        assert_eq!(printer.json, Some(JsonOutput::Frames));
         assert_eq!(printer.server_events, Some(Duration::from_secs(1)));
         assert!(live(&["--json"]).output.tracks_exchanges());
         assert!(live(&["--stats", "5"]).output.tracks_exchanges());
+    }
+
+    #[test]
+    fn frames_go_to_one_output_unless_asked_and_no_print_keeps_json_events() {
+        let events = live(&["--json", "--no-print", "--stats", "60"]);
+        let printer = events.output.printer.expect("the JSON printer");
+        assert_eq!(printer.json, Some(JsonOutput::Events));
+        assert!(
+            live(&["--no-print", "--stats", "60"])
+                .output
+                .printer
+                .is_none()
+        );
+        // The recorder and the plot take the frames, as -w does; --print brings them back.
+        assert!(live(&["--flight-recorder", "16M"]).output.printer.is_none());
+        assert!(live(&["--plot", "x.png"]).output.printer.is_none());
+        assert!(
+            live(&["--plot", "x.png", "--print"])
+                .output
+                .printer
+                .is_some()
+        );
+        let err = plan(&["-w", "-", "--json", "--no-print"], Facts::default())
+            .err()
+            .expect("two writers to standard output");
+        assert!(err.to_string().contains("standard output"), "{err}");
+        let err = plan(&["--print"], Facts::default())
+            .err()
+            .expect("--print alone");
+        assert!(err.to_string().contains("--flight-recorder"), "{err}");
+        let err = plan(&["--plot", "x.jpg"], Facts::default())
+            .err()
+            .expect("not an image name");
+        assert!(err.to_string().contains(".png"), "{err}");
     }
 
     #[test]

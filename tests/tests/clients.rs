@@ -36,12 +36,15 @@ fn http(ns: &Netns, port: u16, line: &str) -> String {
     })
 }
 
-/// The last `clients` event of `ntptap -r FILE --json --stats 3600`.
+/// The last `clients` event of `ntptap -r FILE --json --no-print --stats 3600` (events, no
+/// frames).
 fn clients_event(file: &Path) -> Value {
-    let out = run(Command::new(ntptap_bin())
-        .arg("-r")
-        .arg(file)
-        .args(["--json", "--stats", "3600"]));
+    let out = run(Command::new(ntptap_bin()).arg("-r").arg(file).args([
+        "--json",
+        "--no-print",
+        "--stats",
+        "3600",
+    ]));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .rfind(|l| l.contains("\"event\":\"clients\""))

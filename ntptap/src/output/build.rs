@@ -60,7 +60,7 @@ impl OutputPlan {
             || self.flight.is_some()
             || self.plot.is_some()
             || self.metrics.is_some()
-            || self.printer.as_ref().is_some_and(|p| p.json)
+            || self.printer.as_ref().is_some_and(|p| p.json.is_some())
     }
 }
 
@@ -103,16 +103,26 @@ pub struct Creation {
 /// The printer on standard output.
 #[derive(Clone, Debug)]
 pub struct PrinterPlan {
-    /// NDJSON instead of text.
-    pub json: bool,
+    /// NDJSON instead of text (`Some`), and whether with the frames or the events only.
+    pub json: Option<JsonOutput>,
     /// With `json` and `--stats`: `server` events this often.
     pub server_events: Option<Duration>,
     /// What the text shows.
     pub text: TextOptions,
     /// Every frame, not only the port set (`--all`).
     pub all: bool,
+
     /// Standard output is a terminal: lines go out unbuffered.
     pub terminal: bool,
+}
+
+/// What the JSON printer writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonOutput {
+    /// A line per frame, and the events.
+    Frames,
+    /// The events only (`--json --no-print`).
+    Events,
 }
 
 /// Capture file format.
@@ -234,8 +244,11 @@ fn printer_sink(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> {
         all: printer.all,
     };
     let stdout = io::stdout();
-    if printer.json {
-        let sink = JsonSink::new(BufWriter::with_capacity(1 << 16, stdout), filter);
+    if let Some(json) = printer.json {
+        let mut sink = JsonSink::new(BufWriter::with_capacity(1 << 16, stdout), filter);
+        if json == JsonOutput::Events {
+            sink = sink.events_only();
+        }
         return match printer.server_events {
             Some(every) => Box::new(sink.with_server_stats(every)),
             None => Box::new(sink),

@@ -26,6 +26,8 @@ pub struct JsonSink<W: Write> {
     /// With `--stats N`: a `server` event per server every N seconds and at the end.
     stats_every: Option<std::time::Duration>,
     last_stats: Option<std::time::Duration>,
+    /// Frames too, not only events (`--no-print` leaves them out).
+    frames: bool,
 }
 
 impl<W: Write> JsonSink<W> {
@@ -38,7 +40,15 @@ impl<W: Write> JsonSink<W> {
             filter,
             stats_every: None,
             last_stats: None,
+            frames: true,
         }
+    }
+
+    /// Only the events (`--json --no-print`): exchange events, `server` and `clients`.
+    #[must_use]
+    pub fn events_only(mut self) -> Self {
+        self.frames = false;
+        self
     }
 
     /// Also write the exchange health of every server as `server` events, every `every`.
@@ -75,19 +85,21 @@ impl<W: Write> JsonSink<W> {
 
 impl<W: Write> Sink for JsonSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
-        if !self.filter.shows(packet.layers().transport.as_ref()) {
-            return Ok(false);
+        if self.frames {
+            if !self.filter.shows(packet.layers().transport.as_ref()) {
+                return Ok(false);
+            }
+            let value = frame_json(packet);
+            serde_json::to_writer(&mut self.out, &value)?;
+            self.out.write_all(b"\n")?;
         }
-        let value = frame_json(packet);
-        serde_json::to_writer(&mut self.out, &value)?;
-        self.out.write_all(b"\n")?;
         for event in &packet.events {
             let mut event = serde_json::to_value(event)?;
             event["frame"] = json!(packet.frame.number);
             serde_json::to_writer(&mut self.out, &event)?;
             self.out.write_all(b"\n")?;
         }
-        Ok(true)
+        Ok(self.frames)
     }
 
     fn control(&mut self, control: &SinkControl<'_>) -> io::Result<()> {
