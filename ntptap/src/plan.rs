@@ -577,17 +577,17 @@ mod tests {
                 .printer
                 .is_some()
         );
-        let err = plan(&["-w", "-", "--json", "--no-print"], Facts::default())
-            .err()
-            .expect("two writers to standard output");
+        let Err(err) = plan(&["-w", "-", "--json", "--no-print"], Facts::default()) else {
+            panic!("two writers to standard output");
+        };
         assert!(err.to_string().contains("standard output"), "{err}");
-        let err = plan(&["--print"], Facts::default())
-            .err()
-            .expect("--print alone");
+        let Err(err) = plan(&["--print"], Facts::default()) else {
+            panic!("--print alone");
+        };
         assert!(err.to_string().contains("--flight-recorder"), "{err}");
-        let err = plan(&["--plot", "x.jpg"], Facts::default())
-            .err()
-            .expect("not an image name");
+        let Err(err) = plan(&["--plot", "x.jpg"], Facts::default()) else {
+            panic!("not an image name");
+        };
         assert!(err.to_string().contains(".png"), "{err}");
     }
 
