@@ -100,7 +100,7 @@ impl Plan {
         let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
         let limits = limits(cli)?;
         if let Some(path) = &cli.plot {
-            crate::output::plot::Format::of(path)?;
+            check_plot(path)?;
         }
         if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() && cli.plot.is_none() {
             bail!(
@@ -243,6 +243,17 @@ fn capture_config(
         latency: cli.latency,
         drops: !cli.no_drops && (cli.drops || DROPS_BY_DEFAULT),
     }
+}
+
+/// Whether `--plot` names a file this build can draw.
+#[cfg(feature = "plot")]
+fn check_plot(path: &std::path::Path) -> anyhow::Result<()> {
+    crate::output::plot::Format::of(path).map(drop)
+}
+
+#[cfg(not(feature = "plot"))]
+fn check_plot(_: &std::path::Path) -> anyhow::Result<()> {
+    bail!("this ntptap was built without plots: build it with the `plot` feature (the default)")
 }
 
 /// The exchange tracker's bounds, with the event thresholds the flags set.

@@ -188,10 +188,16 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
             .push(Box::new(HealthSink::new(io::stderr(), every)));
     }
     if let Some(path) = &plan.plot {
+        #[cfg(feature = "plot")]
         outputs.pipeline.push(Box::new(super::plot::PlotSink::new(
             path.clone(),
             plan.creation,
         )?));
+        #[cfg(not(feature = "plot"))]
+        bail!(
+            "cannot draw {}: this ntptap was built without plots",
+            path.display()
+        );
     }
     let requests = super::flight::Requests::default();
     let mut flight_stats = None;

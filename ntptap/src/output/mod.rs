@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pcap;
 pub mod pcapng;
 pub mod pipeline;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod rotate;
 pub mod text;
