@@ -178,6 +178,11 @@ pub struct Cli {
     #[arg(long = "stats", value_name = "SECONDS")]
     pub stats: Option<u64>,
 
+    /// A request without a response after SECONDS counts as unanswered (in the --stats table,
+    /// the metrics, the fates and --trigger-unanswered).
+    #[arg(long = "unanswered-after", value_name = "SECONDS", default_value = "8")]
+    pub unanswered_after: f64,
+
     /// Serve Prometheus metrics on [ADDR:]PORT: kernel decisions, frames written, NTP packets
     /// by version/mode/direction, kiss codes, and per-server exchange health. A port alone
     /// binds loopback (127.0.0.1); name another address only if the network may see them.

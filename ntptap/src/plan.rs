@@ -264,7 +264,14 @@ fn limits(cli: &Cli) -> anyhow::Result<Limits> {
             cli.trigger_offset
         );
     }
+    if !(cli.unanswered_after.is_finite() && cli.unanswered_after > 0.0) {
+        bail!(
+            "--unanswered-after {} is not a number of seconds above 0",
+            cli.unanswered_after
+        );
+    }
     Ok(Limits {
+        timeout: Duration::from_secs_f64(cli.unanswered_after),
         step: (cli.trigger_offset > 0.0).then_some(cli.trigger_offset),
         unanswered_run: cli.trigger_unanswered,
         // --plot marks each unanswered request.
