@@ -323,7 +323,7 @@ pub fn write_spoofed(path: &Path, n: u32) -> Written {
     )
 }
 
-/// The peak resident memory of `child`'s own image (VmHWM), read every 5 ms while it runs,
+/// The peak resident memory of `child`'s own image (VmHWM), read every millisecond while it runs,
 /// until it exits (not reaped). A child's rusage would count its parent's memory too: it is
 /// shared until the exec.
 #[must_use]
@@ -340,7 +340,7 @@ pub fn peak_rss(child: &std::process::Child) -> u64 {
             break;
         };
         peak = peak.max(kib * 1024);
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     peak
 }

@@ -620,6 +620,69 @@ mod tests {
         );
     }
 
+    /// What `fired` says of a frame that raised `events` (and is a drop record with `drop`).
+    fn fires(r: &mut FlightSink, n: u64, events: Vec<Event>, drop: bool) -> Option<&'static str> {
+        let data = [0u8; 60];
+        let mut f = frame(n, &data);
+        if drop {
+            f.drop = Some(crate::frame::KernelDrop {
+                reason: "NO_SOCKET",
+                location: "udp_rcv",
+            });
+        }
+        let ports = crate::output::PortSet::new(vec![123]);
+        let mut packet = Decoded::new(&f, &ports);
+        packet.events = events;
+        r.fired(&packet)
+    }
+
+    #[test]
+    fn events_fire_at_their_thresholds_within_ten_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = recorder(dir.path(), Keep::Bytes(1 << 20));
+        r.plan.triggers = Triggers {
+            kiss_of_death: 3,
+            queries: 1,
+            status: 2,
+            drops: 2,
+            offset_step: true,
+            unanswered: false,
+        };
+        let a: std::net::SocketAddr = "192.0.2.1:123".parse().unwrap();
+        let b: std::net::SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        let kod = || Event::KissOfDeath {
+            server: a,
+            client: b,
+            code: "RATE".into(),
+        };
+        // Three kiss-o'-death: the third fires; frames are 10 ms apart.
+        assert_eq!(fires(&mut r, 1, vec![kod()], false), None);
+        assert_eq!(fires(&mut r, 2, vec![kod()], false), None);
+        assert_eq!(fires(&mut r, 3, vec![kod()], false), Some("kiss-of-death"));
+        // Two more, then a third 20 s later: the first two are out of the window.
+        assert_eq!(fires(&mut r, 4, vec![kod(), kod()], false), None);
+        assert_eq!(fires(&mut r, 2_004, vec![kod()], false), None);
+        let monlist = Event::MonlistRequest {
+            from: b,
+            to: a,
+            request_code: 42,
+        };
+        assert_eq!(fires(&mut r, 2_005, vec![monlist], false), Some("query"));
+        assert_eq!(fires(&mut r, 2_006, Vec::new(), true), None);
+        assert_eq!(fires(&mut r, 2_007, Vec::new(), true), Some("drops"));
+        let step = Event::OffsetStep {
+            server: a,
+            from: 0.001,
+            to: 0.5,
+        };
+        assert_eq!(fires(&mut r, 2_008, vec![step], false), Some("offset-step"));
+        let run = Event::UnansweredRun {
+            server: a.ip(),
+            unanswered: 5,
+        };
+        assert_eq!(fires(&mut r, 2_009, vec![run], false), None, "turned off");
+    }
+
     #[test]
     fn kept_by_time_and_a_name_taken_is_a_failure_not_an_overwrite() {
         let dir = tempfile::tempdir().unwrap();
