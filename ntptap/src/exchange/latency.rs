@@ -17,9 +17,12 @@ use std::{collections::VecDeque, fmt::Write as _};
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-/// What the capture knows of one packet's times, beside its capture time.
+/// What the capture knows of one packet's times, beside its capture time, and where it was.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sighting {
+    /// Seen on the loopback interface, where only ingress is attached: its direction says
+    /// nothing of which side of a local exchange sent it.
+    pub loopback: bool,
     /// Kernel monotonic time of the capture, ns (live captures).
     pub mono_ns: Option<u64>,
     /// Egress: ns from the process's send to the capture.

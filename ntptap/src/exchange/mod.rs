@@ -489,7 +489,14 @@ impl Tracker {
         // Requests older than the timeout at this packet's time are unanswered: a capture
         // file has no clock ticks but its own. (O(1) unless some expire.)
         self.expire_before(ts);
-        let served = self.clients.observe(ts, (src, dst), ntp, direction);
+        // On loopback a server here and its client both are this host: every request and
+        // reply is served traffic, whatever the direction says.
+        let served = self.clients.observe(
+            ts,
+            (src, dst),
+            ntp,
+            direction.filter(|_| !sighting.loopback),
+        );
         let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
         Observed {
             latency,
@@ -1153,6 +1160,46 @@ mod tests {
         assert_eq!(s.stratum, Some(2));
         assert_eq!(s.refid.as_deref(), Some("192.0.2.1"));
         assert_eq!(s.kiss_codes.get("RATE"), Some(&1));
+    }
+
+    #[test]
+    fn on_loopback_a_reply_seen_coming_in_is_served_traffic() {
+        let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let (t, now) = (
+            ts_at(1_700_000_000_000_000_000),
+            Duration::from_secs(1_700_000_000),
+        );
+        for loopback in [false, true] {
+            let mut tracker = Tracker::new(Limits::default());
+            let seen = |loopback| Sighting {
+                loopback,
+                ..Sighting::default()
+            };
+            let request = packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), t);
+            let reply = packet(Mode::Server, 2, t, t, t);
+            // Only ingress is attached on loopback: both show as coming in.
+            tracker.observe_seen(
+                now,
+                (client, server),
+                &request,
+                (Some(Direction::In), None),
+                seen(loopback),
+            );
+            tracker.observe_seen(
+                now,
+                (server, client),
+                &reply,
+                (Some(Direction::In), None),
+                seen(loopback),
+            );
+            let r = tracker.clients().report(None);
+            assert_eq!(
+                (r.requests, r.replies),
+                (1, u64::from(loopback)),
+                "loopback {loopback}"
+            );
+        }
     }
 
     #[test]

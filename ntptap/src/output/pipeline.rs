@@ -55,6 +55,8 @@ impl Consumer for Pipeline {
                     tracker.dropped((src, dst), ntp, drop.reason);
                 } else {
                     let sighting = crate::exchange::latency::Sighting {
+                        // Interface 1 is a network namespace's loopback.
+                        loopback: frame.ifindex == Some(1),
                         mono_ns: frame.mono_ns,
                         send_before: frame.send_before,
                         read_before: frame.read_before,
