@@ -182,6 +182,16 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
     if let Some(printer) = &plan.printer {
         outputs.pipeline.push(printer_sink(printer, plan));
     }
+    // Nothing shows or writes frames (events, tables, metrics, the recorder): `-c` counts
+    // every frame, as tcpdump's counts what it captured.
+    if plan.file.is_none()
+        && plan
+            .printer
+            .as_ref()
+            .is_none_or(|p| p.json == Some(JsonOutput::Events))
+    {
+        outputs.pipeline.count_every_frame();
+    }
     if let Some(every) = plan.stats {
         outputs
             .pipeline

@@ -13,6 +13,9 @@ pub struct Pipeline {
     ports: PortSet,
     sinks: Vec<Box<dyn Sink>>,
     tracker: Option<Tracker>,
+    /// No sink shows or writes frames (`--no-print --stats`, `--flight-recorder` alone): `-c`
+    /// then counts every frame taken.
+    every_frame_counts: bool,
 }
 
 impl Pipeline {
@@ -25,7 +28,13 @@ impl Pipeline {
             ports,
             sinks: Vec::new(),
             tracker: exchanges.map(Tracker::new),
+            every_frame_counts: false,
         }
+    }
+
+    /// No sink shows or writes frames: report every frame as taken, so that `-c` counts them.
+    pub fn count_every_frame(&mut self) {
+        self.every_frame_counts = true;
     }
 
     /// Add a sink; sinks see each frame in the order they were added.
@@ -76,7 +85,7 @@ impl Consumer for Pipeline {
             }
             packet.events = tracker.take_events();
         }
-        let mut shown = false;
+        let mut shown = self.every_frame_counts;
         for sink in &mut self.sinks {
             shown |= sink.frame(&packet)?;
         }
@@ -291,6 +300,20 @@ mod tests {
             metrics.contains("ntptap_events_total{event=\"kiss_of_death\"} 1"),
             "{metrics}"
         );
+    }
+
+    #[test]
+    fn with_nothing_that_shows_frames_every_frame_counts_for_c() {
+        let data = udp(true, &ntp(3, 1, false));
+        let exposition = Arc::new(Mutex::new(String::new()));
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Some(Limits::default()));
+        pipeline.push(Box::new(MetricsSink::new(exposition, 4096)));
+        assert!(
+            !pipeline.frame(&frame(1, &data)).unwrap(),
+            "metrics show nothing"
+        );
+        pipeline.count_every_frame();
+        assert!(pipeline.frame(&frame(2, &data)).unwrap());
     }
 
     /// What a sink was told, in order.
