@@ -623,9 +623,8 @@ impl Tracker {
         {
             p.requests += 1;
         }
-        if self.pending.len() >= self.limits.pending {
-            self.expire_before(ts);
-        }
+        // `observe_seen` has expired what is older than the timeout at `ts`: if the table is
+        // still full, the oldest request makes room.
         if self.pending.len() >= self.limits.pending
             && let Some((oldest, p)) = self.pop_oldest()
         {

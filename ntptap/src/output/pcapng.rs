@@ -197,6 +197,8 @@ pub struct Kept {
     pub data: Box<[u8]>,
     /// Direction, drops before it, comments.
     pub options: Vec<EnhancedPacketOption<'static>>,
+    /// See [`Kept::size`].
+    size: usize,
 }
 
 impl Kept {
@@ -204,7 +206,7 @@ impl Kept {
     #[must_use]
     pub fn new(packet: &Decoded<'_>, snaplen: u32) -> Self {
         let frame = packet.frame;
-        Self {
+        let mut kept = Self {
             number: frame.number,
             place: Place {
                 ifindex: frame.ifindex,
@@ -215,13 +217,9 @@ impl Kept {
             orig_len: frame.orig_len,
             data: frame.data[..frame.data.len().min(snaplen as usize)].into(),
             options: epb_options(packet),
-        }
-    }
-
-    /// Bytes it holds, roughly: its data, its comments, and the rest.
-    #[must_use]
-    pub fn size(&self) -> usize {
-        let comments: usize = self
+            size: 0,
+        };
+        let comments: usize = kept
             .options
             .iter()
             .map(|o| match o {
@@ -229,7 +227,14 @@ impl Kept {
                 _ => 24,
             })
             .sum();
-        self.data.len() + comments + size_of::<Self>() + 32
+        kept.size = kept.data.len() + comments + size_of::<Self>() + 32;
+        kept
+    }
+
+    /// Bytes it holds, roughly: its data, its comments, and the rest (reckoned once).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.size
     }
 }
 
