@@ -98,6 +98,7 @@ fn server_side_capture_is_exact(hook: &str) {
     let ntptap = start_tap(&lab, hook, &file, &[]);
 
     let mut sent = Vec::new();
+    let mut pairs = Vec::new();
     for (base, server, client) in [(0, Lab::A4, Lab::B4), (1000, Lab::A6, Lab::B6)] {
         let bind = |ip: &str, port: u16| {
             let addr: SocketAddr = (ip.parse::<std::net::IpAddr>().unwrap(), port).into();
@@ -111,6 +112,7 @@ fn server_side_capture_is_exact(hook: &str) {
         let client_socket = lab.b.enter(bind(client, 0));
         let to = server_socket.local_addr().unwrap();
         sent.extend(exchange(&client_socket, &server_socket, to, base));
+        pairs.push((client_socket.local_addr().unwrap(), to));
     }
     // Let the last reply's record reach the file before stopping.
     let total = 4 * EXCHANGES;
@@ -129,6 +131,55 @@ fn server_side_capture_is_exact(hook: &str) {
         );
         let want = if i % 2 == 0 { INBOUND } else { OUTBOUND };
         assert_eq!(record.direction, Some(want), "frame {i}: direction");
+        // The headers too: the addresses and ports of the sockets, requests in, replies out.
+        let (client, server) = pairs[i / (2 * EXCHANGES as usize)];
+        let want = if i % 2 == 0 {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        assert_eq!(
+            endpoints(&record.data),
+            Some(want),
+            "frame {i}: its headers"
+        );
+    }
+    // What differs between machines is read from the running kernel and said with -v.
+    let uname = nix::sys::utsname::uname().unwrap();
+    let machine = uname.machine().to_string_lossy();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ntptap: kernel: "))
+        .unwrap_or_else(|| panic!("-v names no kernel:\n{stderr}"));
+    assert!(
+        line.contains(&format!(" on {machine}, "))
+            && line.ends_with(&format!("ntptap built for {}", std::env::consts::ARCH)),
+        "{line}"
+    );
+    // The matrix's kernels (Debian's, amd64 and arm64) all compile BPF programs.
+    assert!(line.contains("BPF compiles the programs (JIT)"), "{line}");
+    // The kernel matrix's report lists it among each guest's decisions.
+    eprintln!("{line}");
+}
+
+/// The source and destination of an Ethernet frame holding IPv4 or IPv6 (no options or
+/// extension headers) and UDP.
+fn endpoints(frame: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+    let port = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
+    match frame.get(12..14)? {
+        [0x08, 0x00] if frame.get(14) == Some(&0x45) && frame.get(23) == Some(&17) => {
+            let ip = |at: usize| -> Option<std::net::IpAddr> {
+                Some(<[u8; 4]>::try_from(frame.get(at..at + 4)?).ok()?.into())
+            };
+            Some(((ip(26)?, port(34)?).into(), (ip(30)?, port(36)?).into()))
+        }
+        [0x86, 0xdd] if frame.get(20) == Some(&17) => {
+            let ip = |at: usize| -> Option<std::net::IpAddr> {
+                Some(<[u8; 16]>::try_from(frame.get(at..at + 16)?).ok()?.into())
+            };
+            Some(((ip(22)?, port(54)?).into(), (ip(38)?, port(56)?).into()))
+        }
+        _ => None,
     }
 }
 

@@ -176,6 +176,42 @@ impl CaptureConfig {
     }
 }
 
+/// What differs between the machines ntptap runs on and shapes what it loads, as read from
+/// the running kernel (for `-v`): its release and architecture, its page size (the ring
+/// buffers' unit), and whether it compiled the loaded programs to machine code (the JIT, which
+/// each architecture has its own of, and which a kernel may have off) or interprets them. The
+/// JIT is read from a loaded program's size in machine code: `net.core.bpf_jit_enable` exists
+/// only in the first network namespace.
+fn platform(ebpf: &Ebpf) -> String {
+    let (release, machine) = nix::sys::utsname::uname().map_or_else(
+        |_| ("?".to_owned(), "?".to_owned()),
+        |u| {
+            (
+                u.release().to_string_lossy().into_owned(),
+                u.machine().to_string_lossy().into_owned(),
+            )
+        },
+    );
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or_else(|| "?".to_owned(), |p| (p / 1024).to_string());
+    let jit = ebpf
+        .programs()
+        .find_map(|(_, program)| program.info().ok())
+        .map_or("unknown (no program loaded)", |info| {
+            if info.size_jitted() > 0 {
+                "compiles the programs (JIT)"
+            } else {
+                "interprets the programs (no JIT)"
+            }
+        });
+    format!(
+        "kernel: Linux {release} on {machine}, {page} KiB pages; BPF {jit}; ntptap built for {}",
+        std::env::consts::ARCH
+    )
+}
+
 /// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
 #[must_use]
 pub fn ring_bytes(kib: u32) -> u32 {
@@ -617,6 +653,7 @@ impl Session {
             }
             Err(e) => return Err(e),
         };
+        decisions.insert(0, platform(&ebpf));
         if config.follow_interfaces {
             decisions.push(
                 "-i any: following link events; interfaces that appear are attached as they come"
