@@ -20,11 +20,26 @@ fn cargo_fuzz_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn run(root: &Path, seconds: u32, only: Option<&str>) -> anyhow::Result<()> {
+fn install() -> anyhow::Result<()> {
     if !cargo_fuzz_installed() {
         cmd(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
             .context("cannot install cargo-fuzz")?;
     }
+    Ok(())
+}
+
+/// Build every target with the flags `cargo fuzz run` uses (so each run then starts at
+/// once); `cargo xtask test` does this while the kernel tests run.
+pub fn build(root: &Path) -> anyhow::Result<()> {
+    install()?;
+    cmd(Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "build"])
+        .current_dir(root)
+        .env("AYA_BUILD_SKIP", "1"))
+}
+
+pub fn run(root: &Path, seconds: u32, only: Option<&str>) -> anyhow::Result<()> {
+    install()?;
     let captures = corpus_captures(root);
     let mut crashed = Vec::new();
     for target in TARGETS.into_iter().filter(|t| only.is_none_or(|o| o == *t)) {

@@ -3,8 +3,10 @@
 //! Not the normal build path (that is `cargo build`, which builds the kernel programs through
 //! `ntptap/build.rs`): xtask installs what a fresh machine lacks and runs the checks CI runs.
 
+mod background;
 mod bench;
 mod chart;
+mod cross;
 mod demo;
 mod fuzz;
 mod image;
@@ -44,6 +46,17 @@ enum Task {
         #[arg(long)]
         ntptap: Option<PathBuf>,
     },
+    /// Build ntptap (loader and kernel programs) for a target, cross-building where it is not
+    /// the machine's: `--target aarch64-unknown-linux-gnu` on an amd64 machine adds the Rust
+    /// target and Debian's cross linker when missing.
+    Build {
+        /// Rust target triple: x86_64- or aarch64-unknown-linux-gnu or -musl (musl is static).
+        #[arg(long)]
+        target: Option<String>,
+        /// Optimised build (target/TRIPLE/release/ntptap).
+        #[arg(long)]
+        release: bool,
+    },
     /// Set up, build in release mode, and run ntptap with ARGS.
     Run {
         /// Arguments for ntptap.
@@ -73,10 +86,11 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Boot Debian's cloud kernels 5.10, 6.1 and 6.12 in QEMU and run the kernel tests in each
-    /// (BPF_PROG_TEST_RUN verdicts; captures on a veth pair inside the guest).
+    /// Boot Debian's cloud kernels in QEMU (amd64 5.10, 6.1 and 6.12; arm64 6.1 and 6.12) and
+    /// run the kernel tests in each (BPF_PROG_TEST_RUN verdicts; captures on a veth pair
+    /// inside the guest).
     Vmtest {
-        /// Only these kernels (5.10, 6.1, 6.12); all by default.
+        /// Only these kernels (5.10, 6.1, 6.12, 6.1-arm64, 6.12-arm64); all by default.
         kernels: Vec<String>,
     },
     /// The soak: an NTP flood at a lossless rate with rotation on, sampling ntptap's memory
@@ -92,7 +106,11 @@ enum Task {
     /// Build the Debian package (cargo-deb) into target/package: the binary, the man page,
     /// shell completions, the systemd unit (installed, not enabled), the Prometheus rules and
     /// the Grafana dashboard under /usr/share/ntptap.
-    Package,
+    Package {
+        /// Debian architecture of the package (arm64 is cross-built on an amd64 machine).
+        #[arg(long, value_enum, default_value_t = cross::Arch::host())]
+        arch: cross::Arch,
+    },
     /// Build the container image (FROM scratch, the static musl binary) with podman, tagged
     /// ntptap:VERSION; no base image is pulled.
     Image,
@@ -140,9 +158,25 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
-        Task::Package => {
+        Task::Build { target, release } => {
+            setup::demo(&root)?;
+            let built = match target {
+                Some(triple) => cross::build(&root, &triple, release)?,
+                None if release => {
+                    cargo(&["build", "--package", "ntptap", "--release"])?;
+                    root.join("target/release/ntptap")
+                }
+                None => {
+                    cargo(&["build", "--package", "ntptap"])?;
+                    root.join("target/debug/ntptap")
+                }
+            };
+            eprintln!("xtask: built {}", built.display());
+            Ok(())
+        }
+        Task::Package { arch } => {
             setup::all(&root)?;
-            package::run(&root).map(drop)
+            package::run(&root, arch).map(drop)
         }
         Task::Image => {
             setup::all(&root)?;
@@ -171,28 +205,57 @@ fn run(args: Args) -> anyhow::Result<()> {
             args,
             fuzz_seconds,
             skip_vms,
-        } => {
-            setup::all(&root)?;
-            lint()?;
-            // The package test installs and removes it on this machine.
-            let deb = package::run(&root)?;
-            let image = image::run(&root)?;
-            let tests = test(&root, &deb, &image, &args);
-            // The matrix runs even when a host test failed, so one run reports both.
-            let tests = if skip_vms {
-                tests
-            } else {
-                tests.and(vmtest::run(&root, &[]))
-            };
-            // Fuzzing runs even when a test failed, so one run reports both.
-            let fuzzed = if fuzz_seconds > 0 {
-                fuzz::run(&root, fuzz_seconds, None)
-            } else {
-                Ok(())
-            };
-            tests.and(fuzzed)
-        }
+        } => test_all(&root, &args, fuzz_seconds, skip_vms),
     }
+}
+
+/// `cargo xtask test`.
+fn test_all(root: &Path, args: &[String], fuzz_seconds: u32, skip_vms: bool) -> anyhow::Result<()> {
+    setup::all(root)?;
+    lint()?;
+    // The package test installs and removes it on this machine.
+    let deb = package::run(root, cross::Arch::host())?;
+    let image = image::run(root)?;
+    // While the kernel tests run: the arm64 package, the matrix's guests (whose arm64
+    // ones run that package's binary), the fuzz targets.
+    let (work_root, host_deb) = (root.to_path_buf(), deb.clone());
+    let log = root.join("target/xtask-background.log");
+    let background = move || {
+        background::spawn(&log, move || {
+            let arm64 = package::run(&work_root, cross::Arch::Arm64)?;
+            let guests = if skip_vms {
+                None
+            } else {
+                let debs = [
+                    (cross::Arch::host(), host_deb.as_path()),
+                    (cross::Arch::Arm64, arm64.as_path()),
+                ];
+                Some(vmtest::prepare(&work_root, &[], &debs)?)
+            };
+            if fuzz_seconds > 0 {
+                fuzz::build(&work_root)?;
+            }
+            Ok(guests)
+        })
+    };
+    let (tests, background) = test(root, &deb, &image, args, background)?;
+    let prepared = background.join();
+    // The matrix runs even when a host test failed, so one run reports both.
+    let tests = match prepared {
+        Ok(Some(guests)) => tests.and(vmtest::boot_all(root, guests)),
+        Ok(None) => tests,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            tests.and(Err(e))
+        }
+    };
+    // Fuzzing runs even when a test failed, so one run reports both.
+    let fuzzed = if fuzz_seconds > 0 {
+        fuzz::run(root, fuzz_seconds, None)
+    } else {
+        Ok(())
+    };
+    tests.and(fuzzed)
 }
 
 fn workspace_root() -> PathBuf {
@@ -208,7 +271,9 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn cmd(command: &mut Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {command:?}");
+    if !background::redirect(command)? {
+        eprintln!("xtask: running {command:?}");
+    }
     let status = command
         .status()
         .with_context(|| format!("cannot start {command:?}"))?;
@@ -257,7 +322,19 @@ fn lint() -> anyhow::Result<()> {
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
 
-fn test(root: &Path, deb: &Path, image: &str, extra: &[String]) -> anyhow::Result<()> {
+/// Build and run every test of the workspace on this machine. `background` starts once the
+/// test binaries are built and cargo has let go of the build directory's lock (when it prints
+/// its first "Running"), so that builds it starts never wait for cargo, nor cargo for them.
+/// Returns how the tests went, and the background work.
+fn test<T>(
+    root: &Path,
+    deb: &Path,
+    image: &str,
+    extra: &[String],
+    background: impl FnOnce() -> anyhow::Result<background::Background<T>>,
+) -> anyhow::Result<(anyhow::Result<()>, background::Background<T>)> {
+    use std::io::BufRead as _;
+
     cargo(&["build", "--package", "ntptap"])?;
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
@@ -280,5 +357,34 @@ fn test(root: &Path, deb: &Path, image: &str, extra: &[String]) -> anyhow::Resul
     }
     // Kernel tests share two CPUs with the traffic they make; one at a time keeps timing sane.
     command.arg("--").arg("--test-threads=1").args(extra);
-    cmd(&mut command)
+    eprintln!("xtask: running {command:?}");
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut background = Some(background);
+    let mut started = None;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.context("cannot read cargo test's output")?;
+        eprintln!("{line}");
+        if line.trim_start().starts_with("Running ")
+            && let Some(start) = background.take()
+        {
+            started = Some(start()?);
+        }
+    }
+    let status = child.wait()?;
+    // Cargo stopped before it ran a test (a build failure): start the work now.
+    let started = match (started, background) {
+        (Some(started), _) => started,
+        (None, Some(start)) => start()?,
+        (None, None) => unreachable!("started when taken"),
+    };
+    let tests = if status.success() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{command:?} failed ({status})"))
+    };
+    Ok((tests, started))
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask package`: the Debian package, built by cargo-deb from the static release binary, with
+//! `cargo xtask package [--arch amd64|arm64]`: the Debian package, built by cargo-deb from the
+//! static release binary of that architecture (cross-built for arm64 on an amd64 machine), with
 //! the man page and shell completions generated from the CLI definition, the systemd unit
 //! (pointing at /usr/bin/ntptap), the Prometheus rules and the Grafana dashboard.
 
@@ -10,20 +11,19 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd;
+use crate::{cmd, cross::Arch};
 
 /// cargo-deb release that builds with the workspace's toolchain.
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
-/// Build the package; returns its path.
-pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
+/// Build the package for `arch`; returns its path.
+pub fn run(root: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
     cargo_deb()?;
     // The static binary, the one the container image holds: it runs on any glibc or none.
-    crate::image::static_build()?;
-    let binary = root
-        .join("target")
-        .join(crate::image::TARGET)
-        .join("release/ntptap");
+    crate::cross::static_build(root, arch)?;
+    // The man page and the completions come from the CLI definition, which is the same on
+    // every architecture: the machine's own build writes them.
+    let binary = crate::cross::static_build(root, Arch::host())?;
     let out = root.join("target/package");
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let generated = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
@@ -54,30 +54,81 @@ pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
         );
     fs::write(out.join("ntptap.service"), unit)?;
     // cargo-deb names the file ntptap_VERSION-1_ARCH.deb; an older one goes first.
-    for old in debs(&out) {
+    for old in debs(&out, arch) {
         fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     }
     cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["deb", "--package", "ntptap", "--no-build", "--target"])
-            .arg(crate::image::TARGET)
+            .arg(arch.static_target())
             .arg("--output")
             .arg(&out),
     )?;
-    let [deb] = debs(&out).try_into().map_err(|found: Vec<PathBuf>| {
+    let [deb] = debs(&out, arch).try_into().map_err(|found: Vec<PathBuf>| {
         anyhow::anyhow!("cargo deb should write one package, found {found:?}")
     })?;
+    check_architecture(&deb, arch)?;
     eprintln!("xtask: wrote {}", deb.display());
     Ok(deb)
 }
 
-fn debs(dir: &Path) -> Vec<PathBuf> {
+/// The package says it is for `arch`, and its binary is a static executable for it (cargo-deb
+/// takes the architecture from the target; a wrong binary would install and then not run).
+fn check_architecture(deb: &Path, arch: Arch) -> anyhow::Result<()> {
+    let field = Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(deb)
+        .arg("Architecture")
+        .output()
+        .context("cannot run dpkg-deb")?;
+    let declared = String::from_utf8_lossy(&field.stdout).trim().to_owned();
+    if declared != arch.debian() {
+        bail!(
+            "{} declares Architecture: {declared}, not {}",
+            deb.display(),
+            arch.debian()
+        );
+    }
+    let tar = Command::new("sh")
+        .arg("-c")
+        .arg("dpkg-deb --fsys-tarfile \"$0\" | tar -xOf - ./usr/bin/ntptap | head -c 64")
+        .arg(deb)
+        .output()
+        .context("cannot read the package's binary")?;
+    let elf = tar.stdout;
+    // ELF magic, 64-bit, little-endian, e_machine 62 (x86-64) or 183 (AArch64).
+    let machine = match arch {
+        Arch::Amd64 => 62,
+        Arch::Arm64 => 183,
+    };
+    if elf.len() < 20
+        || &elf[..4] != b"\x7fELF"
+        || elf[4] != 2
+        || elf[5] != 1
+        || u16::from_le_bytes([elf[18], elf[19]]) != machine
+    {
+        bail!(
+            "{}: usr/bin/ntptap is not a 64-bit little-endian {} executable",
+            deb.display(),
+            arch.gnu()
+        );
+    }
+    Ok(())
+}
+
+/// The packages for `arch` in `dir`.
+fn debs(dir: &Path, arch: Arch) -> Vec<PathBuf> {
+    let suffix = format!("_{}.deb", arch.debian());
     fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(&suffix))
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -46,6 +46,8 @@ const TEST_PACKAGES: &[&str] = &[
 /// needs it all the same, so this one install may replace it, and says so first.
 const VM_PACKAGES: &[&str] = &[
     "qemu-system-x86",
+    // qemu-system-aarch64, for the arm64 guests.
+    "qemu-system-arm",
     "busybox-static",
     "cpio",
     "kmod",
@@ -67,7 +69,14 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     debian_packages(TEST_PACKAGES, Removal::Never)?;
     prometheus(&tools_dir(root))?;
     kubernetes_validate(&tools_dir(root))?;
-    debian_packages(VM_PACKAGES, Removal::AllowedSayingSo)
+    debian_packages(VM_PACKAGES, Removal::AllowedSayingSo)?;
+    // The arm64 rows of the matrix and the arm64 package.
+    crate::cross::prepare(crate::cross::Arch::Arm64.static_target())
+}
+
+/// Install `packages` (never removing any), which `what` needs.
+pub fn debian_packages_for(packages: &[&str], what: &str) -> anyhow::Result<()> {
+    debian_packages(packages, Removal::Never).with_context(|| format!("{what} needs them"))
 }
 
 /// What the demo needs, and nothing more: it never removes an installed package.

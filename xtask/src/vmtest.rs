@@ -1,14 +1,19 @@
-//! The kernel matrix: boot Debian's cloud kernels in QEMU and run the kernel tests inside.
+//! The kernel matrix: boot Debian's cloud kernels in QEMU and run the kernel tests inside,
+//! on amd64 (5.10, 6.1, 6.12) and arm64 (6.1, 6.12).
 //!
 //! Each kernel comes from Debian's archive as a package, through a private apt configuration
-//! (its own sources list, lists and cache under target/vmtest/apt) that names the mirror the
-//! machine already uses. The guest is an initramfs: busybox, the host's `ip` and `ethtool`
-//! with their libraries, chronyd, the kernel's veth and TC modules, ntptap, and two test
-//! binaries: the BPF_PROG_TEST_RUN verdict tests and the portable captures (a veth pair in two
-//! namespaces, NTP exchanges both ways, the file checked against what was sent, and a chronyd
-//! client and server). QEMU runs with software
-//! emulation (TCG): this machine kind's /dev/kvm cannot boot ordinary kernels, and the
-//! verifier's answers do not depend on the accelerator.
+//! per architecture (its own sources list, lists and cache under target/vmtest/apt-ARCH) that
+//! names the mirror the machine already uses. The guest is an initramfs: busybox, `ip` and
+//! `ethtool` with their libraries, chronyd, the kernel's veth and TC modules, ntptap as the
+//! Debian package for that architecture ships it, and two static test binaries: the
+//! BPF_PROG_TEST_RUN verdict tests and the portable captures (a veth pair in two namespaces,
+//! NTP exchanges both ways, the file checked against what was sent, a chronyd client and
+//! server, process attribution, drop reasons and in-host time). An amd64 guest takes the
+//! machine's own programs; an arm64 guest takes Debian bookworm's arm64 packages, unpacked
+//! (never installed) under target/vmtest/userland-arm64, each library found by its ELF
+//! `DT_NEEDED` names. QEMU runs with software emulation (TCG): this machine kind's /dev/kvm
+//! cannot boot ordinary kernels, an arm64 guest needs emulation anyway, and the verifier's
+//! answers do not depend on the accelerator.
 
 use std::{
     collections::BTreeSet,
@@ -21,12 +26,14 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo, cmd};
+use crate::{cmd, cross::Arch};
 
-/// A kernel of the matrix: what it is called here, and the Debian suite it comes from.
+/// A kernel of the matrix: what it is called here, the Debian suite it comes from, and its
+/// architecture.
 pub struct Kernel {
     pub name: &'static str,
     pub suite: &'static str,
+    pub arch: Arch,
 }
 
 /// The kernels production hosts run, besides the host's own (which runs the whole suite).
@@ -34,23 +41,38 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         name: "5.10",
         suite: "bullseye",
+        arch: Arch::Amd64,
     },
     Kernel {
         name: "6.1",
         suite: "bookworm",
+        arch: Arch::Amd64,
     },
     Kernel {
         name: "6.12",
         suite: "bookworm-backports",
+        arch: Arch::Amd64,
+    },
+    Kernel {
+        name: "6.1-arm64",
+        suite: "bookworm",
+        arch: Arch::Arm64,
+    },
+    Kernel {
+        name: "6.12-arm64",
+        suite: "bookworm-backports",
+        arch: Arch::Arm64,
     },
 ];
+
+/// The Debian release whose programs (busybox, ip, ethtool, chronyd and their libraries) a
+/// guest of another architecture than the machine's runs: the one the machine's own are from.
+const USERLAND_SUITE: &str = "bookworm";
 
 /// The test binaries the guests run, by their target names in the ntptap-tests package.
 const GUEST_TESTS: &[&str] = &["verdict", "portable"];
 /// Kernel modules the tests need that Debian's cloud kernels build as modules.
 const MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf"];
-/// Host programs the tests run inside the guest.
-const HOST_PROGRAMS: &[&str] = &["ip", "ethtool"];
 /// Busybox applets the init script uses.
 const APPLETS: &[&str] = &[
     "sh", "mount", "mkdir", "insmod", "poweroff", "cat", "echo", "uname", "sleep",
@@ -74,12 +96,30 @@ impl Outcome {
     }
 }
 
-/// Fetch the kernels (once), build ntptap and the guest tests, build an initramfs per kernel,
-/// boot them all, and fail unless every test passed on every kernel.
+/// What a guest of one architecture runs: ntptap from the Debian package, the test binaries
+/// (static and optimised, like it), and the programs the tests call.
+struct Programs {
+    ntptap: PathBuf,
+    tests: Vec<(String, PathBuf)>,
+    userland: Userland,
+}
+
+/// Fetch the kernels (once), build ntptap and the guest tests for each architecture, build an
+/// initramfs per kernel, boot them all, and fail unless every test passed on every kernel.
 pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
+    boot_all(root, prepare(root, only, &[])?)
+}
+
+/// The guests, ready to boot: each kernel with its initramfs.
+pub struct Prepared(Vec<(&'static Kernel, Unpacked, PathBuf)>);
+
+/// Everything but the boots: kernels and userland fetched, programs built, images made. The
+/// guests run ntptap from the Debian packages in `debs` (by architecture), or from packages
+/// built here for the architectures `debs` leaves out.
+pub fn prepare(root: &Path, only: &[String], debs: &[(Arch, &Path)]) -> anyhow::Result<Prepared> {
     let dir = root.join("target/vmtest");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let kernels: Vec<&Kernel> = KERNELS
+    let kernels: Vec<&'static Kernel> = KERNELS
         .iter()
         .filter(|k| only.is_empty() || only.iter().any(|o| o == k.name))
         .collect();
@@ -87,22 +127,47 @@ pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
         let known: Vec<_> = KERNELS.iter().map(|k| k.name).collect();
         bail!("no such kernel in the matrix; it has {}", known.join(", "));
     }
-    for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "xz"] {
+    let mut arches: Vec<Arch> = kernels.iter().map(|k| k.arch).collect();
+    arches.dedup();
+    for tool in ["busybox", "cpio", "depmod", "modprobe", "xz", "readelf"]
+        .into_iter()
+        .chain(arches.iter().map(|a| qemu_binary(*a)))
+    {
         if which(tool).is_none() {
             bail!("{tool} is missing: run `cargo xtask setup` as root");
         }
     }
 
-    cargo(&["build", "--package", "ntptap"])?;
-    let tests = test_binaries()?;
-    let mut apt = Apt::new(&dir.join("apt"));
+    let mut programs = Vec::new();
+    for arch in &arches {
+        let mut apt = Apt::new(&dir.join(format!("apt-{}", arch.debian())), *arch);
+        let userland = userland(root, &dir, &mut apt)?;
+        programs.push(Programs {
+            ntptap: packaged_binary(root, &dir, *arch, debs)?,
+            tests: test_binaries(*arch)?,
+            userland,
+        });
+        for kernel in kernels.iter().filter(|k| k.arch == *arch) {
+            fetch_kernel(&mut apt, &dir, kernel)?;
+        }
+    }
     let mut images = Vec::new();
     for kernel in &kernels {
-        let unpacked = fetch_kernel(&mut apt, &dir, kernel)?;
-        let initramfs = build_initramfs(root, &dir, kernel, &unpacked, &tests)?;
+        let unpacked = unpacked(&dir.join("kernels").join(kernel.name))
+            .context("the unpacked kernel moved")?;
+        let guest = &programs[arches
+            .iter()
+            .position(|a| *a == kernel.arch)
+            .expect("built")];
+        let initramfs = build_initramfs(&dir, kernel, &unpacked, guest)?;
         images.push((*kernel, unpacked, initramfs));
     }
+    Ok(Prepared(images))
+}
 
+/// Boot every prepared guest and report.
+pub fn boot_all(root: &Path, Prepared(images): Prepared) -> anyhow::Result<()> {
+    let dir = root.join("target/vmtest");
     // All guests at once: each is one emulated CPU, and they have nothing to share.
     let outcomes: Vec<anyhow::Result<Outcome>> = std::thread::scope(|scope| {
         let handles: Vec<_> = images
@@ -117,10 +182,17 @@ pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
             .map(|h| h.join().expect("a guest thread panicked"))
             .collect()
     });
+    report(outcomes, &images)
+}
 
+/// Print what each guest reported; fail unless every test passed on every kernel.
+fn report(
+    outcomes: Vec<anyhow::Result<Outcome>>,
+    images: &[(&'static Kernel, Unpacked, PathBuf)],
+) -> anyhow::Result<()> {
     let mut report = String::from("kernel matrix (QEMU, software emulation):\n");
     let mut failed = Vec::new();
-    for (outcome, (kernel, ..)) in outcomes.into_iter().zip(&images) {
+    for (outcome, (kernel, ..)) in outcomes.into_iter().zip(images) {
         match outcome {
             Ok(o) => {
                 let results: Vec<String> = o
@@ -130,7 +202,7 @@ pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
                     .collect();
                 let _ = writeln!(
                     report,
-                    "  {:<5} {:<28} {:>5.1} s  {}",
+                    "  {:<10} {:<28} {:>5.1} s  {}",
                     o.kernel,
                     o.release,
                     o.seconds,
@@ -141,14 +213,14 @@ pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
                     }
                 );
                 for note in &o.notes {
-                    let _ = writeln!(report, "        {note}");
+                    let _ = writeln!(report, "             {note}");
                 }
                 if !o.passed() {
                     failed.push(format!("{} (see {})", o.kernel, o.log.display()));
                 }
             }
             Err(e) => {
-                let _ = writeln!(report, "  {:<5} {e:#}", kernel.name);
+                let _ = writeln!(report, "  {:<10} {e:#}", kernel.name);
                 failed.push(kernel.name.to_owned());
             }
         }
@@ -160,6 +232,24 @@ pub fn run(root: &Path, only: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ntptap the Debian package for `arch` ships (from `debs`, or built), unpacked from it:
+/// the guests test the package's own binary.
+fn packaged_binary(
+    root: &Path,
+    dir: &Path,
+    arch: Arch,
+    debs: &[(Arch, &Path)],
+) -> anyhow::Result<PathBuf> {
+    let deb = match debs.iter().find(|(a, _)| *a == arch) {
+        Some((_, deb)) => deb.to_path_buf(),
+        None => crate::package::run(root, arch)?,
+    };
+    let unpacked = dir.join(format!("package-{}", arch.debian()));
+    let _ = fs::remove_dir_all(&unpacked);
+    cmd(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+    Ok(unpacked.join("usr/bin/ntptap"))
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -169,13 +259,17 @@ fn which(program: &str) -> Option<PathBuf> {
     (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
 }
 
-/// The guest test binaries, built for the host and found through cargo's JSON messages.
-fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// The guest test binaries for `arch`, static and optimised like the ntptap they run (they
+/// share its build), found through cargo's JSON messages.
+fn test_binaries(arch: Arch) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args([
         "test",
         "--package",
         "ntptap-tests",
+        "--release",
+        "--target",
+        arch.static_target(),
         "--no-run",
         "--message-format=json",
     ]);
@@ -183,11 +277,11 @@ fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
         command.args(["--test", test]);
     }
     let out = command
-        .stderr(Stdio::inherit())
+        .stderr(crate::background::stderr()?)
         .output()
         .context("cannot run cargo test --no-run")?;
     if !out.status.success() {
-        bail!("building the guest tests failed");
+        bail!("building the guest tests for {} failed", arch.debian());
     }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -205,17 +299,20 @@ fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(found)
 }
 
-/// A private apt configuration: Debian's archive at the mirror the machine uses, for the
-/// matrix's suites only, with lists and cache under `dir`. It never touches the machine's own.
+/// A private apt configuration for one architecture: Debian's archive at the mirror the
+/// machine uses, for the suites that architecture's guests need, with lists and cache under
+/// `dir`. It never touches the machine's own.
 struct Apt {
     dir: PathBuf,
+    arch: Arch,
     updated: bool,
 }
 
 impl Apt {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, arch: Arch) -> Self {
         Apt {
             dir: dir.to_path_buf(),
+            arch,
             updated: false,
         }
     }
@@ -229,6 +326,10 @@ impl Apt {
             "-oDir::Etc::PreferencesParts=/dev/null".into(),
             format!("-oDir::State::Lists={}", d("lists")),
             format!("-oDir::Cache={}", d("cache")),
+            // Nothing counts as installed: dependencies are the archive's, not the machine's.
+            "-oDir::State::status=/dev/null".into(),
+            format!("-oAPT::Architecture={}", self.arch.debian()),
+            format!("-oAPT::Architectures::={}", self.arch.debian()),
             // Downloads land in our own directory, which apt's sandbox user may not write.
             "-oAPT::Sandbox::User=root".into(),
         ]
@@ -244,13 +345,19 @@ impl Apt {
             fs::create_dir_all(self.dir.join(sub))?;
         }
         let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        let mut suites: Vec<&str> = KERNELS
+            .iter()
+            .filter(|k| k.arch == self.arch)
+            .map(|k| k.suite)
+            .collect();
+        if self.arch != Arch::host() {
+            suites.push(USERLAND_SUITE);
+        }
+        suites.sort_unstable();
+        suites.dedup();
         let mut sources = String::new();
-        for k in KERNELS {
-            let _ = writeln!(
-                sources,
-                "deb [signed-by={keyring}] {mirror} {} main",
-                k.suite
-            );
+        for suite in suites {
+            let _ = writeln!(sources, "deb [signed-by={keyring}] {mirror} {suite} main");
         }
         fs::write(self.dir.join("sources.list"), sources)?;
         cmd(Command::new("apt-get")
@@ -261,37 +368,91 @@ impl Apt {
         Ok(())
     }
 
-    /// The versioned kernel image package that `linux-image-cloud-amd64` names in `suite`.
+    /// The versioned kernel image package that `linux-image-cloud-ARCH` names in `suite`.
     fn cloud_kernel_package(&mut self, suite: &str) -> anyhow::Result<String> {
         self.update()?;
         let out = Command::new("apt-cache")
             .args(self.options())
-            .args(["depends", &format!("linux-image-cloud-amd64/{suite}")])
+            .args([
+                "depends",
+                &format!("linux-image-cloud-{}/{suite}", self.arch.debian()),
+            ])
             .output()
             .context("cannot run apt-cache")?;
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find_map(|l| l.trim().strip_prefix("Depends: "))
             .map(str::to_owned)
-            .with_context(|| format!("no cloud kernel image in {suite}"))
+            .with_context(|| format!("no {} cloud kernel image in {suite}", self.arch.debian()))
     }
 
-    fn download(&self, package: &str, into: &Path) -> anyhow::Result<PathBuf> {
+    /// `packages` and every package they depend on, directly or not: their libraries, and
+    /// what their maintainer scripts use (unpacked all the same; the guest takes only the
+    /// libraries its programs load).
+    fn with_dependencies(&mut self, packages: &[&str]) -> anyhow::Result<Vec<String>> {
+        self.update()?;
+        let mut all: BTreeSet<String> = packages.iter().map(ToString::to_string).collect();
+        let mut next: Vec<String> = all.iter().cloned().collect();
+        while !next.is_empty() {
+            let out = Command::new("apt-cache")
+                .args(self.options())
+                .args([
+                    "depends",
+                    "--no-recommends",
+                    "--no-suggests",
+                    "--no-conflicts",
+                ])
+                .args(["--no-breaks", "--no-replaces", "--no-enhances"])
+                .args(&next)
+                .output()
+                .context("cannot run apt-cache")?;
+            if !out.status.success() {
+                bail!(
+                    "apt-cache depends {next:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            next.clear();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                // "  Depends: libc6", " |Depends: libfoo", "  PreDepends: libc6",
+                // "  Depends: <virtual>" (provided by another, which is listed too).
+                let Some((kind, name)) = line.trim().split_once(": ") else {
+                    continue;
+                };
+                let name = name.split(':').next().unwrap_or(name);
+                if kind.trim_start_matches('|').ends_with("Depends")
+                    && !name.starts_with('<')
+                    && all.insert(name.to_owned())
+                {
+                    next.push(name.to_owned());
+                }
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    fn download(&self, packages: &[&str], into: &Path) -> anyhow::Result<Vec<PathBuf>> {
         fs::create_dir_all(into)?;
         cmd(Command::new("apt-get")
             .args(self.options())
-            .args(["download", "-q", package])
+            .args(["download", "-q"])
+            .args(packages)
             .current_dir(into))?;
-        fs::read_dir(into)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{package}_")))
-                    && p.extension().is_some_and(|e| e == "deb")
+        packages
+            .iter()
+            .map(|package| {
+                fs::read_dir(into)?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(&format!("{package}_")))
+                            && p.extension().is_some_and(|e| e == "deb")
+                    })
+                    .with_context(|| format!("apt-get download {package} left no .deb"))
             })
-            .with_context(|| format!("apt-get download {package} left no .deb"))
+            .collect()
     }
 }
 
@@ -332,11 +493,13 @@ fn fetch_kernel(apt: &mut Apt, dir: &Path, kernel: &Kernel) -> anyhow::Result<Un
         return Ok(unpacked);
     }
     let package = apt.cloud_kernel_package(kernel.suite)?;
-    let deb = apt.download(&package, &dir.join("debs"))?;
+    let [deb] = &apt.download(&[&package], &dir.join("debs"))?[..] else {
+        unreachable!("one package, one file")
+    };
     let partial = dir.join("kernels").join(format!("{}.partial", kernel.name));
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
-    cmd(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))?;
+    cmd(Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
     let found = unpacked(&partial).with_context(|| format!("{} holds no kernel", deb.display()))?;
     cmd(Command::new("depmod")
         .arg("-b")
@@ -392,75 +555,212 @@ fn init_script() -> String {
     s
 }
 
-/// Copy `program` to `dest` (inside `staging`) with every library `ldd` names for it.
-fn copy_with_libraries(staging: &Path, program: &Path, dest: &str) -> anyhow::Result<()> {
-    let target = staging.join(dest.trim_start_matches('/'));
-    fs::create_dir_all(target.parent().expect("a path in the staging tree"))?;
-    fs::copy(program, &target)
-        .with_context(|| format!("cannot copy {} into the guest", program.display()))?;
-    let out = Command::new("ldd")
-        .arg(program)
-        .output()
-        .context("cannot run ldd")?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
-        let Some(path) = line
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(Path::new)
-        else {
-            continue;
-        };
-        let into = staging.join(path.strip_prefix("/").expect("absolute"));
-        if !into.exists() {
-            fs::create_dir_all(into.parent().expect("a library directory"))?;
-            fs::copy(path, &into).with_context(|| format!("cannot copy {}", path.display()))?;
-        }
+/// Where a guest's programs and their libraries come from: the machine's own for a guest of
+/// its architecture, else Debian's packages for the guest's, unpacked (never installed) under
+/// target/vmtest/userland-ARCH.
+struct Userland {
+    /// What `/` is for the libraries.
+    sysroot: PathBuf,
+    /// Multiarch library directory name (`aarch64-linux-gnu`).
+    multiarch: String,
+    busybox: PathBuf,
+    ip: PathBuf,
+    ethtool: PathBuf,
+    chronyd: PathBuf,
+}
+
+/// The packages a guest of another architecture needs, besides their libraries.
+const USERLAND_PACKAGES: &[&str] = &["busybox-static", "iproute2", "ethtool", "chrony"];
+
+fn userland(root: &Path, dir: &Path, apt: &mut Apt) -> anyhow::Result<Userland> {
+    let arch = apt.arch;
+    let multiarch = format!("{}-linux-gnu", arch.gnu());
+    if arch == Arch::host() {
+        let host = |program| which(program).with_context(|| format!("{program} is missing"));
+        return Ok(Userland {
+            sysroot: PathBuf::from("/"),
+            multiarch,
+            busybox: host("busybox")?,
+            ip: host("ip")?,
+            ethtool: host("ethtool")?,
+            // chronyd, unpacked by `cargo xtask setup`.
+            chronyd: crate::setup::tools_dir(root).join("root/usr/sbin/chronyd"),
+        });
     }
+    let sysroot = dir.join(format!("userland-{}", arch.debian()));
+    // What an earlier run unpacked, if it was for the same list.
+    let made_for = sysroot.join(".packages");
+    let wanted = USERLAND_PACKAGES.join(" ");
+    if fs::read_to_string(&made_for).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = fs::remove_dir_all(&sysroot);
+        let packages = apt.with_dependencies(USERLAND_PACKAGES)?;
+        let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+        let debs = apt.download(&names, &dir.join(format!("debs-{}", arch.debian())))?;
+        let partial = sysroot.with_extension("partial");
+        let _ = fs::remove_dir_all(&partial);
+        for deb in debs {
+            cmd(Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
+        }
+        fs::write(partial.join(".packages"), &wanted)?;
+        fs::rename(&partial, &sysroot)?;
+    }
+    Ok(Userland {
+        busybox: sysroot.join("bin/busybox"),
+        ip: sysroot.join("bin/ip"),
+        ethtool: sysroot.join("sbin/ethtool"),
+        chronyd: sysroot.join("usr/sbin/chronyd"),
+        sysroot,
+        multiarch,
+    })
+}
+
+impl Userland {
+    /// `guest` (an absolute path in the guest's tree) in the sysroot, symbolic links followed
+    /// inside the sysroot (an absolute link names a path in the guest's tree, not ours).
+    fn resolve(&self, guest: &Path) -> anyhow::Result<PathBuf> {
+        let mut path = guest.to_path_buf();
+        for _ in 0..16 {
+            let here = self.sysroot.join(path.strip_prefix("/").unwrap_or(&path));
+            let meta = fs::symlink_metadata(&here).with_context(|| {
+                format!("{} is not in {}", path.display(), self.sysroot.display())
+            })?;
+            if !meta.file_type().is_symlink() {
+                return Ok(here);
+            }
+            let target = fs::read_link(&here)?;
+            path = if target.is_absolute() {
+                target
+            } else {
+                path.parent().unwrap_or(Path::new("/")).join(target)
+            };
+        }
+        bail!("too many symbolic links from {}", guest.display())
+    }
+
+    /// Where the guest's dynamic loader finds `soname`: the first library directory of the
+    /// sysroot that has it, as a path in the guest's tree.
+    fn library(&self, soname: &str) -> Option<PathBuf> {
+        let m = &self.multiarch;
+        [
+            format!("/lib/{m}"),
+            format!("/usr/lib/{m}"),
+            "/lib".into(),
+            "/usr/lib".into(),
+        ]
+        .into_iter()
+        .map(|d| Path::new(&d).join(soname))
+        .find(|p| self.resolve(p).is_ok())
+    }
+
+    /// Copy `program` to `dest` (inside `staging`) with its dynamic loader and every library
+    /// it loads, directly or not, each at the path the guest's loader looks for it.
+    fn install(&self, staging: &Path, program: &Path, dest: &str) -> anyhow::Result<()> {
+        place(staging, program, Path::new(dest))?;
+        let mut seen = BTreeSet::new();
+        let mut queue = vec![program.to_path_buf()];
+        while let Some(elf) = queue.pop() {
+            let (interpreter, needed) = elf_dependencies(&elf)?;
+            for (guest, soname) in interpreter
+                .map(|i| (Some(PathBuf::from(&i)), i))
+                .into_iter()
+                .chain(needed.into_iter().map(|n| (self.library(&n), n)))
+            {
+                if !seen.insert(soname.clone()) {
+                    continue;
+                }
+                let guest = guest.with_context(|| {
+                    format!(
+                        "{} needs {soname}, which no library directory of {} has",
+                        elf.display(),
+                        self.sysroot.display()
+                    )
+                })?;
+                let file = self.resolve(&guest)?;
+                place(staging, &file, &guest)?;
+                queue.push(file);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copy `file` to `guest` (an absolute path) inside `staging`, unless it is there.
+fn place(staging: &Path, file: &Path, guest: &Path) -> anyhow::Result<()> {
+    let into = staging.join(guest.strip_prefix("/").unwrap_or(guest));
+    if into.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(into.parent().expect("a path in the staging tree"))?;
+    fs::copy(file, &into)
+        .with_context(|| format!("cannot copy {} into the guest", file.display()))?;
     Ok(())
 }
 
+/// An ELF file's program interpreter and the libraries it names (`DT_NEEDED`), read by
+/// binutils' readelf, which reads every architecture's ELF.
+fn elf_dependencies(elf: &Path) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let out = Command::new("readelf")
+        .args(["-W", "-l", "-d"])
+        .arg(elf)
+        .output()
+        .context("cannot run readelf")?;
+    if !out.status.success() {
+        bail!(
+            "readelf cannot read {}: {}",
+            elf.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bracketed = |line: &str, after: &str| {
+        let rest = &line[line.find(after)? + after.len()..];
+        Some(rest[..rest.find(']')?].to_owned())
+    };
+    let interpreter = text
+        .lines()
+        .find_map(|l| bracketed(l, "[Requesting program interpreter: "));
+    let needed = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| bracketed(l, "Shared library: ["))
+        .collect();
+    Ok((interpreter, needed))
+}
+
 fn build_initramfs(
-    root: &Path,
     dir: &Path,
     kernel: &Kernel,
     unpacked: &Unpacked,
-    tests: &[(String, PathBuf)],
+    programs: &Programs,
 ) -> anyhow::Result<PathBuf> {
     let staging = dir.join(format!("{}.root", kernel.name));
     let _ = fs::remove_dir_all(&staging);
     for sub in ["bin", "sbin", "proc", "sys", "dev", "tmp", "run", "modules"] {
         fs::create_dir_all(staging.join(sub))?;
     }
-    let busybox = which("busybox").context("busybox is missing")?;
-    fs::copy(&busybox, staging.join("bin/busybox"))?;
+    let userland = &programs.userland;
+    fs::copy(&userland.busybox, staging.join("bin/busybox"))
+        .with_context(|| format!("cannot copy {}", userland.busybox.display()))?;
     for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", staging.join("bin").join(applet))?;
     }
-    for program in HOST_PROGRAMS {
-        let path = which(program).with_context(|| format!("{program} is missing"))?;
-        copy_with_libraries(&staging, &path, &format!("/bin/{program}"))?;
-    }
-    copy_with_libraries(&staging, &root.join("target/debug/ntptap"), "/bin/ntptap")?;
-    // chronyd, unpacked by `cargo xtask setup`, for the test with real NTP daemons; it runs
-    // as root (-u root), which needs a passwd entry.
-    let chronyd = crate::setup::tools_dir(root).join("root/usr/sbin/chronyd");
-    copy_with_libraries(&staging, &chronyd, "/tools/root/usr/sbin/chronyd")?;
+    userland.install(&staging, &userland.ip, "/bin/ip")?;
+    userland.install(&staging, &userland.ethtool, "/bin/ethtool")?;
+    // chronyd, for the test with real NTP daemons; it runs as root (-u root), which needs a
+    // passwd entry.
+    userland.install(&staging, &userland.chronyd, "/tools/root/usr/sbin/chronyd")?;
     fs::create_dir_all(staging.join("etc"))?;
     fs::write(staging.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
     fs::write(staging.join("etc/group"), "root:x:0:\n")?;
-    for (name, exe) in tests {
-        copy_with_libraries(&staging, exe, &format!("/bin/ntptap-test-{name}"))?;
+    // Static binaries: they need no library.
+    place(&staging, &programs.ntptap, Path::new("/bin/ntptap"))?;
+    for (name, exe) in &programs.tests {
+        place(
+            &staging,
+            exe,
+            Path::new(&format!("/bin/ntptap-test-{name}")),
+        )?;
     }
-    // Debug information is most of a debug binary and the guest has no use for it.
-    cmd(Command::new("strip")
-        .arg("--strip-debug")
-        .arg(staging.join("bin/ntptap"))
-        .args(
-            tests
-                .iter()
-                .map(|(n, _)| staging.join(format!("bin/ntptap-test-{n}"))),
-        ))?;
 
     let mut order = Vec::new();
     for module in MODULES {
@@ -543,16 +843,41 @@ enum Guest {
     NoBoot(String),
 }
 
+/// The QEMU program for `arch`'s guests.
+fn qemu_binary(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "qemu-system-x86_64",
+        Arch::Arm64 => "qemu-system-aarch64",
+    }
+}
+
 /// Run QEMU once with its console in `log`.
-fn run_guest(unpacked: &Unpacked, initramfs: &Path, log: &Path) -> anyhow::Result<Guest> {
+fn run_guest(
+    arch: Arch,
+    unpacked: &Unpacked,
+    initramfs: &Path,
+    log: &Path,
+) -> anyhow::Result<Guest> {
     let started = Instant::now();
     let console = fs::File::create(log)?;
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
+    let mut qemu = Command::new(qemu_binary(arch));
+    qemu.args(["-accel", "tcg", "-m", "1024", "-smp", "1"]);
+    let tty = match arch {
         // QEMU 7.2's software CMPXCHG16B leaves wrong flags now and then; 6.12's SLUB relies
         // on them (double faults, segfaulting programs). Without the feature the kernel uses
         // its locked fallback.
-        .args(["-cpu", "qemu64,cx16=off"])
+        Arch::Amd64 => {
+            qemu.args(["-cpu", "qemu64,cx16=off"]);
+            "ttyS0"
+        }
+        // The generic board, with the core of Graviton2 and Ampere Altra (Armv8.2, LSE
+        // atomics, which the arm64 BPF JIT uses).
+        Arch::Arm64 => {
+            qemu.args(["-machine", "virt", "-cpu", "neoverse-n1"]);
+            "ttyAMA0"
+        }
+    };
+    let mut child = qemu
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-serial", "stdio", "-no-reboot"])
         .arg("-kernel")
@@ -562,13 +887,13 @@ fn run_guest(unpacked: &Unpacked, initramfs: &Path, log: &Path) -> anyhow::Resul
         // An oops panics and a panic powers off (-no-reboot): a broken guest ends at once.
         .args([
             "-append",
-            "console=ttyS0 panic=-1 oops=panic mitigations=off quiet",
+            &format!("console={tty} panic=-1 oops=panic mitigations=off quiet"),
         ])
         .stdin(Stdio::null())
         .stdout(console.try_clone()?)
         .stderr(console)
         .spawn()
-        .context("cannot start qemu-system-x86_64")?;
+        .with_context(|| format!("cannot start {}", qemu_binary(arch)))?;
     let began =
         |log: &Path| fs::read(log).is_ok_and(|b| String::from_utf8_lossy(&b).contains(STARTED));
     let mut began_tests = false;
@@ -614,7 +939,7 @@ fn boot(
     let started = Instant::now();
     let mut retries = Vec::new();
     for attempt in 1..=BOOT_ATTEMPTS {
-        match run_guest(unpacked, initramfs, log)? {
+        match run_guest(kernel.arch, unpacked, initramfs, log)? {
             Guest::Finished => break,
             Guest::NoBoot(why) if attempt < BOOT_ATTEMPTS => {
                 // An emulator fault before the tests began says nothing about ntptap: keep
@@ -663,7 +988,8 @@ fn boot(
                 .insert(format!("module {module} did not load"));
         } else if let Some(decision) = line.find("ntptap: ").map(|at| &line[at + 8..]) {
             // -v's attach decisions, from the portable tests.
-            if decision.contains("copies frames")
+            if decision.starts_with("kernel: ")
+                || decision.contains("copies frames")
                 || decision.contains(" at ")
                 || decision.starts_with("process attribution")
             {
