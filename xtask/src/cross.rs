@@ -74,9 +74,10 @@ pub const TARGETS: &[&str] = &[
     "aarch64-unknown-linux-musl",
 ];
 
-/// Debian's cross toolchain for arm64 (gcc as the linker, with the arm64 C library); the
-/// linker is named for both arm64 targets in `.cargo/config.toml`.
-const ARM64_CROSS_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu"];
+/// Debian's cross toolchain for arm64: gcc as the linker (named for both arm64 targets in
+/// `.cargo/config.toml`), and the arm64 C library the glibc target links against (only
+/// recommended by gcc, and installs go without recommendations; musl brings its own).
+const ARM64_CROSS_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];
 
 /// Make sure `triple` can be built here: the Rust standard library for it, and a linker.
 pub fn prepare(triple: &str) -> anyhow::Result<()> {

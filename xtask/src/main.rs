@@ -33,8 +33,9 @@ struct Args {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need, when missing: rust-src for nightly,
-    /// bpf-linker 0.10.1, Debian packages (tcpdump, tshark, ...), and chrony/ntpsec unpacked
-    /// under target/tools (never installed as services).
+    /// bpf-linker 0.10.1, Debian packages (tcpdump, tshark, QEMU, ...), the arm64 Rust target
+    /// and cross linker, and chrony/ntpsec unpacked under target/tools (never installed as
+    /// services).
     Setup,
     /// Show ntptap on real NTP traffic in a private lab it creates and removes: chronyd and
     /// ntpdig in two network namespaces, ntptap printing the exchange and writing a capture.
