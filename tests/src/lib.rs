@@ -100,6 +100,123 @@ impl Netns {
     }
 }
 
+/// An `AF_PACKET` socket on one interface of a namespace: every frame the kernel hands to
+/// packet taps, both ways, as libpcap gets them (tcpdump is not in the kernel matrix's guests).
+pub struct PacketTap(std::os::fd::OwnedFd);
+
+impl PacketTap {
+    /// Open it on `iface` inside `ns`; frames are queued from then on, 16 MiB of them (forced
+    /// past `net.core.rmem_max`: with XDP on veth each frame takes a page or more).
+    pub fn open(ns: &Netns, iface: &str) -> PacketTap {
+        use std::os::fd::FromRawFd as _;
+        let iface = iface.to_owned();
+        ns.enter(move || {
+            let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+            // SAFETY: socket(2) takes no pointers.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    all,
+                )
+            };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: fd is a new descriptor that nothing else owns.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            let index = nix::net::if_::if_nametoindex(iface.as_str())
+                .unwrap_or_else(|e| panic!("no interface {iface}: {e}"));
+            // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+            let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            at.sll_family = libc::AF_PACKET as u16;
+            at.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            at.sll_ifindex = i32::try_from(index).expect("an interface index");
+            // SAFETY: bind reads `size_of::<sockaddr_ll>()` bytes of `at`, which lives here.
+            let bound = unsafe {
+                libc::bind(
+                    fd,
+                    (&raw const at).cast(),
+                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                bound,
+                0,
+                "bind to {iface}: {}",
+                std::io::Error::last_os_error()
+            );
+            nix::sys::socket::setsockopt(
+                &owned,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &(16 << 20),
+            )
+            .expect("SO_RCVBUFFORCE");
+            PacketTap(owned)
+        })
+    }
+
+    /// The frames queued so far, oldest first: whether each went out, and its bytes.
+    pub fn frames(&self) -> Vec<(bool, Vec<u8>)> {
+        use std::os::fd::AsRawFd as _;
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // SAFETY: as for `at` in `open`.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: recvfrom writes at most buf.len() bytes into buf and at most `len`
+            // bytes into `from`, both of which live here.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&raw mut from).cast(),
+                    &raw mut len,
+                )
+            };
+            let Ok(n) = usize::try_from(n) else {
+                let e = std::io::Error::last_os_error();
+                assert_eq!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock,
+                    "AF_PACKET read: {e}"
+                );
+                break;
+            };
+            frames.push((from.sll_pkttype == libc::PACKET_OUTGOING, buf[..n].to_vec()));
+        }
+        // A reference that lost frames is no reference.
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `stats`, which lives here.
+        let got = unsafe {
+            libc::getsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut stats).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(
+            got,
+            0,
+            "PACKET_STATISTICS: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(stats.tp_drops, 0, "the packet socket dropped frames");
+        frames
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")

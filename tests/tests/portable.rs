@@ -9,7 +9,9 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Proc, chrony_client, chrony_server, exit_counts, ntptap_bin, read_pcap};
+use ntptap_tests::{
+    Lab, PacketTap, Proc, chrony_client, chrony_server, exit_counts, ntptap_bin, read_pcap,
+};
 
 /// Exchanges per address family.
 const EXCHANGES: u64 = 50;
@@ -96,6 +98,8 @@ fn server_side_capture_is_exact(hook: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("capture.pcapng");
     let ntptap = start_tap(&lab, hook, &file, &[]);
+    // What libpcap would see on the same interface, both ways: the reference for every byte.
+    let reference = PacketTap::open(&lab.a, "va");
 
     let mut sent = Vec::new();
     let mut pairs = Vec::new();
@@ -142,6 +146,21 @@ fn server_side_capture_is_exact(hook: &str) {
             endpoints(&record.data),
             Some(want),
             "frame {i}: its headers"
+        );
+    }
+    // Byte for byte what a packet socket on the same interface got, headers and all.
+    let seen: Vec<(bool, Vec<u8>)> = reference
+        .frames()
+        .into_iter()
+        .filter(|(_, f)| endpoints(f).is_some_and(|(s, d)| s.port() == 123 || d.port() == 123))
+        .collect();
+    assert_eq!(seen.len(), records.len(), "the packet socket's NTP frames");
+    for (i, (record, (outgoing, frame))) in records.iter().zip(&seen).enumerate() {
+        assert_eq!(&record.data, frame, "frame {i}: the packet socket's bytes");
+        assert_eq!(
+            record.direction == Some(OUTBOUND),
+            *outgoing,
+            "frame {i}: its way"
         );
     }
     // What differs between machines is read from the running kernel and said with -v.
