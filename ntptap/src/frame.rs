@@ -88,6 +88,31 @@ pub struct Frame<'a> {
     pub queued_before: Option<u32>,
 }
 
+#[cfg(test)]
+impl<'a> Frame<'a> {
+    /// A whole Ethernet frame numbered `number` at `ts`, with nothing else known: tests set
+    /// what they need on top (`Frame { iface: Some("eth0"), ..Frame::test(n, ts, data) }`).
+    pub(crate) fn test(number: u64, ts: Duration, data: &'a [u8]) -> Self {
+        Frame {
+            number,
+            ts,
+            mono_ns: None,
+            ifindex: None,
+            iface: None,
+            drops_before: 0,
+            direction: None,
+            orig_len: u32::try_from(data.len()).expect("a test frame is short"),
+            link: LinkType::Ethernet,
+            data,
+            socket: crate::process::Socket::Unknown,
+            drop: None,
+            send_before: None,
+            read_before: None,
+            queued_before: None,
+        }
+    }
+}
+
 /// Why and where the kernel dropped a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelDrop<'a> {

@@ -32,6 +32,27 @@ fn http(ns: &Netns, port: u16, line: &str) -> String {
 }
 
 /// The dumps in `dir`, by name.
+/// ntptap on `va` in `lab.a` with `args`, its flight recorder dumping into DIR/dumps and the
+/// whole capture going to DIR/full.pcapng, once it listens; with those two paths.
+fn recorder(lab: &Lab, dir: &Path, args: &[&str]) -> (Proc, PathBuf, PathBuf) {
+    let out = dir.join("dumps");
+    std::fs::create_dir(&out).unwrap();
+    let full = dir.join("full.pcapng");
+    let mut tap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va"])
+            .args(args)
+            .arg("--flight-recorder-dir")
+            .arg(&out)
+            .arg("-w")
+            .arg(&full),
+    );
+    tap.wait_for_stderr("listening on", READY);
+    (tap, out, full)
+}
+
 fn dumps(dir: &Path) -> Vec<PathBuf> {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("the dump directory")
@@ -114,32 +135,21 @@ fn evicted(path: &Path) -> usize {
 fn dumps_hold_exactly_the_frames_captured_in_their_interval() {
     let lab = Lab::new("flight");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("dumps");
-    std::fs::create_dir(&out).unwrap();
     let _chronyd = chrony_server(&lab.a, dir.path());
-    let full = dir.path().join("full.pcapng");
-    let mut tap = Proc::spawn(
-        "ntptap",
-        lab.a
-            .command(ntptap_bin())
-            .args([
-                "-i",
-                "va",
-                "--flight-recorder",
-                "64K",
-                "--flight-recorder-after",
-                "1",
-                "--flight-recorder-interval",
-                "3",
-                "--metrics",
-                "9126",
-                "--flight-recorder-dir",
-            ])
-            .arg(&out)
-            .arg("-w")
-            .arg(&full),
+    let (tap, out, full) = recorder(
+        &lab,
+        dir.path(),
+        &[
+            "--flight-recorder",
+            "64K",
+            "--flight-recorder-after",
+            "1",
+            "--flight-recorder-interval",
+            "3",
+            "--metrics",
+            "9126",
+        ],
     );
-    tap.wait_for_stderr("listening on", READY);
     let traffic = Proc::spawn(
         "requests",
         lab.b
@@ -265,29 +275,18 @@ fn an_offset_step_through_a_relay_triggers_a_dump() {
             ),
         ]),
     );
-    let out = dir.path().join("dumps");
-    std::fs::create_dir(&out).unwrap();
-    let full = dir.path().join("full.pcapng");
-    let mut tap = Proc::spawn(
-        "ntptap",
-        lab.a
-            .command(ntptap_bin())
-            .args([
-                "-i",
-                "va",
-                "--port",
-                "1123",
-                "--flight-recorder",
-                "1M",
-                "--flight-recorder-after",
-                "0.5",
-                "--flight-recorder-dir",
-            ])
-            .arg(&out)
-            .arg("-w")
-            .arg(&full),
+    let (tap, out, full) = recorder(
+        &lab,
+        dir.path(),
+        &[
+            "--port",
+            "1123",
+            "--flight-recorder",
+            "1M",
+            "--flight-recorder-after",
+            "0.5",
+        ],
     );
-    tap.wait_for_stderr("listening on", READY);
     ntptap_tests::run(lab.b.command("/usr/bin/python3").args([
         "-c",
         &format!(

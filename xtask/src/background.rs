@@ -22,10 +22,15 @@ thread_local! {
     static LOG: RefCell<Option<fs::File>> = const { RefCell::new(None) };
 }
 
+/// A handle on this thread's log, if it has one.
+fn log() -> std::io::Result<Option<fs::File>> {
+    LOG.with(|l| l.borrow().as_ref().map(fs::File::try_clone))
+        .transpose()
+}
+
 /// Send `command`'s output to this thread's log, if it has one; says where it went.
 pub fn redirect(command: &mut Command) -> anyhow::Result<bool> {
-    let log = LOG.with(|l| l.borrow().as_ref().map(fs::File::try_clone));
-    let Some(log) = log.transpose()? else {
+    let Some(log) = log()? else {
         return Ok(false);
     };
     writeln!(&log, "xtask: running {command:?}")?;
@@ -35,10 +40,7 @@ pub fn redirect(command: &mut Command) -> anyhow::Result<bool> {
 
 /// Where a command started from this thread sends its errors when its output is read.
 pub fn stderr() -> anyhow::Result<std::process::Stdio> {
-    let log = LOG.with(|l| l.borrow().as_ref().map(fs::File::try_clone));
-    Ok(log
-        .transpose()?
-        .map_or_else(std::process::Stdio::inherit, Into::into))
+    Ok(log()?.map_or_else(std::process::Stdio::inherit, Into::into))
 }
 
 /// Run `work` on a thread of its own at `SCHED_IDLE` (inherited by every process it starts),

@@ -443,8 +443,8 @@ mod tests {
 
     use super::*;
     use crate::output::SinkExt as _;
+    use crate::output::pcap::PcapSink;
     use crate::{frame::Frame, output::CloseStats};
-    use crate::{frame::LinkType, output::pcap::PcapSink};
 
     /// A disk with `room` bytes left: a write past it is cut short, the next fails (ENOSPC).
     struct Full {
@@ -485,24 +485,8 @@ mod tests {
             let mut sink = Guarded::new(header?, journal, tmp.reopen()?, tmp.path().into());
             let data = [0x5au8; 100];
             let outcome = (1..=frames).try_for_each(|n| {
-                sink.take(&Frame {
-                    number: n,
-                    ts: Duration::new(1_700_000_000, 0),
-                    mono_ns: None,
-                    ifindex: None,
-                    drops_before: 0,
-                    iface: None,
-                    direction: None,
-                    orig_len: 100,
-                    link: LinkType::Ethernet,
-                    data: &data,
-                    socket: crate::process::Socket::Unknown,
-                    drop: None,
-                    send_before: None,
-                    read_before: None,
-                    queued_before: None,
-                })
-                .map(drop)
+                sink.take(&Frame::test(n, Duration::new(1_700_000_000, 0), &data))
+                    .map(drop)
             });
             let outcome = outcome.and_then(|()| sink.close_now(&CloseStats::default()));
             let lost = sink.unwritten();
@@ -563,23 +547,11 @@ mod tests {
         let mut sink = PcapSink::new(writer, 65535).unwrap();
         for n in 0..frames {
             let data: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
-            sink.take(&Frame {
-                number: u64::from(n) + 1,
-                ts: Duration::new(1_700_000_000, n),
-                mono_ns: None,
-                ifindex: None,
-                drops_before: 0,
-                iface: None,
-                direction: None,
-                orig_len: len as u32,
-                link: LinkType::Ethernet,
-                data: &data,
-                socket: crate::process::Socket::Unknown,
-                drop: None,
-                send_before: None,
-                read_before: None,
-                queued_before: None,
-            })
+            sink.take(&Frame::test(
+                u64::from(n) + 1,
+                Duration::new(1_700_000_000, n),
+                &data,
+            ))
             .unwrap();
             if (n + 1) % flush_every == 0 {
                 sink.flush_now().unwrap();

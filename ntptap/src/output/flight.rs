@@ -509,28 +509,14 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::{
-        frame::{Frame, LinkType},
-        output::SinkExt as _,
-    };
+    use crate::{frame::Frame, output::SinkExt as _};
 
     fn frame(number: u64, data: &[u8]) -> Frame<'_> {
+        let ts = Duration::new(1_700_000_000, 0) + Duration::from_millis(number * 10);
         Frame {
-            number,
-            ts: Duration::new(1_700_000_000, 0) + Duration::from_millis(number * 10),
-            mono_ns: None,
             ifindex: Some(2),
             iface: Some("eth0"),
-            drops_before: 0,
-            direction: None,
-            orig_len: data.len() as u32,
-            link: LinkType::Ethernet,
-            data,
-            socket: crate::process::Socket::Unknown,
-            drop: None,
-            send_before: None,
-            read_before: None,
-            queued_before: None,
+            ..Frame::test(number, ts, data)
         }
     }
 

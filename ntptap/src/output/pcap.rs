@@ -106,7 +106,6 @@ mod tests {
 
     use super::*;
     use crate::frame::Frame;
-    use crate::frame::LinkType;
     use crate::output::SinkExt as _;
 
     #[test]
@@ -115,21 +114,12 @@ mod tests {
         let mut sink = PcapSink::new(Vec::new(), 2048).unwrap();
         for n in 0..3u32 {
             let frame = Frame {
-                number: u64::from(n) + 1,
-                ts: Duration::new(1_700_000_000 + u64::from(n), 123_456_789),
-                mono_ns: None,
-                ifindex: None,
-                drops_before: 0,
-                iface: None,
-                direction: None,
                 orig_len: 90 + n,
-                link: LinkType::Ethernet,
-                data: &data[..88 + n as usize],
-                socket: crate::process::Socket::Unknown,
-                drop: None,
-                send_before: None,
-                read_before: None,
-                queued_before: None,
+                ..Frame::test(
+                    u64::from(n) + 1,
+                    Duration::new(1_700_000_000 + u64::from(n), 123_456_789),
+                    &data[..88 + n as usize],
+                )
             };
             sink.take(&frame).unwrap();
         }

@@ -144,7 +144,7 @@ mod tests {
     use super::*;
     use crate::{
         counts::Counts,
-        frame::{CloseStats, LinkType},
+        frame::CloseStats,
         output::{
             Filter,
             health::HealthSink,
@@ -207,22 +207,12 @@ mod tests {
     }
 
     fn frame(number: u64, data: &[u8]) -> Frame<'_> {
+        let ts = Duration::new(1_700_000_000, 0) + Duration::from_millis(number);
         Frame {
-            number,
-            ts: Duration::new(1_700_000_000, 0) + Duration::from_millis(number),
             mono_ns: Some(number),
             ifindex: Some(2),
             iface: Some("eth0"),
-            drops_before: 0,
-            direction: None,
-            orig_len: data.len() as u32,
-            link: LinkType::Ethernet,
-            data,
-            socket: crate::process::Socket::Unknown,
-            drop: None,
-            send_before: None,
-            read_before: None,
-            queued_before: None,
+            ..Frame::test(number, ts, data)
         }
     }
 

@@ -309,20 +309,21 @@ impl PlotSink {
             .y_desc("packets/s")
             .draw()?;
         let at = |i: usize| (i as u64 * width) as f64;
-        chart
-            .draw_series(LineSeries::new(
-                rates.iter().enumerate().map(|(i, b)| (at(i), b.0)),
-                BLUE.stroke_width(2),
-            ))?
-            .label("requests/s")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                rates.iter().enumerate().map(|(i, b)| (at(i), b.1)),
-                GREEN.stroke_width(2),
-            ))?
-            .label("replies/s")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        // Requests (the first of each bucket's pair), then replies.
+        for (label, color, replies) in [("requests/s", BLUE, false), ("replies/s", GREEN, true)] {
+            chart
+                .draw_series(LineSeries::new(
+                    rates
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| (at(i), if replies { b.1 } else { b.0 })),
+                    color.stroke_width(2),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
