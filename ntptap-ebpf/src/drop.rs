@@ -186,8 +186,12 @@ fn try_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     if protocol != ETH_P_IP && protocol != ETH_P_IPV6 {
         return None;
     }
+    // Newer verifiers type `head` as untrusted memory, not a scalar, and anything computed from
+    // it stays a pointer: it is only ever a helper's source argument. Sizes and offsets come
+    // from scalar fields (the network header's offset, the window's copies), never from it.
     let head: u64 = btf_load(skb, layout.head + layout.window);
-    let network = head + u64::from(btf_load::<u16>(skb, layout.network_header + layout.window));
+    let network_offset: u16 = btf_load(skb, layout.network_header + layout.window);
+    let network = head + u64::from(network_offset);
     read_into(&mut scratch.headers, DROP_HEADERS_QUICK as u32, network)?;
     // Behind an IPv4 header with more options, the ports are further on.
     if protocol == ETH_P_IP && usize::from(scratch.headers[0] & 0x0f) * 4 + 4 > DROP_HEADERS_QUICK {
@@ -246,7 +250,7 @@ fn try_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     record(
         &layout,
         w,
-        network,
+        (network, network_offset),
         ip_len,
         (direction, ifindex),
         location,
@@ -254,17 +258,20 @@ fn try_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     )
 }
 
-/// Write a drop record: the header, `DropInfo`, and the IP packet from `network` on.
+/// Write a drop record: the header, `DropInfo`, and the IP packet from `network` on (the
+/// address, and its offset from `skb->head`).
 #[inline(always)]
 fn record(
     layout: &DropLayout,
     w: &[u8; DROP_WINDOW],
-    network: u64,
+    (network, network_offset): (u64, u16),
     ip_len: u32,
     (direction, ifindex): (u8, u32),
     location: u64,
     reason: u32,
 ) -> Option<()> {
+    // Scalars only: `head` and `data` as the window's copy holds them (a helper's output is a
+    // scalar on every verifier), never `network`, which a newer verifier calls a pointer.
     let head: u64 = field(w, layout.head);
     let config = config();
     // The IP packet's bytes in the skb's linear part, from the network header on.
@@ -272,7 +279,7 @@ fn record(
     let data_len: u32 = field(w, layout.data_len);
     let data: u64 = field(w, layout.data);
     let linear_end = data.wrapping_sub(head) + u64::from(len.saturating_sub(data_len));
-    let available = linear_end.saturating_sub(network - head);
+    let available = linear_end.saturating_sub(u64::from(network_offset));
     let mut cap = u64::from(ip_len).min(available);
     let snap = u64::from(config.snaplen).min(MAX_DATA as u64);
     cap = cap.min(snap);

@@ -370,6 +370,68 @@ fn chrony_frames_name_their_processes_xdp_hook() {
     chrony_frames_name_their_processes("xdp");
 }
 
+/// Every kernel feature's load decision, on the host and on every kernel of the matrix: with
+/// `--attribution --latency --drops`, each program loads and attaches (the capture at both
+/// ways, the cgroup hooks, the queue stamp, the drop tracepoint), or the test fails naming the
+/// feature and quoting ntptap's reason. A refused program is a red run, never a warning.
+fn every_kernel_feature_loads(hook: &str) {
+    let lab = Lab::new(&format!("feat{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.pcapng");
+    let ntptap = start_tap(
+        &lab,
+        hook,
+        &file,
+        &["--attribution", "--latency", "--drops"],
+    );
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    let line = |feature: &str, prefix: &str| -> String {
+        let found = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("ntptap: {prefix}")))
+            .unwrap_or_else(|| panic!("{feature}: no `{prefix}` line:\n{stderr}"));
+        assert!(
+            !found.contains(": off") && !found.contains("refused"),
+            "{feature} did not load on this kernel: {found}\n{stderr}"
+        );
+        eprintln!("{found}");
+        found.to_owned()
+    };
+    line("the platform", "kernel: ");
+    line(
+        "process attribution",
+        "process attribution: cgroup socket hooks",
+    );
+    line("in-host latency", "in-host latency: ");
+    let drops = line("drop records", "drop records: ntptap_drop");
+    assert!(drops.contains("tp_btf/kfree_skb"), "{drops}");
+    let ingress = line(
+        "the ingress capture",
+        &format!("va: ingress at {}", hook.to_uppercase()),
+    );
+    if hook == "tc" {
+        line("the egress capture", "va: egress at TC");
+    } else {
+        assert!(ingress.contains("XDP"), "{ingress}");
+    }
+    // Nothing degraded quietly either: no warning at all.
+    assert!(
+        !stderr.lines().any(|l| l.contains("WARN")),
+        "a feature degraded:\n{stderr}"
+    );
+}
+
+#[test]
+fn every_kernel_feature_loads_tc_hook() {
+    every_kernel_feature_loads("tc");
+}
+
+#[test]
+fn every_kernel_feature_loads_xdp_hook() {
+    every_kernel_feature_loads("xdp");
+}
+
 /// Kernel drops, on every kernel of the matrix: requests to a port nobody listens on, over
 /// IPv4 and IPv6, each recorded once more as a drop record, with the reason `NO_SOCKET` on
 /// kernels whose `kfree_skb` tracepoint passes reasons (5.17 and later) and `unknown` before

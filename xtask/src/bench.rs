@@ -210,17 +210,72 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         });
     }
 
+    // A row this kernel cannot run (a program its verifier refuses, a hook it lacks) is
+    // reported with its reason; every other row still runs.
+    let mut not_run = NotRun::default();
     eprintln!("xtask: kernel programs with BPF_PROG_TEST_RUN");
-    let kernel = example_json(root, "kernel_bench")?;
-
+    let kernel = not_run.or_empty("kernel programs", example_json(root, "kernel_bench"));
     eprintln!("xtask: process attribution hooks, on socket calls that are not NTP");
-    let owners = example_json(root, "owner_bench")?;
+    let owners = not_run.or_empty("attribution hooks", example_json(root, "owner_bench"));
     eprintln!("xtask: the drop program, on real drops on loopback");
-    let drops = example_json(root, "drop_bench")?;
+    let drops = not_run.or_empty("drop program", example_json(root, "drop_bench"));
     eprintln!("xtask: memory of the client analytics under a million spoofed sources");
-    let memory = spoofed_memory(&ntptap, &out)?;
-    let live = live(root, opts.runs)?;
-    report(root, opts, &rows, &[kernel, owners, drops], &live, &memory)
+    let memory = not_run.or_empty("memory", spoofed_memory(&ntptap, &out));
+    let live = live(root, opts.runs, &mut not_run)?;
+    report(
+        root,
+        opts,
+        &rows,
+        &[kernel, owners, drops],
+        &live,
+        &memory,
+        &not_run,
+    )
+}
+
+/// The rows that did not run on this kernel, each with its reason.
+#[derive(Default)]
+pub struct NotRun(Vec<(String, String)>);
+
+impl NotRun {
+    /// `result`'s rows, or none: the reason is kept for the report.
+    fn or_empty<T>(&mut self, row: &str, result: anyhow::Result<Vec<T>>) -> Vec<T> {
+        result.unwrap_or_else(|e| {
+            self.note(row, &e);
+            Vec::new()
+        })
+    }
+
+    fn note(&mut self, row: &str, e: &anyhow::Error) {
+        // The reason's last line is the one that says it (a panic's message, ntptap's error).
+        let reason = format!("{e:#}");
+        let reason = reason
+            .lines()
+            .rev()
+            .find(|l| {
+                let l = l.trim();
+                !l.is_empty() && !l.starts_with("note:") && !l.starts_with("stack backtrace")
+            })
+            .unwrap_or(&reason)
+            .trim()
+            .to_owned();
+        eprintln!("xtask: bench row not run: {row}: {reason}");
+        self.0.push((row.to_owned(), reason));
+    }
+
+    /// The report's section, empty when every row ran.
+    fn section(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let mut md = String::from(
+            "\n## Rows not run on this kernel\n\nEach was refused or failed here; the other rows ran.\n\n| row | why |\n|---|---|\n",
+        );
+        for (row, why) in &self.0 {
+            let _ = writeln!(md, "| {row} | {} |", why.replace('|', "\\|"));
+        }
+        md
+    }
 }
 
 /// The offline row of the exchange tracker and client analytics.
@@ -342,6 +397,7 @@ fn report(
     [kernel, owners, drops]: &[Vec<serde_json::Value>; 3],
     live: &[LiveResult],
     memory: &[(u32, u64)],
+    not_run: &NotRun,
 ) -> anyhow::Result<()> {
     let machine = machine();
     let mut md = String::new();
@@ -367,6 +423,7 @@ fn report(
         hook_report(&mut md, title, rows);
     }
     let live_json = live_report(&mut md, live);
+    md.push_str(&not_run.section());
     let mut targets = targets(rows, kernel, live);
     targets.extend(attribution_targets(owners, live));
     targets.extend(drop_targets(drops, live));
@@ -1077,6 +1134,15 @@ fn live_once(
                 .recv_timeout(Duration::from_secs(10))
                 .with_context(|| format!("{contender} did not start: {lines:?}"))?;
             let listening = line.contains("listening on");
+            // A feature the contender asks for that this kernel refused (ntptap goes on
+            // without it, with a warning): measuring it would measure something else.
+            if line.contains(" WARN ") {
+                if let Some((mut c, _)) = child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                bail!("{contender} runs without what it measures here: {line}");
+            }
             lines.push(line);
             if listening {
                 start = at - spawned;
@@ -1139,7 +1205,7 @@ fn live_once(
     })
 }
 
-fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
+fn live(root: &Path, runs: usize, not_run: &mut NotRun) -> anyhow::Result<Vec<LiveResult>> {
     crate::cargo(&[
         "build",
         "--release",
@@ -1184,30 +1250,7 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
     let floors = ["empty xdp", "empty xdp-generic", "empty tc"];
     // Storms of drops that are not NTP, to a closed port and into an nftables drop rule:
     // what the drop program costs their sender, against ntptap without it.
-    ntptap_tests::run(
-        lab.b
-            .command("nft")
-            .args(["add", "table", "inet", "bench_drop"]),
-    );
-    ntptap_tests::run(lab.b.command("nft").args([
-        "add",
-        "chain",
-        "inet",
-        "bench_drop",
-        "in",
-        "{ type filter hook input priority 0 ; }",
-    ]));
-    ntptap_tests::run(lab.b.command("nft").args([
-        "add",
-        "rule",
-        "inet",
-        "bench_drop",
-        "in",
-        "udp",
-        "dport",
-        "7",
-        "drop",
-    ]));
+    drop_rule(&lab);
     let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops"];
     let mut results: Vec<LiveResult> = Vec::new();
     let all_floods = [("NTP flood", 123u16), ("non-NTP flood", 5353)]
@@ -1232,19 +1275,61 @@ fn live(root: &Path, runs: usize) -> anyhow::Result<Vec<LiveResult>> {
                 runs: Vec::new(),
             });
         }
+        let mut contenders = contenders;
         for _ in 0..runs {
+            let mut failed = Vec::new();
             for &c in &contenders {
                 eprintln!("xtask: live: {flood_name}, {c}");
-                let r = live_once(&lab, &flood, c, port, &tools, dir.path())?;
-                let slot = results
-                    .iter_mut()
-                    .find(|r| r.contender == c && r.flood == flood_name)
-                    .expect("slot");
-                slot.runs.push(r);
+                match live_once(&lab, &flood, c, port, &tools, dir.path()) {
+                    Ok(r) => results
+                        .iter_mut()
+                        .find(|r| r.contender == c && r.flood == flood_name)
+                        .expect("slot")
+                        .runs
+                        .push(r),
+                    // The peer and the floor are what every ratio stands on.
+                    Err(e) if matches!(c, "none" | "tcpdump") => return Err(e),
+                    Err(e) => {
+                        not_run.note(&format!("live: {flood_name}, {c}"), &e);
+                        failed.push(c);
+                    }
+                }
             }
+            // A contender that failed once is left out of this flood: no ratio of partial runs.
+            contenders.retain(|c| !failed.contains(c));
+            results.retain(|r| r.flood != flood_name || !failed.contains(&r.contender));
         }
     }
     Ok(results)
+}
+
+/// In the receiver's namespace: an nftables rule that drops datagrams to port 7 (the storm
+/// into a firewall).
+fn drop_rule(lab: &ntptap_tests::Lab) {
+    ntptap_tests::run(
+        lab.b
+            .command("nft")
+            .args(["add", "table", "inet", "bench_drop"]),
+    );
+    ntptap_tests::run(lab.b.command("nft").args([
+        "add",
+        "chain",
+        "inet",
+        "bench_drop",
+        "in",
+        "{ type filter hook input priority 0 ; }",
+    ]));
+    ntptap_tests::run(lab.b.command("nft").args([
+        "add",
+        "rule",
+        "inet",
+        "bench_drop",
+        "in",
+        "udp",
+        "dport",
+        "7",
+        "drop",
+    ]));
 }
 
 fn median_u64(mut v: Vec<u64>) -> u64 {
@@ -1345,6 +1430,31 @@ mod tests {
         // Only the rounds asked for: round 4 alone, where tcpdump lost 50 % and empty 0.
         let r = loss_ratio(&empty, &tcpdump, &none, &[4]);
         assert!((r - 0.001 / 0.5).abs() < 1e-9, "{r}");
+    }
+
+    #[test]
+    fn a_refused_row_is_reported_and_the_others_kept() {
+        let mut not_run = NotRun::default();
+        let ran: Vec<u32> = not_run.or_empty("kernel programs", Ok(vec![1, 2]));
+        assert_eq!(ran, [1, 2]);
+        assert!(not_run.section().is_empty());
+        let refused: Vec<u32> = not_run.or_empty(
+            "drop program",
+            Err(anyhow::anyhow!(
+                "drop_bench failed: thread 'main' panicked at x.rs:1:\nthe drop program: the \
+                 verifier refused it: R2 type=rdonly_untrusted_mem expected=scalar\nnote: run \
+                 with `RUST_BACKTRACE=1`"
+            )),
+        );
+        assert!(refused.is_empty());
+        let section = not_run.section();
+        assert!(
+            section.contains(
+                "| drop program | the drop program: the verifier refused it: R2 \
+                 type=rdonly_untrusted_mem expected=scalar |"
+            ),
+            "{section}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use ntptap_common::{
 };
 use tracing::debug;
 
-use super::btf::Btf;
+use super::{btf::Btf, refusal::Refusal};
 use crate::counts::DropCounts;
 
 /// The prefix the kernel gives its drop reasons, left out of ntptap's names.
@@ -283,19 +283,16 @@ impl Hook {
             .ok_or_else(|| anyhow!("the BPF object has no program {name}"))?
             .try_into()?;
         if let Err(e) = program.load("kfree_skb", &btf) {
-            if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &e {
-                debug!(program = name, "verifier log:\n{verifier_log}");
-            }
             bail!(
-                "the kernel refused the drop program at tp_btf/kfree_skb ({}); it needs BTF \
-                 tracepoints (Linux 5.5); NTPTAP_LOG=debug shows the verifier's reason",
-                super::owners::missing_piece(&e)
+                "the kernel refused the drop program at tp_btf/kfree_skb ({}); NTPTAP_LOG=debug \
+                 shows the verifier's log; please report it with `uname -rv`",
+                Refusal::of(name, &e)
             );
         }
         program.attach().map_err(|e| {
             anyhow!(
                 "cannot attach the drop program to tp_btf/kfree_skb ({})",
-                super::owners::missing_piece(&e)
+                Refusal::of(name, &e)
             )
         })?;
         let counts = ebpf

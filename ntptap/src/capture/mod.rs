@@ -10,6 +10,7 @@ pub mod follow;
 pub mod iface;
 pub mod owners;
 pub mod privilege;
+mod refusal;
 mod ring;
 mod ringbuf;
 mod summary;
@@ -1065,12 +1066,10 @@ where
 }
 
 fn verifier_error(name: &str, err: &ProgramError) -> anyhow::Error {
-    if let ProgramError::LoadError { verifier_log, .. } = err {
-        debug!(program = name, "verifier log:\n{verifier_log}");
-    }
     anyhow!(
-        "the kernel refused to load the BPF program {name}: {err}. Run with NTPTAP_LOG=debug to \
-         see the verifier's log, and report it with `uname -r`"
+        "the kernel refused to load the BPF program {name} ({}). Run with NTPTAP_LOG=debug to \
+         see the verifier's log, and report it with `uname -rv`",
+        refusal::Refusal::of(name, err)
     )
 }
 

@@ -18,8 +18,9 @@ use ntptap_common::{
     ATTRIBUTE_SELECT, COMM_LEN, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE,
     SELECT_INCLUDE, names,
 };
-use tracing::{debug, info};
+use tracing::info;
 
+use super::refusal::Refusal;
 use crate::counts::OwnerCounts;
 
 /// One `--pid`, `--comm` or `--cgroup`: what it names, and whether it excludes (`--not-...`,
@@ -187,13 +188,10 @@ fn load_and(
     attach: impl FnOnce() -> Result<(), aya::programs::ProgramError>,
 ) -> anyhow::Result<()> {
     if let Err(e) = loaded {
-        if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &e {
-            debug!(program = name, "verifier log:\n{verifier_log}");
-        }
         bail!(
             "the kernel refused the cgroup/{hook} hook ({}); NTPTAP_LOG=debug shows the verifier's \
-             reason",
-            missing_piece(&e)
+             log",
+            Refusal::of(name, &e)
         );
     }
     attach().map_err(|e| {
@@ -203,32 +201,6 @@ fn load_and(
         };
         anyhow!("cannot attach the cgroup/{hook} hook: {e}{errno}")
     })
-}
-
-/// What a refused load most likely lacks, in a few words rather than a verifier dump.
-pub(super) fn missing_piece(err: &aya::programs::ProgramError) -> String {
-    let aya::programs::ProgramError::LoadError { verifier_log, .. } = err else {
-        return err.to_string();
-    };
-    let log = verifier_log.to_string();
-    if let Some(helper) = log.lines().find_map(|l| {
-        l.split_once("unknown func ")
-            .map(|(_, h)| h.trim().to_owned())
-    }) {
-        return format!("this kernel lacks the helper {helper} there");
-    }
-    if log.contains("invalid bpf_context access") {
-        return "this kernel lacks a context field the hook reads".to_owned();
-    }
-    log.lines()
-        .rev()
-        .find(|l| {
-            !l.trim().is_empty()
-                && !["processed", "verification time", "stack depth"]
-                    .iter()
-                    .any(|p| l.starts_with(p))
-        })
-        .map_or_else(|| err.to_string(), |l| format!("verifier: {}", l.trim()))
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
