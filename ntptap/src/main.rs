@@ -104,7 +104,7 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
         created.keep();
     }
     if let Some(user) = &plan.user {
-        capture::privilege::drop_to(user, config.pin.as_deref())?;
+        capture::privilege::drop_to(user, &session.pinned())?;
         if plan.verbose {
             eprintln!("ntptap: now running as {user}, with no capabilities");
         }

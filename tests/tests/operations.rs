@@ -339,14 +339,103 @@ struct BpfFs(tempfile::TempDir);
 
 impl BpfFs {
     fn new() -> Self {
+        Self::with_mode("0700")
+    }
+
+    /// A bpffs mounted with `mode` (`1777`: as a shared host may mount it).
+    fn with_mode(mode: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         ntptap_tests::run(
             Command::new("mount")
-                .args(["-t", "bpf", "bpf"])
+                .args(["-t", "bpf", "-o", &format!("mode={mode}"), "bpf"])
                 .arg(dir.path()),
         );
         BpfFs(dir)
     }
+}
+
+/// `--pin` with `-Z` on a world-writable bpffs: a directory another user made (with a link
+/// to a root-only file planted in it) or one anyone can write is refused, and the file keeps
+/// its owner; a directory ntptap creates itself, and the maps it pins there, go to `-Z`'s
+/// user, and nothing else does.
+#[test]
+fn pin_with_z_hands_over_only_what_it_created() {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = Netns::new("pin-z");
+    let bpffs = BpfFs::with_mode("1777");
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("root-only");
+    std::fs::write(&secret, b"root's").unwrap();
+    let as_nobody = |args: &[&str]| {
+        ntptap_tests::run(
+            Command::new("setpriv")
+                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+                .args(args),
+        );
+    };
+    let planted = bpffs.0.path().join("planted");
+    as_nobody(&["mkdir", planted.to_str().unwrap()]);
+    as_nobody(&[
+        "ln",
+        "-s",
+        secret.to_str().unwrap(),
+        planted.join("x").to_str().unwrap(),
+    ]);
+    let err = failing(
+        &ns,
+        &[
+            "-i",
+            "lo",
+            "-w",
+            "/dev/null",
+            "-Z",
+            "nobody",
+            "--pin",
+            planted.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    let owner = std::fs::metadata(&secret).unwrap();
+    assert_eq!(
+        (owner.uid(), owner.gid()),
+        (0, 0),
+        "the planted link's target was handed over"
+    );
+
+    let open = bpffs.0.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let err = failing(
+        &ns,
+        &[
+            "-i",
+            "lo",
+            "-w",
+            "/dev/null",
+            "--pin",
+            open.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("writable by its group or others"), "{err}");
+
+    let own = bpffs.0.path().join("own");
+    let mut ntptap = Proc::spawn(
+        "ntptap --pin -Z",
+        ns.command(ntptap_bin())
+            .args(["-i", "lo", "-w", "/dev/null", "-Z", "nobody", "--pin"])
+            .arg(&own),
+    );
+    ntptap.wait_for_stderr("listening on", READY);
+    let dir = std::fs::symlink_metadata(&own).unwrap();
+    assert_eq!((dir.uid(), dir.mode() & 0o777), (65534, 0o700));
+    let counters = std::fs::symlink_metadata(own.join("NTPTAP_COUNTERS")).unwrap();
+    assert_eq!(counters.uid(), 65534, "a pinned map goes to -Z's user");
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !own.join("NTPTAP_COUNTERS").exists(),
+        "-Z's user could unpin: {stderr}"
+    );
 }
 
 impl Drop for BpfFs {

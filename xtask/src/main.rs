@@ -87,11 +87,12 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Boot Debian's cloud kernels in QEMU (amd64 5.10, 6.1 and 6.12; arm64 6.1 and 6.12) and
+    /// Boot Debian's cloud kernels in QEMU (amd64 5.10, 6.1, 6.12, 6.18 LTS and the newest 7.x;
+    /// arm64 6.1 and the newest 7.x) and
     /// run the kernel tests in each (BPF_PROG_TEST_RUN verdicts; captures on a veth pair
     /// inside the guest).
     Vmtest {
-        /// Only these kernels (5.10, 6.1, 6.12, 6.1-arm64, 6.12-arm64); all by default.
+        /// Only these kernels (5.10, 6.1, 6.12, 6.18, 7.x, 6.1-arm64, 7.x-arm64); all by default.
         kernels: Vec<String>,
     },
     /// The soak: an NTP flood at a lossless rate with rotation on, sampling ntptap's memory

@@ -1,5 +1,6 @@
 //! The kernel matrix: boot Debian's cloud kernels in QEMU and run the kernel tests inside,
-//! on amd64 (5.10, 6.1, 6.12) and arm64 (6.1, 6.12).
+//! on amd64 (5.10, 6.1, 6.12, the 6.18 LTS and the newest 7.x) and arm64 (6.1 and the newest
+//! 7.x); the versions are named once, in `KERNELS`.
 //!
 //! Each kernel comes from Debian's archive as a package, through a private apt configuration
 //! per architecture (its own sources list, lists and cache under target/vmtest/apt-ARCH) that
@@ -28,39 +29,64 @@ use anyhow::{Context as _, bail};
 
 use crate::{cmd, cross::Arch};
 
-/// A kernel of the matrix: what it is called here, the Debian suite it comes from, and its
-/// architecture.
+/// A kernel of the matrix: what it is called here, the Debian suite it comes from, the
+/// version (`None`: whatever `linux-image-cloud-ARCH` names there today), and its architecture.
 pub struct Kernel {
     pub name: &'static str,
     pub suite: &'static str,
+    pub version: Option<&'static str>,
     pub arch: Arch,
 }
 
-/// The kernels production hosts run, besides the host's own (which runs the whole suite).
+/// The newest kernels, by version: moving the matrix to the next one is a change of this line
+/// (Debian's `linux-image-VERSION-cloud-ARCH` in trixie-backports).
+const LTS: &str = "6.18.15+deb13";
+const NEWEST: &str = "7.3.4+deb13";
+
+/// The kernels production hosts run, besides the host's own (which runs the whole suite):
+/// Debian's cloud kernels from 5.10 to the newest, the 6.18 LTS among them; on arm64 the
+/// oldest and the newest.
 pub const KERNELS: &[Kernel] = &[
     Kernel {
         name: "5.10",
         suite: "bullseye",
+        version: None,
         arch: Arch::Amd64,
     },
     Kernel {
         name: "6.1",
         suite: "bookworm",
+        version: None,
         arch: Arch::Amd64,
     },
     Kernel {
         name: "6.12",
         suite: "bookworm-backports",
+        version: None,
+        arch: Arch::Amd64,
+    },
+    Kernel {
+        name: "6.18",
+        suite: "trixie-backports",
+        version: Some(LTS),
+        arch: Arch::Amd64,
+    },
+    Kernel {
+        name: "7.x",
+        suite: "trixie-backports",
+        version: Some(NEWEST),
         arch: Arch::Amd64,
     },
     Kernel {
         name: "6.1-arm64",
         suite: "bookworm",
+        version: None,
         arch: Arch::Arm64,
     },
     Kernel {
-        name: "6.12-arm64",
-        suite: "bookworm-backports",
+        name: "7.x-arm64",
+        suite: "trixie-backports",
+        version: Some(NEWEST),
         arch: Arch::Arm64,
     },
 ];
@@ -368,22 +394,41 @@ impl Apt {
         Ok(())
     }
 
-    /// The versioned kernel image package that `linux-image-cloud-ARCH` names in `suite`.
-    fn cloud_kernel_package(&mut self, suite: &str) -> anyhow::Result<String> {
+    /// The packages that hold `kernel`'s image and modules: the versioned
+    /// `linux-image-VERSION-cloud-ARCH` (for a kernel without a version, the one
+    /// `linux-image-cloud-ARCH` names in its suite); from 7.x that is a metapackage, and the
+    /// image and modules are in `linux-binary-VERSION-…` and `linux-modules-VERSION-…`.
+    fn cloud_kernel_packages(&mut self, kernel: &Kernel) -> anyhow::Result<Vec<String>> {
         self.update()?;
-        let out = Command::new("apt-cache")
-            .args(self.options())
-            .args([
-                "depends",
-                &format!("linux-image-cloud-{}/{suite}", self.arch.debian()),
-            ])
-            .output()
-            .context("cannot run apt-cache")?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Depends: "))
-            .map(str::to_owned)
-            .with_context(|| format!("no {} cloud kernel image in {suite}", self.arch.debian()))
+        let arch = self.arch.debian();
+        let depends = |package: &str| -> anyhow::Result<Vec<String>> {
+            let out = Command::new("apt-cache")
+                .args(self.options())
+                .args(["depends", package])
+                .output()
+                .context("cannot run apt-cache")?;
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Depends: "))
+                .map(|d| d.split(':').next().unwrap_or(d).to_owned())
+                .collect())
+        };
+        let image = match kernel.version {
+            Some(version) => format!("linux-image-{version}-cloud-{arch}/{}", kernel.suite),
+            None => depends(&format!("linux-image-cloud-{arch}/{}", kernel.suite))?
+                .into_iter()
+                .find(|d| d.starts_with("linux-image-"))
+                .with_context(|| format!("no {arch} cloud kernel image in {}", kernel.suite))?,
+        };
+        let parts: Vec<String> = depends(&image)?
+            .into_iter()
+            .filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-modules-"))
+            .collect();
+        let image = image.split('/').next().unwrap_or(&image).to_owned();
+        if parts.is_empty() {
+            return Ok(vec![image]);
+        }
+        Ok(parts)
     }
 
     /// `packages` and every package they depend on, directly or not: their libraries, and
@@ -481,8 +526,16 @@ struct Unpacked {
 }
 
 impl Unpacked {
+    /// `boot/vmlinuz-RELEASE`, or from 7.x `usr/lib/modules/RELEASE/vmlinuz`.
     fn image(&self) -> PathBuf {
-        self.root.join(format!("boot/vmlinuz-{}", self.release))
+        let modules = self
+            .root
+            .join(format!("usr/lib/modules/{}/vmlinuz", self.release));
+        if modules.is_file() {
+            modules
+        } else {
+            self.root.join(format!("boot/vmlinuz-{}", self.release))
+        }
     }
 }
 
@@ -492,15 +545,21 @@ fn fetch_kernel(apt: &mut Apt, dir: &Path, kernel: &Kernel) -> anyhow::Result<Un
     if let Some(unpacked) = unpacked(&root) {
         return Ok(unpacked);
     }
-    let package = apt.cloud_kernel_package(kernel.suite)?;
-    let [deb] = &apt.download(&[&package], &dir.join("debs"))?[..] else {
-        unreachable!("one package, one file")
-    };
+    let packages = apt.cloud_kernel_packages(kernel)?;
+    let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let debs = apt.download(&names, &dir.join("debs"))?;
     let partial = dir.join("kernels").join(format!("{}.partial", kernel.name));
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
-    cmd(Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
-    let found = unpacked(&partial).with_context(|| format!("{} holds no kernel", deb.display()))?;
+    for deb in &debs {
+        cmd(Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
+    }
+    // Modules under usr/lib/modules (7.x): depmod and modprobe (Debian 12's kmod) look in
+    // lib/modules of the tree they are given.
+    if !partial.join("lib").exists() && partial.join("usr/lib/modules").is_dir() {
+        std::os::unix::fs::symlink("usr/lib", partial.join("lib"))?;
+    }
+    let found = unpacked(&partial).with_context(|| format!("{packages:?} hold no kernel image"))?;
     cmd(Command::new("depmod")
         .arg("-b")
         .arg(&partial)
@@ -510,15 +569,25 @@ fn fetch_kernel(apt: &mut Apt, dir: &Path, kernel: &Kernel) -> anyhow::Result<Un
 }
 
 fn unpacked(root: &Path) -> Option<Unpacked> {
-    let release = fs::read_dir(root.join("boot"))
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("vmlinuz-")
-                .map(str::to_owned)
-        })?;
+    let in_boot = || {
+        fs::read_dir(root.join("boot"))
+            .ok()?
+            .filter_map(Result::ok)
+            .find_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("vmlinuz-")
+                    .map(str::to_owned)
+            })
+    };
+    let in_modules = || {
+        fs::read_dir(root.join("usr/lib/modules"))
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.path().join("vmlinuz").is_file())
+            .and_then(|e| e.file_name().to_str().map(str::to_owned))
+    };
+    let release = in_boot().or_else(in_modules)?;
     Some(Unpacked {
         root: root.to_path_buf(),
         release,
@@ -992,6 +1061,7 @@ fn boot(
                 || decision.contains("copies frames")
                 || decision.contains(" at ")
                 || decision.starts_with("process attribution")
+                || decision.starts_with("in-host latency")
             {
                 outcome
                     .notes

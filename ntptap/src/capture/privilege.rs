@@ -31,25 +31,25 @@ pub fn check() -> anyhow::Result<()> {
 }
 
 /// Switch to `user` for good and clear every capability set (tcpdump's `-Z`). Call once all
-/// programs are attached and the output is open. Pinned maps in `pin` are handed to the user,
-/// so that it can still unpin them on exit.
-pub fn drop_to(user: &str, pin: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// programs are attached and the output is open. `pinned` (what this run pinned, and the pin
+/// directory if it created it) is handed to the user, so that it can still unpin on exit;
+/// nothing else, and never through a symbolic link.
+pub fn drop_to(user: &str, pinned: &[std::path::PathBuf]) -> anyhow::Result<()> {
     use nix::unistd::{Gid, Uid, User, setgroups, setresgid, setresuid};
     let account = User::from_name(user)
         .map_err(|e| anyhow::anyhow!("cannot look up user {user}: {e}"))?
         .ok_or_else(|| {
             anyhow::anyhow!("no such user '{user}' (-Z): name an existing account, such as nobody")
         })?;
-    if let Some(dir) = pin {
-        for entry in std::iter::once(dir.to_path_buf()).chain(
-            std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .map(|e| e.path()),
-        ) {
-            let _ = nix::unistd::chown(&entry, Some(account.uid), Some(account.gid));
-        }
+    for path in pinned {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path.as_path(),
+            Some(account.uid),
+            Some(account.gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot hand {} to {user}: {e}", path.display()))?;
     }
     setgroups(&[account.gid])
         .map_err(|e| anyhow::anyhow!("cannot set the groups of {user}: {e}"))?;
