@@ -189,6 +189,11 @@ pub struct Cli {
     #[arg(long = "metrics", value_name = "[ADDR:]PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// The token a POST to /flight-recorder from another host must carry (`Authorization:
+    /// Bearer TOKEN`), read from FILE (its first line). Without it, only loopback may ask.
+    #[arg(long = "metrics-token", value_name = "FILE", requires = "metrics")]
+    pub metrics_token: Option<PathBuf>,
+
     /// Stop after SECONDS.
     #[arg(long = "duration", value_name = "SECONDS")]
     pub duration: Option<f64>,

@@ -96,7 +96,7 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
         }),
     )?;
     if let Some(endpoint) = outputs.metrics.take() {
-        endpoint.serve(runtime.handle())?;
+        endpoint.serve()?;
     }
     // On an error here, `outputs.created` removes the file this run created.
     let session = Session::open(config)?;

@@ -238,7 +238,7 @@ pub struct Session {
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
     /// `--pin`'s maps, unpinned when dropped.
-    _pins: Pins,
+    pins: Pins,
     logger: Option<aya_log::EbpfLogger<StderrLog>>,
     /// Interface index to counter slot.
     ifslots: Array<MapData, u32>,
@@ -729,7 +729,7 @@ impl Session {
             ring: Some(ring),
             counters,
             _maps: (ports, hosts),
-            _pins: pins,
+            pins,
             logger,
             ifslots,
             attached: Vec::new(),
@@ -831,7 +831,7 @@ impl Session {
 
     /// The pin directory and pinned maps this run created (`--pin`), for `-Z` to hand over.
     pub fn pinned(&self) -> Vec<std::path::PathBuf> {
-        self._pins.created()
+        self.pins.created()
     }
 
     /// The counters now: the attached interfaces', and the last of those that went away.
@@ -904,7 +904,16 @@ impl Session {
         // An interface that goes away takes its links with it: stop, and say so.
         if !self.config.follow_interfaces
             && let Some((gone, _)) = self.attached.iter().find(|(a, _)| {
-                nix::net::if_::if_nametoindex(a.iface.name.as_str()).ok() != Some(a.iface.index)
+                // Only "no such device" means gone: out of file descriptors (EMFILE: the
+                // lookup opens a socket) or memory says nothing of the interface.
+                match nix::net::if_::if_nametoindex(a.iface.name.as_str()) {
+                    Ok(index) => index != a.iface.index,
+                    Err(nix::errno::Errno::ENODEV) => true,
+                    Err(e) => {
+                        warn!(iface = %a.iface.name, "cannot check that the interface is still there: {e}");
+                        false
+                    }
+                }
             })
         {
             return Some(StopReason::InterfaceGone(gone.iface.name.clone()));

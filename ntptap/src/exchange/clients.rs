@@ -337,7 +337,7 @@ impl Clients {
         self.replies += 1;
         self.slot(ts).replies += 1;
         let kiss = ntp.kiss_code().map(|code| {
-            let mut code = String::from_utf8_lossy(&code).into_owned();
+            let mut code = crate::ntp::names::kiss_label(&code).to_owned();
             if !self.kisses.contains_key(&code) && self.kisses.len() >= self.limits.kiss_codes {
                 "other".clone_into(&mut code);
             }

@@ -752,12 +752,12 @@ impl Tracker {
         }
         let leap = ntp.leap.to_bits();
         if let Some(code) = ntp.kiss_code() {
-            let code = String::from_utf8_lossy(&code).into_owned();
             *self
                 .server(server.ip())
                 .kiss_codes
-                .entry(code.clone())
+                .entry(crate::ntp::names::kiss_label(&code).to_owned())
                 .or_default() += 1;
+            let code = String::from_utf8_lossy(&code).into_owned();
             self.events.push(Event::KissOfDeath {
                 server,
                 client,

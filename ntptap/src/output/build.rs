@@ -16,7 +16,7 @@ use super::{
     file::{FileWriter, Guarded},
     health::HealthSink,
     json::JsonSink,
-    metrics::{self, MetricsSink},
+    metrics::MetricsSink,
     pcap::PcapSink,
     pcapng::{PcapNgInterface, PcapNgSink},
     rotate::{OpenSink, RotatingSink},
@@ -37,6 +37,8 @@ pub struct OutputPlan {
     pub stats: Option<Duration>,
     /// Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// The file with the token a remote POST to `/flight-recorder` must carry.
+    pub metrics_token: Option<PathBuf>,
     /// In-host latency (`--latency`): every frame goes through the exchange tracker, which
     /// joins each reply with its request.
     pub latency: bool,
@@ -154,7 +156,7 @@ pub struct Outputs {
     /// The capture file this run created, removed unless the capture starts.
     pub created: Option<CreatedFile>,
     /// The metrics endpoint, bound, to be served once the event loop runs.
-    pub metrics: Option<metrics::Endpoint>,
+    pub metrics: Option<super::http::Endpoint>,
     /// What was decided (direct I/O or the page cache), for `-v`.
     pub notes: Vec<String>,
 }
@@ -239,7 +241,10 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
         outputs.pipeline.push(Box::new(sink));
     }
     if let Some(addr) = plan.metrics {
-        let mut endpoint = metrics::Endpoint::bind(addr)?;
+        let mut endpoint = super::http::Endpoint::bind(addr)?;
+        if let Some(path) = &plan.metrics_token {
+            endpoint.token = Some(read_token(path)?);
+        }
         if plan.flight.is_some() {
             endpoint.flight = Some(requests);
         }
@@ -382,4 +387,24 @@ impl Write for FlushEach {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
     }
+}
+
+/// `--metrics-token FILE`: the file's first line, which must not be empty.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the metrics token from {} (--metrics-token): name a readable file \
+             whose first line is the token",
+            path.display()
+        )
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() || token.len() > 4096 {
+        anyhow::bail!(
+            "{} (--metrics-token) holds no token on its first line (or one over 4096 bytes)",
+            path.display()
+        );
+    }
+    Ok(token)
 }

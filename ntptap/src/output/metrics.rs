@@ -3,11 +3,7 @@
 //! are bounded: directions, reasons, NTP versions and modes, kiss codes, events, interfaces,
 //! and servers (at most the exchange tracker's limit); no per-client label.
 
-use std::{
-    io,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{io, sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -31,7 +27,7 @@ use crate::{
 type Labels = Vec<(String, String)>;
 
 /// The latest rendering of the metrics, shared with the HTTP server.
-pub type Exposition = Arc<Mutex<String>>;
+pub use super::http::Exposition;
 
 type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
@@ -456,7 +452,7 @@ impl MetricsSink {
         if encode(&mut text, &self.registry).is_ok()
             && let Ok(mut shared) = self.exposition.lock()
         {
-            *shared = text;
+            *shared = bytes::Bytes::from(text);
         }
     }
 }
@@ -494,7 +490,7 @@ impl Sink for MetricsSink {
                 .inc();
             if let Some(code) = ntp.kiss_code() {
                 self.kiss
-                    .get_or_create(&labels(&[("code", &String::from_utf8_lossy(&code))]))
+                    .get_or_create(&labels(&[("code", crate::ntp::names::kiss_label(&code))]))
                     .inc();
             }
         }
@@ -657,121 +653,6 @@ fn process_usage() -> Option<(f64, u64)> {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     let cpu = (field(14)? + field(15)?) as f64 / ticks as f64;
     Some((cpu, field(24)? * page as u64))
-}
-
-/// The metrics' HTTP endpoint: bound when the outputs are built (so a port in use fails
-/// before anything is attached), served once the event loop runs.
-pub struct Endpoint {
-    listener: std::net::TcpListener,
-    exposition: Exposition,
-    /// Where a POST to `/flight-recorder` goes, with `--flight-recorder`.
-    pub flight: Option<super::flight::Requests>,
-}
-
-impl Endpoint {
-    /// Listen on `addr`.
-    pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let listener = std::net::TcpListener::bind(addr).with_context(|| {
-            format!(
-                "cannot serve metrics on {addr}: is the port in use? choose another with --metrics"
-            )
-        })?;
-        listener
-            .set_nonblocking(true)
-            .context("cannot make the metrics listener non-blocking")?;
-        Ok(Self {
-            listener,
-            exposition: Exposition::default(),
-            flight: None,
-        })
-    }
-
-    /// What the server serves; the metrics sink renders into it.
-    #[must_use]
-    pub fn exposition(&self) -> Exposition {
-        Arc::clone(&self.exposition)
-    }
-
-    /// Serve from `runtime` until it stops.
-    pub fn serve(self, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
-        use anyhow::Context as _;
-        let _context = runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(self.listener)
-            .context("cannot serve metrics from the event loop")?;
-        runtime.spawn(serve(listener, self.exposition, self.flight));
-        Ok(())
-    }
-}
-
-/// Serve `exposition` over HTTP on `listener` until the runtime stops: a POST to
-/// `/flight-recorder` asks `flight` for a dump; anything else gets the metrics.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    exposition: Exposition,
-    flight: Option<super::flight::Requests>,
-) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let exposition = Arc::clone(&exposition);
-        let flight = flight.clone();
-        tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let line = request[..n]
-                .split(|b| *b == b'\r')
-                .next()
-                .unwrap_or_default();
-            let (status, kind, body) = if line.starts_with(b"POST /flight-recorder ") {
-                let (status, text) = flight_request(flight.as_ref()).await;
-                (status, "text/plain; charset=utf-8", text + "\n")
-            } else {
-                (
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    exposition.lock().map(|s| s.clone()).unwrap_or_default(),
-                )
-            };
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                429 => "Too Many Requests",
-                503 => "Service Unavailable",
-                _ => "Internal Server Error",
-            };
-            let head = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-/// A POST to `/flight-recorder`: the recorder's answer (it looks within about a second).
-async fn flight_request(flight: Option<&super::flight::Requests>) -> (u16, String) {
-    let Some(requests) = flight else {
-        return (
-            404,
-            "no flight recorder: start ntptap with --flight-recorder SIZE|DURATION".to_owned(),
-        );
-    };
-    match tokio::time::timeout(Duration::from_secs(5), requests.ask()).await {
-        Ok(Ok(answer)) => answer,
-        _ => (
-            503,
-            "the flight recorder did not answer within 5 s".to_owned(),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod decoded;
 pub mod file;
 pub mod flight;
 pub mod health;
+pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod pcap;

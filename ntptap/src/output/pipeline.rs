@@ -134,12 +134,7 @@ impl Consumer for Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        cell::RefCell,
-        io::Write,
-        rc::Rc,
-        sync::{Arc, Mutex},
-    };
+    use std::{cell::RefCell, io::Write, rc::Rc, sync::Arc};
 
     use super::*;
     use crate::{
@@ -224,7 +219,7 @@ mod tests {
             all: false,
         };
         let (json, text, table) = (Shared::default(), Shared::default(), Shared::default());
-        let exposition = Arc::new(Mutex::new(String::new()));
+        let exposition = crate::output::metrics::Exposition::default();
         let mut pipeline = Pipeline::new(ports, Some(Limits::default()));
         pipeline.push(Box::new(
             JsonSink::new(json.clone(), filter.clone()).with_server_stats(Duration::from_secs(1)),
@@ -281,7 +276,7 @@ mod tests {
         );
         let table = table.text();
         assert!(table.contains("192.0.2.123"), "{table}");
-        let metrics = exposition.lock().unwrap().clone();
+        let metrics = String::from_utf8(exposition.lock().unwrap().to_vec()).unwrap();
         assert!(
             metrics.contains("ntptap_server_responses_total{server=\"192.0.2.123\"} 2"),
             "{metrics}"
@@ -295,7 +290,7 @@ mod tests {
     #[test]
     fn with_nothing_that_shows_frames_every_frame_counts_for_c() {
         let data = udp(true, &ntp(3, 1, false));
-        let exposition = Arc::new(Mutex::new(String::new()));
+        let exposition = crate::output::metrics::Exposition::default();
         let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Some(Limits::default()));
         pipeline.push(Box::new(MetricsSink::new(exposition, 4096)));
         assert!(

@@ -123,11 +123,14 @@ impl Ntp {
         }
     }
 
-    /// A kiss-o'-death packet (RFC 5905 §7.4): stratum 0 with an ASCII kiss code.
+    /// A kiss-o'-death packet (RFC 5905 §7.4): a response (server or symmetric passive mode:
+    /// a KoD answers a request) with stratum 0 and an ASCII kiss code in the reference ID. A
+    /// client request has stratum 0 too, and whatever it carries there is no kiss.
     #[must_use]
     pub fn kiss_code(&self) -> Option<[u8; 4]> {
         let h = self.time()?;
-        (h.stratum == 0
+        (matches!(self.mode, Mode::Server | Mode::SymmetricPassive)
+            && h.stratum == 0
             && h.refid
                 .iter()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())

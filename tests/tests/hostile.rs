@@ -1,0 +1,251 @@
+//! Hostile traffic and hostile clients (RELIABILITY.md, "Hostile input"): what any machine on
+//! the network can send, and what any local process can do to the metrics endpoint, is
+//! bounded, and never stops the capture.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin};
+
+const PORT: u16 = 9124;
+
+/// A server's answer (mode 4), forged: stratum 0 and `code` where the reference ID goes.
+fn kiss(code: [u8; 4], n: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 48];
+    p[0] = (4 << 3) | 4;
+    p[12..16].copy_from_slice(&code);
+    p[40..48].copy_from_slice(&n.to_be_bytes());
+    p
+}
+
+/// One HTTP/1.1 request inside `ns` to ntptap's endpoint on its loopback: (status, body).
+fn http(ns: &Netns, request: &'static str) -> (u16, String) {
+    ns.enter(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", PORT)).expect("connect to the endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or_else(String::new, |(_, b)| b.to_owned());
+        (status, body)
+    })
+}
+
+fn scrape(ns: &Netns) -> String {
+    let (status, body) = http(ns, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 100,000 forged kiss-o'-death answers, each with another code: the metric's `code` label
+/// takes the registered codes and `other` only, the server's codes in `--stats` likewise, and
+/// client requests with stratum 0 and a code-like reference ID are no kiss at all.
+#[test]
+fn forged_kiss_codes_make_at_most_sixteen_labels() {
+    let lab = Lab::new("kisses");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "--no-print", "--stats", "0"])
+            .args(["--metrics", &PORT.to_string()]),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    let sent = lab.b.enter(|| {
+        let s = UdpSocket::bind((Lab::B4, 123)).expect("bind");
+        let to: SocketAddr = (Lab::A4.parse::<std::net::IpAddr>().unwrap(), 123).into();
+        // One real, registered one, before the flood fills the rings.
+        s.send_to(&kiss(*b"RATE", 1), to).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut sent = 0u64;
+        for n in 0..100_000u64 {
+            let code = [
+                b'A' + (n % 26) as u8,
+                b'A' + (n / 26 % 26) as u8,
+                b'A' + (n / 676 % 26) as u8,
+                b'0' + (n / 17_576 % 10) as u8,
+            ];
+            if s.send_to(&kiss(code, n), to).is_ok() {
+                sent += 1;
+            }
+            // A client's request (mode 3) with a code-like reference ID: no kiss.
+            if n % 10 == 0 {
+                let mut request = kiss(*b"RATE", n);
+                request[0] = (4 << 3) | 3;
+                let _ = s.send_to(&request, to);
+            }
+        }
+        sent
+    });
+    // Until what the rings held has been through the metrics (or a minute has passed).
+    let start = Instant::now();
+    let mut last = -1;
+    let page = loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let page = scrape(&lab.a);
+        let decoded = ntptap_tests::metric(&page, "ntptap_ntp_packets_total{");
+        if decoded == last || start.elapsed() > Duration::from_mins(1) {
+            break page;
+        }
+        last = decoded;
+    };
+    assert!(last > 10_000, "only {last} of {sent} decoded");
+    let codes: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("ntptap_kiss_of_death_total{"))
+        .collect();
+    assert!(
+        !codes.is_empty() && codes.len() <= 16,
+        "{} kiss series for {sent} forged codes:\n{}",
+        codes.len(),
+        codes.join("\n")
+    );
+    assert!(
+        codes.iter().any(|l| l.contains("code=\"RATE\"")),
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|l| l.contains("code=\"other\"") || l.contains("code=\"RATE\"")),
+        "{codes:?}"
+    );
+    let rate = ntptap_tests::metric(&page, "ntptap_kiss_of_death_total{code=\"RATE\"");
+    assert_eq!(rate, 1, "the requests with RATE in them are no kiss");
+    let rss = rss_kib(ntptap.pid());
+    assert!(
+        rss < 64 * 1024,
+        "resident {rss} KiB, past the DaemonSet's 64 Mi"
+    );
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a --stats line of {longest} bytes");
+    assert!(exit_counts(&stderr).captured > 0, "{stderr}");
+}
+
+/// The endpoint under ulimit -n 1024: 1,100 idle connections and 40 clients that send a
+/// request and never read leave the capture running (before, the descriptors ran out and
+/// ntptap took it for a vanished interface), memory bounded, and the endpoint answering once
+/// they are gone. Other paths are a 404, other methods a 405, a dump from another host
+/// without the token a 403.
+#[test]
+fn idle_and_silent_clients_cannot_stop_the_capture() {
+    let lab = Lab::new("http");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command("prlimit")
+            .args(["--nofile=1024:1024", "--"])
+            .arg(ntptap_bin())
+            .args(["-i", "va", "--no-print", "--flight-recorder", "1M"])
+            .args(["--metrics", &format!("0.0.0.0:{PORT}"), "--metrics-token"])
+            .arg(&token)
+            .arg("--flight-recorder-dir")
+            .arg(dir.path()),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    let pid = ntptap.pid();
+    let held = lab.a.enter(move || {
+        let mut held = Vec::new();
+        let to: SocketAddr = ([127, 0, 0, 1], PORT).into();
+        let start = Instant::now();
+        // 40 that ask and never read, then 1,100 that say nothing; past the endpoint's cap
+        // and the kernel's backlog a connection is not made at all, which is the point.
+        for n in 0..1_140 {
+            if start.elapsed() > Duration::from_secs(40) {
+                break;
+            }
+            if let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_millis(20)) {
+                if n < 40 {
+                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                }
+                held.push(s);
+            }
+        }
+        held
+    });
+    assert!(held.len() >= 300, "only {} connections made", held.len());
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds < 512, "{fds} descriptors open in ntptap");
+    // NTP goes on meanwhile, and ntptap with it.
+    lab.b.enter(|| {
+        let s = UdpSocket::bind((Lab::B4, 0)).unwrap();
+        for n in 0..20u64 {
+            s.send_to(&kiss(*b"RATE", n), (Lab::A4, 123)).unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    assert!(
+        ntptap.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "ntptap stopped under the connections: {:?}",
+        ntptap.stderr_seen
+    );
+    let rss = rss_kib(pid);
+    assert!(rss < 64 * 1024, "resident {rss} KiB");
+    drop(held);
+    let page = scrape(&lab.a);
+    assert!(page.contains("ntptap_frames_written_total"), "{page}");
+    assert_eq!(http(&lab.a, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
+    assert_eq!(
+        http(&lab.a, "DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n").0,
+        405
+    );
+    // From another host: the token or nothing.
+    let remote = |request: &'static str| {
+        lab.b.enter(move || {
+            let mut s = TcpStream::connect((Lab::A4, PORT)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            answer
+        })
+    };
+    let refused = remote("POST /flight-recorder HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let wrong = remote(
+        "POST /flight-recorder HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cre\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(wrong.starts_with("HTTP/1.1 403"), "{wrong}");
+    let asked = remote(
+        "POST /flight-recorder HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(
+        asked.starts_with("HTTP/1.1 200") || asked.starts_with("HTTP/1.1 429"),
+        "{asked}"
+    );
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("went away"),
+        "descriptors ran out and were taken for a lost interface:\n{stderr}"
+    );
+    assert!(exit_counts(&stderr).captured >= 20, "{stderr}");
+}
