@@ -17,6 +17,9 @@ pub struct Counts {
     pub owners: Option<OwnerCounts>,
     /// What the drop program counted, when it runs.
     pub drops: Option<DropCounts>,
+    /// The interfaces attached now (the others' counts are what they left when they went
+    /// away); empty when the source does not say.
+    pub live: Vec<String>,
 }
 
 /// What the drop program counted so far: NTP frames the kernel dropped after ntptap's hook.

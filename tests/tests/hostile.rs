@@ -249,3 +249,63 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
     );
     assert!(exit_counts(&stderr).captured >= 20, "{stderr}");
 }
+
+/// Forged answers from 100,000 sources, injected on the wire: the `server` label has at most
+/// as many values as the tracker holds servers (1,024), the evicted ones' series removed.
+#[test]
+fn forged_servers_stay_within_the_trackers_bound() {
+    let lab = Lab::new("servers");
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a.command(ntptap_bin()).args([
+            "-i",
+            "va",
+            "-Q",
+            "in",
+            "--no-print",
+            "--metrics",
+            &PORT.to_string(),
+        ]),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    let link = lab.a.ip(&["-o", "link", "show", "va"]);
+    let mac = String::from_utf8_lossy(&link.stdout)
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("va's MAC address")
+        .replace(':', "");
+    // Ethernet, IPv4 from 10.x.y.z (checksums unset: ntptap's hook sees the frame before the
+    // stack would drop it), UDP 123 -> 123, a server's answer (mode 4, stratum 2).
+    let script = format!(
+        "import socket, struct, time\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('vb', 0))\n\
+         head = bytes.fromhex('{mac}0200000000010800')\n\
+         ntp = bytes([0x24, 2]) + bytes(46)\n\
+         for i in range(100000):\n\
+         \x20   ip = bytes.fromhex('4500004c00004000401100000a') + struct.pack('>I', i)[1:] + bytes([10, 203, 0, 1])\n\
+         \x20   s.send(head + ip + struct.pack('>HHHH', 123, 123, 56, 0) + ntp)\n\
+         \x20   if i % 200 == 199:\n\
+         \x20       time.sleep(0.02)\n"
+    );
+    ntptap_tests::run(lab.b.command("/usr/bin/python3").args(["-c", &script]));
+    std::thread::sleep(Duration::from_millis(2500));
+    let page = scrape(&lab.a);
+    let servers: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter_map(|l| l.split("server=\"").nth(1)?.split('"').next())
+        .collect();
+    let evicted = ntptap_tests::metric(&page, "ntptap_tracker_evicted_servers_total");
+    assert!(
+        servers.len() <= 1024,
+        "{} server label values (bound 1024)",
+        servers.len()
+    );
+    assert!(
+        evicted > 1000,
+        "the tracker evicted only {evicted} servers:\n{page}"
+    );
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+}

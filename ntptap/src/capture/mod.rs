@@ -843,6 +843,11 @@ impl Session {
                 .map(|(a, slot)| (*slot, a.iface.name.as_str())),
         )?;
         counts.merge(&self.retired);
+        counts.live = self
+            .attached
+            .iter()
+            .map(|(a, _)| a.iface.name.clone())
+            .collect();
         if let Some(hooks) = &self.hooks {
             counts.owners = Some(hooks.counts()?);
         }

@@ -31,6 +31,10 @@ pub use super::http::Exposition;
 
 type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// How long an interface that went away keeps its series (a scrape or two sees its last
+/// counts), before they are removed.
+pub const RETIRED_AFTER: Duration = Duration::from_mins(5);
+
 /// Keeps the metrics and renders them once a second. One unit per name, counters (`_total`)
 /// for what only grows, gauges for the last value seen.
 pub struct MetricsSink {
@@ -71,6 +75,11 @@ pub struct MetricsSink {
     /// Per server: what became of requests without a real answer, by fate (and reason).
     fates: Family<Labels, Counter>,
     fates_last: std::collections::HashMap<(String, String), u64>,
+    /// When each interface was last in the kernel's counts: one gone for [`RETIRED_AFTER`]
+    /// loses its series (`-i any` sees interfaces come and go).
+    interfaces_seen: std::collections::HashMap<String, std::time::Instant>,
+    /// Interfaces whose series were removed, until they come back.
+    interfaces_retired: std::collections::HashSet<String>,
     drop_records: Family<Labels, Counter>,
     /// A server on this host and its clients.
     clients: super::client_metrics::ClientMetrics,
@@ -301,6 +310,8 @@ impl MetricsSink {
             latency,
             fates,
             fates_last: std::collections::HashMap::new(),
+            interfaces_seen: std::collections::HashMap::new(),
+            interfaces_retired: std::collections::HashSet::new(),
             drop_records,
             last_kernel: Counts::default(),
             exposition,
@@ -435,6 +446,7 @@ impl MetricsSink {
             }
             *last = now;
         }
+        self.forget_servers(tracker);
         self.pending_requests
             .set(i64::try_from(tracker.pending()).unwrap_or(i64::MAX));
         for ((counter, last), now) in self
@@ -444,6 +456,95 @@ impl MetricsSink {
         {
             counter.inc_by(now.saturating_sub(*last));
             *last = now;
+        }
+    }
+
+    /// Remove the series of servers the tracker no longer holds (it keeps at most its bound,
+    /// evicting the least recently seen): the `server` label has as many values as it holds.
+    fn forget_servers(&mut self, tracker: &Tracker) {
+        let held: std::collections::HashSet<String> = tracker
+            .servers()
+            .iter()
+            .map(|s| s.server.map(|a| a.to_string()).unwrap_or_default())
+            .collect();
+        let gone: Vec<String> = self
+            .server_last
+            .keys()
+            .filter(|s| !held.contains(*s))
+            .cloned()
+            .collect();
+        for server in gone {
+            self.server_last.remove(&server);
+            let label = labels(&[("server", &server)]);
+            for (_, family) in &self.server_seconds {
+                family.remove(&label);
+            }
+            for (_, family) in &self.server_values {
+                family.remove(&label);
+            }
+            for (_, family) in &self.server_counts {
+                family.remove(&label);
+            }
+            let fates: Vec<String> = self
+                .fates_last
+                .keys()
+                .filter(|(s, _)| *s == server)
+                .map(|(_, f)| f.clone())
+                .collect();
+            for fate in fates {
+                self.fates_last.remove(&(server.clone(), fate.clone()));
+                let (fate_label, reason) = fate.split_once(':').unwrap_or((fate.as_str(), ""));
+                self.fates.remove(&labels(&[
+                    ("server", &server),
+                    ("fate", fate_label),
+                    ("reason", reason),
+                ]));
+            }
+        }
+    }
+
+    /// Remove the series of interfaces that have been gone for [`RETIRED_AFTER`].
+    fn retire_interfaces(&mut self, counts: &Counts, now: std::time::Instant) {
+        for (interface, ..) in counts.each() {
+            let live = counts.live.is_empty() || counts.live.iter().any(|l| l == interface);
+            if !live {
+                if !self.interfaces_retired.contains(interface) {
+                    self.interfaces_seen
+                        .entry(interface.to_owned())
+                        .or_insert(now);
+                }
+                continue;
+            }
+            self.interfaces_retired.remove(interface);
+            match self.interfaces_seen.get_mut(interface) {
+                Some(seen) => *seen = now,
+                None => {
+                    self.interfaces_seen.insert(interface.to_owned(), now);
+                }
+            }
+        }
+        let retired: Vec<String> = self
+            .interfaces_seen
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) >= RETIRED_AFTER)
+            .map(|(i, _)| i.clone())
+            .collect();
+        for interface in retired {
+            self.interfaces_seen.remove(&interface);
+            self.interfaces_retired.insert(interface.clone());
+            for direction in ["in", "out", "unknown"] {
+                for counter in ntptap_common::Counter::ALL {
+                    self.kernel.remove(&labels(&[
+                        ("interface", &interface),
+                        ("direction", direction),
+                        ("reason", counter.label()),
+                    ]));
+                }
+                self.written.remove(&labels(&[
+                    ("interface", &interface),
+                    ("direction", direction),
+                ]));
+            }
         }
     }
 
@@ -547,12 +648,16 @@ impl MetricsSink {
 
     fn kernel_counts(&mut self, counts: &Counts) {
         use ntptap_common::Counter as C;
+        self.retire_interfaces(counts, std::time::Instant::now());
         let previous: std::collections::HashMap<(&str, u8, u32), u64> = self
             .last_kernel
             .each()
             .map(|(i, d, c, v)| ((i, d, c as u32), v))
             .collect();
         for (interface, direction, counter, value) in counts.each() {
+            if self.interfaces_retired.contains(interface) {
+                continue;
+            }
             let reason = counter.label();
             let dir = if direction == ntptap_common::DIRECTION_EGRESS {
                 "out"
@@ -658,6 +763,44 @@ fn process_usage() -> Option<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `interface` values of the rendered page.
+    fn interfaces(sink: &MetricsSink) -> std::collections::BTreeSet<String> {
+        sink.encode();
+        let page = String::from_utf8(sink.exposition.lock().unwrap().to_vec()).unwrap();
+        page.lines()
+            .filter_map(|l| Some(l.split("interface=\"").nth(1)?.split('"').next()?.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn interfaces_gone_past_the_grace_period_lose_their_series() {
+        let mut sink = MetricsSink::new(Exposition::default(), 4096);
+        let mut counts = Counts::default();
+        let names: Vec<String> = (0..200).map(|i| format!("veth{i}")).collect();
+        for name in &names {
+            counts.add(name, &crate::counts::Block::default());
+        }
+        counts.live.clone_from(&names);
+        sink.kernel_counts(&counts);
+        assert_eq!(interfaces(&sink).len(), 200);
+        // All but one go away; their last counts stay in the source's totals.
+        counts.live = vec!["veth0".into()];
+        let t0 = std::time::Instant::now();
+        sink.retire_interfaces(&counts, t0);
+        sink.kernel_counts(&counts);
+        assert_eq!(interfaces(&sink).len(), 200, "kept through the grace period");
+        sink.retire_interfaces(&counts, t0 + RETIRED_AFTER + Duration::from_secs(1));
+        sink.kernel_counts(&counts);
+        assert_eq!(
+            interfaces(&sink),
+            std::collections::BTreeSet::from(["veth0".to_owned()])
+        );
+        // One that comes back under its name counts again.
+        counts.live.push("veth7".into());
+        sink.kernel_counts(&counts);
+        assert!(interfaces(&sink).contains("veth7"));
+    }
 
     #[test]
     fn own_usage_is_read_and_grows() {
