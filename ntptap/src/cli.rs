@@ -344,6 +344,29 @@ pub struct Cli {
     )]
     pub flight_interval: u64,
 
+    /// Keep at most N dumps in the dump directory: before a new one, ntptap removes its own
+    /// oldest (files named as it names them; nothing else is touched).
+    #[arg(
+        long = "flight-recorder-max-files",
+        value_name = "N",
+        default_value_t = crate::output::flight::MAX_FILES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        requires = "flight_recorder",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_max_files: usize,
+
+    /// Keep at most SIZE bytes of dumps (with K, M or G: 512M), removing ntptap's own oldest
+    /// first; the newest stays even when it alone is larger.
+    #[arg(
+        long = "flight-recorder-max-bytes",
+        value_name = "SIZE",
+        default_value = "512M",
+        requires = "flight_recorder",
+        help_heading = "Flight recorder"
+    )]
+    pub flight_max_bytes: crate::output::flight::Size,
+
     /// Dump when N kiss-o'-death packets pass within 10 s (0: never).
     #[arg(
         long = "trigger-kod",

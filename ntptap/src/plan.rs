@@ -311,6 +311,8 @@ fn flight(cli: &Cli) -> anyhow::Result<Option<FlightPlan>> {
             mode: cli.file_mode,
             overwrite: false,
         },
+        max_files: cli.flight_max_files,
+        max_bytes: cli.flight_max_bytes.0,
     }))
 }
 

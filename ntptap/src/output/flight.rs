@@ -76,6 +76,23 @@ impl std::str::FromStr for Keep {
     }
 }
 
+/// A size in bytes, as `--flight-recorder-max-bytes` takes it: `512M`, `1G`, `65536`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<Keep>() {
+            Ok(Keep::Bytes(n)) => Ok(Size(n as u64)),
+            _ => Err(format!(
+                "{s} is not a size (bytes, or with K, M or G: 512M)"
+            )),
+        }
+    }
+}
+
 /// Event thresholds (0: that trigger is off). The offset step and the run of unanswered
 /// requests are the exchange tracker's events, with their thresholds in its limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +126,66 @@ pub struct FlightPlan {
     pub triggers: Triggers,
     /// How dump files are created (as `-w` files).
     pub creation: Creation,
+    /// At most this many dumps of ntptap's in `dir`, the oldest removed first.
+    pub max_files: usize,
+    /// At most this many bytes of dumps of ntptap's in `dir`, the oldest removed first.
+    pub max_bytes: u64,
+}
+
+/// `--flight-recorder-max-files`' default.
+pub const MAX_FILES: usize = 10;
+/// `--flight-recorder-max-bytes`' default.
+pub const MAX_BYTES: u64 = 512 << 20;
+
+/// The triggers, as they appear in dump names.
+const TRIGGER_NAMES: &[&str] = &[
+    "kiss-of-death",
+    "query",
+    "status",
+    "drops",
+    "offset-step",
+    "unanswered",
+    "SIGUSR1",
+    "POST",
+];
+
+/// Whether `name` is a dump ntptap names (`ntptap-flight-20261130T150405Z-TRIGGER.pcapng`,
+/// maybe with a number before the extension): no other file in the directory is ever removed.
+fn is_dump_name(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix("ntptap-flight-")
+        .and_then(|r| r.strip_suffix(".pcapng"))
+    else {
+        return false;
+    };
+    let (time, trigger) = rest.split_at(rest.len().min(16));
+    let time_ok = time.len() == 16
+        && time.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    time_ok
+        && trigger
+            .strip_prefix('-')
+            .is_some_and(|t| TRIGGER_NAMES.contains(&t))
+}
+
+/// ntptap's dumps in `dir`, oldest first: (path, bytes).
+fn own_dumps(dir: &std::path::Path) -> Vec<(PathBuf, u64)> {
+    let mut dumps: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_dump_name))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.file_type().is_file().then(|| (e.path(), meta.len()))
+        })
+        .collect();
+    // The name starts with the time: by name is by age.
+    dumps.sort();
+    dumps
 }
 
 /// What a POST to `/flight-recorder` hears back: an HTTP status and a line of text.
@@ -188,6 +265,8 @@ pub struct FlightSink {
     written: u64,
     suppressed: u64,
     failed: u64,
+    /// Older dumps removed for the caps.
+    removed: u64,
     stats: Arc<FlightStats>,
 }
 
@@ -226,6 +305,7 @@ impl FlightSink {
             written: 0,
             suppressed: 0,
             failed: 0,
+            removed: 0,
             stats: Arc::default(),
         }
     }
@@ -336,6 +416,8 @@ impl FlightSink {
             eprintln!("ntptap: {text}");
             return (429, text);
         }
+        // Room for this one: at most max_files - 1 of ours before it.
+        self.prune(self.plan.max_files.saturating_sub(1), self.plan.max_bytes);
         let path = self
             .plan
             .dir
@@ -400,6 +482,39 @@ impl FlightSink {
         (200, text)
     }
 
+    /// Remove ntptap's oldest dumps until at most `files` and `bytes` are left (never the one
+    /// being written); say what went.
+    fn prune(&mut self, files: usize, bytes: u64) {
+        let mut dumps = own_dumps(&self.plan.dir);
+        if let Some(current) = &self.dump {
+            dumps.retain(|(p, _)| *p != current.path);
+        }
+        let mut total: u64 = dumps.iter().map(|(_, n)| n).sum();
+        let mut count = dumps.len();
+        for (path, size) in dumps {
+            if count <= files && total <= bytes {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    self.removed += 1;
+                    eprintln!(
+                        "ntptap: flight recorder: removed {} to stay within {} dumps and {} bytes (--flight-recorder-max-files, -max-bytes)",
+                        path.display(),
+                        self.plan.max_files,
+                        self.plan.max_bytes
+                    );
+                }
+                Err(e) => eprintln!(
+                    "ntptap: flight recorder: cannot remove {}: {e}",
+                    path.display()
+                ),
+            }
+            count -= 1;
+            total = total.saturating_sub(size);
+        }
+    }
+
     /// End the dump under way: its thread writes what it has, and closes the file.
     fn finish(&mut self) {
         let Some(dump) = self.dump.take() else {
@@ -413,6 +528,8 @@ impl FlightSink {
                     "ntptap: flight recorder: wrote {} ({n} frames)",
                     dump.path.display()
                 );
+                // Within the byte cap with this one too: older ones go first.
+                self.prune(self.plan.max_files, self.plan.max_bytes);
             }
             Ok(Err(e)) => {
                 self.failed += 1;
@@ -485,10 +602,11 @@ impl Sink for FlightSink {
                 self.finish();
                 self.publish();
                 eprintln!(
-                    "ntptap: flight recorder: dumps {} written, {} ignored by the rate limit, {} failed; frames {} left memory in no dump, {} ({} bytes) held at the end",
+                    "ntptap: flight recorder: dumps {} written, {} ignored by the rate limit, {} failed, {} older removed for the caps; frames {} left memory in no dump, {} ({} bytes) held at the end",
                     self.written,
                     self.suppressed,
                     self.failed,
+                    self.removed,
                     self.evicted,
                     self.frames.len(),
                     self.bytes
@@ -520,6 +638,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn dumps_are_told_from_other_files_by_their_exact_name() {
+        assert!(is_dump_name("ntptap-flight-20261130T150405Z-POST.pcapng"));
+        assert!(is_dump_name(
+            "ntptap-flight-20261130T150405Z-kiss-of-death.pcapng"
+        ));
+        for other in [
+            "ntptap-flight-20261130T150405Z-IMPORTANT.pcapng",
+            "ntptap-flight-2026-audit-POST.pcapng",
+            "ntptap-flight-20261130T150405Z-POST.pcapng.bak",
+            "capture.pcapng",
+            "ntptap-flight-20261130X150405Z-POST.pcapng",
+        ] {
+            assert!(!is_dump_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_oldest_own_dumps_go_first_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = recorder(dir.path(), Keep::Bytes(1 << 20));
+        let foreign = dir.path().join("ntptap-flight-IMPORTANT.pcapng");
+        std::fs::write(&foreign, vec![0u8; 4 << 20]).unwrap();
+        for minute in 0..5 {
+            let name = format!("ntptap-flight-20261130T15{minute:02}00Z-query.pcapng");
+            std::fs::write(dir.path().join(name), vec![0u8; 1000]).unwrap();
+        }
+        // A new dump: room for it within 3 files.
+        let at = Duration::from_mins(29_934_190);
+        assert_eq!(r.trigger("POST", at).0, 200);
+        r.finish();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "ntptap-flight-20261130T150300Z-query.pcapng",
+                "ntptap-flight-20261130T150400Z-query.pcapng",
+                "ntptap-flight-20261130T151000Z-POST.pcapng",
+                "ntptap-flight-IMPORTANT.pcapng",
+            ]
+        );
+        assert_eq!(r.removed, 3);
+    }
+
     fn recorder(dir: &Path, keep: Keep) -> FlightSink {
         FlightSink::new(
             FlightPlan {
@@ -539,6 +705,8 @@ mod tests {
                     mode: 0o600,
                     overwrite: false,
                 },
+                max_files: 3,
+                max_bytes: 1 << 20,
             },
             vec![PcapNgInterface {
                 index: 2,

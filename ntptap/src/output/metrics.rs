@@ -769,7 +769,15 @@ mod tests {
         sink.encode();
         let page = String::from_utf8(sink.exposition.lock().unwrap().to_vec()).unwrap();
         page.lines()
-            .filter_map(|l| Some(l.split("interface=\"").nth(1)?.split('"').next()?.to_owned()))
+            .filter_map(|l| {
+                Some(
+                    l.split("interface=\"")
+                        .nth(1)?
+                        .split('"')
+                        .next()?
+                        .to_owned(),
+                )
+            })
             .collect()
     }
 
@@ -789,7 +797,11 @@ mod tests {
         let t0 = std::time::Instant::now();
         sink.retire_interfaces(&counts, t0);
         sink.kernel_counts(&counts);
-        assert_eq!(interfaces(&sink).len(), 200, "kept through the grace period");
+        assert_eq!(
+            interfaces(&sink).len(),
+            200,
+            "kept through the grace period"
+        );
         sink.retire_interfaces(&counts, t0 + RETIRED_AFTER + Duration::from_secs(1));
         sink.kernel_counts(&counts);
         assert_eq!(
