@@ -402,6 +402,8 @@ fn file_plan(cli: &Cli, path: &std::path::Path, facts: Facts) -> anyhow::Result<
         if stdout {
             bail!("-C and -G write a series of files: name them with -w, not -");
         }
+        crate::output::rotate::check_pattern(&path.to_string_lossy())
+            .map_err(|e| anyhow::anyhow!("-w {e}"))?;
         Some(RotatePolicy {
             max_bytes: cli.rotate_size.map(|mb| (mb * 1e6) as u64),
             period: cli.rotate_seconds.map(Duration::from_secs),
@@ -525,6 +527,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("series of files"), "{err}");
+        // An invalid strftime field is refused at start (it used to panic at the first file).
+        let err = plan(&["-w", "cap-%Q.pcap", "-G", "60"], Facts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a strftime pattern"), "{err}");
     }
 
     #[test]

@@ -281,50 +281,158 @@ fn earlier_files(pattern: &Path, numbered: bool) -> VecDeque<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Whether `candidate` is a name the strftime `pattern` makes: literal characters as they
-/// are, `%%` a percent sign, any other field one or more letters, digits or `+-:_`, and with
-/// `numbered` any digits after.
-fn names_match(pattern: &str, candidate: &str, numbered: bool) -> bool {
-    let mut tokens = Vec::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match (c, c == '%') {
-            (_, true) => match chars.next() {
-                Some('%') | None => tokens.push(Token::Literal('%')),
-                Some(_) => tokens.push(Token::Field),
-            },
-            (c, false) => tokens.push(Token::Literal(c)),
+/// Refuse a file name pattern strftime cannot format (`%Q`), or whose fields could put a `/`
+/// or a control character in a file name (`%D`, `%n`, `%t`): said at start, not at the first
+/// rotation.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    for item in StrftimeItems::new(pattern) {
+        if matches!(item, Item::Error) {
+            return Err(format!(
+                "{pattern}: not a strftime pattern chrono can format (see strftime(3); %% for a \
+                 percent sign)"
+            ));
         }
     }
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            continue;
+        }
+        while chars
+            .peek()
+            .is_some_and(|c| !c.is_ascii_alphabetic() && *c != '+')
+        {
+            chars.next();
+        }
+        if let Some(spec @ ('D' | 'x' | 'c' | 'n' | 't' | 'r')) = chars.next() {
+            return Err(format!(
+                "{pattern}: %{spec} puts a '/', a space or a control character in a file name; \
+                 use %Y-%m-%d, %H%M%S and the like"
+            ));
+        }
+    }
+    if tokens(pattern).is_none() {
+        return Err(format!("{pattern}: a field ntptap cannot match for -W"));
+    }
+    Ok(())
+}
+
+/// Whether `candidate` is a name the strftime `pattern` makes: literal characters as they
+/// are, `%%` a percent sign, each field what it formats as (`%H` two digits, `%Y` four or
+/// more, `%b` letters, ...), and with `numbered` any digits after. `-W` removes only files
+/// that match: a file named by hand beside the ring (`ntp-IMPORTANT.pcap`) is never one.
+fn names_match(pattern: &str, candidate: &str, numbered: bool) -> bool {
+    let Some(mut tokens) = tokens(pattern) else {
+        return false;
+    };
     if numbered {
-        tokens.push(Token::Digits);
+        tokens.push(Token::Run(Class::Digit, 0, usize::MAX));
     }
     let candidate: Vec<char> = candidate.chars().collect();
     matches(&tokens, &candidate)
+}
+
+/// The characters a field is made of.
+#[derive(Clone, Copy)]
+enum Class {
+    Digit,
+    /// A digit, or the space a space-padded field (`%e`, `%k`) starts with.
+    DigitOrSpace,
+    Letter,
+    /// `+` or `-` (a time zone offset's sign).
+    Sign,
+    /// Whatever a locale-dependent field may give, short of a separator.
+    Any,
+}
+
+impl Class {
+    fn has(self, c: char) -> bool {
+        match self {
+            Class::Digit => c.is_ascii_digit(),
+            Class::DigitOrSpace => c.is_ascii_digit() || c == ' ',
+            Class::Letter => c.is_ascii_alphabetic(),
+            Class::Sign => c == '+' || c == '-',
+            Class::Any => c.is_ascii_alphanumeric() || "+-:_., ".contains(c),
+        }
+    }
 }
 
 /// A piece of a file name pattern.
 #[derive(Clone, Copy)]
 enum Token {
     Literal(char),
-    /// A strftime field.
-    Field,
-    /// The sequence number.
-    Digits,
+    /// Between min and max characters of a class.
+    Run(Class, usize, usize),
+}
+
+/// The pattern as tokens; `None` if a field is not one strftime knows.
+fn tokens(pattern: &str) -> Option<Vec<Token>> {
+    use Class::{Any, Digit, DigitOrSpace, Letter, Sign};
+    use Token::{Literal, Run};
+    let mut out = Vec::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(Literal(c));
+            continue;
+        }
+        // Padding flags: %-d (none), %_d (spaces), %0d (zeros); chrono's %.3f and %3f.
+        let mut flag = None;
+        if let Some(&f) = chars.peek()
+            && matches!(f, '-' | '_' | '0' | '.' | ':' | '#')
+        {
+            flag = Some(f);
+            chars.next();
+        }
+        while chars.peek().is_some_and(char::is_ascii_digit) {
+            chars.next();
+        }
+        let spec = chars.next()?;
+        let digits = |n: usize| match flag {
+            Some('-') => vec![Run(Digit, 1, n)],
+            Some('_') => vec![Run(DigitOrSpace, n, n)],
+            _ => vec![Run(Digit, n, n)],
+        };
+        let field: Vec<Token> = match spec {
+            '%' => vec![Literal('%')],
+            'Y' | 'G' => vec![Run(Sign, 0, 1), Run(Digit, 4, usize::MAX)],
+            'C' | 'y' | 'm' | 'd' | 'H' | 'I' | 'M' | 'S' | 'U' | 'W' | 'V' | 'g' => digits(2),
+            'j' => digits(3),
+            'u' | 'w' => digits(1),
+            'e' | 'k' | 'l' => vec![Run(DigitOrSpace, 2, 2)],
+            's' => vec![Run(Sign, 0, 1), Run(Digit, 1, usize::MAX)],
+            'f' => vec![Run(Any, 0, 1), Run(Digit, 1, usize::MAX)],
+            'a' | 'A' | 'b' | 'B' | 'h' | 'p' | 'P' | 'Z' => vec![Run(Letter, 1, usize::MAX)],
+            'z' if flag == Some(':') => vec![
+                Run(Sign, 1, 1),
+                Run(Digit, 2, 2),
+                Literal(':'),
+                Run(Digit, 2, 2),
+            ],
+            'z' => vec![Run(Sign, 1, 1), Run(Digit, 4, 4)],
+            'F' => tokens("%Y-%m-%d")?,
+            'T' => tokens("%H:%M:%S")?,
+            'R' => tokens("%H:%M")?,
+            'x' | 'X' | 'c' | 'r' | '+' | 'v' => vec![Run(Any, 1, usize::MAX)],
+            _ => return None,
+        };
+        out.extend(field);
+    }
+    Some(out)
 }
 
 fn matches(tokens: &[Token], s: &[char]) -> bool {
     match tokens.split_first() {
         None => s.is_empty(),
         Some((Token::Literal(c), rest)) => s.first() == Some(c) && matches(rest, &s[1..]),
-        Some((Token::Digits, rest)) => (0..=s.len())
-            .take_while(|&n| n == 0 || s[n - 1].is_ascii_digit())
-            .any(|n| matches(rest, &s[n..])),
-        Some((Token::Field, rest)) => (1..=s.len())
-            .take_while(|&n| {
-                let c = s[n - 1];
-                c.is_ascii_alphanumeric() || "+-:_".contains(c)
-            })
+        Some((Token::Run(class, min, max), rest)) => (0..=s.len().min(*max))
+            .take_while(|&n| n == 0 || class.has(s[n - 1]))
+            .filter(|&n| n >= *min)
             .any(|n| matches(rest, &s[n..])),
     }
 }
@@ -349,6 +457,40 @@ mod tests {
         assert!(!names_match("ntp.pcap", "ntp.pcap17", false));
         assert!(!names_match("ntp.pcap", "ntp.pcapx", true));
         assert!(names_match("100%%-%H.pcap", "100%-08.pcap", false));
+    }
+
+    /// Files named by hand beside a ring are never the ring's: a field is what strftime gives
+    /// for it (issue: `-G 1 -W 2 -w ring/ntp-%H%M%S.pcap` deleted these two).
+    #[test]
+    fn hand_named_files_beside_the_ring_are_not_its_own() {
+        let p = "ntp-%H%M%S.pcap";
+        assert!(names_match(p, "ntp-235959.pcap", false));
+        for other in [
+            "ntp-IMPORTANT.pcap",
+            "ntp-2025-audit.pcap",
+            "ntp-2359.pcap",
+            "ntp-2359590.pcap",
+        ] {
+            assert!(!names_match(p, other, false), "{other}");
+        }
+        assert!(names_match(
+            "ntp-%F_%T.pcap",
+            "ntp-2026-11-30_08:00:00.pcap",
+            false
+        ));
+        assert!(names_match("ntp-%b%e.pcap", "ntp-Nov 1.pcap", false));
+        assert!(!names_match("ntp-%b.pcap", "ntp-11.pcap", false));
+        assert!(names_match("ntp-%-d.pcap", "ntp-7.pcap", false));
+        assert!(names_match("ntp-%s.pcap", "ntp-1796051400.pcap", false));
+    }
+
+    #[test]
+    fn patterns_strftime_cannot_format_are_refused() {
+        assert!(check_pattern("cap-%Q.pcap").is_err());
+        assert!(check_pattern("cap-%D.pcap").is_err());
+        assert!(check_pattern("cap-%Y%m%d.pcap").is_ok());
+        assert!(check_pattern("100%%-%H.pcap").is_ok());
+        assert!(check_pattern("plain.pcap").is_ok());
     }
 
     #[test]
