@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod cli;
 pub mod counts;
+pub mod escape;
 pub mod exchange;
 pub mod frame;
 pub mod fuzzing;

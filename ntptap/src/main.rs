@@ -111,7 +111,8 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
     }
     if plan.verbose {
         for line in outputs.notes.iter().chain(session.decisions()) {
-            eprintln!("ntptap: {line}");
+            // Interface names are anyone's choice who can make one: shown, not obeyed.
+            eprintln!("ntptap: {}", ntptap::escape::terminal(line));
         }
     }
     eprintln!(
@@ -122,7 +123,7 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
             config
                 .interfaces
                 .iter()
-                .map(|i| i.name.as_str())
+                .map(|i| ntptap::escape::terminal(&i.name))
                 .collect::<Vec<_>>()
                 .join(", ")
         },

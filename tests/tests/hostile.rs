@@ -142,6 +142,14 @@ fn forged_kiss_codes_make_at_most_sixteen_labels() {
     assert!(status.success(), "{stderr}");
     let longest = stderr.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a --stats line of {longest} bytes");
+    let events = stderr
+        .lines()
+        .filter(|l| l.contains("ntptap::event"))
+        .count();
+    assert!(
+        events <= 20,
+        "{events} event lines in the log for one forged source"
+    );
     assert!(exit_counts(&stderr).captured > 0, "{stderr}");
 }
 
@@ -308,4 +316,84 @@ fn forged_servers_stay_within_the_trackers_bound() {
     );
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
+}
+
+/// A pcap file of one Ethernet frame (microsecond timestamps, link type 1).
+fn pcap_of(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65535, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    let len = frame.len() as u32;
+    for word in [1_796_051_400u32, 0, len, len] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out.extend_from_slice(frame);
+    out
+}
+
+/// A mode 6 answer whose text forges a line (CR LF, a lone LF and CR) and carries a
+/// right-to-left override (text with other controls is shown as bytes): `-vv` shows them
+/// escaped, and the JSON has none of them raw.
+#[test]
+fn forged_lines_in_mode_6_text_are_shown_not_obeyed() {
+    let text = "version=\"ntpd 4.2.8\"\r\n04:00:00.000000 IP 6.6.6.6.123 > 10.0.0.1.123: NTPv4, Server\nrefid=\u{202e}TPN\u{2066}\rx";
+    let mut ntp = vec![0x16, 0x82, 0, 1, 0, 0, 0, 0, 0, 0];
+    ntp.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    ntp.extend_from_slice(text.as_bytes());
+    while ntp.len() % 4 != 0 {
+        ntp.push(0);
+    }
+    let udp_len = 8 + ntp.len();
+    let mut frame = hex("02000000000202000000000108004500");
+    frame.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    frame.extend_from_slice(&hex("0000400040110000c0000201c0000202007b007b"));
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&ntp);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forged.pcap");
+    std::fs::write(&file, pcap_of(&frame)).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(ntptap_bin())
+            .arg("-r")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = run(&["-vv"]);
+    assert!(shown.contains("Data:"), "{shown}");
+    for bad in ['\r', '\u{202e}', '\u{2066}'] {
+        assert!(!shown.contains(bad), "{bad:?} in -vv output:\n{shown}");
+    }
+    assert!(
+        !shown.lines().any(|l| l.starts_with("04:00:00.000000")),
+        "a forged line of its own:\n{shown}"
+    );
+    assert!(shown.contains("refid=\\u{202e}TPN\\u{2066}"), "{shown}");
+    let json = run(&["--json"]);
+    for bad in ['\u{202e}', '\u{2066}', '\r', '\n'] {
+        assert!(
+            !json.trim_end().contains(bad),
+            "{bad:?} in the JSON:\n{json}"
+        );
+    }
+    assert!(json.lines().count() == 1, "{json}");
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }

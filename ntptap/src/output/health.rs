@@ -15,6 +15,7 @@ pub struct HealthSink<W: Write> {
     out: W,
     every: Duration,
     last: Option<Duration>,
+    events: super::event_log::EventLog,
 }
 
 impl<W: Write> HealthSink<W> {
@@ -24,6 +25,7 @@ impl<W: Write> HealthSink<W> {
             out,
             every,
             last: None,
+            events: super::event_log::EventLog::default(),
         }
     }
 
@@ -116,7 +118,7 @@ impl<W: Write> HealthSink<W> {
 impl<W: Write> Sink for HealthSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         for event in &packet.events {
-            tracing::warn!(target: "ntptap::event", "{}", serde_json::to_string(event).unwrap_or_default());
+            self.events.event(event, packet.frame.ts);
         }
         Ok(false)
     }
@@ -124,6 +126,7 @@ impl<W: Write> Sink for HealthSink<W> {
     fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
         match *control {
             Control::Tick { now, exchanges } => {
+                self.events.tick(now);
                 // No table until there is a server to put in it.
                 let any = exchanges.is_some_and(|t| !t.servers().is_empty());
                 if any
@@ -137,6 +140,7 @@ impl<W: Write> Sink for HealthSink<W> {
                 Ok(())
             }
             Control::Close { exchanges, .. } => {
+                self.events.flush();
                 self.table(exchanges.unwrap_or(&Tracker::default()), None)
             }
             Control::Flush => self.out.flush(),

@@ -144,7 +144,7 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
         "ts": ts,
         "ts_unix_ns": u64::try_from(frame.ts.as_nanos()).unwrap_or(u64::MAX),
         "ts_mono_ns": frame.mono_ns,
-        "iface": frame.iface,
+        "iface": frame.iface.map(crate::escape::json),
         "direction": frame.direction,
         "orig_len": frame.orig_len,
         "caplen": frame.data.len(),
@@ -292,7 +292,7 @@ fn control_json(c: &Control) -> Value {
         "count": c.count,
         "data": match c.data_view() {
             ControlData::None => Value::Null,
-            ControlData::Text(text) => json!(text),
+            ControlData::Text(text) => json!(crate::escape::json(&text)),
             ControlData::Associations(list) => list
                 .iter()
                 .map(|(id, status)| json!({ "association_id": id, "status_word": status }))

@@ -535,13 +535,13 @@ impl MetricsSink {
             for direction in ["in", "out", "unknown"] {
                 for counter in ntptap_common::Counter::ALL {
                     self.kernel.remove(&labels(&[
-                        ("interface", &interface),
+                        ("interface", &crate::escape::terminal(&interface)),
                         ("direction", direction),
                         ("reason", counter.label()),
                     ]));
                 }
                 self.written.remove(&labels(&[
-                    ("interface", &interface),
+                    ("interface", &crate::escape::terminal(&interface)),
                     ("direction", direction),
                 ]));
             }
@@ -573,7 +573,10 @@ impl Sink for MetricsSink {
         };
         self.written
             .get_or_create(&labels(&[
-                ("interface", frame.iface.unwrap_or("?")),
+                (
+                    "interface",
+                    &crate::escape::terminal(frame.iface.unwrap_or("?")),
+                ),
                 ("direction", direction),
             ]))
             .inc();
@@ -670,7 +673,7 @@ impl MetricsSink {
                 .unwrap_or(0);
             self.kernel
                 .get_or_create(&labels(&[
-                    ("interface", interface),
+                    ("interface", &crate::escape::terminal(interface)),
                     ("direction", dir),
                     ("reason", reason),
                 ]))

@@ -8,6 +8,7 @@ pub mod build;
 pub mod client_metrics;
 pub mod create;
 pub mod decoded;
+pub mod event_log;
 pub mod file;
 pub mod flight;
 pub mod health;

@@ -615,8 +615,10 @@ fn control_detail(line: &mut String, ntp: &Ntp, c: &Control, verbose: u8) {
         ControlData::None => {}
         ControlData::Text(text) => {
             line.push_str("\n\tData:");
-            for part in text.split("\r\n") {
-                let _ = write!(line, "\n\t  {part}");
+            // A line a part: CR LF as RFC 9327 writes it, or a lone CR or LF; whatever else
+            // the sender put in is shown, never obeyed.
+            for part in text.split("\r\n").flat_map(|p| p.split(['\r', '\n'])) {
+                let _ = write!(line, "\n\t  {}", crate::escape::terminal(part));
             }
         }
         ControlData::Associations(list) => {
@@ -749,7 +751,7 @@ impl<W: Write> Sink for TextSink<W> {
             let _ = write!(
                 self.line,
                 "{} {} ",
-                frame.iface.unwrap_or("?"),
+                crate::escape::terminal(frame.iface.unwrap_or("?")),
                 frame.direction.map_or("   ", |d| d.label())
             );
         }
