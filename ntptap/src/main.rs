@@ -105,6 +105,20 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
     }
     if let Some(user) = &plan.user {
         capture::privilege::drop_to(user, &session.pinned())?;
+        // Files made later are made as the user: say now, not at the first rotation.
+        for (dir, option) in plan.output.later_dirs() {
+            nix::unistd::access(
+                &dir,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{user} (-Z) cannot write {}, where {option} creates files later ({e}): give \
+                         {user} the directory, or choose one it can write",
+                    dir.display()
+                )
+            })?;
+        }
         if plan.verbose {
             eprintln!("ntptap: now running as {user}, with no capabilities");
         }

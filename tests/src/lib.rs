@@ -810,18 +810,30 @@ fn expand_syscalls(
     }
 }
 
-/// A systemd `unit`'s allow list of system calls (`SystemCallFilter=`), groups expanded.
+/// A systemd `unit`'s allow list of system calls, groups expanded: every `SystemCallFilter=`
+/// line that allows, less those of the lines that deny (`~`), as systemd combines them.
 #[must_use]
 pub fn unit_syscalls(unit: &str) -> std::collections::BTreeSet<String> {
     let mut calls = std::collections::BTreeSet::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for entry in unit_values(unit, "SystemCallFilter") {
-        assert!(
-            !entry.starts_with('~'),
-            "an allow list is expected: {entry}"
-        );
-        expand_syscalls(&entry, &mut seen, &mut calls);
+    let mut denied = std::collections::BTreeSet::new();
+    let (mut seen, mut seen_denied) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for line in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        match line.strip_prefix('~') {
+            Some(rest) => rest
+                .split_whitespace()
+                .for_each(|e| expand_syscalls(e, &mut seen_denied, &mut denied)),
+            None => line
+                .split_whitespace()
+                .for_each(|e| expand_syscalls(e, &mut seen, &mut calls)),
+        }
     }
+    calls.retain(|c| !denied.contains(c));
     assert!(calls.len() > 100 && calls.contains("bpf"), "{calls:?}");
     calls
 }

@@ -28,8 +28,10 @@ fn http(ns: &Netns, port: u16, line: &str) -> String {
     let line = line.to_owned();
     ns.enter(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(format!("{line} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").as_bytes())
-            .expect("send the request");
+        s.write_all(
+            format!("{line} HTTP/1.1\r\nHost: ntptap\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        )
+        .expect("send the request");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read the answer");
         text

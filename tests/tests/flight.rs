@@ -21,7 +21,7 @@ fn post(ns: &Netns, port: u16) -> String {
 }
 
 fn http(ns: &Netns, port: u16, line: &str) -> String {
-    let request = format!("{line} HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    let request = format!("{line} HTTP/1.1\r\nHost: ntptap\r\nContent-Length: 0\r\n\r\n");
     ns.enter(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.write_all(request.as_bytes()).expect("send");

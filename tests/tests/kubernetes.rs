@@ -36,8 +36,13 @@ fn the_daemonset_is_valid_and_asks_for_three_capabilities() {
     assert!(out.status.success() && text.contains("passed"), "{text}");
     // What the issue asks of it, read with Python's YAML parser.
     let check = r"import sys, yaml
-d = yaml.safe_load(open(sys.argv[1]))
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+d = next(x for x in docs if x['kind'] == 'DaemonSet')
+p = next(x for x in docs if x['kind'] == 'NetworkPolicy')
+assert p['spec']['podSelector']['matchLabels'] == d['spec']['selector']['matchLabels'], p
+assert [q['port'] for r in p['spec']['ingress'] for q in r['ports']] == [9123], p
 s = d['spec']['template']['spec']
+assert s['automountServiceAccountToken'] is False
 c = s['containers'][0]
 assert d['kind'] == 'DaemonSet', d['kind']
 assert s['hostNetwork'] is True
@@ -68,7 +73,7 @@ fn the_daemonsets_command_line_captures_with_its_capabilities() {
     let out = run(Command::new("/usr/bin/python3")
         .args([
             "-c",
-            "import sys, yaml\nd = yaml.safe_load(open(sys.argv[1]))\nprint('\\n'.join(d['spec']['template']['spec']['containers'][0]['args']))",
+            "import sys, yaml\nd = next(x for x in yaml.safe_load_all(open(sys.argv[1])) if x['kind'] == 'DaemonSet')\nprint('\\n'.join(d['spec']['template']['spec']['containers'][0]['args']))",
         ])
         .arg(daemonset()));
     let lab = Lab::new("daemonset");

@@ -777,3 +777,29 @@ fn metrics_agree_with_the_capture() {
         "{text}"
     );
 }
+
+/// `-Z` with rotation into a directory the user cannot write: refused at start, not at the
+/// first rotation.
+#[test]
+fn z_with_rotation_into_a_directory_the_user_cannot_write_fails_at_start() {
+    let ns = Netns::new("z-rot");
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("ntp-%H%M%S.pcap");
+    let err = failing(
+        &ns,
+        &[
+            "-i",
+            "lo",
+            "-G",
+            "1",
+            "-Z",
+            "nobody",
+            "-w",
+            pattern.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("nobody (-Z) cannot write") && err.contains("-C/-G"),
+        "{err}"
+    );
+}

@@ -212,8 +212,9 @@ pub struct Symbols {
 }
 
 impl Symbols {
-    /// The function `address` is in, or the address in hex where the symbols are hidden
-    /// (`kernel.kptr_restrict`, or no `/proc/kallsyms`).
+    /// The function `address` is in, or `unknown` where the symbols are hidden
+    /// (`kernel.kptr_restrict`, or no `/proc/kallsyms`): a raw kernel address is never shown,
+    /// as it would undo the address layout randomisation the kernel hides them for.
     pub fn name(&mut self, address: u64) -> Arc<str> {
         if let Some(name) = self.cache.get(&address) {
             return name.clone();
@@ -226,13 +227,13 @@ impl Symbols {
             if table.is_empty() {
                 tracing::warn!(
                     "/proc/kallsyms shows no addresses (kernel.kptr_restrict?): drop locations \
-                     are shown as addresses"
+                     are shown as unknown"
                 );
             }
             table
         });
         let name: Arc<str> = match table.partition_point(|(a, _)| *a <= address) {
-            0 => format!("{address:#x}").into(),
+            0 => "unknown".into(),
             i => table[i - 1].1.as_str().into(),
         };
         if self.cache.len() < 4096 {
@@ -387,6 +388,10 @@ mod tests {
         assert_eq!(&*symbols.name(0x1000), "a");
         assert_eq!(&*symbols.name(0x1fff), "a");
         assert_eq!(&*symbols.name(0x2001), "b");
-        assert_eq!(&*symbols.name(0x10), "0x10");
+        assert_eq!(
+            &*symbols.name(0x10),
+            "unknown",
+            "never a raw kernel address"
+        );
     }
 }

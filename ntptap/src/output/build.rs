@@ -64,6 +64,28 @@ impl OutputPlan {
             || self.metrics.is_some()
             || self.printer.as_ref().is_some_and(|p| p.json.is_some())
     }
+
+    /// The directories files are created in after the start (`-C`/`-G`'s next files, the
+    /// flight recorder's dumps), with the option that puts them there: `-Z`'s user must be
+    /// able to write them.
+    #[must_use]
+    pub fn later_dirs(&self) -> Vec<(PathBuf, &'static str)> {
+        let parent = |p: &Path| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut dirs = Vec::new();
+        if let Some(file) = &self.file
+            && file.rotation.is_some()
+            && let FileTarget::Path(pattern) = &file.target
+        {
+            dirs.push((parent(pattern), "-C/-G"));
+        }
+        if let Some(flight) = &self.flight {
+            dirs.push((flight.dir.clone(), "--flight-recorder"));
+        }
+        dirs
+    }
 }
 
 /// A capture file, or a series of them.

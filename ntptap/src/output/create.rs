@@ -39,15 +39,29 @@ pub fn create_output(path: &Path, rules: Creation) -> anyhow::Result<(File, bool
         // A link made between the check above and the open is still not followed.
         .custom_flags(libc::O_NOFOLLOW)
         .mode(rules.mode);
-    if !special {
+    if existing.is_none() {
+        // O_EXCL: a file someone made between the check above and here is not ours to write
+        // (nor, on a failed start, to remove).
+        options.create_new(true);
+    } else if !special {
         options.create(true).truncate(true);
     }
-    let file = options.open(path).with_context(|| {
-        format!(
-            "cannot write {}: choose a path in a directory you can write to (-w)",
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} appeared while ntptap was creating it: another program writes there; choose \
+             another name",
             path.display()
-        )
-    })?;
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot write {}: choose a path in a directory you can write to (-w)",
+                    path.display()
+                )
+            });
+        }
+    };
     Ok((file, existing.is_none()))
 }
 
