@@ -397,3 +397,52 @@ fn hex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// Monlist queries from another host, one a second (each a trigger with the default
+/// `--trigger-query 1`): with dumps allowed every second, the directory never holds more than
+/// `--flight-recorder-max-files`, the oldest of ntptap's own going first, and a file of
+/// someone else's beside them stays.
+#[test]
+fn a_query_flood_leaves_at_most_the_capped_dumps() {
+    let lab = Lab::new("dumpcap");
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("ntptap-flight-notes.pcapng");
+    std::fs::write(&foreign, b"keep me").unwrap();
+    let mut ntptap = Proc::spawn(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "--no-print", "--flight-recorder", "64K"])
+            .args([
+                "--flight-recorder-after",
+                "0.2",
+                "--flight-recorder-interval",
+                "1",
+            ])
+            .args(["--flight-recorder-max-files", "2", "--flight-recorder-dir"])
+            .arg(dir.path()),
+    );
+    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
+    lab.b.enter(|| {
+        let s = UdpSocket::bind((Lab::B4, 0)).unwrap();
+        // MON_GETLIST_1, a mode 7 request (the monlist amplification query).
+        let mut query = [0u8; 48];
+        query[..4].copy_from_slice(&[0x17, 0x00, 0x03, 0x2a]);
+        for _ in 0..6 {
+            s.send_to(&query, (Lab::A4, 123)).unwrap();
+            std::thread::sleep(Duration::from_millis(1300));
+        }
+    });
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let written = stderr.matches("flight recorder: wrote").count();
+    assert!(written >= 4, "{written} dumps written:\n{stderr}");
+    let dumps: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("-query.pcapng"))
+        .collect();
+    assert_eq!(dumps.len(), 2, "{dumps:?}\n{stderr}");
+    assert!(foreign.exists(), "a file ntptap did not write was removed");
+    assert!(stderr.contains("older removed for the caps"), "{stderr}");
+}
