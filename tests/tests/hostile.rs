@@ -150,6 +150,10 @@ fn forged_kiss_codes_make_at_most_sixteen_labels() {
         events <= 20,
         "{events} event lines in the log for one forged source"
     );
+    eprintln!(
+        "forged kiss codes: {sent} sent, {last} decoded, {} series, {rss} KiB resident, {events} log lines, longest line {longest} bytes",
+        codes.len()
+    );
     assert!(exit_counts(&stderr).captured > 0, "{stderr}");
 }
 
@@ -217,6 +221,10 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
     );
     let rss = rss_kib(pid);
     assert!(rss < 64 * 1024, "resident {rss} KiB");
+    eprintln!(
+        "endpoint under ulimit -n 1024: {} connections made of 1,140 tried, {fds} descriptors open, {rss} KiB resident",
+        held.len()
+    );
     drop(held);
     let page = scrape(&lab.a);
     assert!(page.contains("ntptap_frames_written_total"), "{page}");
@@ -313,6 +321,10 @@ fn forged_servers_stay_within_the_trackers_bound() {
     assert!(
         evicted > 1000,
         "the tracker evicted only {evicted} servers:\n{page}"
+    );
+    eprintln!(
+        "forged servers: {} server label values, {evicted} evicted",
+        servers.len()
     );
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
@@ -445,4 +457,8 @@ fn a_query_flood_leaves_at_most_the_capped_dumps() {
     assert_eq!(dumps.len(), 2, "{dumps:?}\n{stderr}");
     assert!(foreign.exists(), "a file ntptap did not write was removed");
     assert!(stderr.contains("older removed for the caps"), "{stderr}");
+    eprintln!(
+        "monlist flood: {written} dumps written, {} left",
+        dumps.len()
+    );
 }
