@@ -10,6 +10,7 @@ mod cross;
 mod demo;
 mod fuzz;
 mod image;
+mod imports;
 mod package;
 mod setup;
 mod vmtest;
@@ -105,6 +106,16 @@ enum Task {
     /// rustfmt check, then clippy with -D warnings for the workspace and for the eBPF crate
     /// on its own target.
     Lint,
+    /// The import circles between each crate's files, and the largest files.
+    Imports {
+        /// Fail if there is any circle.
+        #[arg(long)]
+        deny: bool,
+        /// The tree to look at (another checkout, for a before and after); this one by
+        /// default.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Build the Debian package (cargo-deb) into target/package: the binary, the man page,
     /// shell completions, the systemd unit (installed, not enabled), the Prometheus rules and
     /// the Grafana dashboard under /usr/share/ntptap.
@@ -160,6 +171,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Lint => lint(),
+        Task::Imports { deny, root: tree } => imports::run(tree.as_deref().unwrap_or(&root), deny),
         Task::Build { target, release } => {
             setup::demo(&root)?;
             let built = match target {
