@@ -117,8 +117,19 @@ fn graph(files: &BTreeMap<String, std::path::PathBuf>) -> anyhow::Result<Graph> 
             .map(|l| l.split("//").next().unwrap_or(""))
             .collect::<Vec<_>>()
             .join("\n");
+        // Paths that start with a child module this file declares (`mod ring;` then
+        // `ring::Drain`) name it as `self::ring` would.
+        let children: Vec<String> = code
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let l = l.strip_prefix("pub ").unwrap_or(l);
+                let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+                l.strip_prefix("mod ")?.strip_suffix(';').map(str::to_owned)
+            })
+            .collect();
         let edges = graph.entry(module.clone()).or_default();
-        for named in paths(&code) {
+        for named in paths(&code, &children) {
             if let Some(target) = resolve(module, &named, &known)
                 && target != *module
             {
@@ -164,20 +175,31 @@ fn resolve(module: &str, path: &[String], known: &BTreeSet<&str>) -> Option<Stri
     Some("crate".to_owned())
 }
 
-/// Every path that starts with `crate`, `super` or `self` in `code`, groups (`{a, b::c}`)
-/// expanded.
-fn paths(code: &str) -> Vec<Vec<String>> {
+/// Every path that starts with `crate`, `super`, `self` or one of `children` in `code`
+/// (a child's as `self::child::…`), groups (`{a, b::c}`) expanded.
+fn paths(code: &str, children: &[String]) -> Vec<Vec<String>> {
     let bytes = code.as_bytes();
+    let starts: Vec<(String, Vec<String>)> = ["crate", "super", "self"]
+        .iter()
+        .map(|h| (format!("{h}::"), vec![(*h).to_owned()]))
+        .chain(
+            children
+                .iter()
+                .map(|c| (format!("{c}::"), vec!["self".to_owned(), c.clone()])),
+        )
+        .collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let starts = ["crate::", "super::", "self::"]
+        let boundary = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':');
+        let found = starts
             .iter()
-            .find(|p| bytes[i..].starts_with(p.as_bytes()));
-        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
-        if let (Some(p), true) = (starts, boundary) {
-            let head = p.trim_end_matches("::").to_owned();
-            let (found, end) = tree(code, i + p.len(), vec![head]);
+            .find(|(p, _)| boundary && bytes[i..].starts_with(p.as_bytes()));
+        if let Some((p, head)) = found {
+            let (found, end) = tree(code, i + p.len(), head.clone());
             out.extend(found);
             i = end.max(i + 1);
         } else {
@@ -301,7 +323,8 @@ mod tests {
     #[test]
     fn groups_and_super_resolve_to_files() {
         let found = paths(
-            "use super::{build::Creation, pcapng::{self, Sink}};\nlet x = crate::frame::Frame::new();",
+            "use super::{build::Creation, pcapng::{self, Sink}};\nlet x = crate::frame::Frame::new();\nring::Drain::new()",
+            &["ring".to_owned()],
         );
         assert_eq!(
             found,
@@ -313,6 +336,12 @@ mod tests {
                     "crate".to_owned(),
                     "frame".into(),
                     "Frame".into(),
+                    "new".into()
+                ],
+                vec![
+                    "self".to_owned(),
+                    "ring".into(),
+                    "Drain".into(),
                     "new".into()
                 ],
             ]
