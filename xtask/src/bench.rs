@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::target::Target;
 use anyhow::{Context as _, bail};
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
@@ -132,7 +133,7 @@ impl Row {
 
 pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     crate::setup::all(root)?;
-    crate::cargo(&["build", "--release", "--package", "ntptap"])?;
+    crate::run::cargo(&["build", "--release", "--package", "ntptap"])?;
     let ntptap = root.join("target/release/ntptap");
     let out = root.join("target/bench");
     fs::create_dir_all(&out)?;
@@ -675,67 +676,6 @@ const STORMS: [(&str, u16, bool); 2] = [
     ("storm into an nftables drop", 7, true),
 ];
 
-/// One of the performance targets, as measured.
-pub struct Target {
-    pub name: String,
-    pub measured: f64,
-    pub limit: f64,
-    /// The measured value must be at most the target (else at least).
-    pub at_most: bool,
-    /// Where one exists, the same ratio for the least any program at that hook can do,
-    /// measured in the same run (an empty program for the flood, the least filter or capture
-    /// for the kernel programs): a target the floor does not meet is out of reach.
-    pub floor: Option<f64>,
-    /// For ratios of small, noisy quantities (target 3): 90 % bootstrap intervals over the
-    /// rounds, of the measurement and of the floor. A floor counts as out of reach only when
-    /// its whole interval misses the target.
-    pub intervals: Option<[(f64, f64); 2]>,
-}
-
-impl Target {
-    /// A target, unless the measurement is missing (NaN); a missing floor is dropped.
-    fn new(
-        name: String,
-        measured: f64,
-        limit: f64,
-        at_most: bool,
-        floor: Option<f64>,
-    ) -> Option<Self> {
-        measured.is_finite().then(|| Self {
-            name,
-            measured,
-            limit,
-            at_most,
-            floor: floor.filter(|f| f.is_finite()),
-            intervals: None,
-        })
-    }
-    /// How far along the target the measurement is: 1 or less meets it.
-    pub fn of_target(&self) -> f64 {
-        self.of_target_at(self.measured)
-    }
-    /// [`Target::of_target`] for another measurement of the same ratio.
-    pub fn of_target_at(&self, measured: f64) -> f64 {
-        if self.at_most {
-            measured / self.limit
-        } else {
-            self.limit / measured
-        }
-    }
-    pub fn met(&self) -> bool {
-        self.of_target() <= 1.0
-    }
-    /// Whether even the floor misses the target.
-    pub fn out_of_reach(&self) -> bool {
-        // The floor's most favourable end, where it is known to be noisy.
-        let best = match (self.floor, self.intervals) {
-            (Some(_), Some([_, (lo, hi)])) => Some(if self.at_most { lo } else { hi }),
-            (floor, _) => floor,
-        };
-        best.is_some_and(|f| self.of_target_at(f) > 1.0)
-    }
-}
-
 /// The medians of one live contender: (sent, captured, CPU µs per captured packet, start,
 /// peak RSS KiB).
 /// The medians of one contender's rounds.
@@ -1206,7 +1146,7 @@ fn live_once(
 }
 
 fn live(root: &Path, runs: usize, not_run: &mut NotRun) -> anyhow::Result<Vec<LiveResult>> {
-    crate::cargo(&[
+    crate::run::cargo(&[
         "build",
         "--release",
         "--package",

@@ -11,7 +11,7 @@ use plotters::{
     style::{FontStyle, register_font},
 };
 
-use crate::bench::Target;
+use crate::target::Target;
 
 /// Debian's fonts-dejavu-core; plotters draws text with a font it is given.
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd;
+use crate::run::cmd;
 
 /// A CPU architecture, by Debian's name for it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -100,7 +100,7 @@ pub fn prepare(triple: &str) -> anyhow::Result<()> {
         if arch != Arch::Arm64 {
             bail!("cross-building for {triple} is only set up from amd64 machines to arm64");
         }
-        crate::setup::debian_packages_for(ARM64_CROSS_PACKAGES, "cross-building for arm64")?;
+        crate::apt::debian_packages_for(ARM64_CROSS_PACKAGES, "cross-building for arm64")?;
     }
     Ok(())
 }
@@ -112,7 +112,7 @@ pub fn build(root: &Path, triple: &str, release: bool) -> anyhow::Result<PathBuf
     if release {
         args.push("--release");
     }
-    crate::cargo(&args)?;
+    crate::run::cargo(&args)?;
     Ok(root
         .join("target")
         .join(triple)

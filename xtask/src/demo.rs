@@ -43,7 +43,7 @@ pub fn run(root: &Path, invoked_from: &Path, demo: Demo) -> anyhow::Result<()> {
         path
     } else {
         crate::setup::demo(root)?;
-        crate::cargo(&["build", "--release", "--package", "ntptap"])?;
+        crate::run::cargo(&["build", "--release", "--package", "ntptap"])?;
         root.join("target/release/ntptap")
     };
     let output = invoked_from.join(&demo.output);

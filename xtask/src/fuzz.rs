@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd;
+use crate::run::cmd;
 
 pub const TARGETS: [&str; 3] = ["ntp_decode", "print_frame", "read_capture"];
 

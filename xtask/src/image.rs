@@ -6,7 +6,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::Context as _;
 
-use crate::cmd;
+use crate::run::cmd;
 
 /// Build the image; returns its tag.
 pub fn run(root: &Path) -> anyhow::Result<String> {

@@ -112,6 +112,11 @@ fn graph(files: &BTreeMap<String, std::path::PathBuf>) -> anyhow::Result<Graph> 
     let mut graph = Graph::new();
     for (module, path) in files {
         let text = fs::read_to_string(path)?;
+        // A file's unit tests are not part of its design (and quote paths in their strings).
+        let text = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or_default();
         let code: String = text
             .lines()
             .map(|l| l.split("//").next().unwrap_or(""))

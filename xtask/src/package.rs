@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, cross::Arch};
+use crate::{cross::Arch, run::cmd};
 
 /// cargo-deb release that builds with the workspace's toolchain.
 const CARGO_DEB_VERSION: &str = "3.8.0";

@@ -27,7 +27,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, cross::Arch};
+use crate::{cross::Arch, run::cmd};
 
 /// A kernel of the matrix: what it is called here, the Debian suite it comes from, the
 /// version (`None`: whatever `linux-image-cloud-ARCH` names there today), and its architecture.
