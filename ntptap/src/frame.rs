@@ -184,3 +184,24 @@ pub fn wall_now() -> Duration {
 pub fn output_closed(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::BrokenPipe
 }
+
+/// A drop record's pcapng comment, `drop=REASON at SYMBOL`: written by the pcapng writer,
+/// read back by `-r` (here, where neither imports the other).
+#[must_use]
+pub fn drop_comment(drop: &KernelDrop<'_>) -> String {
+    format!(
+        "drop={} at {}",
+        crate::process::escape(drop.reason.as_bytes()),
+        crate::process::escape(drop.location.as_bytes())
+    )
+}
+
+/// A drop record's comment read back: (reason, location).
+#[must_use]
+pub fn parse_drop_comment(comment: &str) -> Option<(String, String)> {
+    let rest = comment.strip_prefix("drop=")?;
+    let (reason, location) = rest.split_once(" at ")?;
+    let text =
+        |s: &str| crate::process::unescape(s).map(|b| String::from_utf8_lossy(&b).into_owned());
+    Some((text(reason)?, text(location)?))
+}

@@ -10,8 +10,9 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::bail;
 use ntptap_common::MAX_DATA;
 
-pub use crate::output::build::{
-    Creation, FileFormat, FilePlan, FileTarget, JsonOutput, OutputPlan, PrinterPlan,
+pub use crate::output::{
+    build::{FileFormat, FilePlan, FileTarget, JsonOutput, OutputPlan, PrinterPlan},
+    create::Creation,
 };
 use crate::{
     capture::{

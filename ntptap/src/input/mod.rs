@@ -281,7 +281,7 @@ fn block_drop(block: &Block<'_>, iface: Option<&str>) -> Option<(String, String)
     }
     p.options.iter().find_map(|o| match o {
         EnhancedPacketOption::Common(CommonOption::Comment(c)) => {
-            crate::output::pcapng::parse_drop_comment(c)
+            crate::frame::parse_drop_comment(c)
         }
         _ => None,
     })

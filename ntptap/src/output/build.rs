@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    Filter, Pipeline, Sink,
+    create::Creation,
     create::{CreatedFile, create_output},
     file::{FileWriter, Guarded},
     health::HealthSink,
@@ -19,10 +19,13 @@ use super::{
     metrics::MetricsSink,
     pcap::PcapSink,
     pcapng::{PcapNgInterface, PcapNgSink},
+    pipeline::Pipeline,
     rotate::{OpenSink, RotatingSink},
+    sink::Filter,
+    sink::Sink,
     text::TextSink,
 };
-use super::{PortSet, rotate::RotatePolicy, text::TextOptions};
+use super::{decoded::PortSet, rotate::RotatePolicy, text::TextOptions};
 
 /// Where frames go.
 #[derive(Clone, Debug)]
@@ -112,16 +115,6 @@ pub enum FileTarget {
     Stdout,
     /// A path (a pattern, with rotation).
     Path(PathBuf),
-}
-
-/// The file-creation rules: new files get `mode`; an existing file is replaced only with
-/// `overwrite`; a symbolic link is never followed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Creation {
-    /// Permission bits of a new file.
-    pub mode: u32,
-    /// Replace an existing regular file.
-    pub overwrite: bool,
 }
 
 /// The printer on standard output.

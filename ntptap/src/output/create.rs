@@ -7,7 +7,15 @@ use std::{fs::File, path::Path};
 
 use anyhow::{Context as _, bail};
 
-use super::build::Creation;
+/// The file-creation rules: new files get `mode`; an existing file is replaced only with
+/// `overwrite`; a symbolic link is never followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Creation {
+    /// Permission bits of a new file.
+    pub mode: u32,
+    /// Replace an existing regular file.
+    pub overwrite: bool,
+}
 
 /// Open `path` for a capture under the `rules`. Returns the file and whether this run created
 /// it (only such a file may be removed when the start fails).

@@ -4,7 +4,6 @@
 
 use std::{cell::OnceCell, net::SocketAddr};
 
-use super::PortSet;
 use crate::{
     exchange::Event,
     frame::Frame,
@@ -98,5 +97,29 @@ impl<'a> Decoded<'a> {
     pub fn ntp_packet(&self) -> Option<(SocketAddr, SocketAddr, &Ntp)> {
         let n = self.ntp()?;
         n.packet.as_ref().ok().map(|p| (n.src, n.dst, p))
+    }
+}
+
+/// The set of UDP ports whose payload is NTP (the `--port` set).
+#[derive(Clone, Debug)]
+pub struct PortSet(Vec<u16>);
+
+impl PortSet {
+    /// From the configured ports.
+    #[must_use]
+    pub fn new(mut ports: Vec<u16>) -> Self {
+        ports.sort_unstable();
+        ports.dedup();
+        Self(ports)
+    }
+    /// Whether `port` is in the set.
+    #[must_use]
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.binary_search(&port).is_ok()
+    }
+    /// The ports, sorted.
+    #[must_use]
+    pub fn ports(&self) -> &[u16] {
+        &self.0
     }
 }

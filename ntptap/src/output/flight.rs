@@ -19,10 +19,13 @@ use std::{
 };
 
 use super::{
-    CloseStats, Control, Decoded, Sink,
-    build::Creation,
+    create::Creation,
     create::create_output,
+    decoded::Decoded,
     pcapng::{Kept, PcapNgInterface, PcapNgSink},
+    sink::CloseStats,
+    sink::Control,
+    sink::Sink,
 };
 use crate::exchange::Event;
 

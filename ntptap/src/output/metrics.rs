@@ -16,7 +16,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{Control, Decoded, Sink};
+use super::{decoded::Decoded, sink::Control, sink::Sink};
 use crate::{
     counts::Counts,
     exchange::Tracker,

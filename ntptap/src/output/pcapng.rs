@@ -25,7 +25,7 @@ use pcap_file::{
     },
 };
 
-use super::{CloseStats, Control, Decoded, Sink};
+use super::{decoded::Decoded, sink::CloseStats, sink::Control, sink::Sink};
 use crate::frame::Direction;
 
 /// One interface of the capture.
@@ -261,7 +261,7 @@ fn epb_options(packet: &Decoded<'_>) -> Vec<EnhancedPacketOption<'static>> {
     }
     // A drop record: why and where, and the interface it was on (its own is ntptap-drops).
     if let Some(drop) = frame.drop {
-        options.push(comment(drop_comment(&drop)));
+        options.push(comment(crate::frame::drop_comment(&drop)));
         if let Some(iface) = frame.iface {
             options.push(comment(format!("iface={iface}")));
         }
@@ -400,26 +400,6 @@ impl<W: Write> PcapNgSink<W> {
         }
         self.writer.get_mut().flush()
     }
-}
-
-/// A drop record's comment: `drop=REASON at SYMBOL`, as `-r` reads it back.
-#[must_use]
-pub fn drop_comment(drop: &crate::frame::KernelDrop<'_>) -> String {
-    format!(
-        "drop={} at {}",
-        crate::process::escape(drop.reason.as_bytes()),
-        crate::process::escape(drop.location.as_bytes())
-    )
-}
-
-/// A drop record's comment read back: (reason, location).
-#[must_use]
-pub fn parse_drop_comment(comment: &str) -> Option<(String, String)> {
-    let rest = comment.strip_prefix("drop=")?;
-    let (reason, location) = rest.split_once(" at ")?;
-    let text =
-        |s: &str| crate::process::unescape(s).map(|b| String::from_utf8_lossy(&b).into_owned());
-    Some((text(reason)?, text(location)?))
 }
 
 fn write_isb<W: Write>(

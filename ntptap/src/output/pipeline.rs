@@ -2,7 +2,7 @@
 
 use std::{io, time::Duration};
 
-use super::{Control, Decoded, PortSet, Sink};
+use super::{decoded::Decoded, decoded::PortSet, sink::Control, sink::Sink};
 use crate::{
     exchange::{Limits, Tracker},
     frame::{Consumer, Frame, SourceEvent},

@@ -19,8 +19,11 @@ use std::{
 use chrono::{DateTime, Local};
 
 use super::{
-    CloseStats, Control, Decoded, Sink,
+    decoded::Decoded,
     file::{FileWriter, Guarded, Journal},
+    sink::CloseStats,
+    sink::Control,
+    sink::Sink,
 };
 
 /// When to start a new file.
