@@ -13,7 +13,11 @@ use aya::{
 use ntptap_common::names;
 use tracing::{debug, info};
 
-use super::{CaptureConfig, Directions, Hook, Interface, XdpAttach, program, verifier_error};
+use super::{
+    config::{CaptureConfig, Directions, Hook, XdpAttach},
+    iface::Interface,
+    load::{program, verifier_error},
+};
 
 /// Every network namespace's loopback device has this index (the kernel's
 /// `LOOPBACK_IFINDEX`): it is registered first, in every namespace.
@@ -48,7 +52,7 @@ pub(super) fn load(
     let want_in = config.directions != Directions::Out;
     let want_out = config.directions != Directions::In;
     let xdp = if want_in && config.hook == Hook::Xdp {
-        let (name, copy) = super::xdp_program(ebpf);
+        let (name, copy) = super::load::xdp_program(ebpf);
         info!(program = name, copy, "chose the XDP program");
         decisions.push(format!("XDP copies frames with {copy}"));
         let xdp: &mut Xdp = program(ebpf, name)?;

@@ -8,11 +8,11 @@ use ntptap_common::{
 };
 
 use super::{
-    StopReason,
     clock::WallClock,
     drops::{Reasons, Symbols},
     owners::Names,
     ringbuf::Rings,
+    summary::StopReason,
 };
 use crate::{
     frame::{Consumer, Direction, Frame, KernelDrop, LinkType},
