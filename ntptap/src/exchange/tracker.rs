@@ -1,0 +1,1065 @@
+//! The pairing engine: each request held until its response comes (or it is given up), each
+//! pair turned into delay and offset, each server's health kept within bounds.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use super::{
+    clients::{Clients, Served, is_local},
+    latency::{Latency, Sighting},
+};
+use crate::{
+    frame::Direction,
+    ntp::{Body, Mode, Ntp, NtpTimestamp, RefId},
+    process::Process,
+};
+
+use super::{
+    event::Event,
+    health::{ProcessExchanges, ServerHealth},
+};
+
+/// Memory bounds of a [`Tracker`].
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most requests waiting for a response.
+    pub pending: usize,
+    /// Most servers tracked.
+    pub servers: usize,
+    /// A request without a response after this long counts as unanswered.
+    pub timeout: Duration,
+    /// Most (process, server) pairs counted.
+    pub processes: usize,
+    /// An `offset_step` event when a server's offset moves by this many seconds or more from
+    /// one exchange to the next (`None`: never).
+    pub step: Option<f64>,
+    /// An `unanswered_run` event when this many requests in a row to one server go
+    /// unanswered (0: never).
+    pub unanswered_run: u64,
+    /// Keep the time of this many unanswered requests (for `--plot`; 0: none).
+    pub losses: usize,
+}
+
+impl Limits {
+    /// An upper bound of the bytes the waiting and answered requests take, whatever the
+    /// traffic: each hash table at twice its entries (its slack) and once more while it grows
+    /// (the old table beside the new); the arrival queue at three times (compacted past one
+    /// and a half, and doubled as it grows).
+    #[must_use]
+    pub fn bound(&self) -> usize {
+        self.pending
+            * (3 * (size_of::<(Key, Pending)>() + 1)
+                + 3 * size_of::<(Duration, Key)>()
+                + 3 * (size_of::<(Key, Duration)>() + 1))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pending: 65_536,
+            servers: 1024,
+            timeout: Duration::from_secs(8),
+            processes: 1024,
+            step: Some(0.128),
+            unanswered_run: 5,
+            losses: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    /// The client's address and port (not a `SocketAddr`: IPv6's flow label and scope make
+    /// that 32 bytes, and 65,536 keys wait in three tables).
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    transmit: u64,
+}
+
+impl Key {
+    fn new(client: SocketAddr, server: SocketAddr, transmit: u64) -> Self {
+        Self {
+            client: (client.ip(), client.port()),
+            server: (server.ip(), server.port()),
+            transmit,
+        }
+    }
+}
+
+/// What the tracker made of one packet.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Its in-host latency, as far as it is known.
+    pub latency: Latency,
+    /// What it was to a server on this host (client analytics).
+    pub served: Option<Served>,
+    /// The exchange it completed: a response paired with its request.
+    pub exchange: Option<Exchange>,
+}
+
+/// One exchange with a server, as the capture saw it (RFC 5905 §8, capture times as T1 and
+/// T4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Exchange {
+    /// The server.
+    pub server: IpAddr,
+    /// Round-trip delay, seconds.
+    pub delay: f64,
+    /// Offset of the server's clock from the capturing host's, seconds.
+    pub offset: f64,
+}
+
+/// A request waiting for its response.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    /// When it was seen.
+    seen: Duration,
+    /// Its process's key in `processes`.
+    process: Option<Box<(String, IpAddr)>>,
+    /// Which way it went, when known.
+    direction: Option<Direction>,
+    /// The kernel dropped it, or its reply, in this host: the reason.
+    dropped: Option<Box<str>>,
+    /// Kernel monotonic time of its capture, ns.
+    mono: Option<u64>,
+}
+
+/// Pairs requests with responses and keeps per-server health, within [`Limits`].
+#[derive(Debug, Default)]
+pub struct Tracker {
+    limits: Limits,
+    /// Requests waiting.
+    pending: HashMap<Key, Pending>,
+    /// The requests in `pending` in the order they came, with when: the oldest is found in
+    /// O(1) to expire or evict it. An entry whose request was answered (or seen again) is
+    /// stale and skipped; the queue is compacted when stale entries outnumber live ones.
+    order: std::collections::VecDeque<(Duration, Key)>,
+    /// Requests answered within the timeout, by when: a reply the kernel drops after ntptap
+    /// saw it is an answer that never arrived.
+    answered: HashMap<Key, Duration>,
+    servers: HashMap<IpAddr, ServerHealth>,
+    processes: HashMap<(String, IpAddr), ProcessExchanges>,
+    events: Vec<Event>,
+    /// Client analytics of a server on this host.
+    clients: Clients,
+    /// The exchange the last response completed.
+    completed: Option<Exchange>,
+    /// When unanswered requests were sent, by server (up to `limits.losses`).
+    losses: Vec<(IpAddr, Duration)>,
+    /// Pending requests dropped to stay within the limit.
+    pub evicted_requests: u64,
+    /// Servers dropped to stay within the limit.
+    pub evicted_servers: u64,
+}
+
+/// A server's reply, captured at `reply` (wall) with `sighting`, to a request captured at
+/// `request` (wall, and kernel monotonic when live): the stages of its time in this host.
+fn host_latency(
+    h: &crate::ntp::packet::TimeHeader,
+    request: (Duration, Option<u64>),
+    reply: Duration,
+    sighting: Sighting,
+) -> Latency {
+    let residence = match (request.1, sighting.mono_ns) {
+        (Some(a), Some(b)) => b.checked_sub(a),
+        _ => reply
+            .checked_sub(request.0)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    };
+    let t3_minus_t2 = (!h.receive.is_unset() && !h.transmit.is_unset())
+        .then(|| i64::try_from(ntp_ns(h.transmit) - ntp_ns(h.receive)).ok())
+        .flatten();
+    let in_read = match (request.1, sighting.mono_ns, sighting.read_before) {
+        (Some(a), Some(b), Some(read)) => b
+            .checked_sub(u64::from(read))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
+    let in_queue = match (request.1, sighting.mono_ns, sighting.queued_before) {
+        (Some(a), Some(b), Some(queued)) => b
+            .checked_sub(u64::from(queued))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
+    Latency {
+        in_queue,
+        in_read,
+        daemon: sighting
+            .read_before
+            .zip(sighting.send_before)
+            .and_then(|(r, s)| r.checked_sub(s))
+            .map(u64::from),
+        out_send: sighting.send_before.map(u64::from),
+        residence,
+        t3_minus_t2,
+        hidden: residence
+            .and_then(|r| i64::try_from(r).ok())
+            .zip(t3_minus_t2)
+            .map(|(r, t)| r - t),
+    }
+}
+
+fn ntp_ns(ts: NtpTimestamp) -> i128 {
+    i128::from(ts.unix_seconds()) * 1_000_000_000 + i128::from(ts.nanos())
+}
+
+fn secs(ns: i128) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl Tracker {
+    /// A tracker with these bounds.
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    fn server(&mut self, addr: IpAddr) -> &mut ServerHealth {
+        if !self.servers.contains_key(&addr) && self.servers.len() >= self.limits.servers {
+            // Drop the quietest server to make room.
+            if let Some(quiet) = self
+                .servers
+                .iter()
+                .min_by_key(|(_, s)| s.requests + s.responses)
+                .map(|(a, _)| *a)
+            {
+                self.servers.remove(&quiet);
+                self.evicted_servers += 1;
+            }
+        }
+        self.servers.entry(addr).or_insert_with(|| ServerHealth {
+            server: Some(addr),
+            ..ServerHealth::default()
+        })
+    }
+
+    /// Take one NTP packet from `src` to `dst`, captured at `ts` going `direction`; `process`
+    /// is the owner of its socket on this host (`comm[pid]`), when known: requests from it are
+    /// counted for it.
+    pub fn observe(
+        &mut self,
+        ts: Duration,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        direction: Option<Direction>,
+        process: Option<&Process<'_>>,
+    ) {
+        self.observe_seen(
+            ts,
+            (src, dst),
+            ntp,
+            (direction, process),
+            Sighting::default(),
+        );
+    }
+
+    /// [`Tracker::observe`] with the kernel's times of the packet (`sighting`); returns its
+    /// in-host latency, as far as it is known, and what it was to a server on this host.
+    pub fn observe_seen(
+        &mut self,
+        ts: Duration,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        (direction, process): (Option<Direction>, Option<&Process<'_>>),
+        sighting: Sighting,
+    ) -> Observed {
+        // Requests older than the timeout at this packet's time are unanswered: a capture
+        // file has no clock ticks but its own. (O(1) unless some expire.)
+        self.expire_before(ts);
+        // On loopback a server here and its client both are this host: every request and
+        // reply is served traffic, whatever the direction says.
+        let served = self.clients.observe(
+            ts,
+            (src, dst),
+            ntp,
+            direction.filter(|_| !sighting.loopback),
+        );
+        let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
+        Observed {
+            latency,
+            served,
+            exchange: self.completed.take(),
+        }
+    }
+
+    /// The client analytics of a server on this host.
+    #[must_use]
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    fn exchange(
+        &mut self,
+        ts: Duration,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        (direction, process): (Option<Direction>, Option<&Process<'_>>),
+        sighting: Sighting,
+    ) -> Latency {
+        let mut latency = Latency::default();
+        match &ntp.body {
+            Body::Private(p) if !p.response && (p.request_code == 20 || p.request_code == 42) => {
+                self.events.push(Event::MonlistRequest {
+                    from: src,
+                    to: dst,
+                    request_code: p.request_code,
+                });
+            }
+            Body::Control(c) if !c.response && !is_local(src.ip()) => {
+                self.events.push(Event::RemoteControlQuery {
+                    from: src,
+                    to: dst,
+                    opcode: c.opcode,
+                });
+            }
+            Body::Time(h) => {
+                if !(1..=4).contains(&ntp.version) || ntp.mode == Mode::Reserved {
+                    self.events.push(Event::Anomaly {
+                        from: src,
+                        to: dst,
+                        what: format!("NTP version {} mode {}", ntp.version, ntp.mode.to_bits()),
+                    });
+                }
+                match ntp.mode {
+                    Mode::Client | Mode::SymmetricActive => {
+                        let pending = Pending {
+                            seen: ts,
+                            process: None,
+                            direction,
+                            dropped: None,
+                            mono: sighting.mono_ns,
+                        };
+                        self.request(src, dst, h.transmit, pending, process.map(Process::short));
+                        if direction == Some(Direction::Out)
+                            && let Some(send) = sighting.send_before
+                        {
+                            latency.out_send = Some(u64::from(send));
+                            self.server(dst.ip()).latency.add(&latency);
+                        }
+                    }
+                    Mode::Server | Mode::SymmetricPassive => {
+                        latency = self.response(ts, (src, dst), ntp, direction, sighting);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        latency
+    }
+
+    /// The kernel dropped this NTP packet in this host, for `reason`: a request or a reply
+    /// that never reached the other side.
+    pub fn dropped(&mut self, (src, dst): (SocketAddr, SocketAddr), ntp: &Ntp, reason: &str) {
+        let Some(h) = ntp.time() else { return };
+        // The exchange's key, its server, and whether the dropped packet is the request.
+        let (key, server, request) = match ntp.mode {
+            Mode::Client | Mode::SymmetricActive => {
+                (Key::new(src, dst, h.transmit.0), dst.ip(), true)
+            }
+            Mode::Server | Mode::SymmetricPassive => {
+                (Key::new(dst, src, h.origin.0), src.ip(), false)
+            }
+            _ => return,
+        };
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.dropped = Some(reason.into());
+        } else if request {
+            // Dropped before ntptap's hook saw it (on the way out): a request all the same,
+            // and it will never be answered.
+            self.server(server).requests += 1;
+            self.fate(server, None, Some(reason), (None, None));
+        } else if self.answered.remove(&key).is_some() {
+            // Paired as it passed ntptap's hook, then dropped: no answer after all.
+            let s = self.server(server);
+            s.responses = s.responses.saturating_sub(1);
+            self.fate(server, None, Some(reason), (None, None));
+        } else {
+            *self
+                .server(server)
+                .fates
+                .dropped
+                .entry(reason.to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    fn request(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        transmit: NtpTimestamp,
+        mut pending: Pending,
+        process: Option<String>,
+    ) {
+        let ts = pending.seen;
+        self.server(server.ip()).requests += 1;
+        let process = process.and_then(|p| self.process(p, server.ip()));
+        if let Some(key) = &process
+            && let Some(p) = self.processes.get_mut(key)
+        {
+            p.requests += 1;
+        }
+        // `observe_seen` has expired what is older than the timeout at `ts`: if the table is
+        // still full, the oldest request makes room.
+        if self.pending.len() >= self.limits.pending
+            && let Some((oldest, p)) = self.pop_oldest()
+        {
+            self.evicted_requests += 1;
+            self.fate(
+                oldest.server.0,
+                p.process.as_deref(),
+                p.dropped.as_deref(),
+                (p.direction, Some(p.seen)),
+            );
+        }
+        pending.process = process.map(Box::new);
+        let key = Key::new(client, server, transmit.0);
+        self.order.push_back((ts, key));
+        self.pending.insert(key, pending);
+        if self.order.len() > self.pending.len() + self.pending.len() / 2 + 1024 {
+            let pending = &self.pending;
+            self.order
+                .retain(|(seen, k)| pending.get(k).is_some_and(|p| p.seen == *seen));
+        }
+    }
+
+    /// The oldest request still waiting, taken out.
+    fn pop_oldest(&mut self) -> Option<(Key, Pending)> {
+        while let Some((seen, key)) = self.order.pop_front() {
+            if self.pending.get(&key).is_some_and(|p| p.seen == seen) {
+                return self.pending.remove(&key).map(|p| (key, p));
+            }
+        }
+        None
+    }
+
+    /// Expire the requests, oldest first, that are older than the timeout at `now`.
+    fn expire_before(&mut self, now: Duration) {
+        let timeout = self.limits.timeout;
+        while let Some((seen, key)) = self.order.front().copied() {
+            let live = self.pending.get(&key).is_some_and(|p| p.seen == seen);
+            if live && now.saturating_sub(seen) <= timeout {
+                break;
+            }
+            self.order.pop_front();
+            if live {
+                let p = self.pending.remove(&key).unwrap_or_default();
+                self.fate(
+                    key.server.0,
+                    p.process.as_deref(),
+                    p.dropped.as_deref(),
+                    (p.direction, Some(p.seen)),
+                );
+            }
+        }
+    }
+
+    /// The key of `process`'s counts with `server`, made if there is room (else `None`: the
+    /// server's own counts still hold the exchange).
+    fn process(&mut self, process: String, server: IpAddr) -> Option<(String, IpAddr)> {
+        let key = (process, server);
+        if !self.processes.contains_key(&key) {
+            if self.processes.len() >= self.limits.processes {
+                return None;
+            }
+            self.processes.insert(
+                key.clone(),
+                ProcessExchanges {
+                    process: key.0.clone(),
+                    server: Some(server),
+                    ..ProcessExchanges::default()
+                },
+            );
+        }
+        Some(key)
+    }
+
+    /// A request to `server` went unanswered: dropped in this host for `dropped`, or else
+    /// what its `direction` says.
+    fn fate(
+        &mut self,
+        server: IpAddr,
+        process: Option<&(String, IpAddr)>,
+        dropped: Option<&str>,
+        (direction, seen): (Option<Direction>, Option<Duration>),
+    ) {
+        if let Some(seen) = seen
+            && self.losses.len() < self.limits.losses
+        {
+            self.losses.push((server, seen));
+        }
+        let run = self.limits.unanswered_run;
+        let s = self.server(server);
+        s.unanswered += 1;
+        s.unanswered_run += 1;
+        let in_a_row = s.unanswered_run;
+        match (dropped, direction) {
+            (Some(reason), _) => *s.fates.dropped.entry(reason.to_owned()).or_default() += 1,
+            (None, Some(Direction::In)) => s.fates.ignored += 1,
+            (None, Some(Direction::Out)) => s.fates.no_reply_seen += 1,
+            (None, None) => s.fates.unknown += 1,
+        }
+        if run > 0 && in_a_row == run {
+            self.events.push(Event::UnansweredRun {
+                server,
+                unanswered: run,
+            });
+        }
+        if let Some(p) = process.and_then(|k| self.processes.get_mut(k)) {
+            p.unanswered += 1;
+        }
+    }
+
+    fn response(
+        &mut self,
+        ts: Duration,
+        (server, client): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        direction: Option<Direction>,
+        sighting: Sighting,
+    ) -> Latency {
+        let Some(h) = ntp.time() else {
+            return Latency::default();
+        };
+        let key = Key::new(client, server, h.origin.0);
+        let request = self.pending.remove(&key);
+        if request.is_some() && self.answered.len() < self.limits.pending {
+            self.answered.insert(key, ts);
+        }
+        let leap = ntp.leap.to_bits();
+        if let Some(code) = ntp.kiss_code() {
+            *self
+                .server(server.ip())
+                .kiss_codes
+                .entry(crate::ntp::names::kiss_label(&code).to_owned())
+                .or_default() += 1;
+            let code = String::from_utf8_lossy(&code).into_owned();
+            self.events.push(Event::KissOfDeath {
+                server,
+                client,
+                code,
+            });
+        }
+        if leap == 1 || leap == 2 {
+            self.events.push(Event::LeapAnnounced { server, leap });
+        }
+        if (h.stratum == 16 || leap == 3) && ntp.kiss_code().is_none() {
+            self.events.push(Event::Unsynchronized {
+                server,
+                stratum: h.stratum,
+                leap,
+            });
+        }
+        // A kiss-o'-death says nothing of the server's clock (stratum 0, the code where the
+        // reference ID goes): the last real values stay.
+        if ntp.kiss_code().is_none() {
+            self.server_said(server, h, leap);
+        }
+        let Some(Pending {
+            seen: sent,
+            process,
+            direction: asked,
+            mono,
+            ..
+        }) = request
+        else {
+            self.events
+                .push(Event::UnmatchedResponse { server, client });
+            return Latency::default();
+        };
+        if let Some(p) = process.and_then(|k| self.processes.get_mut(&k)) {
+            p.responses += 1;
+        }
+        // A server on this host: the request came in, its reply goes out.
+        let through = asked == Some(Direction::In) && direction == Some(Direction::Out);
+        let latency = if through {
+            host_latency(h, (sent, mono), ts, sighting)
+        } else {
+            Latency {
+                out_send: sighting.send_before.map(u64::from),
+                ..Latency::default()
+            }
+        };
+        let step = self.limits.step;
+        let s = self.server(server.ip());
+        if !latency.is_empty() {
+            s.latency.add(&latency);
+        }
+        s.responses += 1;
+        if ntp.kiss_code().is_some() {
+            s.fates.kiss_of_death += 1;
+        } else {
+            s.unanswered_run = 0;
+        }
+        if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
+            return latency;
+        }
+        // RFC 5905 §8, with the capture times as T1 (request) and T4 (response).
+        let (t1, t4) = (sent.as_nanos() as i128, ts.as_nanos() as i128);
+        let (t2, t3) = (ntp_ns(h.receive), ntp_ns(h.transmit));
+        let delay = secs((t4 - t1) - (t3 - t2));
+        let offset = secs(i128::midpoint(t2 - t1, t3 - t4));
+        let before = s.offset;
+        s.delay = Some(delay);
+        s.offset = Some(offset);
+        s.processing = Some(secs(t3 - t2));
+        if s.min_delay.is_none_or(|m| delay <= m) {
+            s.min_delay = Some(delay);
+            s.best_offset = Some(offset);
+        }
+        self.completed = Some(Exchange {
+            server: server.ip(),
+            delay,
+            offset,
+        });
+        if let (Some(from), Some(step)) = (before, step)
+            && (offset - from).abs() >= step
+        {
+            self.events.push(Event::OffsetStep {
+                server,
+                from,
+                to: offset,
+            });
+        }
+        latency
+    }
+
+    /// What a server's reply says of its clock: kept, with a `status_change` event when its
+    /// leap indicator changed or its stratum went to or from 16.
+    fn server_said(&mut self, server: SocketAddr, h: &crate::ntp::packet::TimeHeader, leap: u8) {
+        let refid = match h.refid() {
+            RefId::Unspecified => None,
+            RefId::KissCode(s) | RefId::Clock(s) => Some(s),
+            RefId::Address(a) => Some(a.to_string()),
+        };
+        let s = self.server(server.ip());
+        let mut changes = Vec::new();
+        if let Some(before) = s.leap
+            && before != leap
+        {
+            changes.push(format!("leap {before} -> {leap}"));
+        }
+        if let Some(before) = s.stratum
+            && (before == 16) != (h.stratum == 16)
+        {
+            changes.push(format!("stratum {before} -> {}", h.stratum));
+        }
+        s.stratum = Some(h.stratum);
+        s.refid = refid;
+        s.refid_raw = Some(u32::from_be_bytes(h.refid));
+        s.root_delay = Some(h.root_delay.seconds());
+        s.root_dispersion = Some(h.root_dispersion.seconds());
+        s.leap = Some(leap);
+        for what in changes {
+            self.events.push(Event::StatusChange { server, what });
+        }
+    }
+
+    /// Count requests older than the timeout at `now` as unanswered, and forget them.
+    pub fn expire(&mut self, now: Duration) {
+        self.expire_before(now);
+        let timeout = self.limits.timeout;
+        self.answered
+            .retain(|_, t| now.saturating_sub(*t) <= timeout);
+    }
+
+    /// Every (process, server) pair, busiest first.
+    #[must_use]
+    pub fn processes(&self) -> Vec<&ProcessExchanges> {
+        let mut all: Vec<_> = self.processes.values().collect();
+        all.sort_by(|a, b| {
+            (b.requests, &a.process, a.server).cmp(&(a.requests, &b.process, b.server))
+        });
+        all
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Every server, busiest first.
+    #[must_use]
+    pub fn servers(&self) -> Vec<&ServerHealth> {
+        let mut all: Vec<_> = self.servers.values().collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.requests + s.responses));
+        all
+    }
+
+    /// When unanswered requests were sent, by server (with `limits.losses`).
+    #[must_use]
+    pub fn losses(&self) -> &[(IpAddr, Duration)] {
+        &self.losses
+    }
+
+    /// Requests waiting for a response.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ntp::{Leap, NtpShort, packet::TimeHeader};
+
+    const NTP_UNIX: u64 = 2_208_988_800;
+
+    fn ts_at(unix_ns: u64) -> NtpTimestamp {
+        let secs = unix_ns / 1_000_000_000 + NTP_UNIX;
+        let frac = ((unix_ns % 1_000_000_000) << 32) / 1_000_000_000;
+        NtpTimestamp((secs << 32) | frac)
+    }
+
+    fn packet(
+        mode: Mode,
+        stratum: u8,
+        origin: NtpTimestamp,
+        receive: NtpTimestamp,
+        transmit: NtpTimestamp,
+    ) -> Ntp {
+        Ntp {
+            length: 48,
+            leap: Leap::NoWarning,
+            version: 4,
+            mode,
+            body: Body::Time(Box::new(TimeHeader {
+                stratum,
+                poll: 6,
+                precision: -20,
+                root_delay: NtpShort(0),
+                root_dispersion: NtpShort(0),
+                refid: [192, 0, 2, 1],
+                reference: NtpTimestamp(0),
+                origin,
+                receive,
+                transmit,
+                extensions: Vec::new(),
+                mac: None,
+            })),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn delay_and_offset_from_capture_times() {
+        let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let base = 1_700_000_000_000_000_000u64;
+        // The client's transmit timestamp is random (chrony); the pairing key only.
+        let xmt = NtpTimestamp(0x1234_5678_9abc_def0);
+        t.observe(
+            Duration::from_nanos(base),
+            (client, server),
+            &packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), xmt),
+            None,
+            None,
+        );
+        // The server's clock is 5 ms ahead; the path is 10 ms each way; it takes 1 ms.
+        let t2 = ts_at(base + 10_000_000 + 5_000_000);
+        let t3 = ts_at(base + 11_000_000 + 5_000_000);
+        let reply = packet(Mode::Server, 2, xmt, t2, t3);
+        t.observe(
+            Duration::from_nanos(base + 21_000_000),
+            (server, client),
+            &reply,
+            None,
+            None,
+        );
+        let s = t.servers()[0];
+        assert_eq!((s.requests, s.responses, s.unanswered), (1, 1, 0));
+        assert!((s.delay.unwrap() - 0.020).abs() < 1e-6, "{s:?}");
+        assert!((s.offset.unwrap() - 0.005).abs() < 1e-6, "{s:?}");
+        assert!((s.processing.unwrap() - 0.001).abs() < 1e-6, "{s:?}");
+        assert_eq!(s.stratum, Some(2));
+        assert!(t.take_events().is_empty());
+    }
+
+    #[test]
+    fn unanswered_after_timeout_and_bounded_memory() {
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits {
+            pending: 4,
+            servers: 2,
+            timeout: Duration::from_secs(8),
+            processes: 8,
+            ..Limits::default()
+        });
+        for i in 0..10u64 {
+            let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + i as u16);
+            t.observe(
+                Duration::from_secs(i),
+                (client, server),
+                &packet(
+                    Mode::Client,
+                    0,
+                    NtpTimestamp(0),
+                    NtpTimestamp(0),
+                    NtpTimestamp(i + 1),
+                ),
+                None,
+                None,
+            );
+        }
+        assert!(t.pending() <= 4);
+        assert_eq!(t.servers()[0].unanswered + t.pending() as u64, 10);
+        t.expire(Duration::from_secs(100));
+        assert_eq!(t.servers()[0].unanswered, 10);
+        for n in 0..5u8 {
+            let other = SocketAddr::new(IpAddr::from([10, 1, 0, n]), 123);
+            t.observe(
+                Duration::from_secs(200),
+                ("10.0.0.2:1".parse().unwrap(), other),
+                &packet(
+                    Mode::Client,
+                    0,
+                    NtpTimestamp(0),
+                    NtpTimestamp(0),
+                    NtpTimestamp(9),
+                ),
+                None,
+                None,
+            );
+        }
+        assert!(t.servers().len() <= 2 && t.evicted_servers >= 4);
+    }
+
+    #[test]
+    fn each_process_counts_its_own_exchanges_with_each_server() {
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let owner = |pid, comm: &'static [u8]| Process {
+            pid,
+            tid: pid,
+            uid: 0,
+            comm,
+            cgroup_id: 1,
+            cgroup: None,
+            container: None,
+            netns: None,
+        };
+        let (chronyd, probe) = (owner(10, b"chronyd"), owner(20, b"probe"));
+        let mut t = Tracker::new(Limits::default());
+        let request = |n| {
+            packet(
+                Mode::Client,
+                0,
+                NtpTimestamp(0),
+                NtpTimestamp(0),
+                NtpTimestamp(n),
+            )
+        };
+        let reply = |n| packet(Mode::Server, 2, NtpTimestamp(n), ts_at(1), ts_at(2));
+        for n in 1..=3 {
+            let client = SocketAddr::new("10.0.0.2".parse().unwrap(), 40000 + n as u16);
+            let who = if n == 3 { &probe } else { &chronyd };
+            t.observe(
+                Duration::from_secs(n),
+                (client, server),
+                &request(n),
+                None,
+                Some(who),
+            );
+            if n != 3 {
+                // The reply's own owner (the same socket) does not count twice.
+                t.observe(
+                    Duration::from_secs(n),
+                    (server, client),
+                    &reply(n),
+                    None,
+                    Some(who),
+                );
+            }
+        }
+        t.expire(Duration::from_secs(100));
+        let rows: Vec<_> = t
+            .processes()
+            .iter()
+            .map(|p| (p.process.clone(), p.requests, p.responses, p.unanswered))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("chronyd[10]".to_owned(), 2, 2, 0),
+                ("probe[20]".to_owned(), 1, 0, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn events() {
+        let client: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let mut kod = packet(
+            Mode::Server,
+            0,
+            NtpTimestamp(7),
+            NtpTimestamp(0),
+            NtpTimestamp(0),
+        );
+        if let Body::Time(h) = &mut kod.body {
+            h.refid = *b"RATE";
+        }
+        t.observe(Duration::ZERO, (server, client), &kod, None, None);
+        let events = t.take_events();
+        assert!(
+            events.contains(&Event::KissOfDeath {
+                server,
+                client,
+                code: "RATE".into()
+            }),
+            "{events:?}"
+        );
+        assert!(
+            events.contains(&Event::UnmatchedResponse { server, client }),
+            "{events:?}"
+        );
+        assert_eq!(t.servers()[0].kiss_codes["RATE"], 1);
+    }
+
+    #[test]
+    fn a_kiss_of_death_leaves_the_servers_clock_values_alone() {
+        let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:123".parse().unwrap();
+        let mut t = Tracker::new(Limits::default());
+        let reply = packet(Mode::Server, 2, NtpTimestamp(1), ts_at(1), ts_at(2));
+        t.observe(Duration::from_secs(1), (server, client), &reply, None, None);
+        let mut kiss = packet(Mode::Server, 0, NtpTimestamp(2), ts_at(3), ts_at(4));
+        if let Body::Time(h) = &mut kiss.body {
+            h.refid = *b"RATE";
+        }
+        t.observe(Duration::from_secs(2), (server, client), &kiss, None, None);
+        let s = t.servers()[0];
+        assert_eq!(s.stratum, Some(2));
+        assert_eq!(s.refid.as_deref(), Some("192.0.2.1"));
+        assert_eq!(s.kiss_codes.get("RATE"), Some(&1));
+    }
+
+    #[test]
+    fn on_loopback_a_reply_seen_coming_in_is_served_traffic() {
+        let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        let (t, now) = (
+            ts_at(1_700_000_000_000_000_000),
+            Duration::from_secs(1_700_000_000),
+        );
+        for loopback in [false, true] {
+            let mut tracker = Tracker::new(Limits::default());
+            let seen = |loopback| Sighting {
+                loopback,
+                ..Sighting::default()
+            };
+            let request = packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), t);
+            let reply = packet(Mode::Server, 2, t, t, t);
+            // Only ingress is attached on loopback: both show as coming in.
+            tracker.observe_seen(
+                now,
+                (client, server),
+                &request,
+                (Some(Direction::In), None),
+                seen(loopback),
+            );
+            tracker.observe_seen(
+                now,
+                (server, client),
+                &reply,
+                (Some(Direction::In), None),
+                seen(loopback),
+            );
+            let r = tracker.clients().report(None);
+            assert_eq!(
+                (r.requests, r.replies),
+                (1, u64::from(loopback)),
+                "loopback {loopback}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_unanswered_request_has_its_fate() {
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:123".parse().unwrap();
+        let request = |n: u64| packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), ts_at(n));
+        let reply = |n: u64| packet(Mode::Server, 2, ts_at(n), ts_at(n + 1), ts_at(n + 2));
+        let at = Duration::from_secs;
+        let mut t = Tracker::new(Limits::default());
+        // 1: came in, never answered. 2: came in, dropped by a firewall. 3: went out, no reply.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(1),
+            Some(Direction::In),
+            None,
+        );
+        t.observe(
+            at(1),
+            (client, server),
+            &request(2),
+            Some(Direction::In),
+            None,
+        );
+        t.dropped((client, server), &request(2), "NETFILTER_DROP");
+        t.observe(
+            at(1),
+            (client, server),
+            &request(3),
+            Some(Direction::Out),
+            None,
+        );
+        // 4: answered as ntptap saw it, then the reply was dropped on its way.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(4),
+            Some(Direction::In),
+            None,
+        );
+        t.observe(
+            at(1),
+            (server, client),
+            &reply(4),
+            Some(Direction::Out),
+            None,
+        );
+        t.dropped((server, client), &reply(4), "QDISC_DROP");
+        // 5: dropped on its way out before ntptap's hook saw it.
+        t.dropped((client, server), &request(5), "NETFILTER_DROP");
+        // 6: answered with a kiss-o'-death.
+        t.observe(
+            at(1),
+            (client, server),
+            &request(6),
+            Some(Direction::In),
+            None,
+        );
+        let mut kiss = reply(6);
+        if let Body::Time(h) = &mut kiss.body {
+            h.stratum = 0;
+            h.refid = *b"RATE";
+        }
+        t.observe(at(1), (server, client), &kiss, Some(Direction::Out), None);
+        t.expire(at(100));
+        let s = t.servers()[0];
+        assert_eq!((s.requests, s.responses, s.unanswered), (6, 1, 5));
+        assert_eq!(s.fates.ignored, 1);
+        assert_eq!(s.fates.no_reply_seen, 1);
+        assert_eq!(s.fates.kiss_of_death, 1);
+        assert_eq!(s.fates.unknown, 0);
+        assert_eq!(s.fates.dropped.get("NETFILTER_DROP"), Some(&2));
+        assert_eq!(s.fates.dropped.get("QDISC_DROP"), Some(&1));
+        assert_eq!(
+            s.unanswered,
+            s.fates.dropped_total() + s.fates.ignored + s.fates.no_reply_seen + s.fates.unknown
+        );
+    }
+}
