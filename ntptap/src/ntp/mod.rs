@@ -7,6 +7,7 @@
 //! model of their types: checked views over the bytes, one per header layout ([`view`]), and an
 //! owned decoded representation ([`packet::Ntp`]) built from them and encoded back through
 //! them, that never panics and records what was missing. Every name table is in [`names`].
+pub mod error;
 pub mod names;
 pub mod packet;
 pub mod time;

@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use super::{
-    NtpError,
+    error::NtpError,
     names::{Leap, Mode},
     time::{NtpShort, NtpTimestamp},
 };

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::NtpError;
+use crate::ntp::error::NtpError;
 use crate::ntp::view::{ControlView, field};
 
 /// A mode 6 control message header (RFC 9327 §2).

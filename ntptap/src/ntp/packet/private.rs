@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::NtpError;
+use crate::ntp::error::NtpError;
 use crate::ntp::{
     names::Mode,
     view::{NtpPacket, PrivateView, field},

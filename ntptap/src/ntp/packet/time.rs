@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::NtpError;
+use crate::ntp::error::NtpError;
 use crate::ntp::{
     names::extension_name,
     time::{NtpShort, NtpTimestamp},
