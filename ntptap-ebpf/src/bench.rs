@@ -13,7 +13,7 @@ use aya_ebpf::{
 use ntptap_common::{Record, TINY_DATA};
 
 use crate::{
-    Frame, NTPTAP_SHARDS, TcFrame, XdpFrame, copy_len,
+    Frame, TcFrame, XdpFrame,
     parse::{
         self,
         offsets::{
@@ -21,6 +21,7 @@ use crate::{
             IPV6_HLEN, IPV6_NEXT_HEADER,
         },
     },
+    shared::{NTPTAP_SHARDS, copy_len},
 };
 
 /// Does nothing: the baseline `cargo xtask bench` measures the other programs against, in the

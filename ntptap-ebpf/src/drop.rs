@@ -22,7 +22,7 @@ use ntptap_common::{
     RECORD_DROP, RECORD_TRUNCATED, Record, RecordHeader, SMALL_DATA, TINY_DATA, drop_index,
 };
 
-use crate::{
+use crate::shared::{
     NTPTAP_HOSTS4, NTPTAP_HOSTS6, NTPTAP_IFSLOTS, config, copy_len, port_watched_by,
     this_cpus_ring, wakeup_flags,
 };

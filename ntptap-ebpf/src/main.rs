@@ -13,57 +13,35 @@ mod bench;
 mod drop;
 mod owner;
 mod parse;
+mod shared;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
-    },
-    btf_maps::{ArrayOfMaps, RingBuf},
+    bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::{
-        bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::{bpf_ringbuf_query, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
     },
-    macros::{btf_map, classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    macros::{classifier, map, xdp},
+    maps::PerCpuArray,
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, HOST_ENTRIES,
-    IFSLOT_ENTRIES, MAX_DATA, Owner, PORT_ENTRIES, RECORD_TRUNCATED, RECORD_VLAN, Record,
-    RecordHeader, SHARD_SLOTS, SMALL_DATA, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, IFSLOT_ENTRIES,
+    MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SMALL_DATA,
+    SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
-
-/// Read-only configuration; the loader overwrites it before loading (see `Config`).
-#[unsafe(no_mangle)]
-static NTPTAP_CONFIG: Config = Config::DEFAULT;
-
-/// Captured frames, on their way to the loader: one ring buffer per CPU, so CPUs capturing at
-/// once do not queue on one ring's lock. The loader creates the rings (their size from `-B`)
-/// and fills the first `Config::rings` slots; CPU `c` writes to slot `c % rings`. The ring type
-/// here is only the template the kernel checks them against.
-#[btf_map]
-static NTPTAP_SHARDS: ArrayOfMaps<RingBuf<u8, 4096>, { SHARD_SLOTS as usize }> = ArrayOfMaps::new();
+use shared::{
+    NTPTAP_HOSTS4, NTPTAP_HOSTS6, NTPTAP_IFSLOTS, config, copy_len, port_watched, port_watched_by,
+    this_cpus_ring, wakeup_flags,
+};
 
 /// Per-CPU counters of every decision, per direction (see `Counter`).
 #[map(name = "NTPTAP_COUNTERS")]
 static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
-
-/// The counter slot of each attached interface, at `ifindex % IFSLOT_ENTRIES`; written by the
-/// loader as it attaches and releases interfaces.
-#[map(name = "NTPTAP_IFSLOTS")]
-static NTPTAP_IFSLOTS: Array<u32> = Array::with_max_entries(IFSLOT_ENTRIES, 0);
-
-/// IPv4 hosts of `--host`, in network byte order.
-#[map(name = "NTPTAP_HOSTS4")]
-static NTPTAP_HOSTS4: HashMap<u32, u8> = HashMap::with_max_entries(HOST_ENTRIES, 0);
-
-/// IPv6 hosts of `--host`.
-#[map(name = "NTPTAP_HOSTS6")]
-static NTPTAP_HOSTS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(HOST_ENTRIES, 0);
 
 /// Per-CPU ring-full drops since this CPU's last record, reported in the next one.
 #[map(name = "NTPTAP_PENDING")]
@@ -86,10 +64,6 @@ pub struct Attribution {
     /// destination.
     stamps: Stamps,
 }
-
-/// The UDP port set: a non-zero byte at index `port` means the port is watched.
-#[map(name = "NTPTAP_PORTS")]
-static NTPTAP_PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
@@ -370,28 +344,6 @@ fn count(base: u32, counter: Counter) {
     }
 }
 
-#[inline(always)]
-fn config() -> Config {
-    // SAFETY: a read of a static the loader may have rewritten before load; volatile so the
-    // compiler does not fold the default value in.
-    unsafe { core::ptr::read_volatile(&raw const NTPTAP_CONFIG) }
-}
-
-#[inline(always)]
-fn port_watched(port: u16) -> bool {
-    NTPTAP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
-}
-
-/// Whether `port` is watched: a comparison when the set holds one port, else a lookup.
-#[inline(always)]
-fn port_watched_by(config: &Config, port: u16) -> bool {
-    if config.port != 0 {
-        u32::from(port) == config.port
-    } else {
-        port_watched(port)
-    }
-}
-
 /// Whether the frame's source or destination is in the host sets.
 #[inline(always)]
 fn host_watched(start: usize, end: usize, addresses: Addresses) -> bool {
@@ -631,70 +583,6 @@ fn capture<F: Frame>(
     } else {
         emit::<MAX_DATA, F>(frame, config, header, cap, base)
     }
-}
-
-/// Wake the reader once, when this record (of `size` bytes) takes the ring past the watermark:
-/// a wakeup per record costs the reader a syscall and a context switch per packet, and a
-/// forced wakeup per record above the watermark would cost most exactly when the reader is
-/// behind. The reader also drains on a short timer, so a quiet ring is read too.
-#[inline(always)]
-fn wakeup_flags(config: &Config, ring: &Ring, size: u64) -> u64 {
-    let watermark = u64::from(config.wakeup_bytes);
-    if watermark == 0 {
-        return 0;
-    }
-    // Bytes between the consumer and the producer, this record included.
-    // SAFETY: `ring` is a ring buffer map the kernel handed us.
-    let pending = unsafe {
-        bpf_ringbuf_query(
-            core::ptr::from_ref(ring).cast_mut().cast(),
-            u64::from(BPF_RB_AVAIL_DATA),
-        )
-    };
-    if pending >= watermark && pending.saturating_sub(size) < watermark {
-        u64::from(BPF_RB_FORCE_WAKEUP)
-    } else {
-        u64::from(BPF_RB_NO_WAKEUP)
-    }
-}
-
-/// A ring buffer of [`NTPTAP_SHARDS`].
-type Ring = RingBuf<u8, 4096>;
-
-/// This CPU's ring buffer.
-#[inline(always)]
-fn this_cpus_ring(config: &Config) -> Option<&'static Ring> {
-    // SAFETY: the helper takes no arguments.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let rings = config.rings;
-    // A division only where CPUs outnumber rings.
-    let slot = if cpu < rings {
-        cpu
-    } else if rings > 1 {
-        cpu % rings
-    } else {
-        0
-    };
-    NTPTAP_SHARDS.get(slot)
-}
-
-/// The length to copy into a record of `N` data bytes: `cap` (at least 1) bounded to `1..=N`
-/// in a form every verifier takes.
-///
-/// The verifier needs the very register passed to the copy helper bounded to 1..=N. A zero
-/// test on a copy of it does not carry over, so derive the length as clamp(cap - 1) + 1: the
-/// bounds then follow from arithmetic on that register. The volatile read hides `cap >= 1`
-/// from the compiler, which would otherwise fold the clamp into min(cap, N) and leave older
-/// verifiers (6.1) a length whose minimum is 0.
-#[inline(always)]
-fn copy_len<const N: usize>(cap: u64) -> u64 {
-    // SAFETY: a read of a local.
-    let cap = unsafe { core::ptr::read_volatile(&raw const cap) };
-    let mut last = cap.wrapping_sub(1);
-    if last > (N - 1) as u64 {
-        last = (N - 1) as u64;
-    }
-    last + 1
 }
 
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.

@@ -33,7 +33,10 @@ use ntptap_common::{
     SOCKET_UNKNOWN, SOCKET_UNOWNED, STAMP_ENTRIES, StampKey, Stamps,
 };
 
-use crate::{config, parse::Addresses, port_watched_by};
+use crate::{
+    parse::Addresses,
+    shared::{config, port_watched_by},
+};
 
 /// Socket to owner, keyed by the socket's kernel address (the same `struct sock *` every hook
 /// sees). An entry lives from the socket's first NTP use to its close; the LRU order bounds

@@ -12,12 +12,12 @@ pub mod time;
 
 use serde::Serialize;
 
-pub use super::error::NtpError;
 pub use self::{
     control::{Control, ControlData, StatusWord},
     private::Private,
     time::{Extension, Mac, NtsAuthenticator, RefId, TimeHeader, to_hex},
 };
+pub use super::error::NtpError;
 use super::{
     names::{Leap, Mode},
     view::NtpPacket,
