@@ -10,8 +10,8 @@
 #![no_main]
 
 mod bench;
-mod drop;
-mod owner;
+mod drops;
+mod owners;
 mod parse;
 mod shared;
 
@@ -171,7 +171,7 @@ trait Frame {
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         let _ = direction;
         let (start, end) = self.linear();
-        owner::receiver(self.ctx(), start, end, udp.addresses, udp.sport, udp.dport)
+        owners::receiver(self.ctx(), start, end, udp.addresses, udp.sport, udp.dport)
     }
 }
 
@@ -324,10 +324,10 @@ impl Frame for TcFrame<'_> {
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         if direction == DIRECTION_EGRESS {
             // SAFETY: reading a field of the context the kernel gave us.
-            return owner::sender(unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk });
+            return owners::sender(unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk });
         }
         let (start, end) = self.linear();
-        owner::receiver(self.0, start, end, udp.addresses, udp.sport, udp.dport)
+        owners::receiver(self.0, start, end, udp.addresses, udp.sport, udp.dport)
     }
 }
 
@@ -431,7 +431,7 @@ fn attribute_and_capture<F: Frame>(
     } else {
         (SOCKET_UNKNOWN, Owner::default())
     };
-    if config.attribution & ATTRIBUTE_SELECT != 0 && !owner::selected(config, socket, &owner) {
+    if config.attribution & ATTRIBUTE_SELECT != 0 && !owners::selected(config, socket, &owner) {
         count(base, Counter::OtherProcess);
         return Err("another process's socket");
     }
@@ -482,7 +482,7 @@ fn egress_stamps<F: Frame>(frame: &F, udp: &Udp) -> Stamps {
         },
         _ => return Stamps::default(),
     }
-    owner::stamps(sk, addr, udp.dport)
+    owners::stamps(sk, addr, udp.dport)
 }
 
 /// Whether the frame matches the filter; if so, its UDP header's facts (no family for a

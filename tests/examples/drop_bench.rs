@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::programs::BtfTracePoint;
-use ntptap::capture::{CaptureConfig, Programs, drops::Hook};
+use ntptap::capture::{CaptureConfig, Programs, drops::DropHook};
 use ntptap_common::names;
 
 const ROUNDS: usize = 9;
@@ -52,7 +52,7 @@ fn main() {
         .take()
         .expect("drops asked for")
         .expect("this kernel's BTF");
-    let hook = Hook::open(&mut programs.ebpf, &plan).expect("the drop program");
+    let hook = DropHook::open(&mut programs.ebpf, &plan).expect("the drop program");
     // Drops on loopback are ntptap's business only where it watches loopback.
     programs.set_slot(1, 1).expect("a counter slot for lo");
     let btf = aya::Btf::from_sys_fs().expect("BTF");

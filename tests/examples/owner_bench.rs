@@ -14,7 +14,7 @@ use std::{
 use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
 use ntptap::capture::{
     CaptureConfig, Programs,
-    owners::{Hooks, Selection, cgroup2_root},
+    owners::{OwnerHooks, Selection, cgroup2_root},
 };
 use ntptap_common::names;
 
@@ -88,8 +88,8 @@ fn main() {
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
-    let hooks =
-        Hooks::open(&mut programs.ebpf, &Selection::default(), true).expect("attribution hooks");
+    let hooks = OwnerHooks::open(&mut programs.ebpf, &Selection::default(), true)
+        .expect("attribution hooks");
     let root = cgroup2_root().expect("cgroup v2");
     let dir = std::fs::File::open(&root.path).unwrap();
     for (empty, _, _) in names::NOP_OWNER_PROGRAMS {

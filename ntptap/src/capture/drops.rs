@@ -1,7 +1,7 @@
 //! Kernel drops, the loader's side: the structure layout the drop program reads (from the
 //! kernel's BTF), the names of the kernel's drop reasons (BTF too: the enum is not UAPI and
 //! moves between kernels, as pwru reads it), the symbols of drop locations (`/proc/kallsyms`),
-//! and the program at `tp_btf/kfree_skb` (see `ntptap-ebpf/src/drop.rs`).
+//! and the program at `tp_btf/kfree_skb` (see `ntptap-ebpf/src/drops.rs`).
 
 use std::{collections::HashMap, os::unix::fs::MetadataExt as _, sync::Arc};
 
@@ -23,7 +23,7 @@ use crate::counts::DropCounts;
 const PREFIX: &str = "SKB_DROP_REASON_";
 
 /// What the drop program needs from the running kernel, found before the programs load.
-pub struct Plan {
+pub struct DropPlan {
     /// Written into the drop program's `.rodata`.
     pub layout: DropLayout,
     /// Whether the tracepoint passes a reason (5.17 and later).
@@ -32,7 +32,7 @@ pub struct Plan {
     pub reasons: Arc<Reasons>,
 }
 
-impl Plan {
+impl DropPlan {
     /// Read the kernel's BTF: where the fields are, the reasons' names, the tracepoint's
     /// arguments. The error names what the kernel lacks.
     pub fn probe() -> anyhow::Result<Self> {
@@ -261,7 +261,7 @@ fn read_kallsyms() -> anyhow::Result<Vec<(u64, String)>> {
 }
 
 /// The drop program, attached, and its counters.
-pub struct Hook {
+pub struct DropHook {
     counts: PerCpuArray<MapData, u64>,
     /// The reasons' names.
     pub reasons: Arc<Reasons>,
@@ -269,9 +269,9 @@ pub struct Hook {
     pub program: &'static str,
 }
 
-impl Hook {
+impl DropHook {
     /// Load the drop program that fits the kernel (`plan`) and attach it to `kfree_skb`.
-    pub fn open(ebpf: &mut Ebpf, plan: &Plan) -> anyhow::Result<Self> {
+    pub fn open(ebpf: &mut Ebpf, plan: &DropPlan) -> anyhow::Result<Self> {
         let name = if plan.with_reason {
             names::DROP
         } else {

@@ -83,7 +83,7 @@ pub struct Programs {
     pub logger: Option<aya_log::EbpfLogger<StderrLog>>,
     /// What the drop program needs of this kernel, when drops are asked for (or why the
     /// kernel cannot give it).
-    pub drop_plan: Option<anyhow::Result<drops::Plan>>,
+    pub drop_plan: Option<anyhow::Result<drops::DropPlan>>,
 }
 
 /// Prints the kernel programs' log lines (`--debug-ebpf`) on stderr.
@@ -120,7 +120,7 @@ impl Programs {
 
         let (rings, ring_bytes) = ring_split(config.ring_bytes);
         let bpf_config = kernel_config(config, rings, ring_bytes);
-        let drop_plan = config.drops.then(drops::Plan::probe);
+        let drop_plan = config.drops.then(drops::DropPlan::probe);
         let drop_layout = match &drop_plan {
             Some(Ok(plan)) => plan.layout,
             _ => ntptap_common::DropLayout::default(),
@@ -198,15 +198,15 @@ impl Programs {
 /// into `decisions` (a kernel without what it needs is a warning: the capture goes on).
 pub(super) fn open_drops(
     ebpf: &mut Ebpf,
-    plan: Option<anyhow::Result<drops::Plan>>,
+    plan: Option<anyhow::Result<drops::DropPlan>>,
     decisions: &mut Vec<String>,
-) -> Option<drops::Hook> {
+) -> Option<drops::DropHook> {
     match plan {
         None => {
             decisions.push("drop records: off (--drops turns them on)".to_owned());
             None
         }
-        Some(plan) => match plan.and_then(|plan| drops::Hook::open(ebpf, &plan)) {
+        Some(plan) => match plan.and_then(|plan| drops::DropHook::open(ebpf, &plan)) {
             Ok(hook) => {
                 decisions.push(format!(
                     "drop records: {} at tp_btf/kfree_skb records NTP frames the kernel \

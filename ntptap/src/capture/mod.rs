@@ -71,9 +71,9 @@ pub struct Session {
     known: Vec<Interface>,
     decisions: Vec<String>,
     /// The process attribution hooks' maps, when they run.
-    hooks: Option<owners::Hooks>,
+    hooks: Option<owners::OwnerHooks>,
     /// The drop program's counters, when it runs.
-    drops: Option<drops::Hook>,
+    drops: Option<drops::DropHook>,
 }
 
 /// Process attribution could not be set up: the capture can go on without it.
@@ -161,7 +161,7 @@ impl Session {
             },
         )];
         let hooks = if let Some(selection) = &config.attribution {
-            let hooks = owners::Hooks::open(&mut ebpf, selection, config.latency)
+            let hooks = owners::OwnerHooks::open(&mut ebpf, selection, config.latency)
                 .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
             decisions.push(format!(
                 "process attribution: cgroup socket hooks (connect, sendmsg, recvmsg, post_bind, \

@@ -1,5 +1,5 @@
 //! Process attribution, the loader's side: load the cgroup hooks that record who owns each NTP
-//! socket (see `ntptap-ebpf/src/owner.rs`), attach them to the cgroup v2 root, and fill the
+//! socket (see `ntptap-ebpf/src/owners.rs`), attach them to the cgroup v2 root, and fill the
 //! `--pid`, `--comm` and `--cgroup` selection maps.
 
 use std::{
@@ -100,7 +100,7 @@ impl Selection {
 /// The attribution hooks' maps; the hooks themselves stay in the [`Ebpf`] they were loaded
 /// from, attached to the cgroup v2 root until it is dropped (each through a BPF link owned by
 /// this process, so even SIGKILL detaches them).
-pub struct Hooks {
+pub struct OwnerHooks {
     /// Socket owners (an LRU hash map), read for the count of live entries.
     owners: HashMap<MapData, u64, Owner>,
     stats: PerCpuArray<MapData, u64>,
@@ -117,7 +117,7 @@ struct SelectionMaps {
     _cgroups: HashMap<MapData, u64, u8>,
 }
 
-impl Hooks {
+impl OwnerHooks {
     /// Load the hooks in `ebpf` (built with attribution on), fill the selection maps, and
     /// attach the hooks to the cgroup v2 root. The error says what is missing.
     pub fn open(ebpf: &mut Ebpf, selection: &Selection, latency: bool) -> anyhow::Result<Self> {
