@@ -251,6 +251,20 @@ fn tree(code: &str, mut at: usize, prefix: Vec<String>) -> (Vec<Vec<String>>, us
             at += 2;
             continue;
         }
+        // `name as other`: the rename is no path.
+        let mut after = at;
+        while after < bytes.len() && bytes[after].is_ascii_whitespace() {
+            after += 1;
+        }
+        if bytes[after..].starts_with(b"as ") {
+            at = after + 3;
+            while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
+                at += 1;
+            }
+        }
         return (vec![path], at);
     }
 }
@@ -328,7 +342,7 @@ mod tests {
     #[test]
     fn groups_and_super_resolve_to_files() {
         let found = paths(
-            "use super::{build::Creation, pcapng::{self, Sink}};\nlet x = crate::frame::Frame::new();\nring::Drain::new()",
+            "use super::{build::Creation, pcapng::{self, Sink as S}};\nlet x = crate::frame::Frame::new();\nring::Drain::new()",
             &["ring".to_owned()],
         );
         assert_eq!(

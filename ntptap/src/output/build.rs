@@ -10,22 +10,22 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use super::{decoded::PortSet, files::rotate::RotatePolicy, print::text::TextOptions};
 use super::{
-    create::Creation,
-    create::{CreatedFile, create_output},
-    file::{FileWriter, Guarded},
-    health::HealthSink,
-    json::JsonSink,
+    files::create::Creation,
+    files::create::{CreatedFile, create_output},
+    files::file::{FileWriter, Guarded},
+    files::pcap::PcapSink,
+    files::pcapng::{PcapNgInterface, PcapNgSink},
+    files::rotate::{OpenSink, RotatingSink},
     metrics::MetricsSink,
-    pcap::PcapSink,
-    pcapng::{PcapNgInterface, PcapNgSink},
     pipeline::Pipeline,
-    rotate::{OpenSink, RotatingSink},
+    print::health::HealthSink,
+    print::json::JsonSink,
+    print::text::TextSink,
     sink::Filter,
     sink::Sink,
-    text::TextSink,
 };
-use super::{decoded::PortSet, rotate::RotatePolicy, text::TextOptions};
 
 /// Where frames go.
 #[derive(Clone, Debug)]
@@ -171,7 +171,7 @@ pub struct Outputs {
     /// The capture file this run created, removed unless the capture starts.
     pub created: Option<CreatedFile>,
     /// The metrics endpoint, bound, to be served once the event loop runs.
-    pub metrics: Option<super::http::Endpoint>,
+    pub metrics: Option<super::metrics::http::Endpoint>,
     /// What was decided (direct I/O or the page cache), for `-v`.
     pub notes: Vec<String>,
 }
@@ -256,7 +256,7 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
         outputs.pipeline.push(Box::new(sink));
     }
     if let Some(addr) = plan.metrics {
-        let mut endpoint = super::http::Endpoint::bind(addr)?;
+        let mut endpoint = super::metrics::http::Endpoint::bind(addr)?;
         if let Some(path) = &plan.metrics_token {
             endpoint.token = Some(read_token(path)?);
         }

@@ -19,10 +19,10 @@ use std::{
 };
 
 use super::{
-    create::Creation,
-    create::create_output,
     decoded::Decoded,
-    pcapng::{Kept, PcapNgInterface, PcapNgSink},
+    files::create::Creation,
+    files::create::create_output,
+    files::pcapng::{Kept, PcapNgInterface, PcapNgSink},
     sink::CloseStats,
     sink::Control,
     sink::Sink,

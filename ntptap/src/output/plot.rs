@@ -19,7 +19,10 @@ use plotters::{
     style::{FontStyle, register_font},
 };
 
-use super::{create::Creation, create::create_output, decoded::Decoded, sink::Control, sink::Sink};
+use super::{
+    decoded::Decoded, files::create::Creation, files::create::create_output, sink::Control,
+    sink::Sink,
+};
 use crate::{exchange::Event, exchange::Tracker, exchange::clients::Served};
 
 /// Most exchange points kept, over all servers; later ones are counted, not drawn.

@@ -25,7 +25,7 @@ use pcap_file::{
     },
 };
 
-use super::{decoded::Decoded, sink::CloseStats, sink::Control, sink::Sink};
+use super::super::{decoded::Decoded, sink::CloseStats, sink::Control, sink::Sink};
 use crate::frame::Direction;
 
 /// One interface of the capture.

@@ -2,6 +2,8 @@
 //! Prometheus's conventions: one unit per name, `_total` counters for what only grows. Labels
 //! are bounded: directions, reasons, NTP versions and modes, kiss codes, events, interfaces,
 //! and servers (at most the exchange tracker's limit); no per-client label.
+pub mod client_metrics;
+pub mod http;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -27,7 +29,7 @@ use crate::{
 type Labels = Vec<(String, String)>;
 
 /// The latest rendering of the metrics, shared with the HTTP server.
-pub use super::http::Exposition;
+pub use self::http::Exposition;
 
 type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
@@ -82,7 +84,7 @@ pub struct MetricsSink {
     interfaces_retired: std::collections::HashSet<String>,
     drop_records: Family<Labels, Counter>,
     /// A server on this host and its clients.
-    clients: super::client_metrics::ClientMetrics,
+    clients: client_metrics::ClientMetrics,
     /// The flight recorder's counts, and what the counters last reached.
     flight: Option<(Arc<super::flight::FlightStats>, FlightMetrics)>,
     exposition: Exposition,
@@ -282,7 +284,7 @@ impl MetricsSink {
             "ntptap's resident memory",
             resident.clone(),
         );
-        let clients = super::client_metrics::ClientMetrics::register(&mut registry);
+        let clients = client_metrics::ClientMetrics::register(&mut registry);
         Self {
             clients,
             flight: None,

@@ -7,7 +7,7 @@ use pcap_file::{
     pcap::{PcapHeader, PcapWriter},
 };
 
-use super::{decoded::Decoded, sink::Control, sink::Sink};
+use super::super::{decoded::Decoded, sink::Control, sink::Sink};
 
 /// Writes frames to a pcap file (nanosecond resolution, as `tcpdump --time-stamp-precision=nano`).
 pub struct PcapSink<W: Write> {

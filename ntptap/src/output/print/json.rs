@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::process::{Process, escape};
 
-use super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
+use super::super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
 use crate::{
     exchange::Tracker,
     net::{Net, Transport},

@@ -4,7 +4,7 @@
 //! reached the file; a [`Guarded`] sink around that writer notes where each frame ends. When a
 //! write fails (the disk is full, the quota is reached, the file system went read-only), the
 //! file is cut back to the end of the last frame that reached it whole, so it is valid up to
-//! there, and every frame that did not make it is counted ([`super::sink::Sink::unwritten`]).
+//! there, and every frame that did not make it is counted ([`super::super::sink::Sink::unwritten`]).
 
 use std::{
     cell::RefCell,
@@ -14,7 +14,7 @@ use std::{
     rc::Rc,
 };
 
-use super::{decoded::Decoded, sink::Control, sink::Sink};
+use super::super::{decoded::Decoded, sink::Control, sink::Sink};
 
 /// What reached the file, shared between the writer and the sink that marks frame ends.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
+use super::super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
 use crate::{
     net::{Dissected, Net, Transport, UdpChecksum},
     ntp::{

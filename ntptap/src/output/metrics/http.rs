@@ -43,7 +43,7 @@ pub struct Endpoint {
     listener: std::net::TcpListener,
     exposition: Exposition,
     /// Where a POST to `/flight-recorder` goes, with `--flight-recorder`.
-    pub flight: Option<super::flight::Requests>,
+    pub flight: Option<super::super::flight::Requests>,
     /// `--metrics-token`: what a POST from another host must carry (`Authorization: Bearer`).
     pub token: Option<String>,
 }
@@ -99,7 +99,7 @@ impl Endpoint {
 
 struct Shared {
     exposition: Exposition,
-    flight: Option<super::flight::Requests>,
+    flight: Option<super::super::flight::Requests>,
     token: Option<String>,
 }
 
@@ -235,7 +235,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 }
 
 /// A POST to `/flight-recorder`: the recorder's answer (it looks within about a second).
-async fn flight_request(flight: Option<&super::flight::Requests>) -> (u16, String) {
+async fn flight_request(flight: Option<&super::super::flight::Requests>) -> (u16, String) {
     let Some(requests) = flight else {
         return (
             404,

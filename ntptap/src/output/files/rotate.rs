@@ -19,11 +19,11 @@ use std::{
 use chrono::{DateTime, Local};
 
 use super::{
-    decoded::Decoded,
+    super::decoded::Decoded,
+    super::sink::CloseStats,
+    super::sink::Control,
+    super::sink::Sink,
     file::{FileWriter, Guarded, Journal},
-    sink::CloseStats,
-    sink::Control,
-    sink::Sink,
 };
 
 /// When to start a new file.

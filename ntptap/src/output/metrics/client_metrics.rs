@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::decoded::Decoded;
+use super::super::decoded::Decoded;
 use crate::exchange::{
     Tracker,
     clients::{POLL_BUCKETS, Served},

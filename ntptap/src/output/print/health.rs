@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use super::{decoded::Decoded, sink::Control, sink::Sink};
+use super::super::{decoded::Decoded, sink::Control, sink::Sink};
 use crate::exchange::Tracker;
 
 /// Prints what the pipeline's exchange [`Tracker`] knows, and logs its events.
