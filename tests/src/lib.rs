@@ -290,6 +290,10 @@ impl Lab {
     }
 }
 
+/// How long a capture may take to attach and say `listening on` (a debug build on a loaded
+/// two-core machine, the first load of the programs included).
+pub const LISTENING: Duration = Duration::from_secs(20);
+
 /// A child process, killed (by its PID) and reaped when the guard drops.
 pub struct Proc {
     pub child: Option<Child>,
@@ -322,6 +326,15 @@ impl Proc {
             stderr_lines: Some(rx),
             stderr_seen: Vec::new(),
         }
+    }
+
+    /// Spawn `command` (an ntptap capture) and wait until it prints `listening on`: its
+    /// programs are attached and it reads. Panics, with its stderr, after [`LISTENING`].
+    #[must_use]
+    pub fn listening(what: &str, command: &mut Command) -> Self {
+        let mut proc = Self::spawn(what, command);
+        proc.wait_for_stderr("listening on", LISTENING);
+        proc
     }
 
     #[must_use]

@@ -19,8 +19,6 @@ use ntptap_tests::{
     Lab, Netns, Proc, Record, chrony_server, exit_counts, ntptap_bin, read_pcap, run, tools_root,
 };
 
-const READY: Duration = Duration::from_secs(20);
-
 /// A Python NTP client: one request to `server`, then (unless `exit_at_once`) the reply.
 /// `name` becomes its comm (prctl PR_SET_NAME), so hostile names can be tried.
 fn python_client(name: &[u8], server: &str, exit_at_once: bool) -> String {
@@ -80,16 +78,14 @@ impl Drop for Cgroup {
 
 /// ntptap on `ns`'s `dev` writing pcapng to `file`, with `extra` options.
 fn tap(ns: &Netns, dev: &str, hook: &str, file: &Path, extra: &[&str]) -> Proc {
-    let mut p = Proc::spawn(
+    Proc::listening(
         "ntptap",
         ns.command(ntptap_bin())
             .args(["-v", "--attribution", "-i", dev, "--hook", hook])
             .args(extra)
             .arg("-w")
             .arg(file),
-    );
-    p.wait_for_stderr("listening on", READY);
-    p
+    )
 }
 
 fn stop(p: Proc) -> String {
@@ -323,13 +319,12 @@ fn real_clients_are_attributed_xdp_hook() {
 #[test]
 fn a_request_nobody_takes_says_no_socket() {
     let lab = Lab::new("nosock");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap --json",
         lab.a
             .command(ntptap_bin())
             .args(["-i", "va", "--attribution", "--json", "-c", "1"]),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     run(lab
         .b
         .command("/usr/bin/python3")

@@ -34,15 +34,14 @@ fn exchange_matches_tcpdump(hook: &str, family: Family) {
 
     let ours = dir.path().join("ntptap.pcap");
     let theirs = dir.path().join("tcpdump.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "--hook", hook, "-w"])
             .arg(&ours),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
-    let mut tcpdump = Proc::spawn(
+    let tcpdump = Proc::listening(
         "tcpdump",
         lab.b
             .command("tcpdump")
@@ -50,7 +49,6 @@ fn exchange_matches_tcpdump(hook: &str, family: Family) {
             .arg(&theirs)
             .args(["udp", "port", "123"]),
     );
-    tcpdump.wait_for_stderr("listening on", Duration::from_secs(10));
 
     chrony_client(&lab.b, dir.path(), server);
     ntpdig(&lab.b, server);
@@ -192,14 +190,13 @@ fn vlan_frames_are_captured_as_sent(hook: &str) {
         format!("{mac}020000000001") + "8100000a" + &ipv4_udp(5353, 5353),
     ];
     let file = dir.path().join("vlan.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Q", "in", "--hook", hook, "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let script = format!(
         "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('va', 0))\nfor f in {frames:?}:\n    s.send(bytes.fromhex(f))\n"
     );
@@ -243,14 +240,13 @@ fn pcapng_records_interface_direction_and_statistics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _chronyd = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("ntp.pcapng");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     ntpdig(&lab.b, Lab::A4);
     ntpdig(&lab.b, Lab::A6);
     std::thread::sleep(Duration::from_millis(200));
@@ -330,14 +326,13 @@ fn ring_full_drops_are_counted_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("drops.pcapng");
     // The smallest ring: one page, a dozen small records.
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Q", "out", "-B", "4", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let pid = nix::unistd::Pid::from_raw(ntptap.pid());
     // Freeze the reader, overflow the ring, thaw it, then send more so the drops get reported.
     nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
@@ -409,7 +404,7 @@ fn exchange_health_measures_a_known_delay() {
         lab.a.command("/usr/bin/python3").args(["-u", "-c", &relay]),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap --stats",
         lab.b.command(ntptap_bin()).args([
             "-i",
@@ -422,7 +417,6 @@ fn exchange_health_measures_a_known_delay() {
             "/dev/null",
         ]),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let chronyd = ntptap_tests::tools_root().join("usr/sbin/chronyd");
     run(lab.b.command(chronyd).args([
         "-u",
@@ -509,7 +503,7 @@ fn rotated_capture(
     let lab = Lab::new(tag);
     let dir = tempfile::tempdir().expect("tempdir");
     let theirs = dir.path().join("tcpdump.cap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
@@ -517,8 +511,7 @@ fn rotated_capture(
             .args(args)
             .current_dir(dir.path()),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
-    let mut tcpdump = Proc::spawn(
+    let tcpdump = Proc::listening(
         "tcpdump",
         lab.b
             .command("tcpdump")
@@ -526,7 +519,6 @@ fn rotated_capture(
             .arg(&theirs)
             .args(["udp", "port", "123"]),
     );
-    tcpdump.wait_for_stderr("listening on", Duration::from_secs(10));
     traffic(&lab, &ntptap);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
@@ -668,14 +660,13 @@ fn interface_deleted_while_capturing_stops_cleanly_with_exit_code_3() {
     let lab = Lab::new("gone");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gone.pcapng");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Q", "out", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     ntp_burst(&lab.b, Lab::A4, 10);
     std::thread::sleep(Duration::from_millis(200));
     lab.b.ip(&["link", "del", "vb"]);
@@ -694,14 +685,13 @@ fn sigterm_during_a_flood_keeps_exact_accounting() {
     let lab = Lab::new("flood");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("flood.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Q", "out", "-B", "64", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let flood = format!(
         "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nend = time.time() + 3\nwhile time.time() < end:\n    s.sendto(b'\\x23' + bytes(47), ({:?}, 123))\n",
         Lab::A4
@@ -745,7 +735,7 @@ fn capture_files_bypass_the_page_cache_unless_told_not_to() {
     let n = 12_000;
     for (extra, direct) in [(None, true), (Some("--no-direct-io"), false)] {
         let file = dir.path().join(format!("direct-{direct}.pcap"));
-        let mut ntptap = Proc::spawn(
+        let ntptap = Proc::listening(
             "ntptap",
             lab.b
                 .command(ntptap_bin())
@@ -753,7 +743,6 @@ fn capture_files_bypass_the_page_cache_unless_told_not_to() {
                 .arg(&file)
                 .args(extra),
         );
-        ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
         ntptap_tests::numbered_requests(&lab.b, Lab::A4, n, Duration::ZERO);
         std::thread::sleep(Duration::from_millis(300));
         let (status, _, stderr) = ntptap.stop(Signal::SIGINT);

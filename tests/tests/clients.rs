@@ -21,8 +21,6 @@ use ntptap_tests::{
 };
 use serde_json::Value;
 
-const READY: Duration = Duration::from_secs(20);
-
 /// `GET /metrics` (or another request line) on 127.0.0.1:`port` in `ns`: the body.
 fn http(ns: &Netns, port: u16, line: &str) -> String {
     let line = line.to_owned();
@@ -86,14 +84,13 @@ fn ten_thousand_clients_against_chronyd_with_rate_limiting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _chronyd = chrony_server_with(&lab.a, dir.path(), "ratelimit interval 1 burst 4 leak 2\n");
     let file = dir.path().join("served.pcapng");
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
             .args(["-i", "va", "--metrics", "9124", "--stats", "3600", "-w"])
             .arg(&file),
     );
-    tap.wait_for_stderr("listening on", READY);
     let mut clients: Vec<Client> = (0..10_000u32)
         .map(|i| Client {
             addr: load::address(i, i >= 8_000),
@@ -199,15 +196,14 @@ fn rate_kiss_of_death_counts_match_tcpdump() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _ntpd = ntpsec_server(&lab.a, dir.path());
     let theirs = dir.path().join("tcpdump.pcap");
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
             .args(["-i", "va", "--metrics", "9125", "-w"])
             .arg(dir.path().join("ntptap.pcapng")),
     );
-    tap.wait_for_stderr("listening on", READY);
-    let mut tcpdump = Proc::spawn(
+    let tcpdump = Proc::listening(
         "tcpdump",
         lab.a
             .command("tcpdump")
@@ -215,7 +211,6 @@ fn rate_kiss_of_death_counts_match_tcpdump() {
             .arg(&theirs)
             .args(["udp", "port", "123"]),
     );
-    tcpdump.wait_for_stderr("listening on", READY);
     let clients: Vec<Client> = (0..150u32)
         .map(|i| Client {
             addr: load::address(i, i % 3 == 0),
@@ -480,14 +475,13 @@ fn plots_of_chrony_exchanges() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _chronyd = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("demo.pcapng");
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-w"])
             .arg(&file),
     );
-    tap.wait_for_stderr("listening on", READY);
     chrony_client(&lab.b, dir.path(), Lab::A4);
     ntpdig(&lab.b, Lab::A6);
     std::thread::sleep(Duration::from_millis(300));

@@ -16,7 +16,7 @@ const READY: Duration = Duration::from_secs(20);
 
 /// ntptap on the server side's `va`, writing pcapng to `file`, with the exchange table.
 fn tap(lab: &Lab, file: &Path) -> Proc {
-    let mut p = Proc::spawn(
+    let p = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
@@ -25,7 +25,6 @@ fn tap(lab: &Lab, file: &Path) -> Proc {
             .args(["--unanswered-after", "1", "-w"])
             .arg(file),
     );
-    p.wait_for_stderr("listening on", READY);
     assert!(
         p.stderr_seen
             .iter()
@@ -352,14 +351,13 @@ fn no_drops_leaves_them_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("a.pcapng");
     let _counter = NftCounter::new(&lab.a, "va");
-    let mut p = Proc::spawn(
+    let p = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
             .args(["-v", "--drops", "--no-drops", "-i", "va", "-w"])
             .arg(&file),
     );
-    p.wait_for_stderr("listening on", READY);
     assert!(
         p.stderr_seen
             .iter()

@@ -11,7 +11,6 @@ use std::{
 
 use ntptap_tests::{Lab, Proc, exit_counts, ntptap_bin, numbered_requests, read_pcap, run};
 
-const READY: Duration = Duration::from_secs(10);
 /// Between numbered requests: slow enough that the ring is never the limit.
 const GAP: Duration = Duration::from_micros(200);
 
@@ -53,7 +52,7 @@ fn accounted(stderr: &str) -> (u64, u64) {
 }
 
 fn spawn(lab: &Lab, args: &[&str], file: &Path) -> Proc {
-    let mut ntptap = Proc::spawn(
+    Proc::listening(
         "ntptap",
         lab.b
             .command(ntptap_bin())
@@ -61,9 +60,7 @@ fn spawn(lab: &Lab, args: &[&str], file: &Path) -> Proc {
             .args(args)
             .arg("-w")
             .arg(file),
-    );
-    ntptap.wait_for_stderr("listening on", READY);
-    ntptap
+    )
 }
 
 /// A disk that fills during the capture: exit code 4 with the system's words, a file valid up
@@ -155,7 +152,7 @@ fn two_ntptaps_on_one_interface() {
         dir.path().join("second.pcap"),
     );
     let tap = |args: &[&str], file: &Path| {
-        let mut p = Proc::spawn(
+        Proc::listening(
             "ntptap",
             lab.a
                 .command(ntptap_bin())
@@ -163,9 +160,7 @@ fn two_ntptaps_on_one_interface() {
                 .args(args)
                 .arg("-w")
                 .arg(file),
-        );
-        p.wait_for_stderr("listening on", READY);
-        p
+        )
     };
     let one = tap(&["--hook", "xdp"], &first);
     let refused = run_status(

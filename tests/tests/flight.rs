@@ -14,8 +14,6 @@ use ntptap_tests::{
     Lab, Netns, Proc, Record, chrony_server, ntptap_bin, paced_requests, read_pcap,
 };
 
-const READY: Duration = Duration::from_secs(20);
-
 fn post(ns: &Netns, port: u16) -> String {
     http(ns, port, "POST /flight-recorder")
 }
@@ -38,7 +36,7 @@ fn recorder(lab: &Lab, dir: &Path, args: &[&str]) -> (Proc, PathBuf, PathBuf) {
     let out = dir.join("dumps");
     std::fs::create_dir(&out).unwrap();
     let full = dir.join("full.pcapng");
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
@@ -49,7 +47,6 @@ fn recorder(lab: &Lab, dir: &Path, args: &[&str]) -> (Proc, PathBuf, PathBuf) {
             .arg("-w")
             .arg(&full),
     );
-    tap.wait_for_stderr("listening on", READY);
     (tap, out, full)
 }
 

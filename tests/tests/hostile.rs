@@ -64,14 +64,13 @@ fn rss_kib(pid: i32) -> u64 {
 #[test]
 fn forged_kiss_codes_make_at_most_sixteen_labels() {
     let lab = Lab::new("kisses");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
             .args(["-i", "va", "--no-print", "--stats", "0"])
             .args(["--metrics", &PORT.to_string()]),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
     let sent = lab.b.enter(|| {
         let s = UdpSocket::bind((Lab::B4, 123)).expect("bind");
         let to: SocketAddr = (Lab::A4.parse::<std::net::IpAddr>().unwrap(), 123).into();
@@ -168,7 +167,7 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
-    let mut ntptap = Proc::spawn(
+    let mut ntptap = Proc::listening(
         "ntptap",
         lab.a
             .command("prlimit")
@@ -180,7 +179,6 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
             .arg("--flight-recorder-dir")
             .arg(dir.path()),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
     let pid = ntptap.pid();
     let held = lab.a.enter(move || {
         let mut held = Vec::new();
@@ -271,7 +269,7 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
 #[test]
 fn forged_servers_stay_within_the_trackers_bound() {
     let lab = Lab::new("servers");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.a.command(ntptap_bin()).args([
             "-i",
@@ -283,7 +281,6 @@ fn forged_servers_stay_within_the_trackers_bound() {
             &PORT.to_string(),
         ]),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
     let link = lab.a.ip(&["-o", "link", "show", "va"]);
     let mac = String::from_utf8_lossy(&link.stdout)
         .split("link/ether ")
@@ -420,7 +417,7 @@ fn a_query_flood_leaves_at_most_the_capped_dumps() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("ntptap-flight-notes.pcapng");
     std::fs::write(&foreign, b"keep me").unwrap();
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
@@ -434,7 +431,6 @@ fn a_query_flood_leaves_at_most_the_capped_dumps() {
             .args(["--flight-recorder-max-files", "2", "--flight-recorder-dir"])
             .arg(dir.path()),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
     lab.b.enter(|| {
         let s = UdpSocket::bind((Lab::B4, 0)).unwrap();
         // MON_GETLIST_1, a mode 7 request (the monlist amplification query).

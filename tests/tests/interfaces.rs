@@ -207,11 +207,10 @@ fn loopback_exchange(args: &[&str]) -> (Vec<(String, Vec<u8>)>, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lo.pcapng");
     let _server = chrony_server(&ns, dir.path());
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap on lo",
         ns.command(ntptap_bin()).args(args).arg("-w").arg(&file),
     );
-    tap.wait_for_stderr("listening on", Duration::from_secs(20));
     chrony_client(&ns, dir.path(), "127.0.0.1");
     thread::sleep(Duration::from_millis(300));
     let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
@@ -265,14 +264,13 @@ fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
     let lab = Lab::new("usr");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("usr.pcap");
-    let mut tap = Proc::spawn(
+    let mut tap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
             .args(["-i", "va", "-w"])
             .arg(&file),
     );
-    tap.wait_for_stderr("listening on", Duration::from_secs(20));
     numbered_requests(&lab.b, Lab::A4, 5, Duration::from_millis(1));
     thread::sleep(Duration::from_millis(400));
     let pid = nix::unistd::Pid::from_raw(tap.pid());

@@ -12,7 +12,7 @@ const READY: Duration = Duration::from_secs(20);
 
 /// ntptap on the server side's `va` with `--latency`, JSON on stdout, the table at the end.
 fn tap(lab: &Lab) -> Proc {
-    let mut p = Proc::spawn(
+    let p = Proc::listening(
         "ntptap",
         lab.a.command(ntptap_bin()).args([
             "-v",
@@ -24,7 +24,6 @@ fn tap(lab: &Lab) -> Proc {
             "3600",
         ]),
     );
-    p.wait_for_stderr("listening on", READY);
     assert!(
         p.stderr_seen.iter().any(|l| l.contains("in-host latency:")),
         "{:?}",

@@ -8,8 +8,6 @@ use ntptap_tests::{
     Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap,
 };
 
-const READY: Duration = Duration::from_secs(10);
-
 fn failing(ns: &Netns, args: &[&str]) -> String {
     let out = ns
         .command(ntptap_bin())
@@ -145,7 +143,7 @@ fn runs_as_an_unprivileged_user_with_three_capabilities() {
     .unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("nobody.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap as nobody",
         lab.b
             .command("setpriv")
@@ -154,7 +152,6 @@ fn runs_as_an_unprivileged_user_with_three_capabilities() {
             .args(["-i", "vb", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", ntptap.pid())).unwrap_or_default();
     // setpriv execs ntptap in place, so the PID is ntptap's; it must hold no more than asked.
@@ -179,25 +176,23 @@ fn runs_as_an_unprivileged_user_with_three_capabilities() {
 #[test]
 fn another_xdp_program_suggests_hook_tc_which_works() {
     let lab = Lab::new("xdp-busy");
-    let mut first = Proc::spawn(
+    let first = Proc::listening(
         "first ntptap",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "--hook", "xdp", "-w", "/dev/null"]),
     );
-    first.wait_for_stderr("listening on", READY);
     let err = failing(&lab.b, &["-i", "vb", "--hook", "xdp"]);
     assert!(
         err.contains("another XDP program is already attached to vb") && err.contains("--hook tc"),
         "{err}"
     );
-    let mut second = Proc::spawn(
+    let second = Proc::listening(
         "ntptap --hook tc",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "--hook", "tc", "-w", "/dev/null"]),
     );
-    second.wait_for_stderr("listening on", READY);
     let (status, _, stderr) = second.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
     let (status, _, stderr) = first.stop(Signal::SIGINT);
@@ -207,14 +202,12 @@ fn another_xdp_program_suggests_hook_tc_which_works() {
 fn sigkill_leaves_nothing_attached_and_a_new_run_attaches(hook: &str) {
     let lab = Lab::new(&format!("kill-{hook}"));
     let spawn = || {
-        let mut p = Proc::spawn(
+        Proc::listening(
             "ntptap",
             lab.b
                 .command(ntptap_bin())
                 .args(["-i", "vb", "--hook", hook, "-w", "/dev/null"]),
-        );
-        p.wait_for_stderr("listening on", READY);
-        p
+        )
     };
     let ntptap = spawn();
     let xdp = hook == "xdp";
@@ -311,14 +304,13 @@ fn direction_in_captures_only_what_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("in.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap -Q in",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Q", "in", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     ntpdig(&lab.b, Lab::A4);
     std::thread::sleep(Duration::from_millis(200));
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
@@ -419,13 +411,12 @@ fn pin_with_z_hands_over_only_what_it_created() {
     assert!(err.contains("writable by its group or others"), "{err}");
 
     let own = bpffs.0.path().join("own");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap --pin -Z",
         ns.command(ntptap_bin())
             .args(["-i", "lo", "-w", "/dev/null", "-Z", "nobody", "--pin"])
             .arg(&own),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     let dir = std::fs::symlink_metadata(&own).unwrap();
     assert_eq!((dir.uid(), dir.mode() & 0o777), (65534, 0o700));
     let counters = std::fs::symlink_metadata(own.join("NTPTAP_COUNTERS")).unwrap();
@@ -451,13 +442,12 @@ fn pin_exposes_the_maps_while_running_and_unpins_on_exit() {
     let dir = bpffs.0.path().join("ntptap").to_string_lossy().into_owned();
     let tmp = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, tmp.path());
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap --pin",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-w", "/dev/null", "--pin", &dir]),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     ntpdig(&lab.b, Lab::A4);
     let dump = Command::new("bpftool")
         .args([
@@ -547,14 +537,13 @@ fn pin_outside_bpffs_is_a_clear_error_and_cleans_up_only_its_own_file() {
 fn verbose_reports_the_attach_decisions() {
     let lab = Lab::new("decide");
     let decisions = |hook: &[&str]| {
-        let mut ntptap = Proc::spawn(
+        let ntptap = Proc::listening(
             "ntptap -v",
             lab.b
                 .command(ntptap_bin())
                 .args(["-i", "vb", "-v", "-w", "/dev/null"])
                 .args(hook),
         );
-        ntptap.wait_for_stderr("listening on", READY);
         ntptap.stop(Signal::SIGINT).2
     };
     // The default: TC both ways.
@@ -599,14 +588,13 @@ fn relinquish_privileges_leaves_no_capability_and_keeps_capturing() {
     let dir = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("z.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap -Z nobody",
         lab.b
             .command(ntptap_bin())
             .args(["-i", "vb", "-Z", "nobody", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     let status = std::fs::read_to_string(format!("/proc/{}/status", ntptap.pid())).unwrap();
     let field = |name: &str| {
         status
@@ -702,7 +690,7 @@ fn metrics_agree_with_the_capture() {
     let dir = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("m.pcap");
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap --metrics",
         lab.b
             .command(ntptap_bin())
@@ -710,7 +698,6 @@ fn metrics_agree_with_the_capture() {
             .args(["--metrics", "127.0.0.1:9123", "-w"])
             .arg(&file),
     );
-    ntptap.wait_for_stderr("listening on", READY);
     chrony_client(&lab.b, dir.path(), Lab::A4);
     // The metrics are rendered once a second.
     std::thread::sleep(Duration::from_millis(2200));

@@ -41,7 +41,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
         let before = behind_tap.count();
         let file = dir.path().join(format!("overload{i}.pcapng"));
         let port = format!("127.0.0.1:{}", 9200 + i);
-        let mut ntptap = Proc::spawn(
+        let ntptap = Proc::listening(
             "ntptap",
             lab.a
                 .command(ntptap_bin())
@@ -50,7 +50,6 @@ fn floods_at_rising_rates_are_counted_exactly() {
                 .arg("-w")
                 .arg(&file),
         );
-        ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
         // Full speed for 3 s: the ring stays full for all of it.
         flood(&lab.b, Lab::A4, rate, if rate == 0 { 3.0 } else { 2.0 });
         // The metrics are rendered once a second.

@@ -72,7 +72,7 @@ fn ntptap_captures_under_the_units_syscall_filter_and_capabilities() {
     std::fs::write(&launcher, SECCOMP_EXEC).unwrap();
     let _server = chrony_server(&lab.a, dir.path());
     let file = dir.path().join("filtered.pcapng");
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap under the unit's filter",
         lab.b
             .command("setpriv")
@@ -93,7 +93,6 @@ fn ntptap_captures_under_the_units_syscall_filter_and_capabilities() {
             ])
             .arg(&file),
     );
-    tap.wait_for_stderr("listening on", Duration::from_secs(20));
     let seccomp = std::fs::read_to_string(format!("/proc/{}/status", tap.pid()))
         .unwrap_or_default()
         .lines()

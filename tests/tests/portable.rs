@@ -21,7 +21,7 @@ const OUTBOUND: u32 = 2;
 
 /// ntptap (-v, and `extra`) on the server side's `va` with `hook`, writing pcapng to `file`.
 fn start_tap(lab: &Lab, hook: &str, file: &std::path::Path, extra: &[&str]) -> Proc {
-    let mut ntptap = Proc::spawn(
+    Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
@@ -29,9 +29,7 @@ fn start_tap(lab: &Lab, hook: &str, file: &std::path::Path, extra: &[&str]) -> P
             .args(extra)
             .arg("-w")
             .arg(file),
-    );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(20));
-    ntptap
+    )
 }
 
 /// Stop the tap once the last record has had time to reach the file; check it exited well and
@@ -311,14 +309,13 @@ fn chrony_frames_name_their_processes(hook: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_file, client_file) = (dir.path().join("a.pcapng"), dir.path().join("b.pcapng"));
     let server_tap = start_tap(&lab, hook, &server_file, &["--attribution"]);
-    let mut client_tap = Proc::spawn(
+    let client_tap = Proc::listening(
         "ntptap (client side)",
         lab.b
             .command(ntptap_bin())
             .args(["-v", "--attribution", "-i", "vb", "--hook", hook, "-w"])
             .arg(&client_file),
     );
-    client_tap.wait_for_stderr("listening on", Duration::from_secs(20));
     for line in server_tap
         .stderr_seen
         .iter()

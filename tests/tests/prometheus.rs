@@ -57,7 +57,7 @@ fn the_metrics_pass_promtools_lints() {
     let lab = Lab::new("promlint");
     let dir = tempfile::tempdir().unwrap();
     let _server = chrony_server(&lab.a, dir.path());
-    let mut tap = Proc::spawn(
+    let tap = Proc::listening(
         "ntptap --metrics",
         lab.b.command(ntptap_bin()).args([
             "-i",
@@ -68,7 +68,6 @@ fn the_metrics_pass_promtools_lints() {
             "/dev/null",
         ]),
     );
-    tap.wait_for_stderr("listening on", Duration::from_secs(20));
     chrony_client(&lab.b, dir.path(), Lab::A4);
     std::thread::sleep(Duration::from_millis(2200));
     let scrape = run(lab.b.command("/usr/bin/python3").args([
@@ -286,14 +285,13 @@ fn taps(hosts: &[Netns], dir: &Path) -> Vec<(Proc, PathBuf)> {
         .zip(hosts)
         .map(|(n, host)| {
             let file = dir.join(format!("h{n}.pcap"));
-            let mut tap = Proc::spawn(
+            let tap = Proc::listening(
                 "ntptap",
                 host.command(ntptap_bin())
                     .args(["-i", &format!("h{n}"), "--port", "123", "--port", "4123"])
                     .args(["--metrics", &format!("10.230.{n}.2:9123"), "-w"])
                     .arg(&file),
             );
-            tap.wait_for_stderr("listening on", Duration::from_secs(20));
             (tap, file)
         })
         .collect()

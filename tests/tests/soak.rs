@@ -62,7 +62,7 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let mut ntptap = Proc::spawn(
+    let ntptap = Proc::listening(
         "ntptap",
         lab.a
             .command(ntptap_bin())
@@ -71,7 +71,6 @@ fn ten_minutes_of_rotation_at_the_lossless_rate() {
             .arg("-w")
             .arg(out.join("soak.pcap")),
     );
-    ntptap.wait_for_stderr("listening on", Duration::from_secs(10));
     let pid = ntptap.pid();
     let script = ntptap_tests::paced_requests(Lab::A4, rate, seconds as f64);
     let sender = Proc::spawn(
