@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Lab, Netns};
+use crate::net::{Lab, Netns};
 
 /// The IPv4 prefix the clients come from (the client namespace owns all of it).
 pub const CLIENTS4: &str = "10.210.0.0/16";
@@ -46,7 +46,7 @@ pub fn address(i: u32, v6: bool) -> IpAddr {
 /// Give the lab's client side (`b`) the clients' prefixes, and route them there from `a`.
 pub fn route_clients(lab: &Lab) {
     // IPv6 binds only to addresses an interface holds, unless non-local binds are allowed.
-    crate::run(
+    crate::proc::run(
         lab.b
             .command("sysctl")
             .args(["-qw", "net.ipv6.ip_nonlocal_bind=1"]),
