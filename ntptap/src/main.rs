@@ -92,7 +92,7 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
                 .collect(),
             snaplen: config.snaplen,
             filter: config.filter_text(),
-            ring_bytes: config.ring_bytes,
+            ring_bytes: config.ring().total(),
         }),
     )?;
     if let Some(endpoint) = outputs.metrics.take() {

@@ -16,7 +16,7 @@ pub use crate::output::{
 };
 use crate::{
     capture::{
-        self, CaptureConfig, Directions, Hook, XdpAttach,
+        CaptureConfig, Directions, Hook, XdpAttach,
         iface::InterfaceChoice,
         owners::{Select, Selection},
     },
@@ -234,7 +234,7 @@ fn capture_config(
             DirectionArg::Inout => Directions::Inout,
         },
         snaplen,
-        ring_bytes: capture::ring_bytes(cli.buffer_kib),
+        ring_bytes: cli.buffer_kib.saturating_mul(1024),
         ports: ports.ports().to_vec(),
         all: cli.all,
         hosts: cli.hosts.clone(),
@@ -646,7 +646,8 @@ mod tests {
         assert_eq!(p.capture.directions, Directions::Out);
         assert_eq!(p.capture.ports, [123, 4123]);
         assert!(p.capture.all);
-        assert!(p.capture.ring_bytes.is_power_of_two());
+        // What -B asked, as it asked it: the capture sizes the rings (capture::ring_size).
+        assert_eq!(p.capture.ring_bytes % 1024, 0);
         assert_eq!(live(&["-s", "65535"]).capture.snaplen, MAX_DATA as u32);
     }
 

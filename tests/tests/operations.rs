@@ -790,3 +790,42 @@ fn z_with_rotation_into_a_directory_the_user_cannot_write_fails_at_start() {
         "{err}"
     );
 }
+
+/// The rings are sized in one place: `-B 100` on this machine builds what `-v` says (a power of
+/// two per CPU, at least a page), and `ntptap_ring_buffer_bytes` reports that, not what was
+/// asked nor a rounding of it.
+#[test]
+fn the_ring_metric_reports_the_rings_built() {
+    let ns = Netns::new("ringsize");
+    let ntptap = Proc::listening(
+        "ntptap -B 100",
+        ns.command(ntptap_bin())
+            .args(["-v", "-i", "lo", "-B", "100", "-w", "/dev/null"])
+            .args(["--metrics", "9127"]),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let page = ns.enter(|| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9127)).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    });
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("ntptap: ring buffers: "))
+        .unwrap_or_else(|| panic!("no ring line:\n{stderr}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (count, kib): (u64, u64) = (words[3].parse().unwrap(), words[5].parse().unwrap());
+    assert!(kib.is_power_of_two(), "{line}");
+    let built = ntptap_tests::metric(&page, "ntptap_ring_buffer_bytes");
+    assert_eq!(built as u64, count * kib * 1024, "{line}");
+    assert!(
+        built <= 100 * 1024 || kib == 4,
+        "{line}: more than -B asked"
+    );
+}

@@ -98,7 +98,7 @@ impl Default for CaptureConfig {
             xdp_mode: XdpAttach::Auto,
             directions: Directions::Inout,
             snaplen: MAX_DATA as u32,
-            ring_bytes: ring_bytes(DEFAULT_RING_KIB),
+            ring_bytes: DEFAULT_RING_KIB * 1024,
             ports: vec![123],
             all: false,
             hosts: Vec::new(),
@@ -114,6 +114,12 @@ impl Default for CaptureConfig {
 }
 
 impl CaptureConfig {
+    /// The rings this configuration builds.
+    #[must_use]
+    pub fn ring(&self) -> RingSize {
+        ring_size(self.ring_bytes)
+    }
+
     /// The hooks in use, in words.
     #[must_use]
     pub fn hooks_text(&self) -> &'static str {
@@ -142,17 +148,34 @@ impl CaptureConfig {
     }
 }
 
-/// Round a `-B` size in KiB to what the kernel accepts: a power-of-two number of pages.
+/// The page size, read once.
 #[must_use]
-pub fn ring_bytes(kib: u32) -> u32 {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |p| p as u32);
-    kib.saturating_mul(1024)
-        .max(page)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << 31)
+pub fn page_size() -> u32 {
+    static PAGE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(4096)
+    })
+}
+
+/// The rings as built: how many, and the bytes of each (a power of two of at least a page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSize {
+    /// One per CPU the kernel may bring up (at most [`SHARD_SLOTS`]).
+    pub count: usize,
+    /// Bytes of each.
+    pub each: u32,
+}
+
+impl RingSize {
+    /// Bytes of all of them: what `ntptap_ring_buffer_bytes` reports.
+    #[must_use]
+    pub fn total(self) -> u64 {
+        self.count as u64 * u64::from(self.each)
+    }
 }
 
 /// The programs' read-only configuration for `config`, with `rings` rings of `ring_bytes`.
@@ -187,21 +210,19 @@ pub(super) fn kernel_config(config: &CaptureConfig, rings: usize, ring_bytes: u3
     }
 }
 
-/// How `-B`'s bytes are split: one ring per CPU the kernel may bring up (at most
-/// [`SHARD_SLOTS`]), each a power of two of at least a page. Returns the count and the size.
+/// How `-B`'s bytes are shared out, in the one place the ring is sized: one ring per CPU the
+/// kernel may bring up (at most [`SHARD_SLOTS`]), each the largest power of two that fits its
+/// share, and at least a page.
 #[must_use]
-pub fn ring_split(total: u32) -> (usize, u32) {
-    let cpus = aya::util::nr_cpus()
+pub fn ring_size(asked: u32) -> RingSize {
+    let count = aya::util::nr_cpus()
         .unwrap_or(1)
         .clamp(1, SHARD_SLOTS as usize);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|p| u32::try_from(p).ok())
-        .unwrap_or(4096);
-    let each = (total / cpus as u32).max(page);
-    // The largest power of two not above `each`.
-    (cpus, 1 << each.ilog2())
+    let each = (asked / count as u32).max(page_size());
+    RingSize {
+        count,
+        each: 1 << each.ilog2(),
+    }
 }
 
 #[cfg(test)]
@@ -214,15 +235,19 @@ mod tests {
             .unwrap_or(1)
             .clamp(1, SHARD_SLOTS as usize);
         for kib in [4, 8, 64, 1000, 4096, 65536] {
-            let total = ring_bytes(kib);
-            let (count, each) = ring_split(total);
+            let asked = kib * 1024;
+            let RingSize { count, each } = ring_size(asked);
             assert_eq!(count, cpus);
-            assert!(each.is_power_of_two() && each >= 4096, "{kib} KiB: {each}");
+            assert!(
+                each.is_power_of_two() && each >= page_size(),
+                "{kib} KiB: {each}"
+            );
             // Never more than -B, unless a page each is already more.
-            assert!(count as u64 * u64::from(each) <= u64::from(total).max(4096 * count as u64));
+            let total = ring_size(asked).total();
+            assert!(total <= u64::from(asked).max(u64::from(page_size()) * count as u64));
             // And not less than half of it: the largest power of two that fits.
             assert!(
-                u64::from(each) * 2 > u64::from(total) / count as u64,
+                u64::from(each) * 2 > u64::from(asked) / count as u64,
                 "{kib} KiB: {each}"
             );
         }

@@ -11,7 +11,7 @@ use ntptap_common::{HOST_ENTRIES, IFSLOT_ENTRIES, names};
 use tracing::{debug, warn};
 
 use super::{
-    config::{CaptureConfig, kernel_config, ring_split},
+    config::{CaptureConfig, RingSize, kernel_config},
     drops,
     pins::Pins,
     refusal,
@@ -37,10 +37,7 @@ pub(super) fn platform(ebpf: &Ebpf) -> String {
             )
         },
     );
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or_else(|| "?".to_owned(), |p| (p / 1024).to_string());
+    let page = super::config::page_size() / 1024;
     let jit = ebpf
         .programs()
         .find_map(|(_, program)| program.info().ok())
@@ -118,7 +115,10 @@ impl Programs {
         }
         raise_memlock_limit();
 
-        let (rings, ring_bytes) = ring_split(config.ring_bytes);
+        let RingSize {
+            count: rings,
+            each: ring_bytes,
+        } = config.ring();
         let bpf_config = kernel_config(config, rings, ring_bytes);
         let drop_plan = config.drops.then(drops::DropPlan::probe);
         let drop_layout = match &drop_plan {

@@ -31,7 +31,10 @@ use tracing::{info, warn};
 
 pub use self::{
     clock::WallClock,
-    config::{CaptureConfig, DEFAULT_RING_KIB, Directions, Hook, XdpAttach, ring_bytes},
+    config::{
+        CaptureConfig, DEFAULT_RING_KIB, Directions, Hook, RingSize, XdpAttach, page_size,
+        ring_size,
+    },
     iface::Interface,
     load::{Programs, xdp_program},
     ringbuf::{RingReader, Rings},

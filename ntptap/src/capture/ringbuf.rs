@@ -22,7 +22,7 @@ use std::{
     sync::atomic::{AtomicU32, AtomicUsize, Ordering},
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use aya::maps::{ArrayOfMaps, Map, MapData};
 use memmap2::{MmapOptions, MmapRaw};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -66,11 +66,7 @@ impl RingReader {
         if !size.is_power_of_two() {
             bail!("the kernel gave a ring buffer of {size} bytes, not a power of two");
         }
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .and_then(|p| usize::try_from(p).ok())
-            .ok_or_else(|| anyhow!("cannot read the page size"))?;
+        let page = super::config::page_size() as usize;
         let fd = map.fd().as_fd().as_raw_fd();
         let consumer = MmapOptions::new()
             .len(page)

@@ -161,7 +161,7 @@ pub struct CaptureInfo {
     /// The kernel filter, in words (pcapng's `if_filter`).
     pub filter: String,
     /// Size of the rings (a metric).
-    pub ring_bytes: u32,
+    pub ring_bytes: u64,
 }
 
 /// The outputs, ready for frames.

@@ -111,12 +111,12 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 impl MetricsSink {
-    /// Metrics rendered into `exposition`; `ring_bytes` is the size of the rings.
+    /// Metrics rendered into `exposition`; `ring_bytes` is the size of the rings as built.
     #[expect(
         clippy::too_many_lines,
         reason = "one registration per metric, with its help text"
     )]
-    pub fn new(exposition: Exposition, ring_bytes: u32) -> Self {
+    pub fn new(exposition: Exposition, ring_bytes: u64) -> Self {
         let mut registry = Registry::with_prefix("ntptap");
         let kernel = Family::<Labels, Counter>::default();
         registry.register(
@@ -264,7 +264,7 @@ impl MetricsSink {
             (counter, 0)
         });
         let ring = Gauge::<i64>::default();
-        ring.set(i64::from(ring_bytes));
+        ring.set(i64::try_from(ring_bytes).unwrap_or(i64::MAX));
         registry.register("ring_buffer_bytes", "Size of the BPF ring buffers", ring);
         let ring_pending = Gauge::<i64>::default();
         registry.register(
