@@ -44,21 +44,39 @@ const EXIT_INTERFACE_GONE: u8 = 3;
 /// capture stopped, the file is valid up to its last whole frame, the rest is counted.
 const EXIT_OUTPUT_FAILED: u8 = 4;
 
+/// Write `bytes` to standard output; a reader that has read enough and closed the pipe (a
+/// pager, `head`) is a normal end, not an error.
+fn to_stdout(bytes: &[u8]) -> io::Result<()> {
+    use io::Write as _;
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let Some(shell) = cli.completions {
+        let mut text = Vec::new();
         clap_complete::generate(
             shell,
             &mut <Cli as clap::CommandFactory>::command(),
             "ntptap",
-            &mut io::stdout(),
+            &mut text,
         );
+        to_stdout(&text).context("cannot write the completions")?;
         return Ok(ExitCode::SUCCESS);
     }
     if cli.man {
+        let mut text = Vec::new();
         clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut io::stdout())
-            .context("cannot write the man page")?;
+            .render(&mut text)
+            .context("cannot render the man page")?;
+        to_stdout(&text).context("cannot write the man page")?;
         return Ok(ExitCode::SUCCESS);
+    }
+    for note in ntptap::plan::unseen(cli) {
+        eprintln!("ntptap: {note}");
     }
     match Plan::new(cli, Facts::probe())? {
         Plan::Read(plan) => read(&plan).map(|()| ExitCode::SUCCESS),
@@ -193,9 +211,30 @@ fn stop_signal(duration: Option<Duration>) -> anyhow::Result<impl Future<Output 
 fn read(plan: &ReadPlan) -> anyhow::Result<()> {
     let mut outputs = build(&plan.output, None)?;
     let sink = &mut outputs.pipeline;
+    // tcpdump's first line, which scripts grep for: the file, its link type and snapshot length.
+    let say = |head: &[u8]| {
+        if let Some((link, snaplen)) = input::describe(head) {
+            eprintln!(
+                "reading from file {}, link-type {link}, snapshot length {snaplen}",
+                ntptap::escape::terminal(&plan.path.display().to_string())
+            );
+        }
+    };
     if plan.path == Path::new("-") {
-        input::read_stream(io::stdin().lock(), sink, plan.count)
+        use io::BufRead as _;
+        let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
+        if let Ok(head) = stdin.fill_buf() {
+            say(head);
+        }
+        input::read_stream(stdin, sink, plan.count)
     } else {
+        if let Ok(file) = std::fs::File::open(&plan.path) {
+            use io::Read as _;
+            let mut head = Vec::with_capacity(1 << 16);
+            if file.take(1 << 16).read_to_end(&mut head).is_ok() {
+                say(&head);
+            }
+        }
         input::read_file(&plan.path, sink, plan.count)
     }
     .with_context(|| format!("while reading {}", plan.path.display()))

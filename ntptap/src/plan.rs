@@ -108,6 +108,7 @@ impl Plan {
                 "--print goes with -w, --flight-recorder or --plot (without them, frames are printed anyway)"
             );
         }
+        refuse_what_cannot_take_effect(cli)?;
         // `--json --no-print`: the JSON printer writes the events, not the frames.
         let printing = printing(cli) || (cli.json && cli.no_print);
         if let Some(path) = &cli.read {
@@ -132,11 +133,7 @@ impl Plan {
                 count: cli.count,
             })));
         }
-        let interfaces = match cli.interfaces.as_slice() {
-            [] => InterfaceChoice::DefaultRoute,
-            [any] if any == "any" => InterfaceChoice::Any,
-            names => InterfaceChoice::Named(names.to_vec()),
-        };
+        let interfaces = interface_choice(&cli.interfaces)?;
         let several = match &interfaces {
             InterfaceChoice::DefaultRoute => false,
             InterfaceChoice::Any => true,
@@ -198,6 +195,83 @@ impl Plan {
             verbose: cli.verbose > 0,
         })))
     }
+}
+
+/// `-i` as given: none (the default route's), `any`, or names, each once (a repeat is folded:
+/// attached twice, every frame would be written twice). `any` with a name is refused: it
+/// already takes every interface.
+fn interface_choice(names: &[String]) -> anyhow::Result<InterfaceChoice> {
+    if names.iter().any(|n| n == "any") {
+        if names.iter().any(|n| n != "any") {
+            bail!(
+                "-i any already captures every interface, {} included: give -i any alone, or name \
+                 the interfaces",
+                names
+                    .iter()
+                    .filter(|n| *n != "any")
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return Ok(InterfaceChoice::Any);
+    }
+    let mut once: Vec<String> = Vec::new();
+    for name in names {
+        if once.contains(name) {
+            tracing::warn!("-i {name} is given more than once; it is captured once");
+        } else {
+            once.push(name.clone());
+        }
+    }
+    Ok(if once.is_empty() {
+        InterfaceChoice::DefaultRoute
+    } else {
+        InterfaceChoice::Named(once)
+    })
+}
+
+/// What a run asks for but its printed lines will not show, said at start: `--attribution`
+/// and `--latency` add to `-v`'s lines, `--process`'s and the JSON, not to the default line.
+#[must_use]
+pub fn unseen(cli: &Cli) -> Vec<String> {
+    let lines = printing(cli) && !cli.json && cli.verbose == 0;
+    let mut notes = Vec::new();
+    if lines && cli.latency {
+        notes.push(
+            "--latency: each reply's time in this host shows with -v or --json, in --stats and \
+             the metrics, and in pcapng comments; not on the default line"
+                .to_owned(),
+        );
+    }
+    if lines && cli.attribution && !cli.process {
+        notes.push(
+            "--attribution: each frame's process shows with --process, -v or --json, and in \
+             pcapng comments; not on the default line"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+/// Options that would be taken and do nothing, refused with what to do instead.
+fn refuse_what_cannot_take_effect(cli: &Cli) -> anyhow::Result<()> {
+    if cli.hook == HookArg::Xdp && cli.direction == DirectionArg::Out {
+        bail!(
+            "--hook xdp captures ingress at XDP; -Q out would capture only at TC egress, where \
+             --hook makes no difference: drop --hook xdp, or capture -Q in or inout"
+        );
+    }
+    if cli.rotate_keep.is_some() && cli.rotate_size.is_none() && cli.rotate_seconds.is_none() {
+        bail!("-W keeps a ring of the files -C or -G start: give -C MB or -G SECONDS with it");
+    }
+    if cli.read.is_some() && cli.duration.is_some() {
+        bail!(
+            "--duration stops a live capture; a file is read to its end: drop --duration, or use -c \
+             COUNT to stop after that many packets"
+        );
+    }
+    Ok(())
 }
 
 /// Whether kernel drops are recorded unless `--drops` or `--no-drops` says otherwise: not, as
@@ -536,6 +610,67 @@ mod tests {
     }
 
     #[test]
+    fn combinations_that_cannot_take_effect_are_refused() {
+        for (args, says) in [
+            (
+                &["--hook", "xdp", "-Q", "out"][..],
+                "--hook xdp captures ingress",
+            ),
+            (&["-W", "3", "-w", "x.pcap"][..], "-W keeps a ring"),
+            (
+                &["-i", "any", "-i", "eth0"][..],
+                "-i any already captures every interface",
+            ),
+            (&["-i", "eth0", "-i", "any"][..], "eth0 included"),
+        ] {
+            let err = plan(args, Facts::default()).unwrap_err().to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+        let err = plan(&["-r", "x.pcap", "--duration", "5"], Facts::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--duration stops a live capture"), "{err}");
+        // What they pair with is fine.
+        assert!(plan(&["--hook", "xdp", "-Q", "in"], Facts::default()).is_ok());
+        assert!(
+            plan(
+                &["-W", "3", "-G", "60", "-w", "x-%H.pcap"],
+                Facts::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn options_the_default_line_does_not_show_are_said() {
+        let notes = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("ntptap").chain(args.iter().copied())).unwrap();
+            unseen(&cli)
+        };
+        assert_eq!(notes(&["--attribution"]).len(), 1);
+        assert_eq!(notes(&["--latency"]).len(), 1);
+        for shown in [
+            &["--attribution", "--process"][..],
+            &["--attribution", "-v"][..],
+            &["--latency", "--json"][..],
+            &["--attribution", "-w", "x.pcapng"][..],
+        ] {
+            assert!(notes(shown).is_empty(), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn an_interface_named_twice_is_captured_once() {
+        let p = live(&["-i", "uxb", "-i", "uxb", "-i", "va"]);
+        assert_eq!(
+            p.interfaces,
+            InterfaceChoice::Named(vec!["uxb".into(), "va".into()])
+        );
+        assert_eq!(live(&["-i", "any"]).interfaces, InterfaceChoice::Any);
+    }
+
+    #[test]
     fn rotation_flags_become_one_policy() {
         let p = live(&[
             "-w",
@@ -631,7 +766,7 @@ mod tests {
             "--xdp-mode",
             "skb",
             "-Q",
-            "out",
+            "in",
             "--port",
             "4123",
             "--port",
@@ -643,11 +778,12 @@ mod tests {
         assert_eq!(p.capture.snaplen, 100);
         assert_eq!(p.capture.hook, Hook::Xdp);
         assert_eq!(p.capture.xdp_mode, XdpAttach::Skb);
-        assert_eq!(p.capture.directions, Directions::Out);
+        assert_eq!(p.capture.directions, Directions::In);
+        assert_eq!(live(&["-Q", "out"]).capture.directions, Directions::Out);
         assert_eq!(p.capture.ports, [123, 4123]);
         assert!(p.capture.all);
         // What -B asked, as it asked it: the capture sizes the rings (capture::ring_size).
-        assert_eq!(p.capture.ring_bytes % 1024, 0);
+        assert_eq!(p.capture.ring_bytes, 1024);
         assert_eq!(live(&["-s", "65535"]).capture.snaplen, MAX_DATA as u32);
     }
 

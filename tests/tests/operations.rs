@@ -829,3 +829,67 @@ fn the_ring_metric_reports_the_rings_built() {
         "{line}: more than -B asked"
     );
 }
+
+/// `ntptap --man | head` and `--completions bash | head`: a reader that has read enough is a
+/// normal end. The pipe's reading end is closed before ntptap writes, so every write fails
+/// with EPIPE.
+#[test]
+fn a_closed_pipe_ends_the_man_page_and_completions_quietly() {
+    for args in [&["--man"][..], &["--completions", "bash"][..]] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = Command::new(ntptap_bin())
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// `-r` says what it reads as tcpdump does, on stderr: the file, its link type and snapshot
+/// length (from a pcap header, or a pcapng file's first interface), from a file or from `-`.
+#[test]
+fn reading_a_file_says_its_link_type_as_tcpdump_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.pcap");
+    let mut header = Vec::new();
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        header.extend_from_slice(&word.to_le_bytes());
+    }
+    // Version 2.4: the second word is two u16s, major then minor.
+    header[4..8].copy_from_slice(&[2, 0, 4, 0]);
+    std::fs::write(&file, &header).unwrap();
+    let out = Command::new(ntptap_bin())
+        .arg("-r")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.lines().next(),
+        Some(
+            format!(
+                "reading from file {}, link-type EN10MB (Ethernet), snapshot length 262144",
+                file.display()
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+    let out = Command::new(ntptap_bin())
+        .args(["-r", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "reading from file -, link-type EN10MB (Ethernet), snapshot length 262144"
+        ),
+        "{stderr}"
+    );
+}

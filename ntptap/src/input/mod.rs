@@ -44,6 +44,46 @@ pub fn link_type(link: DataLink) -> LinkType {
     }
 }
 
+/// tcpdump's name of a link type, as its "reading from file" line gives it.
+#[must_use]
+pub fn link_name(link: DataLink) -> String {
+    match link {
+        DataLink::ETHERNET => "EN10MB (Ethernet)".to_owned(),
+        DataLink::RAW => "RAW (Raw IP)".to_owned(),
+        DataLink::IPV4 => "IPV4 (Raw IPv4)".to_owned(),
+        DataLink::IPV6 => "IPV6 (Raw IPv6)".to_owned(),
+        DataLink::NULL => "NULL (BSD loopback)".to_owned(),
+        DataLink::LOOP => "LOOP (OpenBSD loopback)".to_owned(),
+        DataLink::LINUX_SLL => "LINUX_SLL (Linux cooked v1)".to_owned(),
+        DataLink::LINUX_SLL2 => "LINUX_SLL2 (Linux cooked v2)".to_owned(),
+        other => format!("{} (unknown)", u32::from(other)),
+    }
+}
+
+/// The link type and snapshot length a capture starts with (a pcap file's header, a pcapng
+/// file's first interface), read from its first bytes; `None` if they do not say.
+#[must_use]
+pub fn describe(head: &[u8]) -> Option<(String, u32)> {
+    match magic(head).ok()? {
+        PCAPNG_MAGIC => {
+            let (mut rest, mut parser) = PcapNgParser::new(head).ok()?;
+            loop {
+                let (next, block) = parser.next_block(rest).ok()?;
+                rest = next;
+                if let Block::InterfaceDescription(idb) = block {
+                    return Some((link_name(idb.linktype), idb.snaplen));
+                }
+            }
+        }
+        m if PCAP_MAGICS.contains(&m) => {
+            let (_, parser) = PcapParser::new(head).ok()?;
+            let header = parser.header();
+            Some((link_name(header.datalink), header.snaplen))
+        }
+        _ => None,
+    }
+}
+
 /// Outcome of reading a file.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadSummary {
