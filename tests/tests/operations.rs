@@ -893,3 +893,40 @@ fn reading_a_file_says_its_link_type_as_tcpdump_does() {
         "{stderr}"
     );
 }
+
+/// `ntptap -w - | head -c 30` with no further traffic: the reader's departure is noticed at the
+/// next second's tick, not at the next frame's write (which may never come), and the capture
+/// ends cleanly, its hooks released.
+#[test]
+fn the_reader_of_standard_output_leaving_ends_the_capture_within_seconds() {
+    let ns = Netns::new("stdout-gone");
+    // Close-on-exec: ntptap must not inherit the reading end, or it would be its own reader.
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut child = ns
+        .command(ntptap_bin())
+        .args(["-i", "lo", "-w", "-"])
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pcap header arrives once the capture runs; then the reader goes, as head does.
+    let mut reader = std::fs::File::from(read);
+    let mut header = [0u8; 24];
+    std::io::Read::read_exact(&mut reader, &mut header).unwrap();
+    drop(reader);
+    let gone = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if gone.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("ntptap still running 5 s after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    eprintln!("ended {:?} after the reader left", gone.elapsed());
+}

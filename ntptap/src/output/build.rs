@@ -25,6 +25,7 @@ use super::{
     print::text::TextSink,
     sink::Filter,
     sink::Sink,
+    stdout::WatchStdout,
 };
 
 /// Where frames go.
@@ -275,6 +276,10 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
 
 /// The printer on standard output: text (unbuffered on a terminal) or NDJSON.
 fn printer_sink(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> {
+    Box::new(WatchStdout(printer_on_stdout(printer, plan)))
+}
+
+fn printer_on_stdout(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> {
     let filter = Filter {
         ports: plan.ports.clone(),
         all: printer.all,
@@ -326,7 +331,9 @@ fn file_sink(
             } else {
                 Box::new(BufWriter::with_capacity(1 << 20, io::stdout()))
             };
-            return open_file(out).context("cannot write the capture file header");
+            return open_file(out)
+                .map(|sink| Box::new(WatchStdout(sink)) as Box<dyn Sink>)
+                .context("cannot write the capture file header");
         }
         FileTarget::Path(path) => path,
     };

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod print;
 pub mod sink;
+pub mod stdout;
 
 // The rooms' files by their short names, as the rest of the crate names them.
 #[cfg(test)]
