@@ -308,6 +308,7 @@ fn capture_config(
             DirectionArg::Inout => Directions::Inout,
         },
         snaplen,
+        verbose: cli.verbose > 0,
         ring_bytes: cli.buffer_kib.saturating_mul(1024),
         ports: ports.ports().to_vec(),
         all: cli.all,

@@ -304,3 +304,26 @@ fn sigusr1_prints_the_counts_so_far_and_sigusr2_flushes() {
     );
     assert_eq!(read_pcap(&file).len(), 7);
 }
+
+/// `-i any -v` says, as it happens, which interface appeared and how it was attached, and
+/// which went away.
+#[test]
+fn any_verbose_says_what_it_attaches_and_releases() {
+    let host = Netns::new("anyv-host");
+    let peer = Netns::new("anyv-peer");
+    let mut tap = Proc::spawn(
+        "ntptap -i any -v",
+        host.command(ntptap_bin())
+            .args(["-i", "any", "-v", "-w", "/dev/null"]),
+    );
+    tap.wait_for_stderr("listening on any", Duration::from_secs(20));
+    veth(&host, &peer, 0);
+    tap.wait_for_stderr(
+        "ntptap: h0: appeared; attached: h0: ingress at TC",
+        Duration::from_secs(2),
+    );
+    host.ip(&["link", "del", "h0"]);
+    tap.wait_for_stderr("ntptap: h0: went away; released", Duration::from_secs(2));
+    let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+}

@@ -85,6 +85,9 @@ pub struct CaptureConfig {
     pub drops: bool,
     /// Stamp NTP reads and sends on sockets, for in-host latency (with attribution's hooks).
     pub latency: bool,
+    /// Say on stderr what is decided as it happens (`-v`): interfaces that `-i any` attaches
+    /// and releases.
+    pub verbose: bool,
 }
 
 impl Default for CaptureConfig {
@@ -109,6 +112,7 @@ impl Default for CaptureConfig {
             attribution: None,
             drops: false,
             latency: false,
+            verbose: false,
         }
     }
 }

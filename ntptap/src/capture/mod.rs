@@ -365,6 +365,12 @@ impl Session {
         self.attached = kept;
         for (attached, slot) in gone {
             info!(iface = %attached.iface.name, "interface went away; released");
+            if self.config.verbose {
+                eprintln!(
+                    "ntptap: {}: went away; released",
+                    crate::escape::terminal(&attached.iface.name)
+                );
+            }
             self.release(attached, slot);
         }
         for iface in present {
@@ -373,7 +379,16 @@ impl Session {
             }
             let mut decisions = Vec::new();
             match self.attach(&iface, &mut decisions) {
-                Ok(()) => info!(iface = %iface.name, "interface appeared; attached"),
+                Ok(()) => {
+                    info!(iface = %iface.name, "interface appeared; attached");
+                    if self.config.verbose {
+                        eprintln!(
+                            "ntptap: {}: appeared; attached: {}",
+                            crate::escape::terminal(&iface.name),
+                            crate::escape::terminal(&decisions.join("; "))
+                        );
+                    }
+                }
                 Err(e) => warn!(
                     iface = %iface.name,
                     "cannot attach to an interface that appeared: {e:#}"
