@@ -454,6 +454,23 @@ fn packet_blocks(text: &str) -> Vec<Vec<String>> {
 
 /// tcpdump prints a stratum-2+ reference ID as hex (`0x84c707c9`) with -n; ntptap as the
 /// IPv4 address it names (`132.199.7.201`). Map tcpdump's form to ntptap's.
+/// tcpdump's `[bad udp cksum 0xS -> 0xC!]` as ntptap says it when ntptap's own line names the
+/// checksum offloaded (the only other wording of that bracket it has).
+fn offloaded_as_ntptap_says(line: &str, ours: &[String]) -> String {
+    let Some((head, rest)) = line.split_once("[bad udp cksum 0x") else {
+        return line.to_owned();
+    };
+    let Some((_, tail)) = rest.split_once("!] ") else {
+        return line.to_owned();
+    };
+    let offloaded = format!("{head}[udp sum offloaded] {tail}");
+    if ours.contains(&offloaded) {
+        offloaded
+    } else {
+        line.to_owned()
+    }
+}
+
 fn refid_as_address(line: &str) -> String {
     let Some((head, hex)) = line.split_once("Reference-ID: 0x") else {
         return line.to_owned();
@@ -473,6 +490,10 @@ fn refid_as_address(line: &str) -> String {
 ///    the data (checked: it prints `Data:` or `Associations:` there).
 /// 3. tcpdump's "Leap indicator" line for mode 7: in mode 7 those bits are the R and M flags,
 ///    which ntptap prints with the rest of the mode 7 header (checked).
+/// 4. `[bad udp cksum 0xS -> 0xC!]` where 0xS is the pseudo-header's sum alone (a checksum the
+///    device was to fill in, on a capture of the sending host): ntptap says `[udp sum
+///    offloaded]`, which it prints only where the stored value equals that sum (unit tests in
+///    net/mod.rs); the rest of the line must match.
 #[test]
 fn verbose_output_carries_all_of_tcpdumps() {
     let Some(corpus) = corpus() else { return };
@@ -514,7 +535,7 @@ fn verbose_output_carries_all_of_tcpdumps() {
                     );
                     continue;
                 }
-                let want = refid_as_address(line);
+                let want = offloaded_as_ntptap_says(&refid_as_address(line), ours);
                 match ours[at..].iter().position(|l| *l == want) {
                     Some(i) => at += i + 1,
                     None => panic!(

@@ -35,6 +35,10 @@ pub struct Dissected<'a> {
 pub enum UdpChecksum {
     /// The checksum is right.
     Ok,
+    /// It holds only the sum of the pseudo-header (addresses, protocol, length): the mark of a
+    /// checksum a device fills in later (offload: `CHECKSUM_PARTIAL`), as on frames this host
+    /// sends, seen before the device.
+    Offloaded,
     /// It is `stored`, and should be `correct`.
     Bad {
         /// The checksum in the header.
@@ -62,12 +66,40 @@ impl Dissected<'_> {
         };
         Some(if correct == udp.checksum {
             UdpChecksum::Ok
+        } else if self.udp_pseudo_sum() == Some(udp.checksum) {
+            UdpChecksum::Offloaded
         } else {
             UdpChecksum::Bad {
                 stored: udp.checksum,
                 correct,
             }
         })
+    }
+}
+
+impl Dissected<'_> {
+    /// The UDP pseudo-header's sum, folded and not complemented: what the kernel leaves in the
+    /// checksum field for the device to finish (`udp4_hwcsum`, `udp6_hwcsum`).
+    fn udp_pseudo_sum(&self) -> Option<u16> {
+        let (udp, _) = self.udp.as_ref()?;
+        let mut sum: u32 = 17 + u32::from(udp.length);
+        let mut add = |bytes: &[u8]| {
+            for pair in bytes.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+            }
+        };
+        if let Some(ip) = &self.ipv4 {
+            add(&ip.source);
+            add(&ip.destination);
+        } else {
+            let ip = self.ipv6.as_ref()?;
+            add(&ip.source);
+            add(&ip.destination);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        Some(sum as u16)
     }
 }
 
@@ -255,6 +287,28 @@ fn is_later_v6_fragment(ext: &etherparse::Ipv6ExtensionsSlice<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offloaded_checksum_is_told_from_a_bad_one() {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(40000, 123)
+            .write(&mut frame, &[0x23; 48])
+            .unwrap();
+        let check = |frame: &[u8]| dissect(LinkType::Ethernet, frame).udp_checksum();
+        assert_eq!(check(&frame), Some(UdpChecksum::Ok));
+        // The pseudo-header's sum, by hand: 10.0+0.1+10.0+0.2 + 17 + 56.
+        let pseudo: u16 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + 56;
+        let at = 14 + 20 + 6;
+        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        assert_eq!(check(&frame), Some(UdpChecksum::Offloaded));
+        frame[at..at + 2].copy_from_slice(&0x1234u16.to_be_bytes());
+        assert!(matches!(
+            check(&frame),
+            Some(UdpChecksum::Bad { stored: 0x1234, .. })
+        ));
+    }
 
     /// An Ethernet frame with an IPv6 header whose chain starts with `next`, then `exts`,
     /// then 16 bytes of payload.

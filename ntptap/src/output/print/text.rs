@@ -213,6 +213,8 @@ impl<W: Write> TextSink<W> {
                 let check = (d.ipv6.is_some() && verbose > 0) || verbose > 1;
                 match check.then(|| d.udp_checksum()).flatten() {
                     Some(UdpChecksum::Ok) => line.push_str("[udp sum ok] "),
+                    // tcpdump says "bad" here; it is the device's to fill in.
+                    Some(UdpChecksum::Offloaded) => line.push_str("[udp sum offloaded] "),
                     Some(UdpChecksum::Bad { stored, correct }) => {
                         let _ = write!(line, "[bad udp cksum 0x{stored:04x} -> 0x{correct:04x}!] ");
                     }
