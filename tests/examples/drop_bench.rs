@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::programs::BtfTracePoint;
-use ntptap::capture::{CaptureConfig, Programs, drops::DropHook};
+use ntptap::capture::{CaptureConfig, DropsProbe, Programs, drops::DropHook};
 use ntptap_common::names;
 
 const ROUNDS: usize = 9;
@@ -47,11 +47,10 @@ fn main() {
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
-    let plan = programs
-        .drop_plan
-        .take()
-        .expect("drops asked for")
-        .expect("this kernel's BTF");
+    let plan = match std::mem::replace(&mut programs.drops, DropsProbe::NotAsked) {
+        DropsProbe::Ready(plan) => plan,
+        other => panic!("the drop program cannot run here: {other:?}"),
+    };
     let hook = DropHook::open(&mut programs.ebpf, &plan).expect("the drop program");
     // Drops on loopback are ntptap's business only where it watches loopback.
     programs.set_slot(1, 1).expect("a counter slot for lo");

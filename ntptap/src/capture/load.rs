@@ -78,9 +78,51 @@ pub struct Programs {
     pub pins: Pins,
     /// The kernel programs' log (`--debug-ebpf`).
     pub logger: Option<aya_log::EbpfLogger<StderrLog>>,
-    /// What the drop program needs of this kernel, when drops are asked for (or why the
-    /// kernel cannot give it).
-    pub drop_plan: Option<anyhow::Result<drops::DropPlan>>,
+    /// What this kernel offers the drop program, probed before anything was loaded.
+    pub drops: DropsProbe,
+}
+
+/// The kernel facts `--drops` needs, found before the programs load (the layout goes into
+/// their `.rodata`): one value the session acts on and reports, not a result to unpack later.
+pub enum DropsProbe {
+    /// `--drops` was not asked for.
+    NotAsked,
+    /// This kernel has what the drop program needs.
+    Ready(drops::DropPlan),
+    /// It lacks it: why, for the report.
+    Lacking(String),
+}
+
+impl std::fmt::Debug for DropsProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAsked => f.write_str("not asked for"),
+            Self::Ready(plan) => write!(
+                f,
+                "ready ({} reason)",
+                if plan.with_reason {
+                    "with a"
+                } else {
+                    "without a"
+                }
+            ),
+            Self::Lacking(why) => write!(f, "lacking: {why}"),
+        }
+    }
+}
+
+impl DropsProbe {
+    /// Probe the running kernel, if `asked`.
+    #[must_use]
+    pub fn new(asked: bool) -> Self {
+        if !asked {
+            return Self::NotAsked;
+        }
+        match drops::DropPlan::probe() {
+            Ok(plan) => Self::Ready(plan),
+            Err(e) => Self::Lacking(format!("{e:#}")),
+        }
+    }
 }
 
 /// Prints the kernel programs' log lines (`--debug-ebpf`) on stderr.
@@ -120,9 +162,9 @@ impl Programs {
             each: ring_bytes,
         } = config.ring();
         let bpf_config = kernel_config(config, rings, ring_bytes);
-        let drop_plan = config.drops.then(drops::DropPlan::probe);
-        let drop_layout = match &drop_plan {
-            Some(Ok(plan)) => plan.layout,
+        let drops = DropsProbe::new(config.drops);
+        let drop_layout = match &drops {
+            DropsProbe::Ready(plan) => plan.layout,
             _ => ntptap_common::DropLayout::default(),
         };
         let mut ebpf = EbpfLoader::new()
@@ -182,7 +224,7 @@ impl Programs {
             ifslots,
             pins,
             logger,
-            drop_plan,
+            drops,
         })
     }
 
@@ -194,39 +236,42 @@ impl Programs {
     }
 }
 
-/// The drop program, if `plan` asks for it and the kernel takes it; what was decided goes
-/// into `decisions` (a kernel without what it needs is a warning: the capture goes on).
+/// The drop program, where the probe found what it needs and the kernel takes it; what was
+/// decided goes into `decisions`, here and nowhere else (a kernel without what it needs is a
+/// warning: the capture goes on).
 pub(super) fn open_drops(
     ebpf: &mut Ebpf,
-    plan: Option<anyhow::Result<drops::DropPlan>>,
+    probe: DropsProbe,
     decisions: &mut Vec<String>,
 ) -> Option<drops::DropHook> {
-    match plan {
-        None => {
+    let opened = match probe {
+        DropsProbe::NotAsked => {
             decisions.push("drop records: off (--drops turns them on)".to_owned());
+            return None;
+        }
+        DropsProbe::Lacking(why) => Err(anyhow!(why)),
+        DropsProbe::Ready(plan) => drops::DropHook::open(ebpf, &plan),
+    };
+    match opened {
+        Ok(hook) => {
+            decisions.push(format!(
+                "drop records: {} at tp_btf/kfree_skb records NTP frames the kernel \
+                 drops in this network namespace, {}",
+                hook.program,
+                if hook.program == names::DROP {
+                    "with the kernel's reason"
+                } else {
+                    "without a reason (this kernel's tracepoint passes none before 5.17)"
+                }
+            ));
+            Some(hook)
+        }
+        Err(e) => {
+            let note = format!("drop records: off, the capture goes on without them: {e:#}");
+            warn!("{note}");
+            decisions.push(note);
             None
         }
-        Some(plan) => match plan.and_then(|plan| drops::DropHook::open(ebpf, &plan)) {
-            Ok(hook) => {
-                decisions.push(format!(
-                    "drop records: {} at tp_btf/kfree_skb records NTP frames the kernel \
-                     drops in this network namespace, {}",
-                    hook.program,
-                    if hook.program == names::DROP {
-                        "with the kernel's reason"
-                    } else {
-                        "without a reason (this kernel's tracepoint passes none before 5.17)"
-                    }
-                ));
-                Some(hook)
-            }
-            Err(e) => {
-                let note = format!("drop records: off, the capture goes on without them: {e:#}");
-                warn!("{note}");
-                decisions.push(note);
-                None
-            }
-        },
     }
 }
 

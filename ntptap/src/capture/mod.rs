@@ -36,7 +36,7 @@ pub use self::{
         ring_size,
     },
     iface::Interface,
-    load::{Programs, xdp_program},
+    load::{DropsProbe, Programs, xdp_program},
     ringbuf::{RingReader, Rings},
     summary::{StopReason, Summary},
 };
@@ -145,7 +145,7 @@ impl Session {
             ifslots,
             pins,
             logger,
-            drop_plan,
+            drops,
         } = Programs::load(config)?;
         let mut decisions = vec![format!(
             "ring buffers: {} of {} KiB, one per CPU, each read at a quarter full or every {} ms; filter: {}{}",
@@ -189,7 +189,7 @@ impl Session {
         } else {
             None
         };
-        let drops = open_drops(&mut ebpf, drop_plan, &mut decisions);
+        let drops = open_drops(&mut ebpf, drops, &mut decisions);
         let loaded = match attach::load(&mut ebpf, config, &mut decisions) {
             Ok(loaded) => loaded,
             // The capture programs carry the owner lookups: without them they may load.
