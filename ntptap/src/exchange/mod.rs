@@ -16,5 +16,5 @@ pub mod tracker;
 pub use self::{
     event::Event,
     health::{Fates, ProcessExchanges, ServerHealth},
-    tracker::{Exchange, Limits, Observed, Tracker},
+    tracker::{Exchange, Limits, Observation, Observed, Tracker},
 };

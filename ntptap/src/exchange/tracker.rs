@@ -90,6 +90,54 @@ impl Key {
     }
 }
 
+/// One NTP packet as the tracker takes it: when, between whom, which way, whose socket, and
+/// the times the kernel took of it; filled from a frame ([`Observation::of_frame`]).
+#[derive(Clone, Copy)]
+pub struct Observation<'n, 'p> {
+    /// Capture time.
+    pub ts: Duration,
+    /// Source.
+    pub src: SocketAddr,
+    /// Destination.
+    pub dst: SocketAddr,
+    /// The packet.
+    pub ntp: &'n Ntp,
+    /// Which way it went, where the capture knows.
+    pub direction: Option<Direction>,
+    /// The owner of its socket on this host, where known.
+    pub process: Option<&'p Process<'p>>,
+    /// The kernel's times of it.
+    pub sighting: Sighting,
+}
+
+impl<'n, 'p> Observation<'n, 'p> {
+    /// `ntp`, from `src` to `dst`, as `frame` carried it: its time, direction, owner and the
+    /// in-host stamps of its record.
+    #[must_use]
+    pub fn of_frame(
+        frame: &'p crate::frame::Frame<'p>,
+        (src, dst): (SocketAddr, SocketAddr),
+        ntp: &'n Ntp,
+    ) -> Self {
+        Self {
+            ts: frame.ts,
+            src,
+            dst,
+            ntp,
+            direction: frame.direction,
+            process: frame.socket.process(),
+            sighting: Sighting {
+                // Interface 1 is a network namespace's loopback.
+                loopback: frame.ifindex == Some(1),
+                mono_ns: frame.mono_ns,
+                send_before: frame.send_before,
+                read_before: frame.read_before,
+                queued_before: frame.queued_before,
+            },
+        }
+    }
+}
+
 /// What the tracker made of one packet.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -242,7 +290,7 @@ impl Tracker {
 
     /// Take one NTP packet from `src` to `dst`, captured at `ts` going `direction`; `process`
     /// is the owner of its socket on this host (`comm[pid]`), when known: requests from it are
-    /// counted for it.
+    /// counted for it. (The tests' shorthand for [`Tracker::observe_seen`] without stamps.)
     pub fn observe(
         &mut self,
         ts: Duration,
@@ -251,37 +299,32 @@ impl Tracker {
         direction: Option<Direction>,
         process: Option<&Process<'_>>,
     ) {
-        self.observe_seen(
+        self.observe_seen(&Observation {
             ts,
-            (src, dst),
+            src,
+            dst,
             ntp,
-            (direction, process),
-            Sighting::default(),
-        );
+            direction,
+            process,
+            sighting: Sighting::default(),
+        });
     }
 
-    /// [`Tracker::observe`] with the kernel's times of the packet (`sighting`); returns its
-    /// in-host latency, as far as it is known, and what it was to a server on this host.
-    pub fn observe_seen(
-        &mut self,
-        ts: Duration,
-        (src, dst): (SocketAddr, SocketAddr),
-        ntp: &Ntp,
-        (direction, process): (Option<Direction>, Option<&Process<'_>>),
-        sighting: Sighting,
-    ) -> Observed {
+    /// Take one observed NTP packet; returns its in-host latency, as far as it is known, and
+    /// what it was to a server on this host.
+    pub fn observe_seen(&mut self, o: &Observation<'_, '_>) -> Observed {
         // Requests older than the timeout at this packet's time are unanswered: a capture
         // file has no clock ticks but its own. (O(1) unless some expire.)
-        self.expire_before(ts);
+        self.expire_before(o.ts);
         // On loopback a server here and its client both are this host: every request and
         // reply is served traffic, whatever the direction says.
         let served = self.clients.observe(
-            ts,
-            (src, dst),
-            ntp,
-            direction.filter(|_| !sighting.loopback),
+            o.ts,
+            (o.src, o.dst),
+            o.ntp,
+            o.direction.filter(|_| !o.sighting.loopback),
         );
-        let latency = self.exchange(ts, (src, dst), ntp, (direction, process), sighting);
+        let latency = self.exchange(o);
         Observed {
             latency,
             served,
@@ -295,14 +338,16 @@ impl Tracker {
         &self.clients
     }
 
-    fn exchange(
-        &mut self,
-        ts: Duration,
-        (src, dst): (SocketAddr, SocketAddr),
-        ntp: &Ntp,
-        (direction, process): (Option<Direction>, Option<&Process<'_>>),
-        sighting: Sighting,
-    ) -> Latency {
+    fn exchange(&mut self, o: &Observation<'_, '_>) -> Latency {
+        let &Observation {
+            ts,
+            src,
+            dst,
+            ntp,
+            direction,
+            process,
+            sighting,
+        } = o;
         let mut latency = Latency::default();
         match &ntp.body {
             Body::Private(p) if !p.response && (p.request_code == 20 || p.request_code == 42) => {
@@ -962,20 +1007,17 @@ mod tests {
             let request = packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), t);
             let reply = packet(Mode::Server, 2, t, t, t);
             // Only ingress is attached on loopback: both show as coming in.
-            tracker.observe_seen(
-                now,
-                (client, server),
-                &request,
-                (Some(Direction::In), None),
-                seen(loopback),
-            );
-            tracker.observe_seen(
-                now,
-                (server, client),
-                &reply,
-                (Some(Direction::In), None),
-                seen(loopback),
-            );
+            for (src, dst, ntp) in [(client, server, &request), (server, client, &reply)] {
+                tracker.observe_seen(&Observation {
+                    ts: now,
+                    src,
+                    dst,
+                    ntp,
+                    direction: Some(Direction::In),
+                    process: None,
+                    sighting: seen(loopback),
+                });
+            }
             let r = tracker.clients().report(None);
             assert_eq!(
                 (r.requests, r.replies),

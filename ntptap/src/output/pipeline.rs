@@ -63,21 +63,11 @@ impl Consumer for Pipeline {
                 if let Some(drop) = frame.drop {
                     tracker.dropped((src, dst), ntp, drop.reason);
                 } else {
-                    let sighting = crate::exchange::latency::Sighting {
-                        // Interface 1 is a network namespace's loopback.
-                        loopback: frame.ifindex == Some(1),
-                        mono_ns: frame.mono_ns,
-                        send_before: frame.send_before,
-                        read_before: frame.read_before,
-                        queued_before: frame.queued_before,
-                    };
-                    let seen = tracker.observe_seen(
-                        frame.ts,
+                    let seen = tracker.observe_seen(&crate::exchange::Observation::of_frame(
+                        frame,
                         (src, dst),
                         ntp,
-                        (frame.direction, frame.socket.process()),
-                        sighting,
-                    );
+                    ));
                     packet.latency = (!seen.latency.is_empty()).then_some(seen.latency);
                     packet.served = seen.served;
                     packet.exchange = seen.exchange;
