@@ -623,7 +623,7 @@ impl Sink for MetricsSink {
         match *control {
             Control::Kernel(counts) => self.kernel_counts(counts),
             Control::Tick { exchanges, now } => self.render(exchanges, Some(now)),
-            Control::Close { exchanges, .. } => self.render(exchanges, None),
+            Control::Close { exchanges, stats } => self.render(exchanges, Some(stats.end)),
             Control::Flush | Control::Rotate(_) | Control::Trigger(..) => {}
         }
         Ok(())

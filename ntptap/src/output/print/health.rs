@@ -139,9 +139,11 @@ impl<W: Write> Sink for HealthSink<W> {
                 }
                 Ok(())
             }
-            Control::Close { exchanges, .. } => {
+            Control::Close { exchanges, stats } => {
                 self.events.flush();
-                self.table(exchanges.unwrap_or(&Tracker::default()), None)
+                // The same `now` as the periodic tables: the end of a live capture (a file's
+                // close says 0, and its last packet's time counts).
+                self.table(exchanges.unwrap_or(&Tracker::default()), Some(stats.end))
             }
             Control::Flush => self.out.flush(),
             Control::Kernel(_) | Control::Rotate(_) | Control::Trigger(..) => Ok(()),
@@ -300,5 +302,63 @@ fn clients_table(t: &mut String, tracker: &Tracker, now: Option<Duration>) {
     );
     for c in &r.top {
         let _ = writeln!(t, "  {:<40} {:>10} {:>8}", c.client, c.requests, c.error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::{exchange::Limits, frame::Direction, ntp::Ntp, output::CloseStats};
+
+    /// The rates of every clients table `text` holds.
+    fn rates(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split(" requests/s").next().filter(|h| h.len() < l.len()))
+            .filter_map(|head| head.rsplit(' ').next().map(str::to_owned))
+            .collect()
+    }
+
+    /// Ten requests over two seconds, a table at 5 s and the final one at the same time: one
+    /// definition of a rate (requests in the window over the time it covers, up to the
+    /// report's time), so one figure. The final table used the last packet's time instead.
+    #[test]
+    fn periodic_and_final_tables_give_one_rate() {
+        let mut tracker = Tracker::new(Limits::default());
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:123".parse().unwrap();
+        let t0 = Duration::from_secs(1_700_000_000);
+        for n in 0..10u64 {
+            let mut bytes = [0u8; 48];
+            bytes[0] = 0x23;
+            bytes[40..48].copy_from_slice(&(n + 1).to_be_bytes());
+            let ntp = Ntp::decode(&bytes).unwrap();
+            let ts = t0 + Duration::from_millis(222 * n);
+            tracker.observe(ts, (client, server), &ntp, Some(Direction::In), None);
+        }
+        let now = t0 + Duration::from_secs(5);
+        let mut sink = HealthSink::new(Vec::new(), Duration::from_secs(1));
+        sink.control(&Control::Tick {
+            now,
+            exchanges: Some(&tracker),
+        })
+        .unwrap();
+        let stats = CloseStats {
+            start: t0,
+            end: now,
+            received: None,
+            dropped: None,
+        };
+        sink.control(&Control::Close {
+            stats: &stats,
+            exchanges: Some(&tracker),
+        })
+        .unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        let rates = rates(&text);
+        assert_eq!(rates.len(), 2, "{text}");
+        assert_eq!(rates[0], rates[1], "{text}");
+        assert_eq!(rates[0], "2.0", "{text}");
     }
 }

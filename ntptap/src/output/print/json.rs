@@ -117,9 +117,9 @@ impl<W: Write> Sink for JsonSink<W> {
                 self.last_stats = Some(now);
                 self.server_events(exchanges, Some(now))
             }
-            SinkControl::Close { exchanges, .. } => {
+            SinkControl::Close { exchanges, stats } => {
                 if self.stats_every.is_some() {
-                    self.server_events(exchanges, None)?;
+                    self.server_events(exchanges, Some(stats.end))?;
                 }
                 self.out.flush()
             }
