@@ -8,18 +8,18 @@ use ntptap_tests::{
     Lab, Netns, Proc, chrony_client, chrony_server, exit_counts, ntpdig, ntptap_bin, read_pcap,
 };
 
+/// Run ntptap with `args`, which must make it fail at start: its stderr. A capture that starts
+/// instead is stopped after 20 s and the test panics, so that its guards (namespaces, mounts)
+/// are dropped rather than the test hanging until something kills it.
 fn failing(ns: &Netns, args: &[&str]) -> String {
-    let out = ns
-        .command(ntptap_bin())
-        .args(args)
-        .output()
-        .expect("run ntptap");
+    let (status, _, stderr) =
+        Proc::spawn("ntptap", ns.command(ntptap_bin()).args(args)).wait(Duration::from_secs(20));
     assert_eq!(
-        out.status.code(),
+        status.code(),
         Some(1),
-        "ntptap {args:?} should fail with exit code 1"
+        "ntptap {args:?} should fail with exit code 1:\n{stderr}"
     );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    stderr
 }
 
 /// Whether an XDP program is attached to `dev`: `ip link` shows `prog/xdp` (native) or
