@@ -22,7 +22,7 @@ pub mod readback;
 pub mod service;
 
 pub use self::{
-    net::{Lab, Netns, NftCounter, PacketTap},
+    net::{Lab, Netns, NftCounter, PacketTap, http},
     peers::{
         chrony_client, chrony_server, chrony_server_with, ntpdig, ntpsec_server, numbered_requests,
         paced_requests,

@@ -284,3 +284,19 @@ impl<'a> NftCounter<'a> {
             .unwrap_or_else(|| panic!("no counter in:\n{text}"))
     }
 }
+
+/// One HTTP/1.1 request, `line` (`GET /metrics`), to 127.0.0.1:`port` inside `ns`: the whole
+/// answer, status line and headers included (the endpoint closes the connection).
+pub fn http(ns: &Netns, port: u16, line: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let request = format!("{line} HTTP/1.1\r\nHost: ntptap\r\nContent-Length: 0\r\n\r\n");
+    ns.enter(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("a read timeout");
+        s.write_all(request.as_bytes()).expect("send the request");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    })
+}

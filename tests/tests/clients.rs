@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    io::{Read as _, Write as _},
+    io::Read as _,
     net::{IpAddr, SocketAddr},
     path::Path,
     process::{Command, Stdio},
@@ -15,26 +15,11 @@ use std::{
 use nix::sys::signal::Signal;
 use ntptap::exchange::clients::poll_bucket;
 use ntptap_tests::{
-    Lab, Netns, Proc, chrony_client, chrony_server, chrony_server_with, exit_counts,
+    Lab, Proc, chrony_client, chrony_server, chrony_server_with, exit_counts, http,
     load::{self, Client},
     metric, ntpdig, ntpsec_server, ntptap_bin, read_pcap, run,
 };
 use serde_json::Value;
-
-/// `GET /metrics` (or another request line) on 127.0.0.1:`port` in `ns`: the body.
-fn http(ns: &Netns, port: u16, line: &str) -> String {
-    let line = line.to_owned();
-    ns.enter(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(
-            format!("{line} HTTP/1.1\r\nHost: ntptap\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-        )
-        .expect("send the request");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read the answer");
-        text
-    })
-}
 
 /// The last `clients` event of `ntptap -r FILE --json --no-print --stats 3600` (events, no
 /// frames).

@@ -4,29 +4,17 @@
 //! a second trigger within the rate limit writes nothing.
 
 use std::{
-    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use ntptap_tests::{
-    Lab, Netns, Proc, Record, chrony_server, ntptap_bin, paced_requests, read_pcap,
+    Lab, Netns, Proc, Record, chrony_server, http, ntptap_bin, paced_requests, read_pcap,
 };
 
 fn post(ns: &Netns, port: u16) -> String {
     http(ns, port, "POST /flight-recorder")
-}
-
-fn http(ns: &Netns, port: u16, line: &str) -> String {
-    let request = format!("{line} HTTP/1.1\r\nHost: ntptap\r\nContent-Length: 0\r\n\r\n");
-    ns.enter(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(request.as_bytes()).expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        text
-    })
 }
 
 /// The dumps in `dir`, by name.

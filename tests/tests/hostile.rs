@@ -9,7 +9,7 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use ntptap_tests::{Lab, Netns, Proc, exit_counts, ntptap_bin};
+use ntptap_tests::{Lab, Netns, Proc, exit_counts, http, ntptap_bin};
 
 const PORT: u16 = 9124;
 
@@ -22,29 +22,22 @@ fn kiss(code: [u8; 4], n: u64) -> Vec<u8> {
     p
 }
 
-/// One HTTP/1.1 request inside `ns` to ntptap's endpoint on its loopback: (status, body).
-fn http(ns: &Netns, request: &'static str) -> (u16, String) {
-    ns.enter(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", PORT)).expect("connect to the endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        let _ = s.read_to_end(&mut answer);
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or_else(String::new, |(_, b)| b.to_owned());
-        (status, body)
-    })
+/// `line` to ntptap's endpoint on `ns`'s loopback: (status, body).
+fn request(ns: &Netns, line: &str) -> (u16, String) {
+    let text = http(ns, PORT, line);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, b)| b.to_owned());
+    (status, body)
 }
 
 fn scrape(ns: &Netns) -> String {
-    let (status, body) = http(ns, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, body) = request(ns, "GET /metrics");
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -226,11 +219,8 @@ fn idle_and_silent_clients_cannot_stop_the_capture() {
     drop(held);
     let page = scrape(&lab.a);
     assert!(page.contains("ntptap_frames_written_total"), "{page}");
-    assert_eq!(http(&lab.a, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
-    assert_eq!(
-        http(&lab.a, "DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n").0,
-        405
-    );
+    assert_eq!(request(&lab.a, "GET /nope").0, 404);
+    assert_eq!(request(&lab.a, "DELETE /metrics").0, 405);
     // From another host: the token or nothing.
     let remote = |request: &'static str| {
         lab.b.enter(move || {

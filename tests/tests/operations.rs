@@ -804,15 +804,7 @@ fn the_ring_metric_reports_the_rings_built() {
             .args(["--metrics", "9127"]),
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let page = ns.enter(|| {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9127)).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    });
+    let page = ntptap_tests::http(&ns, 9127, "GET /metrics");
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
     let line = stderr
