@@ -31,10 +31,7 @@ use tracing::{info, warn};
 
 pub use self::{
     clock::WallClock,
-    config::{
-        CaptureConfig, DEFAULT_RING_KIB, Directions, Hook, RingSize, XdpAttach, page_size,
-        ring_size,
-    },
+    config::{CaptureConfig, DEFAULT_RING_KIB, Directions, Hook, RingSize, XdpAttach},
     iface::Interface,
     load::{DropsProbe, Programs, xdp_program},
     ringbuf::{RingReader, Rings},

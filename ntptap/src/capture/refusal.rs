@@ -96,8 +96,6 @@ fn is_commentary(line: &str) -> bool {
         // An instruction ("12: (85) call ...") or a state ("12: R1=ctx() R10=fp0").
         || t.split_once(": ")
             .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        || t.split_once(':')
-            .is_some_and(|(n, rest)| n.bytes().all(|b| b.is_ascii_digit()) && rest.trim_start().starts_with('('))
         // A register state on a line of its own ("R1=ctx() R2_w=...").
         || (t.starts_with('R')
             && t[1..].split_once(['=', '_']).is_some_and(|(n, _)| {
