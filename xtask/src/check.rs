@@ -142,10 +142,13 @@ fn test<T>(
     command.arg("--").arg("--test-threads=1").args(extra);
     eprintln!("xtask: running {command:?}");
     let mut child = command
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {command:?}"))?;
     let stderr = child.stderr.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let failures = std::thread::spawn(move || Failures::echo(stdout, std::io::stdout()));
     let mut background = Some(background);
     let mut started = None;
     for line in std::io::BufReader::new(stderr).lines() {
@@ -158,6 +161,7 @@ fn test<T>(
         }
     }
     let status = child.wait()?;
+    let failures = failures.join().unwrap_or_default();
     // Cargo stopped before it ran a test (a build failure): start the work now.
     let started = match (started, background) {
         (Some(started), _) => started,
@@ -167,7 +171,106 @@ fn test<T>(
     let tests = if status.success() {
         Ok(())
     } else {
-        Err(anyhow::anyhow!("{command:?} failed ({status})"))
+        Err(anyhow::anyhow!(
+            "{command:?} failed ({status}){}",
+            failures.summary()
+        ))
     };
     Ok((tests, started))
+}
+
+/// The tests that failed and the first lines of why, read off libtest's output as it is
+/// echoed, so that the run's last lines (after the matrix and the fuzzers) still name them.
+#[derive(Default)]
+struct Failures {
+    /// Each failed test with the first lines its failure printed.
+    tests: Vec<(String, Vec<String>)>,
+}
+
+impl Failures {
+    /// Lines kept of each failure's output, and the failures named in full.
+    const LINES: usize = 8;
+    const TESTS: usize = 20;
+
+    /// Copy libtest's `stdout` to `to`, line by line, noting the failures.
+    fn echo(stdout: impl std::io::Read, mut to: impl std::io::Write) -> Self {
+        use std::io::BufRead as _;
+        let mut failures = Self::default();
+        let mut open: Option<(String, Vec<String>)> = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(to, "{line}");
+            if let Some(name) = line
+                .strip_prefix("---- ")
+                .and_then(|rest| rest.strip_suffix(" stdout ----"))
+            {
+                failures.tests.extend(open.take());
+                open = Some((name.to_owned(), Vec::new()));
+            } else if line == "failures:" || line.starts_with("test result:") {
+                failures.tests.extend(open.take());
+            } else if let Some((_, lines)) = open.as_mut()
+                && lines.len() < Self::LINES
+                && !line.trim().is_empty()
+                && !line.starts_with("note: run with `RUST_BACKTRACE")
+            {
+                lines.push(line.chars().take(300).collect());
+            }
+        }
+        failures.tests.extend(open);
+        failures
+    }
+
+    /// Appended to the error: one paragraph a failed test.
+    fn summary(&self) -> String {
+        if self.tests.is_empty() {
+            return String::new();
+        }
+        let mut out = format!("; {} test(s) failed:", self.tests.len());
+        for (name, lines) in self.tests.iter().take(Self::TESTS) {
+            out.push_str(&format!("\n  {name}"));
+            for line in lines {
+                out.push_str(&format!("\n      {line}"));
+            }
+        }
+        if self.tests.len() > Self::TESTS {
+            out.push_str(&format!("\n  and {} more", self.tests.len() - Self::TESTS));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failures;
+
+    #[test]
+    fn failures_are_named_with_their_first_lines() {
+        let out = "running 2 tests\n\
+            test a::ok ... ok\n\
+            test a::bad ... FAILED\n\
+            \n\
+            failures:\n\
+            \n\
+            ---- a::bad stdout ----\n\
+            \n\
+            thread 'a::bad' panicked at tests/tests/a.rs:3:5:\n\
+            no answer from the server\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\
+            \n\
+            \n\
+            failures:\n\
+            \x20   a::bad\n\
+            \n\
+            test result: FAILED. 1 passed; 1 failed\n";
+        let mut echoed = Vec::new();
+        let failures = Failures::echo(out.as_bytes(), &mut echoed);
+        assert_eq!(echoed, out.as_bytes());
+        assert_eq!(failures.tests.len(), 1);
+        let summary = failures.summary();
+        assert!(summary.starts_with("; 1 test(s) failed:\n  a::bad\n"), "{summary}");
+        assert!(summary.contains("panicked at tests/tests/a.rs:3:5:"), "{summary}");
+        assert!(summary.contains("no answer from the server"), "{summary}");
+        assert!(!summary.contains("RUST_BACKTRACE"), "{summary}");
+        assert_eq!(Failures::default().summary(), "");
+    }
 }
