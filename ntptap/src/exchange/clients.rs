@@ -137,10 +137,14 @@ impl LastSeen {
         }
     }
 
-    /// Record `ip` at `ts`; the time of its previous request, if known.
+    /// Record `ip` at `ts`; the time of its previous request, if known. A request can come
+    /// later than one sent after it, with an earlier time (two sent back to back, taken by
+    /// two CPUs): the later time stays the one the next request is measured from.
     fn swap(&mut self, ip: IpAddr, ts: Duration) -> Option<Duration> {
         if let Some(last) = self.current.get_mut(&ip) {
-            return Some(std::mem::replace(last, ts));
+            let before = *last;
+            *last = before.max(ts);
+            return Some(before);
         }
         let last = self.previous.remove(&ip);
         if self.current.len() >= self.half {
@@ -151,7 +155,7 @@ impl LastSeen {
             self.current.clear();
             self.current.reserve(self.half);
         }
-        self.current.insert(ip, ts);
+        self.current.insert(ip, last.map_or(ts, |l| l.max(ts)));
         last
     }
 
@@ -323,9 +327,10 @@ impl Clients {
         if ntp.mode == Mode::Client
             && query.is_none()
             && let Some(last) = self.poll.swap(client, ts)
-            && let Some(gap) = ts.checked_sub(last)
         {
-            let seconds = gap.as_secs_f64();
+            // Out of order (see `LastSeen::swap`): an interval all the same, as long as the
+            // two were apart.
+            let seconds = ts.abs_diff(last).as_secs_f64();
             self.polls[poll_bucket(seconds)] += 1;
             poll = Some(seconds);
         }
@@ -653,6 +658,15 @@ mod tests {
         assert_eq!(bucket(6), 100 * 15);
         assert_eq!(bucket(4), 50 * 63);
         assert_eq!(r.poll.len(), 2, "{:?}", r.poll);
+        // Two requests of one client taken out of order (by two CPUs): one interval all the
+        // same, and the next measured from the later of the two.
+        let mut c = Clients::default();
+        for t in [10.0, 10.05, 10.02, 12.86] {
+            ask(&mut c, t, 7);
+        }
+        let r = c.report(None);
+        let intervals: Vec<_> = r.poll.iter().map(|b| (b.poll, b.intervals)).collect();
+        assert_eq!(intervals, [(0, 2), (1, 1)], "2.81 s, not 2.84: {:?}", r.poll);
         assert_eq!(poll_bucket(0.3), 0);
         assert_eq!(poll_bucket(1.4), 0);
         assert_eq!(poll_bucket(1.5), 1);
