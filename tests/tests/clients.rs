@@ -169,6 +169,16 @@ fn ten_thousand_clients_against_chronyd_with_rate_limiting() {
         stderr.contains("clients of this host's NTP server"),
         "no clients table:\n{stderr}"
     );
+    // The server on this host is not a server this host asked: no row in that table, no
+    // delay or offset (seen from the server, (T4 - T1) - (T3 - T2) is noise around zero).
+    assert!(
+        !stderr.contains("NTP servers seen"),
+        "this host's own server listed as a server it asked:\n{stderr}"
+    );
+    for series in ["delay", "min_delay", "offset", "best_offset"] {
+        let name = format!("ntptap_server_{series}_seconds{{");
+        assert!(!metrics.contains(&name), "{name} for a server on this host:\n{metrics}");
+    }
 }
 
 /// NTPsec with `restrict default limited kod` answers clients that poll too fast with RATE

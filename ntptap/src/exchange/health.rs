@@ -69,6 +69,10 @@ impl Fates {
 pub struct ServerHealth {
     /// Server address.
     pub server: Option<IpAddr>,
+    /// A server on this host: requests to it came in (not on loopback) or it answered them on
+    /// the way out. Its exchanges are served traffic (the clients table); as seen from the
+    /// host it runs on they say nothing of a delay or offset, which stay unset.
+    pub local: bool,
     /// Requests seen to it.
     pub requests: u64,
     /// Responses paired with a request.

@@ -187,7 +187,7 @@ impl MetricsSink {
         let server_seconds = [
             (
                 "server_delay_seconds",
-                "Last round-trip delay to the server, from capture times on this host",
+                "Last round-trip delay to the server, from capture times on this host (none for a server on this host: its exchanges are served traffic)",
             ),
             (
                 "server_min_delay_seconds",

@@ -31,55 +31,7 @@ impl<W: Write> HealthSink<W> {
 
     fn table(&mut self, tracker: &Tracker, now: Option<Duration>) -> io::Result<()> {
         let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "ntptap: NTP servers seen ({} requests waiting; delay and offset from capture times on this host)",
-            tracker.pending()
-        );
-        let _ = writeln!(
-            t,
-            "{:<40} {:>6} {:>6} {:>6} {:>7} {:<16} {:>4} {:>10} {:>10} {:>11} {:>8}  kiss codes",
-            "server",
-            "req",
-            "resp",
-            "lost",
-            "stratum",
-            "refid",
-            "leap",
-            "delay ms",
-            "offset ms",
-            "best off ms",
-            "proc µs"
-        );
-        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.3}", v * 1e3));
-        for s in tracker.servers() {
-            let kod: Vec<String> = s
-                .kiss_codes
-                .iter()
-                .map(|(k, n)| format!("{k}×{n}"))
-                .collect();
-            let _ = writeln!(
-                t,
-                "{:<40} {:>6} {:>6} {:>6} {:>7} {:<16} {:>4} {:>10} {:>10} {:>11} {:>8}  {}",
-                s.server.map(|a| a.to_string()).unwrap_or_default(),
-                s.requests,
-                s.responses,
-                s.unanswered,
-                s.stratum.map_or_else(|| "-".into(), |v| v.to_string()),
-                s.refid.as_deref().unwrap_or("-"),
-                s.leap.map_or_else(|| "-".into(), |v| v.to_string()),
-                ms(s.delay),
-                ms(s.offset),
-                ms(s.best_offset),
-                s.processing
-                    .map_or_else(|| "-".into(), |v| format!("{:.0}", v * 1e6)),
-                if kod.is_empty() {
-                    "-".to_owned()
-                } else {
-                    kod.join(" ")
-                },
-            );
-        }
+        servers_table(&mut t, tracker);
         fates_table(&mut t, tracker);
         latency_table(&mut t, tracker);
         clients_table(&mut t, tracker, now);
@@ -152,6 +104,65 @@ impl<W: Write> Sink for HealthSink<W> {
 
     fn unwritten(&self) -> u64 {
         0
+    }
+}
+
+/// The servers this host asked, when there are some. A server on this host is not one of
+/// them: its exchanges are served traffic, in the clients table (and its in-host latency and
+/// the fates of its requests in theirs).
+fn servers_table(t: &mut String, tracker: &Tracker) {
+    let remote: Vec<_> = tracker.servers().into_iter().filter(|s| !s.local).collect();
+    if remote.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "ntptap: NTP servers seen ({} requests waiting; delay and offset from capture times on this host)",
+        tracker.pending()
+    );
+    let _ = writeln!(
+        t,
+        "{:<40} {:>6} {:>6} {:>6} {:>7} {:<16} {:>4} {:>10} {:>10} {:>11} {:>8}  kiss codes",
+        "server",
+        "req",
+        "resp",
+        "lost",
+        "stratum",
+        "refid",
+        "leap",
+        "delay ms",
+        "offset ms",
+        "best off ms",
+        "proc µs"
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.3}", v * 1e3));
+    for s in remote {
+        let kod: Vec<String> = s
+            .kiss_codes
+            .iter()
+            .map(|(k, n)| format!("{k}×{n}"))
+            .collect();
+        let _ = writeln!(
+            t,
+            "{:<40} {:>6} {:>6} {:>6} {:>7} {:<16} {:>4} {:>10} {:>10} {:>11} {:>8}  {}",
+            s.server.map(|a| a.to_string()).unwrap_or_default(),
+            s.requests,
+            s.responses,
+            s.unanswered,
+            s.stratum.map_or_else(|| "-".into(), |v| v.to_string()),
+            s.refid.as_deref().unwrap_or("-"),
+            s.leap.map_or_else(|| "-".into(), |v| v.to_string()),
+            ms(s.delay),
+            ms(s.offset),
+            ms(s.best_offset),
+            s.processing
+                .map_or_else(|| "-".into(), |v| format!("{:.0}", v * 1e6)),
+            if kod.is_empty() {
+                "-".to_owned()
+            } else {
+                kod.join(" ")
+            },
+        );
     }
 }
 
