@@ -73,9 +73,9 @@ pub struct Cli {
     pub buffer_kib: u32,
 
     /// Do not resolve addresses or ports to names (ntptap never does; accepted for tcpdump
-    /// habits).
-    #[arg(short = 'n', action = ArgAction::SetTrue)]
-    pub numeric: bool,
+    /// habits, as -nn).
+    #[arg(short = 'n', action = ArgAction::Count)]
+    pub numeric: u8,
 
     /// UDP port to match, as source or destination; repeat for several. Default: 123.
     #[arg(long = "port", value_name = "PORT")]
@@ -207,9 +207,108 @@ pub struct Cli {
     #[arg(long = "json", conflicts_with_all = ["hex", "link_header"])]
     pub json: bool,
 
-    /// Print each frame in hex and ASCII too.
-    #[arg(short = 'X', action = ArgAction::SetTrue)]
-    pub hex: bool,
+    /// Print each frame's bytes in hex and ASCII too, from the network header on (tcpdump's
+    /// layout); -XX from the link header on.
+    #[arg(short = 'X', action = ArgAction::Count)]
+    pub hex: u8,
+
+    /// Print each frame's bytes in hex too, from the network header on; -xx from the link
+    /// header on. (-X wins over -x, -x over -A, as in tcpdump.)
+    #[arg(short = 'x', action = ArgAction::Count)]
+    pub hex_only: u8,
+
+    /// Print each frame's bytes in ASCII too, from the network header on; -AA from the link
+    /// header on. Characters that are not printable show as dots.
+    #[arg(short = 'A', action = ArgAction::Count)]
+    pub ascii: u8,
+
+    /// Quiet: for NTP, the addresses and "UDP, length N" only, no NTP decode (tcpdump's -q).
+    #[arg(short = 'q', action = ArgAction::SetTrue)]
+    pub quick: bool,
+
+    /// Line-buffer standard output: each printed frame is flushed as a whole line, for
+    /// `ntptap -l | tee` or a grep (ntptap's text and JSON are written a line at a time).
+    #[arg(short = 'l', action = ArgAction::SetTrue)]
+    pub line_buffered: bool,
+
+    /// Do not verify UDP checksums (-v reports a bad one otherwise).
+    #[arg(short = 'K', long = "dont-verify-checksums", action = ArgAction::SetTrue)]
+    pub no_checksum: bool,
+
+    /// Accepted for tcpdump habits: ntptap never puts an interface into promiscuous mode (it
+    /// sees what the host's stack sees).
+    #[arg(short = 'p', long = "no-promiscuous-mode", action = ArgAction::SetTrue)]
+    pub no_promiscuous: bool,
+
+    /// Accepted for tcpdump habits: ntptap prints no TCP sequence numbers.
+    #[arg(short = 'S', long = "absolute-tcp-sequence-numbers", action = ArgAction::SetTrue)]
+    pub absolute_seq: bool,
+
+    /// Accepted for tcpdump habits: ntptap never prints host names.
+    #[arg(short = 'N', action = ArgAction::SetTrue)]
+    pub no_domain: bool,
+
+    /// Accepted for tcpdump habits: ntptap has no filter optimizer to turn off.
+    #[arg(short = 'O', long = "no-optimize", action = ArgAction::SetTrue)]
+    pub no_optimize: bool,
+
+    /// Accepted for tcpdump habits: ntptap hands each frame over as the ring wakes its
+    /// reader, never holding it for a buffer to fill.
+    #[arg(long = "immediate-mode", action = ArgAction::SetTrue)]
+    pub immediate: bool,
+
+    /// Timestamp precision of -w pcap files and of printed times: nano (ntptap's default:
+    /// the kernel's nanoseconds) or micro (a microsecond pcap, for readers that take no
+    /// other; times printed to the microsecond).
+    #[arg(long = "time-stamp-precision", value_enum, value_name = "PRECISION")]
+    pub precision: Option<PrecisionArg>,
+
+    /// Time stamp type: host, the only one ntptap has (the kernel's clock when the hook runs;
+    /// the NIC's own clock is out of reach of TC and XDP programs).
+    #[arg(short = 'j', long = "time-stamp-type", value_name = "TYPE", value_parser = parse_tstamp_type)]
+    pub tstamp_type: Option<String>,
+
+    /// List the time stamp types of the interface (-i) and exit.
+    #[arg(short = 'J', long = "list-time-stamp-types", action = ArgAction::SetTrue)]
+    pub list_tstamp_types: bool,
+
+    /// The link type of the frames ntptap hands over: EN10MB (Ethernet) only, whatever the
+    /// interface; accepted as tcpdump's -y EN10MB.
+    #[arg(short = 'y', long = "linktype", value_name = "TYPE", value_parser = parse_linktype)]
+    pub linktype: Option<String>,
+
+    /// List the data link types of the interface (-i) and exit.
+    #[arg(short = 'L', long = "list-data-link-types", action = ArgAction::SetTrue)]
+    pub list_linktypes: bool,
+
+    /// List the interfaces ntptap can capture on, numbered as tcpdump numbers them (`-i 2`
+    /// takes the number), with their state, and exit.
+    #[arg(short = 'D', long = "list-interfaces", action = ArgAction::SetTrue)]
+    pub list_interfaces: bool,
+
+    /// Read the filter expression from FILE (tcpdump's -F).
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
+
+    /// A filter expression (pcap-filter syntax), as tcpdump takes it after its options.
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
+
+    /// tcpdump's monitor mode (-I): not available, see the message.
+    #[arg(short = 'I', long = "monitor-mode", hide = true, action = ArgAction::SetTrue)]
+    pub monitor_mode: bool,
+
+    /// tcpdump's ESP decryption (-E): not available, see the message.
+    #[arg(short = 'E', hide = true, value_name = "SECRET")]
+    pub esp_secret: Option<String>,
+
+    /// tcpdump's -T TYPE: not available, see the message.
+    #[arg(short = 'T', hide = true, value_name = "TYPE")]
+    pub force_type: Option<String>,
+
+    /// tcpdump's TCP-MD5 secret (-M): not available, see the message.
+    #[arg(short = 'M', hide = true, value_name = "SECRET")]
+    pub md5_secret: Option<String>,
 
     /// Print the link-level header (MAC addresses, VLAN tags, EtherType).
     #[arg(short = 'e', action = ArgAction::SetTrue)]
@@ -474,6 +573,39 @@ pub enum DirectionArg {
     Inout,
 }
 
+/// Timestamp precision (`--time-stamp-precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Microseconds.
+    Micro,
+    /// Nanoseconds.
+    Nano,
+}
+
+/// `-j TYPE`: `host` is what ntptap's timestamps are.
+fn parse_tstamp_type(s: &str) -> Result<String, String> {
+    if s.eq_ignore_ascii_case("host") {
+        Ok("host".to_owned())
+    } else {
+        Err(format!(
+            "ntptap's timestamps are the kernel's clock when its hook runs (host); {s} needs \
+             the NIC's clock, which TC and XDP programs cannot read: use -j host, or tcpdump -j {s}"
+        ))
+    }
+}
+
+/// `-y TYPE`: ntptap hands over Ethernet frames.
+fn parse_linktype(s: &str) -> Result<String, String> {
+    if s.eq_ignore_ascii_case("EN10MB") {
+        Ok("EN10MB".to_owned())
+    } else {
+        Err(format!(
+            "ntptap hands over Ethernet frames (EN10MB) only; {s} is not available: use -y \
+             EN10MB, or tcpdump -y {s}"
+        ))
+    }
+}
+
 /// Capture file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -554,7 +686,7 @@ mod tests {
         assert_eq!(cli.interfaces, ["eth0", "eth1"]);
         assert_eq!(cli.count, Some(20));
         assert_eq!(cli.verbose, 2);
-        assert!(cli.hex && cli.numeric);
+        assert_eq!((cli.hex, cli.numeric), (1, 1));
         assert_eq!(cli.direction, DirectionArg::In);
         assert_eq!(cli.port_set(), [123]);
         assert!(Cli::try_parse_from(["ntptap", "-c", "0"]).is_err());

@@ -35,12 +35,17 @@ fn printers() -> (Pipeline, Pipeline) {
     };
     let options = TextOptions {
         verbose: 3,
-        hex: true,
+        dump: Some(crate::output::text::Dump {
+            hex: true,
+            ascii: true,
+            link: false,
+        }),
         link_header: true,
         number: true,
         time: TimeFormat::DateTime,
         show_iface: true,
         process: true,
+        ..TextOptions::default()
     };
     let mut text = Pipeline::new(
         filter.ports.clone(),

@@ -18,7 +18,7 @@ use ntptap::{
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
@@ -29,13 +29,23 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aya::bpf=error")),
         )
         .init();
-    match run(&cli) {
+    match numbered_interfaces(&mut cli).and_then(|()| run(&cli)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("ntptap: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `-i 2`, as tcpdump takes it: the interface `-D` numbers 2, unless one is named "2".
+fn numbered_interfaces(cli: &mut Cli) -> anyhow::Result<()> {
+    for name in &mut cli.interfaces {
+        if let Some(listed) = capture::listing::numbered(name)? {
+            *name = listed;
+        }
+    }
+    Ok(())
 }
 
 /// Exit code when an interface being captured went away (the capture itself ended cleanly).
@@ -73,6 +83,18 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             .render(&mut text)
             .context("cannot render the man page")?;
         to_stdout(&text).context("cannot write the man page")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.list_interfaces || cli.list_linktypes || cli.list_tstamp_types {
+        use capture::listing;
+        let text = if cli.list_interfaces {
+            listing::listing()?
+        } else if cli.list_linktypes {
+            listing::link_types(&cli.interfaces)?
+        } else {
+            listing::tstamp_types(&cli.interfaces)?
+        };
+        to_stdout(text.as_bytes()).context("cannot write the listing")?;
         return Ok(ExitCode::SUCCESS);
     }
     for note in ntptap::plan::unseen(cli) {

@@ -20,13 +20,13 @@ use crate::{
         iface::InterfaceChoice,
         owners::{Select, Selection},
     },
-    cli::{Cli, DirectionArg, HookArg, OutputFormat, XdpModeArg},
+    cli::{Cli, DirectionArg, HookArg, OutputFormat, PrecisionArg, XdpModeArg},
     exchange::Limits,
     output::flight::{FlightPlan, Triggers},
     output::{
         PortSet,
         rotate::RotatePolicy,
-        text::{TextOptions, TimeFormat},
+        text::{Dump, TextOptions, TimeFormat},
     },
 };
 
@@ -109,8 +109,9 @@ impl Plan {
             );
         }
         refuse_what_cannot_take_effect(cli)?;
-        // `--json --no-print`: the JSON printer writes the events, not the frames.
-        let printing = printing(cli) || (cli.json && cli.no_print);
+        // An explicit --json always writes JSON on standard output: the frames when they are
+        // printed, the events (and with --stats the server and clients ones) when they are not.
+        let printing = printing(cli) || cli.json;
         if let Some(path) = &cli.read {
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
@@ -150,7 +151,7 @@ impl Plan {
                 .is_some_and(|f| f.target == FileTarget::Stdout)
         {
             bail!(
-                "--print (or --json --no-print) and -w - would both write to standard output: write the file elsewhere"
+                "--print (or --json) and -w - would both write to standard output: write the file elsewhere"
             );
         }
         let flight = flight(cli)?;
@@ -256,6 +257,7 @@ pub fn unseen(cli: &Cli) -> Vec<String> {
 
 /// Options that would be taken and do nothing, refused with what to do instead.
 fn refuse_what_cannot_take_effect(cli: &Cli) -> anyhow::Result<()> {
+    refuse_tcpdump_flags(cli)?;
     if cli.hook == HookArg::Xdp && cli.direction == DirectionArg::Out {
         bail!(
             "--hook xdp captures ingress at XDP; -Q out would capture only at TC egress, where \
@@ -269,6 +271,46 @@ fn refuse_what_cannot_take_effect(cli: &Cli) -> anyhow::Result<()> {
         bail!(
             "--duration stops a live capture; a file is read to its end: drop --duration, or use -c \
              COUNT to stop after that many packets"
+        );
+    }
+    Ok(())
+}
+
+/// tcpdump's flags that ntptap cannot honour, each with why and what to use instead; and
+/// filter expressions, not evaluated yet (never evaluated differently from libpcap).
+fn refuse_tcpdump_flags(cli: &Cli) -> anyhow::Result<()> {
+    if cli.monitor_mode {
+        bail!(
+            "-I: ntptap's programs run in the kernel's network stack, which sees no 802.11 \
+             monitor-mode frames; use tcpdump -I on the wireless interface"
+        );
+    }
+    if cli.esp_secret.is_some() {
+        bail!(
+            "-E: ntptap does not decrypt ESP; use tshark with the SA's keys (esp.enable_encryption_decode)"
+        );
+    }
+    if let Some(kind) = &cli.force_type {
+        bail!(
+            "-T {}: ntptap decodes NTP on its port set only; give the ports with --port \
+             (tshark -d udp.port==N,ntp decodes others)",
+            crate::escape::terminal(kind)
+        );
+    }
+    if cli.md5_secret.is_some() {
+        bail!("-M: ntptap does not check TCP-MD5 signatures (NTP is UDP); use tcpdump -M");
+    }
+    if cli.filter_file.is_some() || !cli.expression.is_empty() {
+        let expression = if cli.expression.is_empty() {
+            "-F FILE".to_owned()
+        } else {
+            format!("'{}'", crate::escape::terminal(&cli.expression.join(" ")))
+        };
+        bail!(
+            "filter expressions ({expression}) are not evaluated by this ntptap yet: it \
+             captures UDP port 123 by default, other ports with --port N, addresses with \
+             --host ADDR, everything with --all (with no expression it captures what \
+             `udp port 123` does)"
         );
     }
     Ok(())
@@ -450,7 +492,10 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
         server_events: stats.filter(|_| cli.json),
         text: TextOptions {
             verbose: cli.verbose,
-            hex: cli.hex,
+            dump: Dump::from_counts(cli.hex, cli.hex_only, cli.ascii),
+            quick: cli.quick,
+            no_checksum: cli.no_checksum,
+            nano: cli.precision == Some(PrecisionArg::Nano),
             link_header: cli.link_header,
             number: cli.number,
             time: TimeFormat::from_count(cli.time_format),
@@ -458,7 +503,7 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
             process: cli.process,
         },
         all: cli.all,
-        terminal: facts.stdout_is_terminal,
+        terminal: facts.stdout_is_terminal || cli.line_buffered,
     }
 }
 
@@ -510,6 +555,7 @@ fn file_plan(cli: &Cli, path: &std::path::Path, facts: Facts) -> anyhow::Result<
         packet_buffered: cli.packet_buffered,
         direct_io: !cli.no_direct_io,
         rotation,
+        micro: cli.precision == Some(PrecisionArg::Micro),
         creation: Creation {
             mode: cli.file_mode,
             overwrite: cli.overwrite,
@@ -721,6 +767,96 @@ mod tests {
         assert_eq!(printer.server_events, Some(Duration::from_secs(1)));
         assert!(live(&["--json"]).output.tracks_exchanges());
         assert!(live(&["--stats", "5"]).output.tracks_exchanges());
+    }
+
+    /// An explicit --json always writes JSON on standard output: the frames where frames are
+    /// printed, the events where another output takes them. One row per combination.
+    #[test]
+    fn an_explicit_json_always_writes_json() {
+        let json = |args: &[&str]| live(args).output.printer.and_then(|p| p.json);
+        let rows: &[(&[&str], Option<JsonOutput>)] = &[
+            (&["--json"], Some(JsonOutput::Frames)),
+            (&["--json", "--no-print"], Some(JsonOutput::Events)),
+            (&["--json", "-w", "x.pcap"], Some(JsonOutput::Events)),
+            (
+                &["--json", "-w", "x.pcap", "--print"],
+                Some(JsonOutput::Frames),
+            ),
+            (
+                &["--json", "--flight-recorder", "16M"],
+                Some(JsonOutput::Events),
+            ),
+            (
+                &["--json", "--stats", "1", "--flight-recorder", "16M"],
+                Some(JsonOutput::Events),
+            ),
+            (
+                &["--json", "--flight-recorder", "16M", "--print"],
+                Some(JsonOutput::Frames),
+            ),
+            (&["--json", "--plot", "x.png"], Some(JsonOutput::Events)),
+            (
+                &["--json", "--plot", "x.png", "--print"],
+                Some(JsonOutput::Frames),
+            ),
+            (&["-w", "x.pcap"], None),
+            (&["--flight-recorder", "16M"], None),
+        ];
+        for (args, want) in rows {
+            assert_eq!(json(args), *want, "{args:?}");
+        }
+        let Err(err) = plan(&["--json", "-w", "-"], Facts::default()) else {
+            panic!("JSON and a capture file both on standard output");
+        };
+        assert!(err.to_string().contains("standard output"), "{err}");
+    }
+
+    #[test]
+    fn tcpdump_flags_take_effect_or_are_refused_with_a_reason() {
+        let text = |args: &[&str]| live(args).output.printer.expect("a printer").text;
+        assert_eq!(text(&["-nn", "-l"]).dump, None);
+        let dump = |args: &[&str]| text(args).dump.map(|d| (d.hex, d.ascii, d.link));
+        assert_eq!(dump(&["-x"]), Some((true, false, false)));
+        assert_eq!(dump(&["-xx"]), Some((true, false, true)));
+        assert_eq!(dump(&["-X"]), Some((true, true, false)));
+        assert_eq!(dump(&["-XX", "-x"]), Some((true, true, true)), "-X wins");
+        assert_eq!(dump(&["-A", "-x"]), Some((true, false, false)), "-x wins");
+        assert_eq!(dump(&["-AA"]), Some((false, true, true)));
+        assert!(text(&["-q"]).quick && text(&["-K"]).no_checksum);
+        assert!(text(&["--time-stamp-precision=nano"]).nano);
+        assert!(!text(&["--time-stamp-precision=micro"]).nano);
+        assert!(live(&["-l"]).output.printer.expect("a printer").terminal);
+        let micro = live(&["-w", "x.pcap", "--time-stamp-precision", "micro"]);
+        assert!(micro.output.file.expect("a file").micro);
+        assert!(!live(&["-w", "x.pcap"]).output.file.expect("a file").micro);
+        // Accepted, changing nothing ntptap does.
+        for flag in ["-p", "-S", "-N", "-O", "--immediate-mode", "-j", "-y"] {
+            let args: &[&str] = match flag {
+                "-j" => &["-j", "host"],
+                "-y" => &["-y", "EN10MB"],
+                _ => &[flag],
+            };
+            assert!(plan(args, Facts::default()).is_ok(), "{flag}");
+        }
+        // Refused, each with why.
+        for (args, says) in [
+            (&["-I"][..], "monitor-mode"),
+            (&["-E", "spi@addr"][..], "ESP"),
+            (&["-T", "rtp"][..], "--port"),
+            (&["-M", "secret"][..], "TCP-MD5"),
+            (&["-F", "filter.txt"][..], "-F FILE"),
+            (&["-X", "port", "123", "-w", "x.cap"][..], "'port 123'"),
+        ] {
+            let Err(err) = plan(args, Facts::default()) else {
+                panic!("{args:?} accepted");
+            };
+            assert!(err.to_string().contains(says), "{args:?}: {err}");
+        }
+        for args in [&["-j", "adapter"][..], &["-y", "LINUX_SLL2"][..]] {
+            let mut argv = vec!["ntptap"];
+            argv.extend(args);
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -579,3 +579,97 @@ fn json_server_events_from_a_real_trace() {
         "the table is on stderr: {stderr}"
     );
 }
+
+/// tcpdump on this machine, which the corpus comparisons need (`cargo xtask setup` installs it).
+fn tcpdump() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("tcpdump"))
+        .find(|p| p.is_file());
+    found.expect(
+        "NTPTAP_CORPUS is set but tcpdump is not installed: `cargo xtask setup` installs it",
+    )
+}
+
+/// `tcpdump -r FILE ARGS`, in UTC.
+fn tcpdump_r(args: &[&str], file: &Path) -> String {
+    let out = Command::new(tcpdump())
+        .args(args)
+        .arg("-r")
+        .arg(file)
+        .env("TZ", "UTC")
+        .output()
+        .expect("run tcpdump");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The flags tcpdump users type, on every capture of the corpus that holds NTP only (with
+/// no expression tcpdump shows every frame, ntptap the NTP ones): ntptap's output is the
+/// installed tcpdump's, byte for byte. Hex and ASCII layouts (-x -xx -X -XX -A -AA, the
+/// doubled letter from the link header on), -q, -e (Ethernet files), and the timestamp
+/// formats in both precisions.
+#[test]
+fn tcpdump_flags_print_as_tcpdump_does() {
+    let Some(corpus) = corpus() else { return };
+    let mut files: Vec<PathBuf> = ["tcpdump", "zeek", "nts"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(corpus.join(d)).ok())
+        .flatten()
+        .map(|e| e.expect("corpus entry").path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            has_extension(&name, "pcap") || has_extension(&name, "pcapng")
+        })
+        .collect();
+    files.sort();
+    let flag_sets: &[&[&str]] = &[
+        &["-x"],
+        &["-xx"],
+        &["-X"],
+        &["-XX"],
+        &["-A"],
+        &["-AA"],
+        &["-q"],
+        &["-q", "-X"],
+        &["-nn", "-x", "-#"],
+        &["-tt"],
+        &["-ttt"],
+        &["-ttttt"],
+        &["-tt", "--time-stamp-precision=nano"],
+        &["-ttt", "--time-stamp-precision=nano"],
+        &["-tttt", "--time-stamp-precision=nano"],
+        &["-ttttt", "--time-stamp-precision=nano"],
+    ];
+    let mut compared = 0;
+    for file in &files {
+        let (ours, _, ok) = ntptap(&["-n"], file);
+        assert!(ok, "{}", file.display());
+        if ours != tcpdump_r(&["-n"], file) {
+            // Other traffic beside the NTP, or a line ntptap says otherwise (the golden
+            // tests above cover those): not a file for this comparison.
+            continue;
+        }
+        let ethernet = tcpdump_r(&["-n", "-e", "-c", "1"], file).contains("ethertype");
+        let extra: &[&[&str]] = if ethernet {
+            &[&["-e"], &["-e", "-x"]]
+        } else {
+            &[]
+        };
+        for flags in flag_sets.iter().chain(extra) {
+            let args: Vec<&str> = ["-n"].iter().chain(flags.iter()).copied().collect();
+            let (ours, stderr, ok) = ntptap(&args, file);
+            assert!(ok, "{} {args:?}: {stderr}", file.display());
+            let theirs = tcpdump_r(&args, file);
+            assert!(
+                ours == theirs,
+                "{} {args:?}: ntptap's output is not tcpdump's\n--- ntptap\n{ours}\n--- tcpdump\n{theirs}",
+                file.display()
+            );
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} (file, flags) pairs print as tcpdump prints them");
+    assert!(compared >= 100, "only {compared} pairs compared");
+}

@@ -177,7 +177,10 @@ fn ten_thousand_clients_against_chronyd_with_rate_limiting() {
     );
     for series in ["delay", "min_delay", "offset", "best_offset"] {
         let name = format!("ntptap_server_{series}_seconds{{");
-        assert!(!metrics.contains(&name), "{name} for a server on this host:\n{metrics}");
+        assert!(
+            !metrics.contains(&name),
+            "{name} for a server on this host:\n{metrics}"
+        );
     }
 }
 

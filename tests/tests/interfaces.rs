@@ -327,3 +327,53 @@ fn any_verbose_says_what_it_attaches_and_releases() {
     let (status, _, stderr) = tap.stop(nix::sys::signal::Signal::SIGINT);
     assert!(status.success(), "{stderr}");
 }
+
+/// `ntptap -D` numbers the interfaces as `tcpdump -D` does, with the same words for their
+/// state (up and connected, loopback down, up without a carrier, down), and `-i N` takes the
+/// number: tcpdump lists libpcap's other sources (nflog, dbus...) after them.
+#[test]
+fn list_interfaces_numbers_them_as_tcpdump_does() {
+    let lab = Lab::new("listing");
+    lab.a
+        .ip(&["link", "add", "vx", "type", "veth", "peer", "name", "vy"]);
+    lab.a.ip(&["link", "set", "vx", "up"]);
+    let ours = run(lab.a.command(ntptap_bin()).arg("-D"));
+    let ours = String::from_utf8_lossy(&ours.stdout).into_owned();
+    let theirs = run(lab.a.command("tcpdump").arg("-D"));
+    let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+    let ours: Vec<&str> = ours.lines().collect();
+    let theirs: Vec<&str> = theirs.lines().collect();
+    assert_eq!(ours.len(), 5, "va, any, lo, vx, vy: {ours:?}");
+    // libpcap puts its other sources (bluetooth-monitor, nflog, dbus...), which are not up,
+    // before an interface that is down and disconnected (vy): the same words, a later number.
+    assert_eq!(ours[..4], theirs[..4], "tcpdump -D: {theirs:#?}");
+    assert_eq!(ours[4], "5.vy [none, Disconnected]");
+    assert!(
+        theirs
+            .iter()
+            .any(|l| l.ends_with(".vy [none, Disconnected]")),
+        "tcpdump -D: {theirs:#?}"
+    );
+    assert!(ours.contains(&"1.va [Up, Running, Connected]"), "{ours:?}");
+    assert!(
+        ours.iter().any(|l| l.ends_with(".vx [Up, Disconnected]")),
+        "{ours:?}"
+    );
+    // -i 1 is va; a number past the list is an error that says how many there are.
+    let listed = run(lab.a.command(ntptap_bin()).args(["-L", "-i", "1"]));
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "Data link types for va (use option -y to set):\n  EN10MB (Ethernet)\n"
+    );
+    let past = lab
+        .a
+        .command(ntptap_bin())
+        .args(["-L", "-i", "9"])
+        .output()
+        .expect("run ntptap");
+    assert!(
+        !past.status.success()
+            && String::from_utf8_lossy(&past.stderr).contains("there are 5 interfaces here"),
+        "{past:?}"
+    );
+}

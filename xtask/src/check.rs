@@ -267,8 +267,14 @@ mod tests {
         assert_eq!(echoed, out.as_bytes());
         assert_eq!(failures.tests.len(), 1);
         let summary = failures.summary();
-        assert!(summary.starts_with("; 1 test(s) failed:\n  a::bad\n"), "{summary}");
-        assert!(summary.contains("panicked at tests/tests/a.rs:3:5:"), "{summary}");
+        assert!(
+            summary.starts_with("; 1 test(s) failed:\n  a::bad\n"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("panicked at tests/tests/a.rs:3:5:"),
+            "{summary}"
+        );
         assert!(summary.contains("no answer from the server"), "{summary}");
         assert!(!summary.contains("RUST_BACKTRACE"), "{summary}");
         assert_eq!(Failures::default().summary(), "");

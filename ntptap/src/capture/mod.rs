@@ -9,6 +9,7 @@ pub mod config;
 pub mod drops;
 pub mod follow;
 pub mod iface;
+pub mod listing;
 mod load;
 pub mod owners;
 mod pins;

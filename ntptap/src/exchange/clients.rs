@@ -666,7 +666,12 @@ mod tests {
         }
         let r = c.report(None);
         let intervals: Vec<_> = r.poll.iter().map(|b| (b.poll, b.intervals)).collect();
-        assert_eq!(intervals, [(0, 2), (1, 1)], "2.81 s, not 2.84: {:?}", r.poll);
+        assert_eq!(
+            intervals,
+            [(0, 2), (1, 1)],
+            "2.81 s, not 2.84: {:?}",
+            r.poll
+        );
         assert_eq!(poll_bucket(0.3), 0);
         assert_eq!(poll_bucket(1.4), 0);
         assert_eq!(poll_bucket(1.5), 1);

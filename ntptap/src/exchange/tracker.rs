@@ -650,11 +650,7 @@ impl Tracker {
         s.local |= through;
         // A server on this host, seen from it: the request's capture is T2's moment and the
         // reply's T3's, so (T4 - T1) - (T3 - T2) is noise around zero, not a delay.
-        if s.local
-            || ntp.kiss_code().is_some()
-            || h.receive.is_unset()
-            || h.transmit.is_unset()
-        {
+        if s.local || ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
             return latency;
         }
         // RFC 5905 §8, with the capture times as T1 (request) and T4 (response).
@@ -1039,8 +1035,10 @@ mod tests {
 
     #[test]
     fn a_server_on_this_host_has_no_delay_the_one_it_asks_has() {
-        let (client, server): (SocketAddr, SocketAddr) =
-            ("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:123".parse().unwrap());
+        let (client, server): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:123".parse().unwrap(),
+        );
         let base = 1_700_000_000_000_000_000u64;
         // Seen on the server: the request comes in at T2's moment, the reply leaves at T3's
         // (1 µs later); T1 is the client's, 1 µs before. (T4 - T1) - (T3 - T2) would be
@@ -1059,7 +1057,13 @@ mod tests {
                 Some(asked),
                 None,
             );
-            let reply = packet(Mode::Server, 2, t1, ts_at(base + 1_000), ts_at(base + 2_000));
+            let reply = packet(
+                Mode::Server,
+                2,
+                t1,
+                ts_at(base + 1_000),
+                ts_at(base + 2_000),
+            );
             let reply_at = if local { 1_500 } else { 10_000_000 };
             t.observe(
                 Duration::from_nanos(base + reply_at),
@@ -1075,7 +1079,10 @@ mod tests {
                 assert_eq!((s.delay, s.min_delay, s.offset), (None, None, None));
                 assert_eq!(t.clients().report(None).replies, 1, "served traffic");
             } else {
-                assert!(s.delay.is_some_and(|d| (d - 0.009_999).abs() < 1e-6), "{s:?}");
+                assert!(
+                    s.delay.is_some_and(|d| (d - 0.009_999).abs() < 1e-6),
+                    "{s:?}"
+                );
                 assert_eq!(t.clients().report(None).requests, 0);
             }
         }

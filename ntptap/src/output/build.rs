@@ -105,6 +105,8 @@ pub struct FilePlan {
     pub direct_io: bool,
     /// `-C`/`-G`/`-W`/`-z`: a series of files.
     pub rotation: Option<RotatePolicy>,
+    /// pcap with microsecond timestamps (`--time-stamp-precision=micro`).
+    pub micro: bool,
     /// How files are created.
     pub creation: Creation,
 }
@@ -130,7 +132,8 @@ pub struct PrinterPlan {
     /// Every frame, not only the port set (`--all`).
     pub all: bool,
 
-    /// Standard output is a terminal: lines go out unbuffered.
+    /// Standard output is a terminal, or `-l` asks for lines as they come: each goes out
+    /// whole as it is printed.
     pub terminal: bool,
 }
 
@@ -286,7 +289,9 @@ fn printer_on_stdout(printer: &PrinterPlan, plan: &OutputPlan) -> Box<dyn Sink> 
     };
     let stdout = io::stdout();
     if let Some(json) = printer.json {
-        let mut sink = JsonSink::new(BufWriter::with_capacity(1 << 16, stdout), filter);
+        // A line at a time on a terminal or with -l (standard output is line-buffered).
+        let capacity = if printer.terminal { 0 } else { 1 << 16 };
+        let mut sink = JsonSink::new(BufWriter::with_capacity(capacity, stdout), filter);
         if json == JsonOutput::Events {
             sink = sink.events_only();
         }
@@ -312,16 +317,17 @@ fn file_sink(
     outputs: &mut Outputs,
 ) -> anyhow::Result<Box<dyn Sink>> {
     let interfaces = pcapng_interfaces(capture);
-    let (pcapng, snaplen, filter) = (
+    let (pcapng, snaplen, filter, micro) = (
         file.format == FileFormat::Pcapng,
         capture.snaplen,
         capture.filter.clone(),
+        file.micro,
     );
     let open_file = move |out: Box<dyn Write>| -> io::Result<Box<dyn Sink>> {
         Ok(if pcapng {
             Box::new(PcapNgSink::new(out, &interfaces, snaplen, &filter)?)
         } else {
-            Box::new(PcapSink::new(out, snaplen)?)
+            Box::new(PcapSink::with_precision(out, snaplen, micro)?)
         })
     };
     let path = match &file.target {

@@ -14,22 +14,37 @@ pub struct PcapSink<W: Write> {
     /// The file, past the header pcap-file wrote.
     out: W,
     snaplen: u32,
+    /// Microsecond timestamps (`--time-stamp-precision=micro`, for readers that take no other).
+    micro: bool,
 }
 
 impl<W: Write> PcapSink<W> {
     /// Write the file header to `out`. `snaplen` goes in the header; frames are never longer.
     pub fn new(out: W, snaplen: u32) -> io::Result<Self> {
+        Self::with_precision(out, snaplen, false)
+    }
+
+    /// As [`PcapSink::new`], with microsecond timestamps when `micro`.
+    pub fn with_precision(out: W, snaplen: u32, micro: bool) -> io::Result<Self> {
         let header = PcapHeader {
             snaplen,
             datalink: DataLink::ETHERNET,
-            ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
+            ts_resolution: if micro {
+                pcap_file::pcap::PcapTsResolution::MicroSecond
+            } else {
+                pcap_file::pcap::PcapTsResolution::NanoSecond
+            },
             endianness: Endianness::native(),
             ..PcapHeader::default()
         };
         let out = PcapWriter::with_header(out, header)
             .map_err(to_io)?
             .into_inner();
-        Ok(Self { out, snaplen })
+        Ok(Self {
+            out,
+            snaplen,
+            micro,
+        })
     }
 
     /// The underlying writer.
@@ -62,7 +77,11 @@ impl<W: Write> Sink for PcapSink<W> {
         let mut header = [0u8; 16];
         for (slot, value) in header.chunks_exact_mut(4).zip([
             frame.ts.as_secs() as u32,
-            frame.ts.subsec_nanos(),
+            if self.micro {
+                frame.ts.subsec_micros()
+            } else {
+                frame.ts.subsec_nanos()
+            },
             incl_len,
             frame.orig_len.max(incl_len),
         ]) {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Local};
 
 use super::super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
 use crate::{
+    frame::LinkType,
     net::{Dissected, Net, Transport, UdpChecksum},
     ntp::{
         self, Body, Ntp, NtpError, RefId,
@@ -62,8 +63,14 @@ impl TimeFormat {
 pub struct TextOptions {
     /// `-v` count.
     pub verbose: u8,
-    /// `-X`: hex and ASCII of each frame.
-    pub hex: bool,
+    /// `-x`, `-xx`, `-X`, `-XX`, `-A`: the frame's bytes under its line.
+    pub dump: Option<Dump>,
+    /// `-q`: addresses and "UDP, length N", no NTP decode.
+    pub quick: bool,
+    /// `-K`: no UDP checksum check.
+    pub no_checksum: bool,
+    /// `--time-stamp-precision=nano`: times to the nanosecond.
+    pub nano: bool,
     /// `-e`: the link-level header.
     pub link_header: bool,
     /// `-#`: the frame number first.
@@ -74,6 +81,35 @@ pub struct TextOptions {
     pub show_iface: bool,
     /// `--process`: the socket's owner as `comm[pid]` on the line.
     pub process: bool,
+}
+
+/// A frame's bytes under its line, as tcpdump lays them out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dump {
+    /// Hex, 16 bytes a line in pairs (`-x`, `-X`).
+    pub hex: bool,
+    /// ASCII: beside the hex (`-X`), or alone (`-A`).
+    pub ascii: bool,
+    /// From the link header on (the doubled letter), not from the network header.
+    pub link: bool,
+}
+
+impl Dump {
+    /// From the counts of `-X`, `-x` and `-A`: -X wins over -x, and -x over -A, as in tcpdump.
+    #[must_use]
+    pub fn from_counts(hex_ascii: u8, hex: u8, ascii: u8) -> Option<Self> {
+        let (count, hex, ascii) = match (hex_ascii, hex, ascii) {
+            (n @ 1.., _, _) => (n, true, true),
+            (0, n @ 1.., _) => (n, true, false),
+            (0, 0, n @ 1..) => (n, false, true),
+            (0, 0, 0) => return None,
+        };
+        Some(Self {
+            hex,
+            ascii,
+            link: count > 1,
+        })
+    }
 }
 
 /// Prints frames as text.
@@ -133,20 +169,31 @@ impl<W: Write> TextSink<W> {
     fn timestamp(&mut self, ts: Duration) {
         let secs = ts.as_secs() as i64;
         let micros = ts.subsec_micros();
+        let fraction = Fraction {
+            nanos: ts.subsec_nanos(),
+            nano: self.options.nano,
+        };
         match self.options.time {
             TimeFormat::None => {}
             TimeFormat::Time => {
                 let local = secs + self.zone.offset(secs);
                 let sod = local.rem_euclid(86_400);
-                push_clock(&mut self.line, sod, micros);
+                if self.options.nano {
+                    push_clock(&mut self.line, sod, 0);
+                    // push_clock ends in ".000000 ": the nanoseconds instead.
+                    self.line.truncate(self.line.len() - 8);
+                    let _ = write!(self.line, "{fraction} ");
+                } else {
+                    push_clock(&mut self.line, sod, micros);
+                }
             }
             TimeFormat::DateTime => {
                 let local = secs + self.zone.offset(secs);
                 push_date_time(&mut self.line, local, Some(' '));
-                let _ = write!(self.line, ".{micros:06} ");
+                let _ = write!(self.line, "{fraction} ");
             }
             TimeFormat::Epoch => {
-                let _ = write!(self.line, "{secs}.{micros:06} ");
+                let _ = write!(self.line, "{secs}{fraction} ");
             }
             TimeFormat::Delta | TimeFormat::SinceFirst => {
                 let base = if self.options.time == TimeFormat::Delta {
@@ -154,14 +201,24 @@ impl<W: Write> TextSink<W> {
                 } else {
                     self.first
                 };
-                let d = ts.saturating_sub(base.unwrap_or(ts));
+                // tcpdump: a sign (a space, or '-' for a frame older than its base), then
+                // %02d:%02d:%02d.
+                let base = base.unwrap_or(ts);
+                let (sign, d) = if ts >= base {
+                    (' ', ts - base)
+                } else {
+                    ('-', base - ts)
+                };
                 let _ = write!(
                     self.line,
-                    "{:2}:{:02}:{:02}.{:06} ",
+                    "{sign}{:02}:{:02}:{:02}{} ",
                     d.as_secs() / 3600,
                     d.as_secs() / 60 % 60,
                     d.as_secs() % 60,
-                    d.subsec_micros()
+                    Fraction {
+                        nanos: d.subsec_nanos(),
+                        nano: self.options.nano
+                    }
                 );
             }
         }
@@ -172,6 +229,7 @@ impl<W: Write> TextSink<W> {
     fn describe(&mut self, packet: &Decoded<'_>) {
         let (frame, d) = (packet.frame, packet.layers());
         let line = &mut self.line;
+        let after_link = self.options.link_header && d.macs.is_some();
         if self.options.link_header
             && let Some((src, dst)) = d.macs
         {
@@ -200,17 +258,17 @@ impl<W: Write> TextSink<W> {
             ) => {
                 let verbose = self.options.verbose;
                 if verbose > 0 {
-                    ip_detail(line, d);
+                    ip_detail(line, d, !after_link);
                 } else {
-                    line.push_str(ip_label(src));
-                    line.push(' ');
+                    line.push_str(ip_prefix(src, after_link));
                 }
                 push_endpoint(line, src, sport);
                 line.push_str(" > ");
                 push_endpoint(line, dst, dport);
                 line.push_str(": ");
-                // tcpdump checks UDP checksums with -v over IPv6, -vv over IPv4.
-                let check = (d.ipv6.is_some() && verbose > 0) || verbose > 1;
+                // tcpdump checks UDP checksums with -v over IPv6, -vv over IPv4 (not with -K).
+                let check =
+                    !self.options.no_checksum && ((d.ipv6.is_some() && verbose > 0) || verbose > 1);
                 match check.then(|| d.udp_checksum()).flatten() {
                     Some(UdpChecksum::Ok) => line.push_str("[udp sum ok] "),
                     // tcpdump says "bad" here; it is the device's to fill in.
@@ -220,17 +278,21 @@ impl<W: Write> TextSink<W> {
                     }
                     None => {}
                 }
-                if let Some(ntp) = packet.ntp() {
+                if let Some(ntp) = packet.ntp().filter(|_| !self.options.quick) {
                     ntp_summary(line, &ntp.packet, length, verbose);
                 } else {
                     let _ = write!(line, "UDP, length {length}");
                 }
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Tcp { sport, dport })) => {
-                let _ = write!(line, "{} {src}.{sport} > {dst}.{dport}: tcp", ip_label(src));
+                let _ = write!(
+                    line,
+                    "{}{src}.{sport} > {dst}.{dport}: tcp",
+                    ip_prefix(src, after_link)
+                );
             }
             (Some(Net::Ip { src, dst, .. }), Some(Transport::Icmp)) => {
-                let _ = write!(line, "{} {src} > {dst}: ICMP", ip_label(src));
+                let _ = write!(line, "{}{src} > {dst}: ICMP", ip_prefix(src, after_link));
             }
             (
                 Some(Net::Ip {
@@ -242,7 +304,7 @@ impl<W: Write> TextSink<W> {
                 }),
                 None,
             ) => {
-                let _ = write!(line, "{} {src} > {dst}: ", ip_label(src));
+                let _ = write!(line, "{}{src} > {dst}: ", ip_prefix(src, after_link));
                 if later_fragment {
                     let _ = write!(line, "ip-proto-{protocol} (fragment), length {payload_len}");
                 } else {
@@ -310,8 +372,13 @@ fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
     line.push_str(buf.format(port));
 }
 
-fn ip_label(addr: IpAddr) -> &'static str {
-    if addr.is_ipv4() { "IP" } else { "IP6" }
+/// "IP " or "IP6 " before an IP line; nothing after `-e`'s link header, as tcpdump prints.
+fn ip_prefix(addr: IpAddr, after_link: bool) -> &'static str {
+    match (after_link, addr.is_ipv4()) {
+        (true, _) => "",
+        (false, true) => "IP ",
+        (false, false) => "IP6 ",
+    }
 }
 
 fn mac(m: [u8; 6]) -> String {
@@ -355,7 +422,9 @@ fn ntp_summary(line: &mut String, ntp: &Result<Ntp, NtpError>, length: usize, ve
 
 /// tcpdump's `-v` IP header, before the addresses: `IP (tos 0x0, ttl 64, ...)` and a line
 /// break, or `IP6 (hlim 64, ...) ` on the same line.
-fn ip_detail(line: &mut String, d: &Dissected<'_>) {
+/// tcpdump's `-v` IP header; `labelled`: with "IP "/"IP6 " first (not after `-e`'s link
+/// header, which names the EtherType already).
+fn ip_detail(line: &mut String, d: &Dissected<'_>, labelled: bool) {
     if let Some(ip) = &d.ipv4 {
         let flags = match (ip.dont_fragment, ip.more_fragments) {
             (true, true) => "DF+",
@@ -365,7 +434,8 @@ fn ip_detail(line: &mut String, d: &Dissected<'_>) {
         };
         let _ = write!(
             line,
-            "IP (tos 0x{:x}, ttl ",
+            "{}(tos 0x{:x}, ttl ",
+            if labelled { "IP " } else { "" },
             (ip.dscp.value() << 2) | ip.ecn.value()
         );
         push_num(line, ip.time_to_live);
@@ -383,7 +453,7 @@ fn ip_detail(line: &mut String, d: &Dissected<'_>) {
         push_num(line, ip.total_len);
         line.push_str(")\n    ");
     } else if let Some(ip) = &d.ipv6 {
-        line.push_str("IP6 (");
+        line.push_str(if labelled { "IP6 (" } else { "(" });
         if ip.traffic_class != 0 {
             let _ = write!(line, "class 0x{:x}, ", ip.traffic_class);
         }
@@ -711,6 +781,65 @@ fn hex_block(line: &mut String, data: &[u8]) {
     }
 }
 
+/// The link header's length, as tcpdump counts it for `-x`/`-X`/`-A` (VLAN tags included).
+fn link_header_len(link: LinkType, vlans: &[u16]) -> usize {
+    match link {
+        LinkType::Ethernet => 14 + 4 * vlans.len(),
+        LinkType::RawIp | LinkType::Other(_) => 0,
+        LinkType::Null => 4,
+        LinkType::LinuxSll => 16,
+        LinkType::LinuxSll2 => 20,
+    }
+}
+
+/// tcpdump `-x`: offset and 16 bytes a line as hex in pairs.
+fn hex_lines(line: &mut String, data: &[u8]) {
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let _ = write!(line, "\n\t0x{:04x}: ", i * 16);
+        for pair in chunk.chunks(2) {
+            line.push(' ');
+            for b in pair {
+                let _ = write!(line, "{b:02x}");
+            }
+        }
+    }
+}
+
+/// tcpdump `-A`: the bytes as ASCII on a line of their own; tabs, spaces and newlines as they
+/// are, a carriage return dropped before a newline or at the end, every other byte that is
+/// not printable as a dot (so nothing reaches the terminal but printable ASCII and those).
+fn ascii_dump(line: &mut String, data: &[u8]) {
+    line.push('\n');
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\r' {
+            let rest = data.len() - i - 1;
+            if rest > 1 && data[i + 1] != b'\n' {
+                line.push('.');
+            }
+        } else if b.is_ascii_graphic() || matches!(b, b'\t' | b' ' | b'\n') {
+            line.push(char::from(b));
+        } else {
+            line.push('.');
+        }
+    }
+}
+
+/// The fraction of a second after a time: `.micros`, or `.nanos` with nano precision.
+struct Fraction {
+    nanos: u32,
+    nano: bool,
+}
+
+impl std::fmt::Display for Fraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.nano {
+            write!(f, ".{:09}", self.nanos)
+        } else {
+            write!(f, ".{:06}", self.nanos / 1000)
+        }
+    }
+}
+
 /// tcpdump `-X`: offset, 16 bytes as hex in pairs, and ASCII.
 fn hex_dump(line: &mut String, data: &[u8]) {
     for (i, chunk) in data.chunks(16).enumerate() {
@@ -727,8 +856,9 @@ fn hex_dump(line: &mut String, data: &[u8]) {
             }
         }
         line.push(' ');
+        // tcpdump shows only graphic characters there: a space is a dot too.
         line.extend(chunk.iter().map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
+            if b.is_ascii_graphic() {
                 char::from(b)
             } else {
                 '.'
@@ -809,8 +939,21 @@ impl<W: Write> Sink for TextSink<W> {
                 crate::process::escape(drop.location.as_bytes())
             );
         }
-        if self.options.hex {
-            hex_dump(&mut self.line, frame.data);
+        if let Some(dump) = self.options.dump {
+            // Without the doubled letter, from past the link header; nothing when nothing is
+            // past it (tcpdump's rule).
+            let from = if dump.link {
+                0
+            } else {
+                link_header_len(frame.link, &packet.layers().vlans)
+            };
+            if let Some(bytes) = frame.data.get(from..).filter(|b| !b.is_empty()) {
+                match (dump.hex, dump.ascii) {
+                    (true, true) => hex_dump(&mut self.line, bytes),
+                    (true, false) => hex_lines(&mut self.line, bytes),
+                    _ => ascii_dump(&mut self.line, bytes),
+                }
+            }
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())?;
