@@ -222,18 +222,19 @@ impl Failures {
 
     /// Appended to the error: one paragraph a failed test.
     fn summary(&self) -> String {
+        use std::fmt::Write as _;
         if self.tests.is_empty() {
             return String::new();
         }
         let mut out = format!("; {} test(s) failed:", self.tests.len());
         for (name, lines) in self.tests.iter().take(Self::TESTS) {
-            out.push_str(&format!("\n  {name}"));
+            let _ = write!(out, "\n  {name}");
             for line in lines {
-                out.push_str(&format!("\n      {line}"));
+                let _ = write!(out, "\n      {line}");
             }
         }
         if self.tests.len() > Self::TESTS {
-            out.push_str(&format!("\n  and {} more", self.tests.len() - Self::TESTS));
+            let _ = write!(out, "\n  and {} more", self.tests.len() - Self::TESTS);
         }
         out
     }

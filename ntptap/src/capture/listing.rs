@@ -8,12 +8,16 @@
 //! every interface that is up), so its numbers are tcpdump's, but for an interface that is
 //! down and whose driver reports no link: libpcap ranks those after its other sources.
 
-use std::{fs, os::fd::AsRawFd as _};
+use std::{fmt::Write as _, fs, os::fd::AsRawFd as _};
 
 use anyhow::Context as _;
 
 /// One line of the listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "libpcap's interface flags, one bool each"
+)]
 pub struct Listed {
     /// Interface name, or `any`.
     pub name: String,
@@ -162,28 +166,26 @@ pub fn listing() -> anyhow::Result<String> {
 /// `-L` for each of `names` (the default route's interface when none): the link type of
 /// the frames ntptap hands over, in tcpdump's words.
 pub fn link_types(names: &[String]) -> anyhow::Result<String> {
-    Ok(chosen(names)?
-        .iter()
-        .map(|name| {
-            format!(
-                "Data link types for {} (use option -y to set):\n  EN10MB (Ethernet)\n",
-                crate::escape::terminal(name)
-            )
-        })
-        .collect())
+    Ok(chosen(names)?.iter().fold(String::new(), |mut out, name| {
+        let _ = write!(
+            out,
+            "Data link types for {} (use option -y to set):\n  EN10MB (Ethernet)\n",
+            crate::escape::terminal(name)
+        );
+        out
+    }))
 }
 
 /// `-J` for each of `names`: the time stamp types, in tcpdump's words.
 pub fn tstamp_types(names: &[String]) -> anyhow::Result<String> {
-    Ok(chosen(names)?
-        .iter()
-        .map(|name| {
-            format!(
-                "Time stamp types for {} (use option -j to set):\n  host (Host)\n",
-                crate::escape::terminal(name)
-            )
-        })
-        .collect())
+    Ok(chosen(names)?.iter().fold(String::new(), |mut out, name| {
+        let _ = write!(
+            out,
+            "Time stamp types for {} (use option -j to set):\n  host (Host)\n",
+            crate::escape::terminal(name)
+        );
+        out
+    }))
 }
 
 /// The interfaces `-i` names, each checked; the default route's without `-i`.
@@ -299,7 +301,7 @@ mod tests {
     fn order_and_lines_are_tcpdumps() {
         // In the kernel's order, as on the machine this was written on, whose `tcpdump -D`
         // (libpcap 1.10.3) printed the four lines below.
-        let mut all = vec![
+        let mut all = [
             listed("lo", true, true, true, Link::NotApplicable),
             listed("ifb0", false, false, false, Link::NotApplicable),
             listed("eth0", true, true, false, Link::Connected),
@@ -318,7 +320,7 @@ mod tests {
         );
         // A disconnected interface goes after loopback; one that is up but not running
         // after both.
-        let mut all = vec![
+        let mut all = [
             listed("veth1", true, false, false, Link::Disconnected),
             listed("lo", true, true, true, Link::NotApplicable),
             listed("veth0", true, true, false, Link::Disconnected),

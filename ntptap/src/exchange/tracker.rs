@@ -582,35 +582,7 @@ impl Tracker {
         if request.is_some() && self.answered.len() < self.limits.pending {
             self.answered.insert(key, ts);
         }
-        let leap = ntp.leap.to_bits();
-        if let Some(code) = ntp.kiss_code() {
-            *self
-                .server(server.ip())
-                .kiss_codes
-                .entry(crate::ntp::names::kiss_label(&code).to_owned())
-                .or_default() += 1;
-            let code = String::from_utf8_lossy(&code).into_owned();
-            self.events.push(Event::KissOfDeath {
-                server,
-                client,
-                code,
-            });
-        }
-        if leap == 1 || leap == 2 {
-            self.events.push(Event::LeapAnnounced { server, leap });
-        }
-        if (h.stratum == 16 || leap == 3) && ntp.kiss_code().is_none() {
-            self.events.push(Event::Unsynchronized {
-                server,
-                stratum: h.stratum,
-                leap,
-            });
-        }
-        // A kiss-o'-death says nothing of the server's clock (stratum 0, the code where the
-        // reference ID goes): the last real values stay.
-        if ntp.kiss_code().is_none() {
-            self.server_said(server, h, leap);
-        }
+        self.reply_said((server, client), ntp, h);
         let Some(Pending {
             seen: sent,
             process,
@@ -647,9 +619,8 @@ impl Tracker {
         } else {
             s.unanswered_run = 0;
         }
+        // Seen from a server on this host, (T4 - T1) - (T3 - T2) is noise around zero.
         s.local |= through;
-        // A server on this host, seen from it: the request's capture is T2's moment and the
-        // reply's T3's, so (T4 - T1) - (T3 - T2) is noise around zero, not a delay.
         if s.local || ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
             return latency;
         }
@@ -681,6 +652,45 @@ impl Tracker {
             });
         }
         latency
+    }
+
+    /// A reply's kiss code, leap indicator and stratum: counted, as events, and (but for a
+    /// kiss-o'-death) kept as what the server says of its clock.
+    fn reply_said(
+        &mut self,
+        (server, client): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        h: &crate::ntp::packet::TimeHeader,
+    ) {
+        let leap = ntp.leap.to_bits();
+        if let Some(code) = ntp.kiss_code() {
+            *self
+                .server(server.ip())
+                .kiss_codes
+                .entry(crate::ntp::names::kiss_label(&code).to_owned())
+                .or_default() += 1;
+            let code = String::from_utf8_lossy(&code).into_owned();
+            self.events.push(Event::KissOfDeath {
+                server,
+                client,
+                code,
+            });
+        }
+        if leap == 1 || leap == 2 {
+            self.events.push(Event::LeapAnnounced { server, leap });
+        }
+        if (h.stratum == 16 || leap == 3) && ntp.kiss_code().is_none() {
+            self.events.push(Event::Unsynchronized {
+                server,
+                stratum: h.stratum,
+                leap,
+            });
+        }
+        // A kiss-o'-death says nothing of the server's clock (stratum 0, the code where the
+        // reference ID goes): the last real values stay.
+        if ntp.kiss_code().is_none() {
+            self.server_said(server, h, leap);
+        }
     }
 
     /// What a server's reply says of its clock: kept, with a `status_change` event when its

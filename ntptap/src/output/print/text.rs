@@ -204,11 +204,7 @@ impl<W: Write> TextSink<W> {
                 // tcpdump: a sign (a space, or '-' for a frame older than its base), then
                 // %02d:%02d:%02d.
                 let base = base.unwrap_or(ts);
-                let (sign, d) = if ts >= base {
-                    (' ', ts - base)
-                } else {
-                    ('-', base - ts)
-                };
+                let (sign, d) = (if ts >= base { ' ' } else { '-' }, ts.abs_diff(base));
                 let _ = write!(
                     self.line,
                     "{sign}{:02}:{:02}:{:02}{} ",
