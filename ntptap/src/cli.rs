@@ -45,7 +45,9 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// Read frames from a pcap or pcapng FILE (`-` for standard input) instead of capturing.
-    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "write", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution", "drops", "flight_recorder"])]
+    /// With -w, write its NTP frames (every frame with --all) to a new file, as tcpdump -r -w
+    /// cuts a file down: pcap with the input's link type, or pcapng.
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["interfaces", "rotate_seconds", "hook", "xdp_mode", "direction", "buffer_kib", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups", "attribution", "drops", "flight_recorder"])]
     pub read: Option<PathBuf>,
 
     /// Exit after COUNT frames.

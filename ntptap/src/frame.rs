@@ -50,6 +50,37 @@ pub enum LinkType {
     Other(u32),
 }
 
+impl LinkType {
+    /// Of a pcap/pcapng data link value.
+    #[must_use]
+    pub fn of(link: pcap_file::DataLink) -> Self {
+        use pcap_file::DataLink;
+        match link {
+            DataLink::ETHERNET => Self::Ethernet,
+            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Self::RawIp,
+            DataLink::NULL | DataLink::LOOP => Self::Null,
+            DataLink::LINUX_SLL => Self::LinuxSll,
+            DataLink::LINUX_SLL2 => Self::LinuxSll2,
+            other => Self::Other(u32::from(other)),
+        }
+    }
+
+    /// The data link value a file is written with for these frames (raw IP as RAW, BSD
+    /// loopback as NULL: the same bytes under the general name).
+    #[must_use]
+    pub fn datalink(self) -> pcap_file::DataLink {
+        use pcap_file::DataLink;
+        match self {
+            Self::Ethernet => DataLink::ETHERNET,
+            Self::RawIp => DataLink::RAW,
+            Self::Null => DataLink::NULL,
+            Self::LinuxSll => DataLink::LINUX_SLL,
+            Self::LinuxSll2 => DataLink::LINUX_SLL2,
+            Self::Other(code) => DataLink::from(code),
+        }
+    }
+}
+
 /// One captured frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {

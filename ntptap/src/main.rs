@@ -13,7 +13,7 @@ use ntptap::{
     capture::{self, Session, StopReason},
     cli::Cli,
     input,
-    output::build::{CaptureInfo, build},
+    output::build::{CaptureInfo, Outputs, build},
     plan::{Facts, LivePlan, Plan, ReadPlan},
 };
 
@@ -133,6 +133,8 @@ fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
             snaplen: config.snaplen,
             filter: config.filter_text(),
             ring_bytes: config.ring().total(),
+            link: pcap_file::DataLink::ETHERNET,
+            keep: None,
         }),
     )?;
     if let Some(endpoint) = outputs.metrics.take() {
@@ -231,33 +233,53 @@ fn stop_signal(duration: Option<Duration>) -> anyhow::Result<impl Future<Output 
 
 /// Read a capture file (`-r`) into the outputs.
 fn read(plan: &ReadPlan) -> anyhow::Result<()> {
-    let mut outputs = build(&plan.output, None)?;
-    let sink = &mut outputs.pipeline;
-    // tcpdump's first line, which scripts grep for: the file, its link type and snapshot length.
-    let say = |head: &[u8]| {
+    // tcpdump's first line, which scripts grep for: the file, its link type and snapshot
+    // length; and, for -w, what the file written keeps of them.
+    let outputs = |head: &[u8]| -> anyhow::Result<Outputs> {
+        let header = input::header(head);
         if let Some((link, snaplen)) = input::describe(head) {
             eprintln!(
                 "reading from file {}, link-type {link}, snapshot length {snaplen}",
                 ntptap::escape::terminal(&plan.path.display().to_string())
             );
         }
+        let source = match (&plan.output.file, header) {
+            (None, _) => None,
+            (Some(_), Some((link, snaplen))) => Some(CaptureInfo::file(
+                link,
+                snaplen,
+                ntptap::output::sink::Filter {
+                    ports: plan.output.ports.clone(),
+                    all: plan.all,
+                },
+            )),
+            (Some(_), None) => anyhow::bail!(
+                "{} is not a pcap or pcapng file, so there is nothing to write: tcpdump, \
+                 tshark and ntptap -w write those",
+                ntptap::escape::terminal(&plan.path.display().to_string())
+            ),
+        };
+        let mut outputs = build(&plan.output, source.as_ref())?;
+        // The input is a capture file: what is written of it stays, as far as it reads.
+        if let Some(created) = outputs.created.take() {
+            created.keep();
+        }
+        Ok(outputs)
     };
     if plan.path == Path::new("-") {
         use io::BufRead as _;
         let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
-        if let Ok(head) = stdin.fill_buf() {
-            say(head);
-        }
-        input::read_stream(stdin, sink, plan.count)
+        let head = stdin.fill_buf().map(<[u8]>::to_vec).unwrap_or_default();
+        let mut outputs = outputs(&head)?;
+        input::read_stream(stdin, &mut outputs.pipeline, plan.count)
     } else {
+        let mut head = Vec::with_capacity(1 << 16);
         if let Ok(file) = std::fs::File::open(&plan.path) {
             use io::Read as _;
-            let mut head = Vec::with_capacity(1 << 16);
-            if file.take(1 << 16).read_to_end(&mut head).is_ok() {
-                say(&head);
-            }
+            let _ = file.take(1 << 16).read_to_end(&mut head);
         }
-        input::read_file(&plan.path, sink, plan.count)
+        let mut outputs = outputs(&head)?;
+        input::read_file(&plan.path, &mut outputs.pipeline, plan.count)
     }
     .with_context(|| format!("while reading {}", plan.path.display()))
     .map(drop)

@@ -85,6 +85,8 @@ pub struct ReadPlan {
     pub output: OutputPlan,
     /// Stop after this many frames shown (`-c`).
     pub count: Option<u64>,
+    /// `--all`: a `-w` file keeps every frame, not only the port set's.
+    pub all: bool,
 }
 
 /// How often the rings are read when frames are only written to a file (which is flushed
@@ -113,11 +115,22 @@ impl Plan {
         // printed, the events (and with --stats the server and clients ones) when they are not.
         let printing = printing(cli) || cli.json;
         if let Some(path) = &cli.read {
+            let file = cli
+                .write
+                .as_ref()
+                .map(|out| file_plan(cli, out, facts))
+                .transpose()?;
+            if file.as_ref().is_some_and(|f| f.target == FileTarget::Stdout) && printing {
+                bail!(
+                    "--print (or --json) and -w - would both write to standard output: write the file elsewhere"
+                );
+            }
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
+                all: cli.all,
                 output: OutputPlan {
                     ports,
-                    file: None,
+                    file,
                     printer: printing.then(|| printer(cli, facts, stats, false)),
                     stats,
                     metrics: None,

@@ -673,3 +673,56 @@ fn tcpdump_flags_print_as_tcpdump_does() {
     eprintln!("{compared} (file, flags) pairs print as tcpdump prints them");
     assert!(compared >= 100, "only {compared} pairs compared");
 }
+
+/// `ntptap -r IN -w OUT`, tcpdump's way to cut a file down, over every capture of the corpus:
+/// the file written is the installed tcpdump's, byte for byte: with --all beside
+/// `tcpdump -r IN -w REF`, without it beside `tcpdump ... 'udp port 123'` (ntptap's default),
+/// in nanoseconds and microseconds, and through pcapng and back.
+#[test]
+fn read_and_write_cuts_a_file_as_tcpdump_does() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut files = Vec::new();
+    for sub in ["tcpdump", "zeek", "nts"] {
+        for entry in std::fs::read_dir(corpus.join(sub)).into_iter().flatten() {
+            let path = entry.expect("corpus entry").path();
+            let name = path.to_string_lossy().into_owned();
+            if has_extension(&name, "pcap") || has_extension(&name, "pcapng") {
+                files.push(path);
+            }
+        }
+    }
+    let write = |args: &[&str], input: &Path, out: &Path| {
+        let (_, stderr, ok) = ntptap(&[args, &["-w", &out.to_string_lossy()]].concat(), input);
+        assert!(ok, "ntptap {args:?} -r {} -w: {stderr}", input.display());
+        std::fs::read(out).expect("the file ntptap wrote")
+    };
+    let reference = |args: &[&str], input: &Path, out: &Path| {
+        let status = Command::new(tcpdump())
+            .arg("-r")
+            .arg(input)
+            .arg("-w")
+            .arg(out)
+            .args(args)
+            .status()
+            .expect("run tcpdump");
+        assert!(status.success(), "tcpdump {args:?} -r {}", input.display());
+        std::fs::read(out).expect("the file tcpdump wrote")
+    };
+    let nano = ["--time-stamp-precision=nano"];
+    for (i, input) in files.iter().enumerate() {
+        let out = |what: &str| dir.path().join(format!("{i}-{what}"));
+        let all = reference(&nano, input, &out("ref-all.pcap"));
+        let ntp = reference(&[&nano[..], &["udp port 123"]].concat(), input, &out("ref-ntp.pcap"));
+        let micro = reference(&[], input, &out("ref-micro.pcap"));
+        let named = input.display();
+        assert!(write(&["--all"], input, &out("all.pcap")) == all, "{named} --all");
+        assert!(write(&[], input, &out("ntp.pcap")) == ntp, "{named}: its NTP");
+        let args = ["--all", "--time-stamp-precision=micro"];
+        assert!(write(&args, input, &out("micro.pcap")) == micro, "{named} micro");
+        write(&["--all"], input, &out("all.pcapng"));
+        let back = reference(&nano, &out("all.pcapng"), &out("back.pcap"));
+        assert!(back == all, "{named} through pcapng");
+    }
+    assert!(files.len() >= 10, "{} captures", files.len());
+}

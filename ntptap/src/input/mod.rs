@@ -34,14 +34,7 @@ use crate::{
 /// Link type of a pcap/pcapng data link value.
 #[must_use]
 pub fn link_type(link: DataLink) -> LinkType {
-    match link {
-        DataLink::ETHERNET => LinkType::Ethernet,
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => LinkType::RawIp,
-        DataLink::NULL | DataLink::LOOP => LinkType::Null,
-        DataLink::LINUX_SLL => LinkType::LinuxSll,
-        DataLink::LINUX_SLL2 => LinkType::LinuxSll2,
-        other => LinkType::Other(u32::from(other)),
-    }
+    LinkType::of(link)
 }
 
 /// tcpdump's name of a link type, as its "reading from file" line gives it.
@@ -64,6 +57,13 @@ pub fn link_name(link: DataLink) -> String {
 /// file's first interface), read from its first bytes; `None` if they do not say.
 #[must_use]
 pub fn describe(head: &[u8]) -> Option<(String, u32)> {
+    header(head).map(|(link, snaplen)| (link_name(link), snaplen))
+}
+
+/// The link type and snapshot length a capture file starts with (its first interface's, for
+/// pcapng), from its first bytes.
+#[must_use]
+pub fn header(head: &[u8]) -> Option<(DataLink, u32)> {
     match magic(head).ok()? {
         PCAPNG_MAGIC => {
             let (mut rest, mut parser) = PcapNgParser::new(head).ok()?;
@@ -71,14 +71,14 @@ pub fn describe(head: &[u8]) -> Option<(String, u32)> {
                 let (next, block) = parser.next_block(rest).ok()?;
                 rest = next;
                 if let Block::InterfaceDescription(idb) = block {
-                    return Some((link_name(idb.linktype), idb.snaplen));
+                    return Some((idb.linktype, idb.snaplen));
                 }
             }
         }
         m if PCAP_MAGICS.contains(&m) => {
             let (_, parser) = PcapParser::new(head).ok()?;
             let header = parser.header();
-            Some((link_name(header.datalink), header.snaplen))
+            Some((header.datalink, header.snaplen))
         }
         _ => None,
     }

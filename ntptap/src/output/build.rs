@@ -11,7 +11,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{decoded::PortSet, files::rotate::RotatePolicy, print::text::TextOptions};
+use pcap_file::DataLink;
+
 use super::{
+    decoded::Decoded,
     files::create::Creation,
     files::create::{CreatedFile, create_output},
     files::file::{FileWriter, Guarded},
@@ -24,7 +27,7 @@ use super::{
     print::json::JsonSink,
     print::text::TextSink,
     sink::Filter,
-    sink::Sink,
+    sink::{Control, Sink},
     stdout::WatchStdout,
 };
 
@@ -155,7 +158,8 @@ pub enum FileFormat {
     Pcapng,
 }
 
-/// What the outputs need to know of a live capture.
+/// What the outputs need to know of where the frames come from: a live capture, or a file
+/// read with `-r` (see [`CaptureInfo::file`]).
 #[derive(Clone, Debug)]
 pub struct CaptureInfo {
     /// The interfaces attached at the start, (index, name): pcapng describes each.
@@ -166,6 +170,27 @@ pub struct CaptureInfo {
     pub filter: String,
     /// Size of the rings (a metric).
     pub ring_bytes: u64,
+    /// The link type a pcap file is written with: Ethernet live, the input's with `-r`.
+    pub link: DataLink,
+    /// With `-r`, the frames a capture file keeps (the kernel chose them live): the port set,
+    /// or every frame with `--all`.
+    pub keep: Option<Filter>,
+}
+
+impl CaptureInfo {
+    /// Frames read from a file whose header says `link` and `snaplen`: a capture file keeps
+    /// those `keep` shows, with the input's link type and snapshot length.
+    #[must_use]
+    pub fn file(link: DataLink, snaplen: u32, keep: Filter) -> Self {
+        Self {
+            interfaces: Vec::new(),
+            snaplen,
+            filter: String::new(),
+            ring_bytes: 0,
+            link,
+            keep: Some(keep),
+        }
+    }
 }
 
 /// The outputs, ready for frames.
@@ -180,8 +205,8 @@ pub struct Outputs {
     pub notes: Vec<String>,
 }
 
-/// Open everything `plan` asks for. A live capture gives `capture`; reading a file does not
-/// (and its plan has no capture file). Nothing is attached yet, so a bad path or a busy port
+/// Open everything `plan` asks for, for frames from `capture` (a live capture, or a file that
+/// `-r` reads when `-w` cuts it down). Nothing is attached yet, so a bad path or a busy port
 /// costs nothing.
 pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result<Outputs> {
     let mut outputs = Outputs {
@@ -195,9 +220,15 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
     };
     if let Some(file) = &plan.file {
         let Some(capture) = capture else {
-            bail!("a capture file is written only from a live capture");
+            bail!("a capture file needs to know the frames' source");
         };
-        let sink = file_sink(file, capture, &mut outputs)?;
+        let mut sink = file_sink(file, capture, &mut outputs)?;
+        if let Some(keep) = &capture.keep {
+            sink = Box::new(Kept {
+                inner: sink,
+                keep: keep.clone(),
+            });
+        }
         outputs.pipeline.push(sink);
     }
     if let Some(printer) = &plan.printer {
@@ -317,17 +348,18 @@ fn file_sink(
     outputs: &mut Outputs,
 ) -> anyhow::Result<Box<dyn Sink>> {
     let interfaces = pcapng_interfaces(capture);
-    let (pcapng, snaplen, filter, micro) = (
+    let (pcapng, snaplen, filter, micro, link) = (
         file.format == FileFormat::Pcapng,
         capture.snaplen,
         capture.filter.clone(),
         file.micro,
+        capture.link,
     );
     let open_file = move |out: Box<dyn Write>| -> io::Result<Box<dyn Sink>> {
         Ok(if pcapng {
             Box::new(PcapNgSink::new(out, &interfaces, snaplen, &filter)?)
         } else {
-            Box::new(PcapSink::with_precision(out, snaplen, micro)?)
+            Box::new(PcapSink::with_link(out, snaplen, micro, link)?)
         })
     };
     let path = match &file.target {
@@ -401,6 +433,31 @@ fn pcapng_interfaces(capture: &CaptureInfo) -> Vec<PcapNgInterface> {
             name: name.clone(),
         })
         .collect()
+}
+
+/// A capture file written from a file read with `-r`: the frames the filter keeps, as the
+/// kernel keeps them live.
+struct Kept {
+    inner: Box<dyn Sink>,
+    keep: Filter,
+}
+
+impl Sink for Kept {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        if self.keep.shows(packet.layers().transport.as_ref()) {
+            self.inner.frame(packet)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
+        self.inner.control(control)
+    }
+
+    fn unwritten(&self) -> u64 {
+        self.inner.unwritten()
+    }
 }
 
 /// A writer that flushes after each write (`-U`).

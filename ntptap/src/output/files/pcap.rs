@@ -16,6 +16,8 @@ pub struct PcapSink<W: Write> {
     snaplen: u32,
     /// Microsecond timestamps (`--time-stamp-precision=micro`, for readers that take no other).
     micro: bool,
+    /// The one link type the file holds.
+    link: DataLink,
 }
 
 impl<W: Write> PcapSink<W> {
@@ -26,9 +28,15 @@ impl<W: Write> PcapSink<W> {
 
     /// As [`PcapSink::new`], with microsecond timestamps when `micro`.
     pub fn with_precision(out: W, snaplen: u32, micro: bool) -> io::Result<Self> {
+        Self::with_link(out, snaplen, micro, DataLink::ETHERNET)
+    }
+
+    /// As [`PcapSink::with_precision`], for frames of `link` (a file read with `-r`): a frame
+    /// of another link type is an error, since a pcap file holds one.
+    pub fn with_link(out: W, snaplen: u32, micro: bool, link: DataLink) -> io::Result<Self> {
         let header = PcapHeader {
             snaplen,
-            datalink: DataLink::ETHERNET,
+            datalink: link,
             ts_resolution: if micro {
                 pcap_file::pcap::PcapTsResolution::MicroSecond
             } else {
@@ -44,6 +52,7 @@ impl<W: Write> PcapSink<W> {
             out,
             snaplen,
             micro,
+            link,
         })
     }
 
@@ -67,6 +76,13 @@ impl<W: Write> Sink for PcapSink<W> {
         // otherwise (one link type, no comments). pcapng puts them on an interface of their own.
         if frame.drop.is_some() {
             return Ok(false);
+        }
+        if crate::frame::LinkType::of(self.link) != frame.link {
+            return Err(io::Error::other(format!(
+                "frame {} is of link type {:?}, the pcap file's is {:?}: a pcap file holds one \
+                 link type; write pcapng (-w FILE.pcapng), which holds several",
+                frame.number, frame.link, self.link
+            )));
         }
         let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
         let incl_len = data.len() as u32;
@@ -161,5 +177,27 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 3);
+    }
+
+    /// A pcap file holds one link type: a frame of another (a pcapng input with several) is
+    /// an error that says to write pcapng, never bytes under the wrong header.
+    #[test]
+    fn a_frame_of_another_link_type_is_refused() {
+        let data = [0x45u8; 40];
+        let mut sink = PcapSink::with_link(Vec::new(), 2048, true, DataLink::RAW).unwrap();
+        let raw = Frame {
+            link: crate::frame::LinkType::RawIp,
+            ..Frame::test(1, Duration::new(1_700_000_000, 123_456_789), &data)
+        };
+        assert!(sink.take(&raw).unwrap());
+        let ethernet = Frame::test(2, Duration::from_secs(1_700_000_001), &data);
+        let err = sink.take(&ethernet).unwrap_err();
+        assert!(err.to_string().contains("write pcapng"), "{err}");
+        let bytes = sink.into_inner();
+        let mut reader = PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(reader.header().datalink, DataLink::RAW);
+        let p = reader.next_packet().unwrap().unwrap();
+        assert_eq!(p.timestamp(), Duration::new(1_700_000_000, 123_456_000), "µs");
+        assert!(reader.next_packet().is_none());
     }
 }

@@ -42,6 +42,8 @@ pub struct PcapNgSink<W: Write> {
     writer: PcapNgWriter<W>,
     /// Interface index to interface ID in the file.
     ids: HashMap<u32, u32>,
+    /// Frames read from a file (no interface index): (name, link type) to interface ID.
+    named: HashMap<(String, u32), u32>,
     /// Frames written per interface ID.
     written: Vec<u64>,
     snaplen: u32,
@@ -119,6 +121,7 @@ impl<W: Write> PcapNgSink<W> {
             writer,
             written: Vec::new(),
             ids: HashMap::new(),
+            named: HashMap::new(),
             snaplen,
             // if_filter: the first byte says the rest is a filter string.
             filter: [&[0u8][..], filter.as_bytes()].concat(),
@@ -154,15 +157,20 @@ impl<W: Write> PcapNgSink<W> {
 
     fn describe_as(&mut self, name: &str, linktype: DataLink) -> io::Result<u32> {
         let id = self.written.len() as u32;
+        // A frame read from a pcap file has no interface name, and ntptap's filter was not
+        // what chose it: no option says otherwise.
+        let options = [
+            (!name.is_empty())
+                .then(|| InterfaceDescriptionOption::IfName(Cow::Owned(name.to_owned()))),
+            Some(InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO)),
+            (self.filter.len() > 1)
+                .then(|| InterfaceDescriptionOption::IfFilter(Cow::Owned(self.filter.clone()))),
+        ];
         self.writer
             .write_pcapng_block(InterfaceDescriptionBlock {
                 linktype,
                 snaplen: self.snaplen,
-                options: vec![
-                    InterfaceDescriptionOption::IfName(Cow::Owned(name.to_owned())),
-                    InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
-                    InterfaceDescriptionOption::IfFilter(Cow::Owned(self.filter.clone())),
-                ],
+                options: options.into_iter().flatten().collect(),
             })
             .map_err(to_io)?;
         self.written.push(0);
@@ -282,6 +290,7 @@ impl<W: Write> PcapNgSink<W> {
     fn write_block(
         &mut self,
         place: (Option<u32>, Option<&str>, bool),
+        link: crate::frame::LinkType,
         ts: std::time::Duration,
         orig_len: u32,
         data: &[u8],
@@ -293,6 +302,18 @@ impl<W: Write> PcapNgSink<W> {
             (true, ..) => self.drops_interface()?,
             (false, Some(id), _, _) => id,
             (false, None, Some(index), Some(name)) => self.describe(index, name)?,
+            // Read from a file: an interface per name and link type, as the input had them.
+            (false, None, None, name) => {
+                let key = (name.unwrap_or_default().to_owned(), u32::from(link.datalink()));
+                match self.named.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.describe_as(&key.0, link.datalink())?;
+                        self.named.insert(key, id);
+                        id
+                    }
+                }
+            }
             _ => 0,
         };
         let data = &data[..data.len().min(self.snaplen as usize)];
@@ -322,6 +343,7 @@ impl<W: Write> PcapNgSink<W> {
         );
         self.write_block(
             place,
+            crate::frame::LinkType::Ethernet,
             kept.ts,
             kept.orig_len,
             &kept.data,
@@ -336,6 +358,7 @@ impl<W: Write> Sink for PcapNgSink<W> {
         let place = (frame.ifindex, frame.iface, frame.drop.is_some());
         self.write_block(
             place,
+            frame.link,
             frame.ts,
             frame.orig_len,
             frame.data,
