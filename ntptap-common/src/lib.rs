@@ -449,8 +449,43 @@ pub const FILTER_HOST: u32 = 2;
 /// Filter flag: log each frame's verdict and reason through aya-log (`--debug-ebpf`). Off,
 /// the verifier prunes the logging away.
 pub const FILTER_DEBUG: u32 = 4;
+/// Filter flag: a filter expression decides, its classic BPF program in the expression map
+/// (the port set, `--all` and the host sets then say nothing).
+pub const FILTER_EXPR: u32 = 8;
 /// Entries of each host set map.
 pub const HOST_ENTRIES: u32 = 1024;
+
+/// Most classic BPF instructions of a filter expression the kernel programs run.
+pub const EXPR_INSNS: usize = 256;
+/// Scratch memory words of a classic BPF program (its `M[]`).
+pub const EXPR_MEMORY: usize = 16;
+/// Farthest byte offset into a frame an expression may load from (beyond it, the load fails
+/// and the frame is not matched, as a load past the end of a packet does in classic BPF).
+pub const EXPR_MAX_OFFSET: u32 = 0x3fff;
+
+/// One classic BPF instruction, as `struct sock_filter` lays it out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExprInsn {
+    /// Opcode (`BPF_LD | BPF_H | BPF_ABS`, ...).
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant.
+    pub k: u32,
+}
+
+/// A filter expression's program, as the kernel programs read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExprProgram {
+    /// Instructions in use.
+    pub len: u32,
+    /// The instructions; those past `len` are never reached (a program ends in a return).
+    pub insns: [ExprInsn; EXPR_INSNS],
+}
 
 /// Read-only configuration, written into the programs' `.rodata` before they are loaded.
 ///
@@ -508,6 +543,8 @@ pub mod names {
     pub const HOSTS4: &str = "NTPTAP_HOSTS4";
     /// IPv6 host set (`--host`).
     pub const HOSTS6: &str = "NTPTAP_HOSTS6";
+    /// The filter expression's classic BPF program (see [`ExprProgram`](super::ExprProgram)).
+    pub const EXPR: &str = "NTPTAP_EXPR";
     /// Socket to owner (LRU, keyed by the socket's kernel address).
     pub const OWNERS: &str = "NTPTAP_OWNERS";
     /// Per-CPU attribution statistics (see [`OwnerStat`](super::OwnerStat)).
@@ -601,4 +638,10 @@ mod user {
     unsafe impl aya::Pod for super::DropLayout {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
     unsafe impl aya::Pod for super::DropInfo {}
+    // SAFETY: `#[repr(C)]`, integers only (u16, u8, u8, u32: no padding), asserted below.
+    unsafe impl aya::Pod for super::ExprInsn {}
+    // SAFETY: `#[repr(C)]`, a u32 then an array of `ExprInsn` (alignment 4): no padding.
+    unsafe impl aya::Pod for super::ExprProgram {}
+    const _: () = assert!(size_of::<super::ExprInsn>() == 8);
+    const _: () = assert!(size_of::<super::ExprProgram>() == 4 + 8 * super::EXPR_INSNS);
 }

@@ -11,6 +11,7 @@
 
 mod bench;
 mod drops;
+mod expr;
 mod owners;
 mod parse;
 mod shared;
@@ -29,9 +30,9 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, IFSLOT_ENTRIES,
-    MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader, SMALL_DATA,
-    SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
+    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
+    SMALL_DATA, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 use shared::{
@@ -504,7 +505,22 @@ fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<Udp, &'stat
     }
     frame.make_linear();
     let (start, end) = frame.linear();
+    // A filter expression decides alone (the loader folded --port and --host into it).
+    let expression = config.filter & FILTER_EXPR != 0;
+    if expression && !expr::matches(start, end, frame.len() as u32) {
+        return Err("not matched by the expression");
+    }
     let (verdict, addresses) = classify(start, end);
+    if expression {
+        if let Verdict::Udp { sport, dport } = verdict {
+            udp = Udp {
+                addresses,
+                sport,
+                dport,
+            };
+        }
+        return Ok(udp);
+    }
     if let Verdict::Udp { sport, dport } = verdict {
         udp = Udp {
             addresses,

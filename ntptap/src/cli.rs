@@ -250,7 +250,8 @@ pub struct Cli {
     #[arg(short = 'N', action = ArgAction::SetTrue)]
     pub no_domain: bool,
 
-    /// Accepted for tcpdump habits: ntptap has no filter optimizer to turn off.
+    /// Do not optimize the filter expression's program (tcpdump's -O): every load it has runs,
+    /// so a frame too short for one is rejected even where the test was already decided.
     #[arg(short = 'O', long = "no-optimize", action = ArgAction::SetTrue)]
     pub no_optimize: bool,
 
@@ -288,11 +289,19 @@ pub struct Cli {
     #[arg(short = 'D', long = "list-interfaces", action = ArgAction::SetTrue)]
     pub list_interfaces: bool,
 
-    /// Read the filter expression from FILE (tcpdump's -F).
+    /// Read the filter expression from FILE (tcpdump's -F; `#` starts a comment).
     #[arg(short = 'F', value_name = "FILE")]
     pub filter_file: Option<PathBuf>,
 
-    /// A filter expression (pcap-filter syntax), as tcpdump takes it after its options.
+    /// A filter expression in pcap-filter(7) syntax, as tcpdump takes it (words joined by
+    /// spaces): it decides which frames are captured, in the kernel before the copy, instead
+    /// of the port set; NTP among them is decoded as always. Primitives: [src|dst] host ADDR,
+    /// net NET/LEN (or mask), port and portrange (tcp, udp, sctp), ip, ip6, udp, tcp, icmp,
+    /// icmp6, arp, rarp, sctp, igmp, esp, ah, [ip|ip6] proto N, ether host/src/dst/proto,
+    /// broadcast, multicast, greater, less, len, byte tests (udp[8] & 7 = 4,
+    /// tcp[tcpflags] & tcp-syn != 0), and, or, not, parentheses. vlan, mpls, gateway and the
+    /// like are refused by name. --port and --host narrow it (joined by `and`); --all adds
+    /// nothing. E.g. `ntptap -i eth0 'icmp or udp port 123'`.
     #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
 

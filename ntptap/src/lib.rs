@@ -13,6 +13,7 @@ pub mod cli;
 pub mod counts;
 pub mod escape;
 pub mod exchange;
+pub mod filter;
 pub mod frame;
 pub mod fuzzing;
 pub mod input;

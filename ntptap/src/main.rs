@@ -29,7 +29,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aya::bpf=error")),
         )
         .init();
-    match numbered_interfaces(&mut cli).and_then(|()| run(&cli)) {
+    match numbered_interfaces(&mut cli)
+        .and_then(|()| filter_file(&mut cli))
+        .and_then(|()| run(&cli))
+    {
         Ok(code) => code,
         Err(err) => {
             eprintln!("ntptap: {err:#}");
@@ -45,6 +48,34 @@ fn numbered_interfaces(cli: &mut Cli) -> anyhow::Result<()> {
             *name = listed;
         }
     }
+    Ok(())
+}
+
+/// `-F FILE`: the filter expression from FILE, as tcpdump reads it (`#` to the end of a line
+/// is a comment).
+fn filter_file(cli: &mut Cli) -> anyhow::Result<()> {
+    let Some(path) = &cli.filter_file else {
+        return Ok(());
+    };
+    if !cli.expression.is_empty() {
+        anyhow::bail!(
+            "give the filter expression in -F FILE or after the options, not both (tcpdump \
+             would ignore the second)"
+        );
+    }
+    let shown = ntptap::escape::terminal(&path.display().to_string()).into_owned();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the filter expression file {shown}"))?;
+    let words: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned)
+        .collect();
+    if words.is_empty() {
+        anyhow::bail!("{shown} holds no filter expression");
+    }
+    cli.expression = words;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use ntptap_common::MAX_DATA;
 
 pub use crate::output::{
@@ -100,35 +100,38 @@ impl Plan {
     /// Resolve `cli`. Errors say which flags do not go together and what to do.
     pub fn new(cli: &Cli, facts: Facts) -> anyhow::Result<Self> {
         let ports = PortSet::new(cli.port_set());
+        let expression = expression(cli)?;
+        // With an expression, what it keeps is shown and written, NTP or not.
+        let all = cli.all || expression.is_some();
         let stats = cli.stats.map(|s| Duration::from_secs(s.max(1)));
         let limits = limits(cli)?;
         if let Some(path) = &cli.plot {
             check_plot(path)?;
         }
-        if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() && cli.plot.is_none() {
-            bail!(
-                "--print goes with -w, --flight-recorder or --plot (without them, frames are printed anyway)"
-            );
-        }
         refuse_what_cannot_take_effect(cli)?;
         // An explicit --json always writes JSON on standard output: the frames when they are
         // printed, the events (and with --stats the server and clients ones) when they are not.
         let printing = printing(cli) || cli.json;
-        if let Some(path) = &cli.read {
-            let file = cli
-                .write
+        let file = cli
+            .write
+            .as_ref()
+            .map(|path| file_plan(cli, path, facts))
+            .transpose()?;
+        if printing
+            && file
                 .as_ref()
-                .map(|out| file_plan(cli, out, facts))
-                .transpose()?;
-            if file.as_ref().is_some_and(|f| f.target == FileTarget::Stdout) && printing {
-                bail!(
-                    "--print (or --json) and -w - would both write to standard output: write the file elsewhere"
-                );
-            }
+                .is_some_and(|f| f.target == FileTarget::Stdout)
+        {
+            bail!(
+                "--print (or --json) and -w - would both write to standard output: write the file elsewhere"
+            );
+        }
+        if let Some(path) = &cli.read {
             return Ok(Plan::Read(Box::new(ReadPlan {
                 path: path.clone(),
-                all: cli.all,
+                all,
                 output: OutputPlan {
+                    expression: expression.clone().map(std::sync::Arc::new),
                     ports,
                     file,
                     printer: printing.then(|| printer(cli, facts, stats, false)),
@@ -153,20 +156,6 @@ impl Plan {
             InterfaceChoice::Any => true,
             InterfaceChoice::Named(n) => n.len() > 1,
         };
-        let file = cli
-            .write
-            .as_ref()
-            .map(|path| file_plan(cli, path, facts))
-            .transpose()?;
-        if printing
-            && file
-                .as_ref()
-                .is_some_and(|f| f.target == FileTarget::Stdout)
-        {
-            bail!(
-                "--print (or --json) and -w - would both write to standard output: write the file elsewhere"
-            );
-        }
         let flight = flight(cli)?;
         let printer = printing.then(|| printer(cli, facts, stats, several));
         // Frames shown as they come are read promptly; frames only written to a file wait.
@@ -178,16 +167,19 @@ impl Plan {
             }
             _ => DRAIN_SHOWING,
         };
-        let capture = capture_config(
+        let mut capture = capture_config(
             cli,
             &ports,
             drain_interval,
             interfaces == InterfaceChoice::Any,
         );
+        capture.expression = expression;
         Ok(Plan::Live(Box::new(LivePlan {
             interfaces,
             capture,
             output: OutputPlan {
+                // The kernel programs ran it.
+                expression: None,
                 ports,
                 file,
                 printer,
@@ -271,6 +263,11 @@ pub fn unseen(cli: &Cli) -> Vec<String> {
 /// Options that would be taken and do nothing, refused with what to do instead.
 fn refuse_what_cannot_take_effect(cli: &Cli) -> anyhow::Result<()> {
     refuse_tcpdump_flags(cli)?;
+    if cli.print && cli.write.is_none() && cli.flight_recorder.is_none() && cli.plot.is_none() {
+        bail!(
+            "--print goes with -w, --flight-recorder or --plot (without them, frames are printed anyway)"
+        );
+    }
     if cli.hook == HookArg::Xdp && cli.direction == DirectionArg::Out {
         bail!(
             "--hook xdp captures ingress at XDP; -Q out would capture only at TC egress, where \
@@ -313,20 +310,38 @@ fn refuse_tcpdump_flags(cli: &Cli) -> anyhow::Result<()> {
     if cli.md5_secret.is_some() {
         bail!("-M: ntptap does not check TCP-MD5 signatures (NTP is UDP); use tcpdump -M");
     }
-    if cli.filter_file.is_some() || !cli.expression.is_empty() {
-        let expression = if cli.expression.is_empty() {
-            "-F FILE".to_owned()
-        } else {
-            format!("'{}'", crate::escape::terminal(&cli.expression.join(" ")))
-        };
-        bail!(
-            "filter expressions ({expression}) are not evaluated by this ntptap yet: it \
-             captures UDP port 123 by default, other ports with --port N, addresses with \
-             --host ADDR, everything with --all (with no expression it captures what \
-             `udp port 123` does)"
-        );
-    }
     Ok(())
+}
+
+/// The filter expression (the arguments after the options, joined by spaces, or -F's
+/// file, which `main` read into them), with `--port` and `--host` folded in by `and`.
+fn expression(cli: &Cli) -> anyhow::Result<Option<crate::filter::Expression>> {
+    if cli.expression.is_empty() {
+        return Ok(None);
+    }
+    let text = cli.expression.join(" ");
+    let mut parts = vec![format!("({text})")];
+    if !cli.ports.is_empty() {
+        let each: Vec<String> = cli.ports.iter().map(|p| format!("udp port {p}")).collect();
+        parts.push(format!("({})", each.join(" or ")));
+    }
+    if !cli.hosts.is_empty() {
+        let each: Vec<String> = cli.hosts.iter().map(|h| format!("host {h}")).collect();
+        parts.push(format!("({})", each.join(" or ")));
+    }
+    let combined = if parts.len() == 1 {
+        text.clone()
+    } else {
+        parts.join(" and ")
+    };
+    let compiled = crate::filter::Expression::compile_with(&combined, !cli.no_optimize)
+        .with_context(|| {
+            format!(
+                "in the filter expression '{}'",
+                crate::escape::terminal(&text)
+            )
+        })?;
+    Ok(Some(compiled))
 }
 
 /// Whether kernel drops are recorded unless `--drops` or `--no-drops` says otherwise: not, as
@@ -368,6 +383,7 @@ fn capture_config(
         ports: ports.ports().to_vec(),
         all: cli.all,
         hosts: cli.hosts.clone(),
+        expression: None,
         pin: cli.pin.clone(),
         debug_ebpf: cli.debug_ebpf,
         drain_interval,
@@ -515,7 +531,7 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
             show_iface: several,
             process: cli.process,
         },
-        all: cli.all,
+        all: cli.all || !cli.expression.is_empty(),
         terminal: facts.stdout_is_terminal || cli.line_buffered,
     }
 }
@@ -857,14 +873,29 @@ mod tests {
             (&["-E", "spi@addr"][..], "ESP"),
             (&["-T", "rtp"][..], "--port"),
             (&["-M", "secret"][..], "TCP-MD5"),
-            (&["-F", "filter.txt"][..], "-F FILE"),
-            (&["-X", "port", "123", "-w", "x.cap"][..], "'port 123'"),
+            (&["udp", "port", "99999"][..], "65535"),
+            (&["vlan", "100"][..], "'vlan'"),
         ] {
             let Err(err) = plan(args, Facts::default()) else {
                 panic!("{args:?} accepted");
             };
-            assert!(err.to_string().contains(says), "{args:?}: {err}");
+            assert!(format!("{err:#}").contains(says), "{args:?}: {err:#}");
         }
+        // The seed's command: the expression (after the options, or before -w) decides, with
+        // --port folded in by `and`.
+        let seed = live(&["-s0", "-i", "eth0", "-X", "port", "123", "-w", "test.cap"]);
+        let expression = seed.capture.expression.expect("an expression");
+        assert_eq!(expression.text, "port 123");
+        let narrowed = live(&["--port", "4123", "udp"]).capture.expression;
+        assert_eq!(
+            narrowed.expect("an expression").text,
+            "(udp) and (udp port 4123)"
+        );
+        let Ok(Plan::Read(read)) = plan(&["-r", "x.pcap", "icmp"], Facts::default()) else {
+            panic!("a read");
+        };
+        assert_eq!(read.output.expression.expect("kept for -r").text, "icmp");
+        assert!(read.all, "a -w file keeps every frame the expression keeps");
         for args in [&["-j", "adapter"][..], &["-y", "LINUX_SLL2"][..]] {
             let mut argv = vec!["ntptap"];
             argv.extend(args);

@@ -713,13 +713,26 @@ fn read_and_write_cuts_a_file_as_tcpdump_does() {
     for (i, input) in files.iter().enumerate() {
         let out = |what: &str| dir.path().join(format!("{i}-{what}"));
         let all = reference(&nano, input, &out("ref-all.pcap"));
-        let ntp = reference(&[&nano[..], &["udp port 123"]].concat(), input, &out("ref-ntp.pcap"));
+        let ntp = reference(
+            &[&nano[..], &["udp port 123"]].concat(),
+            input,
+            &out("ref-ntp.pcap"),
+        );
         let micro = reference(&[], input, &out("ref-micro.pcap"));
         let named = input.display();
-        assert!(write(&["--all"], input, &out("all.pcap")) == all, "{named} --all");
-        assert!(write(&[], input, &out("ntp.pcap")) == ntp, "{named}: its NTP");
+        assert!(
+            write(&["--all"], input, &out("all.pcap")) == all,
+            "{named} --all"
+        );
+        assert!(
+            write(&[], input, &out("ntp.pcap")) == ntp,
+            "{named}: its NTP"
+        );
         let args = ["--all", "--time-stamp-precision=micro"];
-        assert!(write(&args, input, &out("micro.pcap")) == micro, "{named} micro");
+        assert!(
+            write(&args, input, &out("micro.pcap")) == micro,
+            "{named} micro"
+        );
         write(&["--all"], input, &out("all.pcapng"));
         let back = reference(&nano, &out("all.pcapng"), &out("back.pcap"));
         assert!(back == all, "{named} through pcapng");

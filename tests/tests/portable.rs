@@ -534,3 +534,55 @@ fn chrony_replies_carry_their_time_in_the_host() {
         );
     }
 }
+
+/// A filter expression decides in the kernel, before the copy, at each hook and on every
+/// kernel of the matrix: of NTP requests from the client, mode-3-looking datagrams to 5353,
+/// the same to 9999 and NTP from another source port range, exactly what the expression
+/// names is captured, and "received by filter" counts those alone.
+fn expression_decides_in_the_kernel(hook: &str) {
+    let lab = Lab::new(&format!("expr{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capture.pcap");
+    let expression = format!(
+        "(udp dst port 123 and src host {} and udp[8] & 7 = 3) or (udp dst port 5353 and udp[8] & 0x38 = 0x20)",
+        Lab::B4
+    );
+    let ntptap = start_tap(&lab, hook, &file, &[&expression]);
+    let to =
+        |port: u16| -> SocketAddr { (Lab::A4.parse::<std::net::IpAddr>().unwrap(), port).into() };
+    let from: SocketAddr = (Lab::B4.parse::<std::net::IpAddr>().unwrap(), 0).into();
+    lab.b.enter(move || {
+        let s = UdpSocket::bind(from).expect("bind the client");
+        for n in 0..EXCHANGES {
+            // Kept: an NTP request, and a version-4 mode-3 datagram to 5353.
+            s.send_to(&ntp(3, n, [0; 8]), to(123)).expect("send");
+            s.send_to(&ntp(3, n, [0; 8]), to(5353)).expect("send");
+            // Not kept: the same to 9999, a mode-4 packet to 123, a version-2 one to 5353.
+            s.send_to(&ntp(3, n, [0; 8]), to(9999)).expect("send");
+            s.send_to(&ntp(4, n, [0; 8]), to(123)).expect("send");
+            let mut v2 = ntp(3, n, [0; 8]);
+            v2[0] = (2 << 3) | 3;
+            s.send_to(&v2, to(5353)).expect("send");
+        }
+    });
+    stop_tap(ntptap, || read_pcap(&file).len() as u64);
+    let frames = read_pcap(&file);
+    assert_eq!(frames.len() as u64, 2 * EXCHANGES, "hook {hook}");
+    for f in frames.iter().map(|r| &r.data) {
+        let (dport, mode, version) = (u16::from_be_bytes([f[36], f[37]]), f[42] & 7, f[42] >> 3);
+        assert!(
+            matches!((dport, mode, version), (123 | 5353, 3, 4)),
+            "hook {hook}: a frame the expression rejects: port {dport} mode {mode} v{version}"
+        );
+    }
+}
+
+#[test]
+fn expression_decides_in_the_kernel_tc_hook() {
+    expression_decides_in_the_kernel("tc");
+}
+
+#[test]
+fn expression_decides_in_the_kernel_xdp_hook() {
+    expression_decides_in_the_kernel("xdp");
+}

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use ntptap_common::{Config, FILTER_ALL, FILTER_DEBUG, FILTER_HOST, MAX_DATA, SHARD_SLOTS};
+use ntptap_common::{
+    Config, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST, MAX_DATA, SHARD_SLOTS,
+};
 
 use super::{iface::Interface, owners};
 
@@ -66,6 +68,9 @@ pub struct CaptureConfig {
     pub all: bool,
     /// Capture only frames from or to these addresses (none: no host filter).
     pub hosts: Vec<std::net::IpAddr>,
+    /// A filter expression, compiled: it alone decides which frames are captured (the
+    /// plan folded `--port` and `--host` into it).
+    pub expression: Option<crate::filter::Expression>,
     /// Pin the counters, ring and port maps in this bpffs directory while running.
     pub pin: Option<std::path::PathBuf>,
     /// Log each frame's verdict from the kernel programs (aya-log).
@@ -105,6 +110,7 @@ impl Default for CaptureConfig {
             ports: vec![123],
             all: false,
             hosts: Vec::new(),
+            expression: None,
             pin: None,
             debug_ebpf: false,
             drain_interval: Duration::from_millis(250),
@@ -139,7 +145,9 @@ impl CaptureConfig {
     /// The kernel filter as text (pcapng's `if_filter`).
     #[must_use]
     pub fn filter_text(&self) -> String {
-        let what = if self.all {
+        let what = if let Some(e) = &self.expression {
+            e.text.clone()
+        } else if self.all {
             "all frames".to_owned()
         } else {
             self.ports
@@ -195,13 +203,17 @@ pub(super) fn kernel_config(config: &CaptureConfig, rings: usize, ring_bytes: u3
             _ => 0,
         },
         snaplen: config.snaplen.clamp(1, MAX_DATA as u32),
-        filter: if config.all { FILTER_ALL } else { 0 }
-            | if config.hosts.is_empty() {
+        // An expression decides alone: the port set, --all and the host sets say nothing.
+        filter: if config.expression.is_some() {
+            FILTER_EXPR
+        } else {
+            let all = if config.all { FILTER_ALL } else { 0 };
+            all | if config.hosts.is_empty() {
                 0
             } else {
                 FILTER_HOST
             }
-            | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
+        } | if config.debug_ebpf { FILTER_DEBUG } else { 0 },
         attribution: config
             .attribution
             .as_ref()

@@ -209,7 +209,7 @@ fn chosen(names: &[String]) -> anyhow::Result<Vec<String>> {
 fn ask(socket: i32, name: String) -> Option<Listed> {
     let mut req = ifreq(&name)?;
     // SAFETY: SIOCGIFFLAGS reads the name and writes the flags into our ifreq.
-    if unsafe { libc::ioctl(socket, libc::SIOCGIFFLAGS, &raw mut req) } < 0 {
+    if unsafe { libc::ioctl(socket, libc::SIOCGIFFLAGS as _, &raw mut req) } < 0 {
         return None;
     }
     // SAFETY: SIOCGIFFLAGS filled the union's flags member.
@@ -256,7 +256,7 @@ fn glink(socket: i32, name: &str) -> Link {
     };
     req.ifr_ifru.ifru_data = (&raw mut value).cast();
     // SAFETY: SIOCETHTOOL with ETHTOOL_GLINK writes one u32 into `value`, which outlives it.
-    if unsafe { libc::ioctl(socket, libc::SIOCETHTOOL, &raw mut req) } < 0 {
+    if unsafe { libc::ioctl(socket, libc::SIOCETHTOOL as _, &raw mut req) } < 0 {
         return match std::io::Error::last_os_error().raw_os_error() {
             Some(libc::EOPNOTSUPP | libc::EINVAL) => Link::NotApplicable,
             _ => Link::Unknown,

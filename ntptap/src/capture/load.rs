@@ -215,6 +215,22 @@ impl Programs {
             }
             .with_context(|| format!("cannot add {host} to the host set"))?;
         }
+        if let Some(expression) = &config.expression {
+            let mut program = ntptap_common::ExprProgram {
+                len: expression.program.len() as u32,
+                insns: [ntptap_common::ExprInsn::default(); ntptap_common::EXPR_INSNS],
+            };
+            for (slot, insn) in program.insns.iter_mut().zip(&expression.program) {
+                *slot = *insn;
+            }
+            // Left in the object: the programs reference it when they are loaded.
+            let map = ebpf
+                .map_mut(names::EXPR)
+                .ok_or_else(|| anyhow!("the BPF object has no map {}", names::EXPR))?;
+            let mut map: Array<&mut MapData, ntptap_common::ExprProgram> = Array::try_from(map)?;
+            map.set(0, program, 0)
+                .context("cannot give the kernel programs the filter expression")?;
+        }
         Ok(Self {
             ebpf,
             ring,

@@ -150,12 +150,18 @@ impl Session {
             ring.len(),
             ring.ring_bytes() / 1024,
             config.drain_interval.as_millis(),
-            if config.all {
+            if let Some(e) = &config.expression {
+                format!(
+                    "the expression '{}' ({} classic BPF instructions, run in the kernel)",
+                    crate::escape::terminal(&e.text),
+                    e.program.len()
+                )
+            } else if config.all {
                 "every frame".to_owned()
             } else {
                 format!("UDP ports {:?}", config.ports)
             },
-            if config.hosts.is_empty() {
+            if config.hosts.is_empty() || config.expression.is_some() {
                 String::new()
             } else {
                 format!(", hosts {:?}", config.hosts)

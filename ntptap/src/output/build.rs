@@ -34,6 +34,9 @@ use super::{
 /// Where frames go.
 #[derive(Clone, Debug)]
 pub struct OutputPlan {
+    /// With `-r`, the filter expression: frames it rejects go nowhere (live, the kernel
+    /// programs ran it).
+    pub expression: Option<std::sync::Arc<crate::filter::Expression>>,
     /// UDP ports whose payload is NTP.
     pub ports: PortSet,
     /// A capture file (`-w`).
@@ -213,7 +216,8 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
         pipeline: Pipeline::new(
             plan.ports.clone(),
             plan.tracks_exchanges().then_some(plan.limits),
-        ),
+        )
+        .with_expression(plan.expression.clone()),
         created: None,
         metrics: None,
         notes: Vec::new(),

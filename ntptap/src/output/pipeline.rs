@@ -16,6 +16,8 @@ pub struct Pipeline {
     /// No sink shows or writes frames (`--no-print --stats`, `--flight-recorder` alone): `-c`
     /// then counts every frame taken.
     every_frame_counts: bool,
+    /// With `-r`, the filter expression frames must match to go anywhere.
+    expression: Option<std::sync::Arc<crate::filter::Expression>>,
 }
 
 impl Pipeline {
@@ -29,7 +31,18 @@ impl Pipeline {
             sinks: Vec::new(),
             tracker: exchanges.map(Tracker::new),
             every_frame_counts: false,
+            expression: None,
         }
+    }
+
+    /// Frames the filter `expression` rejects go nowhere (frames read with `-r`).
+    #[must_use]
+    pub fn with_expression(
+        mut self,
+        expression: Option<std::sync::Arc<crate::filter::Expression>>,
+    ) -> Self {
+        self.expression = expression;
+        self
     }
 
     /// No sink shows or writes frames: report every frame as taken, so that `-c` counts them.
@@ -57,6 +70,12 @@ fn each(sinks: &mut [Box<dyn Sink>], control: &Control<'_>) -> io::Result<()> {
 
 impl Consumer for Pipeline {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
+        // A frame read with -r that the expression rejects, as the kernel would have.
+        if let Some(expression) = &self.expression
+            && !expression.matches(frame.data, frame.orig_len)
+        {
+            return Ok(false);
+        }
         let mut packet = Decoded::new(frame, &self.ports);
         if let Some(tracker) = &mut self.tracker {
             if let Some((src, dst, ntp)) = packet.ntp_packet() {

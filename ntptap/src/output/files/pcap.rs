@@ -197,7 +197,11 @@ mod tests {
         let mut reader = PcapReader::new(&bytes[..]).unwrap();
         assert_eq!(reader.header().datalink, DataLink::RAW);
         let p = reader.next_packet().unwrap().unwrap();
-        assert_eq!(p.timestamp(), Duration::new(1_700_000_000, 123_456_000), "µs");
+        assert_eq!(
+            p.timestamp(),
+            Duration::new(1_700_000_000, 123_456_000),
+            "µs"
+        );
         assert!(reader.next_packet().is_none());
     }
 }

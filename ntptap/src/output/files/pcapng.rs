@@ -162,7 +162,9 @@ impl<W: Write> PcapNgSink<W> {
         let options = [
             (!name.is_empty())
                 .then(|| InterfaceDescriptionOption::IfName(Cow::Owned(name.to_owned()))),
-            Some(InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO)),
+            Some(InterfaceDescriptionOption::IfTsResol(
+                InterfaceTsResolution::NANO,
+            )),
             (self.filter.len() > 1)
                 .then(|| InterfaceDescriptionOption::IfFilter(Cow::Owned(self.filter.clone()))),
         ];
@@ -304,14 +306,16 @@ impl<W: Write> PcapNgSink<W> {
             (false, None, Some(index), Some(name)) => self.describe(index, name)?,
             // Read from a file: an interface per name and link type, as the input had them.
             (false, None, None, name) => {
-                let key = (name.unwrap_or_default().to_owned(), u32::from(link.datalink()));
-                match self.named.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.describe_as(&key.0, link.datalink())?;
-                        self.named.insert(key, id);
-                        id
-                    }
+                let key = (
+                    name.unwrap_or_default().to_owned(),
+                    u32::from(link.datalink()),
+                );
+                if let Some(id) = self.named.get(&key) {
+                    *id
+                } else {
+                    let id = self.describe_as(&key.0, link.datalink())?;
+                    self.named.insert(key, id);
+                    id
                 }
             }
             _ => 0,
