@@ -86,6 +86,51 @@ fn check_least_filter(programs: &Programs, frames: &[(&str, Vec<u8>)]) {
     }
 }
 
+/// Filter expressions: one that keeps NTP from a host, one that keeps a non-NTP flood; each
+/// on a frame it rejects and one it keeps, in rounds of their own.
+fn expressions(config: &CaptureConfig, ntp: &(&str, Vec<u8>), dns: &(&str, Vec<u8>)) {
+    let mdns = ("mDNS, IPv4, 48 bytes", ipv4_udp(5353, 5353, 48));
+    for (text, frames) in [
+        ("udp port 123 and host 10.0.0.1", [dns, ntp]),
+        ("udp port 5353", [ntp, &mdns]),
+    ] {
+        let expression = ntptap::filter::Expression::compile(text).expect("an expression");
+        let mut programs = Programs::load(&CaptureConfig {
+            expression: Some(expression),
+            ..config.clone()
+        })
+        .expect("load the programs with an expression");
+        let xdp: &mut Xdp = programs
+            .ebpf
+            .program_mut(names::XDP)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        xdp.load().expect("load XDP");
+        for name in [names::TC_INGRESS, names::TC_EGRESS] {
+            let tc: &mut SchedClassifier =
+                programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+            tc.load().expect("load TC");
+        }
+        let cases: Vec<(&str, &str, &[u8])> = [names::XDP, names::TC_INGRESS, names::TC_EGRESS]
+            .into_iter()
+            .flat_map(|p| frames.map(|(what, bytes)| (p, *what, &bytes[..])))
+            .collect();
+        let mut samples = vec![Vec::new(); cases.len()];
+        for _ in 0..RUNS {
+            for ((program, _, bytes), samples) in cases.iter().zip(&mut samples) {
+                samples.push(run_once(&mut programs, program, bytes));
+            }
+        }
+        for ((program, what, _), samples) in cases.into_iter().zip(samples) {
+            println!(
+                "{{\"program\": \"{program} +expression '{text}'\", \"frame\": \"{what}\", \"ns\": {:.1}}}",
+                median(samples)
+            );
+        }
+    }
+}
+
 fn main() {
     let config = CaptureConfig {
         ring_bytes: 64 << 20,
@@ -193,6 +238,7 @@ fn main() {
             median(samples)
         );
     }
+    expressions(&config, &frames[1], &frames[0]);
 }
 
 /// One test run of `REPEAT` repetitions of `program` on `bytes`: the kernel's average, ns.
