@@ -41,6 +41,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// A filter expression is compiled for Ethernet frames (and loopback's, which look alike):
+/// a named interface of another kind (a tunnel, WireGuard) is refused, and `-i any` leaves
+/// such interfaces out, saying so, rather than judge their frames at the wrong offsets.
+fn ethernet_only(plan: &mut LivePlan) -> anyhow::Result<()> {
+    let any = plan.interfaces == capture::iface::InterfaceChoice::Any;
+    let mut kept = Vec::new();
+    for iface in std::mem::take(&mut plan.capture.interfaces) {
+        if capture::listing::carries_ethernet(&iface.name) {
+            kept.push(iface);
+            continue;
+        }
+        let kind = capture::listing::hardware_type(&iface.name).unwrap_or_default();
+        let name = ntptap::escape::terminal(&iface.name).into_owned();
+        if !any {
+            anyhow::bail!(
+                "{name}'s frames are not Ethernet (ARPHRD {kind}); ntptap compiles filter \
+                 expressions for Ethernet: capture it without one (--port, --host)"
+            );
+        }
+        eprintln!(
+            "ntptap: {name} left out: its frames are not Ethernet (ARPHRD {kind}), and the \
+             expression is compiled for Ethernet"
+        );
+    }
+    plan.capture.interfaces = kept;
+    Ok(())
+}
+
 /// `-i 2`, as tcpdump takes it: the interface `-D` numbers 2, unless one is named "2".
 fn numbered_interfaces(cli: &mut Cli) -> anyhow::Result<()> {
     for name in &mut cli.interfaces {
@@ -141,6 +169,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 fn live(mut plan: LivePlan) -> anyhow::Result<ExitCode> {
     capture::privilege::check()?;
     plan.capture.interfaces = capture::iface::resolve(&plan.interfaces)?;
+    if plan.capture.expression.is_some() {
+        ethernet_only(&mut plan)?;
+    }
     let config = &plan.capture;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

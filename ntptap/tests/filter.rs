@@ -654,3 +654,48 @@ fn what_is_not_evaluated_is_refused_by_name() {
         );
     }
 }
+
+/// Expressions are compiled for Ethernet: a file of another link type is refused, never read
+/// at the wrong offsets.
+#[test]
+fn an_expression_on_frames_that_are_not_ethernet_is_refused() {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("raw.pcap");
+    let header = PcapHeader {
+        datalink: pcap_file::DataLink::RAW,
+        ..PcapHeader::default()
+    };
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = PcapWriter::with_header(file, header).expect("pcap header");
+    let ip = ipv4(
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        17,
+        0,
+        0,
+        &udp(40000, 123, &ntp(3)),
+    );
+    let packet = PcapPacket::new(std::time::Duration::from_secs(1), ip.len() as u32, &ip);
+    w.write_packet(&packet.expect("a valid packet"))
+        .expect("write");
+    drop(w);
+    let out = Command::new(env!("CARGO_BIN_EXE_ntptap"))
+        .arg("-r")
+        .arg(&path)
+        .arg("udp port 123")
+        .output()
+        .expect("run ntptap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("for Ethernet"),
+        "{stderr}"
+    );
+    // Without an expression the file reads as before.
+    let out = Command::new(env!("CARGO_BIN_EXE_ntptap"))
+        .arg("-r")
+        .arg(&path)
+        .output()
+        .expect("run ntptap");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("NTPv4"));
+}

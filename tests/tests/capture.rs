@@ -816,45 +816,79 @@ fn expressions_capture_what_tcpdump_captures(hook: &str) {
         "udp[8] & 7 = 3 or icmp[icmptype] = icmp-echoreply",
     ];
     for expression in expressions {
-        let lab = Lab::new(&format!("expr-{hook}"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (ours, theirs) = (
-            dir.path().join("ntptap.pcap"),
-            dir.path().join("tcpdump.pcap"),
-        );
-        let ntptap = Proc::listening(
-            "ntptap",
-            lab.a
-                .command(ntptap_bin())
-                .args(["-i", "va", "--hook", hook, expression, "-w"])
-                .arg(&ours),
-        );
-        let tcpdump = Proc::listening(
-            "tcpdump",
-            lab.a
-                .command("tcpdump")
-                .args(["-U", "--immediate-mode", "-s0", "-i", "va", "-w"])
-                .arg(&theirs)
-                .arg(expression),
-        );
-        run(lab
-            .b
-            .command("/usr/bin/python3")
-            .args(["-c", MIXED_TRAFFIC, Lab::A4, Lab::A6]));
-        std::thread::sleep(Duration::from_millis(300));
-        let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
-        assert!(status.success(), "ntptap failed: {stderr}");
-        let _ = tcpdump.stop(Signal::SIGINT);
-        let (ours, theirs) = (read_pcap(&ours), read_pcap(&theirs));
-        eprintln!("{hook} {expression:?}: {} frames", theirs.len());
-        assert!(!theirs.is_empty(), "{expression}: tcpdump captured nothing");
-        let mut a: Vec<Vec<u8>> = ours.iter().map(|r| without_l4_checksum(&r.data)).collect();
-        let mut b: Vec<Vec<u8>> = theirs
-            .iter()
-            .map(|r| without_l4_checksum(&r.data))
-            .collect();
-        a.sort_unstable();
-        b.sort_unstable();
+        // A tap that lost frames to a loaded machine (tcpdump says so, or the sets differ
+        // once) gets a second run; a decision that differs differs twice.
+        let first = one_expression_beside_tcpdump(hook, expression);
+        let (ours, theirs, stderr) = match first {
+            Ok(same) => same,
+            Err(why) => {
+                eprintln!("{hook} {expression:?}: again, after: {why}");
+                one_expression_beside_tcpdump(hook, expression)
+                    .unwrap_or_else(|why| panic!("{hook} {expression:?}: {why}"))
+            }
+        };
+        eprintln!("{hook} {expression:?}: {theirs} frames");
+        let counts = exit_counts(&stderr);
+        assert_eq!(counts.received, ours, "{stderr}");
+    }
+}
+
+/// Capture the mixed traffic with ntptap and tcpdump at once; the frames each kept (counts)
+/// and ntptap's stderr if they are the same frames, else why not.
+fn one_expression_beside_tcpdump(
+    hook: &str,
+    expression: &str,
+) -> Result<(u64, usize, String), String> {
+    let lab = Lab::new(&format!("expr-{hook}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ours, theirs) = (
+        dir.path().join("ntptap.pcap"),
+        dir.path().join("tcpdump.pcap"),
+    );
+    let ntptap = Proc::listening(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "--hook", hook, expression, "-w"])
+            .arg(&ours),
+    );
+    let tcpdump = Proc::listening(
+        "tcpdump",
+        lab.a
+            .command("tcpdump")
+            .args(["-U", "--immediate-mode", "-s0", "-i", "va", "-w"])
+            .arg(&theirs)
+            .arg(expression),
+    );
+    run(lab
+        .b
+        .command("/usr/bin/python3")
+        .args(["-c", MIXED_TRAFFIC, Lab::A4, Lab::A6]));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed: {stderr}");
+    // tcpdump loses what its ring holds unread when it is stopped: on a loaded machine it
+    // can be seconds behind. Give it until its file has as many frames (5 s at most).
+    let wanted = read_pcap(&ours).len();
+    for _ in 0..50 {
+        if whole_frames(&theirs) >= wanted {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, _, said) = tcpdump.stop(Signal::SIGINT);
+    let (ours, theirs) = (read_pcap(&ours), read_pcap(&theirs));
+    if theirs.is_empty() {
+        return Err(format!("tcpdump captured nothing: {said}"));
+    }
+    let mut a: Vec<Vec<u8>> = ours.iter().map(|r| without_l4_checksum(&r.data)).collect();
+    let mut b: Vec<Vec<u8>> = theirs
+        .iter()
+        .map(|r| without_l4_checksum(&r.data))
+        .collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    if a != b {
         let only_ours: Vec<String> = a
             .iter()
             .filter(|f| !b.contains(f))
@@ -865,16 +899,30 @@ fn expressions_capture_what_tcpdump_captures(hook: &str) {
             .filter(|f| !a.contains(f))
             .map(|f| hex(f))
             .collect();
-        assert!(
-            a == b,
-            "{hook} {expression:?}: ntptap captured {} frames, tcpdump {}; only ntptap's: \
+        return Err(format!(
+            "ntptap captured {} frames, tcpdump {} (tcpdump said: {}); only ntptap's: \
              {only_ours:#?}; only tcpdump's: {only_theirs:#?}",
             a.len(),
-            b.len()
-        );
-        let counts = exit_counts(&stderr);
-        assert_eq!(counts.received, ours.len() as u64, "{stderr}");
+            b.len(),
+            said.trim()
+        ));
     }
+    Ok((ours.len() as u64, theirs.len(), stderr))
+}
+
+/// Whole records in the pcap file at `path` so far (one being written is not counted).
+fn whole_frames(path: &std::path::Path) -> usize {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    let Ok(mut reader) = pcap_file::pcap::PcapReader::new(&bytes[..]) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(Ok(_)) = reader.next_packet() {
+        n += 1;
+    }
+    n
 }
 
 /// `frame` with its TCP or UDP checksum zeroed. A segment the kernel sends with its checksum

@@ -377,3 +377,22 @@ fn list_interfaces_numbers_them_as_tcpdump_does() {
         "{past:?}"
     );
 }
+
+/// A filter expression is compiled for Ethernet frames: a tunnel (no link header) named with
+/// -i is refused with the reason; without an expression it is captured as before.
+#[test]
+fn an_expression_refuses_an_interface_that_is_not_ethernet() {
+    let ns = Netns::new("tunexpr");
+    ns.ip(&["tuntap", "add", "dev", "tun7", "mode", "tun"]);
+    ns.ip(&["link", "set", "tun7", "up"]);
+    let out = ns
+        .command(ntptap_bin())
+        .args(["-i", "tun7", "-c", "1", "--duration", "1", "udp port 123"])
+        .output()
+        .expect("run ntptap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("tun7's frames are not Ethernet"),
+        "{stderr}"
+    );
+}

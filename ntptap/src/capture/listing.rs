@@ -205,6 +205,33 @@ fn chosen(names: &[String]) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// The hardware type (`ARPHRD_*`) of interface `name`, asked of the kernel (SIOCGIFHWADDR);
+/// `None` when it is gone.
+#[must_use]
+pub fn hardware_type(name: &str) -> Option<u16> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFHWADDR reads the name and writes the hardware address into our ifreq.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR as _, &raw mut req) } < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFHWADDR filled the union's hardware address member.
+    Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// Whether interface `name` carries Ethernet frames (or loopback's, which look alike), as
+/// filter expressions are compiled for; an interface gone is let through (nothing to attach).
+#[must_use]
+pub fn carries_ethernet(name: &str) -> bool {
+    hardware_type(name).is_none_or(|t| t == 1 || t == 772)
+}
+
 /// An interface's flags, type and link, as libpcap asks for them; `None` when it is gone.
 fn ask(socket: i32, name: String) -> Option<Listed> {
     let mut req = ifreq(&name)?;

@@ -381,6 +381,12 @@ impl Session {
             if self.attached.iter().any(|(a, _)| a.iface == iface) {
                 continue;
             }
+            // An expression is compiled for Ethernet frames: others are left out (at start,
+            // `main` said which).
+            if self.config.expression.is_some() && !listing::carries_ethernet(&iface.name) {
+                info!(iface = %iface.name, "not Ethernet: left out of the expression's capture");
+                continue;
+            }
             let mut decisions = Vec::new();
             match self.attach(&iface, &mut decisions) {
                 Ok(()) => {

@@ -71,7 +71,9 @@ pub struct ServerHealth {
     pub server: Option<IpAddr>,
     /// A server on this host: requests to it came in (not on loopback) or it answered them on
     /// the way out. Its exchanges are served traffic (the clients table); as seen from the
-    /// host it runs on they say nothing of a delay or offset, which stay unset.
+    /// host it runs on they say nothing of a delay, which stays unset (its offset, its
+    /// timestamps against this host's clock, is kept for `offset_step`, not shown as a
+    /// server's).
     pub local: bool,
     /// Requests seen to it.
     pub requests: u64,

@@ -619,9 +619,8 @@ impl Tracker {
         } else {
             s.unanswered_run = 0;
         }
-        // Seen from a server on this host, (T4 - T1) - (T3 - T2) is noise around zero.
         s.local |= through;
-        if s.local || ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
+        if ntp.kiss_code().is_some() || h.receive.is_unset() || h.transmit.is_unset() {
             return latency;
         }
         // RFC 5905 §8, with the capture times as T1 (request) and T4 (response).
@@ -630,18 +629,23 @@ impl Tracker {
         let delay = secs((t4 - t1) - (t3 - t2));
         let offset = secs(i128::midpoint(t2 - t1, t3 - t4));
         let before = s.offset;
-        s.delay = Some(delay);
         s.offset = Some(offset);
-        s.processing = Some(secs(t3 - t2));
-        if s.min_delay.is_none_or(|m| delay <= m) {
-            s.min_delay = Some(delay);
-            s.best_offset = Some(offset);
+        // Seen from a server on this host, (T4 - T1) - (T3 - T2) is noise around zero: no
+        // delay, and no exchange for the servers' table or plot. Its offset is its timestamps
+        // against this host's clock, kept for `offset_step`.
+        if !s.local {
+            s.delay = Some(delay);
+            s.processing = Some(secs(t3 - t2));
+            if s.min_delay.is_none_or(|m| delay <= m) {
+                s.min_delay = Some(delay);
+                s.best_offset = Some(offset);
+            }
+            self.completed = Some(Exchange {
+                server: server.ip(),
+                delay,
+                offset,
+            });
         }
-        self.completed = Some(Exchange {
-            server: server.ip(),
-            delay,
-            offset,
-        });
         if let (Some(from), Some(step)) = (before, step)
             && (offset - from).abs() >= step
         {
@@ -1086,7 +1090,11 @@ mod tests {
             assert_eq!((s.local, s.requests, s.responses), (local, 1, 1));
             assert_eq!(s.stratum, Some(2), "what it says of its clock is kept");
             if local {
-                assert_eq!((s.delay, s.min_delay, s.offset), (None, None, None));
+                assert_eq!((s.delay, s.min_delay, s.best_offset), (None, None, None));
+                assert!(
+                    s.offset.is_some(),
+                    "its timestamps against this host's clock"
+                );
                 assert_eq!(t.clients().report(None).replies, 1, "served traffic");
             } else {
                 assert!(

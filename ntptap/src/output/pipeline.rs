@@ -71,10 +71,17 @@ fn each(sinks: &mut [Box<dyn Sink>], control: &Control<'_>) -> io::Result<()> {
 impl Consumer for Pipeline {
     fn frame(&mut self, frame: &Frame<'_>) -> io::Result<bool> {
         // A frame read with -r that the expression rejects, as the kernel would have.
-        if let Some(expression) = &self.expression
-            && !expression.matches(frame.data, frame.orig_len)
-        {
-            return Ok(false);
+        if let Some(expression) = &self.expression {
+            if frame.link != crate::frame::LinkType::Ethernet {
+                return Err(io::Error::other(format!(
+                    "frame {} is of link type {:?}: ntptap compiles filter expressions for \
+                     Ethernet frames; read this file without one (--port, --host)",
+                    frame.number, frame.link
+                )));
+            }
+            if !expression.matches(frame.data, frame.orig_len) {
+                return Ok(false);
+            }
         }
         let mut packet = Decoded::new(frame, &self.ports);
         if let Some(tracker) = &mut self.tracker {

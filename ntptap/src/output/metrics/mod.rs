@@ -394,15 +394,28 @@ impl MetricsSink {
         for s in tracker.servers() {
             let server = s.server.map(|a| a.to_string()).unwrap_or_default();
             let label = labels(&[("server", &server)]);
-            let seconds = [
-                s.delay,
-                s.min_delay,
-                s.offset,
-                s.best_offset,
-                s.processing,
-                s.root_delay,
-                s.root_dispersion,
-            ];
+            // A server on this host has no delay or offset of a server this host asks.
+            let seconds = if s.local {
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    s.root_delay,
+                    s.root_dispersion,
+                ]
+            } else {
+                [
+                    s.delay,
+                    s.min_delay,
+                    s.offset,
+                    s.best_offset,
+                    s.processing,
+                    s.root_delay,
+                    s.root_dispersion,
+                ]
+            };
             for ((_, family), value) in self.server_seconds.iter().zip(seconds) {
                 if let Some(v) = value {
                     family.get_or_create(&label).set(v);
