@@ -176,9 +176,29 @@ struct Pending {
     mono: Option<u64>,
 }
 
+/// A reply seen before its request: the kernel programs write to the ring of the CPU they run
+/// on, and a request's record, stamped first, can be committed after its reply's was read
+/// from another CPU's ring. Held until the request comes, or [`ORPHAN_WAIT`] passes.
+#[derive(Debug)]
+struct Orphan {
+    ts: Duration,
+    server: SocketAddr,
+    client: SocketAddr,
+    ntp: Ntp,
+    direction: Option<Direction>,
+    sighting: Sighting,
+}
+
+/// How long a reply waits for a request taken after it (capture time).
+const ORPHAN_WAIT: Duration = Duration::from_secs(1);
+/// Most replies waiting at once; past them, a reply without its request is unmatched at once.
+const ORPHANS: usize = 256;
+
 /// Pairs requests with responses and keeps per-server health, within [`Limits`].
 #[derive(Debug, Default)]
 pub struct Tracker {
+    /// Replies that came before their requests, oldest first.
+    orphans: std::collections::VecDeque<Orphan>,
     limits: Limits,
     /// Requests waiting.
     pending: HashMap<Key, Pending>,
@@ -472,6 +492,21 @@ impl Tracker {
         let key = Key::new(client, server, transmit.0);
         self.order.push_back((ts, key));
         self.pending.insert(key, pending);
+        // Its reply, if it came first: answered now.
+        if let Some(at) = self.orphans.iter().position(|o| {
+            (o.client, o.server) == (client, server)
+                && o.ntp.time().is_some_and(|h| h.origin.0 == transmit.0)
+        }) && let Some(o) = self.orphans.remove(at)
+        {
+            self.reply(
+                o.ts,
+                (o.server, o.client),
+                &o.ntp,
+                o.direction,
+                o.sighting,
+                false,
+            );
+        }
         if self.order.len() > self.pending.len() + self.pending.len() / 2 + 1024 {
             let pending = &self.pending;
             self.order
@@ -491,6 +526,23 @@ impl Tracker {
 
     /// Expire the requests, oldest first, that are older than the timeout at `now`.
     fn expire_before(&mut self, now: Duration) {
+        // Replies whose requests did not come in time are unmatched after all.
+        while self
+            .orphans
+            .front()
+            .is_some_and(|o| now.saturating_sub(o.ts) > ORPHAN_WAIT)
+        {
+            if let Some(o) = self.orphans.pop_front() {
+                self.reply(
+                    o.ts,
+                    (o.server, o.client),
+                    &o.ntp,
+                    o.direction,
+                    o.sighting,
+                    false,
+                );
+            }
+        }
         let timeout = self.limits.timeout;
         while let Some((seen, key)) = self.order.front().copied() {
             let live = self.pending.get(&key).is_some_and(|p| p.seen == seen);
@@ -574,15 +626,61 @@ impl Tracker {
         direction: Option<Direction>,
         sighting: Sighting,
     ) -> Latency {
+        self.reply(ts, (server, client), ntp, direction, sighting, true)
+    }
+
+    /// Settle the replies still waiting for their requests: unmatched (the end of a capture).
+    pub fn settle(&mut self) {
+        while let Some(o) = self.orphans.pop_front() {
+            self.reply(
+                o.ts,
+                (o.server, o.client),
+                &o.ntp,
+                o.direction,
+                o.sighting,
+                false,
+            );
+        }
+    }
+
+    /// A reply. At `first_sight`, what it says of its server is taken, and one whose request
+    /// has not come is held (see [`Orphan`]); held replies come back here to be paired, or
+    /// found unmatched.
+    fn reply(
+        &mut self,
+        ts: Duration,
+        (server, client): (SocketAddr, SocketAddr),
+        ntp: &Ntp,
+        direction: Option<Direction>,
+        sighting: Sighting,
+        first_sight: bool,
+    ) -> Latency {
         let Some(h) = ntp.time() else {
             return Latency::default();
         };
         let key = Key::new(client, server, h.origin.0);
+        if first_sight {
+            self.reply_said((server, client), ntp, h);
+        }
+        if first_sight
+            && !self.pending.contains_key(&key)
+            && !self.answered.contains_key(&key)
+            && self.orphans.len() < ORPHANS
+        {
+            self.orphans.push_back(Orphan {
+                ts,
+                server,
+                client,
+                ntp: ntp.clone(),
+                direction,
+                sighting,
+            });
+            return Latency::default();
+        }
         let request = self.pending.remove(&key);
         if request.is_some() && self.answered.len() < self.limits.pending {
             self.answered.insert(key, ts);
         }
-        self.reply_said((server, client), ntp, h);
         let Some(Pending {
             seen: sent,
             process,
@@ -985,6 +1083,9 @@ mod tests {
             }),
             "{events:?}"
         );
+        // Unmatched once its request could no longer come (a reply can be read first).
+        t.settle();
+        let events = t.take_events();
         assert!(
             events.contains(&Event::UnmatchedResponse { server, client }),
             "{events:?}"
@@ -1045,6 +1146,75 @@ mod tests {
                 "loopback {loopback}"
             );
         }
+    }
+
+    /// Two CPUs' rings can hand a reply over before its request: it is paired all the same;
+    /// a reply whose request never comes is unmatched once the wait is over.
+    #[test]
+    fn a_reply_read_before_its_request_is_paired() {
+        let (client, server): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:123".parse().unwrap(),
+        );
+        let base = 1_700_000_000_000_000_000u64;
+        let at = |ns: u64| Duration::from_nanos(base + ns);
+        let mut t = Tracker::new(Limits::default());
+        let t1 = ts_at(base);
+        let reply = packet(
+            Mode::Server,
+            2,
+            t1,
+            ts_at(base + 5_000_000),
+            ts_at(base + 5_000_100),
+        );
+        t.observe(
+            at(10_000_000),
+            (server, client),
+            &reply,
+            Some(Direction::In),
+            None,
+        );
+        t.observe(
+            at(0),
+            (client, server),
+            &packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), t1),
+            Some(Direction::Out),
+            None,
+        );
+        let s = t.servers()[0];
+        assert_eq!((s.requests, s.responses, s.unanswered), (1, 1, 0));
+        assert!(
+            s.delay.is_some_and(|d| (d - 0.009_999_9).abs() < 1e-6),
+            "{s:?}"
+        );
+        let unmatched = |events: &[Event]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::UnmatchedResponse { .. }))
+                .count()
+        };
+        assert_eq!(unmatched(&t.take_events()), 0);
+        // No request at all: held, then unmatched when the wait is over (or at the end).
+        let stray = packet(Mode::Server, 2, ts_at(base + 7), t1, t1);
+        t.observe(
+            at(20_000_000),
+            (server, client),
+            &stray,
+            Some(Direction::In),
+            None,
+        );
+        assert_eq!(unmatched(&t.take_events()), 0);
+        t.expire(at(2_000_000_000));
+        assert_eq!(unmatched(&t.take_events()), 1);
+        t.observe(
+            at(3_000_000_000),
+            (server, client),
+            &stray,
+            Some(Direction::In),
+            None,
+        );
+        t.settle();
+        assert_eq!(unmatched(&t.take_events()), 1);
     }
 
     #[test]

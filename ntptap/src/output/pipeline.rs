@@ -127,10 +127,11 @@ impl Consumer for Pipeline {
             SourceEvent::Flush => each(&mut self.sinks, &Control::Flush),
             SourceEvent::Trigger(who, at) => each(&mut self.sinks, &Control::Trigger(who, at)),
             SourceEvent::Close(stats) => {
-                if let Some(tracker) = &mut self.tracker
-                    && stats.end > Duration::ZERO
-                {
-                    tracker.expire(stats.end);
+                if let Some(tracker) = &mut self.tracker {
+                    tracker.settle();
+                    if stats.end > Duration::ZERO {
+                        tracker.expire(stats.end);
+                    }
                 }
                 each(
                     &mut self.sinks,
