@@ -281,6 +281,24 @@ fn other_frames() -> Vec<Vec<u8>> {
             0x86dd,
             &ipv6(a6, ll_all, 58, &[135, 0, 0, 0, 0, 0, 0, 0]),
         ),
+        // A port unreachable, quoting the datagram that had nowhere to go.
+        eth(
+            MAC_A,
+            MAC_B,
+            0x0800,
+            &ipv4(
+                b4,
+                a4,
+                1,
+                0,
+                0,
+                &[
+                    &[3, 3, 0, 0, 0, 0, 0, 0][..],
+                    &ipv4(a4, b4, 17, 0, 0, &udp(40010, 5353, &[]))[..28],
+                ]
+                .concat(),
+            ),
+        ),
         // ARP request and reply; RARP.
         eth(BROADCAST, MAC_A, 0x0806, &arp(1, a4, b4)),
         eth(MAC_A, MAC_B, 0x0806, &arp(2, b4, a4)),
@@ -653,6 +671,35 @@ fn what_is_not_evaluated_is_refused_by_name() {
             "{e}: {stderr}"
         );
     }
+}
+
+/// ICMP echo requests and replies (IPv4 and IPv6) and a port unreachable print tcpdump's
+/// line, word for word.
+#[test]
+fn icmp_lines_are_tcpdumps() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cap = dir.path().join("mixed.pcap");
+    write_capture(&cap);
+    let expression =
+        "icmp[0] = 8 or icmp[0] = 0 or icmp[0] = 3 or icmp6[0] = 128 or icmp6[0] = 129";
+    let ours = Command::new(env!("CARGO_BIN_EXE_ntptap"))
+        .args(["-t", "-n", "-r"])
+        .arg(&cap)
+        .arg(expression)
+        .output()
+        .expect("run ntptap");
+    let theirs = Command::new(tcpdump())
+        .args(["-t", "-n", "-r"])
+        .arg(&cap)
+        .arg(expression)
+        .output()
+        .expect("run tcpdump");
+    let (ours, theirs) = (
+        String::from_utf8_lossy(&ours.stdout).into_owned(),
+        String::from_utf8_lossy(&theirs.stdout).into_owned(),
+    );
+    assert_eq!(ours.lines().count(), 5, "{ours}");
+    assert_eq!(ours, theirs);
 }
 
 /// Expressions are compiled for Ethernet: a file of another link type is refused, never read

@@ -144,8 +144,13 @@ pub enum Transport<'a> {
         /// Destination port.
         dport: u16,
     },
-    /// ICMP or ICMPv6.
-    Icmp,
+    /// ICMP or ICMPv6: the message as far as it was captured.
+    Icmp {
+        /// ICMPv6.
+        v6: bool,
+        /// Type, code, checksum, then the rest.
+        message: &'a [u8],
+    },
 }
 
 /// Dissect `data` of link type `link`.
@@ -221,7 +226,14 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
             sport: tcp.source_port(),
             dport: tcp.destination_port(),
         }),
-        Some(TransportSlice::Icmpv4(_) | TransportSlice::Icmpv6(_)) => Some(Transport::Icmp),
+        Some(TransportSlice::Icmpv4(icmp)) => Some(Transport::Icmp {
+            v6: false,
+            message: icmp.slice(),
+        }),
+        Some(TransportSlice::Icmpv6(icmp)) => Some(Transport::Icmp {
+            v6: true,
+            message: icmp.slice(),
+        }),
         _ => None,
     };
     // etherparse stops at a UDP header that its length field contradicts; take what was

@@ -226,21 +226,8 @@ impl<W: Write> TextSink<W> {
         let (frame, d) = (packet.frame, packet.layers());
         let line = &mut self.line;
         let after_link = self.options.link_header && d.macs.is_some();
-        if self.options.link_header
-            && let Some((src, dst)) = d.macs
-        {
-            let _ = write!(line, "{} > {}, ", mac(src), mac(dst));
-            for id in &d.vlans {
-                let _ = write!(line, "vlan {id}, ");
-            }
-            if let Some(t) = d.ethertype {
-                let _ = write!(
-                    line,
-                    "ethertype {} (0x{t:04x}), length {}: ",
-                    ethertype_name(t),
-                    frame.orig_len
-                );
-            }
+        if after_link {
+            link_line(line, d, frame.orig_len);
         }
         match (d.net, d.transport) {
             (
@@ -287,8 +274,17 @@ impl<W: Write> TextSink<W> {
                     ip_prefix(src, after_link)
                 );
             }
-            (Some(Net::Ip { src, dst, .. }), Some(Transport::Icmp)) => {
-                let _ = write!(line, "{}{src} > {dst}: ICMP", ip_prefix(src, after_link));
+            (
+                Some(Net::Ip {
+                    src,
+                    dst,
+                    payload_len,
+                    ..
+                }),
+                Some(Transport::Icmp { v6, message }),
+            ) => {
+                let _ = write!(line, "{}{src} > {dst}: ", ip_prefix(src, after_link));
+                icmp_line(line, v6, message, payload_len);
             }
             (
                 Some(Net::Ip {
@@ -366,6 +362,81 @@ fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
     }
     line.push('.');
     line.push_str(buf.format(port));
+}
+
+/// `-e`: tcpdump's link header words (MAC addresses, VLAN tags, EtherType).
+fn link_line(line: &mut String, d: &Dissected<'_>, orig_len: u32) {
+    let Some((src, dst)) = d.macs else { return };
+    let _ = write!(line, "{} > {}, ", mac(src), mac(dst));
+    for id in &d.vlans {
+        let _ = write!(line, "vlan {id}, ");
+    }
+    if let Some(t) = d.ethertype {
+        let _ = write!(
+            line,
+            "ethertype {} (0x{t:04x}), length {orig_len}: ",
+            ethertype_name(t),
+        );
+    }
+}
+
+/// tcpdump's words for the ICMP messages it is asked about most: echo request and reply,
+/// and a port unreachable (IPv4); others by their type number, "length" the message's.
+fn icmp_line(line: &mut String, v6: bool, message: &[u8], length: usize) {
+    let be16 = |at: usize| {
+        message
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let kind = message.first().copied();
+    let echo = match (v6, kind) {
+        (false, Some(8)) | (true, Some(128)) => Some("echo request"),
+        (false, Some(0)) | (true, Some(129)) => Some("echo reply"),
+        _ => None,
+    };
+    let family = if v6 { "ICMP6, " } else { "ICMP " };
+    if let (Some(what), Some(id), Some(seq)) = (echo, be16(4), be16(6)) {
+        let _ = write!(line, "{family}{what}, id {id}, seq {seq}, length {length}");
+        return;
+    }
+    // A port unreachable quotes the datagram's IPv4 header and its first 8 bytes.
+    if !v6
+        && message.get(..2) == Some(&[3, 3])
+        && let Some(ip) = message.get(8..)
+        && let Some(&[vihl]) = ip.get(..1)
+        && let Some(&[proto]) = ip.get(9..10)
+        && let Some(dst) = ip.get(16..20)
+    {
+        let hl = usize::from(vihl & 0x0f) * 4;
+        let port = ip
+            .get(hl + 2..hl + 4)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let name = match proto {
+            17 => Some("udp"),
+            6 => Some("tcp"),
+            _ => None,
+        };
+        if let (Some(name), Some(port)) = (name, port) {
+            let _ = write!(
+                line,
+                "ICMP {}.{}.{}.{} {name} port {port} unreachable, length {length}",
+                dst[0], dst[1], dst[2], dst[3]
+            );
+            return;
+        }
+    }
+    match kind {
+        Some(t) => {
+            let _ = write!(line, "{family}type {t}, length {length}");
+        }
+        None => {
+            let _ = write!(
+                line,
+                "{}, length {length}",
+                family.trim_end_matches([',', ' '])
+            );
+        }
+    }
 }
 
 /// "IP " or "IP6 " before an IP line; nothing after `-e`'s link header, as tcpdump prints.
