@@ -86,6 +86,23 @@ fn check_least_filter(programs: &Programs, frames: &[(&str, Vec<u8>)]) {
     }
 }
 
+/// The capture programs of `config` (XDP, TC both ways), loaded for test runs.
+fn capture_programs(config: &CaptureConfig) -> Programs {
+    let mut programs = Programs::load(config).expect("load the programs (run as root)");
+    let xdp: &mut Xdp = programs
+        .ebpf
+        .program_mut(names::XDP)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().expect("load XDP");
+    for name in [names::TC_INGRESS, names::TC_EGRESS] {
+        let tc: &mut SchedClassifier = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
+        tc.load().expect("load TC");
+    }
+    programs
+}
+
 /// Filter expressions: one that keeps NTP from a host, one that keeps a non-NTP flood; each
 /// on a frame it rejects and one it keeps, in rounds of their own.
 fn expressions(config: &CaptureConfig, ntp: &(&str, Vec<u8>), dns: &(&str, Vec<u8>)) {
@@ -95,23 +112,10 @@ fn expressions(config: &CaptureConfig, ntp: &(&str, Vec<u8>), dns: &(&str, Vec<u
         ("udp port 5353", [ntp, &mdns]),
     ] {
         let expression = ntptap::filter::Expression::compile(text).expect("an expression");
-        let mut programs = Programs::load(&CaptureConfig {
+        let mut programs = capture_programs(&CaptureConfig {
             expression: Some(expression),
             ..config.clone()
-        })
-        .expect("load the programs with an expression");
-        let xdp: &mut Xdp = programs
-            .ebpf
-            .program_mut(names::XDP)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        xdp.load().expect("load XDP");
-        for name in [names::TC_INGRESS, names::TC_EGRESS] {
-            let tc: &mut SchedClassifier =
-                programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
-            tc.load().expect("load TC");
-        }
+        });
         let cases: Vec<(&str, &str, &[u8])> = [names::XDP, names::TC_INGRESS, names::TC_EGRESS]
             .into_iter()
             .flat_map(|p| frames.map(|(what, bytes)| (p, *what, &bytes[..])))
@@ -138,27 +142,10 @@ fn main() {
     };
     let mut programs = Programs::load(&config).expect("load the programs (run as root)");
     // The same programs built with process attribution on (`--attribution`).
-    let mut attributed = Programs::load(&CaptureConfig {
+    let mut attributed = capture_programs(&CaptureConfig {
         attribution: Some(Selection::default()),
         ..config.clone()
-    })
-    .expect("load the programs with attribution");
-    let xdp: &mut Xdp = attributed
-        .ebpf
-        .program_mut(names::XDP)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().expect("load XDP");
-    for name in [names::TC_INGRESS, names::TC_EGRESS] {
-        let tc: &mut SchedClassifier = attributed
-            .ebpf
-            .program_mut(name)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        tc.load().expect("load TC");
-    }
+    });
     for name in [
         names::XDP,
         names::XDP_COPY,

@@ -166,22 +166,21 @@ pub fn listing() -> anyhow::Result<String> {
 /// `-L` for each of `names` (the default route's interface when none): the link type of
 /// the frames ntptap hands over, in tcpdump's words.
 pub fn link_types(names: &[String]) -> anyhow::Result<String> {
-    Ok(chosen(names)?.iter().fold(String::new(), |mut out, name| {
-        let _ = write!(
-            out,
-            "Data link types for {} (use option -y to set):\n  EN10MB (Ethernet)\n",
-            crate::escape::terminal(name)
-        );
-        out
-    }))
+    per_interface(names, "Data link types", 'y', "EN10MB (Ethernet)")
 }
 
 /// `-J` for each of `names`: the time stamp types, in tcpdump's words.
 pub fn tstamp_types(names: &[String]) -> anyhow::Result<String> {
+    per_interface(names, "Time stamp types", 'j', "host (Host)")
+}
+
+/// tcpdump's `WHAT for IFACE (use option -FLAG to set):` and the one `choice`, for each of
+/// `names`.
+fn per_interface(names: &[String], what: &str, flag: char, choice: &str) -> anyhow::Result<String> {
     Ok(chosen(names)?.iter().fold(String::new(), |mut out, name| {
         let _ = write!(
             out,
-            "Time stamp types for {} (use option -j to set):\n  host (Host)\n",
+            "{what} for {} (use option -{flag} to set):\n  {choice}\n",
             crate::escape::terminal(name)
         );
         out

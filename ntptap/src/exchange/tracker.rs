@@ -498,14 +498,7 @@ impl Tracker {
                 && o.ntp.time().is_some_and(|h| h.origin.0 == transmit.0)
         }) && let Some(o) = self.orphans.remove(at)
         {
-            self.reply(
-                o.ts,
-                (o.server, o.client),
-                &o.ntp,
-                o.direction,
-                o.sighting,
-                false,
-            );
+            self.replay(&o);
         }
         if self.order.len() > self.pending.len() + self.pending.len() / 2 + 1024 {
             let pending = &self.pending;
@@ -533,14 +526,7 @@ impl Tracker {
             .is_some_and(|o| now.saturating_sub(o.ts) > ORPHAN_WAIT)
         {
             if let Some(o) = self.orphans.pop_front() {
-                self.reply(
-                    o.ts,
-                    (o.server, o.client),
-                    &o.ntp,
-                    o.direction,
-                    o.sighting,
-                    false,
-                );
+                self.replay(&o);
             }
         }
         let timeout = self.limits.timeout;
@@ -632,15 +618,20 @@ impl Tracker {
     /// Settle the replies still waiting for their requests: unmatched (the end of a capture).
     pub fn settle(&mut self) {
         while let Some(o) = self.orphans.pop_front() {
-            self.reply(
-                o.ts,
-                (o.server, o.client),
-                &o.ntp,
-                o.direction,
-                o.sighting,
-                false,
-            );
+            self.replay(&o);
         }
+    }
+
+    /// A held reply, back to be paired (its request came) or found unmatched.
+    fn replay(&mut self, o: &Orphan) {
+        self.reply(
+            o.ts,
+            (o.server, o.client),
+            &o.ntp,
+            o.direction,
+            o.sighting,
+            false,
+        );
     }
 
     /// A reply. At `first_sight`, what it says of its server is taken, and one whose request

@@ -159,27 +159,7 @@ impl Parser {
     }
 
     fn relation_follows(&self) -> bool {
-        matches!(
-            self.peek(),
-            Some(Token::Punct(
-                "=" | "=="
-                    | "!="
-                    | "<"
-                    | "<="
-                    | ">"
-                    | ">="
-                    | "+"
-                    | "-"
-                    | "*"
-                    | "/"
-                    | "%"
-                    | "&"
-                    | "|"
-                    | "^"
-                    | "<<"
-                    | ">>"
-            ))
-        )
+        is_operator(self.peek())
     }
 
     /// A primitive, or a relation starting with an accessor, `len` or a number.
@@ -328,27 +308,7 @@ impl Parser {
     }
 
     fn is_relation_ahead(&self) -> bool {
-        matches!(
-            self.tokens.get(self.pos + 1),
-            Some(Token::Punct(
-                "=" | "=="
-                    | "!="
-                    | "<"
-                    | "<="
-                    | ">"
-                    | ">="
-                    | "+"
-                    | "-"
-                    | "*"
-                    | "/"
-                    | "%"
-                    | "&"
-                    | "|"
-                    | "^"
-                    | "<<"
-                    | ">>"
-            ))
-        )
+        is_operator(self.tokens.get(self.pos + 1))
     }
 
     fn proto_number(&mut self, on: Proto) -> anyhow::Result<Expr> {
@@ -619,6 +579,31 @@ impl Parser {
             crate::escape::terminal(&word)
         )
     }
+}
+
+/// A comparison or arithmetic operator: what tells a relation from a primitive.
+fn is_operator(token: Option<&Token>) -> bool {
+    matches!(
+        token,
+        Some(Token::Punct(
+            "=" | "=="
+                | "!="
+                | "<"
+                | "<="
+                | ">"
+                | ">="
+                | "+"
+                | "-"
+                | "*"
+                | "/"
+                | "%"
+                | "&"
+                | "|"
+                | "^"
+                | "<<"
+                | ">>"
+        ))
+    )
 }
 
 fn check_proto_for_address(proto: Proto, addr: IpAddr) -> anyhow::Result<()> {
