@@ -242,7 +242,7 @@ pub struct Cli {
     #[arg(short = 'p', long = "no-promiscuous-mode", action = ArgAction::SetTrue)]
     pub no_promiscuous: bool,
 
-    /// Accepted for tcpdump habits: ntptap prints no TCP sequence numbers.
+    /// TCP sequence numbers as they are, not relative to the first of their conversation.
     #[arg(short = 'S', long = "absolute-tcp-sequence-numbers", action = ArgAction::SetTrue)]
     pub absolute_seq: bool,
 

@@ -530,6 +530,7 @@ fn printer(cli: &Cli, facts: Facts, stats: Option<Duration>, several: bool) -> P
             time: TimeFormat::from_count(cli.time_format),
             show_iface: several,
             process: cli.process,
+            absolute_seq: cli.absolute_seq,
         },
         all: cli.all || !cli.expression.is_empty(),
         terminal: facts.stdout_is_terminal || cli.line_buffered,

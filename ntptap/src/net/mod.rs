@@ -28,6 +28,10 @@ pub struct Dissected<'a> {
     pub ipv6: Option<etherparse::Ipv6Header>,
     /// The UDP header, with the whole UDP payload when it was captured whole.
     pub udp: Option<(etherparse::UdpHeader, Option<&'a [u8]>)>,
+    /// An ARP or RARP message (EtherType 0x0806 or 0x8035), as far as it was captured.
+    pub arp: Option<&'a [u8]>,
+    /// IPv6 extension headers (hop-by-hop, destination options, fragment, ...), whole.
+    pub ipv6_exts: &'a [u8],
 }
 
 /// What a UDP checksum check found.
@@ -143,6 +147,10 @@ pub enum Transport<'a> {
         sport: u16,
         /// Destination port.
         dport: u16,
+        /// The header (whole, with its options) and the payload as far as it was captured.
+        segment: &'a [u8],
+        /// Bytes of segment (header and payload) the IP header claims.
+        length: usize,
     },
     /// ICMP or ICMPv6: the message as far as it was captured.
     Icmp {
@@ -151,6 +159,54 @@ pub enum Transport<'a> {
         /// Type, code, checksum, then the rest.
         message: &'a [u8],
     },
+}
+
+/// The transport layer etherparse found, and the UDP header for checksums.
+fn transport<'a>(
+    sliced: &LaxSlicedPacket<'a>,
+    udp_header: &mut Option<(etherparse::UdpHeader, Option<&'a [u8]>)>,
+) -> Option<Transport<'a>> {
+    match &sliced.transport {
+        Some(TransportSlice::Udp(udp)) => {
+            let whole = udp.payload().len() + 8 == usize::from(udp.length());
+            *udp_header = Some((udp.to_header(), whole.then(|| udp.payload())));
+            Some(Transport::Udp {
+                sport: udp.source_port(),
+                dport: udp.destination_port(),
+                length: usize::from(udp.length()).saturating_sub(8),
+                payload: udp.payload(),
+            })
+        }
+        Some(TransportSlice::Tcp(tcp)) => Some(Transport::Tcp {
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            segment: tcp.slice(),
+            length: declared_payload(sliced).unwrap_or(tcp.slice().len()),
+        }),
+        Some(TransportSlice::Icmpv4(icmp)) => Some(Transport::Icmp {
+            v6: false,
+            message: icmp.slice(),
+        }),
+        Some(TransportSlice::Icmpv6(icmp)) => Some(Transport::Icmp {
+            v6: true,
+            message: icmp.slice(),
+        }),
+        _ => None,
+    }
+}
+
+/// The IP payload's length as its header claims (IPv6: past the extension headers).
+fn declared_payload(sliced: &LaxSlicedPacket<'_>) -> Option<usize> {
+    match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            usize::from(h.total_len()).checked_sub(h.slice().len())
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            usize::from(ip.header().payload_length()).checked_sub(ip.extensions().slice().len())
+        }
+        _ => None,
+    }
 }
 
 /// Dissect `data` of link type `link`.
@@ -181,6 +237,9 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     out.vlans = sliced.vlan_ids().iter().map(|id| id.value()).collect();
     if let Some(payload) = sliced.ether_payload() {
         out.ethertype = Some(payload.ether_type.0);
+        if matches!(payload.ether_type.0, 0x0806 | 0x8035) {
+            out.arp = Some(payload.payload);
+        }
     }
     out.net = match &sliced.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
@@ -197,6 +256,7 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
             out.ipv6 = Some(h.to_header());
+            out.ipv6_exts = ip.extensions().slice();
             let payload = ip.payload();
             Some(Net::Ip {
                 src: IpAddr::V6(h.source_addr()),
@@ -211,31 +271,7 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
         Some(LaxNetSlice::Arp(_)) => Some(Net::Arp),
         None => None,
     };
-    out.transport = match &sliced.transport {
-        Some(TransportSlice::Udp(udp)) => {
-            let whole = udp.payload().len() + 8 == usize::from(udp.length());
-            out.udp = Some((udp.to_header(), whole.then(|| udp.payload())));
-            Some(Transport::Udp {
-                sport: udp.source_port(),
-                dport: udp.destination_port(),
-                length: usize::from(udp.length()).saturating_sub(8),
-                payload: udp.payload(),
-            })
-        }
-        Some(TransportSlice::Tcp(tcp)) => Some(Transport::Tcp {
-            sport: tcp.source_port(),
-            dport: tcp.destination_port(),
-        }),
-        Some(TransportSlice::Icmpv4(icmp)) => Some(Transport::Icmp {
-            v6: false,
-            message: icmp.slice(),
-        }),
-        Some(TransportSlice::Icmpv6(icmp)) => Some(Transport::Icmp {
-            v6: true,
-            message: icmp.slice(),
-        }),
-        _ => None,
-    };
+    out.transport = transport(&sliced, &mut out.udp);
     // etherparse stops at a UDP header that its length field contradicts; take what was
     // captured in that case, since a dissector shows what is there.
     if out.transport.is_none()

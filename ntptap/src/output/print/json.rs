@@ -179,7 +179,7 @@ pub fn frame_json(packet: &Decoded<'_>) -> Value {
                 Err(err) => json!({ "error": err.to_string() }),
             };
         }
-    } else if let Some(Transport::Tcp { sport, dport }) = d.transport {
+    } else if let Some(Transport::Tcp { sport, dport, .. }) = d.transport {
         obj["sport"] = json!(sport);
         obj["dport"] = json!(dport);
     }

@@ -1,0 +1,2 @@
+//! What the tests of this directory share.
+pub mod mixed;
