@@ -119,14 +119,27 @@ pub(super) struct Tools {
     pub(super) empty_tap: std::path::PathBuf,
 }
 
-/// Start `contender` capturing on the lab's `vb` into `file` (None for "none").
+/// The expression the "expr" contenders capture with under a flood to `port`: NTP from one
+/// host under the NTP flood; the flood itself (not NTP) under the other.
+pub(super) fn expression(port: u16) -> String {
+    if port == 123 {
+        format!("udp port 123 and host {}", ntptap_tests::Lab::A4)
+    } else {
+        format!("udp port {port}")
+    }
+}
+
+/// Start `contender` capturing on the lab's `vb` into `file` (None for "none"), under a flood
+/// to `port`.
 pub(super) fn spawn_contender(
     lab: &ntptap_tests::Lab,
     contender: &str,
     tools: &Tools,
     file: &Path,
+    port: u16,
 ) -> anyhow::Result<Option<std::process::Child>> {
     let ntptap = tools.ntptap.as_path();
+    let expression = expression(port);
     Ok(match contender {
         "none" => None,
         empty if empty.starts_with("empty ") => Some(
@@ -137,12 +150,16 @@ pub(super) fn spawn_contender(
                 .stdout(Stdio::null())
                 .spawn()?,
         ),
-        "tcpdump" => Some(
+        "tcpdump" | "tcpdump expr" => Some(
             lab.b
                 .command("tcpdump")
                 .args(["-i", "vb", "-w"])
                 .arg(file)
-                .args(["udp", "port", "123"])
+                .arg(if contender == "tcpdump" {
+                    "udp port 123"
+                } else {
+                    &expression
+                })
                 .stderr(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()?,
@@ -153,11 +170,12 @@ pub(super) fn spawn_contender(
             let hook = hook.trim_start_matches("ntptap ");
             let (hook, variant) = hook.split_once('-').unwrap_or((hook, ""));
             let mode = if variant == "generic" { "skb" } else { "auto" };
-            let attribution: &[&str] = match variant {
-                "attr" => &["--attribution"],
-                "drops" => &["--drops"],
-                "latency" => &["--latency"],
-                _ => &[],
+            let attribution: Vec<&str> = match variant {
+                "attr" => vec!["--attribution"],
+                "drops" => vec!["--drops"],
+                "latency" => vec!["--latency"],
+                "expr" => vec![expression.as_str()],
+                _ => Vec::new(),
             };
             let mut command = if variant == "cpu0" {
                 let mut c = lab.b.command("taskset");
@@ -169,7 +187,7 @@ pub(super) fn spawn_contender(
             Some(
                 command
                     .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode])
-                    .args(attribution)
+                    .args(&attribution)
                     .arg("-w")
                     .arg(file)
                     .stderr(Stdio::piped())
@@ -191,7 +209,7 @@ pub(super) fn live_once(
     let file = dir.join(format!("{}-{port}.cap", contender.replace(' ', "-")));
     let _ = fs::remove_file(&file);
     let spawned = Instant::now();
-    let child = spawn_contender(lab, contender, tools, &file)?;
+    let child = spawn_contender(lab, contender, tools, &file, port)?;
     // stderr, line by line, with when each line came.
     let mut child = child.map(|mut c| {
         let stderr = c.stderr.take().expect("piped stderr");
@@ -327,6 +345,11 @@ pub(super) fn live(
         "ntptap tc",
         "ntptap tc-cpu0",
         "ntptap tc-attr",
+        // The same expression given to both: what ntptap's kernel interpreter costs against
+        // libpcap's compiled filter (`expression`).
+        "tcpdump expr",
+        "ntptap tc-expr",
+        "ntptap xdp-expr",
     ];
     // Under the flood that is not NTP, what any program at each hook costs: the floor of
     // target 3.
@@ -426,6 +449,12 @@ pub(super) fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_
     let _ = writeln!(
         md,
         "\n## Live capture ({FLOOD_SECONDS} s floods of 48-byte UDP payloads from one namespace into another over a veth pair, captured on the receiving side; sender pinned to CPU 0; medians, with the lowest and highest round in brackets)\n"
+    );
+    let _ = writeln!(
+        md,
+        "\"expr\": tcpdump and ntptap given the same expression, `{}` under the NTP flood and `{}` under the other (which it captures).\n",
+        expression(123),
+        expression(5353)
     );
     let _ = writeln!(
         md,

@@ -171,6 +171,25 @@ pub(super) fn targets(
                 None,
             );
         }
+        // With an expression, beside tcpdump with the same one: under the NTP flood (NTP from
+        // one host) and under the other (the flood itself).
+        for flood in [ntp, other] {
+            let (ours, theirs) = (
+                live_medians(live, flood, &format!("ntptap {hook}-expr")),
+                live_medians(live, flood, "tcpdump expr"),
+            );
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                push(
+                    format!(
+                        "7. capture CPU per packet with an expression vs tcpdump with it, {flood} ({hook})"
+                    ),
+                    ours.per_us / theirs.per_us,
+                    0.5,
+                    true,
+                    None,
+                );
+            }
+        }
         // The empty program at the same hook: what attaching anything there costs.
         let empty = format!("empty {hook}");
         let sent = |who: &str| {
