@@ -143,8 +143,11 @@ pub struct Cli {
     /// hook, and on a server the request at the ingress hook to the daemon's read, the read to
     /// its send, and the whole residence beside its own T3 - T2 (JSON `latency`, pcapng
     /// comments, -v, --stats percentiles, metrics histograms). Implies --attribution, whose
-    /// socket hooks stamp reads and sends. With -r: the residence of each reply of a server
-    /// in the file, from its capture times.
+    /// socket hooks stamp reads and sends; the queue stage adds a program on every datagram
+    /// delivered to a socket (2.4x an empty one, BENCHMARKS.md). Without it, the residence
+    /// of each reply of a server on this host (request in, reply out, from the capture
+    /// times: no hook) is there all the same, in pcapng comments, -v, --json and metrics;
+    /// with -r too.
     #[arg(long = "latency")]
     pub latency: bool,
 

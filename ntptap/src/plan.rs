@@ -797,6 +797,10 @@ mod tests {
         assert_eq!(printer.server_events, Some(Duration::from_secs(1)));
         assert!(live(&["--json"]).output.tracks_exchanges());
         assert!(live(&["--stats", "5"]).output.tracks_exchanges());
+        // A local server's residence, from capture times, in pcapng comments and with -v.
+        assert!(live(&["-w", "x.pcapng"]).output.tracks_exchanges());
+        assert!(live(&["-v"]).output.tracks_exchanges());
+        assert!(!live(&["-w", "x.pcap"]).output.tracks_exchanges());
     }
 
     /// An explicit --json always writes JSON on standard output: the frames where frames are

@@ -59,15 +59,9 @@ fn ns(v: &Value, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no latency.{key} in {}", v["latency"]))
 }
 
-/// The server waits until a request is queued, sleeps `SLEEP`, then reads and answers (its
-/// T2 right after the read, T3 right before the send). ntptap shows each request waiting at
-/// least `SLEEP` between its ingress hook and the read, within the tolerance of a wakeup; the
-/// daemon's own stages add up to the residence; and T3 − T2 fits inside it.
-#[test]
-fn a_server_that_sleeps_before_each_read_shows_it() {
-    const SLEEP_MS: u64 = 40;
-    const TOLERANCE_MS: u64 = 15;
-    let lab = Lab::new("latency");
+/// A server on `lab.a` that waits until a request is queued, sleeps `sleep_ms`, then reads
+/// and answers (its T2 right after the read, T3 right before the send).
+fn sleepy_server(lab: &Lab, sleep_ms: u64) -> Proc {
     let mut server = Proc::spawn(
         "a sleepy server",
         lab.a.command("/usr/bin/python3").args([
@@ -88,22 +82,41 @@ fn a_server_that_sleeps_before_each_read_shows_it() {
                  \x20   head = bytes([0x24, 2, 0, 0xec]) + bytes(8) + b'TEST' + ntp(t2)\n\
                  \x20   reply = head + req[40:48] + ntp(t2) + ntp(time.time())\n\
                  \x20   s.sendto(reply, peer)\n",
-                sleep = SLEEP_MS as f64 / 1e3
+                sleep = sleep_ms as f64 / 1e3
             ),
         ]),
     );
     server.wait_for_stderr("bound", READY);
-    let tap = tap(&lab);
+    server
+}
+
+/// `count` requests from `lab.b` to the server on `lab.a`, each waiting for its reply.
+fn ask(lab: &Lab, count: usize) {
     let client = format!(
         "import socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          s.settimeout(3)\n\
-         for i in range(20):\n\
+         for i in range({count}):\n\
          \x20   s.sendto(b'\\x23' + bytes(43) + i.to_bytes(4, 'big'), ('{}', 123))\n\
          \x20   s.recvfrom(512)\n",
-        Lab::A4
+        Lab::A4,
+        count = count
     );
     run(lab.b.command("/usr/bin/python3").args(["-c", &client]));
+}
+
+/// The server waits until a request is queued, sleeps `SLEEP`, then reads and answers (its
+/// T2 right after the read, T3 right before the send). ntptap shows each request waiting at
+/// least `SLEEP` between its ingress hook and the read, within the tolerance of a wakeup; the
+/// daemon's own stages add up to the residence; and T3 − T2 fits inside it.
+#[test]
+fn a_server_that_sleeps_before_each_read_shows_it() {
+    const SLEEP_MS: u64 = 40;
+    const TOLERANCE_MS: u64 = 15;
+    let lab = Lab::new("latency");
+    let server = sleepy_server(&lab, SLEEP_MS);
+    let tap = tap(&lab);
+    ask(&lab, 20);
     let (frames, stderr) = stop(tap);
     drop(server);
 
@@ -185,6 +198,47 @@ fn chronyd_resides_at_least_its_own_t3_minus_t2() {
             ns(r, "in_read_ns") > ns(r, "in_queue_ns") && ns(r, "out_send_ns") > 0,
             "{}",
             r["latency"]
+        );
+    }
+}
+
+/// Without asking (no --latency, no --attribution): `ntptap -i IF -w F.pcapng`, the command a
+/// unit runs, writes each reply of a server on this host with its residence (request in to
+/// reply out, from the capture times), which holds the server's sleep before its read.
+#[test]
+fn a_local_servers_residence_is_in_the_file_without_asking() {
+    const SLEEP_MS: u64 = 30;
+    let lab = Lab::new("residence");
+    let server = sleepy_server(&lab, SLEEP_MS);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("ntp.pcapng");
+    let tap = Proc::listening(
+        "ntptap",
+        lab.a
+            .command(ntptap_bin())
+            .args(["-i", "va", "-w"])
+            .arg(&file),
+    );
+    ask(&lab, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = tap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    drop(server);
+    let records = ntptap_tests::read_pcap(&file);
+    let replies: Vec<_> = records.iter().filter(|r| r.direction == Some(2)).collect();
+    assert_eq!(replies.len(), 10, "{stderr}");
+    for r in replies {
+        let residence = r
+            .comments
+            .iter()
+            .find_map(|c| c.strip_prefix("latency: "))
+            .and_then(|l| l.split(' ').find_map(|kv| kv.strip_prefix("residence=")))
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("a reply without its residence: {:?}", r.comments));
+        assert!(
+            (SLEEP_MS * 1_000_000..SLEEP_MS * 1_000_000 + 500_000_000).contains(&residence),
+            "a residence of {residence} ns for a server that sleeps {SLEEP_MS} ms: {:?}",
+            r.comments
         );
     }
 }

@@ -64,7 +64,8 @@ pub struct OutputPlan {
 
 impl OutputPlan {
     /// Whether any output pairs requests with responses (the table, the JSON events, the
-    /// metrics), so the pipeline keeps one exchange tracker for all of them.
+    /// metrics) or shows what pairing finds (a local server's residence: in pcapng comments
+    /// and with -v), so the pipeline keeps one exchange tracker for all of them.
     #[must_use]
     pub fn tracks_exchanges(&self) -> bool {
         self.stats.is_some()
@@ -72,7 +73,14 @@ impl OutputPlan {
             || self.flight.is_some()
             || self.plot.is_some()
             || self.metrics.is_some()
-            || self.printer.as_ref().is_some_and(|p| p.json.is_some())
+            || self
+                .file
+                .as_ref()
+                .is_some_and(|f| f.format == FileFormat::Pcapng)
+            || self
+                .printer
+                .as_ref()
+                .is_some_and(|p| p.json.is_some() || p.text.verbose > 0)
     }
 
     /// The directories files are created in after the start (`-C`/`-G`'s next files, the
