@@ -294,8 +294,30 @@ pub const SELECT_ENTRIES: u32 = 256;
 /// Cgroup levels above a process that `--cgroup` looks at (a directory selects its subtree).
 pub const CGROUP_LEVELS: i32 = 16;
 /// Sockets whose owners the kernel keeps at once (an LRU map: the least recently used owner
-/// goes first when it is full; the loader counts such evictions).
-pub const OWNER_ENTRIES: u32 = 1024;
+/// goes first when it is full; the loader counts such evictions). Every UDP socket is there
+/// from its creation to its close, NTP's or not: 16,384 entries of 48 bytes.
+pub const OWNER_ENTRIES: u32 = 16_384;
+
+/// A socket's local end, as the loader finds the sockets that were open before it started
+/// (`/proc/net/udp`): the capture programs look a frame's local address and port up here when
+/// its socket has no recorded owner, first with the address, then with the wildcard (zero).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The address as on the wire (IPv4 in the first 4 bytes, the rest zero); zero for a
+    /// socket bound to every address.
+    pub addr: [u8; 16],
+    /// The port, host byte order.
+    pub port: u16,
+    /// 4 or 6.
+    pub family: u8,
+    /// Zero.
+    pub pad: u8,
+}
+const _: () = assert!(size_of::<Endpoint>() == 20);
+
+/// Sockets open before ntptap started that the loader records (by [`Endpoint`]).
+pub const EARLIER_ENTRIES: u32 = 4096;
 
 /// Attribution flag in [`Config::attribution`]: look up the owner of each captured frame's
 /// socket.
@@ -324,9 +346,11 @@ pub enum OwnerStat {
     Changed = 1,
     /// Recorded sockets closed (their entry removed).
     Released = 2,
+    /// Frames whose socket was open before ntptap started, named by the loader's record.
+    Earlier = 3,
 }
 /// Entries of the owner statistics map.
-pub const OWNER_STATS: u32 = 3;
+pub const OWNER_STATS: u32 = 4;
 
 /// A ring buffer record with room for `N` bytes of frame data.
 ///
@@ -549,6 +573,9 @@ pub mod names {
     pub const OWNERS: &str = "NTPTAP_OWNERS";
     /// Per-CPU attribution statistics (see [`OwnerStat`](super::OwnerStat)).
     pub const OWNER_STATS: &str = "NTPTAP_OWNER_STATS";
+    /// Owners of the sockets open before ntptap started, by local end (see
+    /// [`Endpoint`](super::Endpoint)).
+    pub const EARLIER: &str = "NTPTAP_EARLIER";
     /// In-host latency stamps (see [`Stamps`](super::Stamps)).
     pub const STAMPS: &str = "NTPTAP_STAMPS";
     /// `--pid` selection.
@@ -557,17 +584,23 @@ pub mod names {
     pub const SELECT_COMMS: &str = "NTPTAP_SELECT_COMMS";
     /// `--cgroup` selection, by cgroup id.
     pub const SELECT_CGROUPS: &str = "NTPTAP_SELECT_CGROUPS";
-    /// The attribution programs: name, then the cgroup attach point, as `cgroup/ATTACH`.
-    pub const OWNER_PROGRAMS: [(&str, &str); 9] = [
+    /// The attribution programs that run once per socket (its creation, bind, connect and
+    /// close): name, then the cgroup attach point, as `cgroup/ATTACH`.
+    pub const OWNER_PROGRAMS: [(&str, &str); 6] = [
+        ("ntptap_sock_create", "sock_create"),
         ("ntptap_connect4", "connect4"),
         ("ntptap_connect6", "connect6"),
+        ("ntptap_post_bind4", "post_bind4"),
+        ("ntptap_post_bind6", "post_bind6"),
+        ("ntptap_sock_release", "sock_release"),
+    ];
+    /// The attribution programs that run on every UDP send to an address and read with one
+    /// (`--latency`: they stamp those calls, and record a socket's new user).
+    pub const OWNER_CALL_PROGRAMS: [(&str, &str); 4] = [
         ("ntptap_sendmsg4", "sendmsg4"),
         ("ntptap_sendmsg6", "sendmsg6"),
         ("ntptap_recvmsg4", "recvmsg4"),
         ("ntptap_recvmsg6", "recvmsg6"),
-        ("ntptap_post_bind4", "post_bind4"),
-        ("ntptap_post_bind6", "post_bind6"),
-        ("ntptap_sock_release", "sock_release"),
     ];
     /// In-host latency: stamps each NTP datagram queued on a socket (`cgroup_skb` ingress).
     pub const SOCK_QUEUE: &str = "ntptap_sock_queue";
@@ -612,7 +645,12 @@ pub mod names {
     pub const NOP_TC: &str = "ntptap_nop_tc";
     /// Empty programs at the attribution hooks, each beside ntptap's program there: (empty,
     /// ntptap's, the hook).
-    pub const NOP_OWNER_PROGRAMS: [(&str, &str, &str); 5] = [
+    pub const NOP_OWNER_PROGRAMS: [(&str, &str, &str); 6] = [
+        (
+            "ntptap_nop_sock_create",
+            "ntptap_sock_create",
+            "sock_create",
+        ),
         ("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4"),
         ("ntptap_nop_connect4", "ntptap_connect4", "connect4"),
         ("ntptap_nop_recvmsg4", "ntptap_recvmsg4", "recvmsg4"),
@@ -634,6 +672,8 @@ mod user {
     unsafe impl aya::Pod for super::RecordHeader {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
+    unsafe impl aya::Pod for super::Endpoint {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.
     unsafe impl aya::Pod for super::DropLayout {}
     // SAFETY: as for `Config`: `#[repr(C)]`, integers only, padding explicit and asserted.

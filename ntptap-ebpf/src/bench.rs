@@ -174,6 +174,12 @@ pub fn ntptap_nop_post_bind4(_ctx: SockContext) -> i32 {
 }
 
 /// See [`ntptap_nop_sendmsg4`].
+#[cgroup_sock(sock_create)]
+pub fn ntptap_nop_sock_create(_ctx: SockContext) -> i32 {
+    1
+}
+
+/// See [`ntptap_nop_sendmsg4`].
 #[cgroup_sock(sock_release)]
 pub fn ntptap_nop_sock_release(_ctx: SockContext) -> i32 {
     1

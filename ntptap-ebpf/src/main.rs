@@ -325,7 +325,9 @@ impl Frame for TcFrame<'_> {
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         if direction == DIRECTION_EGRESS {
             // SAFETY: reading a field of the context the kernel gave us.
-            return owners::sender(unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk });
+            let sk = unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk };
+            let (start, end) = self.linear();
+            return owners::sender(sk, start, end, udp.addresses, udp.sport);
         }
         let (start, end) = self.linear();
         owners::receiver(self.0, start, end, udp.addresses, udp.sport, udp.dport)

@@ -1,13 +1,17 @@
 //! Process attribution: who owns the socket an NTP frame leaves from or goes to.
 //!
-//! Hooks on the cgroup v2 root run in the context of the process that uses a UDP socket, when
-//! it connects, sends to an address, reads with an address, or binds, and record that process
-//! under the socket's kernel address in [`NTPTAP_OWNERS`]; only sockets that talk on the port
-//! set are recorded, so the map holds NTP sockets alone. Closing a socket removes its entry.
+//! Hooks on the cgroup v2 root run in the context of the process that uses a UDP socket, once
+//! per socket: when it creates it (every UDP socket, NTP's or not: the port is not known yet),
+//! binds it to an NTP port, or connects it to one. Each records that process under the
+//! socket's kernel address in [`NTPTAP_OWNERS`]; closing the socket removes the entry. So the
+//! datagram path of other programs pays nothing. With `--latency`, hooks on every UDP send to
+//! an address and read with one also stamp those calls (and record a socket's new user).
 //! The capture programs then find a frame's socket (egress: the one that sent it; ingress: the
-//! one the stack will deliver it to, by `bpf_sk_lookup_udp`) and look its owner up. Every hook
-//! is a cgroup program: they load on every kernel of the matrix and on locked-down hosts
-//! without kprobes or fentry, and they run once per socket call, not per packet.
+//! one the stack will deliver it to, by `bpf_sk_lookup_udp`) and look its owner up; a socket
+//! opened before ntptap started has none there, and is looked up by its local address and
+//! port in [`NTPTAP_EARLIER`], which the loader fills from `/proc` at start. Every hook is a
+//! cgroup program: they load on every kernel of the matrix and on locked-down hosts without
+//! kprobes or fentry.
 //!
 //! A hook never changes what the socket call does: each returns 1 ("allow").
 
@@ -28,9 +32,9 @@ use aya_ebpf::{
 };
 use ntptap_common::{
     ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_LATENCY, ATTRIBUTE_PIDS,
-    CGROUP_LEVELS, COMM_LEN, Config, OWNER_ENTRIES, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES,
-    SELECT_EXCLUDE, SELECT_EXCLUDED, SELECT_INCLUDE, SELECT_INCLUDED, SOCKET_NONE, SOCKET_OWNED,
-    SOCKET_UNKNOWN, SOCKET_UNOWNED, STAMP_ENTRIES, StampKey, Stamps,
+    CGROUP_LEVELS, COMM_LEN, Config, EARLIER_ENTRIES, Endpoint, OWNER_ENTRIES, OWNER_STATS, Owner,
+    OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE, SELECT_EXCLUDED, SELECT_INCLUDE, SELECT_INCLUDED,
+    SOCKET_NONE, SOCKET_OWNED, SOCKET_UNKNOWN, SOCKET_UNOWNED, STAMP_ENTRIES, StampKey, Stamps,
 };
 
 use crate::{
@@ -43,6 +47,12 @@ use crate::{
 /// the map if closes are ever missed.
 #[map(name = "NTPTAP_OWNERS")]
 static NTPTAP_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(OWNER_ENTRIES, 0);
+
+/// The owners of the sockets that were open before ntptap started, by local end (exact
+/// address, or zero for every address): filled by the loader, read for a frame whose socket
+/// has no entry in [`NTPTAP_OWNERS`].
+#[map(name = "NTPTAP_EARLIER")]
+static NTPTAP_EARLIER: HashMap<Endpoint, Owner> = HashMap::with_max_entries(EARLIER_ENTRIES, 0);
 
 /// When each NTP socket last read from and sent to each remote end (`--latency`): the
 /// capture program at TC egress looks up the socket and the frame's destination.
@@ -419,6 +429,22 @@ pub fn ntptap_recvmsg6(ctx: SockAddrContext) -> i32 {
     on_sock_addr(&ctx, Stamp::Read, true)
 }
 
+/// Records the creator of every UDP socket as its owner (the port it will use is not known
+/// yet). Runs once per socket of every protocol; a socket that is not UDP costs a comparison.
+#[cgroup_sock(sock_create)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_sock_create(ctx: SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: reading a field of the context the kernel gave us.
+    if unsafe { (*sk).protocol } == IPPROTO_UDP {
+        record(&ctx, sk as u64);
+    }
+    1
+}
+
 /// A `sock` hook after bind: record the owner of a UDP socket bound to an NTP port (a server).
 #[inline(always)]
 fn on_bind(ctx: &SockContext) -> i32 {
@@ -483,13 +509,81 @@ fn owner_of(sk: u64) -> (u8, Owner) {
     }
 }
 
+/// The owner of a socket opened before ntptap started, by its local `addr` (as on the wire,
+/// IPv4 in the first 4 bytes) and `port`: with the address, then bound to every address.
+#[inline(always)]
+fn earlier(addr: [u8; 16], port: u16, family: u8) -> Option<Owner> {
+    let mut key = Endpoint {
+        addr,
+        port,
+        family,
+        pad: 0,
+    };
+    // SAFETY: lookups with a key of the declared type.
+    if let Some(owner) = unsafe { NTPTAP_EARLIER.get(key) } {
+        return Some(*owner);
+    }
+    key.addr = [0; 16];
+    // SAFETY: as above.
+    unsafe { NTPTAP_EARLIER.get(key) }.copied()
+}
+
+/// The local end of a frame: its source (egress) or destination (ingress) address and port.
+#[inline(always)]
+fn local_end(
+    start: usize,
+    end: usize,
+    addresses: Addresses,
+    source: bool,
+) -> Option<([u8; 16], u8)> {
+    let mut addr = [0u8; 16];
+    match addresses.family {
+        Addresses::V4 => {
+            let (src, dst) = crate::parse::ipv4_addresses(start, end, addresses.header)?;
+            let ip = if source { src } else { dst };
+            addr[..4].copy_from_slice(&ip.to_ne_bytes());
+            Some((addr, 4))
+        }
+        Addresses::V6 => {
+            let at = addresses.header + if source { 8 } else { 24 };
+            Some((crate::parse::ipv6_address(start, end, at)?, 6))
+        }
+        _ => None,
+    }
+}
+
+/// `owner_of(sk)`, or where the socket has no entry, the owner the loader found for the
+/// frame's local end when it started.
+#[inline(always)]
+fn owner_or_earlier(sk: u64, local: impl FnOnce() -> Option<([u8; 16], u8, u16)>) -> (u8, Owner) {
+    let found = owner_of(sk);
+    if found.0 == SOCKET_OWNED {
+        return found;
+    }
+    match local().and_then(|(addr, family, port)| earlier(addr, port, family)) {
+        Some(owner) => {
+            stat(OwnerStat::Earlier);
+            (SOCKET_OWNED, owner)
+        }
+        None => found,
+    }
+}
+
 /// The owner of the socket that sent an egress frame (the skb's own socket).
 #[inline(always)]
-pub fn sender(sk: *mut bpf_sock) -> (u8, Owner) {
+pub fn sender(
+    sk: *mut bpf_sock,
+    start: usize,
+    end: usize,
+    addresses: Addresses,
+    sport: u16,
+) -> (u8, Owner) {
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
-    owner_of(sk as u64)
+    owner_or_earlier(sk as u64, || {
+        local_end(start, end, addresses, true).map(|(a, f)| (a, f, sport))
+    })
 }
 
 /// The owner of the socket the stack will deliver an ingress UDP frame to: a lookup of the
@@ -540,7 +634,9 @@ pub fn receiver<C: EbpfContext>(
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
-    let found = owner_of(sk as u64);
+    let found = owner_or_earlier(sk as u64, || {
+        local_end(start, end, addresses, false).map(|(a, f)| (a, f, dport))
+    });
     // SAFETY: releases the reference the lookup took.
     unsafe { bpf_sk_release(sk.cast()) };
     found

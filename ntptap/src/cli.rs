@@ -120,12 +120,16 @@ pub struct Cli {
     #[arg(long = "not-cgroup", value_name = "PATH")]
     pub not_cgroups: Vec<PathBuf>,
 
-    /// Name the process that owns each frame's socket (JSON `process`, pcapng comments, -v).
-    /// Off by default: its hooks run on every UDP connect, send to an address, read with an
-    /// address, bind and close on the host (BENCHMARKS.md). --process, --pid, --comm and
-    /// --cgroup turn it on too.
-    #[arg(long = "attribution")]
+    /// Name the process that owns each frame's socket (JSON `process`, pcapng comments, -v):
+    /// on by default. Its cgroup hooks run once per socket (creation, bind, connect, close),
+    /// none per datagram; sockets open before the start are found in /proc (BENCHMARKS.md).
+    #[arg(long = "attribution", overrides_with = "no_attribution")]
     pub attribution: bool,
+
+    /// Do not name the processes (no cgroup hooks). Goes with none of --process, --latency,
+    /// --pid, --comm, --cgroup.
+    #[arg(long = "no-attribution", overrides_with = "attribution", conflicts_with_all = ["process", "latency", "pids", "not_pids", "comms", "not_comms", "cgroups", "not_cgroups"])]
+    pub no_attribution: bool,
 
     /// Also record the NTP frames the kernel drops in this host after ntptap's hook (or on the
     /// way out before it), with the kernel's reason and where (a BTF tracepoint on

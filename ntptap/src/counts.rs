@@ -62,6 +62,10 @@ pub struct OwnerCounts {
     pub changed: u64,
     /// Recorded sockets closed.
     pub released: u64,
+    /// UDP sockets open before the start whose owners were found in `/proc`.
+    pub earlier_sockets: u64,
+    /// Frames named by those (their sockets recorded no owner since).
+    pub earlier_frames: u64,
     /// Owners held now.
     pub live: u64,
 }

@@ -63,6 +63,12 @@ fn printers() -> (Pipeline, Pipeline) {
 /// Print `data` as a frame of every link type, with every printer.
 pub fn print_frame(data: &[u8]) {
     let (mut text, mut json) = printers();
+    let names = std::str::from_utf8(data)
+        .ok()
+        .map(|s| crate::containers::ContainerNames {
+            name: s.to_owned(),
+            pod: Some((s.to_owned(), s.to_owned())),
+        });
     for link in [
         LinkType::Ethernet,
         LinkType::RawIp,
@@ -90,6 +96,8 @@ pub fn print_frame(data: &[u8]) {
                 cgroup_id: 1,
                 cgroup: std::str::from_utf8(data).ok(),
                 container: None,
+                // A hostile container and pod name too.
+                names: names.as_ref(),
                 netns: None,
             }),
             drop: (link == LinkType::RawIp).then_some(crate::frame::KernelDrop {

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod containers;
 pub mod counts;
 pub mod escape;
 pub mod exchange;

@@ -463,9 +463,19 @@ fn flight(cli: &Cli) -> anyhow::Result<Option<FlightPlan>> {
     }))
 }
 
-/// Whether process attribution is asked for: `--attribution`, or what needs it.
+/// Whether process attribution runs unless `--no-attribution` says otherwise: it does, as
+/// `cargo xtask bench` decided (its hooks run once per socket, none per datagram: targets 8
+/// and 9 in BENCHMARKS.md).
+pub const ATTRIBUTION_BY_DEFAULT: bool = true;
+
+/// Whether process attribution runs: by default, `--attribution`, or what needs it; not with
+/// `--no-attribution` (which nothing that needs it goes with).
 fn attribution(cli: &Cli) -> bool {
-    cli.attribution
+    if cli.no_attribution {
+        return false;
+    }
+    ATTRIBUTION_BY_DEFAULT
+        || cli.attribution
         || cli.latency
         || cli.process
         || !cli.pids.is_empty()

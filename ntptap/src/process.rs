@@ -62,6 +62,9 @@ pub struct Process<'a> {
     pub cgroup: Option<&'a str>,
     /// The container its cgroup names, when it names one.
     pub container: Option<&'a str>,
+    /// What the container's runtime calls it (podman, CRI-O, Docker), and Kubernetes' pod
+    /// and namespace, when it says.
+    pub names: Option<&'a crate::containers::ContainerNames>,
     /// The inode number of the socket's network namespace (as `ls -L -i /proc/PID/ns/net`
     /// shows it), when known.
     pub netns: Option<u64>,
@@ -94,6 +97,17 @@ impl Process<'_> {
         if let Some(container) = self.container {
             let _ = write!(s, " container={}", escape(container.as_bytes()));
         }
+        if let Some(names) = self.names {
+            let _ = write!(s, " container_name={}", escape(names.name.as_bytes()));
+            if let Some((pod, namespace)) = &names.pod {
+                let _ = write!(
+                    s,
+                    " pod={} pod_namespace={}",
+                    escape(pod.as_bytes()),
+                    escape(namespace.as_bytes())
+                );
+            }
+        }
         if let Some(netns) = self.netns {
             let _ = write!(s, " netns={netns}");
         }
@@ -115,6 +129,16 @@ impl Process<'_> {
         comments.push(format!("UserId: {}", self.uid));
         if let Some(container) = self.container {
             comments.push(format!("ContainerId: {}", escape(container.as_bytes())));
+        }
+        if let Some(names) = self.names {
+            comments.push(format!("ContainerName: {}", escape(names.name.as_bytes())));
+            if let Some((pod, namespace)) = &names.pod {
+                comments.push(format!(
+                    "PodName: {}\nPodNamespace: {}",
+                    escape(pod.as_bytes()),
+                    escape(namespace.as_bytes())
+                ));
+            }
         }
         comments
     }
@@ -148,6 +172,7 @@ pub struct OwnedProcess {
     cgroup_id: u64,
     cgroup: Option<String>,
     container: Option<String>,
+    names: Option<crate::containers::ContainerNames>,
     netns: Option<u64>,
 }
 
@@ -163,6 +188,7 @@ impl OwnedProcess {
             cgroup_id: self.cgroup_id,
             cgroup: self.cgroup.as_deref(),
             container: self.container.as_deref(),
+            names: self.names.as_ref(),
             netns: self.netns,
         }
     }
@@ -217,6 +243,7 @@ impl ReadSocket {
 fn parse_pairs(pairs: &str) -> Option<OwnedProcess> {
     let mut p = OwnedProcess::default();
     let (mut pid, mut comm) = (None, None);
+    let (mut pod, mut namespace) = (None, None);
     for pair in pairs.split(' ') {
         let (key, value) = pair.split_once('=')?;
         match key {
@@ -227,9 +254,17 @@ fn parse_pairs(pairs: &str) -> Option<OwnedProcess> {
             "cgroup_id" => p.cgroup_id = value.parse().ok()?,
             "cgroup" => p.cgroup = Some(String::from_utf8(unescape(value)?).ok()?),
             "container" => p.container = Some(String::from_utf8(unescape(value)?).ok()?),
+            "container_name" => {
+                p.names.get_or_insert_default().name = String::from_utf8(unescape(value)?).ok()?;
+            }
+            "pod" => pod = Some(String::from_utf8(unescape(value)?).ok()?),
+            "pod_namespace" => namespace = Some(String::from_utf8(unescape(value)?).ok()?),
             "netns" => p.netns = Some(value.parse().ok()?),
             _ => {}
         }
+    }
+    if let (Some(pod), Some(namespace)) = (pod, namespace) {
+        p.names.get_or_insert_default().pod = Some((pod, namespace));
     }
     p.pid = pid?;
     p.comm = comm?;
@@ -279,39 +314,49 @@ pub fn unescape(text: &str) -> Option<Vec<u8>> {
 
 /// The container a cgroup path names, as the common runtimes and systemd name their scopes:
 /// docker (`docker-ID.scope`, `/docker/ID`), containerd (`cri-containerd-ID.scope`), CRI-O
-/// (`crio-ID.scope`), podman (`libpod-ID.scope`); a systemd service's unit name otherwise
-/// (`chrony.service`). Ids are cut to 12 characters, as `docker ps` shows them.
+/// (`crio-ID.scope`), podman (`libpod-ID.scope`, or `libpod-ID` under podman's cgroupfs
+/// manager); a systemd service's unit name otherwise (`chrony.service`). Ids are cut to 12
+/// characters, as `docker ps` shows them.
 #[must_use]
 pub fn container_of(cgroup: &str) -> Option<String> {
+    container_id_of(cgroup)
+        .map(|(runtime, id)| format!("{runtime}:{}", &id[..12]))
+        .or_else(|| {
+            cgroup
+                .rsplit('/')
+                .find(|p| p.ends_with(".service"))
+                .map(|unit| format!("systemd:{unit}"))
+        })
+}
+
+/// The runtime and the whole id (64 hex digits) of the container a cgroup path names (see
+/// [`container_of`]); the innermost one.
+#[must_use]
+pub fn container_id_of(cgroup: &str) -> Option<(&'static str, &str)> {
     let mut found = None;
     let mut parts = cgroup.split('/').filter(|p| !p.is_empty()).peekable();
     while let Some(part) = parts.next() {
-        let scope = part.strip_suffix(".scope");
+        let unit = part.strip_suffix(".scope").unwrap_or(part);
         for (prefix, runtime) in [
             ("docker-", "docker"),
             ("cri-containerd-", "containerd"),
             ("crio-", "cri-o"),
             ("libpod-", "podman"),
         ] {
-            if let Some(id) = scope.and_then(|s| s.strip_prefix(prefix))
+            if let Some(id) = unit.strip_prefix(prefix)
                 && is_container_id(id)
             {
-                found = Some(format!("{runtime}:{}", &id[..12]));
+                found = Some((runtime, id));
             }
         }
         if part == "docker"
             && let Some(id) = parts.peek()
             && is_container_id(id)
         {
-            found = Some(format!("docker:{}", &id[..12]));
+            found = Some(("docker", *id));
         }
     }
-    found.or_else(|| {
-        cgroup
-            .rsplit('/')
-            .find(|p| p.ends_with(".service"))
-            .map(|unit| format!("systemd:{unit}"))
-    })
+    found
 }
 
 /// A container id: 64 hex digits.
@@ -332,6 +377,7 @@ mod tests {
             cgroup_id: 4242,
             cgroup: Some("/system.slice/chrony.service"),
             container: Some("systemd:chrony.service"),
+            names: None,
             netns: Some(4_026_531_840),
         }
     }
@@ -373,6 +419,7 @@ mod tests {
             tid: 812,
             cgroup: None,
             container: None,
+            names: None,
             netns: None,
             ..p
         };

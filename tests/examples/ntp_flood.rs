@@ -1,7 +1,9 @@
 //! A UDP flood for `cargo xtask bench`: 48-byte NTP client requests (or other UDP) sent with
-//! sendmmsg in batches, as fast as possible, for a given time. Prints the packets sent.
+//! sendmmsg in batches, as fast as possible, for a given time. Prints the packets sent. With
+//! `tcp:PORT`, a TCP stream instead: 1448-byte writes to a connected socket; prints the
+//! writes.
 //!
-//! Usage: ntp_flood ADDR PORT SECONDS
+//! Usage: ntp_flood ADDR [tcp:]PORT SECONDS
 
 use std::{
     net::UdpSocket,
@@ -13,9 +15,14 @@ const BATCH: usize = 64;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert!(args.len() == 4, "usage: ntp_flood ADDR PORT SECONDS");
-    let target: std::net::SocketAddr = format!("{}:{}", args[1], args[2]).parse().expect("address");
+    assert!(args.len() == 4, "usage: ntp_flood ADDR [tcp:]PORT SECONDS");
     let seconds: f64 = args[3].parse().expect("seconds");
+    if let Some(port) = args[2].strip_prefix("tcp:") {
+        let target: std::net::SocketAddr = format!("{}:{port}", args[1]).parse().expect("address");
+        println!("{}", stream(target, seconds));
+        return;
+    }
+    let target: std::net::SocketAddr = format!("{}:{}", args[1], args[2]).parse().expect("address");
     let socket = UdpSocket::bind(if target.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -45,4 +52,18 @@ fn main() {
         }
     }
     println!("{sent}");
+}
+
+/// Write 1448-byte chunks to `target` over TCP for `seconds`; how many went.
+fn stream(target: std::net::SocketAddr, seconds: f64) -> u64 {
+    use std::io::Write as _;
+    let mut socket = std::net::TcpStream::connect(target).expect("connect");
+    let chunk = [0x5au8; 1448];
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut sent = 0;
+    while Instant::now() < end {
+        socket.write_all(&chunk).expect("write");
+        sent += 1;
+    }
+    sent
 }

@@ -4,7 +4,9 @@
 //! BPF_PROG_TEST_RUN, so real calls on loopback drive them, and the kernel's own run-time
 //! statistics (`BPF_ENABLE_STATS`) time each program. Run by `cargo xtask bench`; prints one
 //! JSON object per hook: `{"hook", "work", "ntptap_ns", "empty_ns", "runs"}` (medians over
-//! rounds, of the kernel's average per run).
+//! rounds, of the kernel's average per run). First, the whole cost a process sees: a socket()
+//! and close() pair of a UDP and of a TCP socket without ntptap, then with its default hooks
+//! (`{"pair", "without_ns", "with_ns"}`, medians of the rounds' averages).
 
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
@@ -66,7 +68,13 @@ fn work(hook: &str) {
                 rx.recv_from(&mut buf).unwrap();
             }
         }
-        // A socket bound and closed: post_bind, then sock_release.
+        // A TCP socket created, bound and closed: sock_create returns at once.
+        "sock_create TCP" => {
+            for _ in 0..CALLS {
+                drop(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+            }
+        }
+        // A socket created, bound and closed: sock_create, post_bind, then sock_release.
         _ => {
             for _ in 0..CALLS {
                 drop(UdpSocket::bind("127.0.0.1:0").unwrap());
@@ -81,14 +89,55 @@ fn stats(programs: &Programs, name: &str) -> (Duration, u64) {
     (info.run_time(), info.run_count())
 }
 
+/// Pairs timed each round.
+const PAIRS: u32 = 100_000;
+
+/// ns per socket()+close() pair of `kind` (`SOCK_DGRAM` or `SOCK_STREAM`), on this thread.
+fn pair_ns(kind: libc::c_int) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..PAIRS {
+        // SAFETY: plain system calls on a descriptor this loop owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, kind, 0);
+            assert!(fd >= 0, "socket()");
+            libc::close(fd);
+        }
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(PAIRS)
+}
+
+/// Median ns per pair of `kind` over the rounds.
+fn pairs(kind: libc::c_int) -> f64 {
+    median((0..ROUNDS).map(|_| pair_ns(kind)).collect())
+}
+
 fn main() {
+    // Without ntptap, then with its default hooks (attribution's, once per socket): the
+    // pairs a process sees.
+    let without = [pairs(libc::SOCK_DGRAM), pairs(libc::SOCK_STREAM)];
+    let mut defaults = Programs::load(&CaptureConfig {
+        attribution: Some(Selection::default()),
+        ..CaptureConfig::default()
+    })
+    .expect("load the programs (run as root)");
+    let default_hooks = OwnerHooks::open(&mut defaults.ebpf, &Selection::default(), false, &[123])
+        .expect("attribution hooks");
+    let with = [pairs(libc::SOCK_DGRAM), pairs(libc::SOCK_STREAM)];
+    drop(default_hooks);
+    drop(defaults);
+    for (i, kind) in ["UDP", "TCP"].iter().enumerate() {
+        println!(
+            "{{\"pair\": \"{kind}\", \"without_ns\": {:.1}, \"with_ns\": {:.1}}}",
+            without[i], with[i]
+        );
+    }
     let mut programs = Programs::load(&CaptureConfig {
         attribution: Some(Selection::default()),
         latency: true,
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
-    let hooks = OwnerHooks::open(&mut programs.ebpf, &Selection::default(), true)
+    let hooks = OwnerHooks::open(&mut programs.ebpf, &Selection::default(), true, &[123])
         .expect("attribution hooks");
     let root = cgroup2_root().expect("cgroup v2");
     let dir = std::fs::File::open(&root.path).unwrap();
@@ -119,6 +168,11 @@ fn main() {
         .iter()
         .copied()
         .chain([
+            (
+                "ntptap_nop_sock_create",
+                "ntptap_sock_create",
+                "sock_create TCP",
+            ),
             ("ntptap_nop_sendmsg4", "ntptap_sendmsg4", "sendmsg4 NTP"),
             (names::NOP_SOCK_QUEUE, names::SOCK_QUEUE, "sock_queue"),
         ])
@@ -137,10 +191,11 @@ fn main() {
             *runs += after.0.1 - before.0.1;
         }
     }
+    // Every UDP socket is recorded at its creation and forgotten at its close.
     let counts = hooks.counts().unwrap();
-    assert_eq!(
-        counts.recorded, ROUNDS as u64,
-        "only the NTP sender's sockets are recorded: {counts:?}"
+    assert!(
+        counts.recorded >= u64::from(CALLS) && counts.released + counts.live >= counts.recorded,
+        "every UDP socket recorded and released: {counts:?}"
     );
     for ((_, _, hook), (ours, empty, runs)) in kinds.iter().zip(samples) {
         let work = match *hook {
@@ -150,6 +205,8 @@ fn main() {
             "connect4" => "connect(), not NTP",
             "recvmsg4" => "recvfrom(), not NTP",
             "post_bind4" => "bind(), not NTP",
+            "sock_create" => "socket() of a UDP socket, its owner recorded",
+            "sock_create TCP" => "socket() of a TCP socket",
             _ => "close() of a UDP socket",
         };
         println!(

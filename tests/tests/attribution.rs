@@ -413,3 +413,211 @@ fn comm_and_cgroup_select_exactly_in_the_kernel() {
     assert_eq!(counts.captured, of(&chronyd).len() as u64, "{}", stderrs[1]);
     assert!(stderrs[1].contains("other_process"), "{}", stderrs[1]);
 }
+
+/// A daemon started before ntptap, as every production one is, and ntptap with no flag (the
+/// command a unit runs): every frame names its process from the first one on, on both sides
+/// of the exchange. chronyd serves from a socket it bound before ntptap started; a Python
+/// client ("early-client") opens and binds its socket before ntptap starts, then asks when
+/// told. ntptap finds both sockets in /proc at start; the server side's replies carry their
+/// residence too.
+#[test]
+fn daemons_started_before_ntptap_are_named_without_asking() {
+    let lab = Lab::new("early");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = chrony_server(&lab.a, dir.path());
+    let go = dir.path().join("go");
+    let script = format!(
+        "import ctypes, os, socket, sys, time\n\
+         ctypes.CDLL(None).prctl(15, b'early-client', 0, 0, 0)\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', 0))\n\
+         s.settimeout(3)\n\
+         print('bound', file=sys.stderr, flush=True)\n\
+         while not os.path.exists({go:?}):\n\
+         \x20   time.sleep(0.05)\n\
+         for i in range(10):\n\
+         \x20   s.sendto(b'\\x23' + bytes(43) + i.to_bytes(4, 'big'), ('{server}', 123))\n\
+         \x20   s.recvfrom(512)\n\
+         print('done', file=sys.stderr, flush=True)\n",
+        go = go.display().to_string(),
+        server = Lab::A4
+    );
+    let mut client = Proc::spawn(
+        "early client",
+        lab.b.command("/usr/bin/python3").args(["-c", &script]),
+    );
+    client.wait_for_stderr("bound", Duration::from_secs(10));
+    let file = |side: &str| dir.path().join(format!("{side}.pcapng"));
+    let plain = |ns: &Netns, dev: &str, side: &str| {
+        Proc::listening(
+            "ntptap",
+            ns.command(ntptap_bin())
+                .args(["-i", dev, "-w"])
+                .arg(file(side)),
+        )
+    };
+    let (server_side, client_side) = (plain(&lab.a, "va", "server"), plain(&lab.b, "vb", "client"));
+    std::fs::write(&go, b"").expect("tell the client");
+    client.wait_for_stderr("done", Duration::from_secs(20));
+    let (client_pid, server_pid) = (client.pid().to_string(), server.pid().to_string());
+    let stderrs = [stop(server_side), stop(client_side)];
+    drop(client);
+    drop(server);
+    for (side, pid, comm, stderr) in [
+        ("server", &server_pid, "chronyd", &stderrs[0]),
+        ("client", &client_pid, "early-client", &stderrs[1]),
+    ] {
+        let records = read_pcap(&file(side));
+        assert_eq!(records.len(), 20, "{side}: 10 exchanges\n{stderr}");
+        for r in &records {
+            assert_eq!(
+                (
+                    r.owner_fact("pid").as_deref(),
+                    r.owner_fact("comm").as_deref()
+                ),
+                (Some(pid.as_str()), Some(comm)),
+                "{side}: a frame of a socket opened before ntptap: {:?}\n{stderr}",
+                r.comments
+            );
+        }
+        assert!(
+            stderr.contains("UDP sockets open before the start, 20 frames named by them"),
+            "{side}: {stderr}"
+        );
+    }
+    // The server's replies, out of this host: their residence, from the capture times.
+    let replies: Vec<Record> = read_pcap(&file("server"))
+        .into_iter()
+        .filter(|r| r.direction == Some(2))
+        .collect();
+    assert_eq!(replies.len(), 10);
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.comments.iter().any(|c| c.contains(" residence="))),
+        "{:?}",
+        replies[0].comments
+    );
+}
+
+/// An image built here, removed when dropped.
+struct Image(String);
+
+impl Image {
+    /// A FROM-scratch image of one static binary, `/ntp_probe` (`tests/probe/ntp_probe.rs`,
+    /// built here for the musl target by rustc alone): no registry, no base image.
+    fn probe(name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/ntp_probe.rs");
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        run(Command::new(rustc)
+            .args([
+                "--edition",
+                "2024",
+                "-O",
+                "--target",
+                "x86_64-unknown-linux-musl",
+                "-o",
+            ])
+            .arg(root.join("ntp_probe"))
+            .arg(&source));
+        let tar = dir.path().join("probe.tar");
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."));
+        let image = format!("localhost/{name}:test");
+        run(Command::new("podman").arg("import").arg(&tar).arg(&image));
+        Self(image)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// An NTP client in a podman container named by the test, on the test's network namespace:
+/// ntptap (no flag) names its frames by the container's name, in JSON and in pcapng comments
+/// (ntptap's and ptcpdump's `ContainerName:`), beside the container id its cgroup gives.
+#[test]
+fn a_podman_container_is_named() {
+    let lab = Lab::new("pod");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = chrony_server(&lab.a, dir.path());
+    let name = format!("ntp-probe-{}", lab.b.name);
+    let image = Image::probe(&name);
+    let file = dir.path().join("pod.pcapng");
+    let tap = Proc::listening(
+        "ntptap",
+        lab.b
+            .command(ntptap_bin())
+            .args(["-i", "vb", "--json", "--print", "-w"])
+            .arg(&file),
+    );
+    let out = Command::new("podman")
+        .args([
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--pull=never",
+            "--name",
+            &name,
+        ])
+        .args(["--ulimit=nofile=1024:2048", "--ulimit=nproc=1024:2048"])
+        .arg(format!("--network=ns:/run/netns/{}", lab.b.name))
+        .arg(&image.0)
+        // A pause after each exchange: ntptap names a cgroup when it reads the frame, and
+        // a container that is gone by then (its cgroup removed) keeps its id only.
+        .args(["/ntp_probe", Lab::A4, "3", "300"])
+        .output()
+        .expect("podman run");
+    assert!(
+        out.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stdout, stderr) = tap.stop(Signal::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let frames: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"frame\"") || l.contains("\"process\""))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|f: &serde_json::Value| f["ntp"].is_object())
+        .collect();
+    let requests: Vec<&serde_json::Value> =
+        frames.iter().filter(|f| f["direction"] == "out").collect();
+    assert_eq!(requests.len(), 3, "{stdout}\n{stderr}");
+    for f in &requests {
+        assert_eq!(f["process"]["container_name"], name.as_str(), "{f}");
+        assert!(
+            f["process"]["container"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("podman:")),
+            "{f}"
+        );
+    }
+    let written: Vec<Record> = read_pcap(&file)
+        .into_iter()
+        .filter(|r| r.direction == Some(2))
+        .collect();
+    assert_eq!(written.len(), 3);
+    for r in &written {
+        assert_eq!(
+            r.owner_fact("container_name").as_deref(),
+            Some(name.as_str())
+        );
+        assert!(
+            r.comments.contains(&format!("ContainerName: {name}")),
+            "{:?}",
+            r.comments
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod clock;
 pub mod config;
 pub mod drops;
+pub mod earlier;
 pub mod follow;
 pub mod iface;
 pub mod listing;
@@ -89,6 +90,38 @@ impl std::fmt::Display for NoAttribution {
 
 impl std::error::Error for NoAttribution {}
 
+/// What `-v` says of attribution and latency: the hooks, where, and what they run on.
+fn attribution_decisions(
+    hooks: &owners::OwnerHooks,
+    selection: &owners::Selection,
+    latency: bool,
+) -> Vec<String> {
+    let mut decisions = vec![format!(
+        "process attribution: cgroup socket hooks (sock_create, post_bind, connect, \
+         sock_release: once per socket, none per datagram) on {} record each UDP \
+         socket's owner, and {} UDP sockets open before the start were found in /proc; \
+         egress frames take their skb's socket, ingress frames the socket \
+         bpf_sk_lookup_udp finds{}",
+        hooks.root.path.display(),
+        hooks.earlier,
+        if selection.is_empty() {
+            String::new()
+        } else {
+            format!("; capturing only {}", selection.text())
+        }
+    )];
+    if latency {
+        decisions.push(
+            "in-host latency: sendmsg and recvmsg hooks (on every UDP send to an \
+             address and read with one) stamp each NTP socket's sends and reads, \
+             cgroup_skb ingress each datagram queued on it (every datagram delivered \
+             to a socket); egress frames carry the time since"
+                .to_owned(),
+        );
+    }
+    decisions
+}
+
 impl Session {
     /// Load the programs with `config`, and attach them. Every error says what to do. Where
     /// the kernel lacks what process attribution needs, the capture goes on without it and
@@ -99,7 +132,7 @@ impl Session {
             let mut session = Self::open_as(config)?;
             session
                 .decisions
-                .push("process attribution: off (--attribution turns it on)".to_owned());
+                .push("process attribution: off (--no-attribution)".to_owned());
             return Ok(session);
         };
         let err = match Self::open_as(config) {
@@ -168,27 +201,10 @@ impl Session {
             },
         )];
         let hooks = if let Some(selection) = &config.attribution {
-            let hooks = owners::OwnerHooks::open(&mut ebpf, selection, config.latency)
-                .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
-            decisions.push(format!(
-                "process attribution: cgroup socket hooks (connect, sendmsg, recvmsg, post_bind, \
-                 sock_release) on {} record each NTP socket's owner; egress frames take their \
-                 skb's socket, ingress frames the socket bpf_sk_lookup_udp finds{}",
-                hooks.root.path.display(),
-                if selection.is_empty() {
-                    String::new()
-                } else {
-                    format!("; capturing only {}", selection.text())
-                }
-            ));
-            if config.latency {
-                decisions.push(
-                    "in-host latency: the sendmsg and recvmsg hooks stamp each NTP socket's \
-                     sends and reads, cgroup_skb ingress each datagram queued on it; egress \
-                     frames carry the time since"
-                        .to_owned(),
-                );
-            }
+            let hooks =
+                owners::OwnerHooks::open(&mut ebpf, selection, config.latency, &config.ports)
+                    .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
+            decisions.extend(attribution_decisions(&hooks, selection, config.latency));
             Some(hooks)
         } else {
             None

@@ -15,8 +15,8 @@ use aya::{
 };
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_CGROUPS, ATTRIBUTE_COMMS, ATTRIBUTE_INCLUDE, ATTRIBUTE_PIDS,
-    ATTRIBUTE_SELECT, COMM_LEN, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES, SELECT_EXCLUDE,
-    SELECT_INCLUDE, names,
+    ATTRIBUTE_SELECT, COMM_LEN, Endpoint, OWNER_STATS, Owner, OwnerStat, SELECT_ENTRIES,
+    SELECT_EXCLUDE, SELECT_INCLUDE, names,
 };
 use tracing::info;
 
@@ -108,6 +108,11 @@ pub struct OwnerHooks {
     _selection: SelectionMaps,
     /// Where the hooks are attached.
     pub root: CgroupRoot,
+    /// Owners of sockets open before the start, by local end (kept open: the capture
+    /// programs read it).
+    _earlier_map: HashMap<MapData, Endpoint, Owner>,
+    /// How many such sockets were found.
+    pub earlier: usize,
 }
 
 /// The `--pid`, `--comm` and `--cgroup` maps.
@@ -120,7 +125,12 @@ struct SelectionMaps {
 impl OwnerHooks {
     /// Load the hooks in `ebpf` (built with attribution on), fill the selection maps, and
     /// attach the hooks to the cgroup v2 root. The error says what is missing.
-    pub fn open(ebpf: &mut Ebpf, selection: &Selection, latency: bool) -> anyhow::Result<Self> {
+    pub fn open(
+        ebpf: &mut Ebpf,
+        selection: &Selection,
+        latency: bool,
+        ports: &[u16],
+    ) -> anyhow::Result<Self> {
         let cgroup = cgroup2_root()?;
         let root = cgroup.path.clone();
         let selection_maps = fill_selection(ebpf, selection, &root)?;
@@ -129,7 +139,14 @@ impl OwnerHooks {
         // Through BPF links (Linux 5.7), which the kernel always runs beside other programs
         // on the cgroup; it refuses the attach flags there, so the mode must be `Single` (0).
         let mode = CgroupAttachMode::Single;
-        for (name, hook) in names::OWNER_PROGRAMS {
+        // Once per socket; with --latency, also on every UDP send to an address and read
+        // with one (they stamp those calls).
+        let calls: &[(&str, &str)] = if latency {
+            &names::OWNER_CALL_PROGRAMS
+        } else {
+            &[]
+        };
+        for &(name, hook) in names::OWNER_PROGRAMS.iter().chain(calls) {
             let program = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("the BPF object has no program {name}"))?;
@@ -152,11 +169,17 @@ impl OwnerHooks {
             })?;
         }
         info!(root = %root.display(), "attribution hooks attached");
+        // Now that new sockets are recorded: the ones opened before.
+        let mut earlier_map: HashMap<MapData, Endpoint, Owner> =
+            HashMap::try_from(take(ebpf, names::EARLIER)?)?;
+        let earlier = fill_earlier(&mut earlier_map, selection, &root, ports);
         Ok(Self {
             owners: HashMap::try_from(take(ebpf, names::OWNERS)?)?,
             stats: PerCpuArray::try_from(take(ebpf, names::OWNER_STATS)?)?,
             _selection: selection_maps,
             root: cgroup,
+            _earlier_map: earlier_map,
+            earlier,
         })
     }
 
@@ -175,6 +198,8 @@ impl OwnerHooks {
             recorded: sums[OwnerStat::Recorded as usize],
             changed: sums[OwnerStat::Changed as usize],
             released: sums[OwnerStat::Released as usize],
+            earlier_sockets: self.earlier as u64,
+            earlier_frames: sums[OwnerStat::Earlier as usize],
             live: self.owners.keys().flatten().count() as u64,
         })
     }
@@ -201,6 +226,112 @@ fn load_and(
         };
         anyhow!("cannot attach the cgroup/{hook} hook: {e}{errno}")
     })
+}
+
+/// Record the owners of the UDP sockets of this network namespace that were open before the
+/// start (see [`super::earlier`]); how many. A socket that cannot be placed (its holder gone,
+/// the map full) is left to the hooks: its frames show `unowned` until its owner binds or
+/// connects it again.
+fn fill_earlier(
+    map: &mut HashMap<MapData, Endpoint, Owner>,
+    selection: &Selection,
+    root: &Path,
+    ports: &[u16],
+) -> usize {
+    use super::earlier;
+    let proc = Path::new("/proc");
+    let mut rows = Vec::new();
+    for (file, family) in [("/proc/self/net/udp", 4), ("/proc/self/net/udp6", 6)] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            rows.extend(earlier::parse(&text, family));
+        }
+    }
+    // Every UDP socket: a client's unconnected socket on a port of its own says nothing of
+    // NTP until it sends. The port set's first, should the map fill.
+    rows.sort_by_key(|r| !earlier::on_ports(r, ports));
+    rows.truncate(ntptap_common::EARLIER_ENTRIES as usize);
+    let inodes: std::collections::HashSet<u64> = rows.iter().map(|r| r.inode).collect();
+    let holders = earlier::holders(proc, &inodes);
+    let netns_cookie = own_netns_cookie().unwrap_or(0);
+    let mut recorded = 0;
+    for row in rows {
+        let Some(&pid) = holders.get(&row.inode) else {
+            continue;
+        };
+        let comm = earlier::comm(proc, pid);
+        let cgroup = earlier::cgroup_path(proc, pid);
+        let cgroup_ids = cgroup
+            .as_deref()
+            .map_or_else(Vec::new, |p| cgroup_ids(root, p));
+        let owner = Owner {
+            pid,
+            tid: pid,
+            uid: row.uid,
+            select: select_bits(selection, root, pid, &comm, &cgroup_ids),
+            cgroup_id: cgroup_ids.first().copied().unwrap_or(0),
+            netns_cookie,
+            comm,
+        };
+        match map.insert(row.local, owner, 0) {
+            Ok(()) => recorded += 1,
+            Err(e) => {
+                tracing::warn!(
+                    "a socket open before the start ({}:{}, pid {pid}) is not recorded: {e}",
+                    earlier::address(&row.local),
+                    row.local.port
+                );
+                break;
+            }
+        }
+    }
+    recorded
+}
+
+/// The ids of cgroup `path` (relative to the hierarchy's `root`) and of each directory above
+/// it, nearest first.
+fn cgroup_ids(root: &Path, path: &str) -> Vec<u64> {
+    let mut dir = root.join(path.trim_start_matches('/'));
+    let mut ids = Vec::new();
+    while dir.starts_with(root) {
+        if let Ok(meta) = std::fs::metadata(&dir) {
+            ids.push(meta.ino());
+        }
+        if dir == root || !dir.pop() {
+            break;
+        }
+    }
+    ids
+}
+
+/// What the kernel hooks compute for a recorded owner (`SELECT_*`), in user space.
+fn select_bits(
+    selection: &Selection,
+    root: &Path,
+    pid: u32,
+    comm: &[u8; COMM_LEN],
+    cgroups: &[u64],
+) -> u32 {
+    let mut select = 0;
+    let mut fold = |matches: bool, exclude: bool| {
+        if matches {
+            select |= if exclude {
+                ntptap_common::SELECT_EXCLUDED
+            } else {
+                ntptap_common::SELECT_INCLUDED
+            };
+        }
+    };
+    for s in &selection.pids {
+        fold(s.value == pid, s.exclude);
+    }
+    for s in &selection.comms {
+        fold(comm_key(&s.value).is_ok_and(|k| &k == comm), s.exclude);
+    }
+    for s in &selection.cgroups {
+        let id = cgroup_id(root, &s.value).ok();
+        fold(id.is_some_and(|id| cgroups.contains(&id)), s.exclude);
+    }
+    select
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
@@ -380,12 +511,24 @@ fn unescape_mount(field: &str) -> String {
 /// then cached; never per packet, and bounded whatever the host does.
 pub struct Names {
     root: Option<PathBuf>,
-    cgroups: std::collections::HashMap<u64, (String, Option<String>)>,
+    cgroups: std::collections::HashMap<u64, CgroupFacts>,
     /// When cgroupfs was last walked for an id not in `cgroups`.
     scanned: Option<std::time::Instant>,
     netns: std::collections::HashMap<u64, u64>,
     /// Processes whose namespace could not be read (gone): not tried again.
     tried: std::collections::HashSet<u32>,
+}
+
+/// What a cgroup says of its processes: its path, the container it names, and what the
+/// container's runtime calls it.
+#[derive(Clone, Debug, Default)]
+pub struct CgroupFacts {
+    /// The path under the cgroup v2 root.
+    pub path: String,
+    /// `podman:1e21be5f30fd`, `systemd:chrony.service`, ...
+    pub container: Option<String>,
+    /// The runtime's names for the container.
+    pub names: Option<crate::containers::ContainerNames>,
 }
 
 /// Most cgroups and namespaces kept by name; past it the cache starts over.
@@ -413,14 +556,13 @@ impl Names {
         }
     }
 
-    /// The path of cgroup `id` under the root, and the container it names.
-    pub fn cgroup(&mut self, id: u64) -> Option<(&str, Option<&str>)> {
+    /// What cgroup `id` says: its path under the root, the container it names and the
+    /// container's names.
+    pub fn cgroup(&mut self, id: u64) -> Option<&CgroupFacts> {
         if !self.cgroups.contains_key(&id) {
             self.scan();
         }
-        self.cgroups
-            .get(&id)
-            .map(|(path, container)| (path.as_str(), container.as_deref()))
+        self.cgroups.get(&id)
     }
 
     /// Walk cgroupfs, at most once per [`RESCAN_AFTER`].
@@ -442,8 +584,18 @@ impl Names {
                 Ok(rel) => format!("/{}", rel.display()),
                 Err(_) => continue,
             };
-            let container = crate::process::container_of(&path);
-            self.cgroups.insert(meta.ino(), (path, container));
+            // Known already: its names were looked up when it was first seen.
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroups.entry(meta.ino())
+            {
+                let container = crate::process::container_of(&path);
+                let names = crate::process::container_id_of(&path)
+                    .and_then(|(runtime, id)| crate::containers::names(runtime, id));
+                slot.insert(CgroupFacts {
+                    path,
+                    container,
+                    names,
+                });
+            }
             if self.cgroups.len() > NAMES_KEPT {
                 break;
             }

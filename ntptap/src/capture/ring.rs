@@ -105,18 +105,17 @@ impl Drain {
             SOCKET_UNOWNED => Socket::Unowned,
             SOCKET_OWNED => {
                 let netns = self.owners.netns(owner.netns_cookie, owner.pid);
-                let (cgroup, container) = self
-                    .owners
-                    .cgroup(owner.cgroup_id)
-                    .map_or((None, None), |(p, c)| (Some(p), c));
+                let facts = self.owners.cgroup(owner.cgroup_id);
+                let names = facts.and_then(|f| f.names.as_ref());
                 Socket::Owned(Process {
                     pid: owner.pid,
                     tid: owner.tid,
                     uid: owner.uid,
                     comm: &owner.comm[..comm_len],
                     cgroup_id: owner.cgroup_id,
-                    cgroup,
-                    container,
+                    cgroup: facts.map(|f| f.path.as_str()),
+                    container: facts.and_then(|f| f.container.as_deref()),
+                    names,
                     netns,
                 })
             }

@@ -120,12 +120,15 @@ impl Summary {
             let _ = writeln!(
                 out,
                 "ntptap: process attribution: {} socket owners recorded, {} changed hands, {} \
-                 closed, {} held, {} evicted (the owner map was full)",
+                 closed, {} held, {} evicted (the owner map was full); {} UDP sockets open \
+                 before the start, {} frames named by them",
                 o.recorded,
                 o.changed,
                 o.released,
                 o.live,
-                o.evicted()
+                o.evicted(),
+                o.earlier_sockets,
+                o.earlier_frames
             );
         }
         if let Some(d) = &c.drops {

@@ -999,6 +999,7 @@ mod tests {
             cgroup_id: 1,
             cgroup: None,
             container: None,
+            names: None,
             netns: None,
         };
         let (chronyd, probe) = (owner(10, b"chronyd"), owner(20, b"probe"));

@@ -13,6 +13,12 @@ use anyhow::{Context as _, bail};
 
 use super::{not_run::NotRun, offline::median};
 
+/// A TCP stream through the same veth pair: what ntptap's defaults cost traffic that is not
+/// UDP at all.
+pub(super) const TCP_STREAM: &str = "TCP stream";
+/// Its port.
+const TCP_PORT: u16 = 5001;
+
 /// The storms of drops that are not NTP: (name, UDP port, dropped by an nftables rule
 /// rather than for want of a socket).
 pub(super) const STORMS: [(&str, u16, bool); 2] = [
@@ -171,7 +177,7 @@ pub(super) fn spawn_contender(
             let (hook, variant) = hook.split_once('-').unwrap_or((hook, ""));
             let mode = if variant == "generic" { "skb" } else { "auto" };
             let attribution: Vec<&str> = match variant {
-                "attr" => vec!["--attribution"],
+                "off" => vec!["--no-attribution", "--no-drops"],
                 "drops" => vec!["--drops"],
                 "latency" => vec!["--latency"],
                 "expr" => vec![expression.as_str()],
@@ -259,7 +265,11 @@ pub(super) fn live_once(
         .arg(flood)
         .args([
             ntptap_tests::Lab::B4,
-            &port.to_string(),
+            &if port == TCP_PORT {
+                format!("tcp:{port}")
+            } else {
+                port.to_string()
+            },
             &FLOOD_SECONDS.to_string(),
         ])
         .output()?;
@@ -331,7 +341,8 @@ pub(super) fn live(
     let dir = tempfile::tempdir()?;
     // A receiver that never reads: the kernel drops what overflows its buffer, quietly (no
     // ICMP port unreachable to add load).
-    let sink = "import socket, time\nsocks = []\nfor p in (123, 5353):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('0.0.0.0', p))\n    socks.append(s)\ntime.sleep(3600)\n";
+    // And a TCP server that reads whatever comes, for the TCP stream.
+    let sink = "import socket, threading, time\nsocks = []\nfor p in (123, 5353):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('0.0.0.0', p))\n    socks.append(s)\ndef drain(c):\n    while c.recv(1 << 20):\n        pass\n    c.close()\nl = socket.socket()\nl.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\nl.bind(('0.0.0.0', 5001))\nl.listen(16)\nwhile True:\n    c, _ = l.accept()\n    threading.Thread(target=drain, args=(c,), daemon=True).start()\n";
     let _receiver = ntptap_tests::Proc::spawn(
         "receiver",
         lab.b.command("/usr/bin/python3").args(["-c", sink]),
@@ -344,7 +355,6 @@ pub(super) fn live(
         "ntptap xdp-generic",
         "ntptap tc",
         "ntptap tc-cpu0",
-        "ntptap tc-attr",
         // The same expression given to both: what ntptap's kernel interpreter costs against
         // libpcap's compiled filter (`expression`).
         "tcpdump expr",
@@ -359,10 +369,13 @@ pub(super) fn live(
     // what the drop program costs their sender, against ntptap without it.
     drop_rule(&lab);
     let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops"];
+    // What ntptap's defaults (attribution, and drops if on) cost, against all of them off.
+    let default_contenders = ["none", "ntptap tc", "ntptap tc-off"];
     let mut results: Vec<LiveResult> = Vec::new();
     let all_floods = [("NTP flood", 123u16), ("non-NTP flood", 5353)]
         .into_iter()
-        .chain(STORMS.iter().map(|(name, port, _)| (*name, *port)));
+        .chain(STORMS.iter().map(|(name, port, _)| (*name, *port)))
+        .chain([(TCP_STREAM, TCP_PORT)]);
     for (flood_name, port) in all_floods {
         let contenders: Vec<&'static str> = match port {
             123 => contenders.to_vec(),
@@ -370,9 +383,10 @@ pub(super) fn live(
             5353 => contenders
                 .iter()
                 .chain(&floors)
-                .chain(&["ntptap tc-latency"])
+                .chain(&["ntptap tc-latency", "ntptap tc-off"])
                 .copied()
                 .collect(),
+            TCP_PORT => default_contenders.to_vec(),
             _ => storm_contenders.to_vec(),
         };
         for &c in &contenders {
@@ -463,7 +477,8 @@ pub(super) fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     let floods = ["NTP flood", "non-NTP flood"]
         .into_iter()
-        .chain(STORMS.iter().map(|(name, _, _)| *name));
+        .chain(STORMS.iter().map(|(name, _, _)| *name))
+        .chain([TCP_STREAM]);
     for flood in floods {
         let base = results
             .iter()

@@ -198,6 +198,9 @@ pub fn process_json(p: &Process<'_>) -> Value {
         "cgroup_id": p.cgroup_id,
         "cgroup": p.cgroup.map(|c| escape(c.as_bytes())),
         "container": p.container,
+        "container_name": p.names.map(|n| escape(n.name.as_bytes())),
+        "pod": p.names.and_then(|n| n.pod.as_ref()).map(|(pod, _)| escape(pod.as_bytes())),
+        "pod_namespace": p.names.and_then(|n| n.pod.as_ref()).map(|(_, ns)| escape(ns.as_bytes())),
         "netns": p.netns,
     })
 }
