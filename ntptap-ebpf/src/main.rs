@@ -168,11 +168,21 @@ trait Frame {
     fn egress_sk(&self) -> u64 {
         0
     }
+    /// Whether a socket opened before ntptap started is looked up in the kernel by the
+    /// frame's local end (else the reader names it, from the same record of /proc).
+    const EARLIER: bool = true;
     /// The socket that sent the frame or takes it, and its owner (`SOCKET_*`).
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         let _ = direction;
         let (start, end) = self.linear();
-        owners::receiver(self.ctx(), start, end, udp.addresses, udp.sport, udp.dport)
+        owners::receiver(
+            self.ctx(),
+            start,
+            end,
+            udp.addresses,
+            (udp.sport, udp.dport),
+            Self::EARLIER,
+        )
     }
 }
 
@@ -190,6 +200,9 @@ struct XdpFrame<'a, const LOOP: bool>(&'a XdpContext);
 
 impl<const LOOP: bool> Frame for XdpFrame<'_, LOOP> {
     type Ctx = XdpContext;
+    // The copy loop's kernels (before 5.18) verify the lookup too slowly beside it: on them,
+    // the reader names a socket opened before ntptap started.
+    const EARLIER: bool = !LOOP;
     #[inline(always)]
     fn ctx(&self) -> &XdpContext {
         self.0
@@ -330,7 +343,14 @@ impl Frame for TcFrame<'_> {
             return owners::sender(sk, start, end, udp.addresses, udp.sport);
         }
         let (start, end) = self.linear();
-        owners::receiver(self.0, start, end, udp.addresses, udp.sport, udp.dport)
+        owners::receiver(
+            self.0,
+            start,
+            end,
+            udp.addresses,
+            (udp.sport, udp.dport),
+            true,
+        )
     }
 }
 

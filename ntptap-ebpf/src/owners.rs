@@ -528,26 +528,20 @@ fn earlier(addr: [u8; 16], port: u16, family: u8) -> Option<Owner> {
     unsafe { NTPTAP_EARLIER.get(key) }.copied()
 }
 
-/// The local end of a frame: its source (egress) or destination (ingress) address and port.
+/// The local end of an egress frame: its source address, and the family.
 #[inline(always)]
-fn local_end(
-    start: usize,
-    end: usize,
-    addresses: Addresses,
-    source: bool,
-) -> Option<([u8; 16], u8)> {
+fn source_end(start: usize, end: usize, addresses: Addresses) -> Option<([u8; 16], u8)> {
     let mut addr = [0u8; 16];
     match addresses.family {
         Addresses::V4 => {
-            let (src, dst) = crate::parse::ipv4_addresses(start, end, addresses.header)?;
-            let ip = if source { src } else { dst };
-            addr[..4].copy_from_slice(&ip.to_ne_bytes());
+            let (src, _) = crate::parse::ipv4_addresses(start, end, addresses.header)?;
+            addr[..4].copy_from_slice(&src.to_ne_bytes());
             Some((addr, 4))
         }
-        Addresses::V6 => {
-            let at = addresses.header + if source { 8 } else { 24 };
-            Some((crate::parse::ipv6_address(start, end, at)?, 6))
-        }
+        Addresses::V6 => Some((
+            crate::parse::ipv6_address(start, end, addresses.header + 8)?,
+            6,
+        )),
         _ => None,
     }
 }
@@ -582,34 +576,40 @@ pub fn sender(
         return (SOCKET_NONE, Owner::default());
     }
     owner_or_earlier(sk as u64, || {
-        local_end(start, end, addresses, true).map(|(a, f)| (a, f, sport))
+        source_end(start, end, addresses).map(|(a, f)| (a, f, sport))
     })
 }
 
 /// The owner of the socket the stack will deliver an ingress UDP frame to: a lookup of the
-/// frame's addresses and ports in the namespace of the device it arrived on.
+/// frame's addresses and ports in the namespace of the device it arrived on; with
+/// `earlier_too`, for a socket with no recorded owner, the one the loader found at start.
 #[inline(always)]
 pub fn receiver<C: EbpfContext>(
     ctx: &C,
     start: usize,
     end: usize,
     addresses: Addresses,
-    sport: u16,
-    dport: u16,
+    (sport, dport): (u16, u16),
+    earlier_too: bool,
 ) -> (u8, Owner) {
     // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let size = match addresses.family {
+    // The frame's local end (its destination), for a socket opened before ntptap started:
+    // taken from the tuple's addresses, not read from the packet again (older verifiers
+    // walk every such read once more).
+    let mut local = [0u8; 16];
+    let (size, family) = match addresses.family {
         Addresses::V4 => {
             let Some((src, dst)) = crate::parse::ipv4_addresses(start, end, addresses.header)
             else {
                 return (SOCKET_UNKNOWN, Owner::default());
             };
+            local[..4].copy_from_slice(&dst.to_ne_bytes());
             tuple.__bindgen_anon_1.ipv4.saddr = src;
             tuple.__bindgen_anon_1.ipv4.daddr = dst;
             tuple.__bindgen_anon_1.ipv4.sport = sport.to_be();
             tuple.__bindgen_anon_1.ipv4.dport = dport.to_be();
-            12
+            (12, 4)
         }
         Addresses::V6 => {
             let (Some(src), Some(dst)) = (
@@ -618,6 +618,7 @@ pub fn receiver<C: EbpfContext>(
             ) else {
                 return (SOCKET_UNKNOWN, Owner::default());
             };
+            local = dst;
             // SAFETY: writing plain integers into a union field.
             unsafe {
                 tuple.__bindgen_anon_1.ipv6.saddr = core::mem::transmute::<[u8; 16], [u32; 4]>(src);
@@ -625,7 +626,7 @@ pub fn receiver<C: EbpfContext>(
                 tuple.__bindgen_anon_1.ipv6.sport = sport.to_be();
                 tuple.__bindgen_anon_1.ipv6.dport = dport.to_be();
             }
-            36
+            (36, 6)
         }
         _ => return (SOCKET_UNKNOWN, Owner::default()),
     };
@@ -634,9 +635,11 @@ pub fn receiver<C: EbpfContext>(
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
-    let found = owner_or_earlier(sk as u64, || {
-        local_end(start, end, addresses, false).map(|(a, f)| (a, f, dport))
-    });
+    let found = if earlier_too {
+        owner_or_earlier(sk as u64, || Some((local, family, dport)))
+    } else {
+        owner_of(sk as u64)
+    };
     // SAFETY: releases the reference the lookup took.
     unsafe { bpf_sk_release(sk.cast()) };
     found

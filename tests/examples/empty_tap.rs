@@ -2,19 +2,25 @@
 //! XDP) attached where ntptap would attach its capture program, and nothing else: no ring, no
 //! reader. What a flood loses with it attached is what the hook itself costs, before any
 //! program does any work. Run by `cargo xtask bench` as the contender "empty tc" / "empty
-//! xdp-generic".
+//! xdp-generic"; "empty kfree_skb" attaches `ntptap_nop_kfree_skb` where the drop program
+//! runs, the floor of what a storm of drops loses to it (IFACE is not used then).
 //!
-//! Usage: `empty_tap IFACE tc|xdp|xdp-generic`; prints "listening on IFACE" once attached and
-//! detaches on SIGINT or SIGTERM.
+//! Usage: `empty_tap IFACE tc|xdp|xdp-generic|kfree_skb`; prints "listening on IFACE" once
+//! attached and detaches on SIGINT or SIGTERM.
 
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions};
+use aya::{
+    Btf,
+    programs::{
+        BtfTracePoint, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions,
+    },
+};
 use ntptap::capture::{CaptureConfig, Programs};
 use ntptap_common::names;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [iface, hook] = args.as_slice() else {
-        eprintln!("usage: empty_tap IFACE tc|xdp|xdp-generic");
+        eprintln!("usage: empty_tap IFACE tc|xdp|xdp-generic|kfree_skb");
         std::process::exit(2);
     };
     let config = CaptureConfig {
@@ -52,6 +58,18 @@ fn main() {
                 XdpMode::Skb
             };
             p.attach(iface, mode).expect("attach XDP");
+        }
+        "kfree_skb" => {
+            let btf = Btf::from_sys_fs().expect("the kernel's BTF");
+            let p: &mut BtfTracePoint = programs
+                .ebpf
+                .program_mut(names::NOP_DROP)
+                .expect("empty kfree_skb program")
+                .try_into()
+                .expect("a BTF tracepoint");
+            p.load("kfree_skb", &btf)
+                .expect("load the empty kfree_skb program");
+            p.attach().expect("attach at kfree_skb");
         }
         other => {
             eprintln!("empty_tap: unknown hook {other}");

@@ -299,21 +299,24 @@ fn debug_ebpf_logs_each_verdict_xdp_hook() {
     debug_ebpf_logs_each_verdict_from_the_kernel("xdp");
 }
 
-/// Process attribution, on every kernel of the matrix: ntptap on both sides of the link
-/// before the daemons start, a chronyd server and a chronyd client. On the server's side,
-/// each request arrives at the server's socket and each reply leaves from it: every frame
-/// names the server's pid and `chronyd`. On the client's side, each request leaves the
-/// client's socket and each reply arrives at it: every frame names one other chronyd.
+/// Process attribution, on every kernel of the matrix, as ntptap runs by default (no flag):
+/// a chronyd server started before ntptap (its socket found in /proc at start), ntptap on
+/// both sides of the link, then a chronyd client. On the server's side, each request arrives
+/// at the server's socket and each reply leaves from it: every frame names the server's pid
+/// and `chronyd`, and every reply carries its residence. On the client's side, each request
+/// leaves the client's socket and each reply arrives at it: every frame names one other
+/// chronyd.
 fn chrony_frames_name_their_processes(hook: &str) {
     let lab = Lab::new(&format!("who-{hook}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_file, client_file) = (dir.path().join("a.pcapng"), dir.path().join("b.pcapng"));
-    let server_tap = start_tap(&lab, hook, &server_file, &["--attribution"]);
+    let server = chrony_server(&lab.a, dir.path());
+    let server_tap = start_tap(&lab, hook, &server_file, &[]);
     let client_tap = Proc::listening(
         "ntptap (client side)",
         lab.b
             .command(ntptap_bin())
-            .args(["-v", "--attribution", "-i", "vb", "--hook", hook, "-w"])
+            .args(["-v", "-i", "vb", "--hook", hook, "-w"])
             .arg(&client_file),
     );
     for line in server_tap
@@ -323,7 +326,6 @@ fn chrony_frames_name_their_processes(hook: &str) {
     {
         eprintln!("{line}");
     }
-    let server = chrony_server(&lab.a, dir.path());
     let server_pid = server.pid().to_string();
     chrony_client(&lab.b, dir.path(), Lab::A4);
     stop_tap(server_tap, || read_pcap(&server_file).len() as u64);
@@ -338,6 +340,14 @@ fn chrony_frames_name_their_processes(hook: &str) {
             "server side, frame {i}: {:?}",
             record.comments
         );
+        // Out of this host: a reply, with its residence from the capture times.
+        if record.direction == Some(2) {
+            assert!(
+                record.comments.iter().any(|c| c.contains(" residence=")),
+                "server side, reply {i}: {:?}",
+                record.comments
+            );
+        }
     }
     let at_client = read_pcap(&client_file);
     assert_eq!(at_client.len(), at_server.len(), "the same exchanges");

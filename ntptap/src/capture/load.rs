@@ -262,7 +262,11 @@ pub(super) fn open_drops(
 ) -> Option<drops::DropHook> {
     let opened = match probe {
         DropsProbe::NotAsked => {
-            decisions.push("drop records: off (--drops turns them on)".to_owned());
+            decisions.push(
+                "drop records: off (--drops turns them on: a program on every drop in the \
+                 host, NTP's or not; BENCHMARKS.md, targets 9 and 10)"
+                    .to_owned(),
+            );
             return None;
         }
         DropsProbe::Lacking(why) => Err(anyhow!(why)),
@@ -271,8 +275,8 @@ pub(super) fn open_drops(
     match opened {
         Ok(hook) => {
             decisions.push(format!(
-                "drop records: {} at tp_btf/kfree_skb records NTP frames the kernel \
-                 drops in this network namespace, {}",
+                "drop records: {} at tp_btf/kfree_skb (it runs on every drop in the host) \
+                 records NTP frames the kernel drops in this network namespace, {}",
                 hook.program,
                 if hook.program == names::DROP {
                     "with the kernel's reason"

@@ -479,7 +479,13 @@ impl Session {
     /// The reader of the rings, with the names it needs.
     fn drain(&self, limit: Option<u64>) -> ring::Drain {
         let mut drain = ring::Drain::new(limit);
-        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.path.clone()));
+        drain.owners = owners::Names::new(self.hooks.as_ref().map(|h| h.root.path.clone()))
+            .with_earlier(
+                self.hooks
+                    .as_ref()
+                    .map(|h| h.earlier_table.clone())
+                    .unwrap_or_default(),
+            );
         drain.reasons = self.drops.as_ref().map(|d| d.reasons.clone());
         drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
         drain

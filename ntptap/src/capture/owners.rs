@@ -113,6 +113,8 @@ pub struct OwnerHooks {
     _earlier_map: HashMap<MapData, Endpoint, Owner>,
     /// How many such sockets were found.
     pub earlier: usize,
+    /// The same owners, for the reader (see [`Names::earlier`]).
+    pub earlier_table: std::collections::HashMap<Endpoint, Owner>,
 }
 
 /// The `--pid`, `--comm` and `--cgroup` maps.
@@ -172,7 +174,8 @@ impl OwnerHooks {
         // Now that new sockets are recorded: the ones opened before.
         let mut earlier_map: HashMap<MapData, Endpoint, Owner> =
             HashMap::try_from(take(ebpf, names::EARLIER)?)?;
-        let earlier = fill_earlier(&mut earlier_map, selection, &root, ports);
+        let earlier_table = fill_earlier(&mut earlier_map, selection, &root, ports);
+        let earlier = earlier_table.len();
         Ok(Self {
             owners: HashMap::try_from(take(ebpf, names::OWNERS)?)?,
             stats: PerCpuArray::try_from(take(ebpf, names::OWNER_STATS)?)?,
@@ -180,6 +183,7 @@ impl OwnerHooks {
             root: cgroup,
             _earlier_map: earlier_map,
             earlier,
+            earlier_table,
         })
     }
 
@@ -229,15 +233,15 @@ fn load_and(
 }
 
 /// Record the owners of the UDP sockets of this network namespace that were open before the
-/// start (see [`super::earlier`]); how many. A socket that cannot be placed (its holder gone,
-/// the map full) is left to the hooks: its frames show `unowned` until its owner binds or
-/// connects it again.
+/// start (see [`super::earlier`]); those recorded. A socket that cannot be placed (its holder
+/// gone, the map full) is left to the hooks: its frames show `unowned` until its owner binds
+/// or connects it again.
 fn fill_earlier(
     map: &mut HashMap<MapData, Endpoint, Owner>,
     selection: &Selection,
     root: &Path,
     ports: &[u16],
-) -> usize {
+) -> std::collections::HashMap<Endpoint, Owner> {
     use super::earlier;
     let proc = Path::new("/proc");
     let mut rows = Vec::new();
@@ -253,7 +257,7 @@ fn fill_earlier(
     let inodes: std::collections::HashSet<u64> = rows.iter().map(|r| r.inode).collect();
     let holders = earlier::holders(proc, &inodes);
     let netns_cookie = own_netns_cookie().unwrap_or(0);
-    let mut recorded = 0;
+    let mut recorded = std::collections::HashMap::new();
     for row in rows {
         let Some(&pid) = holders.get(&row.inode) else {
             continue;
@@ -273,7 +277,9 @@ fn fill_earlier(
             comm,
         };
         match map.insert(row.local, owner, 0) {
-            Ok(()) => recorded += 1,
+            Ok(()) => {
+                recorded.insert(row.local, owner);
+            }
             Err(e) => {
                 tracing::warn!(
                     "a socket open before the start ({}:{}, pid {pid}) is not recorded: {e}",
@@ -517,6 +523,8 @@ pub struct Names {
     netns: std::collections::HashMap<u64, u64>,
     /// Processes whose namespace could not be read (gone): not tried again.
     tried: std::collections::HashSet<u32>,
+    /// The owners of the sockets open at the start, by local end (as `NTPTAP_EARLIER`).
+    earlier: std::collections::HashMap<Endpoint, Owner>,
 }
 
 /// What a cgroup says of its processes: its path, the container it names, and what the
@@ -553,7 +561,56 @@ impl Names {
             scanned: None,
             netns,
             tried: std::collections::HashSet::new(),
+            earlier: std::collections::HashMap::new(),
         }
+    }
+
+    /// These names, knowing the owners of the sockets open at the start.
+    #[must_use]
+    pub fn with_earlier(mut self, earlier: std::collections::HashMap<Endpoint, Owner>) -> Self {
+        self.earlier = earlier;
+        self
+    }
+
+    /// The owner of a frame's socket that was open at the start, by the frame's local end
+    /// (its source going out, its destination coming in): with the address, then bound to
+    /// every address.
+    #[must_use]
+    pub fn earlier(&self, direction: u8, frame: &[u8]) -> Option<Owner> {
+        use crate::net::{Net, Transport};
+        if self.earlier.is_empty() {
+            return None;
+        }
+        let d = crate::net::dissect(crate::frame::LinkType::Ethernet, frame);
+        let (Some(Net::Ip { src, dst, .. }), Some(Transport::Udp { sport, dport, .. })) =
+            (d.net, d.transport)
+        else {
+            return None;
+        };
+        let (addr, port) = if direction == ntptap_common::DIRECTION_EGRESS {
+            (src, sport)
+        } else {
+            (dst, dport)
+        };
+        let mut key = Endpoint {
+            port,
+            ..Endpoint::default()
+        };
+        match addr {
+            std::net::IpAddr::V4(v4) => {
+                key.family = 4;
+                key.addr[..4].copy_from_slice(&v4.octets());
+            }
+            std::net::IpAddr::V6(v6) => {
+                key.family = 6;
+                key.addr = v6.octets();
+            }
+        }
+        if let Some(owner) = self.earlier.get(&key) {
+            return Some(*owner);
+        }
+        key.addr = [0; 16];
+        self.earlier.get(&key).copied()
     }
 
     /// What cgroup `id` says: its path under the root, the container it names and the

@@ -98,12 +98,17 @@ impl Drain {
         } else {
             (data, header.orig_len)
         };
-        let owner = &header.owner;
+        // A socket with no recorded owner may be one that was open before the start, which
+        // the kernel programs do not look up on every kernel (see NTPTAP_EARLIER).
+        let earlier = (header.socket == SOCKET_UNOWNED)
+            .then(|| self.owners.earlier(header.direction, data))
+            .flatten();
+        let owner = earlier.as_ref().unwrap_or(&header.owner);
         let comm_len = owner.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
         let socket = match header.socket {
             SOCKET_NONE => Socket::None,
-            SOCKET_UNOWNED => Socket::Unowned,
-            SOCKET_OWNED => {
+            SOCKET_UNOWNED if earlier.is_none() => Socket::Unowned,
+            SOCKET_OWNED | SOCKET_UNOWNED => {
                 let netns = self.owners.netns(owner.netns_cookie, owner.pid);
                 let facts = self.owners.cgroup(owner.cgroup_id);
                 let names = facts.and_then(|f| f.names.as_ref());

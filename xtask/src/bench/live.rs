@@ -368,7 +368,8 @@ pub(super) fn live(
     // Storms of drops that are not NTP, to a closed port and into an nftables drop rule:
     // what the drop program costs their sender, against ntptap without it.
     drop_rule(&lab);
-    let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops"];
+    // And an empty program where the drop program runs: what any program there costs them.
+    let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops", "empty kfree_skb"];
     // What ntptap's defaults (attribution, and drops if on) cost, against all of them off.
     let default_contenders = ["none", "ntptap tc", "ntptap tc-off"];
     let mut results: Vec<LiveResult> = Vec::new();

@@ -109,12 +109,16 @@ pub(super) fn drop_targets(drops: &[serde_json::Value], live: &[LiveResult]) -> 
                 .map(|r| median_u64(r.runs.iter().map(|x| x.sent).collect()))
         };
         if let (Some(on), Some(off)) = (sent("ntptap tc-drops"), sent("ntptap tc")) {
+            // The floor: an empty program at kfree_skb against none at all.
+            let floor = sent("empty kfree_skb")
+                .zip(sent("none"))
+                .map(|(empty, none)| empty as f64 / none.max(1) as f64);
             out.extend(Target::new(
                 format!("10. sender kept, {}, drops on vs off (tc)", storm.0),
                 on as f64 / off.max(1) as f64,
                 0.97,
                 false,
-                None,
+                floor,
             ));
         }
     }
