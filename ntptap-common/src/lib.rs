@@ -584,16 +584,17 @@ pub mod names {
     pub const SELECT_COMMS: &str = "NTPTAP_SELECT_COMMS";
     /// `--cgroup` selection, by cgroup id.
     pub const SELECT_CGROUPS: &str = "NTPTAP_SELECT_CGROUPS";
-    /// The attribution programs that run once per socket (its creation, bind, connect and
+    /// The attribution programs that run by default, once per socket (its bind, connect and
     /// close): name, then the cgroup attach point, as `cgroup/ATTACH`.
-    pub const OWNER_PROGRAMS: [(&str, &str); 6] = [
-        ("ntptap_sock_create", "sock_create"),
+    pub const OWNER_PROGRAMS: [(&str, &str); 5] = [
         ("ntptap_connect4", "connect4"),
         ("ntptap_connect6", "connect6"),
         ("ntptap_post_bind4", "post_bind4"),
         ("ntptap_post_bind6", "post_bind6"),
         ("ntptap_sock_release", "sock_release"),
     ];
+    /// The attribution program that records every UDP socket's creator (`--attribution`).
+    pub const OWNER_CREATE: (&str, &str) = ("ntptap_sock_create", "sock_create");
     /// The attribution programs that run on every UDP send to an address and read with one
     /// (`--latency`: they stamp those calls, and record a socket's new user).
     pub const OWNER_CALL_PROGRAMS: [(&str, &str); 4] = [

@@ -121,8 +121,10 @@ pub struct Cli {
     pub not_cgroups: Vec<PathBuf>,
 
     /// Name the process that owns each frame's socket (JSON `process`, pcapng comments, -v):
-    /// on by default. Its cgroup hooks run once per socket (creation, bind, connect, close),
-    /// none per datagram; sockets open before the start are found in /proc (BENCHMARKS.md).
+    /// on by default, through cgroup hooks on each UDP bind, connect to the port set and close
+    /// (once per socket, none per datagram), and /proc for the sockets open before the start.
+    /// Given, it also records every UDP socket's creator (a client that sends neither bound
+    /// nor connected, as ntpdig does), at a cost to every socket() (BENCHMARKS.md, target 13).
     #[arg(long = "attribution", overrides_with = "no_attribution")]
     pub attribution: bool,
 

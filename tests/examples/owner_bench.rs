@@ -16,7 +16,7 @@ use std::{
 use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr};
 use ntptap::capture::{
     CaptureConfig, Programs,
-    owners::{OwnerHooks, Selection, cgroup2_root},
+    owners::{Hooks, OwnerHooks, Selection, cgroup2_root},
 };
 use ntptap_common::names;
 
@@ -106,6 +106,42 @@ fn pair_ns(kind: libc::c_int) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(PAIRS)
 }
 
+/// The pairs (UDP, TCP) with ntptap's default attribution hooks and `extra` attached, or
+/// (`empty`) with only an empty program at sock_release.
+fn with_hooks(extra: &[(&str, &str)], empty: bool) -> [f64; 2] {
+    let mut programs = Programs::load(&CaptureConfig {
+        attribution: Some(Selection::default()),
+        ..CaptureConfig::default()
+    })
+    .expect("load the programs (run as root)");
+    let root = cgroup2_root().expect("cgroup v2");
+    let dir = std::fs::File::open(&root.path).unwrap();
+    let _hooks = if empty {
+        let p: &mut CgroupSock = programs
+            .ebpf
+            .program_mut("ntptap_nop_sock_release")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        p.load().unwrap();
+        p.attach(&dir, CgroupAttachMode::Single).unwrap();
+        None
+    } else {
+        let hooks = OwnerHooks::open(
+            &mut programs.ebpf,
+            &Selection::default(),
+            Hooks {
+                latency: false,
+                every_socket: !extra.is_empty(),
+            },
+            &[123],
+        )
+        .expect("attribution hooks");
+        Some(hooks)
+    };
+    [pairs(libc::SOCK_DGRAM), pairs(libc::SOCK_STREAM)]
+}
+
 /// Median ns per pair of `kind` over the rounds.
 fn pairs(kind: libc::c_int) -> f64 {
     median((0..ROUNDS).map(|_| pair_ns(kind)).collect())
@@ -115,20 +151,16 @@ fn main() {
     // Without ntptap, then with its default hooks (attribution's, once per socket): the
     // pairs a process sees.
     let without = [pairs(libc::SOCK_DGRAM), pairs(libc::SOCK_STREAM)];
-    let mut defaults = Programs::load(&CaptureConfig {
-        attribution: Some(Selection::default()),
-        ..CaptureConfig::default()
-    })
-    .expect("load the programs (run as root)");
-    let default_hooks = OwnerHooks::open(&mut defaults.ebpf, &Selection::default(), false, &[123])
-        .expect("attribution hooks");
-    let with = [pairs(libc::SOCK_DGRAM), pairs(libc::SOCK_STREAM)];
-    drop(default_hooks);
-    drop(defaults);
+    // The floor: an empty program where ntptap's default hooks run on a socket()+close()
+    // pair (sock_release; socket() runs none of them by default).
+    let floor = with_hooks(&[], true);
+    // ntptap's default hooks, then with --attribution (every socket's creator too).
+    let with = with_hooks(&[], false);
+    let every = with_hooks(&[names::OWNER_CREATE], false);
     for (i, kind) in ["UDP", "TCP"].iter().enumerate() {
         println!(
-            "{{\"pair\": \"{kind}\", \"without_ns\": {:.1}, \"with_ns\": {:.1}}}",
-            without[i], with[i]
+            "{{\"pair\": \"{kind}\", \"without_ns\": {:.1}, \"with_ns\": {:.1}, \"floor_ns\": {:.1}, \"every_ns\": {:.1}}}",
+            without[i], with[i], floor[i], every[i]
         );
     }
     let mut programs = Programs::load(&CaptureConfig {
@@ -137,8 +169,16 @@ fn main() {
         ..CaptureConfig::default()
     })
     .expect("load the programs (run as root)");
-    let hooks = OwnerHooks::open(&mut programs.ebpf, &Selection::default(), true, &[123])
-        .expect("attribution hooks");
+    let hooks = OwnerHooks::open(
+        &mut programs.ebpf,
+        &Selection::default(),
+        Hooks {
+            latency: true,
+            every_socket: true,
+        },
+        &[123],
+    )
+    .expect("attribution hooks");
     let root = cgroup2_root().expect("cgroup v2");
     let dir = std::fs::File::open(&root.path).unwrap();
     for (empty, _, _) in names::NOP_OWNER_PROGRAMS {

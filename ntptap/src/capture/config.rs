@@ -90,6 +90,10 @@ pub struct CaptureConfig {
     pub drops: bool,
     /// Stamp NTP reads and sends on sockets, for in-host latency (with attribution's hooks).
     pub latency: bool,
+    /// Attribution also records the creator of every UDP socket (`sock_create`): a client that
+    /// sends from a socket it neither binds nor connects is named too. `--attribution` (and
+    /// what implies it) asks; by default only binds and connects are hooked.
+    pub every_socket: bool,
     /// Say on stderr what is decided as it happens (`-v`): interfaces that `-i any` attaches
     /// and releases.
     pub verbose: bool,
@@ -118,6 +122,7 @@ impl Default for CaptureConfig {
             attribution: None,
             drops: false,
             latency: false,
+            every_socket: false,
             verbose: false,
         }
     }

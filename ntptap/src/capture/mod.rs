@@ -95,14 +95,21 @@ fn attribution_decisions(
     hooks: &owners::OwnerHooks,
     selection: &owners::Selection,
     latency: bool,
+    every_socket: bool,
 ) -> Vec<String> {
     let mut decisions = vec![format!(
-        "process attribution: cgroup socket hooks (sock_create, post_bind, connect, \
-         sock_release: once per socket, none per datagram) on {} record each UDP \
-         socket's owner, and {} UDP sockets open before the start were found in /proc; \
-         egress frames take their skb's socket, ingress frames the socket \
-         bpf_sk_lookup_udp finds{}",
+        "process attribution: cgroup socket hooks ({}post_bind, connect, sock_release: once \
+         per socket, none per datagram) on {} record {}, and {} UDP sockets open before the \
+         start were found in /proc; egress frames take their skb's socket, ingress frames \
+         the socket bpf_sk_lookup_udp finds{}",
+        if every_socket { "sock_create, " } else { "" },
         hooks.root.path.display(),
+        if every_socket {
+            "each UDP socket's creator, and who binds it or connects it to the port set"
+        } else {
+            "who binds a UDP socket or connects it to the port set (--attribution: every \
+             socket's creator too, at a cost to every socket())"
+        },
         hooks.earlier,
         if selection.is_empty() {
             String::new()
@@ -201,10 +208,22 @@ impl Session {
             },
         )];
         let hooks = if let Some(selection) = &config.attribution {
-            let hooks =
-                owners::OwnerHooks::open(&mut ebpf, selection, config.latency, &config.ports)
-                    .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
-            decisions.extend(attribution_decisions(&hooks, selection, config.latency));
+            let hooks = owners::OwnerHooks::open(
+                &mut ebpf,
+                selection,
+                owners::Hooks {
+                    latency: config.latency,
+                    every_socket: config.every_socket,
+                },
+                &config.ports,
+            )
+            .map_err(|e| anyhow::Error::new(NoAttribution(e)))?;
+            decisions.extend(attribution_decisions(
+                &hooks,
+                selection,
+                config.latency,
+                config.every_socket,
+            ));
             Some(hooks)
         } else {
             None

@@ -97,6 +97,16 @@ impl Selection {
     }
 }
 
+/// Which attribution hooks to attach beside the default ones (post_bind, connect,
+/// sock_release).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks {
+    /// `--latency`: sendmsg and recvmsg, which stamp each NTP socket's calls.
+    pub latency: bool,
+    /// sock_create: every UDP socket's creator.
+    pub every_socket: bool,
+}
+
 /// The attribution hooks' maps; the hooks themselves stay in the [`Ebpf`] they were loaded
 /// from, attached to the cgroup v2 root until it is dropped (each through a BPF link owned by
 /// this process, so even SIGKILL detaches them).
@@ -130,9 +140,13 @@ impl OwnerHooks {
     pub fn open(
         ebpf: &mut Ebpf,
         selection: &Selection,
-        latency: bool,
+        hooks: Hooks,
         ports: &[u16],
     ) -> anyhow::Result<Self> {
+        let Hooks {
+            latency,
+            every_socket,
+        } = hooks;
         let cgroup = cgroup2_root()?;
         let root = cgroup.path.clone();
         let selection_maps = fill_selection(ebpf, selection, &root)?;
@@ -148,7 +162,12 @@ impl OwnerHooks {
         } else {
             &[]
         };
-        for &(name, hook) in names::OWNER_PROGRAMS.iter().chain(calls) {
+        let create: &[(&str, &str)] = if every_socket {
+            &[names::OWNER_CREATE]
+        } else {
+            &[]
+        };
+        for &(name, hook) in names::OWNER_PROGRAMS.iter().chain(create).chain(calls) {
             let program = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("the BPF object has no program {name}"))?;
@@ -517,7 +536,11 @@ fn unescape_mount(field: &str) -> String {
 /// then cached; never per packet, and bounded whatever the host does.
 pub struct Names {
     root: Option<PathBuf>,
-    cgroups: std::collections::HashMap<u64, CgroupFacts>,
+    cgroups: std::collections::HashMap<u64, std::sync::Arc<CgroupFacts>>,
+    /// The cgroup and the namespace last asked for: a flood's frames ask for the same ones,
+    /// and hashing the ids took a third of the reader's time under an NTP flood (perf).
+    last_cgroup: Option<(u64, std::sync::Arc<CgroupFacts>)>,
+    last_netns: Option<(u64, u64)>,
     /// When cgroupfs was last walked for an id not in `cgroups`.
     scanned: Option<std::time::Instant>,
     netns: std::collections::HashMap<u64, u64>,
@@ -558,6 +581,8 @@ impl Names {
         Self {
             root,
             cgroups: std::collections::HashMap::new(),
+            last_cgroup: None,
+            last_netns: None,
             scanned: None,
             netns,
             tried: std::collections::HashSet::new(),
@@ -616,10 +641,18 @@ impl Names {
     /// What cgroup `id` says: its path under the root, the container it names and the
     /// container's names.
     pub fn cgroup(&mut self, id: u64) -> Option<&CgroupFacts> {
-        if !self.cgroups.contains_key(&id) {
-            self.scan();
+        if self
+            .last_cgroup
+            .as_ref()
+            .is_none_or(|(last, _)| *last != id)
+        {
+            if !self.cgroups.contains_key(&id) {
+                self.scan();
+            }
+            let facts = self.cgroups.get(&id)?;
+            self.last_cgroup = Some((id, std::sync::Arc::clone(facts)));
         }
-        self.cgroups.get(&id)
+        self.last_cgroup.as_ref().map(|(_, facts)| &**facts)
     }
 
     /// Walk cgroupfs, at most once per [`RESCAN_AFTER`].
@@ -647,11 +680,11 @@ impl Names {
                 let container = crate::process::container_of(&path);
                 let names = crate::process::container_id_of(&path)
                     .and_then(|(runtime, id)| crate::containers::names(runtime, id));
-                slot.insert(CgroupFacts {
+                slot.insert(std::sync::Arc::new(CgroupFacts {
                     path,
                     container,
                     names,
-                });
+                }));
             }
             if self.cgroups.len() > NAMES_KEPT {
                 break;
@@ -671,8 +704,14 @@ impl Names {
     /// The inode number of the network namespace whose cookie is `cookie`, learnt from the
     /// namespace of process `pid` the first time one of its sockets is seen.
     pub fn netns(&mut self, cookie: u64, pid: u32) -> Option<u64> {
-        if let Some(inode) = self.netns.get(&cookie) {
-            return Some(*inode);
+        if let Some((last, inode)) = self.last_netns
+            && last == cookie
+        {
+            return Some(inode);
+        }
+        if let Some(&inode) = self.netns.get(&cookie) {
+            self.last_netns = Some((cookie, inode));
+            return Some(inode);
         }
         if self.tried.contains(&pid) {
             return None;

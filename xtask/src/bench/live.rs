@@ -341,8 +341,9 @@ pub(super) fn live(
     let dir = tempfile::tempdir()?;
     // A receiver that never reads: the kernel drops what overflows its buffer, quietly (no
     // ICMP port unreachable to add load).
-    // And a TCP server that reads whatever comes, for the TCP stream.
-    let sink = "import socket, threading, time\nsocks = []\nfor p in (123, 5353):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('0.0.0.0', p))\n    socks.append(s)\ndef drain(c):\n    while c.recv(1 << 20):\n        pass\n    c.close()\nl = socket.socket()\nl.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\nl.bind(('0.0.0.0', 5001))\nl.listen(16)\nwhile True:\n    c, _ = l.accept()\n    threading.Thread(target=drain, args=(c,), daemon=True).start()\n";
+    // And a TCP server that reads whatever comes, for the TCP stream (MSG_TRUNC: the kernel
+    // discards the bytes, so the reader is not what limits the stream).
+    let sink = "import socket, threading, time\nsocks = []\nfor p in (123, 5353):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('0.0.0.0', p))\n    socks.append(s)\ndef drain(c):\n    while c.recv(1 << 20, socket.MSG_TRUNC):\n        pass\n    c.close()\nl = socket.socket()\nl.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\nl.bind(('0.0.0.0', 5001))\nl.listen(16)\nwhile True:\n    c, _ = l.accept()\n    threading.Thread(target=drain, args=(c,), daemon=True).start()\n";
     let _receiver = ntptap_tests::Proc::spawn(
         "receiver",
         lab.b.command("/usr/bin/python3").args(["-c", sink]),

@@ -19,13 +19,21 @@ pub(super) fn attribution_targets(
 ) -> Vec<Target> {
     let mut out = Vec::new();
     for o in owners.iter().filter(|o| o["pair"].is_string()) {
+        let ns = |key: &str| o[key].as_f64().unwrap_or(f64::NAN);
+        let kind = o["pair"].as_str().unwrap_or("?");
+        // The floor: an empty program at sock_release, the one default hook a pair runs.
+        out.extend(Target::new(
+            format!("13. socket() and close() of a {kind} socket, ntptap's default vs none"),
+            ns("with_ns") / ns("without_ns"),
+            1.1,
+            true,
+            Some(ns("floor_ns") / ns("without_ns")),
+        ));
         out.extend(Target::new(
             format!(
-                "13. socket() and close() of a {} socket, ntptap's default vs none",
-                o["pair"].as_str().unwrap_or("?")
+                "13. socket() and close() of a {kind} socket, --attribution (every socket's creator) vs none"
             ),
-            o["with_ns"].as_f64().unwrap_or(f64::NAN)
-                / o["without_ns"].as_f64().unwrap_or(f64::NAN),
+            ns("every_ns") / ns("without_ns"),
             1.1,
             true,
             None,
