@@ -346,7 +346,8 @@ pub enum OwnerStat {
     Changed = 1,
     /// Recorded sockets closed (their entry removed).
     Released = 2,
-    /// Frames whose socket was open before ntptap started, named by the loader's record.
+    /// Sockets open before ntptap started, named by the loader's record at their first frame
+    /// (and recorded under the socket from then on).
     Earlier = 3,
 }
 /// Entries of the owner statistics map.

@@ -565,6 +565,10 @@ fn owner_or_earlier(sk: u64, local: impl FnOnce() -> Option<([u8; 16], u8, u16)>
     match local().and_then(|(addr, family, port)| earlier(addr, port, family)) {
         Some(owner) => {
             stat(OwnerStat::Earlier);
+            stat(OwnerStat::Recorded);
+            // Recorded under the socket from now on: its next frames take one lookup, and
+            // its close removes the entry.
+            let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
             (SOCKET_OWNED, owner)
         }
         None => found,

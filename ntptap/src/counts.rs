@@ -64,7 +64,7 @@ pub struct OwnerCounts {
     pub released: u64,
     /// UDP sockets open before the start whose owners were found in `/proc`.
     pub earlier_sockets: u64,
-    /// Frames named by those (their sockets recorded no owner since).
+    /// Those named by a frame since (each is recorded under its socket at its first frame).
     pub earlier_frames: u64,
     /// Owners held now.
     pub live: u64,

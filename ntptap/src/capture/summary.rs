@@ -121,7 +121,7 @@ impl Summary {
                 out,
                 "ntptap: process attribution: {} socket owners recorded, {} changed hands, {} \
                  closed, {} held, {} evicted (the owner map was full); {} UDP sockets open \
-                 before the start, {} frames named by them",
+                 before the start found in /proc, {} of them seen since",
                 o.recorded,
                 o.changed,
                 o.released,
