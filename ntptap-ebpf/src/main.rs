@@ -168,9 +168,9 @@ trait Frame {
     fn egress_sk(&self) -> u64 {
         0
     }
-    /// Whether a socket opened before ntptap started is looked up in the kernel by the
-    /// frame's local end (else the reader names it, from the same record of /proc).
-    const EARLIER: bool = true;
+    /// How a socket opened before ntptap started is looked up in the kernel (where not, the
+    /// reader names it, from the same record of /proc).
+    const EARLIER: owners::Earlier = owners::Earlier::LookupAndRecord;
     /// The socket that sent the frame or takes it, and its owner (`SOCKET_*`).
     fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
         let _ = direction;
@@ -201,8 +201,13 @@ struct XdpFrame<'a, const LOOP: bool>(&'a XdpContext);
 impl<const LOOP: bool> Frame for XdpFrame<'_, LOOP> {
     type Ctx = XdpContext;
     // The copy loop's kernels (before 5.18) verify the lookup too slowly beside it: on them,
-    // the reader names a socket opened before ntptap started.
-    const EARLIER: bool = !LOOP;
+    // the reader names a socket opened before ntptap started. Elsewhere the lookup, without
+    // the insert (its stack took the program past 512 bytes on 6.1).
+    const EARLIER: owners::Earlier = if LOOP {
+        owners::Earlier::No
+    } else {
+        owners::Earlier::Lookup
+    };
     #[inline(always)]
     fn ctx(&self) -> &XdpContext {
         self.0
@@ -349,7 +354,7 @@ impl Frame for TcFrame<'_> {
             end,
             udp.addresses,
             (udp.sport, udp.dport),
-            true,
+            owners::Earlier::LookupAndRecord,
         )
     }
 }

@@ -554,21 +554,39 @@ fn source_end(start: usize, end: usize, addresses: Addresses) -> Option<([u8; 16
     }
 }
 
+/// Whether, and how, a frame's socket opened before ntptap started is looked up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// Not (the reader does it: XDP's copy loop, before 5.18).
+    No,
+    /// Looked up by the frame's local end.
+    Lookup,
+    /// Looked up, and recorded under the socket at its first frame (TC; at XDP the insert's
+    /// stack took the programs past 512 bytes on 6.1).
+    LookupAndRecord,
+}
+
 /// `owner_of(sk)`, or where the socket has no entry, the owner the loader found for the
 /// frame's local end when it started.
 #[inline(always)]
-fn owner_or_earlier(sk: u64, local: impl FnOnce() -> Option<([u8; 16], u8, u16)>) -> (u8, Owner) {
+fn owner_or_earlier(
+    sk: u64,
+    how: Earlier,
+    local: impl FnOnce() -> Option<([u8; 16], u8, u16)>,
+) -> (u8, Owner) {
     let found = owner_of(sk);
-    if found.0 == SOCKET_OWNED {
+    if found.0 == SOCKET_OWNED || how == Earlier::No {
         return found;
     }
     match local().and_then(|(addr, family, port)| earlier(addr, port, family)) {
         Some(owner) => {
             stat(OwnerStat::Earlier);
-            stat(OwnerStat::Recorded);
-            // Recorded under the socket from now on: its next frames take one lookup, and
-            // its close removes the entry.
-            let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
+            if how == Earlier::LookupAndRecord {
+                stat(OwnerStat::Recorded);
+                // Recorded under the socket from now on: its next frames take one lookup,
+                // and its close removes the entry.
+                let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
+            }
             (SOCKET_OWNED, owner)
         }
         None => found,
@@ -587,14 +605,14 @@ pub fn sender(
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
-    owner_or_earlier(sk as u64, || {
+    owner_or_earlier(sk as u64, Earlier::LookupAndRecord, || {
         source_end(start, end, addresses).map(|(a, f)| (a, f, sport))
     })
 }
 
 /// The owner of the socket the stack will deliver an ingress UDP frame to: a lookup of the
-/// frame's addresses and ports in the namespace of the device it arrived on; with
-/// `earlier_too`, for a socket with no recorded owner, the one the loader found at start.
+/// frame's addresses and ports in the namespace of the device it arrived on; for a socket with
+/// no recorded owner, the one the loader found at start, as `earlier` says.
 #[inline(always)]
 pub fn receiver<C: EbpfContext>(
     ctx: &C,
@@ -602,7 +620,7 @@ pub fn receiver<C: EbpfContext>(
     end: usize,
     addresses: Addresses,
     (sport, dport): (u16, u16),
-    earlier_too: bool,
+    earlier: Earlier,
 ) -> (u8, Owner) {
     // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
@@ -647,11 +665,7 @@ pub fn receiver<C: EbpfContext>(
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
-    let found = if earlier_too {
-        owner_or_earlier(sk as u64, || Some((local, family, dport)))
-    } else {
-        owner_of(sk as u64)
-    };
+    let found = owner_or_earlier(sk as u64, earlier, || Some((local, family, dport)));
     // SAFETY: releases the reference the lookup took.
     unsafe { bpf_sk_release(sk.cast()) };
     found

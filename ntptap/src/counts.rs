@@ -64,7 +64,8 @@ pub struct OwnerCounts {
     pub released: u64,
     /// UDP sockets open before the start whose owners were found in `/proc`.
     pub earlier_sockets: u64,
-    /// Those named by a frame since (each is recorded under its socket at its first frame).
+    /// How many times the kernel named a frame's socket from them (at TC once per socket: it
+    /// is recorded under its address then; at XDP every frame).
     pub earlier_frames: u64,
     /// Owners held now.
     pub live: u64,

@@ -482,7 +482,7 @@ fn daemons_started_before_ntptap_are_named_without_asking() {
         }
         assert!(
             stderr
-                .contains("UDP sockets open before the start found in /proc, 1 of them seen since"),
+                .contains("UDP sockets open before the start found in /proc, named 1 times since"),
             "{side}: {stderr}"
         );
     }

@@ -121,7 +121,7 @@ impl Summary {
                 out,
                 "ntptap: process attribution: {} socket owners recorded, {} changed hands, {} \
                  closed, {} held, {} evicted (the owner map was full); {} UDP sockets open \
-                 before the start found in /proc, {} of them seen since",
+                 before the start found in /proc, named {} times since (at TC, once each)",
                 o.recorded,
                 o.changed,
                 o.released,
