@@ -28,6 +28,12 @@ fn now_ns(clock: ClockId) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
+/// `CLOCK_MONOTONIC` now, ns: the clock the programs stamp records with.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    u64::try_from(now_ns(ClockId::CLOCK_MONOTONIC)).unwrap_or(0)
+}
+
 /// Converts `CLOCK_MONOTONIC` nanoseconds to time since the Unix epoch.
 #[derive(Clone, Copy, Debug)]
 pub struct WallClock {

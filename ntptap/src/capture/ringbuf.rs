@@ -208,8 +208,10 @@ impl AsRawFd for RingReader {
 ///
 /// The kernel programs write to the ring of the CPU they run on (`NTPTAP_SHARDS`), so CPUs that
 /// capture at the same time never wait on each other's ring lock. Records come out oldest first
-/// across the rings, by the timestamp each record starts with, as far as the rings hold them
-/// when a read begins.
+/// across the rings, by the timestamp each record starts with. A read takes only the records
+/// stamped before it began: a ring that was empty then may still receive older ones than a
+/// record stamped since in another (CI saw request 203 written before 200-202, sent from
+/// another CPU, when a read kept taking one ring's new records); those wait for the next read.
 pub struct Rings {
     /// The kernel's ring array, kept open: the programs reach the rings through it.
     _slots: ArrayOfMaps<MapData>,
@@ -291,9 +293,13 @@ impl Rings {
                 .first_chunk::<8>()
                 .map_or(0, |b| u64::from_ne_bytes(*b))
         };
+        // CLOCK_MONOTONIC, the programs' `bpf_ktime_get_ns()`.
+        let began = super::clock::monotonic_ns();
         self.heads.clear();
         for (i, reader) in self.readers.iter_mut().enumerate() {
-            if let Some(record) = reader.peek() {
+            if let Some(record) = reader.peek()
+                && key(record) <= began
+            {
                 self.heads.push(Reverse((key(record), i)));
             }
         }
@@ -303,12 +309,14 @@ impl Rings {
             };
             // This ring's records go out while they are older than every other ring's head:
             // with traffic on one CPU, a plain loop over its ring.
-            let limit = self.heads.peek().map_or(u64::MAX, |Reverse((k, _))| *k);
+            let limit = self.heads.peek().map_or(began, |Reverse((k, _))| *k);
             let reader = &mut self.readers[i];
             while let Some(record) = reader.peek() {
                 let at = key(record);
                 if at > limit {
-                    self.heads.push(Reverse((at, i)));
+                    if at <= began {
+                        self.heads.push(Reverse((at, i)));
+                    }
                     break;
                 }
                 let (len, flow) = (record.len(), f(record));
