@@ -216,8 +216,12 @@ fn sigkill_leaves_nothing_attached_and_a_new_run_attaches(hook: &str) {
         xdp,
         "XDP attached while running"
     );
+    // The capture's two (ingress, egress), and attribution's five on the cgroup v2 root
+    // (post_bind4/6, connect4/6, sock_release): every one must go with the process.
     let links = bpf_links(ntptap.pid());
-    assert_eq!(links.len(), 2, "two links (ingress, egress): {links:?}");
+    let capture = links.iter().filter(|(kind, _)| kind != "cgroup").count();
+    assert_eq!(capture, 2, "two capture links (ingress, egress): {links:?}");
+    assert_eq!(links.len(), 2 + 5, "and attribution's five: {links:?}");
     assert!(links.iter().all(|(_, id)| link_exists(*id)));
     let _ = ntptap.stop(Signal::SIGKILL);
     // The kernel releases links when the process's file descriptors go.
