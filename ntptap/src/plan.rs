@@ -390,7 +390,7 @@ fn capture_config(
         follow_interfaces: follow,
         attribution: attribution(cli).then(|| selection(cli)),
         latency: cli.latency,
-        every_socket: attribution(cli) && every_socket(cli),
+        every_socket: every_socket(cli),
         drops: !cli.no_drops && (cli.drops || DROPS_BY_DEFAULT),
     }
 }
@@ -475,31 +475,23 @@ fn attribution(cli: &Cli) -> bool {
     if cli.no_attribution {
         return false;
     }
-    ATTRIBUTION_BY_DEFAULT
-        || cli.attribution
-        || cli.latency
-        || cli.process
-        || !cli.pids.is_empty()
-        || !cli.not_pids.is_empty()
-        || !cli.comms.is_empty()
-        || !cli.not_comms.is_empty()
-        || !cli.cgroups.is_empty()
-        || !cli.not_cgroups.is_empty()
+    ATTRIBUTION_BY_DEFAULT || every_socket(cli)
 }
 
 /// Whether attribution records every UDP socket's creator: asked for (`--attribution`), or
 /// by what needs each frame named (`--process`, `--latency`, a selection). Not by default:
 /// its `sock_create` hook costs every socket() (BENCHMARKS.md, target 13).
 fn every_socket(cli: &Cli) -> bool {
-    cli.attribution
-        || cli.latency
-        || cli.process
-        || !cli.pids.is_empty()
-        || !cli.not_pids.is_empty()
-        || !cli.comms.is_empty()
-        || !cli.not_comms.is_empty()
-        || !cli.cgroups.is_empty()
-        || !cli.not_cgroups.is_empty()
+    !cli.no_attribution
+        && (cli.attribution
+            || cli.latency
+            || cli.process
+            || !cli.pids.is_empty()
+            || !cli.not_pids.is_empty()
+            || !cli.comms.is_empty()
+            || !cli.not_comms.is_empty()
+            || !cli.cgroups.is_empty()
+            || !cli.not_cgroups.is_empty())
 }
 
 /// `--pid`, `--comm`, `--cgroup` and their `--not-` forms.

@@ -878,22 +878,20 @@ pub(super) fn ip_detail(line: &mut String, d: &Dissected<'_>, labelled: bool, ch
             (false, false) => "none",
         });
         line.push_str("], proto ");
-        line.push_str(protocol_name(ip.protocol.0));
-        line.push_str(" (");
-        push_num(line, ip.protocol.0);
-        line.push_str("), length ");
+        push_protocol(line, ip.protocol.0);
+        line.push_str(", length ");
         push_num(line, ip.total_len);
         if !ip.options.is_empty() {
             line.push_str(", options (");
             ip_options(line, ip.options.as_slice());
             line.push(')');
         }
-        let correct = ip.calc_header_checksum();
-        if check && correct != ip.header_checksum {
+        if check && ip.calc_header_checksum() != ip.header_checksum {
             let _ = write!(
                 line,
-                ", bad cksum {:x} (->{correct:x})!",
-                ip.header_checksum
+                ", bad cksum {:x} (->{:x})!",
+                ip.header_checksum,
+                ip.calc_header_checksum()
             );
         }
         line.push_str(")\n    ");
@@ -908,13 +906,19 @@ pub(super) fn ip_detail(line: &mut String, d: &Dissected<'_>, labelled: bool, ch
         line.push_str("hlim ");
         push_num(line, ip.hop_limit);
         line.push_str(", next-header ");
-        line.push_str(protocol_name(ip.next_header.0));
-        line.push_str(" (");
-        push_num(line, ip.next_header.0);
-        line.push_str("), payload length ");
+        push_protocol(line, ip.next_header.0);
+        line.push_str(", payload length ");
         push_num(line, ip.payload_length);
         line.push_str(") ");
     }
+}
+
+/// `UDP (17)`: an IP protocol's name and number, as the `-v` headers give them.
+fn push_protocol(line: &mut String, p: u8) {
+    line.push_str(protocol_name(p));
+    line.push_str(" (");
+    push_num(line, p);
+    line.push(')');
 }
 
 /// tcpdump's IPv4 option names (`NOP,NOP,RA`), and its complaint at a bad length.
