@@ -544,6 +544,65 @@ pub struct Cli {
         help_heading = "Flight recorder"
     )]
     pub trigger_drops: u32,
+
+    /// The amplification event, and a dump, when a server on this host sends one client RATIO
+    /// times the bytes it received from it (and 32 KiB or more) within 10 s (0: never).
+    #[arg(
+        long = "trigger-amplification",
+        value_name = "RATIO",
+        default_value = "10",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_amplification: f64,
+
+    /// The reflection event, and a dump, when N NTP responses this host never asked for reach
+    /// one of its addresses within 10 s (0: never).
+    #[arg(
+        long = "trigger-reflection",
+        value_name = "N",
+        default_value = "100",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_reflection: u64,
+
+    /// The hop_limit_change event, and a dump, when N requests of a client arrive with a TTL or
+    /// hop limit other than the one it settled on (0: never).
+    #[arg(
+        long = "trigger-hop-limit",
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_hop_limit: u64,
+
+    /// The falseticker event, and a dump, when this host uses N servers or more (3 at least)
+    /// and one disagrees with the majority (0: never).
+    #[arg(
+        long = "trigger-falseticker",
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_falseticker: usize,
+
+    /// The delay_asymmetry event, and a dump, when a server's delay rises by SECONDS or more
+    /// and its offset moves by half of that, three samples in a row (0: never).
+    #[arg(
+        long = "trigger-asymmetry",
+        value_name = "SECONDS",
+        default_value = "0.005",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_asymmetry: f64,
+
+    /// Dump when N nts_downgrade events pass within 10 s (0: never; the events stay on).
+    #[arg(
+        long = "trigger-nts",
+        value_name = "N",
+        default_value = "1",
+        help_heading = "Flight recorder"
+    )]
+    pub trigger_nts: u32,
 }
 
 fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {

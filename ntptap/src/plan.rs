@@ -21,7 +21,7 @@ use crate::{
         owners::{Select, Selection},
     },
     cli::{Cli, DirectionArg, HookArg, OutputFormat, PrecisionArg, XdpModeArg},
-    exchange::Limits,
+    exchange::{Limits, PatternLimits},
     output::flight::{FlightPlan, Triggers},
     output::{
         PortSet,
@@ -420,7 +420,23 @@ fn limits(cli: &Cli) -> anyhow::Result<Limits> {
             cli.unanswered_after
         );
     }
+    for (flag, value) in [
+        ("--trigger-amplification", cli.trigger_amplification),
+        ("--trigger-asymmetry", cli.trigger_asymmetry),
+    ] {
+        if !(value.is_finite() && value >= 0.0) {
+            bail!("{flag} {value} is not a number of 0 or more (0 turns it off)");
+        }
+    }
     Ok(Limits {
+        patterns: PatternLimits {
+            amplification: cli.trigger_amplification,
+            reflection: cli.trigger_reflection,
+            hop_limit: cli.trigger_hop_limit,
+            falseticker: cli.trigger_falseticker,
+            asymmetry: cli.trigger_asymmetry,
+            ..PatternLimits::default()
+        },
         timeout: Duration::from_secs_f64(cli.unanswered_after),
         step: (cli.trigger_offset > 0.0).then_some(cli.trigger_offset),
         unanswered_run: cli.trigger_unanswered,
@@ -454,6 +470,12 @@ fn flight(cli: &Cli) -> anyhow::Result<Option<FlightPlan>> {
             drops: cli.trigger_drops,
             offset_step: cli.trigger_offset > 0.0,
             unanswered: cli.trigger_unanswered > 0,
+            patterns: cli.trigger_amplification > 0.0
+                || cli.trigger_reflection > 0
+                || cli.trigger_hop_limit > 0
+                || cli.trigger_falseticker > 0
+                || cli.trigger_asymmetry > 0.0,
+            nts: cli.trigger_nts,
         },
         creation: Creation {
             mode: cli.file_mode,

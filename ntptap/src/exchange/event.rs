@@ -1,7 +1,10 @@
 //! The events worth an operator's attention that the tracker raises, as they are logged and
 //! written in JSON.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::Serialize;
 
@@ -92,6 +95,107 @@ pub enum Event {
         /// What is odd.
         what: String,
     },
+    /// A server on this host sent a client much more than the client sent it, within a window:
+    /// reflection and amplification through this host (the client is usually a spoofed
+    /// victim). Bytes are frames on the wire.
+    Amplification {
+        /// The client (the victim, when its address was spoofed).
+        client: IpAddr,
+        /// The server on this host that answered.
+        server: IpAddr,
+        /// Bytes out to the client over bytes in from it.
+        ratio: f64,
+        /// Bytes the client sent.
+        bytes_in: u64,
+        /// Bytes sent to the client.
+        bytes_out: u64,
+        /// Requests from the client.
+        packets_in: u64,
+        /// Replies to the client.
+        packets_out: u64,
+        /// The requests by kind (`mode 3`, `mode 6 opcode 2`, `mode 7 request 42`).
+        requests: BTreeMap<String, u64>,
+        /// Seconds the counts cover.
+        seconds: f64,
+    },
+    /// This host receives NTP responses it never asked for, in volume: it is the victim of a
+    /// reflection attack through the servers that send them.
+    Reflection {
+        /// The address the responses go to (this host's).
+        victim: IpAddr,
+        /// Distinct servers that sent them (estimated past 64).
+        reflectors: u64,
+        /// Unsolicited responses.
+        packets: u64,
+        /// Their bytes on the wire.
+        bytes: u64,
+        /// Seconds the counts cover.
+        seconds: f64,
+    },
+    /// A client's requests arrive with a TTL or hop limit other than the one it settled on:
+    /// someone else may be sending with its address.
+    HopLimitChange {
+        /// The client.
+        client: IpAddr,
+        /// The value it settled on.
+        from: u8,
+        /// The value now seen.
+        to: u8,
+        /// Requests with `from`.
+        packets_from: u64,
+        /// Requests with `to`.
+        packets_to: u64,
+    },
+    /// A server this host uses disagrees with the majority of the others (the intersection
+    /// algorithm of RFC 5905 §11.2.1 over the wire's samples).
+    Falseticker {
+        /// The server.
+        server: IpAddr,
+        /// Its offset, seconds.
+        offset: f64,
+        /// Its interval: offset ± root distance (delay / 2 + root delay / 2 + root
+        /// dispersion), seconds.
+        low: f64,
+        /// Upper end of its interval.
+        high: f64,
+        /// The interval the majority agrees on.
+        majority_low: f64,
+        /// Upper end of the majority's interval.
+        majority_high: f64,
+        /// Servers in use.
+        servers: usize,
+        /// Servers in the majority.
+        agreeing: usize,
+    },
+    /// A server's delay rose and its offset moved by about half the rise: one direction of
+    /// the path is being delayed (an on-path delay attack, or a queue on one way only).
+    DelayAsymmetry {
+        /// The server.
+        server: IpAddr,
+        /// The path that got slower: `request` (offset up) or `reply` (offset down).
+        path: &'static str,
+        /// Delay before, seconds (the least of the recent samples).
+        delay_before: f64,
+        /// Delay now, seconds.
+        delay_after: f64,
+        /// Offset before (of the sample with the least delay), seconds.
+        offset_before: f64,
+        /// Offset now, seconds.
+        offset_after: f64,
+        /// Samples in a row that showed it.
+        samples: u32,
+    },
+    /// NTS protection went away between a client and a server.
+    NtsDowngrade {
+        /// The client.
+        client: IpAddr,
+        /// The server.
+        server: IpAddr,
+        /// `request_without_nts`: the client, after NTS requests, asks without them;
+        /// `reply_without_authenticator`: the server answers an NTS request without its
+        /// authenticator; `nts_nak`: the server sent an NTSN kiss-o'-death.
+        what: &'static str,
+    },
 }
 
 impl Event {
@@ -109,6 +213,36 @@ impl Event {
             Event::UnansweredRun { .. } => "unanswered_run",
             Event::StatusChange { .. } => "status_change",
             Event::Anomaly { .. } => "anomaly",
+            Event::Amplification { .. } => "amplification",
+            Event::Reflection { .. } => "reflection",
+            Event::HopLimitChange { .. } => "hop_limit_change",
+            Event::Falseticker { .. } => "falseticker",
+            Event::DelayAsymmetry { .. } => "delay_asymmetry",
+            Event::NtsDowngrade { .. } => "nts_downgrade",
+        }
+    }
+
+    /// The address the event is about, without a port (a forged flood varies the ports): the
+    /// server, the client, the sender or the victim, as the event's kind says.
+    #[must_use]
+    pub fn subject(&self) -> IpAddr {
+        match self {
+            Event::KissOfDeath { server, .. }
+            | Event::UnmatchedResponse { server, .. }
+            | Event::LeapAnnounced { server, .. }
+            | Event::Unsynchronized { server, .. }
+            | Event::OffsetStep { server, .. }
+            | Event::StatusChange { server, .. } => server.ip(),
+            Event::MonlistRequest { from, .. }
+            | Event::RemoteControlQuery { from, .. }
+            | Event::Anomaly { from, .. } => from.ip(),
+            Event::UnansweredRun { server, .. }
+            | Event::Falseticker { server, .. }
+            | Event::DelayAsymmetry { server, .. } => *server,
+            Event::Amplification { client, .. }
+            | Event::HopLimitChange { client, .. }
+            | Event::NtsDowngrade { client, .. } => *client,
+            Event::Reflection { victim, .. } => *victim,
         }
     }
 }

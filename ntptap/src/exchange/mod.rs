@@ -11,10 +11,12 @@ pub mod clients;
 pub mod event;
 pub mod health;
 pub mod latency;
+pub mod patterns;
 pub mod tracker;
 
 pub use self::{
     event::Event,
     health::{Fates, ProcessExchanges, ServerHealth},
+    patterns::{PatternLimits, Suspects},
     tracker::{Exchange, Limits, Observation, Observed, Tracker},
 };

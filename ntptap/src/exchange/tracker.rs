@@ -10,6 +10,7 @@ use std::{
 use super::{
     clients::{Clients, Served, is_local},
     latency::{Latency, Sighting},
+    patterns::{Packet, PatternLimits, Patterns, Sample, Suspects},
 };
 use crate::{
     frame::Direction,
@@ -41,6 +42,8 @@ pub struct Limits {
     pub unanswered_run: u64,
     /// Keep the time of this many unanswered requests (for `--plot`; 0: none).
     pub losses: usize,
+    /// The thresholds and capacities of the pattern detectors.
+    pub patterns: PatternLimits,
 }
 
 impl Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             step: Some(0.128),
             unanswered_run: 5,
             losses: 0,
+            patterns: PatternLimits::default(),
         }
     }
 }
@@ -108,6 +112,10 @@ pub struct Observation<'n, 'p> {
     pub process: Option<&'p Process<'p>>,
     /// The kernel's times of it.
     pub sighting: Sighting,
+    /// Bytes of its frame on the wire (0: unknown).
+    pub wire_len: u32,
+    /// The TTL or hop limit it arrived with.
+    pub hop_limit: Option<u8>,
 }
 
 impl<'n, 'p> Observation<'n, 'p> {
@@ -134,7 +142,16 @@ impl<'n, 'p> Observation<'n, 'p> {
                 read_before: frame.read_before,
                 queued_before: frame.queued_before,
             },
+            wire_len: frame.orig_len,
+            hop_limit: None,
         }
+    }
+
+    /// With the TTL or hop limit of its IP header.
+    #[must_use]
+    pub fn with_hop_limit(mut self, hop_limit: Option<u8>) -> Self {
+        self.hop_limit = hop_limit;
+        self
     }
 }
 
@@ -159,6 +176,8 @@ pub struct Exchange {
     pub delay: f64,
     /// Offset of the server's clock from the capturing host's, seconds.
     pub offset: f64,
+    /// The server's root delay / 2 + root dispersion, seconds.
+    pub root: f64,
 }
 
 /// A request waiting for its response.
@@ -218,6 +237,10 @@ pub struct Tracker {
     completed: Option<Exchange>,
     /// When unanswered requests were sent, by server (up to `limits.losses`).
     losses: Vec<(IpAddr, Duration)>,
+    /// Patterns across packets: amplification, reflection, hop limits, selection, NTS.
+    patterns: Patterns,
+    /// The capture time of the latest packet.
+    latest: Duration,
     /// Pending requests dropped to stay within the limit.
     pub evicted_requests: u64,
     /// Servers dropped to stay within the limit.
@@ -284,6 +307,7 @@ impl Tracker {
     #[must_use]
     pub fn new(limits: Limits) -> Self {
         Self {
+            patterns: Patterns::new(limits.patterns),
             limits,
             ..Self::default()
         }
@@ -327,6 +351,8 @@ impl Tracker {
             direction,
             process,
             sighting: Sighting::default(),
+            wire_len: 0,
+            hop_limit: None,
         });
     }
 
@@ -345,11 +371,42 @@ impl Tracker {
             o.direction.filter(|_| !o.sighting.loopback),
         );
         let latency = self.exchange(o);
+        self.latest = self.latest.max(o.ts);
+        self.patterns.packet(
+            &Packet {
+                ts: o.ts,
+                src: o.src,
+                dst: o.dst,
+                ntp: o.ntp,
+                direction: o.direction.filter(|_| !o.sighting.loopback),
+                wire_len: o.wire_len,
+                hop_limit: o.hop_limit,
+            },
+            &mut self.events,
+        );
+        if let Some(e) = &self.completed {
+            self.patterns.sample(
+                &Sample {
+                    ts: o.ts,
+                    server: e.server,
+                    delay: e.delay,
+                    offset: e.offset,
+                    root: e.root,
+                },
+                &mut self.events,
+            );
+        }
         Observed {
             latency,
             served,
             exchange: self.completed.take(),
         }
+    }
+
+    /// What the pattern detectors suspect as of the latest packet.
+    #[must_use]
+    pub fn suspects(&self) -> Suspects {
+        self.patterns.suspects(self.latest)
     }
 
     /// The client analytics of a server on this host.
@@ -367,6 +424,7 @@ impl Tracker {
             direction,
             process,
             sighting,
+            ..
         } = o;
         let mut latency = Latency::default();
         match &ntp.body {
@@ -733,6 +791,7 @@ impl Tracker {
                 server: server.ip(),
                 delay,
                 offset,
+                root: h.root_delay.seconds() / 2.0 + h.root_dispersion.seconds(),
             });
         }
         if let (Some(from), Some(step)) = (before, step)
@@ -1129,6 +1188,8 @@ mod tests {
                     direction: Some(Direction::In),
                     process: None,
                     sighting: seen(loopback),
+                    wire_len: 90,
+                    hop_limit: Some(64),
                 });
             }
             let r = tracker.clients().report(None);

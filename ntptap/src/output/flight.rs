@@ -112,6 +112,11 @@ pub struct Triggers {
     pub offset_step: bool,
     /// A run of unanswered requests (the tracker's `unanswered_run` event).
     pub unanswered: bool,
+    /// A pattern event: amplification, reflection, hop_limit_change, falseticker,
+    /// delay_asymmetry (each past its own --trigger-... threshold).
+    pub patterns: bool,
+    /// NTS downgrades within the window.
+    pub nts: u32,
 }
 
 /// What `--flight-recorder` and its options ask for.
@@ -148,6 +153,12 @@ const TRIGGER_NAMES: &[&str] = &[
     "drops",
     "offset-step",
     "unanswered",
+    "amplification",
+    "reflection",
+    "hop-limit",
+    "falseticker",
+    "asymmetry",
+    "nts",
     "SIGUSR1",
     "POST",
 ];
@@ -263,7 +274,7 @@ pub struct FlightSink {
     dump: Option<Dump>,
     last_start: Option<Duration>,
     /// Recent kiss-o'-death, queries, status changes, drops: their times.
-    recent: [VecDeque<Duration>; 4],
+    recent: [VecDeque<Duration>; 5],
     requests: Requests,
     written: u64,
     suppressed: u64,
@@ -401,6 +412,22 @@ impl FlightSink {
         }
         if t.unanswered && of(|e| matches!(e, Event::UnansweredRun { .. })) > 0 {
             fired = Some("unanswered");
+        }
+        let nts = of(|e| matches!(e, Event::NtsDowngrade { .. }));
+        if self.count(4, nts, ts, t.nts) {
+            fired = Some("nts");
+        }
+        if t.patterns {
+            for e in &packet.events {
+                match e {
+                    Event::Amplification { .. } => fired = Some("amplification"),
+                    Event::Reflection { .. } => fired = Some("reflection"),
+                    Event::HopLimitChange { .. } => fired = Some("hop-limit"),
+                    Event::Falseticker { .. } => fired = Some("falseticker"),
+                    Event::DelayAsymmetry { .. } => fired = Some("asymmetry"),
+                    _ => {}
+                }
+            }
         }
         fired
     }
@@ -703,6 +730,8 @@ mod tests {
                     drops: 0,
                     offset_step: false,
                     unanswered: false,
+                    patterns: false,
+                    nts: 0,
                 },
                 creation: Creation {
                     mode: 0o600,
@@ -804,6 +833,8 @@ mod tests {
             drops: 2,
             offset_step: true,
             unanswered: false,
+            patterns: true,
+            nts: 2,
         };
         let a: std::net::SocketAddr = "192.0.2.1:123".parse().unwrap();
         let b: std::net::SocketAddr = "198.51.100.7:40000".parse().unwrap();
@@ -838,6 +869,35 @@ mod tests {
             unanswered: 5,
         };
         assert_eq!(fires(&mut r, 2_009, vec![run], false), None, "turned off");
+        let nts = || Event::NtsDowngrade {
+            client: b.ip(),
+            server: a.ip(),
+            what: "request_without_nts",
+        };
+        assert_eq!(fires(&mut r, 2_010, vec![nts()], false), None);
+        assert_eq!(fires(&mut r, 2_011, vec![nts()], false), Some("nts"));
+        let hops = Event::HopLimitChange {
+            client: b.ip(),
+            from: 64,
+            to: 200,
+            packets_from: 10,
+            packets_to: 3,
+        };
+        assert_eq!(fires(&mut r, 2_012, vec![hops], false), Some("hop-limit"));
+        let reflection = Event::Reflection {
+            victim: b.ip(),
+            reflectors: 3,
+            packets: 100,
+            bytes: 9_000,
+            seconds: 2.0,
+        };
+        r.plan.triggers.patterns = false;
+        assert_eq!(fires(&mut r, 2_013, vec![reflection.clone()], false), None);
+        r.plan.triggers.patterns = true;
+        assert_eq!(
+            fires(&mut r, 2_014, vec![reflection], false),
+            Some("reflection")
+        );
     }
 
     #[test]

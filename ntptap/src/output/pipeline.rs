@@ -89,11 +89,16 @@ impl Consumer for Pipeline {
                 if let Some(drop) = frame.drop {
                     tracker.dropped((src, dst), ntp, drop.reason);
                 } else {
-                    let seen = tracker.observe_seen(&crate::exchange::Observation::of_frame(
-                        frame,
-                        (src, dst),
-                        ntp,
-                    ));
+                    let layers = packet.layers();
+                    let hop_limit = layers
+                        .ipv4
+                        .as_ref()
+                        .map(|h| h.time_to_live)
+                        .or(layers.ipv6.as_ref().map(|h| h.hop_limit));
+                    let seen = tracker.observe_seen(
+                        &crate::exchange::Observation::of_frame(frame, (src, dst), ntp)
+                            .with_hop_limit(hop_limit),
+                    );
                     packet.latency = (!seen.latency.is_empty()).then_some(seen.latency);
                     packet.served = seen.served;
                     packet.exchange = seen.exchange;

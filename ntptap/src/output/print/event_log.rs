@@ -29,15 +29,7 @@ impl EventLog {
         self.tick(now);
         let value = serde_json::to_value(event).unwrap_or_default();
         let kind = value["event"].as_str().unwrap_or("event").to_owned();
-        let subject = ["server", "from", "client", "victim"]
-            .iter()
-            .find_map(|k| value[*k].as_str())
-            .map(|a| {
-                // The address without the port: a forged flood varies the ports.
-                a.parse::<std::net::SocketAddr>()
-                    .map_or_else(|_| a.to_owned(), |s| s.ip().to_string())
-            })
-            .unwrap_or_default();
+        let subject = event.subject().to_string();
         let key = (kind, subject);
         if let Some(n) = self.more.get_mut(&key) {
             *n += 1;

@@ -35,6 +35,7 @@ impl<W: Write> HealthSink<W> {
         fates_table(&mut t, tracker);
         latency_table(&mut t, tracker);
         clients_table(&mut t, tracker, now);
+        suspects_table(&mut t, tracker);
         let processes = tracker.processes();
         if !processes.is_empty() {
             let _ = writeln!(t, "ntptap: NTP clients on this host, by process and server");
@@ -207,6 +208,49 @@ fn fates_table(t: &mut String, tracker: &Tracker) {
                 }
             );
         }
+    }
+}
+
+/// The pattern detectors' current suspects, one line each (at most ten of a kind).
+fn suspects_table(t: &mut String, tracker: &Tracker) {
+    let s = tracker.suspects();
+    if s.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "ntptap: suspects now (the events amplification, reflection, hop_limit_change, \
+         falseticker, delay_asymmetry, nts_downgrade)"
+    );
+    for (client, ratio, bytes) in &s.amplification {
+        let _ = writeln!(
+            t,
+            "{:<16} {client:<40} sent {ratio}x what it sent us, {bytes} bytes in 10 s",
+            "amplification"
+        );
+    }
+    for (victim, packets, reflectors) in &s.reflection {
+        let _ = writeln!(
+            t,
+            "{:<16} {victim:<40} {packets} responses never asked for, from {reflectors} servers",
+            "reflection"
+        );
+    }
+    for (client, from, to, n) in &s.hop_limits {
+        let _ = writeln!(
+            t,
+            "{:<16} {client:<40} settled on {from}, {n} requests with {to}",
+            "hop limit"
+        );
+    }
+    for server in &s.falsetickers {
+        let _ = writeln!(t, "{:<16} {server:<40} outside the majority", "falseticker");
+    }
+    for server in &s.asymmetric {
+        let _ = writeln!(t, "{:<16} {server:<40} one way delayed", "asymmetry");
+    }
+    for (client, server) in &s.nts_downgrades {
+        let _ = writeln!(t, "{:<16} {client:<40} with {server}", "nts downgrade");
     }
 }
 
