@@ -20,6 +20,7 @@ pub mod peers;
 pub mod proc;
 pub mod readback;
 pub mod service;
+pub mod spoof;
 
 pub use self::{
     net::{Lab, Netns, NftCounter, PacketTap, http},

@@ -146,6 +146,12 @@ fn fold(mut sum: u32) -> u16 {
 /// UDP checksums.
 #[must_use]
 pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    udp_frame_ttl(src, dst, payload, 64)
+}
+
+/// [`udp_frame`] with `ttl` as the IPv4 TTL or IPv6 hop limit.
+#[must_use]
+pub fn udp_frame_ttl(src: SocketAddr, dst: SocketAddr, payload: &[u8], ttl: u8) -> Vec<u8> {
     let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
     let udp_len = (8 + payload.len()) as u16;
     let mut udp = Vec::with_capacity(udp_len as usize);
@@ -157,7 +163,7 @@ pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             frame.extend_from_slice(&[0x08, 0x00]);
-            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, ttl, 17, 0, 0];
             ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
             ip.extend_from_slice(&s.octets());
             ip.extend_from_slice(&d.octets());
@@ -176,7 +182,7 @@ pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             frame.extend_from_slice(&[0x86, 0xdd]);
-            let mut ip = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+            let mut ip = vec![0x60, 0, 0, 0, 0, 0, 17, ttl];
             ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
             ip.extend_from_slice(&s.octets());
             ip.extend_from_slice(&d.octets());

@@ -149,10 +149,7 @@ impl Amplification {
             .clients
             .iter()
             .filter(|(_, w)| {
-                ratio > 0.0
-                    && w.weight(now) > 0
-                    && w.bytes_out >= LEAST_BYTES
-                    && w.ratio() >= ratio
+                ratio > 0.0 && w.weight(now) > 0 && w.bytes_out >= LEAST_BYTES && w.ratio() >= ratio
             })
             .map(|(c, w)| (*c, (w.ratio() * 10.0).round() / 10.0, w.bytes_out))
             .collect();

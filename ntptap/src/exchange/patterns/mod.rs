@@ -226,11 +226,8 @@ impl Patterns {
 
     /// Take one completed exchange of this host with a server it uses.
     pub fn sample(&mut self, s: &Sample, events: &mut Vec<Event>) {
-        self.selection.sample(
-            s,
-            (self.limits.falseticker, self.limits.asymmetry),
-            events,
-        );
+        self.selection
+            .sample(s, (self.limits.falseticker, self.limits.asymmetry), events);
     }
 
     /// What the detectors suspect now, for `--stats`.
@@ -282,7 +279,11 @@ impl Suspects {
 
 /// The busiest `SUSPECTS` of `v` by `key`, largest first.
 fn busiest<T, K: PartialOrd>(mut v: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    v.sort_by(|a, b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
+    v.sort_by(|a, b| {
+        key(b)
+            .partial_cmp(&key(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     v.truncate(SUSPECTS);
     v
 }

@@ -92,7 +92,11 @@ impl Nts {
         events.push(Event::NtsDowngrade {
             client,
             server,
-            what: ["request_without_nts", "reply_without_authenticator", "nts_nak"][what],
+            what: [
+                "request_without_nts",
+                "reply_without_authenticator",
+                "nts_nak",
+            ][what],
         });
     }
 

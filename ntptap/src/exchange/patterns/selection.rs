@@ -155,10 +155,8 @@ impl Selection {
 
 /// The delay-asymmetry test of one new sample against the server's history.
 fn asymmetry(server: &mut Server, s: &Sample, rise: f64, events: &mut Vec<Event>) {
-    let Some(&(delay_before, offset_before)) = server
-        .history
-        .iter()
-        .min_by(|a, b| a.0.total_cmp(&b.0))
+    let Some(&(delay_before, offset_before)) =
+        server.history.iter().min_by(|a, b| a.0.total_cmp(&b.0))
     else {
         return;
     };
@@ -253,7 +251,11 @@ mod tests {
         let mut events = Vec::new();
         for round in 0..5u64 {
             for (server, offset) in [(1, 0.0001), (2, -0.0002), (3, 0.0), (4, 1.0)] {
-                sel.sample(&sample(server, round * 64, 0.002, offset), (3, 0.0), &mut events);
+                sel.sample(
+                    &sample(server, round * 64, 0.002, offset),
+                    (3, 0.0),
+                    &mut events,
+                );
             }
         }
         let named: Vec<IpAddr> = events.iter().map(Event::subject).collect();
