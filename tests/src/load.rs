@@ -329,6 +329,60 @@ pub fn write_spoofed(path: &Path, n: u32) -> Written {
     )
 }
 
+/// A capture of `n` forged packets, 10 µs apart, each from or to its own address (half IPv4,
+/// half IPv6), in turn: a request with a TTL that varies, an NTS-shaped request (unique
+/// identifier, cookie, authenticator), a mode 4 response the address never asked for, and a
+/// 440-byte mode 7 response. Every pattern
+/// detector gets a new subject with each packet.
+pub fn write_forged_mix(path: &Path, n: u32) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the capture"));
+    let header = PcapHeader {
+        ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
+        snaplen: 65535,
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(file, header).expect("a pcap header");
+    let server = |v6: bool| -> SocketAddr {
+        let a: IpAddr = if v6 { Lab::A6 } else { Lab::A4 }
+            .parse()
+            .expect("an address");
+        SocketAddr::new(a, 123)
+    };
+    let mut nts = request(1 << 40).to_vec();
+    for (kind, body) in [(0x0104u16, 32usize), (0x0204, 100), (0x0404, 36)] {
+        nts.extend_from_slice(&kind.to_be_bytes());
+        nts.extend_from_slice(&((body + 4) as u16).to_be_bytes());
+        nts.extend(std::iter::repeat_n(0x5a, body));
+    }
+    let mut monlist = vec![0u8; 440];
+    monlist[0] = 0x97;
+    monlist[3] = 42;
+    for i in 0..n {
+        let v6 = i % 2 == 1;
+        let other = SocketAddr::new(address(i, v6), 40_000 + (i % 20_000) as u16);
+        let frame = match i % 4 {
+            0 => udp_frame_ttl(
+                other,
+                server(v6),
+                &request(u64::from(i)),
+                (i % 250) as u8 + 1,
+            ),
+            1 => udp_frame(other, server(v6), &nts),
+            2 => udp_frame(
+                server(v6),
+                other,
+                &reply(&request(u64::from(i)), Duration::ZERO, false),
+            ),
+            _ => udp_frame(server(v6), other, &monlist),
+        };
+        let at = Duration::from_secs(1_790_000_000) + Duration::from_micros(u64::from(i) * 10);
+        writer
+            .write_packet(&PcapPacket::new(at, frame.len() as u32, &frame).expect("a packet"))
+            .expect("write a packet");
+    }
+}
+
 /// The peak resident memory of `child`'s own image (VmHWM), read every millisecond while it runs,
 /// until it exits (not reaped). A child's rusage would count its parent's memory too: it is
 /// shared until the exec.

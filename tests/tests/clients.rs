@@ -465,10 +465,11 @@ fn a_million_spoofed_sources_stay_within_the_memory_bound() {
     let (big, event) = peak(1_000_000);
     let grown = big.saturating_sub(small);
     // The stated bound: the tracker's waiting and answered requests, the client analytics,
-    // and 16 MiB the allocator keeps of tables that grew (glibc does not give back the freed
+    // the pattern detectors, and 16 MiB the allocator keeps of tables that grew (glibc does not give back the freed
     // smaller copies in the middle of its heap).
     let bound = ntptap::exchange::clients::ClientLimits::default().bound()
         + ntptap::exchange::Limits::default().bound()
+        + ntptap::exchange::PatternLimits::default().bound()
         + (16 << 20);
     eprintln!(
         "peak RSS: {} MiB with 1,000 sources, {} MiB with 1,000,000: grew {} MiB (bound {} MiB)",

@@ -571,3 +571,43 @@ fn ordinary_traffic_makes_no_pattern_event() {
     assert!(patterns.is_empty(), "{patterns:#?}");
     assert!(!stderr.contains("suspects now"), "{stderr}");
 }
+
+/// A million forged packets, each with a new address (requests with varying TTLs, NTS
+/// requests, unsolicited responses, mode 7 answers), read from a pipe: ntptap's peak resident
+/// memory grows by less than the detectors' stated bound plus the tracker's and the client
+/// analytics' over reading a thousand.
+#[test]
+fn a_million_forged_sources_stay_within_the_detectors_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peak = |n: u32| -> u64 {
+        let file = dir.path().join(format!("forged-{n}.pcap"));
+        load::write_forged_mix(&file, n);
+        let mut child = std::process::Command::new(ntptap_bin())
+            .args(["-r", "-", "--no-print", "--stats", "3600"])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ntptap");
+        let peak = load::peak_rss(&child);
+        assert!(child.wait().expect("ntptap's exit").success());
+        peak
+    };
+    let (small, big) = (peak(1_000), peak(1_000_000));
+    let grown = big.saturating_sub(small);
+    let patterns = ntptap::exchange::PatternLimits::default().bound();
+    // As in the client analytics' test: and 16 MiB the allocator keeps of tables that grew.
+    let bound = patterns
+        + ntptap::exchange::clients::ClientLimits::default().bound()
+        + ntptap::exchange::Limits::default().bound()
+        + (16 << 20);
+    eprintln!(
+        "peak RSS: {} MiB with 1,000 forged sources, {} MiB with 1,000,000: grew {} MiB (bound {} MiB, of which the detectors {} MiB)",
+        small >> 20,
+        big >> 20,
+        grown >> 20,
+        bound >> 20,
+        patterns >> 20
+    );
+    assert!(grown < bound as u64, "grew {grown} bytes, bound {bound}");
+}
