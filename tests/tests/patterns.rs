@@ -558,7 +558,7 @@ fn ordinary_traffic_makes_no_pattern_event() {
     let Some((Some(asked), Some(answered))) = served else {
         panic!("no clients event: {stdout}");
     };
-    assert!(asked >= u64::from(requests), "{served:?}");
+    assert!(asked >= u64::from(requests), "{served:?}\n{stderr}");
     assert!(
         answered * 10 >= asked * 9,
         "ntpd answered {answered} of {asked}"

@@ -206,7 +206,7 @@ impl Patterns {
                         self.hops.request(p, hops, l.hop_limit, events);
                     }
                 }
-                if went_out {
+                if went_out && l.reflection > 0 {
                     self.reflection.asked(p);
                 }
             }

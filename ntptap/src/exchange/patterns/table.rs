@@ -10,6 +10,8 @@
 
 use std::{collections::HashMap, hash::Hash};
 
+use foldhash::fast::RandomState;
+
 /// Entries drawn when one must go.
 pub const SAMPLES: usize = 8;
 
@@ -17,7 +19,9 @@ pub const SAMPLES: usize = 8;
 pub struct Table<K, V> {
     capacity: usize,
     slots: Vec<(K, V)>,
-    index: HashMap<K, u32>,
+    /// foldhash, seeded at random per process: a forged flood cannot aim at its collisions,
+    /// and it costs less than SipHash on the path every NTP packet takes (BENCHMARKS.md).
+    index: HashMap<K, u32, RandomState>,
     /// xorshift64 state: which entries are drawn needs no more than that.
     rng: u64,
 }
@@ -29,7 +33,7 @@ impl<K: Copy + Eq + Hash, V> Table<K, V> {
         Self {
             capacity: capacity.max(1),
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
