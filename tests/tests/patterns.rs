@@ -6,6 +6,7 @@
 
 use std::{
     collections::BTreeSet,
+    fmt::Write as _,
     net::{IpAddr, SocketAddr},
     path::Path,
     time::Duration,
@@ -30,23 +31,44 @@ const KINDS: [&str; 6] = [
     "nts_downgrade",
 ];
 
-/// `ntptap -i DEV --json --no-print` in `ns`, with `more` arguments.
-fn tap(ns: &Netns, dev: &str, more: &[&str]) -> Proc {
-    Proc::listening(
+/// `ntptap -i DEV --json --no-print` in `ns`, with `more` arguments, its JSON going to a file
+/// (a pipe nobody reads until the end would fill, and ntptap would wait on it).
+struct Tap {
+    proc: Proc,
+    out: tempfile::NamedTempFile,
+}
+
+fn tap(ns: &Netns, dev: &str, more: &[&str]) -> Tap {
+    let out = tempfile::NamedTempFile::new().expect("a file");
+    let proc = Proc::listening(
         "ntptap",
-        ns.command(ntptap_bin())
+        ns.command("sh")
+            .args(["-c", "out=$1; shift; exec \"$@\" > \"$out\"", "sh"])
+            .arg(out.path())
+            .arg(ntptap_bin())
             .args(["-i", dev, "--json", "--no-print"])
             .args(more),
-    )
+    );
+    Tap { proc, out }
+}
+
+/// Stop `tap`; every JSON line it wrote, and its stderr.
+fn stop(tap: Tap) -> (Vec<Value>, String) {
+    let (status, _, stderr) = tap.proc.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    let text = std::fs::read_to_string(tap.out.path()).expect("ntptap's JSON");
+    let events = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .collect();
+    (events, stderr)
 }
 
 /// Stop `tap`; its JSON events of the pattern kinds.
-fn pattern_events(tap: Proc) -> Vec<Value> {
-    let (status, stdout, stderr) = tap.stop(Signal::SIGINT);
-    assert!(status.success(), "ntptap failed:\n{stderr}");
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+fn pattern_events(tap: Tap) -> Vec<Value> {
+    stop(tap)
+        .0
+        .into_iter()
         .filter(|e| e["event"].as_str().is_some_and(|k| KINDS.contains(&k)))
         .collect()
 }
@@ -75,10 +97,13 @@ fn addresses(events: &[&Value]) -> BTreeSet<String> {
 fn chrony_client(ns: &Netns, dir: &Path, servers: &[&str], poll: i8, more: &str) -> Proc {
     let mut conf = String::new();
     for s in servers {
-        conf += &format!("server {s} iburst minpoll {poll} maxpoll {poll}{more}\n");
+        let _ = writeln!(
+            conf,
+            "server {s} iburst minpoll {poll} maxpoll {poll}{more}"
+        );
     }
     let dir = tempfile::tempdir_in(dir).expect("a directory").keep();
-    conf += &format!("cmdport 0\npidfile {0}/client.pid\n", dir.display());
+    let _ = write!(conf, "cmdport 0\npidfile {0}/client.pid\n", dir.display());
     let path = dir.join("client.conf");
     std::fs::write(&path, conf).expect("write chrony.conf");
     let mut p = Proc::spawn(
@@ -419,8 +444,6 @@ fn nts_downgrades_are_named() {
         key.display(),
         cert.display()
     );
-    let server = chrony_on(&lab.a, dir.path(), Lab::A4);
-    drop(server);
     let server = chrony_server_with(
         &lab.a,
         &tempfile::tempdir_in(dir.path()).unwrap().keep(),
@@ -432,7 +455,7 @@ fn nts_downgrades_are_named() {
     std::thread::sleep(Duration::from_secs(3));
     // New keys: the client's cookies are no good.
     drop(server);
-    let _server = chrony_server_with(
+    let renewed = chrony_server_with(
         &lab.a,
         &tempfile::tempdir_in(dir.path()).unwrap().keep(),
         &nts,
@@ -442,7 +465,7 @@ fn nts_downgrades_are_named() {
     let client = chrony_client(&lab.b, dir.path(), &[Lab::A4], -2, "");
     std::thread::sleep(Duration::from_secs(3));
     drop(client);
-    drop(_server);
+    drop(renewed);
     // An NTS request answered without its authenticator.
     let responder = Responder::start(
         &lab.a,
@@ -508,7 +531,7 @@ fn ordinary_traffic_makes_no_pattern_event() {
     let conf = dir.path().join("ntpd.conf");
     let mut text = String::from("restrict default limited kod nomodify noquery\ndisable ntp\n");
     for s in &servers {
-        text += &format!("server {s} iburst minpoll 3 maxpoll 3\n");
+        let _ = writeln!(text, "server {s} iburst minpoll 3 maxpoll 3");
     }
     std::fs::write(&conf, text).unwrap();
     let _ntpd = Proc::spawn(
@@ -535,12 +558,12 @@ fn ordinary_traffic_makes_no_pattern_event() {
         Duration::from_secs(seconds),
     );
     let requests: u32 = played.sent.iter().sum();
-    let (status, stdout, stderr) = tap.stop(Signal::SIGINT);
-    assert!(status.success(), "ntptap failed:\n{stderr}");
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
-        .collect();
+    let (events, stderr) = stop(tap);
+    assert_eq!(
+        ntptap_tests::exit_counts(&stderr).dropped,
+        0,
+        "the rings lost frames:\n{stderr}"
+    );
     let exchanges = events
         .iter()
         .filter(|e| e["event"] == "server")
@@ -556,7 +579,7 @@ fn ordinary_traffic_makes_no_pattern_event() {
          {served:?}, {exchanges} responses from the four servers"
     );
     let Some((Some(asked), Some(answered))) = served else {
-        panic!("no clients event: {stdout}");
+        panic!("no clients event: {stderr}");
     };
     assert!(asked >= u64::from(requests), "{served:?}\n{stderr}");
     assert!(

@@ -358,6 +358,12 @@ impl Session {
         self.pins.created()
     }
 
+    /// The rings, for a reader of its own instead of [`Session::run`] (the bench's least
+    /// possible reader, `tests/examples/least_reader.rs`); `run` then fails.
+    pub fn take_rings(&mut self) -> Option<Rings> {
+        self.ring.take()
+    }
+
     /// The counters now: the attached interfaces', and the last of those that went away.
     pub fn counts(&self) -> anyhow::Result<Counts> {
         let mut counts = Counts::read(

@@ -123,6 +123,8 @@ pub(super) struct Tools {
     pub(super) ntptap: std::path::PathBuf,
     /// tests/examples/empty_tap.rs: the empty program attached where ntptap attaches.
     pub(super) empty_tap: std::path::PathBuf,
+    /// tests/examples/least_reader.rs: ntptap's programs and rings, the least reader.
+    pub(super) least_reader: std::path::PathBuf,
 }
 
 /// The expression the "expr" contenders capture with under a flood to `port`: NTP from one
@@ -152,6 +154,15 @@ pub(super) fn spawn_contender(
             lab.b
                 .command(&tools.empty_tap)
                 .args(["vb", empty.trim_start_matches("empty ")])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
+        "least tc" => Some(
+            lab.b
+                .command(&tools.least_reader)
+                .arg("vb")
+                .arg(file)
                 .stderr(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()?,
@@ -331,11 +342,14 @@ pub(super) fn live(
         "owner_bench",
         "--example",
         "drop_bench",
+        "--example",
+        "least_reader",
     ])?;
     let flood = root.join("target/release/examples/ntp_flood");
     let tools = Tools {
         ntptap: root.join("target/release/ntptap"),
         empty_tap: root.join("target/release/examples/empty_tap"),
+        least_reader: root.join("target/release/examples/least_reader"),
     };
     let lab = ntptap_tests::Lab::new("bench");
     let dir = tempfile::tempdir()?;
@@ -380,7 +394,8 @@ pub(super) fn live(
         .chain([(TCP_STREAM, TCP_PORT)]);
     for (flood_name, port) in all_floods {
         let contenders: Vec<&'static str> = match port {
-            123 => contenders.to_vec(),
+            // And the least reader of ntptap's rings: the floor of `-w FILE`.
+            123 => contenders.iter().chain(&["least tc"]).copied().collect(),
             // And ntptap with --latency: its queue stamp runs on every datagram delivered.
             5353 => contenders
                 .iter()

@@ -264,7 +264,39 @@ pub(super) fn targets(
         );
     }
     out.extend(losses);
+    out.extend(reader_targets(live));
     out.extend(kernel_targets(kernel));
+    out
+}
+
+/// ntptap's reader against the least reader of the same rings (TC, `-w FILE`, the NTP flood):
+/// the reader's floor, and that floor against tcpdump.
+fn reader_targets(live: &[LiveResult]) -> Vec<Target> {
+    let ntp = "NTP flood";
+    let (Some(ours), Some(least)) = (
+        live_medians(live, ntp, "ntptap tc"),
+        live_medians(live, ntp, "least tc"),
+    ) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Target> = Target::new(
+        "1. capture CPU per packet vs the least reader of the same rings (tc)".to_owned(),
+        ours.per_us / least.per_us,
+        1.25,
+        true,
+        None,
+    )
+    .into_iter()
+    .collect();
+    if let Some(theirs) = live_medians(live, ntp, "tcpdump") {
+        out.extend(Target::new(
+            "1. the least reader's capture CPU per packet vs tcpdump (tc)".to_owned(),
+            least.per_us / theirs.per_us,
+            0.35,
+            true,
+            None,
+        ));
+    }
     out
 }
 

@@ -20,7 +20,7 @@ pub const SETTLE: u32 = 4;
 /// Requests in a row with another value before that one becomes the client's.
 pub const RESETTLE: u32 = 16;
 /// A client silent this long weighs nothing when room is needed.
-const FORGET: Duration = Duration::from_secs(3600);
+const FORGET: Duration = Duration::from_hours(1);
 
 /// One client's values.
 #[derive(Debug, Default)]
