@@ -168,6 +168,11 @@ pub trait Consumer {
     fn event(&mut self, event: SourceEvent<'_>) -> std::io::Result<()>;
     /// Frames taken by [`Consumer::frame`] that did not reach the output because it failed.
     fn unwritten(&self) -> u64;
+    /// Whether any output uses the owners of the frames' sockets: a source may leave them
+    /// unnamed ([`crate::process::Socket::Unknown`]) when none does (a pcap file alone).
+    fn wants_owners(&self) -> bool {
+        true
+    }
 }
 
 /// What a frame source says besides frames.

@@ -653,6 +653,24 @@ mod tests {
     }
 
     #[test]
+    fn a_pcap_file_alone_names_no_owners() {
+        let names = |args: &[&str]| live(args).output.names_owners();
+        assert!(!names(&["-i", "lo", "-w", "x.pcap"]));
+        assert!(!names(&["-i", "lo"]));
+        for args in [
+            &["-i", "lo", "-w", "x.pcapng"][..],
+            &["-i", "lo", "-w", "x.pcap", "--print", "--process"],
+            &["-i", "lo", "-v"],
+            &["-i", "lo", "--json"],
+            &["-i", "lo", "-w", "x.pcap", "--stats", "60"],
+            &["-i", "lo", "-w", "x.pcap", "--metrics", "9123"],
+            &["-i", "lo", "-w", "x.pcap", "--flight-recorder", "1M"],
+        ] {
+            assert!(names(args), "{args:?}");
+        }
+    }
+
+    #[test]
     fn printing_is_the_default_and_reads_the_ring_promptly() {
         let p = live(&["-i", "eth0"]);
         assert_eq!(p.interfaces, InterfaceChoice::Named(vec!["eth0".into()]));

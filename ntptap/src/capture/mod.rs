@@ -553,6 +553,7 @@ impl Session {
         use tokio::signal::unix::{SignalKind, signal};
         let start = wall_now();
         let mut drain = self.drain(limit);
+        drain.name_owners = consumer.wants_owners();
         let rings = self.ring.take().context("the capture already ran")?;
         // SAFETY: the ring buffer owns its file descriptor and nothing replaces or closes it
         // while the AsyncFd holds it; `into_inner` gives it back below.

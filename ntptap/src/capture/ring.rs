@@ -40,6 +40,8 @@ pub(super) struct Drain {
     pub(super) reasons: Option<std::sync::Arc<Reasons>>,
     /// Names of drop locations.
     symbols: Symbols,
+    /// Name the frames' socket owners (some output uses them).
+    pub(super) name_owners: bool,
 }
 
 impl Drain {
@@ -55,6 +57,7 @@ impl Drain {
             owners: Names::new(None),
             reasons: None,
             symbols: Symbols::default(),
+            name_owners: true,
         }
     }
 
@@ -100,12 +103,14 @@ impl Drain {
         };
         // A socket with no recorded owner may be one that was open before the start, which
         // the kernel programs do not look up on every kernel (see NTPTAP_EARLIER).
-        let earlier = (header.socket == SOCKET_UNOWNED)
+        let earlier = (header.socket == SOCKET_UNOWNED && self.name_owners)
             .then(|| self.owners.earlier(header.direction, data))
             .flatten();
         let owner = earlier.as_ref().unwrap_or(&header.owner);
         let comm_len = owner.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
         let socket = match header.socket {
+            // No output uses owners (a pcap file alone): none is looked up.
+            SOCKET_UNOWNED | SOCKET_OWNED if !self.name_owners => Socket::Unknown,
             SOCKET_NONE => Socket::None,
             SOCKET_UNOWNED if earlier.is_none() => Socket::Unowned,
             SOCKET_OWNED | SOCKET_UNOWNED => {

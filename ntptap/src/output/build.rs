@@ -83,6 +83,14 @@ impl OutputPlan {
                 .is_some_and(|p| p.json.is_some() || p.text.verbose > 0)
     }
 
+    /// Whether any output uses the frames' socket owners: the tracker's outputs (the table by
+    /// process, JSON, pcapng comments, metrics, the recorder's dumps), or `--process` lines. A
+    /// pcap file alone does not, and the reader then names none (BENCHMARKS.md, target 1).
+    #[must_use]
+    pub fn names_owners(&self) -> bool {
+        self.tracks_exchanges() || self.printer.as_ref().is_some_and(|p| p.text.process)
+    }
+
     /// The directories files are created in after the start (`-C`/`-G`'s next files, the
     /// flight recorder's dumps), with the option that puts them there: `-Z`'s user must be
     /// able to write them.
@@ -225,7 +233,8 @@ pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result
             plan.ports.clone(),
             plan.tracks_exchanges().then_some(plan.limits),
         )
-        .with_expression(plan.expression.clone()),
+        .with_expression(plan.expression.clone())
+        .with_owners(plan.names_owners()),
         created: None,
         metrics: None,
         notes: Vec::new(),

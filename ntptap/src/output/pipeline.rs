@@ -18,6 +18,8 @@ pub struct Pipeline {
     every_frame_counts: bool,
     /// With `-r`, the filter expression frames must match to go anywhere.
     expression: Option<std::sync::Arc<crate::filter::Expression>>,
+    /// Some output uses the frames' socket owners.
+    owners: bool,
 }
 
 impl Pipeline {
@@ -32,7 +34,15 @@ impl Pipeline {
             tracker: exchanges.map(Tracker::new),
             every_frame_counts: false,
             expression: None,
+            owners: true,
         }
+    }
+
+    /// Whether some output uses the frames' socket owners (by default, yes).
+    #[must_use]
+    pub fn with_owners(mut self, owners: bool) -> Self {
+        self.owners = owners;
+        self
     }
 
     /// Frames the filter `expression` rejects go nowhere (frames read with `-r`).
@@ -147,6 +157,10 @@ impl Consumer for Pipeline {
                 )
             }
         }
+    }
+
+    fn wants_owners(&self) -> bool {
+        self.owners
     }
 
     fn unwritten(&self) -> u64 {
