@@ -60,6 +60,10 @@ impl Nts {
                     self.pair((client, server), p.ts).protected = true;
                     return;
                 }
+                // No NTS seen yet (most hosts): nothing to look up.
+                if self.pairs.is_empty() {
+                    return;
+                }
                 let Some(pair) = self.pairs.get_mut(&(client, server)) else {
                     return;
                 };
@@ -71,7 +75,8 @@ impl Nts {
                 if p.ntp.kiss_code() == Some(*b"NTSN") {
                     self.pair((client, server), p.ts);
                     (client, server, 2)
-                } else if p.ntp.kiss_code().is_none()
+                } else if !self.pairs.is_empty()
+                    && p.ntp.kiss_code().is_none()
                     && !has(AUTHENTICATOR)
                     && self
                         .pairs
