@@ -152,6 +152,8 @@ fn amplification_names_the_forged_victim() {
             // The monlist requests would dump first (query, threshold 1).
             "--trigger-query",
             "0",
+            "--stats",
+            "3600",
             "--flight-recorder-dir",
             dir.path().to_str().unwrap(),
         ],
@@ -192,7 +194,18 @@ fn amplification_names_the_forged_victim() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let metrics = ntptap_tests::http(&lab.a, 9131, "GET /metrics");
-    let events = pattern_events(tap);
+    let (all, stderr) = stop(tap);
+    let events: Vec<Value> = all
+        .into_iter()
+        .filter(|e| e["event"].as_str().is_some_and(|k| KINDS.contains(&k)))
+        .collect();
+    // --stats lists the suspect at the end.
+    let suspect = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("ntptap: suspects now"))
+        .find(|l| l.starts_with("amplification"))
+        .unwrap_or_else(|| panic!("no amplification suspect:\n{stderr}"));
+    assert!(suspect.contains(Lab::B4), "{suspect}");
     let answered = responder.stop();
     assert!(answered > 100, "the responder answered {answered}");
     let amplification = of_kind(&events, "amplification");
@@ -414,7 +427,8 @@ fn a_falseticker_and_a_delayed_reply_path_are_named() {
         (Some(held_s.as_str()), Some("reply"))
     );
     let rise = e["delay_after"].as_f64().unwrap() - e["delay_before"].as_f64().unwrap();
-    assert!((0.035..0.06).contains(&rise), "{e}");
+    // The hold, and what a loaded machine adds to a 40 ms sleep.
+    assert!((0.035..0.25).contains(&rise), "{e}");
     assert_eq!(events.len(), 2, "{events:#?}");
 }
 
@@ -507,14 +521,14 @@ fn nts_downgrades_are_named() {
 
 /// Ordinary traffic makes no pattern event: in ns a, chronyd and NTPsec's ntpd use four honest
 /// servers in ns b, and ntpd serves two thousand well-behaved clients there (every 16 to 64 s),
-/// for NTPTAP_PATTERNS_SECS seconds (60; 600 for RELIABILITY.md's run).
+/// for NTPTAP_PATTERNS_SECS seconds (30; 600 for RELIABILITY.md's run).
 #[test]
 fn ordinary_traffic_makes_no_pattern_event() {
     require_root();
     let seconds: u64 = std::env::var("NTPTAP_PATTERNS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(30);
     let lab = Lab::new("ordinary");
     load::route_clients(&lab);
     let dir = tempfile::tempdir().expect("tempdir");
