@@ -122,6 +122,30 @@ fn chrony_on(ns: &Netns, dir: &Path, addr: &str) -> Proc {
     chrony_server_with(ns, &dir, &format!("bindaddress {addr}\n"))
 }
 
+/// Exactly one amplification event, about B4 answered by A4, with mode 7 among its requests,
+/// and no other address in any pattern event.
+fn one_amplification_about_b4(events: &[Value]) {
+    let amplification = of_kind(events, "amplification");
+    assert_eq!(amplification.len(), 1, "{events:#?}");
+    let e = amplification[0];
+    assert_eq!(e["client"], Lab::B4, "{e}");
+    assert_eq!(e["server"], Lab::A4, "{e}");
+    assert!(e["ratio"].as_f64().unwrap() >= 10.0, "{e}");
+    assert!(
+        e["requests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("mode 7")),
+        "{e}"
+    );
+    assert_eq!(
+        addresses(&events.iter().collect::<Vec<_>>()),
+        BTreeSet::from([format!("client={}", Lab::B4), format!("server={}", Lab::A4)]),
+        "{events:#?}"
+    );
+}
+
 /// A server on this host (ns a) answers forged monlist requests "from" B4 with 48 KiB each;
 /// twenty honest clients ask the time meanwhile. One amplification event, about B4, with the
 /// request kind; its metric; a flight-recorder dump named for it.
@@ -208,25 +232,7 @@ fn amplification_names_the_forged_victim() {
     assert!(suspect.contains(Lab::B4), "{suspect}");
     let answered = responder.stop();
     assert!(answered > 100, "the responder answered {answered}");
-    let amplification = of_kind(&events, "amplification");
-    assert_eq!(amplification.len(), 1, "{events:#?}");
-    let e = amplification[0];
-    assert_eq!(e["client"], Lab::B4, "{e}");
-    assert_eq!(e["server"], Lab::A4, "{e}");
-    assert!(e["ratio"].as_f64().unwrap() >= 10.0, "{e}");
-    assert!(
-        e["requests"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .any(|k| k.starts_with("mode 7")),
-        "{e}"
-    );
-    assert_eq!(
-        addresses(&events.iter().collect::<Vec<_>>()),
-        BTreeSet::from([format!("client={}", Lab::B4), format!("server={}", Lab::A4)]),
-        "{events:#?}"
-    );
+    one_amplification_about_b4(&events);
     assert_eq!(
         ntptap_tests::metric(&metrics, "ntptap_events_total{event=\"amplification\"}"),
         1,
