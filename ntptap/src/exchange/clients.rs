@@ -24,7 +24,7 @@ use topk::FilteredSpaceSaving;
 
 use crate::{
     frame::Direction,
-    ntp::{Body, Mode, Ntp},
+    ntp::{Mode, Ntp},
 };
 
 /// HyperLogLog registers of the distinct-client sketches: 2^14 (12 KiB each), a standard
@@ -283,14 +283,9 @@ impl Clients {
         ntp: &Ntp,
         direction: Option<Direction>,
     ) -> Option<Served> {
-        let (request, query) = match &ntp.body {
-            Body::Control(c) => (!c.response, Some(6)),
-            Body::Private(p) => (!p.response, Some(7)),
-            _ => match ntp.mode {
-                Mode::SymmetricActive | Mode::Client => (true, None),
-                Mode::SymmetricPassive | Mode::Server => (false, None),
-                _ => return None,
-            },
+        let (request, query) = match super::role(ntp)? {
+            super::Role::Request(mode, _) => (true, matches!(mode, 6 | 7).then_some(mode)),
+            super::Role::Response => (false, None),
         };
         if request && direction != Some(Direction::Out) {
             Some(self.request(ts, src.ip(), ntp, query))
@@ -547,7 +542,7 @@ pub struct ClientsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ntp::{Leap, NtpShort, NtpTimestamp, packet::TimeHeader};
+    use crate::ntp::{Body, Leap, NtpShort, NtpTimestamp, packet::TimeHeader};
 
     fn time(mode: Mode, stratum: u8, refid: [u8; 4], version: u8) -> Ntp {
         Ntp {

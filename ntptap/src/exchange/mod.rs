@@ -20,3 +20,28 @@ pub use self::{
     patterns::{PatternLimits, Suspects},
     tracker::{Exchange, Limits, Observation, Observed, Tracker},
 };
+
+/// What a packet asks or answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Mode 1 or 3, or a mode 6 or 7 query: the mode, and the opcode or request code.
+    Request(u8, Option<u8>),
+    /// Mode 2 or 4, or a mode 6 or 7 response.
+    Response,
+}
+
+pub(crate) fn role(ntp: &crate::ntp::Ntp) -> Option<Role> {
+    use crate::ntp::{Body, Mode};
+    match &ntp.body {
+        Body::Control(c) if c.response => Some(Role::Response),
+        Body::Control(c) => Some(Role::Request(6, Some(c.opcode))),
+        Body::Private(p) if p.response => Some(Role::Response),
+        Body::Private(p) => Some(Role::Request(7, Some(p.request_code))),
+        _ => match ntp.mode {
+            Mode::SymmetricActive => Some(Role::Request(1, None)),
+            Mode::Client => Some(Role::Request(3, None)),
+            Mode::SymmetricPassive | Mode::Server => Some(Role::Response),
+            _ => None,
+        },
+    }
+}

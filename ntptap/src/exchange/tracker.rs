@@ -10,7 +10,7 @@ use std::{
 use super::{
     clients::{Clients, Served, is_local},
     latency::{Latency, Sighting},
-    patterns::{Packet, PatternLimits, Patterns, Sample, Suspects},
+    patterns::{PatternLimits, Patterns, Sample, Suspects},
 };
 use crate::{
     frame::Direction,
@@ -372,18 +372,7 @@ impl Tracker {
         );
         let latency = self.exchange(o);
         self.latest = self.latest.max(o.ts);
-        self.patterns.packet(
-            &Packet {
-                ts: o.ts,
-                src: o.src,
-                dst: o.dst,
-                ntp: o.ntp,
-                direction: o.direction.filter(|_| !o.sighting.loopback),
-                wire_len: o.wire_len,
-                hop_limit: o.hop_limit,
-            },
-            &mut self.events,
-        );
+        self.patterns.packet(o, &mut self.events);
         if let Some(e) = &self.completed {
             self.patterns.sample(
                 &Sample {

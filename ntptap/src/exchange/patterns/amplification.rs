@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
-use super::{Packet, Table, WINDOW, busiest};
+use super::{Observation, Table, WINDOW, busiest};
 use crate::exchange::Event;
 
 /// Bytes a client must be sent within a window before its ratio counts: a monitoring host's
@@ -103,7 +103,7 @@ impl Amplification {
     }
 
     /// A request from a client came in.
-    pub fn request(&mut self, p: &Packet<'_>, (mode, code): (u8, Option<u8>), ratio: f64) {
+    pub fn request(&mut self, p: &Observation<'_, '_>, (mode, code): (u8, Option<u8>), ratio: f64) {
         if ratio <= 0.0 {
             return;
         }
@@ -118,7 +118,7 @@ impl Amplification {
     }
 
     /// A reply to a client went out.
-    pub fn reply(&mut self, p: &Packet<'_>, ratio: f64, events: &mut Vec<Event>) {
+    pub fn reply(&mut self, p: &Observation<'_, '_>, ratio: f64, events: &mut Vec<Event>) {
         if ratio <= 0.0 {
             return;
         }

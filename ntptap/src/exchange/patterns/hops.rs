@@ -12,7 +12,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::{Packet, Table, busiest};
+use super::{Observation, Table, busiest};
 use crate::exchange::Event;
 
 /// Requests in a row with one value before it is the client's.
@@ -102,7 +102,13 @@ impl HopLimits {
     }
 
     /// A request came in from a client with `hops`.
-    pub fn request(&mut self, p: &Packet<'_>, hops: u8, threshold: u64, events: &mut Vec<Event>) {
+    pub fn request(
+        &mut self,
+        p: &Observation<'_, '_>,
+        hops: u8,
+        threshold: u64,
+        events: &mut Vec<Event>,
+    ) {
         let client = p.src.ip();
         let h = self
             .clients

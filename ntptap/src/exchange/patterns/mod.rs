@@ -15,19 +15,13 @@ mod reflection;
 mod selection;
 pub mod table;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use serde::Serialize;
 
 pub use self::table::Table;
-use super::Event;
-use crate::{
-    frame::Direction,
-    ntp::{Body, Mode, Ntp},
-};
+use super::{Event, Observation, Role};
+use crate::frame::Direction;
 
 /// How long the windows of the amplification and reflection counts are.
 pub const WINDOW: Duration = Duration::from_secs(10);
@@ -90,49 +84,6 @@ impl PatternLimits {
     }
 }
 
-/// One NTP packet as the detectors see it.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<'a> {
-    /// Capture time.
-    pub ts: Duration,
-    /// Sender.
-    pub src: SocketAddr,
-    /// Receiver.
-    pub dst: SocketAddr,
-    /// The packet.
-    pub ntp: &'a Ntp,
-    /// Which way it went, where the capture knows (a file does not).
-    pub direction: Option<Direction>,
-    /// Bytes of the frame on the wire.
-    pub wire_len: u32,
-    /// The IPv4 TTL or IPv6 hop limit it arrived with.
-    pub hop_limit: Option<u8>,
-}
-
-/// What a packet asks or answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// Mode 1 or 3, or a mode 6 or 7 query: the mode, and the opcode or request code.
-    Request(u8, Option<u8>),
-    /// Mode 2 or 4, or a mode 6 or 7 response.
-    Response,
-}
-
-fn role(ntp: &Ntp) -> Option<Role> {
-    match &ntp.body {
-        Body::Control(c) if c.response => Some(Role::Response),
-        Body::Control(c) => Some(Role::Request(6, Some(c.opcode))),
-        Body::Private(p) if p.response => Some(Role::Response),
-        Body::Private(p) => Some(Role::Request(7, Some(p.request_code))),
-        _ => match ntp.mode {
-            Mode::SymmetricActive => Some(Role::Request(1, None)),
-            Mode::Client => Some(Role::Request(3, None)),
-            Mode::SymmetricPassive | Mode::Server => Some(Role::Response),
-            _ => None,
-        },
-    }
-}
-
 /// A completed exchange of this host with a server it uses, for the selection detectors.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -188,14 +139,16 @@ impl Patterns {
     }
 
     /// Take one NTP packet; events go to `events`.
-    pub fn packet(&mut self, p: &Packet<'_>, events: &mut Vec<Event>) {
-        let Some(role) = role(p.ntp) else {
+    pub fn packet(&mut self, p: &Observation<'_, '_>, events: &mut Vec<Event>) {
+        let Some(role) = super::role(p.ntp) else {
             return;
         };
         let l = &self.limits;
-        // A request this host received (a file has no directions: every one).
-        let came_in = p.direction != Some(Direction::Out);
-        let went_out = p.direction != Some(Direction::In);
+        // A request this host received (a file has no directions: every one). On loopback a
+        // server here and its client both are this host: each packet counts both ways.
+        let direction = p.direction.filter(|_| !p.sighting.loopback);
+        let came_in = direction != Some(Direction::Out);
+        let went_out = direction != Some(Direction::In);
         match role {
             Role::Request(mode, code) => {
                 if came_in {

@@ -7,7 +7,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::{Packet, Role, Table, busiest};
+use super::{Observation, Role, Table, busiest};
 use crate::exchange::Event;
 
 const UNIQUE_IDENTIFIER: u16 = 0x0104;
@@ -48,7 +48,7 @@ impl Nts {
         p
     }
 
-    pub fn packet(&mut self, p: &Packet<'_>, role: Role, events: &mut Vec<Event>) {
+    pub fn packet(&mut self, p: &Observation<'_, '_>, role: Role, events: &mut Vec<Event>) {
         let Some(h) = p.ntp.time() else {
             return;
         };

@@ -13,7 +13,7 @@ use std::{net::IpAddr, time::Duration};
 
 use cardinality_estimator::CardinalityEstimator;
 
-use super::{Packet, Table, WINDOW, busiest};
+use super::{Observation, Table, WINDOW, busiest};
 use crate::exchange::Event;
 
 /// How long a request makes its server's responses solicited: past the longest poll interval
@@ -72,7 +72,7 @@ impl Reflection {
     }
 
     /// A request went out from this host.
-    pub fn asked(&mut self, p: &Packet<'_>) {
+    pub fn asked(&mut self, p: &Observation<'_, '_>) {
         // The oldest request goes first when the table is full.
         let at = self.asked.entry(
             (p.src.ip(), p.dst.ip()),
@@ -83,7 +83,7 @@ impl Reflection {
     }
 
     /// A response came in.
-    pub fn response(&mut self, p: &Packet<'_>, threshold: u64, events: &mut Vec<Event>) {
+    pub fn response(&mut self, p: &Observation<'_, '_>, threshold: u64, events: &mut Vec<Event>) {
         let (victim, server) = (p.dst.ip(), p.src.ip());
         if self
             .asked

@@ -81,6 +81,9 @@ impl Selection {
 
     /// The intersection algorithm over the servers in use at `now`.
     fn select(&mut self, now: Duration, needed: usize, events: &mut Vec<Event>) {
+        if self.servers.len() < needed {
+            return;
+        }
         let samples: Vec<Sample> = self
             .servers
             .iter()
@@ -128,23 +131,20 @@ impl Selection {
 
     /// Servers that are falsetickers now.
     pub fn falsetickers(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .servers
-            .iter()
-            .filter(|(_, s)| s.falseticker)
-            .map(|(a, _)| *a)
-            .collect();
-        v.sort_unstable();
-        v.truncate(super::SUSPECTS);
-        v
+        self.servers_where(|s| s.falseticker)
     }
 
     /// Servers whose path is asymmetric now.
     pub fn asymmetric(&self) -> Vec<IpAddr> {
+        self.servers_where(|s| s.episode)
+    }
+
+    /// The first [`super::SUSPECTS`] servers, in address order, that `now` holds for.
+    fn servers_where(&self, now: impl Fn(&Server) -> bool) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = self
             .servers
             .iter()
-            .filter(|(_, s)| s.episode)
+            .filter(|(_, s)| now(s))
             .map(|(a, _)| *a)
             .collect();
         v.sort_unstable();

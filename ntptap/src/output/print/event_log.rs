@@ -28,7 +28,7 @@ impl EventLog {
     pub fn event(&mut self, event: &Event, now: Duration) {
         self.tick(now);
         let value = serde_json::to_value(event).unwrap_or_default();
-        let kind = value["event"].as_str().unwrap_or("event").to_owned();
+        let kind = event.name().to_owned();
         let subject = event.subject().to_string();
         let key = (kind, subject);
         if let Some(n) = self.more.get_mut(&key) {
