@@ -128,6 +128,11 @@ pub fn play(
     })
 }
 
+/// [`play`] from the lab's `b` against `a`'s NTP addresses.
+pub fn play_to_a(lab: &Lab, clients: Vec<Client>, length: Duration) -> Played {
+    play(&lab.b, Lab::a_ntp(false), Lab::a_ntp(true), clients, length)
+}
+
 fn checksum(mut sum: u32, data: &[u8]) -> u32 {
     for pair in data.chunks(2) {
         sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
@@ -239,14 +244,8 @@ pub fn write_capture(
     (start, length): (Duration, Duration),
     answer: &dyn Fn(usize, u32) -> Option<bool>,
 ) -> Written {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the capture"));
-    let header = PcapHeader {
-        ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
-        snaplen: 65535,
-        ..PcapHeader::default()
-    };
-    let mut writer = PcapWriter::with_header(file, header).expect("a pcap header");
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let mut writer = pcap_writer(path);
     let mut due: BinaryHeap<Reverse<(Duration, usize, u32)>> = clients
         .iter()
         .enumerate()
@@ -329,32 +328,32 @@ pub fn write_spoofed(path: &Path, n: u32) -> Written {
     )
 }
 
+/// A nanosecond pcap file at `path`, its header written.
+fn pcap_writer(path: &Path) -> pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the capture"));
+    let header = pcap_file::pcap::PcapHeader {
+        ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
+        snaplen: 65535,
+        ..pcap_file::pcap::PcapHeader::default()
+    };
+    pcap_file::pcap::PcapWriter::with_header(file, header).expect("a pcap header")
+}
+
 /// A capture of `n` forged packets, 10 µs apart, each from or to its own address (half IPv4,
 /// half IPv6), in turn: a request with a TTL that varies, an NTS-shaped request (unique
 /// identifier, cookie, authenticator), a mode 4 response the address never asked for, and a
 /// 440-byte mode 7 response. Every pattern
 /// detector gets a new subject with each packet.
 pub fn write_forged_mix(path: &Path, n: u32) {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the capture"));
-    let header = PcapHeader {
-        ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
-        snaplen: 65535,
-        ..PcapHeader::default()
-    };
-    let mut writer = PcapWriter::with_header(file, header).expect("a pcap header");
+    use pcap_file::pcap::PcapPacket;
+    let mut writer = pcap_writer(path);
     let server = |v6: bool| -> SocketAddr {
         let a: IpAddr = if v6 { Lab::A6 } else { Lab::A4 }
             .parse()
             .expect("an address");
         SocketAddr::new(a, 123)
     };
-    let mut nts = request(1 << 40).to_vec();
-    for (kind, body) in [(0x0104u16, 32usize), (0x0204, 100), (0x0404, 36)] {
-        nts.extend_from_slice(&kind.to_be_bytes());
-        nts.extend_from_slice(&((body + 4) as u16).to_be_bytes());
-        nts.extend(std::iter::repeat_n(0x5a, body));
-    }
+    let nts = crate::spoof::nts_request();
     let mut monlist = vec![0u8; 440];
     monlist[0] = 0x97;
     monlist[3] = 42;

@@ -48,6 +48,16 @@ impl Netns {
 impl Netns {
     /// Run `f` on a thread that has entered this namespace: sockets it creates live there.
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f)
+            .join()
+            .expect("the thread in the namespace panicked")
+    }
+
+    /// [`Netns::enter`] without waiting: the thread, to join when it is done.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         thread::spawn(move || {
             let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
@@ -55,8 +65,17 @@ impl Netns {
                 .unwrap_or_else(|e| panic!("enter {path}: {e}"));
             f()
         })
-        .join()
-        .expect("the thread in the namespace panicked")
+    }
+
+    /// The MAC address of `dev` here, as `ip link` prints it.
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-o", "link", "show", dev]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split("link/ether ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("MAC")
+            .to_owned()
     }
 }
 
@@ -82,6 +101,15 @@ impl Lab {
     pub const A6: &'static str = "fd00:203::1";
     pub const B6: &'static str = "fd00:203::2";
 
+    /// The NTP port of `a`'s IPv4 address, or of its IPv6 one.
+    #[must_use]
+    pub fn a_ntp(v6: bool) -> std::net::SocketAddr {
+        let ip: std::net::IpAddr = if v6 { Self::A6 } else { Self::A4 }
+            .parse()
+            .expect("an address");
+        std::net::SocketAddr::new(ip, 123)
+    }
+
     #[must_use]
     pub fn new(tag: &str) -> Self {
         let a = Netns::new(&format!("{tag}-a"));
@@ -101,16 +129,7 @@ impl Lab {
         }
         // Permanent neighbour entries: a burst sent before ARP or ND resolved would be cut to
         // the kernel's unresolved queue (about 100 packets) before it reached the wire.
-        let mac = |ns: &Netns, dev: &str| {
-            let out = ns.ip(&["-o", "link", "show", dev]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.split("link/ether ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .expect("MAC")
-                .to_owned()
-        };
-        let (mac_a, mac_b) = (mac(&a, "va"), mac(&b, "vb"));
+        let (mac_a, mac_b) = (a.mac("va"), b.mac("vb"));
         for (ns, dev, peers, peer_mac) in [
             (&a, "va", [Self::B4, Self::B6], &mac_b),
             (&b, "vb", [Self::A4, Self::A6], &mac_a),

@@ -16,17 +16,10 @@ use std::{
 
 use crate::net::Netns;
 
-/// The MAC address of `dev` in `ns`.
+/// The MAC address of `dev` in `ns`, as bytes.
 pub fn mac(ns: &Netns, dev: &str) -> [u8; 6] {
-    let out = ns.ip(&["-o", "link", "show", dev]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let hex = text
-        .split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("MAC");
     let mut mac = [0u8; 6];
-    for (b, h) in mac.iter_mut().zip(hex.split(':')) {
+    for (b, h) in mac.iter_mut().zip(ns.mac(dev).split(':')) {
         *b = u8::from_str_radix(h, 16).expect("a MAC byte");
     }
     mac
@@ -115,11 +108,8 @@ impl Responder {
     pub fn start(ns: &Netns, addr: SocketAddr, behaviour: Behaviour) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{}", ns.name);
         let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("the namespace");
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let thread = ns.spawn(move || {
             let socket = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
             socket
                 .set_read_timeout(Some(Duration::from_millis(50)))
@@ -207,6 +197,19 @@ fn serve(socket: &UdpSocket, b: Behaviour, stop: &AtomicBool) -> u64 {
         }
     }
     answered
+}
+
+/// An NTPv4 client request shaped as NTS makes it (RFC 8915): a unique identifier, a cookie
+/// and an authenticator extension field, their contents filler.
+#[must_use]
+pub fn nts_request() -> Vec<u8> {
+    let mut request = crate::load::request(1 << 40).to_vec();
+    for (kind, body) in [(0x0104u16, 32usize), (0x0204, 100), (0x0404, 36)] {
+        request.extend_from_slice(&kind.to_be_bytes());
+        request.extend_from_slice(&((body + 4) as u16).to_be_bytes());
+        request.extend(std::iter::repeat_n(0x5a, body));
+    }
+    request
 }
 
 /// A mode 7 MON_GETLIST_1 request (implementation 3, XNTPD), as the monlist attack sends.

@@ -6,7 +6,7 @@
 use std::{
     collections::HashMap,
     io::Read as _,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::Path,
     process::{Command, Stdio},
     time::Duration,
@@ -91,13 +91,7 @@ fn ten_thousand_clients_against_chronyd_with_rate_limiting() {
         first: Duration::ZERO,
         port: None,
     }));
-    let played = load::play(
-        &lab.b,
-        SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-        SocketAddr::new(Lab::A6.parse().unwrap(), 123),
-        clients,
-        Duration::from_millis(8_500),
-    );
+    let played = load::play_to_a(&lab, clients, Duration::from_millis(8_500));
     std::thread::sleep(Duration::from_secs(2));
     let metrics = http(&lab.a, 9124, "GET /metrics");
     let (status, _, stderr) = tap.stop(Signal::SIGINT);
@@ -222,13 +216,7 @@ fn rate_kiss_of_death_counts_match_tcpdump() {
             port: Some(40_123),
         })
         .collect();
-    load::play(
-        &lab.b,
-        SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-        SocketAddr::new(Lab::A6.parse().unwrap(), 123),
-        clients,
-        Duration::from_secs(4),
-    );
+    load::play_to_a(&lab, clients, Duration::from_secs(4));
     std::thread::sleep(Duration::from_millis(1500));
     let _ = tcpdump.stop(Signal::SIGINT);
 

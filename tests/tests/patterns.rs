@@ -77,6 +77,16 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// Every address any field of `events` names is one of `fields` (`client=10.203.0.2`), and
+/// each of those is named.
+fn only_addresses(events: &[Value], fields: &[String]) {
+    assert_eq!(
+        addresses(&events.iter().collect::<Vec<_>>()),
+        fields.iter().cloned().collect::<BTreeSet<_>>(),
+        "{events:#?}"
+    );
+}
+
 /// Every address any field of `events` names.
 fn addresses(events: &[&Value]) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
@@ -139,10 +149,9 @@ fn one_amplification_about_b4(events: &[Value]) {
             .any(|k| k.starts_with("mode 7")),
         "{e}"
     );
-    assert_eq!(
-        addresses(&events.iter().collect::<Vec<_>>()),
-        BTreeSet::from([format!("client={}", Lab::B4), format!("server={}", Lab::A4)]),
-        "{events:#?}"
+    only_addresses(
+        events,
+        &[format!("client={}", Lab::B4), format!("server={}", Lab::A4)],
     );
 }
 
@@ -157,7 +166,7 @@ fn amplification_names_the_forged_victim() {
     let dir = tempfile::tempdir().expect("tempdir");
     let responder = Responder::start(
         &lab.a,
-        SocketAddr::new(Lab::A4.parse().unwrap(), 123),
+        Lab::a_ntp(false),
         Behaviour {
             monlist: 100,
             ..Behaviour::default()
@@ -192,18 +201,10 @@ fn amplification_names_the_forged_victim() {
         .collect();
     let victim: SocketAddr = format!("{}:41000", Lab::B4).parse().unwrap();
     std::thread::scope(|scope| {
-        let honest = scope.spawn(|| {
-            load::play(
-                &lab.b,
-                SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-                SocketAddr::new(Lab::A6.parse().unwrap(), 123),
-                clients,
-                Duration::from_secs(4),
-            )
-        });
+        let honest = scope.spawn(|| load::play_to_a(&lab, clients, Duration::from_secs(4)));
         std::thread::sleep(Duration::from_secs(1));
         let request = spoof::monlist_request();
-        let to = SocketAddr::new(Lab::A4.parse().unwrap(), 123);
+        let to = Lab::a_ntp(false);
         let frames = (0..5)
             .map(|_| load::udp_frame(victim, to, &request))
             .collect();
@@ -281,11 +282,7 @@ fn reflection_names_this_host_and_counts_the_reflectors() {
     assert_eq!(e["victim"], Lab::A4, "{e}");
     assert_eq!(e["reflectors"], 3, "{e}");
     assert!(e["packets"].as_u64().unwrap() >= 100, "{e}");
-    assert_eq!(
-        addresses(&events.iter().collect::<Vec<_>>()),
-        BTreeSet::from([format!("victim={}", Lab::A4)]),
-        "{events:#?}"
-    );
+    only_addresses(&events, &[format!("victim={}", Lab::A4)]);
 }
 
 /// Ten clients in ns b ask NTPsec's ntpd in ns a every 100 ms (TTL and hop limit 64); forged
@@ -309,28 +306,20 @@ fn hop_limit_change_names_the_forged_clients() {
         .collect();
     let (forged4, forged6) = (load::address(2, false), load::address(3, true));
     std::thread::scope(|scope| {
-        let honest = scope.spawn(|| {
-            load::play(
-                &lab.b,
-                SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-                SocketAddr::new(Lab::A6.parse().unwrap(), 123),
-                clients,
-                Duration::from_secs(5),
-            )
-        });
+        let honest = scope.spawn(|| load::play_to_a(&lab, clients, Duration::from_secs(5)));
         std::thread::sleep(Duration::from_secs(2));
         let mut frames = Vec::new();
         for n in 0..4u64 {
             let request = load::request(n << 32);
             frames.push(load::udp_frame_ttl(
                 SocketAddr::new(forged4, 40_000),
-                SocketAddr::new(Lab::A4.parse().unwrap(), 123),
+                Lab::a_ntp(false),
                 &request,
                 200,
             ));
             frames.push(load::udp_frame_ttl(
                 SocketAddr::new(forged6, 40_000),
-                SocketAddr::new(Lab::A6.parse().unwrap(), 123),
+                Lab::a_ntp(true),
                 &request,
                 255,
             ));
@@ -487,21 +476,11 @@ fn nts_downgrades_are_named() {
     drop(client);
     drop(renewed);
     // An NTS request answered without its authenticator.
-    let responder = Responder::start(
-        &lab.a,
-        SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-        Behaviour::default(),
-    );
+    let responder = Responder::start(&lab.a, Lab::a_ntp(false), Behaviour::default());
     lab.b.enter(|| {
         let s = std::net::UdpSocket::bind((Lab::B4, 0)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        let mut request = load::request(1 << 40).to_vec();
-        for (kind, body) in [(0x0104u16, 32usize), (0x0204, 100), (0x0404, 36)] {
-            request.extend_from_slice(&kind.to_be_bytes());
-            request.extend_from_slice(&((body + 4) as u16).to_be_bytes());
-            request.extend(std::iter::repeat_n(0x5a, body));
-        }
-        s.send_to(&request, (Lab::A4, 123)).unwrap();
+        s.send_to(&spoof::nts_request(), (Lab::A4, 123)).unwrap();
         s.recv(&mut [0u8; 512]).expect("the responder answers");
     });
     assert_eq!(responder.stop(), 1);
@@ -518,10 +497,9 @@ fn nts_downgrades_are_named() {
         "{events:#?}"
     );
     assert_eq!(events.len(), 3, "{events:#?}");
-    assert_eq!(
-        addresses(&events.iter().collect::<Vec<_>>()),
-        BTreeSet::from([format!("client={}", Lab::B4), format!("server={}", Lab::A4)]),
-        "{events:#?}"
+    only_addresses(
+        &events,
+        &[format!("client={}", Lab::B4), format!("server={}", Lab::A4)],
     );
 }
 
@@ -570,13 +548,7 @@ fn ordinary_traffic_makes_no_pattern_event() {
             port: None,
         })
         .collect();
-    let played = load::play(
-        &lab.b,
-        SocketAddr::new(Lab::A4.parse().unwrap(), 123),
-        SocketAddr::new(Lab::A6.parse().unwrap(), 123),
-        clients,
-        Duration::from_secs(seconds),
-    );
+    let played = load::play_to_a(&lab, clients, Duration::from_secs(seconds));
     let requests: u32 = played.sent.iter().sum();
     let (events, stderr) = stop(tap);
     assert_eq!(
