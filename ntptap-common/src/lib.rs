@@ -167,6 +167,11 @@ pub struct DropLayout {
 const _: () = assert!(size_of::<DropLayout>() == 96);
 
 /// Header of every record in the ring buffer, followed by `cap_len` bytes of frame data.
+///
+/// The capture programs write only what a frame needs, straight into the reserved record: the
+/// fields up to `socket` always, `owner` only with [`SOCKET_OWNED`], the latency fields only
+/// with [`ATTRIBUTE_LATENCY`]. The others, and the padding, hold whatever the ring held there
+/// (the ring is not cleared): a reader must not look at them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordHeader {

@@ -31,7 +31,7 @@ use aya_log_ebpf::debug;
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
     DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
-    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, RecordHeader,
+    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record,
     SMALL_DATA, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
@@ -605,27 +605,37 @@ fn capture<F: Frame>(
         flags |= RECORD_VLAN;
     }
     let (vlan_proto, vlan_tci) = vlan.unwrap_or((0, 0));
-    let header = RecordHeader {
+    let head = Head {
         // SAFETY: the helper takes no arguments and has no preconditions.
         ts_mono_ns: unsafe { bpf_ktime_get_ns() },
         ifindex,
         orig_len: len as u32,
-        cap_len: 0,
         direction,
         flags,
         vlan_tci,
         vlan_proto,
-        // Filled from the scratch slot in `emit` when attribution is on: the socket, its
-        // owner, the latency stamps.
-        ..RecordHeader::default()
     };
     if cap <= TINY_DATA as u64 {
-        emit::<TINY_DATA, F>(frame, config, header, cap, base)
+        emit::<TINY_DATA, F>(frame, config, &head, cap, base)
     } else if cap <= SMALL_DATA as u64 {
-        emit::<SMALL_DATA, F>(frame, config, header, cap, base)
+        emit::<SMALL_DATA, F>(frame, config, &head, cap, base)
     } else {
-        emit::<MAX_DATA, F>(frame, config, header, cap, base)
+        emit::<MAX_DATA, F>(frame, config, &head, cap, base)
     }
+}
+
+/// What every record's header says of its frame; [`emit`] writes these fields, and those of
+/// the features that are on, straight into the reserved record (the others are left as the
+/// ring had them: the reader reads an owner only under `SOCKET_OWNED` and the latency fields
+/// only with `--latency`).
+struct Head {
+    ts_mono_ns: u64,
+    ifindex: u32,
+    orig_len: u32,
+    direction: u8,
+    flags: u8,
+    vlan_tci: u16,
+    vlan_proto: u16,
 }
 
 /// Reserve a record of `N` data bytes, copy `cap` bytes of the frame into it, and submit it.
@@ -633,7 +643,7 @@ fn capture<F: Frame>(
 fn emit<const N: usize, F: Frame>(
     frame: &F,
     config: &Config,
-    mut header: RecordHeader,
+    head: &Head,
     cap: u64,
     base: u32,
 ) -> Result<u32, &'static str> {
@@ -647,38 +657,45 @@ fn emit<const N: usize, F: Frame>(
         }
         return Err("dropped: ring buffer full");
     };
-    if let Some(pending) = pending {
+    let drops_before = match pending {
         // SAFETY: this CPU's own slot; see `count`.
-        unsafe {
-            header.drops_before = *pending;
-            *pending = 0;
-        }
-    }
+        Some(pending) => unsafe { core::mem::replace(&mut *pending, 0) },
+        None => 0,
+    };
     // `tap` never calls us with cap == 0.
     let len = copy_len::<N>(cap);
     let record = entry.as_mut_ptr();
-    header.cap_len = len as u16;
     // SAFETY: `record` points at a reserved, writable ring record of `size_of::<Record<N>>()`
     // bytes; `data` has room for `len <= N` bytes.
     let copied = unsafe {
-        (*record).header = header;
+        let h = &raw mut (*record).header;
+        (*h).ts_mono_ns = head.ts_mono_ns;
+        (*h).ifindex = head.ifindex;
+        (*h).orig_len = head.orig_len;
+        (*h).cap_len = len as u16;
+        (*h).direction = head.direction;
+        (*h).flags = head.flags;
+        (*h).vlan_tci = head.vlan_tci;
+        (*h).vlan_proto = head.vlan_proto;
+        (*h).drops_before = drops_before;
+        (*h).socket = SOCKET_UNKNOWN;
         if config.attribution & ATTRIBUTE != 0
             && let Some(scratch) = NTPTAP_SCRATCH.get_ptr(0)
         {
-            (*record).header.socket = (*scratch).socket as u8;
-            (*record).header.owner = (*scratch).owner;
+            (*h).socket = (*scratch).socket as u8;
+            (*h).owner = (*scratch).owner;
             if config.attribution & ATTRIBUTE_LATENCY != 0 {
                 let before = |at: u64| {
-                    let d = header.ts_mono_ns.saturating_sub(at);
+                    let d = head.ts_mono_ns.saturating_sub(at);
                     if at == 0 || d > u64::from(u32::MAX) {
                         0
                     } else {
                         d as u32
                     }
                 };
-                (*record).header.send_before = before((*scratch).stamps.send_ns);
-                (*record).header.read_before = before((*scratch).stamps.read_ns);
-                (*record).header.queued_before = before((*scratch).stamps.queued_ns);
+                (*h).send_before = before((*scratch).stamps.send_ns);
+                (*h).read_before = before((*scratch).stamps.read_ns);
+                (*h).queued_before = before((*scratch).stamps.queued_ns);
             }
         }
         frame.copy::<N>((&raw mut (*record).data).cast(), len as u32)
@@ -694,7 +711,7 @@ fn emit<const N: usize, F: Frame>(
     });
     entry.submit(flags);
     count(base, Counter::Captured);
-    if header.flags & RECORD_TRUNCATED != 0 {
+    if head.flags & RECORD_TRUNCATED != 0 {
         count(base, Counter::Truncated);
     }
     Ok(len as u32)

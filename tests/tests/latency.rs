@@ -242,3 +242,65 @@ fn a_local_servers_residence_is_in_the_file_without_asking() {
         );
     }
 }
+
+/// Without `--latency` the kernel leaves a record's latency fields as the ring had them (it
+/// writes only what a frame needs): once the rings have wrapped many times over records of
+/// other frames, owners and bytes, no frame may show an in-host stage.
+#[test]
+fn without_latency_no_frame_shows_an_in_host_stage_after_the_rings_wrap() {
+    const EXCHANGES: usize = 5000;
+    let lab = Lab::new("nolatency");
+    let server = sleepy_server(&lab, 0);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("frames.json");
+    // Rings of 512 KiB (a CPU each here) hold about 2,300 records: 10,000 frames wrap them.
+    // The JSON goes to a file (a pipe read only at the end would fill and stall ntptap).
+    let tap = Proc::listening(
+        "ntptap",
+        lab.a
+            .command("sh")
+            .args(["-c", "out=$1; shift; exec \"$@\" > \"$out\"", "sh"])
+            .arg(&json)
+            .arg(ntptap_bin())
+            .args(["-i", "va", "-B", "1024", "--json"]),
+    );
+    // Requests whose bytes are all 0xab past the first, so that stale bytes are not zero.
+    let client = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         for i in range({EXCHANGES}):\n\
+         \x20   s.sendto(b'\\x23' + b'\\xab' * 47, ('{}', 123))\n\
+         \x20   s.recvfrom(512)\n",
+        Lab::A4,
+    );
+    run(lab.b.command("/usr/bin/python3").args(["-c", &client]));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = tap.stop(Signal::SIGINT);
+    assert!(status.success(), "ntptap failed:\n{stderr}");
+    drop(server);
+    let frames: Vec<Value> = std::fs::read_to_string(&json)
+        .expect("read the JSON")
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect();
+    // A debug build's JSON may fall behind and drop (counted); what matters is that the
+    // rings wrapped, and that every captured frame is here.
+    let captured: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets captured"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no capture count:\n{stderr}"));
+    let ntp = frames.iter().filter(|f| f["ntp"].is_object()).count();
+    assert_eq!(ntp, captured, "every captured frame: {stderr}");
+    assert!(ntp >= 3 * 2300, "too few frames to wrap the rings: {stderr}");
+    for f in &frames {
+        for stage in ["in_queue_ns", "in_read_ns", "out_send_ns"] {
+            assert!(
+                f["latency"].get(stage).is_none(),
+                "a frame with {stage} though --latency is off: {f}"
+            );
+        }
+    }
+}

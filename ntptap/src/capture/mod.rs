@@ -512,6 +512,7 @@ impl Session {
                     .unwrap_or_default(),
             );
         drain.reasons = self.drops.as_ref().map(|d| d.reasons.clone());
+        drain.latency = self.config.latency && self.config.attribution.is_some();
         drain.set_names(self.known.iter().map(|i| (i.index, i.name.clone())));
         drain
     }

@@ -42,6 +42,9 @@ pub(super) struct Drain {
     symbols: Symbols,
     /// Name the frames' socket owners (some output uses them).
     pub(super) name_owners: bool,
+    /// The kernel writes the in-host latency fields (`--latency`); without it they hold
+    /// whatever the ring had there, and are not read.
+    pub(super) latency: bool,
 }
 
 impl Drain {
@@ -58,6 +61,7 @@ impl Drain {
             reasons: None,
             symbols: Symbols::default(),
             name_owners: true,
+            latency: false,
         }
     }
 
@@ -144,9 +148,9 @@ impl Drain {
             data,
             socket,
             drop: None,
-            send_before: (header.send_before != 0).then_some(header.send_before),
-            read_before: (header.read_before != 0).then_some(header.read_before),
-            queued_before: (header.queued_before != 0).then_some(header.queued_before),
+            send_before: stamp(self.latency, header.send_before),
+            read_before: stamp(self.latency, header.read_before),
+            queued_before: stamp(self.latency, header.queued_before),
         };
         if let Err(e) = consumer.frame(&frame) {
             return ControlFlow::Break(StopReason::from_output(e));
@@ -156,6 +160,11 @@ impl Drain {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// A latency field of a record: 0 is unknown, and without `--latency` nothing is known.
+fn stamp(latency: bool, ns: u32) -> Option<u32> {
+    (latency && ns != 0).then_some(ns)
 }
 
 impl Drain {
