@@ -173,6 +173,20 @@ pub trait Consumer {
     fn wants_owners(&self) -> bool {
         true
     }
+    /// Where every output only writes frames' bytes into one pcap file (`-w FILE.pcap` alone,
+    /// nothing decoded or tracked), the writer a source may hand each captured frame's bytes
+    /// to straight from where it holds them, building no [`Frame`]. Frames given this way
+    /// count as shown; [`Consumer::unwritten`] still counts those that did not reach the file.
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        None
+    }
+}
+
+/// A pcap file's writer of records: see [`Consumer::pcap_records`].
+pub trait PcapRecords {
+    /// One frame of the file's link type, captured at `ts` (since the Unix epoch), `orig_len`
+    /// bytes long on the wire, of which `data` were kept.
+    fn record(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> std::io::Result<()>;
 }
 
 /// What a frame source says besides frames.

@@ -15,7 +15,7 @@ use super::{
     summary::StopReason,
 };
 use crate::{
-    frame::{Consumer, Direction, Frame, KernelDrop, LinkType},
+    frame::{Consumer, Direction, Frame, KernelDrop, LinkType, PcapRecords},
     process::{Process, Socket},
 };
 
@@ -76,7 +76,51 @@ impl Drain {
         ring: &mut Rings,
         consumer: &mut C,
     ) -> Option<StopReason> {
+        if let Some(records) = consumer.pcap_records() {
+            return ring.read(|record| self.pcap_record(record, records));
+        }
         ring.read(|record| self.record(record, consumer))
+    }
+
+    /// One record's bytes straight to a pcap file's writer (see `Consumer::pcap_records`):
+    /// what [`Drain::record`] does for such a consumer, without the frame.
+    fn pcap_record(
+        &mut self,
+        record: &[u8],
+        out: &mut dyn PcapRecords,
+    ) -> ControlFlow<StopReason> {
+        let Some(header) = record.get(..RECORD_HEADER) else {
+            self.bad_records += 1;
+            return ControlFlow::Continue(());
+        };
+        // SAFETY: as in `record`.
+        let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+        if header.flags & RECORD_DROP != 0 {
+            // A drop record has no place in a pcap file (see `PcapSink`); counted as read.
+            self.drop_records += 1;
+            return ControlFlow::Continue(());
+        }
+        let Some(data) = record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len))
+        else {
+            self.bad_records += 1;
+            return ControlFlow::Continue(());
+        };
+        self.captured += 1;
+        let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
+            (
+                reinsert_vlan(&mut self.scratch, data, &header),
+                header.orig_len + 4,
+            )
+        } else {
+            (data, header.orig_len)
+        };
+        if let Err(e) = out.record(self.clock.wall(header.ts_mono_ns), data, orig_len) {
+            return ControlFlow::Break(StopReason::from_output(e));
+        }
+        if self.limit.is_some_and(|l| self.captured >= l) {
+            return ControlFlow::Break(StopReason::Count);
+        }
+        ControlFlow::Continue(())
     }
 
     /// One record to `consumer`; `Break` when the capture must stop.

@@ -5,7 +5,7 @@ use std::{io, time::Duration};
 use super::{decoded::Decoded, decoded::PortSet, sink::Control, sink::Sink};
 use crate::{
     exchange::{Limits, Tracker},
-    frame::{Consumer, Frame, SourceEvent},
+    frame::{Consumer, Frame, PcapRecords, SourceEvent},
 };
 
 /// A list of sinks fed the same frames, with the exchange tracker they share.
@@ -161,6 +161,14 @@ impl Consumer for Pipeline {
 
     fn wants_owners(&self) -> bool {
         self.owners
+    }
+
+    /// Only when the one sink is a pcap file and nothing is decoded or tracked for anyone.
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        match self.sinks.as_mut_slice() {
+            [only] if self.tracker.is_none() && self.expression.is_none() => only.pcap_records(),
+            _ => None,
+        }
     }
 
     fn unwritten(&self) -> u64 {
@@ -375,6 +383,55 @@ mod tests {
         pipeline
             .event(SourceEvent::Close(&CloseStats::default()))
             .unwrap();
+    }
+
+    /// A pcap file behind the failure guard, as `-w FILE.pcap` builds it, in a pipeline.
+    fn pcap_file(tracker: bool) -> (Pipeline, tempfile::NamedTempFile) {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let writer = crate::output::file::FileWriter::new(tmp.reopen().unwrap(), 1 << 20);
+        let journal = writer.journal();
+        let sink = PcapSink::new(Box::new(writer) as Box<dyn Write>, 2048).unwrap();
+        let mut pipeline = Pipeline::new(
+            PortSet::new(vec![123]),
+            tracker.then(Limits::default),
+        );
+        pipeline.push(Box::new(crate::output::file::Guarded::new(
+            Box::new(sink),
+            journal,
+            tmp.reopen().unwrap(),
+            tmp.path().into(),
+        )));
+        (pipeline, tmp)
+    }
+
+    /// `-w FILE.pcap` alone takes frames' bytes without a decode, and writes the very bytes
+    /// the frame path writes; anything else on the pipeline (here the tracker a pcapng file
+    /// or `--stats` brings) takes the frame path.
+    #[test]
+    fn a_lone_pcap_file_takes_records_and_writes_what_frames_write() {
+        let data = udp(true, &ntp(3, 1, false));
+        let frames: Vec<Frame<'_>> = (1..=3).map(|n| frame(n, &data)).collect();
+        let (mut by_frame, frame_file) = pcap_file(false);
+        for f in &frames {
+            assert!(by_frame.frame(f).unwrap());
+        }
+        by_frame
+            .event(SourceEvent::Close(&CloseStats::default()))
+            .unwrap();
+        let (mut by_record, record_file) = pcap_file(false);
+        let records = by_record.pcap_records().expect("a lone pcap file takes records");
+        for f in &frames {
+            records.record(f.ts, f.data, f.orig_len).unwrap();
+        }
+        by_record
+            .event(SourceEvent::Close(&CloseStats::default()))
+            .unwrap();
+        let written = std::fs::read(record_file.path()).unwrap();
+        assert_eq!(written, std::fs::read(frame_file.path()).unwrap());
+        assert_eq!(written.len(), 24 + 3 * (16 + data.len()));
+        assert_eq!(by_record.unwritten(), 0);
+        let (mut tracked, _file) = pcap_file(true);
+        assert!(tracked.pcap_records().is_none(), "the tracker needs frames");
     }
 
     #[test]

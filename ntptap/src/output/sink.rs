@@ -5,7 +5,7 @@ use std::{io, time::Duration};
 
 use super::decoded::{Decoded, PortSet};
 pub use crate::frame::CloseStats;
-use crate::{counts::Counts, exchange::Tracker};
+use crate::{counts::Counts, exchange::Tracker, frame::PcapRecords};
 
 /// A consumer of decoded frames: a printer, a file writer, the metrics.
 ///
@@ -22,6 +22,11 @@ pub trait Sink {
     /// Frames given to `frame` that did not reach the output because it failed (a full disk);
     /// 0 for an output that cannot fail that way.
     fn unwritten(&self) -> u64;
+    /// A sink that only writes frames' bytes to a pcap file takes them without a decode (see
+    /// [`crate::frame::Consumer::pcap_records`]).
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        None
+    }
 }
 
 /// What a [`Sink`] is told besides frames.
@@ -61,6 +66,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn unwritten(&self) -> u64 {
         (**self).unwritten()
+    }
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        (**self).pcap_records()
     }
 }
 

@@ -12,9 +12,11 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     rc::Rc,
+    time::Duration,
 };
 
 use super::super::{decoded::Decoded, sink::Control, sink::Sink};
+use crate::frame::PcapRecords;
 
 /// What reached the file, shared between the writer and the sink that marks frame ends.
 #[derive(Debug, Default)]
@@ -433,6 +435,40 @@ impl Sink for Guarded {
     fn unwritten(&self) -> u64 {
         self.lost.unwrap_or(0)
     }
+
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        if self.inner.pcap_records().is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+/// The same guard around a pcap file's records (see [`Sink::pcap_records`]).
+impl PcapRecords for Guarded {
+    fn record(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
+        self.taken += 1;
+        if let Some(lost) = &mut self.lost {
+            *lost += 1;
+            return Err(io::Error::other(format!(
+                "{} failed earlier",
+                self.path.display()
+            )));
+        }
+        let Some(inner) = self.inner.pcap_records() else {
+            return Err(io::Error::other("the capture file's writer changed"));
+        };
+        match inner.record(ts, data, orig_len) {
+            Ok(()) => {
+                let mut j = self.journal.borrow_mut();
+                let end = j.handed;
+                j.pending.push(end);
+                Ok(())
+            }
+            Err(e) => Err(self.fail(&e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -471,8 +507,14 @@ mod tests {
     const RECORD: u64 = 16 + 100;
 
     /// Write `frames` frames of 100 bytes to a disk with `room` bytes, through a buffer of
-    /// `capacity`; returns what was lost, and the frames the file holds.
-    fn run(room: u64, capacity: usize, frames: u64) -> (u64, Option<usize>, io::Result<()>) {
+    /// `capacity`, as frames or (`records`) as a lone pcap file's records; returns what was
+    /// lost, and the frames the file holds.
+    fn run_via(
+        records: bool,
+        room: u64,
+        capacity: usize,
+        frames: u64,
+    ) -> (u64, Option<usize>, io::Result<()>) {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let full = Full {
             file: tmp.reopen().unwrap(),
@@ -484,9 +526,14 @@ mod tests {
         let result = (|| -> io::Result<u64> {
             let mut sink = Guarded::new(header?, journal, tmp.reopen()?, tmp.path().into());
             let data = [0x5au8; 100];
+            let ts = Duration::new(1_700_000_000, 0);
             let outcome = (1..=frames).try_for_each(|n| {
-                sink.take(&Frame::test(n, Duration::new(1_700_000_000, 0), &data))
-                    .map(drop)
+                if records {
+                    let out = sink.pcap_records().expect("a pcap file takes records");
+                    out.record(ts, &data, 100)
+                } else {
+                    sink.take(&Frame::test(n, ts, &data)).map(drop)
+                }
             });
             let outcome = outcome.and_then(|()| sink.close_now(&CloseStats::default()));
             let lost = sink.unwritten();
@@ -507,6 +554,18 @@ mod tests {
             Ok(lost) => (lost, held, Ok(())),
             Err(e) => (0, held, Err(e)),
         }
+    }
+
+    /// [`run_via`] both ways, which must agree.
+    fn run(room: u64, capacity: usize, frames: u64) -> (u64, Option<usize>, io::Result<()>) {
+        let by_frame = run_via(false, room, capacity, frames);
+        let by_record = run_via(true, room, capacity, frames);
+        assert_eq!(
+            (by_frame.0, by_frame.1, by_frame.2.is_ok()),
+            (by_record.0, by_record.1, by_record.2.is_ok()),
+            "frames and records fare alike on a disk with {room} bytes"
+        );
+        by_frame
     }
 
     #[test]

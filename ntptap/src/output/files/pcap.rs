@@ -1,6 +1,9 @@
 //! pcap writer: nanosecond timestamps, Ethernet link type, no per-packet allocation.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
 
 use pcap_file::{
     DataLink, Endianness,
@@ -8,6 +11,7 @@ use pcap_file::{
 };
 
 use super::super::{decoded::Decoded, sink::Control, sink::Sink};
+use crate::frame::PcapRecords;
 
 /// Writes frames to a pcap file (nanosecond resolution, as `tcpdump --time-stamp-precision=nano`).
 pub struct PcapSink<W: Write> {
@@ -84,37 +88,7 @@ impl<W: Write> Sink for PcapSink<W> {
                 frame.number, frame.link, self.link
             )));
         }
-        let data = &frame.data[..frame.data.len().min(self.snaplen as usize)];
-        let incl_len = data.len() as u32;
-        // The 16-byte record header and the data in one vectored write: pcap-file's
-        // `RawPcapPacket::write_to` makes five writes a record, and each costs the buffered
-        // writer its bookkeeping (measured at 8 % of the capture's CPU). Same bytes, native
-        // byte order as the file header says; the tests read them back with pcap-file.
-        let mut header = [0u8; 16];
-        for (slot, value) in header.chunks_exact_mut(4).zip([
-            frame.ts.as_secs() as u32,
-            if self.micro {
-                frame.ts.subsec_micros()
-            } else {
-                frame.ts.subsec_nanos()
-            },
-            incl_len,
-            frame.orig_len.max(incl_len),
-        ]) {
-            slot.copy_from_slice(&value.to_ne_bytes());
-        }
-        let total = header.len() + data.len();
-        let n = self
-            .out
-            .write_vectored(&[io::IoSlice::new(&header), io::IoSlice::new(data)])?;
-        if n < total {
-            // A writer that took part of it (or only the first slice, as the default does).
-            let rest = n.saturating_sub(header.len());
-            if n < header.len() {
-                self.out.write_all(&header[n..])?;
-            }
-            self.out.write_all(&data[rest..])?;
-        }
+        self.record(frame.ts, frame.data, frame.orig_len)?;
         Ok(true)
     }
 
@@ -130,6 +104,47 @@ impl<W: Write> Sink for PcapSink<W> {
 
     fn unwritten(&self) -> u64 {
         0
+    }
+
+    fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
+        Some(self)
+    }
+}
+
+impl<W: Write> PcapRecords for PcapSink<W> {
+    fn record(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let data = &data[..data.len().min(self.snaplen as usize)];
+        let incl_len = data.len() as u32;
+        // The 16-byte record header and the data in one vectored write: pcap-file's
+        // `RawPcapPacket::write_to` makes five writes a record, and each costs the buffered
+        // writer its bookkeeping (measured at 8 % of the capture's CPU). Same bytes, native
+        // byte order as the file header says; the tests read them back with pcap-file.
+        let mut header = [0u8; 16];
+        for (slot, value) in header.chunks_exact_mut(4).zip([
+            ts.as_secs() as u32,
+            if self.micro {
+                ts.subsec_micros()
+            } else {
+                ts.subsec_nanos()
+            },
+            incl_len,
+            orig_len.max(incl_len),
+        ]) {
+            slot.copy_from_slice(&value.to_ne_bytes());
+        }
+        let total = header.len() + data.len();
+        let n = self
+            .out
+            .write_vectored(&[io::IoSlice::new(&header), io::IoSlice::new(data)])?;
+        if n < total {
+            // A writer that took part of it (or only the first slice, as the default does).
+            let rest = n.saturating_sub(header.len());
+            if n < header.len() {
+                self.out.write_all(&header[n..])?;
+            }
+            self.out.write_all(&data[rest..])?;
+        }
+        Ok(())
     }
 }
 
