@@ -201,7 +201,7 @@ pub(super) fn kernel_config(config: &CaptureConfig, rings: usize, ring_bytes: u3
         // Wake the reader at a quarter of a ring; it also drains on a timer
         // (`drain_interval`). Each wakeup costs it a context switch: with -B split among
         // the CPUs' rings, a quarter of one ring is what an eighth of the single ring was.
-        wakeup_bytes: ring_bytes / 4,
+        wakeup_bytes: ring_bytes / super::ringbuf::WAKEUP_DIVISOR,
         rings: rings as u32,
         port: match config.ports.as_slice() {
             [port] => u32::from(*port),

@@ -582,13 +582,6 @@ impl Session {
             tokio::select! {
                 biased;
                 reason = &mut stop => break reason,
-                guard = ring.readable_mut() => {
-                    let mut guard = guard.context("waiting on the ring buffer")?;
-                    if let Some(reason) = drain.drain(guard.get_inner_mut(), consumer) {
-                        break reason;
-                    }
-                    guard.clear_ready();
-                }
                 guard = async { logger.as_mut().expect("checked").readable_mut().await }, if logger.is_some() => {
                     let mut guard = guard.context("waiting on the kernel log")?;
                     guard.get_inner_mut().flush();
@@ -624,6 +617,19 @@ impl Session {
                     drain.clock.resync();
                     if let Some(reason) = self.each_second(consumer) {
                         break reason;
+                    }
+                }
+                // Last: a reader behind a flood stays ready (below), and the branches above
+                // (the second's tick, signals) must still have their turn.
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.context("waiting on the ring buffer")?;
+                    if let Some(reason) = drain.drain(guard.get_inner_mut(), consumer) {
+                        break reason;
+                    }
+                    // Records that came while it read may already be past the wake-up mark,
+                    // which the kernel will not signal again: read again rather than sleep.
+                    if !guard.get_inner().behind() {
+                        guard.clear_ready();
                     }
                 }
             }

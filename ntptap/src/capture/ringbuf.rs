@@ -114,6 +114,11 @@ impl RingReader {
         unsafe { &*self.producer_map.as_ptr().cast::<AtomicUsize>() }.load(Ordering::Acquire)
     }
 
+    /// Bytes the kernel has committed past what this reader has taken.
+    fn unread(&self) -> usize {
+        self.producer_pos().wrapping_sub(self.pos)
+    }
+
     fn publish(&mut self) {
         if self.published != self.pos {
             self.consumer_pos().store(self.pos, Ordering::Release);
@@ -339,6 +344,22 @@ impl Rings {
         out
     }
 }
+
+impl Rings {
+    /// Whether a ring still holds at least the kernel's wake-up mark ([`WAKEUP_DIVISOR`]):
+    /// records that came during a read that took long. The kernel wakes the reader only as a
+    /// ring crosses the mark, so a reader that went back to sleep now would sleep until its
+    /// timer, while the ring fills: read again instead.
+    #[must_use]
+    pub fn behind(&self) -> bool {
+        let mark = (self.bytes / WAKEUP_DIVISOR) as usize;
+        self.readers.iter().any(|r| r.unread() >= mark)
+    }
+}
+
+/// The kernel wakes the reader as a ring passes this fraction of its size (see
+/// `Config::wakeup_bytes`).
+pub const WAKEUP_DIVISOR: u32 = 4;
 
 impl AsRawFd for Rings {
     fn as_raw_fd(&self) -> RawFd {
