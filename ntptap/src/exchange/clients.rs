@@ -13,10 +13,12 @@
 //! privacy addresses): see [`ClientLimits::bound`].
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
+
+use super::Table;
 
 use cardinality_estimator::CardinalityEstimator;
 use serde::Serialize;
@@ -119,8 +121,8 @@ struct Slot {
 /// goes to the current one, and when that is full the previous one is forgotten and the
 /// current one takes its place. At most `2 × half` clients, each recently seen.
 struct LastSeen {
-    current: HashMap<IpAddr, Duration>,
-    previous: HashMap<IpAddr, Duration>,
+    current: Table<IpAddr, Duration>,
+    previous: Table<IpAddr, Duration>,
     half: usize,
     /// Clients forgotten that way (their next interval is not measured).
     forgotten: u64,
@@ -130,8 +132,8 @@ impl LastSeen {
     fn new(clients: usize) -> Self {
         let half = (clients / 2).max(1);
         Self {
-            current: HashMap::with_capacity(half),
-            previous: HashMap::new(),
+            current: Table::with_capacity_and_hasher(half, foldhash::fast::RandomState::default()),
+            previous: Table::default(),
             half,
             forgotten: 0,
         }

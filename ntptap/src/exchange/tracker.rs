@@ -2,12 +2,12 @@
 //! pair turned into delay and offset, each server's health kept within bounds.
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
 use super::{
+    Table,
     clients::{Clients, Served, is_local},
     latency::{Latency, Sighting},
     patterns::{PatternLimits, Patterns, Sample, Suspects},
@@ -220,16 +220,16 @@ pub struct Tracker {
     orphans: std::collections::VecDeque<Orphan>,
     limits: Limits,
     /// Requests waiting.
-    pending: HashMap<Key, Pending>,
+    pending: Table<Key, Pending>,
     /// The requests in `pending` in the order they came, with when: the oldest is found in
     /// O(1) to expire or evict it. An entry whose request was answered (or seen again) is
     /// stale and skipped; the queue is compacted when stale entries outnumber live ones.
     order: std::collections::VecDeque<(Duration, Key)>,
     /// Requests answered within the timeout, by when: a reply the kernel drops after ntptap
     /// saw it is an answer that never arrived.
-    answered: HashMap<Key, Duration>,
-    servers: HashMap<IpAddr, ServerHealth>,
-    processes: HashMap<(String, IpAddr), ProcessExchanges>,
+    answered: Table<Key, Duration>,
+    servers: Table<IpAddr, ServerHealth>,
+    processes: Table<(String, IpAddr), ProcessExchanges>,
     events: Vec<Event>,
     /// Client analytics of a server on this host.
     clients: Clients,
