@@ -31,8 +31,8 @@ use aya_log_ebpf::debug;
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
     DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
-    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record,
-    SMALL_DATA, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
+    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, SMALL_DATA,
+    SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 use shared::{

@@ -294,7 +294,10 @@ fn without_latency_no_frame_shows_an_in_host_stage_after_the_rings_wrap() {
         .unwrap_or_else(|| panic!("no capture count:\n{stderr}"));
     let ntp = frames.iter().filter(|f| f["ntp"].is_object()).count();
     assert_eq!(ntp, captured, "every captured frame: {stderr}");
-    assert!(ntp >= 3 * 2300, "too few frames to wrap the rings: {stderr}");
+    assert!(
+        ntp >= 3 * 2300,
+        "too few frames to wrap the rings: {stderr}"
+    );
     for f in &frames {
         for stage in ["in_queue_ns", "in_read_ns", "out_send_ns"] {
             assert!(

@@ -148,7 +148,10 @@ fn a_reader_slower_than_the_flood_reads_again_at_once() {
     let geometry = ntptap
         .stderr_seen
         .iter()
-        .find_map(|l| l.split_once("ring buffers: ").map(|(_, rest)| rest.to_owned()))
+        .find_map(|l| {
+            l.split_once("ring buffers: ")
+                .map(|(_, rest)| rest.to_owned())
+        })
         .expect("the ring geometry");
     let mut words = geometry.split(' ');
     let rings: u64 = words.next().and_then(|n| n.parse().ok()).expect("a count");
@@ -159,7 +162,11 @@ fn a_reader_slower_than_the_flood_reads_again_at_once() {
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);
     assert!(status.success(), "{stderr}");
     let counts = exit_counts(&stderr);
-    assert_eq!(counts.captured + counts.dropped, counts.received, "{stderr}");
+    assert_eq!(
+        counts.captured + counts.dropped,
+        counts.received,
+        "{stderr}"
+    );
     // A record of a plain NTP frame takes 232 bytes of a ring (the 128-byte class, the
     // header, the ring's own 8).
     let per_ring = kib * 1024 / 232;

@@ -84,11 +84,7 @@ impl Drain {
 
     /// One record's bytes straight to a pcap file's writer (see `Consumer::pcap_records`):
     /// what [`Drain::record`] does for such a consumer, without the frame.
-    fn pcap_record(
-        &mut self,
-        record: &[u8],
-        out: &mut dyn PcapRecords,
-    ) -> ControlFlow<StopReason> {
+    fn pcap_record(&mut self, record: &[u8], out: &mut dyn PcapRecords) -> ControlFlow<StopReason> {
         let Some(header) = record.get(..RECORD_HEADER) else {
             self.bad_records += 1;
             return ControlFlow::Continue(());

@@ -391,10 +391,7 @@ mod tests {
         let writer = crate::output::file::FileWriter::new(tmp.reopen().unwrap(), 1 << 20);
         let journal = writer.journal();
         let sink = PcapSink::new(Box::new(writer) as Box<dyn Write>, 2048).unwrap();
-        let mut pipeline = Pipeline::new(
-            PortSet::new(vec![123]),
-            tracker.then(Limits::default),
-        );
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), tracker.then(Limits::default));
         pipeline.push(Box::new(crate::output::file::Guarded::new(
             Box::new(sink),
             journal,
@@ -419,7 +416,9 @@ mod tests {
             .event(SourceEvent::Close(&CloseStats::default()))
             .unwrap();
         let (mut by_record, record_file) = pcap_file(false);
-        let records = by_record.pcap_records().expect("a lone pcap file takes records");
+        let records = by_record
+            .pcap_records()
+            .expect("a lone pcap file takes records");
         for f in &frames {
             records.record(f.ts, f.data, f.orig_len).unwrap();
         }

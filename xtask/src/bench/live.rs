@@ -167,6 +167,16 @@ pub(super) fn spawn_contender(
                 .stdout(Stdio::null())
                 .spawn()?,
         ),
+        // Printing a line a packet, to a pipe nobody reads slower than it comes (/dev/null):
+        // tcpdump's default output against ntptap's.
+        "tcpdump print" => Some(
+            lab.b
+                .command("tcpdump")
+                .args(["-i", "vb", "-n", "udp port 123"])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
         "tcpdump" | "tcpdump expr" => Some(
             lab.b
                 .command("tcpdump")
@@ -201,12 +211,15 @@ pub(super) fn spawn_contender(
             } else {
                 lab.b.command(ntptap)
             };
+            command
+                .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode])
+                .args(&attribution);
+            // "print": ntptap's lines on standard output instead of a file.
+            if variant != "print" {
+                command.arg("-w").arg(file);
+            }
             Some(
                 command
-                    .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode])
-                    .args(&attribution)
-                    .arg("-w")
-                    .arg(file)
                     .stderr(Stdio::piped())
                     .stdout(Stdio::null())
                     .spawn()?,
@@ -223,7 +236,15 @@ pub(super) fn live_once(
     tools: &Tools,
     dir: &Path,
 ) -> anyhow::Result<Live> {
-    let file = dir.join(format!("{}-{port}.cap", contender.replace(' ', "-")));
+    let extension = if contender.ends_with("pcapng") {
+        "pcapng"
+    } else {
+        "cap"
+    };
+    let file = dir.join(format!(
+        "{}-{port}.{extension}",
+        contender.replace(' ', "-")
+    ));
     let _ = fs::remove_file(&file);
     let spawned = Instant::now();
     let child = spawn_contender(lab, contender, tools, &file, port)?;
@@ -394,8 +415,18 @@ pub(super) fn live(
         .chain([(TCP_STREAM, TCP_PORT)]);
     for (flood_name, port) in all_floods {
         let contenders: Vec<&'static str> = match port {
-            // And the least reader of ntptap's rings: the floor of `-w FILE`.
-            123 => contenders.iter().chain(&["least tc"]).copied().collect(),
+            // And the least reader of ntptap's rings: the floor of `-w FILE`; and ntptap
+            // writing pcapng, which decodes and tracks every frame for its comments.
+            123 => contenders
+                .iter()
+                .chain(&[
+                    "least tc",
+                    "ntptap tc-pcapng",
+                    "tcpdump print",
+                    "ntptap tc-print",
+                ])
+                .copied()
+                .collect(),
             // And ntptap with --latency: its queue stamp runs on every datagram delivered.
             5353 => contenders
                 .iter()

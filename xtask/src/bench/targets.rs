@@ -288,6 +288,27 @@ fn reader_targets(live: &[LiveResult]) -> Vec<Target> {
     )
     .into_iter()
     .collect();
+    if let Some(pcapng) = live_medians(live, ntp, "ntptap tc-pcapng") {
+        out.extend(Target::new(
+            "1. capture CPU per packet vs the least reader, -w FILE.pcapng (tc)".to_owned(),
+            pcapng.per_us / least.per_us,
+            1.25,
+            true,
+            None,
+        ));
+    }
+    if let (Some(ours), Some(theirs)) = (
+        live_medians(live, ntp, "ntptap tc-print"),
+        live_medians(live, ntp, "tcpdump print"),
+    ) {
+        out.extend(Target::new(
+            "1. printing CPU per packet vs tcpdump's printing (tc)".to_owned(),
+            ours.per_us / theirs.per_us,
+            0.35,
+            true,
+            None,
+        ));
+    }
     if let Some(theirs) = live_medians(live, ntp, "tcpdump") {
         out.extend(Target::new(
             "1. the least reader's capture CPU per packet vs tcpdump (tc)".to_owned(),
