@@ -134,6 +134,7 @@ fn floods_at_rising_rates_are_counted_exactly() {
 /// 250 ms.
 #[test]
 fn a_reader_slower_than_the_flood_reads_again_at_once() {
+    const SECONDS: f64 = 3.0;
     let lab = Lab::new("behind");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("behind.pcapng");
@@ -156,7 +157,6 @@ fn a_reader_slower_than_the_flood_reads_again_at_once() {
     let mut words = geometry.split(' ');
     let rings: u64 = words.next().and_then(|n| n.parse().ok()).expect("a count");
     let kib: u64 = words.nth(1).and_then(|n| n.parse().ok()).expect("a size");
-    const SECONDS: f64 = 3.0;
     flood(&lab.b, Lab::A4, 0, SECONDS);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, stderr) = ntptap.stop(Signal::SIGINT);

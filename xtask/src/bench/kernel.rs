@@ -138,6 +138,17 @@ pub(super) fn kernel_targets(kernel: &[serde_json::Value]) -> Vec<Target> {
             true,
             Some(ns(capture, "NTP, IPv4") / nop),
         ));
+        // Issue 32: the frame against the least capture, without attribution and with it
+        // (ntptap's default: a socket lookup the least capture does not make).
+        for (suffix, what) in [("", "attribution off"), (" +attribution", "default")] {
+            out.extend(Target::new(
+                format!("4. kernel, NTP frame vs the least capture ({program}, {what})"),
+                ns(&format!("{program}{suffix}"), "NTP, IPv4") / ns(capture, "NTP, IPv4"),
+                1.25,
+                true,
+                None,
+            ));
+        }
     }
     out
 }

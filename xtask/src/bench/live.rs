@@ -202,6 +202,7 @@ pub(super) fn spawn_contender(
                 "drops" => vec!["--drops"],
                 "latency" => vec!["--latency"],
                 "expr" => vec![expression.as_str()],
+                "json" => vec!["--json"],
                 _ => Vec::new(),
             };
             let mut command = if variant == "cpu0" {
@@ -214,8 +215,8 @@ pub(super) fn spawn_contender(
             command
                 .args(["-i", "vb", "--hook", hook, "--xdp-mode", mode])
                 .args(&attribution);
-            // "print": ntptap's lines on standard output instead of a file.
-            if variant != "print" {
+            // "print", "json": ntptap's lines on standard output instead of a file.
+            if variant != "print" && variant != "json" {
                 command.arg("-w").arg(file);
             }
             Some(
@@ -236,15 +237,7 @@ pub(super) fn live_once(
     tools: &Tools,
     dir: &Path,
 ) -> anyhow::Result<Live> {
-    let extension = if contender.ends_with("pcapng") {
-        "pcapng"
-    } else {
-        "cap"
-    };
-    let file = dir.join(format!(
-        "{}-{port}.{extension}",
-        contender.replace(' ', "-")
-    ));
+    let file = capture_file(dir, contender, port);
     let _ = fs::remove_file(&file);
     let spawned = Instant::now();
     let child = spawn_contender(lab, contender, tools, &file, port)?;
@@ -397,46 +390,15 @@ pub(super) fn live(
         "ntptap tc-expr",
         "ntptap xdp-expr",
     ];
-    // Under the flood that is not NTP, what any program at each hook costs: the floor of
-    // target 3.
-    // And ntptap with process attribution: what its hooks cost a flood that is not NTP.
-    let floors = ["empty xdp", "empty xdp-generic", "empty tc"];
-    // Storms of drops that are not NTP, to a closed port and into an nftables drop rule:
-    // what the drop program costs their sender, against ntptap without it.
+    // The nftables drop rule one storm runs into.
     drop_rule(&lab);
-    // And an empty program where the drop program runs: what any program there costs them.
-    let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops", "empty kfree_skb"];
-    // What ntptap's defaults (attribution, and drops if on) cost, against all of them off.
-    let default_contenders = ["none", "ntptap tc", "ntptap tc-off"];
     let mut results: Vec<LiveResult> = Vec::new();
     let all_floods = [("NTP flood", 123u16), ("non-NTP flood", 5353)]
         .into_iter()
         .chain(STORMS.iter().map(|(name, port, _)| (*name, *port)))
         .chain([(TCP_STREAM, TCP_PORT)]);
     for (flood_name, port) in all_floods {
-        let contenders: Vec<&'static str> = match port {
-            // And the least reader of ntptap's rings: the floor of `-w FILE`; and ntptap
-            // writing pcapng, which decodes and tracks every frame for its comments.
-            123 => contenders
-                .iter()
-                .chain(&[
-                    "least tc",
-                    "ntptap tc-pcapng",
-                    "tcpdump print",
-                    "ntptap tc-print",
-                ])
-                .copied()
-                .collect(),
-            // And ntptap with --latency: its queue stamp runs on every datagram delivered.
-            5353 => contenders
-                .iter()
-                .chain(&floors)
-                .chain(&["ntptap tc-latency", "ntptap tc-off"])
-                .copied()
-                .collect(),
-            TCP_PORT => default_contenders.to_vec(),
-            _ => storm_contenders.to_vec(),
-        };
+        let contenders = flood_contenders(port, &contenders);
         for &c in &contenders {
             results.push(LiveResult {
                 contender: c,
@@ -589,4 +551,56 @@ pub(super) fn live_report(md: &mut String, results: &[LiveResult]) -> Vec<serde_
         }
     }
     json
+}
+
+/// Where `contender` writes its capture under the flood to `port` (pcapng for the pcapng
+/// variant, else pcap).
+fn capture_file(dir: &Path, contender: &str, port: u16) -> std::path::PathBuf {
+    let extension = if contender.ends_with("pcapng") {
+        "pcapng"
+    } else {
+        "cap"
+    };
+    dir.join(format!(
+        "{}-{port}.{extension}",
+        contender.replace(' ', "-")
+    ))
+}
+
+/// The contenders of the flood to `port`: `contenders` and what that flood adds.
+fn flood_contenders(port: u16, contenders: &[&'static str]) -> Vec<&'static str> {
+    // Under the flood that is not NTP, what any program at each hook costs: the floor of
+    // target 3.
+    // And ntptap with process attribution: what its hooks cost a flood that is not NTP.
+    let floors = ["empty xdp", "empty xdp-generic", "empty tc"];
+    // Storms of drops that are not NTP, to a closed port and into an nftables drop rule:
+    // what the drop program costs their sender, against ntptap without it.
+    // And an empty program where the drop program runs: what any program there costs them.
+    let storm_contenders = ["none", "ntptap tc", "ntptap tc-drops", "empty kfree_skb"];
+    // What ntptap's defaults (attribution, and drops if on) cost, against all of them off.
+    let default_contenders = ["none", "ntptap tc", "ntptap tc-off"];
+    match port {
+        // And the least reader of ntptap's rings: the floor of `-w FILE`; and ntptap
+        // writing pcapng, which decodes and tracks every frame for its comments.
+        123 => contenders
+            .iter()
+            .chain(&[
+                "least tc",
+                "ntptap tc-pcapng",
+                "tcpdump print",
+                "ntptap tc-print",
+                "ntptap tc-json",
+            ])
+            .copied()
+            .collect(),
+        // And ntptap with --latency: its queue stamp runs on every datagram delivered.
+        5353 => contenders
+            .iter()
+            .chain(&floors)
+            .chain(&["ntptap tc-latency", "ntptap tc-off"])
+            .copied()
+            .collect(),
+        TCP_PORT => default_contenders.to_vec(),
+        _ => storm_contenders.to_vec(),
+    }
 }

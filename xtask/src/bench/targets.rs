@@ -308,6 +308,15 @@ fn reader_targets(live: &[LiveResult]) -> Vec<Target> {
             true,
             None,
         ));
+        if let Some(json) = live_medians(live, ntp, "ntptap tc-json") {
+            out.extend(Target::new(
+                "1. --json CPU per packet vs tcpdump's printing (tc)".to_owned(),
+                json.per_us / theirs.per_us,
+                1.0,
+                true,
+                None,
+            ));
+        }
     }
     if let Some(theirs) = live_medians(live, ntp, "tcpdump") {
         out.extend(Target::new(
