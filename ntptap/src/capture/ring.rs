@@ -85,31 +85,20 @@ impl Drain {
     /// One record's bytes straight to a pcap file's writer (see `Consumer::pcap_records`):
     /// what [`Drain::record`] does for such a consumer, without the frame.
     fn pcap_record(&mut self, record: &[u8], out: &mut dyn PcapRecords) -> ControlFlow<StopReason> {
-        let Some(header) = record.get(..RECORD_HEADER) else {
-            self.bad_records += 1;
-            return ControlFlow::Continue(());
-        };
-        // SAFETY: as in `record`.
-        let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
-        if header.flags & RECORD_DROP != 0 {
+        let (header, data) = match split(record) {
+            Split::Frame(header, data) => (header, data),
             // A drop record has no place in a pcap file (see `PcapSink`); counted as read.
-            self.drop_records += 1;
-            return ControlFlow::Continue(());
-        }
-        let Some(data) = record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len))
-        else {
-            self.bad_records += 1;
-            return ControlFlow::Continue(());
+            Split::Drop(..) => {
+                self.drop_records += 1;
+                return ControlFlow::Continue(());
+            }
+            Split::Bad => {
+                self.bad_records += 1;
+                return ControlFlow::Continue(());
+            }
         };
         self.captured += 1;
-        let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
-            (
-                reinsert_vlan(&mut self.scratch, data, &header),
-                header.orig_len + 4,
-            )
-        } else {
-            (data, header.orig_len)
-        };
+        let (data, orig_len) = with_vlan(&mut self.scratch, data, &header);
         if let Err(e) = out.record(self.clock.wall(header.ts_mono_ns), data, orig_len) {
             return ControlFlow::Break(StopReason::from_output(e));
         }
@@ -121,30 +110,16 @@ impl Drain {
 
     /// One record to `consumer`; `Break` when the capture must stop.
     fn record<C: Consumer>(&mut self, record: &[u8], consumer: &mut C) -> ControlFlow<StopReason> {
-        let Some(header) = record.get(..RECORD_HEADER) else {
-            self.bad_records += 1;
-            return ControlFlow::Continue(());
-        };
-        // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader
-        // is plain integers (any bit pattern is valid); read_unaligned needs no alignment.
-        let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
-        if header.flags & RECORD_DROP != 0 {
-            return self.drop_record(&header, &record[RECORD_HEADER..], consumer);
-        }
-        let Some(data) = record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len))
-        else {
-            self.bad_records += 1;
-            return ControlFlow::Continue(());
+        let (header, data) = match split(record) {
+            Split::Frame(header, data) => (header, data),
+            Split::Drop(header, rest) => return self.drop_record(&header, rest, consumer),
+            Split::Bad => {
+                self.bad_records += 1;
+                return ControlFlow::Continue(());
+            }
         };
         self.captured += 1;
-        let (data, orig_len) = if header.flags & RECORD_VLAN != 0 {
-            (
-                reinsert_vlan(&mut self.scratch, data, &header),
-                header.orig_len + 4,
-            )
-        } else {
-            (data, header.orig_len)
-        };
+        let (data, orig_len) = with_vlan(&mut self.scratch, data, &header);
         // A socket with no recorded owner may be one that was open before the start, which
         // the kernel programs do not look up on every kernel (see NTPTAP_EARLIER).
         let earlier = (header.socket == SOCKET_UNOWNED && self.name_owners)
@@ -199,6 +174,46 @@ impl Drain {
             return ControlFlow::Break(StopReason::Count);
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// What a ring record holds.
+enum Split<'r> {
+    /// Shorter than its header, or than the bytes its header claims.
+    Bad,
+    /// A drop record: its header, then the rest (a `DropInfo`, then the IP packet).
+    Drop(RecordHeader, &'r [u8]),
+    /// A captured frame: its header and the bytes the kernel kept.
+    Frame(RecordHeader, &'r [u8]),
+}
+
+fn split(record: &[u8]) -> Split<'_> {
+    let Some(header) = record.get(..RECORD_HEADER) else {
+        return Split::Bad;
+    };
+    // SAFETY: `header` has exactly size_of::<RecordHeader>() bytes, and RecordHeader is plain
+    // integers (any bit pattern is valid); read_unaligned needs no alignment.
+    let header: RecordHeader = unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) };
+    if header.flags & RECORD_DROP != 0 {
+        return Split::Drop(header, &record[RECORD_HEADER..]);
+    }
+    match record.get(RECORD_HEADER..RECORD_HEADER + usize::from(header.cap_len)) {
+        Some(data) => Split::Frame(header, data),
+        None => Split::Bad,
+    }
+}
+
+/// A frame's bytes and length on the wire, with the VLAN tag the kernel kept aside (TC)
+/// put back after the MAC addresses, in `scratch`.
+fn with_vlan<'a>(
+    scratch: &'a mut Vec<u8>,
+    data: &'a [u8],
+    header: &RecordHeader,
+) -> (&'a [u8], u32) {
+    if header.flags & RECORD_VLAN != 0 {
+        (reinsert_vlan(scratch, data, header), header.orig_len + 4)
+    } else {
+        (data, header.orig_len)
     }
 }
 
