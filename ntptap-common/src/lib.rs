@@ -648,6 +648,11 @@ pub mod names {
     pub const COST_CAPTURE: &str = "ntptap_cost_capture";
     /// [`COST_CAPTURE`] at TC.
     pub const COST_CAPTURE_TC: &str = "ntptap_cost_capture_tc";
+    /// Benchmark-only XDP program: the least capture plus one socket lookup (the floor of an
+    /// attributed ingress frame).
+    pub const COST_CAPTURE_LOOKUP: &str = "ntptap_cost_capture_lookup";
+    /// [`COST_CAPTURE_LOOKUP`] at TC.
+    pub const COST_CAPTURE_LOOKUP_TC: &str = "ntptap_cost_capture_lookup_tc";
     /// TC program that does nothing, the baseline for the TC programs.
     pub const NOP_TC: &str = "ntptap_nop_tc";
     /// Empty programs at the attribution hooks, each beside ntptap's program there: (empty,

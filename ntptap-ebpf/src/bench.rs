@@ -3,8 +3,12 @@
 //! can do. They show what ntptap's programs cost above the floor of their hook.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    EbpfContext,
+    bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, bpf_sock_tuple, xdp_action},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_lookup_udp, bpf_sk_release},
+    },
     macros::{btf_tracepoint, cgroup_skb, cgroup_sock, cgroup_sock_addr, classifier, xdp},
     programs::{
         BtfTracePointContext, SkBuffContext, SockAddrContext, SockContext, TcContext, XdpContext,
@@ -17,8 +21,8 @@ use crate::{
     parse::{
         self,
         offsets::{
-            ETH_HLEN, ETH_P_IP, ETH_P_IPV6, ETH_TYPE, IPPROTO_UDP, IPV4_MIN_HLEN, IPV4_PROTOCOL,
-            IPV6_HLEN, IPV6_NEXT_HEADER,
+            ETH_HLEN, ETH_P_IP, ETH_P_IPV6, ETH_TYPE, IPPROTO_UDP, IPV4_ADDRESSES, IPV4_MIN_HLEN,
+            IPV4_PROTOCOL, IPV6_HLEN, IPV6_NEXT_HEADER,
         },
     },
     shared::{NTPTAP_SHARDS, copy_len},
@@ -91,6 +95,67 @@ pub fn ntptap_cost_capture(ctx: XdpContext) -> u32 {
 pub fn ntptap_cost_capture_tc(ctx: TcContext) -> i32 {
     least_capture(&TcFrame(&ctx));
     TC_ACT_UNSPEC
+}
+
+/// The floor of an NTP frame captured with the socket that takes it (ntptap's default,
+/// process attribution, at an ingress hook): [`ntptap_cost_capture`] plus one
+/// `bpf_sk_lookup_udp` of the frame's IPv4 addresses and ports, and the release of what it
+/// finds; no owner looked up, no counters. Never attached.
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_cost_capture_lookup(ctx: XdpContext) -> u32 {
+    least_lookup(&ctx, ctx.data(), ctx.data_end());
+    least_capture(&XdpFrame::<false>(&ctx));
+    xdp_action::XDP_PASS
+}
+
+/// [`ntptap_cost_capture_lookup`] at TC.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's entry-point macros hand the context over by value"
+)]
+pub fn ntptap_cost_capture_lookup_tc(ctx: TcContext) -> i32 {
+    least_lookup(&ctx, ctx.data(), ctx.data_end());
+    least_capture(&TcFrame(&ctx));
+    TC_ACT_UNSPEC
+}
+
+/// The socket an untagged IPv4 UDP frame without options goes to: looked up, released.
+#[inline(always)]
+fn least_lookup<C: EbpfContext>(ctx: &C, start: usize, end: usize) {
+    let (Some(addresses), Some(ports)) = (
+        parse::at::<8>(start, end, ETH_HLEN + IPV4_ADDRESSES),
+        parse::at::<4>(start, end, ETH_HLEN + IPV4_MIN_HLEN),
+    ) else {
+        return;
+    };
+    // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // Plain integers into a union field; the bytes stay in network order.
+    tuple.__bindgen_anon_1.ipv4.saddr =
+        u32::from_ne_bytes([addresses[0], addresses[1], addresses[2], addresses[3]]);
+    tuple.__bindgen_anon_1.ipv4.daddr =
+        u32::from_ne_bytes([addresses[4], addresses[5], addresses[6], addresses[7]]);
+    tuple.__bindgen_anon_1.ipv4.sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    tuple.__bindgen_anon_1.ipv4.dport = u16::from_ne_bytes([ports[2], ports[3]]);
+    // SAFETY: the context the kernel gave us and a tuple of 12 bytes on the stack.
+    let sk = unsafe {
+        bpf_sk_lookup_udp(
+            ctx.as_ptr(),
+            &raw mut tuple,
+            12,
+            crate::owners::CURRENT_NETNS,
+            0,
+        )
+    };
+    if !sk.is_null() {
+        // SAFETY: releases the reference the lookup took.
+        unsafe { bpf_sk_release(sk.cast()) };
+    }
 }
 
 /// See [`ntptap_cost_filter`].

@@ -32,7 +32,7 @@ use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
     DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
     IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, SMALL_DATA,
-    SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
+    SOCKET_OWNED, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 use shared::{
@@ -477,11 +477,17 @@ fn attribute_and_capture<F: Frame>(
             Stamps::default()
         };
         if let Some(scratch) = NTPTAP_SCRATCH.get_ptr_mut(0) {
-            // SAFETY: this CPU's own slot, read back before the program returns.
+            // SAFETY: this CPU's own slot, read back before the program returns. Only what
+            // the record will carry: an owner only for an owned socket, the stamps only
+            // with --latency.
             unsafe {
                 (*scratch).socket = u32::from(socket);
-                (*scratch).owner = owner;
-                (*scratch).stamps = stamps;
+                if socket == SOCKET_OWNED {
+                    (*scratch).owner = owner;
+                }
+                if config.attribution & ATTRIBUTE_LATENCY != 0 {
+                    (*scratch).stamps = stamps;
+                }
             }
         }
     }
@@ -683,7 +689,9 @@ fn emit<const N: usize, F: Frame>(
             && let Some(scratch) = NTPTAP_SCRATCH.get_ptr(0)
         {
             (*h).socket = (*scratch).socket as u8;
-            (*h).owner = (*scratch).owner;
+            if (*h).socket == SOCKET_OWNED {
+                (*h).owner = (*scratch).owner;
+            }
             if config.attribution & ATTRIBUTE_LATENCY != 0 {
                 let before = |at: u64| {
                     let d = head.ts_mono_ns.saturating_sub(at);

@@ -80,7 +80,7 @@ static NTPTAP_SELECT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(SELEC
 
 const IPPROTO_UDP: u32 = 17;
 /// `bpf_sk_lookup_udp`'s netns argument: the namespace of the device the frame is on.
-const CURRENT_NETNS: u64 = u64::MAX;
+pub(crate) const CURRENT_NETNS: u64 = u64::MAX;
 
 #[inline(always)]
 fn stat(which: OwnerStat) {

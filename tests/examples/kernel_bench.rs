@@ -11,12 +11,13 @@ use ntptap_common::names;
 const RUNS: usize = 15;
 const REPEAT: u32 = 20_000;
 /// The programs measured that are TC classifiers; the rest are XDP programs.
-const TC_PROGRAMS: [&str; 5] = [
+const TC_PROGRAMS: [&str; 6] = [
     names::TC_EGRESS,
     names::TC_INGRESS,
     names::NOP_TC,
     names::COST_FILTER_TC,
     names::COST_CAPTURE_TC,
+    names::COST_CAPTURE_LOOKUP_TC,
 ];
 
 fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
@@ -153,6 +154,7 @@ fn main() {
         names::COST_CLOCK,
         names::COST_FILTER,
         names::COST_CAPTURE,
+        names::COST_CAPTURE_LOOKUP,
     ] {
         let p: &mut Xdp = programs.ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect("load XDP");
@@ -178,6 +180,9 @@ fn main() {
         (names::COST_FILTER_TC, frames[0].0, &frames[0].1),
         (names::COST_CAPTURE, frames[1].0, &frames[1].1),
         (names::COST_CAPTURE_TC, frames[1].0, &frames[1].1),
+        // And with the socket lookup an attributed ingress frame needs.
+        (names::COST_CAPTURE_LOOKUP, frames[1].0, &frames[1].1),
+        (names::COST_CAPTURE_LOOKUP_TC, frames[1].0, &frames[1].1),
     ];
     for (what, bytes) in &frames {
         cases.push((names::XDP, what, bytes));
@@ -250,7 +255,14 @@ fn run_once(programs: &mut Programs, program: &str, bytes: &[u8]) -> f64 {
         records += 1;
         std::ops::ControlFlow::<()>::Continue(())
     });
-    if program == names::COST_CAPTURE || program == names::COST_CAPTURE_TC {
+    if [
+        names::COST_CAPTURE,
+        names::COST_CAPTURE_TC,
+        names::COST_CAPTURE_LOOKUP,
+        names::COST_CAPTURE_LOOKUP_TC,
+    ]
+    .contains(&program)
+    {
         assert_eq!(records, REPEAT, "{program} captures every run");
     }
     result.duration.as_nanos() as f64
