@@ -150,5 +150,21 @@ pub(super) fn kernel_targets(kernel: &[serde_json::Value]) -> Vec<Target> {
             ));
         }
     }
+    // An attributed ingress frame against its own floor: the least capture plus the one
+    // socket lookup attribution needs there (egress takes the skb's socket, no lookup).
+    for (program, floor) in [
+        ("ntptap_xdp", "ntptap_cost_capture_lookup"),
+        ("ntptap_tc_in", "ntptap_cost_capture_lookup_tc"),
+    ] {
+        out.extend(Target::new(
+            format!(
+                "4. kernel, NTP frame with attribution vs the least capture with a socket lookup ({program})"
+            ),
+            ns(&format!("{program} +attribution"), "NTP, IPv4") / ns(floor, "NTP, IPv4"),
+            1.25,
+            true,
+            None,
+        ));
+    }
     out
 }
