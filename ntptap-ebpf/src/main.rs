@@ -688,8 +688,9 @@ fn emit<const N: usize, F: Frame>(
         if config.attribution & ATTRIBUTE != 0
             && let Some(scratch) = NTPTAP_SCRATCH.get_ptr(0)
         {
-            (*h).socket = (*scratch).socket as u8;
-            if (*h).socket == SOCKET_OWNED {
+            let socket = (*scratch).socket as u8;
+            (*h).socket = socket;
+            if socket == SOCKET_OWNED {
                 (*h).owner = (*scratch).owner;
             }
             if config.attribution & ATTRIBUTE_LATENCY != 0 {
