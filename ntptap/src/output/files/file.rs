@@ -402,8 +402,14 @@ impl Guarded {
     }
 }
 
-impl Sink for Guarded {
-    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+impl Guarded {
+    /// One frame written by `write` into the inner sink: counted, refused once the file
+    /// failed, and where it ends noted in the journal (`settle` retires it once the file
+    /// has it all); a failure cuts the file back.
+    fn write_frame<T>(
+        &mut self,
+        write: impl FnOnce(&mut Box<dyn Sink>) -> io::Result<T>,
+    ) -> io::Result<T> {
         self.taken += 1;
         if let Some(lost) = &mut self.lost {
             *lost += 1;
@@ -412,9 +418,8 @@ impl Sink for Guarded {
                 self.path.display()
             )));
         }
-        match self.inner.frame(packet) {
+        match write(&mut self.inner) {
             Ok(written) => {
-                // Where this frame ends; `settle` retires it once the file has it all.
                 let mut j = self.journal.borrow_mut();
                 let end = j.handed;
                 j.pending.push(end);
@@ -422,6 +427,12 @@ impl Sink for Guarded {
             }
             Err(e) => Err(self.fail(&e)),
         }
+    }
+}
+
+impl Sink for Guarded {
+    fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
+        self.write_frame(|inner| inner.frame(packet))
     }
 
     fn control(&mut self, control: &Control<'_>) -> io::Result<()> {
@@ -448,26 +459,10 @@ impl Sink for Guarded {
 /// The same guard around a pcap file's records (see [`Sink::pcap_records`]).
 impl PcapRecords for Guarded {
     fn record(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
-        self.taken += 1;
-        if let Some(lost) = &mut self.lost {
-            *lost += 1;
-            return Err(io::Error::other(format!(
-                "{} failed earlier",
-                self.path.display()
-            )));
-        }
-        let Some(inner) = self.inner.pcap_records() else {
-            return Err(io::Error::other("the capture file's writer changed"));
-        };
-        match inner.record(ts, data, orig_len) {
-            Ok(()) => {
-                let mut j = self.journal.borrow_mut();
-                let end = j.handed;
-                j.pending.push(end);
-                Ok(())
-            }
-            Err(e) => Err(self.fail(&e)),
-        }
+        self.write_frame(|inner| match inner.pcap_records() {
+            Some(records) => records.record(ts, data, orig_len),
+            None => Err(io::Error::other("the capture file's writer changed")),
+        })
     }
 }
 
