@@ -4,8 +4,11 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, xdp_action},
-    helpers::{bpf_ktime_get_ns, generated::bpf_sk_release},
+    bindings::{BPF_RB_NO_WAKEUP, TC_ACT_OK, TC_ACT_UNSPEC, bpf_sock_tuple, xdp_action},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_lookup_udp, bpf_sk_release},
+    },
     macros::{btf_tracepoint, cgroup_skb, cgroup_sock, cgroup_sock_addr, classifier, xdp},
     programs::{
         BtfTracePointContext, SkBuffContext, SockAddrContext, SockContext, TcContext, XdpContext,
@@ -14,12 +17,12 @@ use aya_ebpf::{
 use ntptap_common::{Record, TINY_DATA};
 
 use crate::{
-    Frame, TcFrame, XdpFrame, owners,
+    Frame, TcFrame, XdpFrame,
     parse::{
         self,
         offsets::{
-            ETH_HLEN, ETH_P_IP, ETH_P_IPV6, ETH_TYPE, IPPROTO_UDP, IPV4_MIN_HLEN, IPV4_PROTOCOL,
-            IPV6_HLEN, IPV6_NEXT_HEADER,
+            ETH_HLEN, ETH_P_IP, ETH_P_IPV6, ETH_TYPE, IPPROTO_UDP, IPV4_ADDRESSES, IPV4_MIN_HLEN,
+            IPV4_PROTOCOL, IPV6_HLEN, IPV6_NEXT_HEADER,
         },
     },
     shared::{NTPTAP_SHARDS, copy_len},
@@ -124,19 +127,31 @@ pub fn ntptap_cost_capture_lookup_tc(ctx: TcContext) -> i32 {
 /// The socket an untagged IPv4 UDP frame without options goes to: looked up, released.
 #[inline(always)]
 fn least_lookup<C: EbpfContext>(ctx: &C, start: usize, end: usize) {
-    let (Some((src, dst)), Some(ports)) = (
-        parse::ipv4_addresses(start, end, ETH_HLEN),
+    let (Some(addresses), Some(ports)) = (
+        parse::at::<8>(start, end, ETH_HLEN + IPV4_ADDRESSES),
         parse::at::<4>(start, end, ETH_HLEN + IPV4_MIN_HLEN),
     ) else {
         return;
     };
-    let mut tuple = owners::ipv4_tuple(
-        src,
-        dst,
-        parse::be16([ports[0], ports[1]]),
-        parse::be16([ports[2], ports[3]]),
-    );
-    let sk = owners::lookup_udp(ctx, &mut tuple, 12);
+    // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // Plain integers into a union field; the bytes stay in network order.
+    tuple.__bindgen_anon_1.ipv4.saddr =
+        u32::from_ne_bytes([addresses[0], addresses[1], addresses[2], addresses[3]]);
+    tuple.__bindgen_anon_1.ipv4.daddr =
+        u32::from_ne_bytes([addresses[4], addresses[5], addresses[6], addresses[7]]);
+    tuple.__bindgen_anon_1.ipv4.sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    tuple.__bindgen_anon_1.ipv4.dport = u16::from_ne_bytes([ports[2], ports[3]]);
+    // SAFETY: the context the kernel gave us and a tuple of 12 bytes on the stack.
+    let sk = unsafe {
+        bpf_sk_lookup_udp(
+            ctx.as_ptr(),
+            &raw mut tuple,
+            12,
+            crate::owners::CURRENT_NETNS,
+            0,
+        )
+    };
     if !sk.is_null() {
         // SAFETY: releases the reference the lookup took.
         unsafe { bpf_sk_release(sk.cast()) };

@@ -688,9 +688,8 @@ fn emit<const N: usize, F: Frame>(
         if config.attribution & ATTRIBUTE != 0
             && let Some(scratch) = NTPTAP_SCRATCH.get_ptr(0)
         {
-            let socket = (*scratch).socket as u8;
-            (*h).socket = socket;
-            if socket == SOCKET_OWNED {
+            (*h).socket = (*scratch).socket as u8;
+            if (*h).socket == SOCKET_OWNED {
                 (*h).owner = (*scratch).owner;
             }
             if config.attribution & ATTRIBUTE_LATENCY != 0 {

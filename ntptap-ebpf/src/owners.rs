@@ -80,7 +80,7 @@ static NTPTAP_SELECT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(SELEC
 
 const IPPROTO_UDP: u32 = 17;
 /// `bpf_sk_lookup_udp`'s netns argument: the namespace of the device the frame is on.
-const CURRENT_NETNS: u64 = u64::MAX;
+pub(crate) const CURRENT_NETNS: u64 = u64::MAX;
 
 #[inline(always)]
 fn stat(which: OwnerStat) {
@@ -635,7 +635,10 @@ pub fn receiver<C: EbpfContext>(
                 return (SOCKET_UNKNOWN, Owner::default());
             };
             local[..4].copy_from_slice(&dst.to_ne_bytes());
-            tuple = ipv4_tuple(src, dst, sport, dport);
+            tuple.__bindgen_anon_1.ipv4.saddr = src;
+            tuple.__bindgen_anon_1.ipv4.daddr = dst;
+            tuple.__bindgen_anon_1.ipv4.sport = sport.to_be();
+            tuple.__bindgen_anon_1.ipv4.dport = dport.to_be();
             (12, 4)
         }
         Addresses::V6 => {
@@ -657,7 +660,8 @@ pub fn receiver<C: EbpfContext>(
         }
         _ => return (SOCKET_UNKNOWN, Owner::default()),
     };
-    let sk = lookup_udp(ctx, &mut tuple, size);
+    // SAFETY: the context the kernel gave us and a tuple of `size` bytes on the stack.
+    let sk = unsafe { bpf_sk_lookup_udp(ctx.as_ptr(), &raw mut tuple, size, CURRENT_NETNS, 0) };
     if sk.is_null() {
         return (SOCKET_NONE, Owner::default());
     }
@@ -665,26 +669,6 @@ pub fn receiver<C: EbpfContext>(
     // SAFETY: releases the reference the lookup took.
     unsafe { bpf_sk_release(sk.cast()) };
     found
-}
-
-/// The lookup tuple of an IPv4 UDP frame: addresses as on the wire, ports in host order.
-#[inline(always)]
-pub fn ipv4_tuple(src: u32, dst: u32, sport: u16, dport: u16) -> bpf_sock_tuple {
-    // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    tuple.__bindgen_anon_1.ipv4.saddr = src;
-    tuple.__bindgen_anon_1.ipv4.daddr = dst;
-    tuple.__bindgen_anon_1.ipv4.sport = sport.to_be();
-    tuple.__bindgen_anon_1.ipv4.dport = dport.to_be();
-    tuple
-}
-
-/// The UDP socket the stack would deliver `tuple` (its first `size` bytes) to, in the
-/// namespace of the frame's device; null if none. A socket found must be released.
-#[inline(always)]
-pub fn lookup_udp<C: EbpfContext>(ctx: &C, tuple: &mut bpf_sock_tuple, size: u32) -> *mut bpf_sock {
-    // SAFETY: the context the kernel gave us and a tuple of at least `size` bytes.
-    unsafe { bpf_sk_lookup_udp(ctx.as_ptr(), tuple, size, CURRENT_NETNS, 0) }
 }
 
 /// Whether a frame whose socket is `socket` with owner `owner` is selected by `--pid`,
