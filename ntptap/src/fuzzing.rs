@@ -49,12 +49,12 @@ fn printers() -> (Pipeline, Pipeline) {
     };
     let mut text = Pipeline::new(
         filter.ports.clone(),
-        Some(crate::exchange::Limits::default()),
+        crate::exchange::Pairing::Full(crate::exchange::Limits::default()),
     );
     text.push(Box::new(TextSink::new(io::sink(), options, filter.clone())));
     let mut json = Pipeline::new(
         filter.ports.clone(),
-        Some(crate::exchange::Limits::default()),
+        crate::exchange::Pairing::Full(crate::exchange::Limits::default()),
     );
     json.push(Box::new(JsonSink::new(io::sink(), filter)));
     (text, json)

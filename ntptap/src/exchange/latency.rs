@@ -13,9 +13,14 @@
 //! - `hidden`: residence − (T3 − T2): the part of the host's delay the daemon's timestamps
 //!   leave out (positive: the daemon stamped late on receive or early on transmit).
 
-use std::{collections::VecDeque, fmt::Write as _};
+use std::{collections::VecDeque, fmt::Write as _, time::Duration};
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
+
+use crate::{
+    frame::Direction,
+    ntp::{NtpTimestamp, packet::TimeHeader},
+};
 
 /// What the capture knows of one packet's times, beside its capture time, and where it was.
 #[derive(Clone, Copy, Debug, Default)]
@@ -98,6 +103,78 @@ impl Latency {
         }
         s
     }
+}
+
+/// What a reply captured at `ts` going `direction` with `sighting` tells of its time in this
+/// host, given its request's capture time (wall, and kernel monotonic when live) and
+/// direction: a server on this host (the request came in, its reply goes out) has its
+/// residence; any reply sent here, the time from its send to the hook (with --latency).
+pub(crate) fn of_reply(
+    h: &TimeHeader,
+    (sent, mono, asked): (Duration, Option<u64>, Option<Direction>),
+    ts: Duration,
+    direction: Option<Direction>,
+    sighting: Sighting,
+) -> Latency {
+    if asked == Some(Direction::In) && direction == Some(Direction::Out) {
+        host_latency(h, (sent, mono), ts, sighting)
+    } else {
+        Latency {
+            out_send: sighting.send_before.map(u64::from),
+            ..Latency::default()
+        }
+    }
+}
+
+/// A server's reply, captured at `reply` (wall) with `sighting`, to a request captured at
+/// `request` (wall, and kernel monotonic when live): the stages of its time in this host.
+fn host_latency(
+    h: &TimeHeader,
+    request: (Duration, Option<u64>),
+    reply: Duration,
+    sighting: Sighting,
+) -> Latency {
+    let residence = match (request.1, sighting.mono_ns) {
+        (Some(a), Some(b)) => b.checked_sub(a),
+        _ => reply
+            .checked_sub(request.0)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    };
+    let t3_minus_t2 = (!h.receive.is_unset() && !h.transmit.is_unset())
+        .then(|| i64::try_from(ntp_ns(h.transmit) - ntp_ns(h.receive)).ok())
+        .flatten();
+    let in_read = match (request.1, sighting.mono_ns, sighting.read_before) {
+        (Some(a), Some(b), Some(read)) => b
+            .checked_sub(u64::from(read))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
+    let in_queue = match (request.1, sighting.mono_ns, sighting.queued_before) {
+        (Some(a), Some(b), Some(queued)) => b
+            .checked_sub(u64::from(queued))
+            .and_then(|t| t.checked_sub(a)),
+        _ => None,
+    };
+    Latency {
+        in_queue,
+        in_read,
+        daemon: sighting
+            .read_before
+            .zip(sighting.send_before)
+            .and_then(|(r, s)| r.checked_sub(s))
+            .map(u64::from),
+        out_send: sighting.send_before.map(u64::from),
+        residence,
+        t3_minus_t2,
+        hidden: residence
+            .and_then(|r| i64::try_from(r).ok())
+            .zip(t3_minus_t2)
+            .map(|(r, t)| r - t),
+    }
+}
+
+pub(crate) fn ntp_ns(ts: NtpTimestamp) -> i128 {
+    i128::from(ts.unix_seconds()) * 1_000_000_000 + i128::from(ts.nanos())
 }
 
 /// The last samples of each stage, for percentiles.

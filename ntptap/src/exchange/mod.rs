@@ -12,12 +12,26 @@ pub mod event;
 pub mod health;
 pub mod latency;
 pub mod patterns;
+mod pending;
+pub mod residence;
 pub mod tracker;
 
 /// The tables keyed by what packets say (addresses, ports, requests): foldhash, seeded at
 /// random per process, so a forged flood cannot aim at its collisions. SipHash, std's
 /// default, was 15 % of the reader's CPU under the bench's flood with a pcapng file.
 pub(crate) type Table<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How much pairing of requests with replies the outputs need.
+#[derive(Clone, Copy, Debug)]
+pub enum Pairing {
+    /// None: no output shows what pairing finds.
+    None,
+    /// A local server's residence alone, for a pcapng file's comments:
+    /// [`residence::Residence`], within these bounds.
+    Residence(Limits),
+    /// Everything the [`Tracker`] keeps, within these bounds.
+    Full(Limits),
+}
 
 pub use self::{
     event::Event,

@@ -9,8 +9,9 @@ use std::{
 use super::{
     Table,
     clients::{Clients, Served, is_local},
-    latency::{Latency, Sighting},
+    latency::{Latency, Sighting, ntp_ns, of_reply},
     patterns::{PatternLimits, Patterns, Sample, Suspects},
+    pending::{Key, Seen, Waiting},
 };
 use crate::{
     frame::Direction,
@@ -71,25 +72,6 @@ impl Default for Limits {
             unanswered_run: 5,
             losses: 0,
             patterns: PatternLimits::default(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    /// The client's address and port (not a `SocketAddr`: IPv6's flow label and scope make
-    /// that 32 bytes, and 65,536 keys wait in three tables).
-    client: (IpAddr, u16),
-    server: (IpAddr, u16),
-    transmit: u64,
-}
-
-impl Key {
-    fn new(client: SocketAddr, server: SocketAddr, transmit: u64) -> Self {
-        Self {
-            client: (client.ip(), client.port()),
-            server: (server.ip(), server.port()),
-            transmit,
         }
     }
 }
@@ -195,6 +177,12 @@ struct Pending {
     mono: Option<u64>,
 }
 
+impl Seen for Pending {
+    fn seen(&self) -> Duration {
+        self.seen
+    }
+}
+
 /// A reply seen before its request: the kernel programs write to the ring of the CPU they run
 /// on, and a request's record, stamped first, can be committed after its reply's was read
 /// from another CPU's ring. Held until the request comes, or [`ORPHAN_WAIT`] passes.
@@ -219,12 +207,8 @@ pub struct Tracker {
     /// Replies that came before their requests, oldest first.
     orphans: std::collections::VecDeque<Orphan>,
     limits: Limits,
-    /// Requests waiting.
-    pending: Table<Key, Pending>,
-    /// The requests in `pending` in the order they came, with when: the oldest is found in
-    /// O(1) to expire or evict it. An entry whose request was answered (or seen again) is
-    /// stale and skipped; the queue is compacted when stale entries outnumber live ones.
-    order: std::collections::VecDeque<(Duration, Key)>,
+    /// Requests waiting, in the order they came.
+    pending: Waiting<Pending>,
     /// Requests answered within the timeout, by when: a reply the kernel drops after ntptap
     /// saw it is an answer that never arrived.
     answered: Table<Key, Duration>,
@@ -245,57 +229,6 @@ pub struct Tracker {
     pub evicted_requests: u64,
     /// Servers dropped to stay within the limit.
     pub evicted_servers: u64,
-}
-
-/// A server's reply, captured at `reply` (wall) with `sighting`, to a request captured at
-/// `request` (wall, and kernel monotonic when live): the stages of its time in this host.
-fn host_latency(
-    h: &crate::ntp::packet::TimeHeader,
-    request: (Duration, Option<u64>),
-    reply: Duration,
-    sighting: Sighting,
-) -> Latency {
-    let residence = match (request.1, sighting.mono_ns) {
-        (Some(a), Some(b)) => b.checked_sub(a),
-        _ => reply
-            .checked_sub(request.0)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-    };
-    let t3_minus_t2 = (!h.receive.is_unset() && !h.transmit.is_unset())
-        .then(|| i64::try_from(ntp_ns(h.transmit) - ntp_ns(h.receive)).ok())
-        .flatten();
-    let in_read = match (request.1, sighting.mono_ns, sighting.read_before) {
-        (Some(a), Some(b), Some(read)) => b
-            .checked_sub(u64::from(read))
-            .and_then(|t| t.checked_sub(a)),
-        _ => None,
-    };
-    let in_queue = match (request.1, sighting.mono_ns, sighting.queued_before) {
-        (Some(a), Some(b), Some(queued)) => b
-            .checked_sub(u64::from(queued))
-            .and_then(|t| t.checked_sub(a)),
-        _ => None,
-    };
-    Latency {
-        in_queue,
-        in_read,
-        daemon: sighting
-            .read_before
-            .zip(sighting.send_before)
-            .and_then(|(r, s)| r.checked_sub(s))
-            .map(u64::from),
-        out_send: sighting.send_before.map(u64::from),
-        residence,
-        t3_minus_t2,
-        hidden: residence
-            .and_then(|r| i64::try_from(r).ok())
-            .zip(t3_minus_t2)
-            .map(|(r, t)| r - t),
-    }
-}
-
-fn ntp_ns(ts: NtpTimestamp) -> i128 {
-    i128::from(ts.unix_seconds()) * 1_000_000_000 + i128::from(ts.nanos())
 }
 
 fn secs(ns: i128) -> f64 {
@@ -514,7 +447,6 @@ impl Tracker {
         mut pending: Pending,
         process: Option<String>,
     ) {
-        let ts = pending.seen;
         self.server(server.ip()).requests += 1;
         let process = process.and_then(|p| self.process(p, server.ip()));
         if let Some(key) = &process
@@ -525,7 +457,7 @@ impl Tracker {
         // `observe_seen` has expired what is older than the timeout at `ts`: if the table is
         // still full, the oldest request makes room.
         if self.pending.len() >= self.limits.pending
-            && let Some((oldest, p)) = self.pop_oldest()
+            && let Some((oldest, p)) = self.pending.pop_oldest()
         {
             self.evicted_requests += 1;
             self.fate(
@@ -536,9 +468,8 @@ impl Tracker {
             );
         }
         pending.process = process.map(Box::new);
-        let key = Key::new(client, server, transmit.0);
-        self.order.push_back((ts, key));
-        self.pending.insert(key, pending);
+        self.pending
+            .insert(Key::new(client, server, transmit.0), pending);
         // Its reply, if it came first: answered now.
         if let Some(at) = self.orphans.iter().position(|o| {
             (o.client, o.server) == (client, server)
@@ -547,21 +478,6 @@ impl Tracker {
         {
             self.replay(&o);
         }
-        if self.order.len() > self.pending.len() + self.pending.len() / 2 + 1024 {
-            let pending = &self.pending;
-            self.order
-                .retain(|(seen, k)| pending.get(k).is_some_and(|p| p.seen == *seen));
-        }
-    }
-
-    /// The oldest request still waiting, taken out.
-    fn pop_oldest(&mut self) -> Option<(Key, Pending)> {
-        while let Some((seen, key)) = self.order.pop_front() {
-            if self.pending.get(&key).is_some_and(|p| p.seen == seen) {
-                return self.pending.remove(&key).map(|p| (key, p));
-            }
-        }
-        None
     }
 
     /// Expire the requests, oldest first, that are older than the timeout at `now`.
@@ -576,22 +492,13 @@ impl Tracker {
                 self.replay(&o);
             }
         }
-        let timeout = self.limits.timeout;
-        while let Some((seen, key)) = self.order.front().copied() {
-            let live = self.pending.get(&key).is_some_and(|p| p.seen == seen);
-            if live && now.saturating_sub(seen) <= timeout {
-                break;
-            }
-            self.order.pop_front();
-            if live {
-                let p = self.pending.remove(&key).unwrap_or_default();
-                self.fate(
-                    key.server.0,
-                    p.process.as_deref(),
-                    p.dropped.as_deref(),
-                    (p.direction, Some(p.seen)),
-                );
-            }
+        while let Some((key, p)) = self.pending.pop_expired(now, self.limits.timeout) {
+            self.fate(
+                key.server.0,
+                p.process.as_deref(),
+                p.dropped.as_deref(),
+                (p.direction, Some(p.seen)),
+            );
         }
     }
 
@@ -736,14 +643,7 @@ impl Tracker {
         }
         // A server on this host: the request came in, its reply goes out.
         let through = asked == Some(Direction::In) && direction == Some(Direction::Out);
-        let latency = if through {
-            host_latency(h, (sent, mono), ts, sighting)
-        } else {
-            Latency {
-                out_send: sighting.send_before.map(u64::from),
-                ..Latency::default()
-            }
-        };
+        let latency = of_reply(h, (sent, mono, asked), ts, direction, sighting);
         let step = self.limits.step;
         let s = self.server(server.ip());
         if !latency.is_empty() {
@@ -1394,5 +1294,115 @@ mod tests {
             s.unanswered,
             s.fates.dropped_total() + s.fates.ignored + s.fates.no_reply_seen + s.fates.unknown
         );
+    }
+
+    /// What a pcapng file alone pairs ([`super::super::residence::Residence`]) gives each
+    /// packet the latency the whole tracker gives it: requests in and out, local and remote
+    /// servers, replies late (past the timeout), twice, to requests seen again or evicted, and
+    /// replies to no request, in a long pseudo-random run within small bounds.
+    #[test]
+    fn residence_alone_gives_every_packet_the_latency_the_tracker_gives() {
+        use super::super::residence::Residence;
+        let limits = Limits {
+            pending: 6,
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let mut tracker = Tracker::new(limits);
+        let mut residence = Residence::new(&limits);
+        let local: SocketAddr = "10.0.0.2:123".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.9:123".parse().unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let base = 1_700_000_000_000_000_000u64;
+        let mut now = base;
+        // Requests sent: (client, server, transmit, direction).
+        let mut sent: Vec<(SocketAddr, SocketAddr, NtpTimestamp, Direction)> = Vec::new();
+        let (mut with_latency, mut replies) = (0, 0);
+        let mut last_asked = false;
+        for i in 0..20_000u64 {
+            now += next(250_000_000);
+            let ts = Duration::from_nanos(now);
+            let (src, dst, ntp, direction) = if sent.is_empty() || next(3) == 0 {
+                let client: SocketAddr = format!("10.0.0.{}:{}", 10 + next(3), 40_000 + next(2))
+                    .parse()
+                    .unwrap();
+                let (server, direction) = if next(2) == 0 {
+                    (local, Direction::In)
+                } else {
+                    (remote, Direction::Out)
+                };
+                // Now and then the same request seen again at once (its key waits anew). A
+                // request seen again after a reply to it was read is where the two differ
+                // (see residence.rs): not made here.
+                let xmt = match sent.last() {
+                    Some(&(c, s, x, _)) if last_asked && (c, s) == (client, server) => x,
+                    _ => NtpTimestamp(1 + i),
+                };
+                last_asked = true;
+                sent.push((client, server, xmt, direction));
+                let request = packet(Mode::Client, 0, NtpTimestamp(0), NtpTimestamp(0), xmt);
+                (client, server, request, direction)
+            } else {
+                // Mostly one of the last few requests; now and then one long gone.
+                let back = if next(8) == 0 {
+                    sent.len()
+                } else {
+                    sent.len().min(6)
+                };
+                let (client, server, xmt, asked) =
+                    sent[sent.len() - 1 - next(back as u64) as usize];
+                // Now and then a reply to no request (an origin no request had).
+                let origin = if next(10) == 0 {
+                    NtpTimestamp(1000 + i)
+                } else {
+                    xmt
+                };
+                let t2 = ts_at(now - 1_000_000);
+                let t3 = ts_at(now - next(900_000));
+                let reply = packet(Mode::Server, 2, origin, t2, t3);
+                let direction = if asked == Direction::In {
+                    Direction::Out
+                } else {
+                    Direction::In
+                };
+                replies += 1;
+                last_asked = false;
+                (server, client, reply, direction)
+            };
+            let o = Observation {
+                ts,
+                src,
+                dst,
+                ntp: &ntp,
+                direction: Some(direction),
+                process: None,
+                sighting: Sighting {
+                    mono_ns: (next(4) != 0).then_some(now - base),
+                    ..Sighting::default()
+                },
+                wire_len: 90,
+                hop_limit: Some(64),
+            };
+            let whole = tracker.observe_seen(&o).latency;
+            let alone = residence.observe(&o);
+            assert_eq!(alone, whole, "packet {i}");
+            with_latency += u32::from(!whole.is_empty());
+            if i % 100 == 0 {
+                tracker.expire(ts);
+                residence.expire(ts);
+            }
+        }
+        // The run reaches every case: replies with a residence and replies without.
+        assert!(
+            with_latency > 1_000 && replies - with_latency > 1_000,
+            "{with_latency} of {replies}"
+        );
+        assert!(residence.pending() <= limits.pending);
     }
 }

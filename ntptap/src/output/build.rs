@@ -13,6 +13,8 @@ use anyhow::{Context as _, bail};
 use super::{decoded::PortSet, files::rotate::RotatePolicy, print::text::TextOptions};
 use pcap_file::DataLink;
 
+use crate::exchange::Pairing;
+
 use super::{
     decoded::Decoded,
     files::create::Creation,
@@ -63,24 +65,39 @@ pub struct OutputPlan {
 }
 
 impl OutputPlan {
-    /// Whether any output pairs requests with responses (the table, the JSON events, the
-    /// metrics) or shows what pairing finds (a local server's residence: in pcapng comments
-    /// and with -v), so the pipeline keeps one exchange tracker for all of them.
+    /// How much pairing of requests with responses the outputs need: the whole exchange
+    /// tracker, one for all of them, where any shows what it keeps (the table, the JSON
+    /// events, the metrics, -v's client analytics, the recorder's triggers, the plot); a
+    /// local server's residence alone where only a pcapng file shows what pairing finds (its
+    /// comments: the tracker cost 1.2 µs a packet there, BENCHMARKS.md); else none.
     #[must_use]
-    pub fn tracks_exchanges(&self) -> bool {
-        self.stats.is_some()
+    pub fn pairing(&self) -> Pairing {
+        if self.stats.is_some()
             || self.latency
             || self.flight.is_some()
             || self.plot.is_some()
             || self.metrics.is_some()
             || self
-                .file
-                .as_ref()
-                .is_some_and(|f| f.format == FileFormat::Pcapng)
-            || self
                 .printer
                 .as_ref()
                 .is_some_and(|p| p.json.is_some() || p.text.verbose > 0)
+        {
+            Pairing::Full(self.limits)
+        } else if self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.format == FileFormat::Pcapng)
+        {
+            Pairing::Residence(self.limits)
+        } else {
+            Pairing::None
+        }
+    }
+
+    /// Whether any output pairs requests with responses or shows what pairing finds.
+    #[must_use]
+    pub fn tracks_exchanges(&self) -> bool {
+        !matches!(self.pairing(), Pairing::None)
     }
 
     /// Whether any output uses the frames' socket owners: the tracker's outputs (the table by
@@ -229,12 +246,9 @@ pub struct Outputs {
 /// costs nothing.
 pub fn build(plan: &OutputPlan, capture: Option<&CaptureInfo>) -> anyhow::Result<Outputs> {
     let mut outputs = Outputs {
-        pipeline: Pipeline::new(
-            plan.ports.clone(),
-            plan.tracks_exchanges().then_some(plan.limits),
-        )
-        .with_expression(plan.expression.clone())
-        .with_owners(plan.names_owners()),
+        pipeline: Pipeline::new(plan.ports.clone(), plan.pairing())
+            .with_expression(plan.expression.clone())
+            .with_owners(plan.names_owners()),
         created: None,
         metrics: None,
         notes: Vec::new(),

@@ -4,7 +4,7 @@ use std::{io, time::Duration};
 
 use super::{decoded::Decoded, decoded::PortSet, sink::Control, sink::Sink};
 use crate::{
-    exchange::{Limits, Tracker},
+    exchange::{Observation, Pairing, Tracker, residence::Residence},
     frame::{Consumer, Frame, PcapRecords, SourceEvent},
 };
 
@@ -13,6 +13,8 @@ pub struct Pipeline {
     ports: PortSet,
     sinks: Vec<Box<dyn Sink>>,
     tracker: Option<Tracker>,
+    /// Where the outputs need a local server's residence and nothing else of pairing.
+    residence: Option<Residence>,
     /// No sink shows or writes frames (`--no-print --stats`, `--flight-recorder` alone): `-c`
     /// then counts every frame taken.
     every_frame_counts: bool,
@@ -23,15 +25,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// No sinks yet; frames are NTP on `ports`. With `exchanges`, one [`Tracker`] within
-    /// those limits pairs requests with responses for every sink (the `--stats` table, the
-    /// JSON events, the metrics, the flight recorder's triggers).
+    /// No sinks yet; frames are NTP on `ports`. With [`Pairing::Full`], one [`Tracker`]
+    /// within those limits pairs requests with responses for every sink (the `--stats` table,
+    /// the JSON events, the metrics, the flight recorder's triggers); with
+    /// [`Pairing::Residence`], a [`Residence`] pairs them for the replies' in-host latency
+    /// alone (a pcapng file's comments).
     #[must_use]
-    pub fn new(ports: PortSet, exchanges: Option<Limits>) -> Self {
+    pub fn new(ports: PortSet, pairing: Pairing) -> Self {
+        let (tracker, residence) = match pairing {
+            Pairing::None => (None, None),
+            Pairing::Residence(limits) => (None, Some(Residence::new(&limits))),
+            Pairing::Full(limits) => (Some(Tracker::new(limits)), None),
+        };
         Self {
             ports,
             sinks: Vec::new(),
-            tracker: exchanges.map(Tracker::new),
+            tracker,
+            residence,
             every_frame_counts: false,
             expression: None,
             owners: true,
@@ -106,8 +116,7 @@ impl Consumer for Pipeline {
                         .map(|h| h.time_to_live)
                         .or(layers.ipv6.as_ref().map(|h| h.hop_limit));
                     let seen = tracker.observe_seen(
-                        &crate::exchange::Observation::of_frame(frame, (src, dst), ntp)
-                            .with_hop_limit(hop_limit),
+                        &Observation::of_frame(frame, (src, dst), ntp).with_hop_limit(hop_limit),
                     );
                     packet.latency = (!seen.latency.is_empty()).then_some(seen.latency);
                     packet.served = seen.served;
@@ -115,6 +124,12 @@ impl Consumer for Pipeline {
                 }
             }
             packet.events = tracker.take_events();
+        } else if let Some(residence) = &mut self.residence
+            && frame.drop.is_none()
+            && let Some((src, dst, ntp)) = packet.ntp_packet()
+        {
+            let latency = residence.observe(&Observation::of_frame(frame, (src, dst), ntp));
+            packet.latency = (!latency.is_empty()).then_some(latency);
         }
         let mut shown = self.every_frame_counts;
         for sink in &mut self.sinks {
@@ -128,6 +143,9 @@ impl Consumer for Pipeline {
             SourceEvent::Tick(now) => {
                 if let Some(tracker) = &mut self.tracker {
                     tracker.expire(now);
+                }
+                if let Some(residence) = &mut self.residence {
+                    residence.expire(now);
                 }
                 each(
                     &mut self.sinks,
@@ -166,7 +184,13 @@ impl Consumer for Pipeline {
     /// Only when the one sink is a pcap file and nothing is decoded or tracked for anyone.
     fn pcap_records(&mut self) -> Option<&mut dyn PcapRecords> {
         match self.sinks.as_mut_slice() {
-            [only] if self.tracker.is_none() && self.expression.is_none() => only.pcap_records(),
+            [only]
+                if self.tracker.is_none()
+                    && self.residence.is_none()
+                    && self.expression.is_none() =>
+            {
+                only.pcap_records()
+            }
             _ => None,
         }
     }
@@ -183,6 +207,7 @@ mod tests {
     use super::*;
     use crate::{
         counts::Counts,
+        exchange::Limits,
         frame::CloseStats,
         output::{
             Filter,
@@ -264,7 +289,7 @@ mod tests {
         };
         let (json, text, table) = (Shared::default(), Shared::default(), Shared::default());
         let exposition = crate::output::metrics::Exposition::default();
-        let mut pipeline = Pipeline::new(ports, Some(Limits::default()));
+        let mut pipeline = Pipeline::new(ports, Pairing::Full(Limits::default()));
         pipeline.push(Box::new(
             JsonSink::new(json.clone(), filter.clone()).with_server_stats(Duration::from_secs(1)),
         ));
@@ -335,7 +360,7 @@ mod tests {
     fn with_nothing_that_shows_frames_every_frame_counts_for_c() {
         let data = udp(true, &ntp(3, 1, false));
         let exposition = crate::output::metrics::Exposition::default();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Some(Limits::default()));
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Pairing::Full(Limits::default()));
         pipeline.push(Box::new(MetricsSink::new(exposition, 4096)));
         assert!(
             !pipeline.frame(&frame(1, &data)).unwrap(),
@@ -386,12 +411,12 @@ mod tests {
     }
 
     /// A pcap file behind the failure guard, as `-w FILE.pcap` builds it, in a pipeline.
-    fn pcap_file(tracker: bool) -> (Pipeline, tempfile::NamedTempFile) {
+    fn pcap_file(pairing: Pairing) -> (Pipeline, tempfile::NamedTempFile) {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let writer = crate::output::file::FileWriter::new(tmp.reopen().unwrap(), 1 << 20);
         let journal = writer.journal();
         let sink = PcapSink::new(Box::new(writer) as Box<dyn Write>, 2048).unwrap();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), tracker.then(Limits::default));
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), pairing);
         pipeline.push(Box::new(crate::output::file::Guarded::new(
             Box::new(sink),
             journal,
@@ -408,14 +433,14 @@ mod tests {
     fn a_lone_pcap_file_takes_records_and_writes_what_frames_write() {
         let data = udp(true, &ntp(3, 1, false));
         let frames: Vec<Frame<'_>> = (1..=3).map(|n| frame(n, &data)).collect();
-        let (mut by_frame, frame_file) = pcap_file(false);
+        let (mut by_frame, frame_file) = pcap_file(Pairing::None);
         for f in &frames {
             assert!(by_frame.frame(f).unwrap());
         }
         by_frame
             .event(SourceEvent::Close(&CloseStats::default()))
             .unwrap();
-        let (mut by_record, record_file) = pcap_file(false);
+        let (mut by_record, record_file) = pcap_file(Pairing::None);
         let records = by_record
             .pcap_records()
             .expect("a lone pcap file takes records");
@@ -429,8 +454,13 @@ mod tests {
         assert_eq!(written, std::fs::read(frame_file.path()).unwrap());
         assert_eq!(written.len(), 24 + 3 * (16 + data.len()));
         assert_eq!(by_record.unwritten(), 0);
-        let (mut tracked, _file) = pcap_file(true);
-        assert!(tracked.pcap_records().is_none(), "the tracker needs frames");
+        for pairing in [
+            Pairing::Full(Limits::default()),
+            Pairing::Residence(Limits::default()),
+        ] {
+            let (mut paired, _file) = pcap_file(pairing);
+            assert!(paired.pcap_records().is_none(), "pairing needs frames");
+        }
     }
 
     #[test]
@@ -440,7 +470,7 @@ mod tests {
         let boxed = Heard::default();
         let guarded = Heard::default();
         let tmp = tempfile::NamedTempFile::new().unwrap();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Some(Limits::default()));
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Pairing::Full(Limits::default()));
         pipeline.push(Box::new(plain.clone()));
         pipeline.push(Box::new(Box::new(boxed.clone())));
         let writer = crate::output::file::FileWriter::new(tmp.reopen().unwrap(), 0);
@@ -475,7 +505,7 @@ mod tests {
             Duration::new(1_700_000_000, 0),
         )
         .unwrap();
-        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), None);
+        let mut pipeline = Pipeline::new(PortSet::new(vec![123]), Pairing::None);
         pipeline.push(Box::new(series));
         tell_everything(&mut pipeline);
         assert_eq!(
