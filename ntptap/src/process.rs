@@ -176,6 +176,41 @@ pub struct OwnedProcess {
     netns: Option<u64>,
 }
 
+impl From<&Process<'_>> for OwnedProcess {
+    fn from(p: &Process<'_>) -> Self {
+        Self {
+            pid: p.pid,
+            tid: p.tid,
+            uid: p.uid,
+            comm: p.comm.to_vec(),
+            cgroup_id: p.cgroup_id,
+            cgroup: p.cgroup.map(str::to_owned),
+            container: p.container.map(str::to_owned),
+            names: p.names.cloned(),
+            netns: p.netns,
+        }
+    }
+}
+
+/// The pcapng comments of the owner asked for last, kept: a busy socket's frames come one
+/// after another, and writing the same owner's comments again for each (escaping, five
+/// `format!`s) was 40 % of the reader's CPU with `-w FILE.pcapng` under the bench's flood.
+#[derive(Debug, Default)]
+pub struct CommentMemo {
+    last: Option<(OwnedProcess, Vec<String>)>,
+}
+
+impl CommentMemo {
+    /// `p`'s comments ([`Process::comments`]), made again only when the owner differs from
+    /// the last one's in any fact.
+    pub fn comments(&mut self, p: &Process<'_>) -> &[String] {
+        if self.last.as_ref().is_none_or(|(o, _)| o.process() != *p) {
+            self.last = Some((OwnedProcess::from(p), p.comments()));
+        }
+        self.last.as_ref().map_or(&[], |(_, c)| c.as_slice())
+    }
+}
+
 impl OwnedProcess {
     /// The borrowed form frames carry.
     #[must_use]
@@ -379,6 +414,53 @@ mod tests {
             container: Some("systemd:chrony.service"),
             names: None,
             netns: Some(4_026_531_840),
+        }
+    }
+
+    /// The memo's comments are the owner's own, made again for an owner that differs in
+    /// any fact (a new thread, a renamed process, another cgroup or namespace).
+    #[test]
+    fn the_memo_gives_each_owner_its_own_comments() {
+        let names = crate::containers::ContainerNames {
+            name: "web".into(),
+            pod: Some(("web-0".into(), "prod".into())),
+        };
+        let base = chronyd();
+        let owners = [
+            base,
+            base,
+            Process { tid: 812, ..base },
+            Process {
+                comm: b"\x1b[2J",
+                ..base
+            },
+            Process { uid: 0, ..base },
+            Process {
+                cgroup_id: 1,
+                ..base
+            },
+            Process {
+                cgroup: None,
+                ..base
+            },
+            Process {
+                container: None,
+                ..base
+            },
+            Process {
+                names: Some(&names),
+                ..base
+            },
+            Process {
+                netns: None,
+                ..base
+            },
+            Process { pid: 1, ..base },
+            base,
+        ];
+        let mut memo = CommentMemo::default();
+        for p in &owners {
+            assert_eq!(memo.comments(p), p.comments().as_slice(), "{p:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use pcap_file::{
     pcapng::{
         PcapNgWriter,
         blocks::{
-            enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption},
+            enhanced_packet::EnhancedPacketOption,
             interface_description::{
                 InterfaceDescriptionBlock, InterfaceDescriptionOption, InterfaceTsResolution,
             },
@@ -26,7 +26,10 @@ use pcap_file::{
 };
 
 use super::super::{decoded::Decoded, sink::CloseStats, sink::Control, sink::Sink};
-use crate::frame::Direction;
+use crate::{
+    frame::Direction,
+    process::{CommentMemo, Socket},
+};
 
 /// One interface of the capture.
 #[derive(Clone, Debug)]
@@ -86,6 +89,8 @@ pub struct PcapNgSink<W: Write> {
     drops_id: Option<u32>,
     first_ts: Option<std::time::Duration>,
     last_ts: Option<std::time::Duration>,
+    /// The last owner's comments.
+    memo: CommentMemo,
 }
 
 fn to_io(err: pcap_file::pcapng::PcapNgWriteError) -> io::Error {
@@ -166,6 +171,7 @@ impl<W: Write> PcapNgSink<W> {
             drops_id: None,
             first_ts: None,
             last_ts: None,
+            memo: CommentMemo::default(),
         };
         for iface in interfaces {
             sink.describe(iface.index, &iface.name)?;
@@ -265,7 +271,10 @@ impl Kept {
             ts: frame.ts,
             orig_len: frame.orig_len,
             data: frame.data[..frame.data.len().min(snaplen as usize)].into(),
-            options: epb_options(packet),
+            options: epb_options(packet, None)
+                .into_iter()
+                .map(EnhancedPacketOption::into_owned)
+                .collect(),
             size: 0,
         };
         let comments: usize = kept
@@ -289,7 +298,11 @@ impl Kept {
 
 /// The options of a frame's enhanced packet block: direction, the kernel's drops before it,
 /// its monotonic time, and comments (drop reason, latency, the socket's owner).
-fn epb_options(packet: &Decoded<'_>) -> Vec<EnhancedPacketOption<'static>> {
+/// With `memo`, the owner's comments are the memo's, borrowed (see [`CommentMemo`]).
+fn epb_options<'m>(
+    packet: &Decoded<'_>,
+    memo: Option<&'m mut CommentMemo>,
+) -> Vec<EnhancedPacketOption<'m>> {
     let frame = packet.frame;
     let mut options = Vec::with_capacity(3);
     // epb_flags bits 0-1: 01 inbound, 10 outbound.
@@ -303,8 +316,7 @@ fn epb_options(packet: &Decoded<'_>) -> Vec<EnhancedPacketOption<'static>> {
             frame.drops_before,
         )));
     }
-    let comment =
-        |text: String| EnhancedPacketOption::Common(CommonOption::Comment(Cow::Owned(text)));
+    let comment = |text: String| super::epb::comment(Cow::Owned(text));
     if let Some(mono) = frame.mono_ns {
         options.push(comment(format!("ktime_mono_ns={mono}")));
     }
@@ -320,8 +332,17 @@ fn epb_options(packet: &Decoded<'_>) -> Vec<EnhancedPacketOption<'static>> {
         options.push(comment(latency.comment()));
     }
     // The socket's owner (process attribution), as ntptap and ptcpdump write it.
-    for text in crate::process::comments(&frame.socket) {
-        options.push(comment(text));
+    match (&frame.socket, memo) {
+        (Socket::Owned(p), Some(memo)) => options.extend(
+            memo.comments(p)
+                .iter()
+                .map(|c| super::epb::comment(Cow::Borrowed(c))),
+        ),
+        (socket, _) => {
+            for text in crate::process::comments(socket) {
+                options.push(comment(text));
+            }
+        }
     }
     options
 }
@@ -335,7 +356,7 @@ impl<W: Write> PcapNgSink<W> {
         ts: std::time::Duration,
         orig_len: u32,
         data: &[u8],
-        options: Vec<EnhancedPacketOption<'_>>,
+        options: &[EnhancedPacketOption<'_>],
     ) -> io::Result<()> {
         let (ifindex, iface, drop) = place;
         let known = ifindex.and_then(|i| self.ids.get(&i).copied());
@@ -360,19 +381,17 @@ impl<W: Write> PcapNgSink<W> {
             _ => 0,
         };
         let data = &data[..data.len().min(self.snaplen as usize)];
-        let written = self.writer.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: id,
-            timestamp: ts,
-            original_len: orig_len.max(data.len() as u32),
-            data: Cow::Borrowed(data),
-            options,
-        });
+        // Encoded by hand (epb.rs); nothing of a block it refuses goes to the file.
+        let order = self.writer.section().endianness;
         let staged = self.writer.get_mut();
-        if written.is_err() {
-            // Nothing of a block pcap-file refused goes to the file.
-            staged.block.clear();
-        }
-        written.map_err(to_io)?;
+        super::epb::encode(
+            (&mut staged.block, order),
+            id,
+            ts,
+            orig_len.max(data.len() as u32),
+            data,
+            options,
+        )?;
         staged.hand_over()?;
         if let Some(n) = self.written.get_mut(id as usize) {
             *n += 1;
@@ -395,7 +414,7 @@ impl<W: Write> PcapNgSink<W> {
             kept.ts,
             kept.orig_len,
             &kept.data,
-            kept.options.clone(),
+            &kept.options,
         )
     }
 }
@@ -404,14 +423,18 @@ impl<W: Write> Sink for PcapNgSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
         let place = (frame.ifindex, frame.iface, frame.drop.is_some());
-        self.write_block(
+        // The memo is out of `self` while the block borrows its comments.
+        let mut memo = std::mem::take(&mut self.memo);
+        let written = self.write_block(
             place,
             frame.link,
             frame.ts,
             frame.orig_len,
             frame.data,
-            epb_options(packet),
-        )?;
+            &epb_options(packet, Some(&mut memo)),
+        );
+        self.memo = memo;
+        written?;
         Ok(true)
     }
 
