@@ -98,15 +98,16 @@ impl<V: Seen> Waiting<V> {
     }
 
     /// The oldest request seen more than `timeout` before `now`, taken out; `None` when
-    /// none is that old. (O(1) but for the stale entries it skips.)
+    /// none is that old. (O(1) but for the stale entries it skips. The queue is in order of
+    /// time: while its front is not that old, nothing is, stale or not, and the table is not
+    /// asked; that lookup for every packet was a tenth of `-w FILE.pcapng`'s reader.)
     pub fn pop_expired(&mut self, now: Duration, timeout: Duration) -> Option<(Key, V)> {
         while let Some(entry) = self.order.front().copied() {
-            let live = self.live(&entry);
-            if live && now.saturating_sub(entry.0) <= timeout {
+            if now.saturating_sub(entry.0) <= timeout {
                 return None;
             }
             self.order.pop_front();
-            if live {
+            if self.live(&entry) {
                 return self.table.remove(&entry.1).map(|p| (entry.1, p));
             }
         }
