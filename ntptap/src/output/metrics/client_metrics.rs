@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::super::decoded::Decoded;
+use super::{super::decoded::Decoded, series::Series};
 use crate::exchange::{
     Tracker,
     clients::{POLL_BUCKETS, Served},
@@ -23,11 +23,14 @@ const SERVER_LABELS: usize = 64;
 
 pub(super) struct ClientMetrics {
     distinct: Family<Labels, Gauge>,
-    requests: Family<Labels, Counter>,
-    replies: Family<Labels, Counter>,
+    /// By NTP version, mode, and NTS.
+    requests: Series<(u8, u8, bool), Counter>,
+    /// By the server's address.
+    replies: Series<std::net::IpAddr, Counter>,
     poll: Histogram,
     kisses: Family<Labels, Counter>,
-    queries: Family<Labels, Counter>,
+    /// By mode and origin.
+    queries: Series<(u8, bool), Counter>,
     servers: HashSet<String>,
 }
 
@@ -87,11 +90,11 @@ impl ClientMetrics {
         );
         Self {
             distinct,
-            requests,
-            replies,
+            requests: Series::new(requests),
+            replies: Series::new(replies),
             poll,
             kisses,
-            queries,
+            queries: Series::new(queries),
             servers: HashSet::new(),
         }
     }
@@ -106,37 +109,45 @@ impl ClientMetrics {
         };
         match served {
             Served::Request { poll, nts, query } => {
-                let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
+                let (version, mode) = (ntp.version, ntp.mode.to_bits());
                 self.requests
-                    .get_or_create(&labels(&[
-                        ("version", &version),
-                        ("mode", &mode),
-                        ("nts", if *nts { "true" } else { "false" }),
-                    ]))
+                    .get((version, mode, *nts), || {
+                        labels(&[
+                            ("version", &version.to_string()),
+                            ("mode", &mode.to_string()),
+                            ("nts", if *nts { "true" } else { "false" }),
+                        ])
+                    })
                     .inc();
                 if let Some(seconds) = poll {
                     self.poll.observe(*seconds);
                 }
                 if let Some((mode, local)) = query {
                     self.queries
-                        .get_or_create(&labels(&[
-                            ("mode", &mode.to_string()),
-                            ("origin", if *local { "local" } else { "remote" }),
-                        ]))
+                        .get((*mode, *local), || {
+                            labels(&[
+                                ("mode", &mode.to_string()),
+                                ("origin", if *local { "local" } else { "remote" }),
+                            ])
+                        })
                         .inc();
                 }
             }
             Served::Reply { kiss } => {
-                let mut address = src.ip().to_string();
-                if !self.servers.contains(&address) {
-                    if self.servers.len() < SERVER_LABELS {
-                        self.servers.insert(address.clone());
-                    } else {
-                        "other".clone_into(&mut address);
-                    }
-                }
+                let servers = &mut self.servers;
                 self.replies
-                    .get_or_create(&labels(&[("server", &address)]))
+                    .get(src.ip(), || {
+                        // Its own label while there is room, and for good: the set only grows.
+                        let mut address = src.ip().to_string();
+                        if !servers.contains(&address) {
+                            if servers.len() < SERVER_LABELS {
+                                servers.insert(address.clone());
+                            } else {
+                                "other".clone_into(&mut address);
+                            }
+                        }
+                        labels(&[("server", &address)])
+                    })
                     .inc();
                 if let Some(code) = kiss {
                     self.kisses.get_or_create(&labels(&[("code", code)])).inc();

@@ -4,6 +4,7 @@
 //! and servers (at most the exchange tracker's limit); no per-client label.
 pub mod client_metrics;
 pub mod http;
+mod series;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -18,6 +19,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use self::series::{Series, Short};
 use super::{decoded::Decoded, sink::Control, sink::Sink};
 use crate::{
     counts::Counts,
@@ -42,8 +44,10 @@ pub const RETIRED_AFTER: Duration = Duration::from_mins(5);
 pub struct MetricsSink {
     registry: Registry,
     kernel: Family<Labels, Counter>,
-    written: Family<Labels, Counter>,
-    ntp: Family<Labels, Counter>,
+    /// By interface and direction.
+    written: Series<(Short, u8), Counter>,
+    /// By NTP version, mode, direction and process.
+    ntp: Series<(u8, u8, u8, CommKey), Counter>,
     kiss: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     /// Per server, seconds: delay, min delay, offset, best offset, processing, root delay,
@@ -73,7 +77,7 @@ pub struct MetricsSink {
     /// NTP frames the kernel dropped, by direction and reason; and the drop records' fate.
     drops: Family<Labels, Counter>,
     /// In-host latency of NTP packets, by direction and stage.
-    latency: Family<Labels, Histogram, LatencyBuckets>,
+    latency: Series<(&'static str, &'static str), Histogram, LatencyBuckets>,
     /// Per server: what became of requests without a real answer, by fate (and reason).
     fates: Family<Labels, Counter>,
     fates_last: std::collections::HashMap<(String, String), u64>,
@@ -88,6 +92,32 @@ pub struct MetricsSink {
     /// The flight recorder's counts, and what the counters last reached.
     flight: Option<(Arc<super::flight::FlightStats>, FlightMetrics)>,
     exposition: Exposition,
+}
+
+/// What a frame's `comm` label says, as a key (see [`MetricsSink::comm_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum CommKey {
+    Named(Short),
+    Other,
+    NoSocket,
+    Unknown,
+}
+
+/// The `comm` label for a frame's socket (see [`COMM_LABELS`]); a name gets its own while
+/// there is room, and keeps it.
+fn comm_label(comms: &mut std::collections::HashSet<Vec<u8>>, socket: &Socket<'_>) -> String {
+    match socket {
+        Socket::Owned(p) => {
+            if comms.contains(p.comm) || comms.len() < COMM_LABELS {
+                comms.insert(p.comm.to_vec());
+                escape(p.comm)
+            } else {
+                "other".to_owned()
+            }
+        }
+        Socket::None => "(none)".to_owned(),
+        Socket::Unowned | Socket::Unknown => "(unknown)".to_owned(),
+    }
 }
 
 /// The flight recorder's metrics.
@@ -293,8 +323,8 @@ impl MetricsSink {
             cpu_last: 0.0,
             resident,
             kernel,
-            written,
-            ntp,
+            written: Series::new(written),
+            ntp: Series::new(ntp),
             kiss,
             events,
             server_seconds,
@@ -309,7 +339,7 @@ impl MetricsSink {
             attribution,
             owners_held,
             drops,
-            latency,
+            latency: Series::new(latency),
             fates,
             fates_last: std::collections::HashMap::new(),
             interfaces_seen: std::collections::HashMap::new(),
@@ -555,10 +585,11 @@ impl MetricsSink {
                         ("reason", counter.label()),
                     ]));
                 }
-                self.written.remove(&labels(&[
+                self.written.family().remove(&labels(&[
                     ("interface", &crate::escape::terminal(&interface)),
                     ("direction", direction),
                 ]));
+                self.written.forget();
             }
         }
     }
@@ -581,32 +612,40 @@ impl Sink for MetricsSink {
         if frame.drop.is_some() {
             return Ok(false);
         }
-        let direction = match frame.direction {
-            Some(Direction::In) => "in",
-            Some(Direction::Out) => "out",
-            None => "unknown",
+        let (direction, dir) = match frame.direction {
+            Some(Direction::In) => ("in", 0),
+            Some(Direction::Out) => ("out", 1),
+            None => ("unknown", 2),
         };
-        self.written
-            .get_or_create(&labels(&[
-                (
-                    "interface",
-                    &crate::escape::terminal(frame.iface.unwrap_or("?")),
-                ),
+        let iface = frame.iface.unwrap_or("?");
+        let written = || {
+            labels(&[
+                ("interface", &crate::escape::terminal(iface)),
                 ("direction", direction),
-            ]))
-            .inc();
+            ])
+        };
+        match Short::new(iface.as_bytes()) {
+            Some(key) => self.written.get((key, dir), written).inc(),
+            None => self.written.family().get_or_create(&written()).inc(),
+        };
         self.written_total += 1;
         if let Some((_, _, ntp)) = packet.ntp_packet() {
-            let (version, mode) = (ntp.version.to_string(), ntp.mode.to_bits().to_string());
-            let comm = self.comm_label(&frame.socket);
-            self.ntp
-                .get_or_create(&labels(&[
-                    ("version", &version),
-                    ("mode", &mode),
+            let (version, mode) = (ntp.version, ntp.mode.to_bits());
+            let comm = self.comm_key(&frame.socket);
+            let comms = &mut self.comms;
+            let socket = &frame.socket;
+            let mut ntp_labels = || {
+                labels(&[
+                    ("version", &version.to_string()),
+                    ("mode", &mode.to_string()),
                     ("direction", direction),
-                    ("comm", &comm),
-                ]))
-                .inc();
+                    ("comm", &comm_label(comms, socket)),
+                ])
+            };
+            match comm {
+                Some(key) => self.ntp.get((version, mode, dir, key), ntp_labels).inc(),
+                None => self.ntp.family().get_or_create(&ntp_labels()).inc(),
+            };
             if let Some(code) = ntp.kiss_code() {
                 self.kiss
                     .get_or_create(&labels(&[("code", crate::ntp::names::kiss_label(&code))]))
@@ -618,7 +657,9 @@ impl Sink for MetricsSink {
                 // `hidden` may be negative: it is in the JSON and the table, not here.
                 if stage != "hidden" {
                     self.latency
-                        .get_or_create(&labels(&[("direction", dir), ("stage", stage)]))
+                        .get((dir, stage), || {
+                            labels(&[("direction", dir), ("stage", stage)])
+                        })
                         .observe(ns as f64 / 1e9);
                 }
             }
@@ -648,20 +689,18 @@ impl Sink for MetricsSink {
 }
 
 impl MetricsSink {
-    /// The `comm` label for a frame's socket (see [`COMM_LABELS`]).
-    fn comm_label(&mut self, socket: &Socket<'_>) -> String {
-        match socket {
-            Socket::Owned(p) => {
-                if self.comms.contains(p.comm) || self.comms.len() < COMM_LABELS {
-                    self.comms.insert(p.comm.to_vec());
-                    escape(p.comm)
-                } else {
-                    "other".to_owned()
-                }
+    /// The key of a frame's socket's `comm` label: the socket's kind, or the owner's name
+    /// while it has a label of its own (the first [`COMM_LABELS`] names; a name past them is
+    /// `other` for good, since the set only grows). `None` for a name longer than a key holds.
+    fn comm_key(&self, socket: &Socket<'_>) -> Option<CommKey> {
+        Some(match socket {
+            Socket::Owned(p) if self.comms.contains(p.comm) || self.comms.len() < COMM_LABELS => {
+                CommKey::Named(Short::new(p.comm)?)
             }
-            Socket::None => "(none)".to_owned(),
-            Socket::Unowned | Socket::Unknown => "(unknown)".to_owned(),
-        }
+            Socket::Owned(_) => CommKey::Other,
+            Socket::None => CommKey::NoSocket,
+            Socket::Unowned | Socket::Unknown => CommKey::Unknown,
+        })
     }
 
     fn kernel_counts(&mut self, counts: &Counts) {
@@ -830,6 +869,108 @@ mod tests {
         counts.live.push("veth7".into());
         sink.kernel_counts(&counts);
         assert!(interfaces(&sink).contains("veth7"));
+    }
+
+    /// The sum of each `key` label's values on `metric`'s lines of the rendered page.
+    fn by_label(
+        sink: &MetricsSink,
+        metric: &str,
+        key: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        sink.encode();
+        let page = String::from_utf8(sink.exposition.lock().unwrap().to_vec()).unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for line in page.lines().filter(|l| l.starts_with(metric)) {
+            let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let label = line.split(&format!("{key}=\"")).nth(1).unwrap();
+            let label = label.split('"').next().unwrap().to_owned();
+            *out.entry(label).or_default() += value;
+        }
+        out
+    }
+
+    /// Frames counted through the kept handles land in the series their labels name: each of
+    /// the first 32 process names its own `comm`, the rest `other` (for good, whatever comes
+    /// after), each interface its own; a retired interface's series, gone, counts anew.
+    #[test]
+    fn frames_count_into_the_series_their_labels_name() {
+        use std::collections::BTreeMap;
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(40_000, 123)
+            .write(&mut frame, &{
+                let mut ntp = [0u8; 48];
+                ntp[0] = 0x23;
+                ntp
+            })
+            .unwrap();
+        let ports = super::super::decoded::PortSet::new(vec![123]);
+        let mut sink = MetricsSink::new(Exposition::default(), 4096);
+        let names: Vec<String> = (0..40).map(|i| format!("proc{i}")).collect();
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        for round in 0..3 {
+            for (i, name) in names.iter().enumerate() {
+                let process = crate::process::Process {
+                    pid: i as u32,
+                    tid: i as u32,
+                    uid: 0,
+                    comm: name.as_bytes(),
+                    cgroup_id: 1,
+                    cgroup: None,
+                    container: None,
+                    names: None,
+                    netns: None,
+                };
+                let iface = if i % 2 == 0 { "eth0" } else { "eth1" };
+                let f = crate::frame::Frame {
+                    iface: Some(iface),
+                    direction: Some(Direction::Out),
+                    socket: Socket::Owned(process),
+                    ..crate::frame::Frame::test(1, Duration::ZERO, &frame)
+                };
+                sink.frame(&Decoded::new(&f, &ports)).unwrap();
+                let label = if i < COMM_LABELS {
+                    name.as_str()
+                } else {
+                    "other"
+                };
+                *expected.entry(label.to_owned()).or_default() += 1;
+                if round == 0 && i == 0 {
+                    let none = crate::frame::Frame {
+                        socket: Socket::None,
+                        ..f
+                    };
+                    sink.frame(&Decoded::new(&none, &ports)).unwrap();
+                    *expected.entry("(none)".to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(
+            by_label(&sink, "ntptap_ntp_packets_total", "comm"),
+            expected
+        );
+        assert_eq!(
+            by_label(&sink, "ntptap_frames_written_total", "interface"),
+            BTreeMap::from([("eth0".to_owned(), 61), ("eth1".to_owned(), 60)])
+        );
+        // eth1 goes away for good: its series too; back, it counts from nothing.
+        let mut counts = Counts::default();
+        counts.add("eth1", &crate::counts::Block::default());
+        counts.live = vec!["eth0".into()];
+        let t0 = std::time::Instant::now();
+        sink.retire_interfaces(&counts, t0);
+        sink.retire_interfaces(&counts, t0 + RETIRED_AFTER + Duration::from_secs(1));
+        let f = crate::frame::Frame {
+            iface: Some("eth1"),
+            direction: Some(Direction::Out),
+            ..crate::frame::Frame::test(1, Duration::ZERO, &frame)
+        };
+        sink.frame(&Decoded::new(&f, &ports)).unwrap();
+        assert_eq!(
+            by_label(&sink, "ntptap_frames_written_total", "interface"),
+            BTreeMap::from([("eth0".to_owned(), 61), ("eth1".to_owned(), 1)])
+        );
     }
 
     #[test]
