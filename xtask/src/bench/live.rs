@@ -125,6 +125,8 @@ pub(super) struct Tools {
     pub(super) empty_tap: std::path::PathBuf,
     /// tests/examples/least_reader.rs: ntptap's programs and rings, the least reader.
     pub(super) least_reader: std::path::PathBuf,
+    /// tests/examples/least_json.rs: the same, and the least loop that writes JSON lines.
+    pub(super) least_json: std::path::PathBuf,
 }
 
 /// The expression the "expr" contenders capture with under a flood to `port`: NTP from one
@@ -167,6 +169,15 @@ pub(super) fn spawn_contender(
                 .stdout(Stdio::null())
                 .spawn()?,
         ),
+        // ntptap's JSON line for each frame, written by the least loop (the floor of --json).
+        "least json" => Some(
+            lab.b
+                .command(&tools.least_json)
+                .arg("vb")
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        ),
         // Printing a line a packet, to a pipe nobody reads slower than it comes (/dev/null):
         // tcpdump's default output against ntptap's.
         "tcpdump print" => Some(
@@ -203,6 +214,8 @@ pub(super) fn spawn_contender(
                 "latency" => vec!["--latency"],
                 "expr" => vec![expression.as_str()],
                 "json" => vec!["--json"],
+                // As dist/ntptap.service runs it: the table, the metrics, a pcapng file.
+                "service-pcapng" => vec!["--stats", "300", "--metrics", "127.0.0.1:9123"],
                 _ => Vec::new(),
             };
             let mut command = if variant == "cpu0" {
@@ -358,12 +371,15 @@ pub(super) fn live(
         "drop_bench",
         "--example",
         "least_reader",
+        "--example",
+        "least_json",
     ])?;
     let flood = root.join("target/release/examples/ntp_flood");
     let tools = Tools {
         ntptap: root.join("target/release/ntptap"),
         empty_tap: root.join("target/release/examples/empty_tap"),
         least_reader: root.join("target/release/examples/least_reader"),
+        least_json: root.join("target/release/examples/least_json"),
     };
     let lab = ntptap_tests::Lab::new("bench");
     let dir = tempfile::tempdir()?;
@@ -590,6 +606,8 @@ fn flood_contenders(port: u16, contenders: &[&'static str]) -> Vec<&'static str>
                 "tcpdump print",
                 "ntptap tc-print",
                 "ntptap tc-json",
+                "least json",
+                "ntptap tc-service-pcapng",
             ])
             .copied()
             .collect(),

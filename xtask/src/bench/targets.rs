@@ -316,6 +316,16 @@ fn reader_targets(live: &[LiveResult]) -> Vec<Target> {
                 true,
                 None,
             ));
+            if let Some(least) = live_medians(live, ntp, "least json") {
+                out.extend(Target::new(
+                    "1. --json CPU per packet vs the least JSON writer of the same rings (tc)"
+                        .to_owned(),
+                    json.per_us / least.per_us,
+                    1.25,
+                    true,
+                    None,
+                ));
+            }
         }
     }
     if let Some(theirs) = live_medians(live, ntp, "tcpdump") {
