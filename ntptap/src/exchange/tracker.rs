@@ -167,8 +167,8 @@ pub struct Exchange {
 struct Pending {
     /// When it was seen.
     seen: Duration,
-    /// Its process's key in `processes`.
-    process: Option<Box<(String, IpAddr)>>,
+    /// Its (process, server) pair's index in `processes`.
+    process: Option<u32>,
     /// Which way it went, when known.
     direction: Option<Direction>,
     /// The kernel dropped it, or its reply, in this host: the reason.
@@ -213,7 +213,14 @@ pub struct Tracker {
     /// saw it is an answer that never arrived.
     answered: Table<Key, Duration>,
     servers: Table<IpAddr, ServerHealth>,
-    processes: Table<(String, IpAddr), ProcessExchanges>,
+    /// Per (process, server) pair, in the order they came (never removed: at most
+    /// `limits.processes`), and their indices by the process's `comm[pid]` and the server.
+    processes: Vec<ProcessExchanges>,
+    process_ids: Table<(String, IpAddr), u32>,
+    /// The pair the last request came from: its pid, comm and server, and its index. A busy
+    /// socket's requests come one after another; they find their pair without making its
+    /// name again (a `format!` and two allocations a request).
+    last_process: Option<(u32, Vec<u8>, IpAddr, Option<u32>)>,
     events: Vec<Event>,
     /// Client analytics of a server on this host.
     clients: Clients,
@@ -381,7 +388,7 @@ impl Tracker {
                             dropped: None,
                             mono: sighting.mono_ns,
                         };
-                        self.request(src, dst, h.transmit, pending, process.map(Process::short));
+                        self.request(src, dst, h.transmit, pending, process);
                         if direction == Some(Direction::In) && !sighting.loopback {
                             self.server(dst.ip()).local = true;
                         }
@@ -445,13 +452,11 @@ impl Tracker {
         server: SocketAddr,
         transmit: NtpTimestamp,
         mut pending: Pending,
-        process: Option<String>,
+        process: Option<&Process<'_>>,
     ) {
         self.server(server.ip()).requests += 1;
         let process = process.and_then(|p| self.process(p, server.ip()));
-        if let Some(key) = &process
-            && let Some(p) = self.processes.get_mut(key)
-        {
+        if let Some(p) = process.and_then(|i| self.processes.get_mut(i as usize)) {
             p.requests += 1;
         }
         // `observe_seen` has expired what is older than the timeout at `ts`: if the table is
@@ -462,12 +467,12 @@ impl Tracker {
             self.evicted_requests += 1;
             self.fate(
                 oldest.server.0,
-                p.process.as_deref(),
+                p.process,
                 p.dropped.as_deref(),
                 (p.direction, Some(p.seen)),
             );
         }
-        pending.process = process.map(Box::new);
+        pending.process = process;
         self.pending
             .insert(Key::new(client, server, transmit.0), pending);
         // Its reply, if it came first: answered now.
@@ -495,31 +500,38 @@ impl Tracker {
         while let Some((key, p)) = self.pending.pop_expired(now, self.limits.timeout) {
             self.fate(
                 key.server.0,
-                p.process.as_deref(),
+                p.process,
                 p.dropped.as_deref(),
                 (p.direction, Some(p.seen)),
             );
         }
     }
 
-    /// The key of `process`'s counts with `server`, made if there is room (else `None`: the
-    /// server's own counts still hold the exchange).
-    fn process(&mut self, process: String, server: IpAddr) -> Option<(String, IpAddr)> {
-        let key = (process, server);
-        if !self.processes.contains_key(&key) {
-            if self.processes.len() >= self.limits.processes {
-                return None;
-            }
-            self.processes.insert(
-                key.clone(),
-                ProcessExchanges {
+    /// The index of `process`'s counts with `server`, made if there is room (else `None`:
+    /// the server's own counts still hold the exchange).
+    fn process(&mut self, process: &Process<'_>, server: IpAddr) -> Option<u32> {
+        if let Some((pid, comm, to, index)) = &self.last_process
+            && (*pid, comm.as_slice(), *to) == (process.pid, process.comm, server)
+        {
+            return *index;
+        }
+        let key = (process.short(), server);
+        let index = match self.process_ids.get(&key) {
+            Some(&i) => Some(i),
+            None if self.processes.len() >= self.limits.processes => None,
+            None => {
+                let i = self.processes.len() as u32;
+                self.processes.push(ProcessExchanges {
                     process: key.0.clone(),
                     server: Some(server),
                     ..ProcessExchanges::default()
-                },
-            );
-        }
-        Some(key)
+                });
+                self.process_ids.insert(key, i);
+                Some(i)
+            }
+        };
+        self.last_process = Some((process.pid, process.comm.to_vec(), server, index));
+        index
     }
 
     /// A request to `server` went unanswered: dropped in this host for `dropped`, or else
@@ -527,7 +539,7 @@ impl Tracker {
     fn fate(
         &mut self,
         server: IpAddr,
-        process: Option<&(String, IpAddr)>,
+        process: Option<u32>,
         dropped: Option<&str>,
         (direction, seen): (Option<Direction>, Option<Duration>),
     ) {
@@ -553,7 +565,7 @@ impl Tracker {
                 unanswered: run,
             });
         }
-        if let Some(p) = process.and_then(|k| self.processes.get_mut(k)) {
+        if let Some(p) = process.and_then(|i| self.processes.get_mut(i as usize)) {
             p.unanswered += 1;
         }
     }
@@ -638,7 +650,7 @@ impl Tracker {
                 .push(Event::UnmatchedResponse { server, client });
             return Latency::default();
         };
-        if let Some(p) = process.and_then(|k| self.processes.get_mut(&k)) {
+        if let Some(p) = process.and_then(|i| self.processes.get_mut(i as usize)) {
             p.responses += 1;
         }
         // A server on this host: the request came in, its reply goes out.
@@ -776,7 +788,7 @@ impl Tracker {
     /// Every (process, server) pair, busiest first.
     #[must_use]
     pub fn processes(&self) -> Vec<&ProcessExchanges> {
-        let mut all: Vec<_> = self.processes.values().collect();
+        let mut all: Vec<_> = self.processes.iter().collect();
         all.sort_by(|a, b| {
             (b.requests, &a.process, a.server).cmp(&(a.requests, &b.process, b.server))
         });
