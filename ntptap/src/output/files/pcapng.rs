@@ -381,6 +381,13 @@ impl<W: Write> PcapNgSink<W> {
             _ => 0,
         };
         let data = &data[..data.len().min(self.snaplen as usize)];
+        // A block names an interface described before it (pcap-file refused others too).
+        if id as usize >= self.written.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a frame on interface ID {id}, which the file does not describe"),
+            ));
+        }
         // Encoded by hand (epb.rs); nothing of a block it refuses goes to the file.
         let order = self.writer.section().endianness;
         let staged = self.writer.get_mut();
