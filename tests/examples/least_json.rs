@@ -9,15 +9,13 @@
 //!
 //! Usage: `least_json IFACE`; stops on SIGINT or SIGTERM.
 
-use std::{
-    io::Write as _,
-    ops::ControlFlow,
-    os::fd::AsRawFd as _,
-    sync::atomic::{AtomicBool, Ordering},
-};
+#[path = "shared/least.rs"]
+mod least;
+
+use std::io::Write as _;
 
 use ntptap::{
-    capture::{CaptureConfig, Session, WallClock, iface},
+    capture::WallClock,
     frame::{Direction, Frame, LinkType},
     output::{
         decoded::{Decoded, PortSet},
@@ -25,15 +23,7 @@ use ntptap::{
     },
     process::{Process, Socket},
 };
-use ntptap_common::{
-    COMM_LEN, Counter, RECORD_DROP, RecordHeader, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNOWNED,
-};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
+use ntptap_common::{COMM_LEN, SOCKET_NONE, SOCKET_OWNED, SOCKET_UNOWNED};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,95 +31,52 @@ fn main() {
         eprintln!("usage: least_json IFACE");
         std::process::exit(2);
     };
-    let config = CaptureConfig {
-        interfaces: vec![iface::by_name(name).expect("the interface")],
-        attribution: Some(ntptap::capture::owners::Selection::default()),
-        ..CaptureConfig::default()
-    };
-    let mut session = Session::open(&config).expect("open the capture (run as root)");
-    let mut rings = session.take_rings().expect("the rings");
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-    }
+    let (session, mut rings) = least::open(name);
     let ports = PortSet::new(vec![123]);
     let clock = WallClock::new();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut captured = 0u64;
     eprintln!("least_json: listening on {name}");
-    let header = size_of::<RecordHeader>();
-    loop {
-        let stop = STOP.load(Ordering::Relaxed);
-        rings.read(|record| {
-            if let Some(h) = record.get(..header) {
-                // SAFETY: `h` has exactly size_of::<RecordHeader>() bytes of plain integers.
-                let h: RecordHeader = unsafe { std::ptr::read_unaligned(h.as_ptr().cast()) };
-                if h.flags & RECORD_DROP == 0
-                    && let Some(data) = record.get(header..header + usize::from(h.cap_len))
-                {
-                    captured += 1;
-                    let comm_len = h.owner.comm.iter().position(|&b| b == 0);
-                    let socket = match h.socket {
-                        SOCKET_NONE => Socket::None,
-                        SOCKET_UNOWNED => Socket::Unowned,
-                        SOCKET_OWNED => Socket::Owned(Process {
-                            pid: h.owner.pid,
-                            tid: h.owner.tid,
-                            uid: h.owner.uid,
-                            comm: &h.owner.comm[..comm_len.unwrap_or(COMM_LEN)],
-                            cgroup_id: h.owner.cgroup_id,
-                            cgroup: None,
-                            container: None,
-                            names: None,
-                            netns: None,
-                        }),
-                        _ => Socket::Unknown,
-                    };
-                    let frame = Frame {
-                        number: captured,
-                        ts: clock.wall(h.ts_mono_ns),
-                        mono_ns: Some(h.ts_mono_ns),
-                        ifindex: Some(h.ifindex),
-                        iface: Some(name),
-                        drops_before: h.drops_before,
-                        direction: Some(Direction::from_record(h.direction)),
-                        orig_len: h.orig_len,
-                        link: LinkType::Ethernet,
-                        data,
-                        socket,
-                        drop: None,
-                        send_before: None,
-                        read_before: None,
-                        queued_before: None,
-                    };
-                    serde_json::to_writer(&mut out, &FrameJson(&Decoded::new(&frame, &ports)))
-                        .expect("write a line");
-                    out.write_all(b"\n").expect("write a line");
-                }
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        if stop {
-            break;
-        }
-        let mut fd = libc::pollfd {
-            fd: rings.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+    least::each_frame(&mut rings, |h, data| {
+        captured += 1;
+        let comm_len = h.owner.comm.iter().position(|&b| b == 0);
+        let socket = match h.socket {
+            SOCKET_NONE => Socket::None,
+            SOCKET_UNOWNED => Socket::Unowned,
+            SOCKET_OWNED => Socket::Owned(Process {
+                pid: h.owner.pid,
+                tid: h.owner.tid,
+                uid: h.owner.uid,
+                comm: &h.owner.comm[..comm_len.unwrap_or(COMM_LEN)],
+                cgroup_id: h.owner.cgroup_id,
+                cgroup: None,
+                container: None,
+                names: None,
+                netns: None,
+            }),
+            _ => Socket::Unknown,
         };
-        // SAFETY: poll reads and writes the one pollfd, which lives here; the rings' epoll
-        // descriptor lives as long as `rings`.
-        unsafe { libc::poll(&raw mut fd, 1, 250) };
-    }
+        let frame = Frame {
+            number: captured,
+            ts: clock.wall(h.ts_mono_ns),
+            mono_ns: Some(h.ts_mono_ns),
+            ifindex: Some(h.ifindex),
+            iface: Some(name),
+            drops_before: h.drops_before,
+            direction: Some(Direction::from_record(h.direction)),
+            orig_len: h.orig_len,
+            link: LinkType::Ethernet,
+            data,
+            socket,
+            drop: None,
+            send_before: None,
+            read_before: None,
+            queued_before: None,
+        };
+        serde_json::to_writer(&mut out, &FrameJson(&Decoded::new(&frame, &ports)))
+            .expect("write a line");
+        out.write_all(b"\n").expect("write a line");
+    });
     out.flush().expect("write the lines");
-    let counts = session.counts().expect("the counters");
-    eprintln!("{captured} packets captured");
-    eprintln!(
-        "{} packets received by filter",
-        counts.total(Counter::Matched)
-    );
-    eprintln!(
-        "{} packets dropped by kernel",
-        counts.total(Counter::RingFull)
-    );
+    least::report(&session, captured);
 }

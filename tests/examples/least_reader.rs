@@ -10,24 +10,15 @@
 //!
 //! Usage: `least_reader IFACE FILE`; stops on SIGINT or SIGTERM.
 
-use std::{
-    io::Write as _,
-    ops::ControlFlow,
-    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
-    sync::atomic::{AtomicBool, Ordering},
-};
+#[path = "shared/least.rs"]
+mod least;
 
-use ntptap::capture::{CaptureConfig, Session, WallClock, iface};
-use ntptap_common::{Counter, RECORD_DROP, RecordHeader};
+use std::{io::Write as _, os::fd::AsRawFd as _, os::unix::fs::OpenOptionsExt as _};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+use ntptap::capture::WallClock;
 
 /// What one O_DIRECT write takes: 1 MiB, as ntptap's writer.
 const CHUNK: usize = 1 << 20;
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,13 +26,7 @@ fn main() {
         eprintln!("usage: least_reader IFACE FILE");
         std::process::exit(2);
     };
-    let config = CaptureConfig {
-        interfaces: vec![iface::by_name(name).expect("the interface")],
-        attribution: Some(ntptap::capture::owners::Selection::default()),
-        ..CaptureConfig::default()
-    };
-    let mut session = Session::open(&config).expect("open the capture (run as root)");
-    let rings = session.take_rings().expect("the rings");
+    let (session, mut rings) = least::open(name);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -69,70 +54,32 @@ fn main() {
     put(&[0; 8], &mut len);
     put(&2048u32.to_ne_bytes(), &mut len);
     put(&1u32.to_ne_bytes(), &mut len);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-    }
     let clock = WallClock::new();
-    let mut rings = rings;
     let mut captured = 0u64;
     eprintln!("least_reader: listening on {name}");
-    let header = size_of::<RecordHeader>();
-    loop {
-        let stop = STOP.load(Ordering::Relaxed);
-        rings.read(|record| {
-            if let Some(h) = record.get(..header) {
-                // SAFETY: `h` has exactly size_of::<RecordHeader>() bytes of plain integers.
-                let h: RecordHeader = unsafe { std::ptr::read_unaligned(h.as_ptr().cast()) };
-                if h.flags & RECORD_DROP == 0
-                    && let Some(data) = record.get(header..header + usize::from(h.cap_len))
-                {
-                    let ts = clock.wall(h.ts_mono_ns);
-                    let mut pcap = [0u8; 16];
-                    pcap[..4].copy_from_slice(&(ts.as_secs() as u32).to_ne_bytes());
-                    pcap[4..8].copy_from_slice(&ts.subsec_nanos().to_ne_bytes());
-                    pcap[8..12].copy_from_slice(&u32::from(h.cap_len).to_ne_bytes());
-                    pcap[12..].copy_from_slice(&h.orig_len.to_ne_bytes());
-                    let at = len;
-                    buf[at..at + 16].copy_from_slice(&pcap);
-                    buf[at + 16..at + 16 + data.len()].copy_from_slice(data);
-                    len = at + 16 + data.len();
-                    captured += 1;
-                    if len >= CHUNK {
-                        file.write_all(&buf[..CHUNK]).expect("write the file");
-                        buf.copy_within(CHUNK..len, 0);
-                        len -= CHUNK;
-                    }
-                }
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        if stop {
-            break;
+    least::each_frame(&mut rings, |h, data| {
+        let ts = clock.wall(h.ts_mono_ns);
+        let mut pcap = [0u8; 16];
+        pcap[..4].copy_from_slice(&(ts.as_secs() as u32).to_ne_bytes());
+        pcap[4..8].copy_from_slice(&ts.subsec_nanos().to_ne_bytes());
+        pcap[8..12].copy_from_slice(&u32::from(h.cap_len).to_ne_bytes());
+        pcap[12..].copy_from_slice(&h.orig_len.to_ne_bytes());
+        let at = len;
+        buf[at..at + 16].copy_from_slice(&pcap);
+        buf[at + 16..at + 16 + data.len()].copy_from_slice(data);
+        len = at + 16 + data.len();
+        captured += 1;
+        if len >= CHUNK {
+            file.write_all(&buf[..CHUNK]).expect("write the file");
+            buf.copy_within(CHUNK..len, 0);
+            len -= CHUNK;
         }
-        let mut fd = libc::pollfd {
-            fd: rings.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll reads and writes the one pollfd, which lives here; the rings' epoll
-        // descriptor lives as long as `rings`.
-        unsafe { libc::poll(&raw mut fd, 1, 250) };
-    }
+    });
     // The tail, through the page cache.
     // SAFETY: fcntl on a descriptor this function owns.
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
     file.write_all(&buf[..len]).expect("write the file");
     // SAFETY: `base` came from `alloc_zeroed` with `layout`, and `buf` is not used again.
     unsafe { std::alloc::dealloc(base, layout) };
-    let counts = session.counts().expect("the counters");
-    eprintln!("{captured} packets captured");
-    eprintln!(
-        "{} packets received by filter",
-        counts.total(Counter::Matched)
-    );
-    eprintln!(
-        "{} packets dropped by kernel",
-        counts.total(Counter::RingFull)
-    );
+    least::report(&session, captured);
 }
