@@ -20,10 +20,10 @@ const OPT_FLAGS: u16 = 2;
 const OPT_HASH: u16 = 3;
 const OPT_DROP_COUNT: u16 = 4;
 
-/// Append one enhanced packet block to `buf`, in byte order `order`: `data` on interface `interface_id`, captured at
-/// `ts` (since the Unix epoch), `orig_len` on the wire, with `options`. Nothing is appended
-/// when it fails (an option pcap-file does not write either: too long, or one ntptap never
-/// makes).
+/// Append one enhanced packet block to `buf`, in byte order `order`: `data` on interface
+/// `interface_id`, captured at `ts` (since the Unix epoch), `orig_len` on the wire, with
+/// `options`. Nothing is appended when it fails (an option pcap-file does not write either:
+/// too long, or one ntptap never makes).
 pub fn encode(
     (buf, order): (&mut Vec<u8>, Endianness),
     interface_id: u32,
@@ -32,19 +32,41 @@ pub fn encode(
     data: &[u8],
     options: &[EnhancedPacketOption<'_>],
 ) -> io::Result<()> {
-    let start = buf.len();
-    let encoded = body(
-        &mut Out { buf, order },
-        interface_id,
-        ts,
-        orig_len,
-        data,
-        options,
-    );
-    if encoded.is_err() {
-        buf.truncate(start);
+    let ns = u64::try_from(ts.as_nanos())
+        .map_err(|_| invalid(format!("a timestamp past 2554 ({ts:?}) has no pcapng form")))?;
+    let captured = u32::try_from(data.len())
+        .map_err(|_| invalid(format!("a frame of {} bytes", data.len())))?;
+    if orig_len < captured {
+        return Err(invalid(format!(
+            "a frame's length on the wire ({orig_len}) is less than what was kept ({captured})"
+        )));
     }
-    encoded
+    let start = buf.len();
+    let mut out = Out { buf, order };
+    out.buf.reserve(28 + data.len() + 64);
+    out.u32(ENHANCED_PACKET_BLOCK);
+    out.u32(0); // the block's length, filled in below
+    out.u32(interface_id);
+    out.u32((ns >> 32) as u32);
+    out.u32(ns as u32);
+    out.u32(captured);
+    out.u32(orig_len);
+    out.padded(data);
+    let len = out.options(options).and_then(|()| {
+        u32::try_from(out.buf.len() - start + 4).map_err(|_| invalid("a block past 4 GiB".into()))
+    });
+    let Ok(len) = len else {
+        buf.truncate(start);
+        return len.map(|_| ());
+    };
+    out.u32(len);
+    let b = bytes(order, len.to_be_bytes(), len.to_le_bytes());
+    out.buf[start + 4..start + 8].copy_from_slice(&b);
+    Ok(())
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
 /// The block buffer, and the byte order numbers go in.
@@ -82,77 +104,46 @@ impl Out<'_> {
     /// One option: code, length, value, padding.
     fn option(&mut self, code: u16, value: &[u8]) -> io::Result<()> {
         let len = u16::try_from(value.len()).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a pcapng option of {} bytes (at most 65,535)", value.len()),
-            )
+            invalid(format!(
+                "a pcapng option of {} bytes (at most 65,535)",
+                value.len()
+            ))
         })?;
         self.u16(code);
         self.u16(len);
         self.padded(value);
         Ok(())
     }
-}
 
-fn body(
-    out: &mut Out<'_>,
-    interface_id: u32,
-    ts: Duration,
-    orig_len: u32,
-    data: &[u8],
-    options: &[EnhancedPacketOption<'_>],
-) -> io::Result<()> {
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-    let ns = u64::try_from(ts.as_nanos())
-        .map_err(|_| invalid(format!("a timestamp past 2554 ({ts:?}) has no pcapng form")))?;
-    let captured = u32::try_from(data.len())
-        .map_err(|_| invalid(format!("a frame of {} bytes", data.len())))?;
-    if orig_len < captured {
-        return Err(invalid(format!(
-            "a frame's length on the wire ({orig_len}) is less than what was kept ({captured})"
-        )));
-    }
-    let start = out.buf.len();
-    out.buf.reserve(28 + data.len() + 64);
-    out.u32(ENHANCED_PACKET_BLOCK);
-    out.u32(0); // the block's length, filled in below
-    out.u32(interface_id);
-    out.u32((ns >> 32) as u32);
-    out.u32(ns as u32);
-    out.u32(captured);
-    out.u32(orig_len);
-    out.padded(data);
-    for option in options {
-        match option {
-            EnhancedPacketOption::Flags(f) => {
-                let v = bytes(out.order, f.to_be_bytes(), f.to_le_bytes());
-                out.option(OPT_FLAGS, &v)?;
-            }
-            EnhancedPacketOption::DropCount(n) => {
-                let v = bytes(out.order, n.to_be_bytes(), n.to_le_bytes());
-                out.option(OPT_DROP_COUNT, &v)?;
-            }
-            EnhancedPacketOption::Hash(h) => out.option(OPT_HASH, h)?,
-            EnhancedPacketOption::Common(CommonOption::Comment(c)) => {
-                out.option(OPT_COMMENT, c.as_bytes())?;
-            }
-            EnhancedPacketOption::Common(other) => {
-                return Err(invalid(format!(
-                    "an option ntptap does not write: {other:?}"
-                )));
+    /// The options, then the end of options (none when there are none).
+    fn options(&mut self, options: &[EnhancedPacketOption<'_>]) -> io::Result<()> {
+        for option in options {
+            match option {
+                EnhancedPacketOption::Flags(f) => {
+                    let v = bytes(self.order, f.to_be_bytes(), f.to_le_bytes());
+                    self.option(OPT_FLAGS, &v)?;
+                }
+                EnhancedPacketOption::DropCount(n) => {
+                    let v = bytes(self.order, n.to_be_bytes(), n.to_le_bytes());
+                    self.option(OPT_DROP_COUNT, &v)?;
+                }
+                EnhancedPacketOption::Hash(h) => self.option(OPT_HASH, h)?,
+                EnhancedPacketOption::Common(CommonOption::Comment(c)) => {
+                    self.option(OPT_COMMENT, c.as_bytes())?;
+                }
+                EnhancedPacketOption::Common(other) => {
+                    return Err(invalid(format!(
+                        "an option ntptap does not write: {other:?}"
+                    )));
+                }
             }
         }
+        if !options.is_empty() {
+            // opt_endofopt
+            self.u32(0);
+        }
+        Ok(())
     }
-    if !options.is_empty() {
-        // opt_endofopt
-        out.u32(0);
-    }
-    let len = u32::try_from(out.buf.len() - start + 4)
-        .map_err(|_| invalid("a block past 4 GiB".to_owned()))?;
-    out.u32(len);
-    let b = bytes(out.order, len.to_be_bytes(), len.to_le_bytes());
-    out.buf[start + 4..start + 8].copy_from_slice(&b);
-    Ok(())
 }
 
 /// A comment option, as [`encode`] takes it.

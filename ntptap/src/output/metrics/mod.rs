@@ -103,12 +103,17 @@ enum CommKey {
     Unknown,
 }
 
+/// Whether `comm` has a label of its own: it has one, or there is room for it.
+fn own_label(comms: &std::collections::HashSet<Vec<u8>>, comm: &[u8]) -> bool {
+    comms.contains(comm) || comms.len() < COMM_LABELS
+}
+
 /// The `comm` label for a frame's socket (see [`COMM_LABELS`]); a name gets its own while
 /// there is room, and keeps it.
 fn comm_label(comms: &mut std::collections::HashSet<Vec<u8>>, socket: &Socket<'_>) -> String {
     match socket {
         Socket::Owned(p) => {
-            if comms.contains(p.comm) || comms.len() < COMM_LABELS {
+            if own_label(comms, p.comm) {
                 comms.insert(p.comm.to_vec());
                 escape(p.comm)
             } else {
@@ -694,7 +699,7 @@ impl MetricsSink {
     /// `other` for good, since the set only grows). `None` for a name longer than a key holds.
     fn comm_key(&self, socket: &Socket<'_>) -> Option<CommKey> {
         Some(match socket {
-            Socket::Owned(p) if self.comms.contains(p.comm) || self.comms.len() < COMM_LABELS => {
+            Socket::Owned(p) if own_label(&self.comms, p.comm) => {
                 CommKey::Named(Short::new(p.comm)?)
             }
             Socket::Owned(_) => CommKey::Other,
