@@ -124,14 +124,20 @@ fn compare(ours: &[Record], theirs: &[Record]) {
     // Both taps stamp frames in the kernel a few microseconds apart (XDP and TC egress run
     // before tcpdump's tap, TC ingress just after it). On a 2-vCPU VM a vCPU can be descheduled
     // between the two points: in 600 frames measured that way, 2 were 200-250 µs apart while
-    // the median was 3-25 µs. So one frame per exchange may exceed 100 µs, never 1 ms; a
-    // systematic error fails.
-    let over: Vec<_> = skews.iter().filter(|s| **s > MAX_SKEW).collect();
+    // the median was 3-25 µs. One such stall may delay the frames handled in the same pass
+    // (a clean-clone CI run saw 180 and 198 µs on two frames in a row, the rest 5-30 µs). So
+    // the frames over 100 µs must be one stall's: at most two, one after the other, and none
+    // over 1 ms; a systematic error fails.
+    let over: Vec<usize> = (0..skews.len()).filter(|&i| skews[i] > MAX_SKEW).collect();
+    let one_stall = match over.as_slice() {
+        [] | [_] => true,
+        [a, b] => b - a == 1,
+        _ => false,
+    };
     let worst = skews.iter().max().copied().unwrap_or_default();
     assert!(
-        over.len() <= 1 && worst <= MAX_OUTLIER,
-        "timestamps differ from tcpdump's by more than {MAX_SKEW:?} for {} frames (worst {worst:?}): {skews:?}",
-        over.len()
+        one_stall && worst <= MAX_OUTLIER,
+        "timestamps differ from tcpdump's by more than {MAX_SKEW:?} for frames {over:?} (worst {worst:?}): {skews:?}"
     );
 }
 
