@@ -9,6 +9,8 @@ use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LinkSlice, T
 
 use crate::frame::LinkType;
 
+pub mod plain;
+
 /// The layers of one frame.
 #[derive(Debug, Default)]
 pub struct Dissected<'a> {

@@ -7,7 +7,10 @@ use std::{cell::OnceCell, net::SocketAddr};
 use crate::{
     exchange::Event,
     frame::Frame,
-    net::{Dissected, Net, Transport, dissect},
+    net::{
+        Dissected, Net, Transport, dissect,
+        plain::{self, Datagram},
+    },
     ntp::{Ntp, NtpError},
 };
 
@@ -64,30 +67,43 @@ impl<'a> Decoded<'a> {
             .get_or_init(|| dissect(self.frame.link, self.frame.data))
     }
 
-    /// The NTP packet, if the frame is UDP on the port set.
+    /// The NTP packet, if the frame is UDP on the port set. A plain frame's datagram is read
+    /// where it lies ([`plain::udp`]); any other frame is dissected.
     pub fn ntp(&self) -> Option<&NtpInFrame> {
         self.ntp
             .get_or_init(|| {
-                let d = self.layers();
-                let (
-                    Some(Net::Ip { src, dst, .. }),
-                    Some(Transport::Udp {
-                        sport,
-                        dport,
-                        payload,
-                        ..
-                    }),
-                ) = (d.net, d.transport)
-                else {
-                    return None;
+                let datagram = match plain::udp(self.frame.link, self.frame.data) {
+                    Some(datagram) => datagram,
+                    None => {
+                        let d = self.layers();
+                        let (
+                            Some(Net::Ip { src, dst, .. }),
+                            Some(Transport::Udp {
+                                sport,
+                                dport,
+                                payload,
+                                ..
+                            }),
+                        ) = (d.net, d.transport)
+                        else {
+                            return None;
+                        };
+                        Datagram {
+                            src,
+                            dst,
+                            sport,
+                            dport,
+                            payload,
+                        }
+                    }
                 };
-                if !self.ports.contains(sport) && !self.ports.contains(dport) {
+                if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
                     return None;
                 }
                 Some(NtpInFrame {
-                    src: SocketAddr::new(src, sport),
-                    dst: SocketAddr::new(dst, dport),
-                    packet: Ntp::decode(payload),
+                    src: SocketAddr::new(datagram.src, datagram.sport),
+                    dst: SocketAddr::new(datagram.dst, datagram.dport),
+                    packet: Ntp::decode(datagram.payload),
                 })
             })
             .as_ref()
