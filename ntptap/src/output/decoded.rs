@@ -72,11 +72,10 @@ impl<'a> Decoded<'a> {
     pub fn ntp(&self) -> Option<&NtpInFrame> {
         self.ntp
             .get_or_init(|| {
-                let datagram = match plain::udp(self.frame.link, self.frame.data) {
-                    Some(datagram) => datagram,
-                    None => {
-                        let d = self.layers();
-                        let (
+                let datagram = plain::udp(self.frame.link, self.frame.data).or_else(|| {
+                    let d = self.layers();
+                    match (d.net, d.transport) {
+                        (
                             Some(Net::Ip { src, dst, .. }),
                             Some(Transport::Udp {
                                 sport,
@@ -84,19 +83,16 @@ impl<'a> Decoded<'a> {
                                 payload,
                                 ..
                             }),
-                        ) = (d.net, d.transport)
-                        else {
-                            return None;
-                        };
-                        Datagram {
+                        ) => Some(Datagram {
                             src,
                             dst,
                             sport,
                             dport,
                             payload,
-                        }
+                        }),
+                        _ => None,
                     }
-                };
+                })?;
                 if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
                     return None;
                 }

@@ -89,9 +89,20 @@ pub struct PcapNgSink<W: Write> {
     drops_id: Option<u32>,
     first_ts: Option<std::time::Duration>,
     last_ts: Option<std::time::Duration>,
-    /// The last owner's comments.
-    memo: CommentMemo,
+    /// What a block's comments borrow; out of `self` while a block is written.
+    scratch: Option<Box<Scratch>>,
 }
+
+/// Where an enhanced packet block's comments are made, to be borrowed rather than allocated
+/// for each frame: the last owner's comments and the monotonic time's.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    memo: CommentMemo,
+    ktime: String,
+}
+
+/// A block's options: never more than a few, kept on the stack.
+pub type Options<'m> = smallvec::SmallVec<[EnhancedPacketOption<'m>; 8]>;
 
 fn to_io(err: pcap_file::pcapng::PcapNgWriteError) -> io::Error {
     match err {
@@ -171,7 +182,7 @@ impl<W: Write> PcapNgSink<W> {
             drops_id: None,
             first_ts: None,
             last_ts: None,
-            memo: CommentMemo::default(),
+            scratch: Some(Box::default()),
         };
         for iface in interfaces {
             sink.describe(iface.index, &iface.name)?;
@@ -298,13 +309,10 @@ impl Kept {
 
 /// The options of a frame's enhanced packet block: direction, the kernel's drops before it,
 /// its monotonic time, and comments (drop reason, latency, the socket's owner).
-/// With `memo`, the owner's comments are the memo's, borrowed (see [`CommentMemo`]).
-fn epb_options<'m>(
-    packet: &Decoded<'_>,
-    memo: Option<&'m mut CommentMemo>,
-) -> Vec<EnhancedPacketOption<'m>> {
+/// With `scratch`, the monotonic time and the owner's comments are borrowed from it (see [`CommentMemo`]).
+fn epb_options<'m>(packet: &Decoded<'_>, scratch: Option<&'m mut Scratch>) -> Options<'m> {
     let frame = packet.frame;
-    let mut options = Vec::with_capacity(3);
+    let mut options = Options::new();
     // epb_flags bits 0-1: 01 inbound, 10 outbound.
     match frame.direction {
         Some(Direction::In) => options.push(EnhancedPacketOption::Flags(1)),
@@ -317,8 +325,22 @@ fn epb_options<'m>(
         )));
     }
     let comment = |text: String| super::epb::comment(Cow::Owned(text));
+    let (memo, ktime) = match scratch {
+        Some(s) => (Some(&mut s.memo), Some(&mut s.ktime)),
+        None => (None, None),
+    };
     if let Some(mono) = frame.mono_ns {
-        options.push(comment(format!("ktime_mono_ns={mono}")));
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(mono);
+        match ktime {
+            Some(buf) => {
+                buf.clear();
+                buf.push_str("ktime_mono_ns=");
+                buf.push_str(digits);
+                options.push(super::epb::comment(Cow::Borrowed(buf.as_str())));
+            }
+            None => options.push(comment(format!("ktime_mono_ns={digits}"))),
+        }
     }
     // A drop record: why and where, and the interface it was on (its own is ntptap-drops).
     if let Some(drop) = frame.drop {
@@ -430,17 +452,17 @@ impl<W: Write> Sink for PcapNgSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
         let place = (frame.ifindex, frame.iface, frame.drop.is_some());
-        // The memo is out of `self` while the block borrows its comments.
-        let mut memo = std::mem::take(&mut self.memo);
+        // The scratch is out of `self` while the block borrows its comments.
+        let mut scratch = self.scratch.take().unwrap_or_default();
         let written = self.write_block(
             place,
             frame.link,
             frame.ts,
             frame.orig_len,
             frame.data,
-            &epb_options(packet, Some(&mut memo)),
+            &epb_options(packet, Some(&mut scratch)),
         );
-        self.memo = memo;
+        self.scratch = Some(scratch);
         written?;
         Ok(true)
     }
@@ -517,4 +539,72 @@ fn write_isb<W: Write>(
         })
         .map_err(to_io)?;
     writer.get_mut().hand_over()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        frame::Frame,
+        output::PortSet,
+        process::{Process, Socket},
+    };
+
+    /// The file's bytes after the header blocks.
+    fn blocks(sink: PcapNgSink<Vec<u8>>, header: usize) -> Vec<u8> {
+        let mut sink = sink;
+        sink.writer.get_mut().hand_over().unwrap();
+        sink.writer.into_inner().inner[header..].to_vec()
+    }
+
+    /// A frame's block is the same whether written now, its comments borrowed from the
+    /// sink's scratch, or kept and written later with comments of its own (the flight
+    /// recorder's): through owners that change and repeat, times, directions and drops.
+    #[test]
+    fn a_block_written_now_is_the_block_written_later() {
+        let interfaces = [PcapNgInterface {
+            index: 2,
+            name: "eth0".into(),
+        }];
+        let new = || PcapNgSink::new(Vec::new(), &interfaces, 2048, "udp port 123").unwrap();
+        let header = new().writer.into_inner().inner.len();
+        let (mut now, mut later) = (new(), new());
+        let ports = PortSet::new(vec![123]);
+        let comms: [&[u8]; 3] = [b"chronyd", b"ntpd\x1b[31m", b"chronyd"];
+        let data = [0x45u8; 90];
+        for n in 0..30u64 {
+            let process = Process {
+                pid: 100 + (n as u32 % 4) / 2,
+                tid: 100,
+                uid: 0,
+                comm: comms[n as usize % 3],
+                cgroup_id: 7,
+                cgroup: (n % 5 == 0).then_some("/system.slice/chronyd.service"),
+                container: None,
+                names: None,
+                netns: None,
+            };
+            let frame = Frame {
+                ifindex: Some(2),
+                iface: Some("eth0"),
+                mono_ns: (n % 7 != 0).then_some(1_000_000_000 + n * 999_999_937),
+                direction: [None, Some(Direction::In), Some(Direction::Out)][n as usize % 3],
+                drops_before: u32::from(n % 4 == 1) * 3,
+                socket: match n % 3 {
+                    0 => Socket::Owned(process),
+                    1 => Socket::None,
+                    _ => Socket::Unknown,
+                },
+                ..Frame::test(n + 1, Duration::from_millis(1_700_000_000_000 + n), &data)
+            };
+            let packet = Decoded::new(&frame, &ports);
+            now.frame(&packet).unwrap();
+            later.write_kept(&Kept::new(&packet, 2048)).unwrap();
+        }
+        let (now, later) = (blocks(now, header), blocks(later, header));
+        assert!(now.len() > 30 * 90, "{} bytes", now.len());
+        assert_eq!(now, later);
+    }
 }
