@@ -55,6 +55,15 @@ pub enum UdpChecksum {
 }
 
 impl Dissected<'_> {
+    /// IPv4's time to live, IPv6's hop limit.
+    #[must_use]
+    pub fn hop_limit(&self) -> Option<u8> {
+        self.ipv4
+            .as_ref()
+            .map(|h| h.time_to_live)
+            .or(self.ipv6.as_ref().map(|h| h.hop_limit))
+    }
+
     /// Check the UDP checksum, when there is one to check (not zero over IPv4) and the whole
     /// datagram was captured.
     #[must_use]

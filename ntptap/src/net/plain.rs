@@ -24,6 +24,8 @@ pub struct Datagram<'a> {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
+    /// IPv4's time to live, IPv6's hop limit.
+    pub hop_limit: Option<u8>,
     /// The payload, captured whole.
     pub payload: &'a [u8],
 }
@@ -42,7 +44,7 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
     }
     let be = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
     let ip_len = data.len().checked_sub(ETH_HLEN)?;
-    let (src, dst, datagram) = match be(data.get(..ETH_HLEN)?, 12) {
+    let (src, dst, hop_limit, datagram) = match be(data.get(..ETH_HLEN)?, 12) {
         0x0800 => {
             let ip = data.get(ETH_HLEN..ETH_HLEN + IPV4_HLEN)?;
             // Version 4 and a header of five words; no fragment (MF clear, offset zero).
@@ -57,6 +59,7 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
             (
                 IpAddr::V4(addr(12)),
                 IpAddr::V4(addr(16)),
+                ip[8],
                 &data[ETH_HLEN + IPV4_HLEN..],
             )
         }
@@ -73,6 +76,7 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
             (
                 IpAddr::V6(addr(8)),
                 IpAddr::V6(addr(24)),
+                ip[7],
                 &data[ETH_HLEN + IPV6_HLEN..],
             )
         }
@@ -86,6 +90,7 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
         dst,
         sport: be(datagram, 0),
         dport: be(datagram, 2),
+        hop_limit: Some(hop_limit),
         payload: &datagram[UDP_HLEN..],
     })
 }
@@ -112,6 +117,7 @@ mod tests {
                 dst,
                 sport,
                 dport,
+                hop_limit: d.hop_limit(),
                 payload,
             }),
             _ => None,

@@ -41,6 +41,8 @@ pub struct NtpInFrame {
     pub src: SocketAddr,
     /// Receiver.
     pub dst: SocketAddr,
+    /// IPv4's time to live, IPv6's hop limit.
+    pub hop_limit: Option<u8>,
     /// The decode; `Err` only for an empty payload.
     pub packet: Result<Ntp, NtpError>,
 }
@@ -88,6 +90,7 @@ impl<'a> Decoded<'a> {
                             dst,
                             sport,
                             dport,
+                            hop_limit: d.hop_limit(),
                             payload,
                         }),
                         _ => None,
@@ -99,6 +102,7 @@ impl<'a> Decoded<'a> {
                 Some(NtpInFrame {
                     src: SocketAddr::new(datagram.src, datagram.sport),
                     dst: SocketAddr::new(datagram.dst, datagram.dport),
+                    hop_limit: datagram.hop_limit,
                     packet: Ntp::decode(datagram.payload),
                 })
             })

@@ -109,12 +109,7 @@ impl Consumer for Pipeline {
                 if let Some(drop) = frame.drop {
                     tracker.dropped((src, dst), ntp, drop.reason);
                 } else {
-                    let layers = packet.layers();
-                    let hop_limit = layers
-                        .ipv4
-                        .as_ref()
-                        .map(|h| h.time_to_live)
-                        .or(layers.ipv6.as_ref().map(|h| h.hop_limit));
+                    let hop_limit = packet.ntp().and_then(|n| n.hop_limit);
                     let seen = tracker.observe_seen(
                         &Observation::of_frame(frame, (src, dst), ntp).with_hop_limit(hop_limit),
                     );
