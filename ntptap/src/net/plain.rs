@@ -177,9 +177,18 @@ mod tests {
             }
             for case in &cases {
                 let plain = udp(LinkType::Ethernet, case);
-                if plain.is_some() {
+                if let Some(datagram) = plain {
                     answered += 1;
                     assert_eq!(plain, dissected(LinkType::Ethernet, case), "{case:02x?}");
+                    // What the outputs take from a plain frame besides (its transport layer
+                    // as a whole, no VLAN tags) is the dissection's too.
+                    let d = dissect(LinkType::Ethernet, case);
+                    assert!(d.vlans.is_empty());
+                    assert!(
+                        matches!(d.transport, Some(Transport::Udp { length, .. })
+                            if length == datagram.payload.len()),
+                        "{case:02x?}"
+                    );
                 } else {
                     refused += 1;
                 }

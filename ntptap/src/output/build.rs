@@ -479,7 +479,7 @@ struct Kept {
 
 impl Sink for Kept {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
-        if self.keep.shows(packet.layers().transport.as_ref()) {
+        if self.keep.shows(packet.transport().as_ref()) {
             self.inner.frame(packet)
         } else {
             Ok(false)

@@ -19,6 +19,7 @@ pub struct Decoded<'a> {
     /// The frame as the source made it.
     pub frame: &'a Frame<'a>,
     ports: &'a PortSet,
+    plain: OnceCell<Option<Datagram<'a>>>,
     layers: OnceCell<Dissected<'a>>,
     ntp: OnceCell<Option<NtpInFrame>>,
     /// What the exchange tracker noticed on this frame (kiss-o'-death, monlist, ...), when
@@ -54,6 +55,7 @@ impl<'a> Decoded<'a> {
         Self {
             frame,
             ports,
+            plain: OnceCell::new(),
             layers: OnceCell::new(),
             ntp: OnceCell::new(),
             events: Vec::new(),
@@ -69,33 +71,59 @@ impl<'a> Decoded<'a> {
             .get_or_init(|| dissect(self.frame.link, self.frame.data))
     }
 
-    /// The NTP packet, if the frame is UDP on the port set. A plain frame's datagram is read
-    /// where it lies ([`plain::udp`]); any other frame is dissected.
+    /// A plain frame's UDP datagram, read where it lies without dissecting the frame
+    /// ([`plain::udp`]); `None` for any other frame, which [`Decoded::layers`] tells of.
+    pub fn plain(&self) -> Option<&Datagram<'a>> {
+        self.plain
+            .get_or_init(|| plain::udp(self.frame.link, self.frame.data))
+            .as_ref()
+    }
+
+    /// The transport layer: a plain frame's datagram, else the dissection's.
+    pub fn transport(&self) -> Option<Transport<'a>> {
+        match self.plain() {
+            Some(p) => Some(Transport::Udp {
+                sport: p.sport,
+                dport: p.dport,
+                length: p.payload.len(),
+                payload: p.payload,
+            }),
+            None => self.layers().transport,
+        }
+    }
+
+    /// The frame's UDP datagram: a plain frame's, else the dissection's.
+    fn datagram(&self) -> Option<Datagram<'a>> {
+        if let Some(p) = self.plain() {
+            return Some(*p);
+        }
+        let d = self.layers();
+        match (d.net, d.transport) {
+            (
+                Some(Net::Ip { src, dst, .. }),
+                Some(Transport::Udp {
+                    sport,
+                    dport,
+                    payload,
+                    ..
+                }),
+            ) => Some(Datagram {
+                src,
+                dst,
+                sport,
+                dport,
+                hop_limit: d.hop_limit(),
+                payload,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The NTP packet, if the frame is UDP on the port set.
     pub fn ntp(&self) -> Option<&NtpInFrame> {
         self.ntp
             .get_or_init(|| {
-                let datagram = plain::udp(self.frame.link, self.frame.data).or_else(|| {
-                    let d = self.layers();
-                    match (d.net, d.transport) {
-                        (
-                            Some(Net::Ip { src, dst, .. }),
-                            Some(Transport::Udp {
-                                sport,
-                                dport,
-                                payload,
-                                ..
-                            }),
-                        ) => Some(Datagram {
-                            src,
-                            dst,
-                            sport,
-                            dport,
-                            hop_limit: d.hop_limit(),
-                            payload,
-                        }),
-                        _ => None,
-                    }
-                })?;
+                let datagram = self.datagram()?;
                 if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
                     return None;
                 }

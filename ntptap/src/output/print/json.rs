@@ -87,7 +87,7 @@ impl<W: Write> JsonSink<W> {
 impl<W: Write> Sink for JsonSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         if self.frames {
-            if !self.filter.shows(packet.layers().transport.as_ref()) {
+            if !self.filter.shows(packet.transport().as_ref()) {
                 return Ok(false);
             }
             serde_json::to_writer(&mut self.out, &FrameJson(packet))?;
@@ -144,14 +144,22 @@ pub struct FrameJson<'p, 'a>(pub &'p Decoded<'a>);
 impl Serialize for FrameJson<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let packet = self.0;
-        let (frame, d) = (packet.frame, packet.layers());
+        let frame = packet.frame;
         let ts = DateTime::from_timestamp(frame.ts.as_secs() as i64, frame.ts.subsec_nanos())
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true));
-        let (src, dst) = match d.net {
-            Some(Net::Ip { src, dst, .. }) => (Some(src), Some(dst)),
-            _ => (None, None),
+        // A plain frame is not dissected: its addresses and ports are where they lie, and it
+        // has no VLAN tag.
+        let (src, dst, vlans) = if let Some(p) = packet.plain() {
+            (Some(p.src), Some(p.dst), &[][..])
+        } else {
+            let d = packet.layers();
+            match d.net {
+                Some(Net::Ip { src, dst, .. }) => (Some(src), Some(dst), &d.vlans[..]),
+                _ => (None, None, &d.vlans[..]),
+            }
         };
-        let (sport, dport, length) = match d.transport {
+        let transport = packet.transport();
+        let (sport, dport, length) = match transport {
             Some(Transport::Udp {
                 sport,
                 dport,
@@ -161,7 +169,7 @@ impl Serialize for FrameJson<'_, '_> {
             Some(Transport::Tcp { sport, dport, .. }) => (Some(sport), Some(dport), None),
             _ => (None, None, None),
         };
-        let ntp = match d.transport {
+        let ntp = match transport {
             Some(Transport::Udp { .. }) => packet.ntp(),
             _ => None,
         };
@@ -202,7 +210,7 @@ impl Serialize for FrameJson<'_, '_> {
             "ts_unix_ns",
             &u64::try_from(frame.ts.as_nanos()).unwrap_or(u64::MAX),
         )?;
-        m.serialize_entry("vlan", &d.vlans)?;
+        m.serialize_entry("vlan", vlans)?;
         m.end()
     }
 }

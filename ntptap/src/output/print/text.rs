@@ -270,7 +270,7 @@ impl std::fmt::Display for Fraction {
 impl<W: Write> Sink for TextSink<W> {
     fn frame(&mut self, packet: &Decoded<'_>) -> io::Result<bool> {
         let frame = packet.frame;
-        if !self.filter.shows(packet.layers().transport.as_ref()) {
+        if !self.filter.shows(packet.transport().as_ref()) {
             return Ok(false);
         }
         self.shown += 1;
