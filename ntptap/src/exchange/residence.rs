@@ -9,7 +9,7 @@
 //! read before its request (another CPU's ring) has no latency in either, but the tracker then
 //! takes the request as answered where this keeps it waiting until the timeout.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use super::{
     Limits, Observation,
@@ -63,16 +63,11 @@ impl Residence {
         };
         match o.ntp.mode {
             Mode::Client | Mode::SymmetricActive => {
-                if self.waiting.len() >= self.most {
-                    self.waiting.pop_oldest();
-                }
-                self.waiting.insert(
-                    Key::new(o.src, o.dst, h.transmit.0),
-                    Asked {
-                        seen: o.ts,
-                        mono: o.sighting.mono_ns,
-                        direction: o.direction,
-                    },
+                self.asked(
+                    (o.src, o.dst, h.transmit.0),
+                    o.ts,
+                    o.sighting.mono_ns,
+                    o.direction,
                 );
                 Latency::default()
             }
@@ -90,6 +85,31 @@ impl Residence {
             }
             _ => Latency::default(),
         }
+    }
+
+    /// Take a request (client or symmetric active mode, a whole time header) from `src` to
+    /// `dst` that carried `transmit`, seen at `seen` (its record's monotonic time `mono`)
+    /// going `direction`: what [`Residence::observe`] does with one, for a request known by
+    /// its bytes alone ([`crate::output::Decoded::request`]), which need not be decoded.
+    pub fn asked(
+        &mut self,
+        (src, dst, transmit): (SocketAddr, SocketAddr, u64),
+        seen: Duration,
+        mono: Option<u64>,
+        direction: Option<Direction>,
+    ) {
+        self.expire(seen);
+        if self.waiting.len() >= self.most {
+            self.waiting.pop_oldest();
+        }
+        self.waiting.insert(
+            Key::new(src, dst, transmit),
+            Asked {
+                seen,
+                mono,
+                direction,
+            },
+        );
     }
 
     /// Forget the requests older than the timeout at `now`.

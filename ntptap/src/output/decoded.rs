@@ -11,7 +11,7 @@ use crate::{
         Dissected, Net, Transport, dissect,
         plain::{self, Datagram},
     },
-    ntp::{Ntp, NtpError},
+    ntp::{Body, Mode, Ntp, NtpError, NtpPacket, view::TimeView},
 };
 
 /// One frame, with its layers and NTP packet decoded on first use.
@@ -137,6 +137,37 @@ impl<'a> Decoded<'a> {
             .as_ref()
     }
 
+    /// A request the frame carries, known by its bytes alone: client or symmetric active
+    /// mode with a whole time header, UDP on the port set; its ends and transmit timestamp.
+    /// It is what [`Decoded::ntp`]'s decode would say of such a packet (the test below holds
+    /// it to that), without the decode, where pairing wants no more of a request.
+    pub fn request(&self) -> Option<(SocketAddr, SocketAddr, u64)> {
+        if let Some(n) = self.ntp.get() {
+            let n = n.as_ref()?;
+            let ntp = n.packet.as_ref().ok()?;
+            return match (&ntp.body, ntp.mode) {
+                (Body::Time(h), Mode::Client | Mode::SymmetricActive) => {
+                    Some((n.src, n.dst, h.transmit.0))
+                }
+                _ => None,
+            };
+        }
+        let datagram = self.datagram()?;
+        if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
+            return None;
+        }
+        let mode = NtpPacket::new_checked(datagram.payload).ok()?.mode();
+        if !matches!(mode, Mode::Client | Mode::SymmetricActive) {
+            return None;
+        }
+        let time = TimeView::new_checked(datagram.payload).ok()?;
+        Some((
+            SocketAddr::new(datagram.src, datagram.sport),
+            SocketAddr::new(datagram.dst, datagram.dport),
+            time.transmit().0,
+        ))
+    }
+
     /// The NTP packet, if the frame carries one that decodes (every non-empty payload does).
     pub fn ntp_packet(&self) -> Option<(SocketAddr, SocketAddr, &Ntp)> {
         let n = self.ntp()?;
@@ -165,5 +196,67 @@ impl PortSet {
     #[must_use]
     pub fn ports(&self) -> &[u16] {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// What the decode says of a request: its ends and transmit timestamp.
+    fn decoded_request(packet: &Decoded<'_>) -> Option<(SocketAddr, SocketAddr, u64)> {
+        let (src, dst, ntp) = packet.ntp_packet()?;
+        match (&ntp.body, ntp.mode) {
+            (Body::Time(h), Mode::Client | Mode::SymmetricActive) => Some((src, dst, h.transmit.0)),
+            _ => None,
+        }
+    }
+
+    /// Every first byte (each mode, version and leap), payloads cut short of a time header
+    /// and longer than one, ports in and out of the set, plain frames and tagged ones (which
+    /// are dissected): a request known by its bytes is the decode's request.
+    #[test]
+    fn a_request_known_by_its_bytes_is_the_decodes() {
+        let ports = PortSet::new(vec![123]);
+        let (mut requests, mut others) = (0, 0);
+        for len in [0, 1, 12, 47, 48, 49, 68, 120] {
+            for first in 0..=255u8 {
+                let payload: Vec<u8> = (0..len)
+                    .map(|i| if i == 0 { first } else { (i * 37 + 11) as u8 })
+                    .collect();
+                for (sport, dport) in [(40000, 123), (123, 123), (40000, 124)] {
+                    let mut plain = Vec::new();
+                    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                        .udp(sport, dport)
+                        .write(&mut plain, &payload)
+                        .unwrap();
+                    let mut tagged = Vec::new();
+                    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                        .single_vlan(7.try_into().unwrap())
+                        .ipv6([0xfd; 16], [0xfe; 16], 64)
+                        .udp(sport, dport)
+                        .write(&mut tagged, &payload)
+                        .unwrap();
+                    for data in [&plain, &tagged] {
+                        let frame = Frame::test(1, Duration::ZERO, data);
+                        let want = decoded_request(&Decoded::new(&frame, &ports));
+                        let fresh = Decoded::new(&frame, &ports);
+                        assert_eq!(fresh.request(), want, "{data:02x?}");
+                        // And once the packet is decoded, from the decode.
+                        assert_eq!(fresh.ntp().is_some(), dport == 123 || sport == 123);
+                        assert_eq!(fresh.request(), want, "{data:02x?}");
+                        if want.is_some() {
+                            requests += 1;
+                        } else {
+                            others += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(requests > 1000 && others > 1000, "{requests} {others}");
     }
 }

@@ -121,10 +121,15 @@ impl Consumer for Pipeline {
             packet.events = tracker.take_events();
         } else if let Some(residence) = &mut self.residence
             && frame.drop.is_none()
-            && let Some((src, dst, ntp)) = packet.ntp_packet()
         {
-            let latency = residence.observe(&Observation::of_frame(frame, (src, dst), ntp));
-            packet.latency = (!latency.is_empty()).then_some(latency);
+            // A request waits for its reply as its bytes say it; nothing else asks for its
+            // decode here.
+            if let Some(request) = packet.request() {
+                residence.asked(request, frame.ts, frame.mono_ns, frame.direction);
+            } else if let Some((src, dst, ntp)) = packet.ntp_packet() {
+                let latency = residence.observe(&Observation::of_frame(frame, (src, dst), ntp));
+                packet.latency = (!latency.is_empty()).then_some(latency);
+            }
         }
         let mut shown = self.every_frame_counts;
         for sink in &mut self.sinks {
