@@ -385,7 +385,7 @@ const _: () = assert!(size_of::<LargeRecord>() == 96 + MAX_DATA);
 /// Per-CPU counters kept by the kernel programs, one block of [`COUNTER_SLOTS`] per interface
 /// slot and direction.
 ///
-/// Index into the `NTPTAP_COUNTERS` map with [`counter_index`].
+/// Index into a [`CounterBlock`] of the `NTPTAP_COUNTERS` map, whose key is [`counter_key`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -455,21 +455,19 @@ pub const INTERFACE_SLOTS: u32 = 256;
 /// indexes only grow, and two live interfaces 65,536 indexes apart are not a host's life. A
 /// lookup in an array map is an address computation (the verifier inlines it).
 pub const IFSLOT_ENTRIES: u32 = 65536;
-/// Entries of the per-CPU counters map.
-pub const COUNTER_ENTRIES: u32 = INTERFACE_SLOTS * DIRECTIONS * COUNTER_SLOTS;
+/// Entries of the per-CPU counters map: one [`CounterBlock`] per interface slot and direction.
+pub const COUNTER_ENTRIES: u32 = INTERFACE_SLOTS * DIRECTIONS;
 
-/// Index of the first counter for interface slot `slot` and `direction` in the counters map.
+/// One entry of the counters map: the counters of one interface slot and direction, indexed
+/// by [`Counter`]. A frame's program looks its block up once and counts into it: one lookup
+/// a frame instead of one per counter (a captured frame counts three).
+pub type CounterBlock = [u64; COUNTER_SLOTS as usize];
+
+/// Key of the counters of interface slot `slot` and `direction` in the counters map.
 #[inline(always)]
 #[must_use]
-pub const fn counter_base(slot: u32, direction: u8) -> u32 {
-    ((slot % INTERFACE_SLOTS) * DIRECTIONS + direction as u32) * COUNTER_SLOTS
-}
-
-/// Index of `counter` for interface slot `slot` and `direction` in the counters map.
-#[inline(always)]
-#[must_use]
-pub const fn counter_index(slot: u32, direction: u8, counter: Counter) -> u32 {
-    counter_base(slot, direction) + counter as u32
+pub const fn counter_key(slot: u32, direction: u8) -> u32 {
+    (slot % INTERFACE_SLOTS) * DIRECTIONS + direction as u32
 }
 
 /// Filter flag: capture every frame, whatever its ports (`--all`).

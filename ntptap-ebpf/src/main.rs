@@ -29,10 +29,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ntptap_common::{
-    ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter,
+    ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter, CounterBlock,
     DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
     IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, SMALL_DATA,
-    SOCKET_OWNED, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_base,
+    SOCKET_OWNED, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_key,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 use shared::{
@@ -40,9 +40,14 @@ use shared::{
     this_cpus_ring, wakeup_flags,
 };
 
-/// Per-CPU counters of every decision, per direction (see `Counter`).
+/// Per-CPU counters of every decision, a block per interface slot and direction (see
+/// `Counter`, `counter_key`).
 #[map(name = "NTPTAP_COUNTERS")]
-static NTPTAP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+static NTPTAP_COUNTERS: PerCpuArray<CounterBlock> =
+    PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// This CPU's counters of the frame's interface slot and direction, looked up once a frame.
+type Counts = *mut CounterBlock;
 
 /// Per-CPU ring-full drops since this CPU's last record, reported in the next one.
 #[map(name = "NTPTAP_PENDING")]
@@ -363,13 +368,12 @@ impl Frame for TcFrame<'_> {
 static ONE: usize = 1;
 
 #[inline(always)]
-/// Count one `counter` in the block starting at `base` (see `counter_base`).
-fn count(base: u32, counter: Counter) {
-    if let Some(slot) = NTPTAP_COUNTERS.get_ptr_mut(base + counter as u32) {
-        // SAFETY: the slot is this CPU's own; BPF programs do not migrate or nest on one CPU
-        // for the same hook, so a plain increment is not torn.
-        unsafe { *slot += 1 };
-    }
+/// Count one `counter` in this CPU's block `counts`.
+fn count(counts: Counts, counter: Counter) {
+    // SAFETY: the block is this CPU's own (see `tap`); BPF programs do not migrate or nest on
+    // one CPU for the same hook, so a plain increment is not torn. The index is a constant
+    // below the block's length.
+    unsafe { (*counts)[counter as usize] += 1 };
 }
 
 /// Whether the frame's source or destination is in the host sets.
@@ -400,8 +404,13 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
         .get(ifindex % IFSLOT_ENTRIES)
         .copied()
         .unwrap_or(0);
-    let base = counter_base(slot, direction);
-    count(base, Counter::Seen);
+    // The key is within the map (`counter_key`), so the lookup finds the block. Checked
+    // once here, the pointer is known valid in every later count: a null test at each count
+    // split the verifier's states at each (it then took minutes on 5.10's copy loop).
+    let Some(counts) = NTPTAP_COUNTERS.get_ptr_mut(counter_key(slot, direction)) else {
+        return;
+    };
+    count(counts, Counter::Seen);
     let config = config();
     // The default filter (the port set alone, no logging) on an untagged frame with plain
     // headers, the frames most links carry: decided without the general parser. The
@@ -416,7 +425,7 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
                         sport,
                         dport,
                     };
-                    let _ = attribute_and_capture(frame, &config, ifindex, direction, base, &udp);
+                    let _ = attribute_and_capture(frame, &config, ifindex, direction, counts, &udp);
                 }
                 return;
             }
@@ -424,8 +433,8 @@ fn tap<F: Frame>(frame: &F, ifindex: u32, direction: u8) {
             None => {}
         }
     }
-    let outcome = match select(frame, &config, base) {
-        Ok(udp) => attribute_and_capture(frame, &config, ifindex, direction, base, &udp),
+    let outcome = match select(frame, &config, counts) {
+        Ok(udp) => attribute_and_capture(frame, &config, ifindex, direction, counts, &udp),
         Err(reason) => Err(reason),
     };
     // A read-only flag: with --debug-ebpf off, the verifier removes this branch.
@@ -451,7 +460,7 @@ fn attribute_and_capture<F: Frame>(
     config: &Config,
     ifindex: u32,
     direction: u8,
-    base: u32,
+    counts: Counts,
     udp: &Udp,
 ) -> Result<u32, &'static str> {
     let (socket, owner) = if config.attribution & ATTRIBUTE != 0 && udp.addresses.family != 0 {
@@ -460,7 +469,7 @@ fn attribute_and_capture<F: Frame>(
         (SOCKET_UNKNOWN, Owner::default())
     };
     if config.attribution & ATTRIBUTE_SELECT != 0 && !owners::selected(config, socket, &owner) {
-        count(base, Counter::OtherProcess);
+        count(counts, Counter::OtherProcess);
         return Err("another process's socket");
     }
     if config.attribution & ATTRIBUTE != 0 {
@@ -491,8 +500,8 @@ fn attribute_and_capture<F: Frame>(
             }
         }
     }
-    count(base, Counter::Matched);
-    capture(frame, config, ifindex, direction, base)
+    count(counts, Counter::Matched);
+    capture(frame, config, ifindex, direction, counts)
 }
 
 /// `--latency`: when the socket that sent an egress frame last read from and sent to the
@@ -522,7 +531,7 @@ fn egress_stamps<F: Frame>(frame: &F, udp: &Udp) -> Stamps {
 /// Whether the frame matches the filter; if so, its UDP header's facts (no family for a
 /// frame `--all` takes that is not UDP); if not, why.
 #[inline(always)]
-fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<Udp, &'static str> {
+fn select<F: Frame>(frame: &F, config: &Config, counts: Counts) -> Result<Udp, &'static str> {
     let all = config.filter & FILTER_ALL != 0;
     let hosts = config.filter & FILTER_HOST != 0;
     let mut udp = Udp {
@@ -570,11 +579,11 @@ fn select<F: Frame>(frame: &F, config: &Config, base: u32) -> Result<Udp, &'stat
             }
             Verdict::Other => return Err("not UDP over IP"),
             Verdict::LaterFragment => {
-                count(base, Counter::LaterFragment);
+                count(counts, Counter::LaterFragment);
                 return Err("later IP fragment");
             }
             Verdict::Unparsable => {
-                count(base, Counter::Unparsable);
+                count(counts, Counter::Unparsable);
                 return Err("unparsable headers");
             }
         }
@@ -592,7 +601,7 @@ fn capture<F: Frame>(
     config: &Config,
     ifindex: u32,
     direction: u8,
-    base: u32,
+    counts: Counts,
 ) -> Result<u32, &'static str> {
     let len = frame.len();
     let mut snap = u64::from(config.snaplen);
@@ -602,7 +611,7 @@ fn capture<F: Frame>(
     let cap = if len < snap { len } else { snap };
     if cap == 0 {
         // Only a zero-length frame gets here; there is nothing to copy.
-        count(base, Counter::CopyFailed);
+        count(counts, Counter::CopyFailed);
         return Err("empty frame");
     }
     let vlan = frame.offloaded_vlan();
@@ -622,11 +631,11 @@ fn capture<F: Frame>(
         vlan_proto,
     };
     if cap <= TINY_DATA as u64 {
-        emit::<TINY_DATA, F>(frame, config, &head, cap, base)
+        emit::<TINY_DATA, F>(frame, config, &head, cap, counts)
     } else if cap <= SMALL_DATA as u64 {
-        emit::<SMALL_DATA, F>(frame, config, &head, cap, base)
+        emit::<SMALL_DATA, F>(frame, config, &head, cap, counts)
     } else {
-        emit::<MAX_DATA, F>(frame, config, &head, cap, base)
+        emit::<MAX_DATA, F>(frame, config, &head, cap, counts)
     }
 }
 
@@ -651,12 +660,12 @@ fn emit<const N: usize, F: Frame>(
     config: &Config,
     head: &Head,
     cap: u64,
-    base: u32,
+    counts: Counts,
 ) -> Result<u32, &'static str> {
     let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let ring = this_cpus_ring(config);
     let Some(mut entry) = ring.and_then(|r| r.reserve_untyped::<Record<N>>(0)) else {
-        count(base, Counter::RingFull);
+        count(counts, Counter::RingFull);
         if let Some(pending) = pending {
             // SAFETY: this CPU's own slot; see `count`.
             unsafe { *pending = (*pending).saturating_add(1) };
@@ -710,7 +719,7 @@ fn emit<const N: usize, F: Frame>(
     };
     if copied != 0 {
         entry.discard(0);
-        count(base, Counter::CopyFailed);
+        count(counts, Counter::CopyFailed);
         return Err("dropped: copy failed");
     }
     // The ring adds an 8-byte header to each record.
@@ -718,9 +727,9 @@ fn emit<const N: usize, F: Frame>(
         wakeup_flags(config, r, size_of::<Record<N>>() as u64 + 8)
     });
     entry.submit(flags);
-    count(base, Counter::Captured);
+    count(counts, Counter::Captured);
     if head.flags & RECORD_TRUNCATED != 0 {
-        count(base, Counter::Truncated);
+        count(counts, Counter::Truncated);
     }
     Ok(len as u32)
 }

@@ -2,7 +2,9 @@
 //! the capture, shown by the exit summary and the metrics.
 
 use aya::maps::{MapData, PerCpuArray};
-use ntptap_common::{COUNTER_SLOTS, Counter, DIRECTIONS, DROP_STATS, DropStat, counter_index};
+use ntptap_common::{
+    COUNTER_SLOTS, Counter, CounterBlock, DIRECTIONS, DROP_STATS, DropStat, counter_key,
+};
 
 /// One interface's counters: per direction, per [`Counter`].
 pub type Block = [[u64; COUNTER_SLOTS as usize]; DIRECTIONS as usize];
@@ -80,12 +82,13 @@ impl OwnerCounts {
 }
 
 /// Read the counters of the interface slot `slot`, summed over CPUs.
-pub fn read_block(map: &PerCpuArray<MapData, u64>, slot: u32) -> anyhow::Result<Block> {
+pub fn read_block(map: &PerCpuArray<MapData, CounterBlock>, slot: u32) -> anyhow::Result<Block> {
     let mut block = Block::default();
     for direction in 0..DIRECTIONS as u8 {
+        let per_cpu = map.get(&counter_key(slot, direction), 0)?;
         for counter in Counter::ALL {
-            let per_cpu = map.get(&counter_index(slot, direction, counter), 0)?;
-            block[usize::from(direction)][counter as usize] = per_cpu.iter().sum();
+            block[usize::from(direction)][counter as usize] =
+                per_cpu.iter().map(|cpu| cpu[counter as usize]).sum();
         }
     }
     Ok(block)
@@ -94,7 +97,7 @@ pub fn read_block(map: &PerCpuArray<MapData, u64>, slot: u32) -> anyhow::Result<
 impl Counts {
     /// Read the counters of `interfaces` (counter slot, name).
     pub fn read<'a>(
-        map: &PerCpuArray<MapData, u64>,
+        map: &PerCpuArray<MapData, CounterBlock>,
         interfaces: impl IntoIterator<Item = (u32, &'a str)>,
     ) -> anyhow::Result<Self> {
         let mut counts = Counts::default();

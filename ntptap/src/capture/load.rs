@@ -67,7 +67,7 @@ pub struct Programs {
     /// The ring buffers, one per CPU.
     pub ring: Rings,
     /// The per-CPU counters.
-    pub counters: PerCpuArray<MapData, u64>,
+    pub counters: PerCpuArray<MapData, ntptap_common::CounterBlock>,
     /// The port set. Kept open: the programs reference it when they are loaded.
     pub ports: Array<MapData, u8>,
     /// The IPv4 and IPv6 host sets, kept open for the same reason.

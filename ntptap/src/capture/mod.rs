@@ -54,7 +54,7 @@ pub struct Session {
     config: CaptureConfig,
     /// Taken by [`Session::run`].
     ring: Option<Rings>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, ntptap_common::CounterBlock>,
     /// Held only to keep the maps open.
     _maps: (Array<MapData, u8>, HostMaps),
     /// `--pin`'s maps, unpinned when dropped.
@@ -332,11 +332,12 @@ impl Session {
             .map_err(|(_, e)| anyhow!("{e}"))
             .and_then(|cpus| {
                 for direction in 0..ntptap_common::DIRECTIONS as u8 {
-                    for counter in ntptap_common::Counter::ALL {
-                        let key = ntptap_common::counter_index(slot, direction, counter);
-                        let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?;
-                        self.counters.set(key, zeros, 0)?;
-                    }
+                    let key = ntptap_common::counter_key(slot, direction);
+                    let zeros = aya::maps::PerCpuValues::try_from(vec![
+                        ntptap_common::CounterBlock::default();
+                        cpus
+                    ])?;
+                    self.counters.set(key, zeros, 0)?;
                 }
                 Ok(())
             });
