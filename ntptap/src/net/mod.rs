@@ -54,7 +54,31 @@ pub enum UdpChecksum {
     },
 }
 
-impl Dissected<'_> {
+impl<'a> Dissected<'a> {
+    /// The UDP datagram, when the frame carries one over IP.
+    #[must_use]
+    pub fn datagram(&self) -> Option<plain::Datagram<'a>> {
+        match (self.net, self.transport) {
+            (
+                Some(Net::Ip { src, dst, .. }),
+                Some(Transport::Udp {
+                    sport,
+                    dport,
+                    payload,
+                    ..
+                }),
+            ) => Some(plain::Datagram {
+                src,
+                dst,
+                sport,
+                dport,
+                hop_limit: self.hop_limit(),
+                payload,
+            }),
+            _ => None,
+        }
+    }
+
     /// IPv4's time to live, IPv6's hop limit.
     #[must_use]
     pub fn hop_limit(&self) -> Option<u8> {

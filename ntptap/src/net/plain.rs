@@ -98,30 +98,11 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Net, Transport, dissect};
+    use crate::net::{Transport, dissect};
 
     /// What the dissection says of the frame's UDP datagram.
     fn dissected(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
-        let d = dissect(link, data);
-        match (d.net, d.transport) {
-            (
-                Some(Net::Ip { src, dst, .. }),
-                Some(Transport::Udp {
-                    sport,
-                    dport,
-                    payload,
-                    ..
-                }),
-            ) => Some(Datagram {
-                src,
-                dst,
-                sport,
-                dport,
-                hop_limit: d.hop_limit(),
-                payload,
-            }),
-            _ => None,
-        }
+        dissect(link, data).datagram()
     }
 
     fn frames() -> Vec<Vec<u8>> {

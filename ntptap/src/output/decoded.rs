@@ -8,7 +8,7 @@ use crate::{
     exchange::Event,
     frame::Frame,
     net::{
-        Dissected, Net, Transport, dissect,
+        Dissected, Transport, dissect,
         plain::{self, Datagram},
     },
     ntp::{Body, Mode, Ntp, NtpError, NtpPacket, view::TimeView},
@@ -97,26 +97,7 @@ impl<'a> Decoded<'a> {
         if let Some(p) = self.plain() {
             return Some(*p);
         }
-        let d = self.layers();
-        match (d.net, d.transport) {
-            (
-                Some(Net::Ip { src, dst, .. }),
-                Some(Transport::Udp {
-                    sport,
-                    dport,
-                    payload,
-                    ..
-                }),
-            ) => Some(Datagram {
-                src,
-                dst,
-                sport,
-                dport,
-                hop_limit: d.hop_limit(),
-                payload,
-            }),
-            _ => None,
-        }
+        self.layers().datagram()
     }
 
     /// The NTP packet, if the frame is UDP on the port set.
