@@ -19,7 +19,7 @@ use ntptap::{
     frame::{Direction, Frame, LinkType},
     output::{
         decoded::{Decoded, PortSet},
-        print::json::FrameJson,
+        print::{json::FrameJson, object},
     },
     process::{Process, Socket},
 };
@@ -37,6 +37,7 @@ fn main() {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut captured = 0u64;
     eprintln!("least_json: listening on {name}");
+    let mut line = Vec::new();
     least::each_frame(&mut rings, |h, data| {
         captured += 1;
         let comm_len = h.owner.comm.iter().position(|&b| b == 0);
@@ -73,9 +74,10 @@ fn main() {
             read_before: None,
             queued_before: None,
         };
-        serde_json::to_writer(&mut out, &FrameJson(&Decoded::new(&frame, &ports)))
-            .expect("write a line");
-        out.write_all(b"\n").expect("write a line");
+        line.clear();
+        object::write(&mut line, &FrameJson(&Decoded::new(&frame, &ports))).expect("a line");
+        line.push(b'\n');
+        out.write_all(&line).expect("write a line");
     });
     out.flush().expect("write the lines");
     least::report(&session, captured);

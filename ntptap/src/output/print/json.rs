@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Value, json};
 
+use super::object::{self, Fields, Object, Serde};
 use crate::process::{Process, escape};
 
 use super::super::{decoded::Decoded, sink::Control as SinkControl, sink::Filter, sink::Sink};
@@ -29,6 +30,8 @@ pub struct JsonSink<W: Write> {
     last_stats: Option<std::time::Duration>,
     /// Frames too, not only events (`--no-print` leaves them out).
     frames: bool,
+    /// The line being written.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonSink<W> {
@@ -42,6 +45,7 @@ impl<W: Write> JsonSink<W> {
             stats_every: None,
             last_stats: None,
             frames: true,
+            line: Vec::new(),
         }
     }
 
@@ -90,8 +94,10 @@ impl<W: Write> Sink for JsonSink<W> {
             if !self.filter.shows(packet.transport().as_ref()) {
                 return Ok(false);
             }
-            serde_json::to_writer(&mut self.out, &FrameJson(packet))?;
-            self.out.write_all(b"\n")?;
+            self.line.clear();
+            object::write(&mut self.line, &FrameJson(packet))?;
+            self.line.push(b'\n');
+            self.out.write_all(&self.line)?;
         }
         for event in &packet.events {
             let mut event = serde_json::to_value(event)?;
@@ -141,8 +147,8 @@ impl<W: Write> Sink for JsonSink<W> {
 /// their types declare; JSON objects have no order, and readers compare them as values.
 pub struct FrameJson<'p, 'a>(pub &'p Decoded<'a>);
 
-impl Serialize for FrameJson<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Object for FrameJson<'_, '_> {
+    fn fields<F: Fields>(&self, m: &mut F) -> Result<(), F::Error> {
         let packet = self.0;
         let frame = packet.frame;
         let ts = DateTime::from_timestamp(frame.ts.as_secs() as i64, frame.ts.subsec_nanos())
@@ -173,52 +179,50 @@ impl Serialize for FrameJson<'_, '_> {
             Some(Transport::Udp { .. }) => packet.ntp(),
             _ => None,
         };
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("caplen", &frame.data.len())?;
-        m.serialize_entry("direction", &frame.direction)?;
-        m.serialize_entry("dport", &dport)?;
-        m.serialize_entry(
+        m.field("caplen", &frame.data.len())?;
+        m.field("direction", &frame.direction)?;
+        m.field("dport", &dport)?;
+        m.field(
             "drop",
             &frame.drop.map(|d| DropJson {
                 location: escape(d.location.as_bytes()),
                 reason: escape(d.reason.as_bytes()),
             }),
         )?;
-        m.serialize_entry("dst", &dst)?;
-        m.serialize_entry("frame", &frame.number)?;
-        m.serialize_entry("iface", &frame.iface.map(crate::escape::json))?;
-        m.serialize_entry("latency", &packet.latency)?;
-        m.serialize_entry("length", &length)?;
+        m.field("dst", &dst)?;
+        m.field("frame", &frame.number)?;
+        m.field("iface", &frame.iface.map(crate::escape::json))?;
+        m.field("latency", &packet.latency)?;
+        m.field("length", &length)?;
         match ntp.map(|n| &n.packet) {
-            Some(Ok(ntp)) => m.serialize_entry("ntp", &NtpJson(ntp))?,
-            Some(Err(err)) => m.serialize_entry(
+            Some(Ok(ntp)) => m.object("ntp", Some(&NtpJson(ntp)))?,
+            Some(Err(err)) => m.field(
                 "ntp",
                 &ErrorJson {
                     error: err.to_string(),
                 },
             )?,
-            None => m.serialize_entry("ntp", &())?,
+            None => m.field("ntp", &())?,
         }
-        m.serialize_entry("orig_len", &frame.orig_len)?;
-        m.serialize_entry("process", &frame.socket.process().map(ProcessJson))?;
-        m.serialize_entry("socket", &frame.socket.label())?;
-        m.serialize_entry("sport", &sport)?;
-        m.serialize_entry("src", &src)?;
-        m.serialize_entry("ts", &ts)?;
-        m.serialize_entry("ts_mono_ns", &frame.mono_ns)?;
-        m.serialize_entry(
+        m.field("orig_len", &frame.orig_len)?;
+        m.object("process", frame.socket.process().map(ProcessJson).as_ref())?;
+        m.field("socket", &frame.socket.label())?;
+        m.field("sport", &sport)?;
+        m.field("src", &src)?;
+        m.field("ts", &ts)?;
+        m.field("ts_mono_ns", &frame.mono_ns)?;
+        m.field(
             "ts_unix_ns",
             &u64::try_from(frame.ts.as_nanos()).unwrap_or(u64::MAX),
         )?;
-        m.serialize_entry("vlan", vlans)?;
-        m.end()
+        m.field("vlan", vlans)
     }
 }
 
 /// The JSON object for one frame, as a value (tests, and whoever wants one).
 #[must_use]
 pub fn frame_json(packet: &Decoded<'_>) -> Value {
-    serde_json::to_value(FrameJson(packet)).unwrap_or(Value::Null)
+    serde_json::to_value(Serde(&FrameJson(packet))).unwrap_or(Value::Null)
 }
 
 #[derive(Serialize)]
@@ -236,87 +240,82 @@ struct ErrorJson {
 /// [`crate::process::escape`] does (untrusted bytes).
 struct ProcessJson<'p, 'a>(&'p Process<'a>);
 
-impl Serialize for ProcessJson<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Object for ProcessJson<'_, '_> {
+    fn fields<F: Fields>(&self, m: &mut F) -> Result<(), F::Error> {
         let p = self.0;
         let pod = p.names.and_then(|n| n.pod.as_ref());
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("cgroup", &p.cgroup.map(|c| escape(c.as_bytes())))?;
-        m.serialize_entry("cgroup_id", &p.cgroup_id)?;
-        m.serialize_entry("comm", &escape(p.comm))?;
-        m.serialize_entry("container", &p.container)?;
-        m.serialize_entry(
+        m.field("cgroup", &p.cgroup.map(|c| escape(c.as_bytes())))?;
+        m.field("cgroup_id", &p.cgroup_id)?;
+        m.field("comm", &escape(p.comm))?;
+        m.field("container", &p.container)?;
+        m.field(
             "container_name",
             &p.names.map(|n| escape(n.name.as_bytes())),
         )?;
-        m.serialize_entry("netns", &p.netns)?;
-        m.serialize_entry("pid", &p.pid)?;
-        m.serialize_entry("pod", &pod.map(|(pod, _)| escape(pod.as_bytes())))?;
-        m.serialize_entry("pod_namespace", &pod.map(|(_, ns)| escape(ns.as_bytes())))?;
-        m.serialize_entry("tid", &p.tid)?;
-        m.serialize_entry("uid", &p.uid)?;
-        m.end()
+        m.field("netns", &p.netns)?;
+        m.field("pid", &p.pid)?;
+        m.field("pod", &pod.map(|(pod, _)| escape(pod.as_bytes())))?;
+        m.field("pod_namespace", &pod.map(|(_, ns)| escape(ns.as_bytes())))?;
+        m.field("tid", &p.tid)?;
+        m.field("uid", &p.uid)
     }
 }
 
 /// The `process` object as a value.
 #[must_use]
 pub fn process_json(p: &Process<'_>) -> Value {
-    serde_json::to_value(ProcessJson(p)).unwrap_or(Value::Null)
+    serde_json::to_value(Serde(&ProcessJson(p))).unwrap_or(Value::Null)
 }
 
 struct TsJson(NtpTimestamp);
 
-impl Serialize for TsJson {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Object for TsJson {
+    fn fields<F: Fields>(&self, m: &mut F) -> Result<(), F::Error> {
         let ts = self.0;
-        let mut m = s.serialize_map(Some(4))?;
-        m.serialize_entry("fraction", &ts.fraction())?;
-        m.serialize_entry("raw", &ts.0)?;
-        m.serialize_entry("seconds", &ts.seconds())?;
-        m.serialize_entry(
+        m.field("fraction", &ts.fraction())?;
+        m.field("raw", &ts.0)?;
+        m.field("seconds", &ts.seconds())?;
+        m.field(
             "utc",
             &ts.to_utc()
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-        )?;
-        m.end()
+        )
     }
 }
 
 /// The `ntp` object.
 struct NtpJson<'a>(&'a Ntp);
 
-impl Serialize for NtpJson<'_> {
+impl Object for NtpJson<'_> {
     // Keys in sorted order, as the lines always had them; a time packet's fields fall among
     // the common ones.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    fn fields<F: Fields>(&self, m: &mut F) -> Result<(), F::Error> {
         let ntp = self.0;
         let time = match &ntp.body {
             Body::Time(h) => Some(h),
             _ => None,
         };
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("bytes", &ntp.length)?;
+        m.field("bytes", &ntp.length)?;
         if let Body::Control(c) = &ntp.body {
-            m.serialize_entry("control", &ControlJson(c))?;
+            m.field("control", &ControlJson(c))?;
         }
-        m.serialize_entry("error", &ntp.error.as_ref().map(ToString::to_string))?;
+        m.field("error", &ntp.error.as_ref().map(ToString::to_string))?;
         if let Some(h) = time {
-            m.serialize_entry("extensions", &extensions(h))?;
+            m.field("extensions", &extensions(h))?;
             let kiss = ntp.kiss_code();
-            m.serialize_entry(
+            m.field(
                 "kiss_code",
                 &kiss.map(|c| String::from_utf8_lossy(&c).into_owned()),
             )?;
-            m.serialize_entry(
+            m.field(
                 "kiss_meaning",
                 &kiss.and_then(|c| ntp::names::kiss_code_meaning(&c)),
             )?;
         }
-        m.serialize_entry("leap", &ntp.leap.to_bits())?;
-        m.serialize_entry("leap_name", &ntp.leap)?;
+        m.field("leap", &ntp.leap.to_bits())?;
+        m.field("leap_name", &ntp.leap)?;
         if let Some(h) = time {
-            m.serialize_entry(
+            m.field(
                 "mac",
                 &h.mac.as_ref().map(|mac| MacJson {
                     digest: to_hex(&mac.digest),
@@ -325,38 +324,37 @@ impl Serialize for NtpJson<'_> {
                 }),
             )?;
         }
-        m.serialize_entry("mode", &ntp.mode.to_bits())?;
-        m.serialize_entry("mode_name", &ntp.mode)?;
+        m.field("mode", &ntp.mode.to_bits())?;
+        m.field("mode_name", &ntp.mode)?;
         if let Some(h) = time {
-            m.serialize_entry("origin_ts", &TsJson(h.origin))?;
-            m.serialize_entry("poll", &h.poll)?;
-            m.serialize_entry("poll_s", &log2_seconds(h.poll))?;
-            m.serialize_entry("precision", &h.precision)?;
-            m.serialize_entry("precision_s", &log2_seconds(h.precision))?;
+            m.object("origin_ts", Some(&TsJson(h.origin)))?;
+            m.field("poll", &h.poll)?;
+            m.field("poll_s", &log2_seconds(h.poll))?;
+            m.field("precision", &h.precision)?;
+            m.field("precision_s", &log2_seconds(h.precision))?;
         }
         if let Body::Private(p) = &ntp.body {
-            m.serialize_entry("private", &PrivateJson(p))?;
+            m.field("private", &PrivateJson(p))?;
         }
         if let Some(h) = time {
-            m.serialize_entry("receive_ts", &TsJson(h.receive))?;
-            m.serialize_entry("reference_ts", &TsJson(h.reference))?;
-            m.serialize_entry("refid", &h.refid().text())?;
-            m.serialize_entry("refid_decoded", &h.refid())?;
-            m.serialize_entry("refid_hex", &to_hex(&h.refid))?;
-            m.serialize_entry("root_delay", &h.root_delay.seconds())?;
-            m.serialize_entry("root_dispersion", &h.root_dispersion.seconds())?;
-            m.serialize_entry("stratum", &h.stratum)?;
-            m.serialize_entry("transmit_ts", &TsJson(h.transmit))?;
+            m.object("receive_ts", Some(&TsJson(h.receive)))?;
+            m.object("reference_ts", Some(&TsJson(h.reference)))?;
+            m.field("refid", &h.refid().text())?;
+            m.field("refid_decoded", &h.refid())?;
+            m.field("refid_hex", &to_hex(&h.refid))?;
+            m.field("root_delay", &h.root_delay.seconds())?;
+            m.field("root_dispersion", &h.root_dispersion.seconds())?;
+            m.field("stratum", &h.stratum)?;
+            m.object("transmit_ts", Some(&TsJson(h.transmit)))?;
         }
-        m.serialize_entry("version", &ntp.version)?;
-        m.end()
+        m.field("version", &ntp.version)
     }
 }
 
 /// The `ntp` object as a value.
 #[must_use]
 pub fn ntp_json(ntp: &Ntp) -> Value {
-    serde_json::to_value(NtpJson(ntp)).unwrap_or(Value::Null)
+    serde_json::to_value(Serde(&NtpJson(ntp))).unwrap_or(Value::Null)
 }
 
 /// A time packet's extension fields.
@@ -457,5 +455,128 @@ impl Serialize for PrivateJson<'_> {
         m.serialize_entry("response", &p.response)?;
         m.serialize_entry("sequence", &p.sequence)?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        containers::ContainerNames,
+        frame::{Direction, Frame, KernelDrop, LinkType},
+        output::{PortSet, sink::SinkExt as _},
+        process::Socket,
+    };
+
+    /// An NTP payload of `len` bytes whose first byte is `first`.
+    fn payload(first: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| if i == 0 { first } else { (i * 29 + 3) as u8 })
+            .collect()
+    }
+
+    /// Frames of every shape the line has: each NTP mode and length (a time header with
+    /// extension fields or a MAC, control and private packets, an empty payload), IPv4 and
+    /// IPv6, a VLAN tag, TCP, a frame with no IP, an owner with its container, a drop record.
+    fn frames() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (first, len) in [
+            (0x23, 48),
+            (0x24, 48),
+            (0x21, 68),
+            (0x22, 72),
+            (0x25, 52),
+            (0x16, 12),
+            (0x16, 40),
+            (0x17, 8),
+            (0x27, 4),
+            (0x23, 0),
+            (0x1c, 47),
+        ] {
+            let p = payload(first, len);
+            let mut v4 = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(40000, 123)
+                .write(&mut v4, &p)
+                .unwrap();
+            let mut v6 = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .single_vlan(9.try_into().unwrap())
+                .ipv6([0xfd; 16], [0xfe; 16], 64)
+                .udp(123, 123)
+                .write(&mut v6, &p)
+                .unwrap();
+            out.extend([v4, v6]);
+        }
+        let mut tcp = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 123, 1, 1000)
+            .write(&mut tcp, b"GET")
+            .unwrap();
+        out.push(tcp);
+        out.push(vec![0xff; 42]);
+        out
+    }
+
+    #[test]
+    fn a_line_is_the_value_of_its_frame() {
+        let ports = PortSet::new(vec![123]);
+        let names = ContainerNames {
+            name: "ntp\"probe".into(),
+            pod: Some(("pod\\1".into(), "kube-system".into())),
+        };
+        let mut lines = 0;
+        for (n, data) in frames().iter().enumerate() {
+            let owned = Socket::Owned(Process {
+                pid: 4242,
+                tid: 4243,
+                uid: 0,
+                comm: b"chronyd\x1b[31m",
+                cgroup_id: 99,
+                cgroup: Some("/system.slice/chronyd.service"),
+                container: Some("0123abcd"),
+                names: Some(&names),
+                netns: Some(4_026_531_840),
+            });
+            for socket in [Socket::Unknown, Socket::None, owned] {
+                let frame = Frame {
+                    mono_ns: Some(123_456_789),
+                    ifindex: Some(2),
+                    iface: Some("eth\"0"),
+                    direction: Some(Direction::In),
+                    socket,
+                    drop: (n % 3 == 1).then_some(KernelDrop {
+                        reason: "NO_SOCKET",
+                        location: "udp_queue_rcv_one_skb+0x1c",
+                    }),
+                    link: if n % 5 == 4 {
+                        LinkType::Null
+                    } else {
+                        LinkType::Ethernet
+                    },
+                    ..Frame::test(n as u64 + 1, Duration::from_millis(1_700_000_000_123), data)
+                };
+                let all = Filter {
+                    ports: ports.clone(),
+                    all: true,
+                };
+                let mut sink = JsonSink::new(Vec::new(), all);
+                sink.take(&frame).unwrap();
+                let line = String::from_utf8(sink.out).unwrap();
+                let want = frame_json(&Decoded::new(&frame, &ports));
+                assert_eq!(
+                    serde_json::from_str::<Value>(line.trim_end()).unwrap(),
+                    want,
+                    "{line}"
+                );
+                assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, 3 * 24);
     }
 }

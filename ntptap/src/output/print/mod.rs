@@ -7,4 +7,5 @@ pub mod health;
 pub mod json;
 mod lines;
 mod ntp_text;
+pub mod object;
 pub mod text;
