@@ -1,5 +1,6 @@
 //! A frame as the outputs see it: dissected and NTP-decoded at most once, lazily, whatever
-//! number of outputs look at it. An output that only writes bytes (pcap, pcapng) never pays
+//! number of outputs look at it; a plain frame's datagram is read where it lies, without
+//! dissecting it ([`plain`]). An output that only writes bytes (pcap, pcapng) never pays
 //! for a decode.
 
 use std::{cell::OnceCell, net::SocketAddr};
@@ -100,14 +101,17 @@ impl<'a> Decoded<'a> {
         self.layers().datagram()
     }
 
+    /// The frame's UDP datagram, if it is on the port set: its payload is NTP.
+    fn ntp_datagram(&self) -> Option<Datagram<'a>> {
+        self.datagram()
+            .filter(|d| self.ports.contains(d.sport) || self.ports.contains(d.dport))
+    }
+
     /// The NTP packet, if the frame is UDP on the port set.
     pub fn ntp(&self) -> Option<&NtpInFrame> {
         self.ntp
             .get_or_init(|| {
-                let datagram = self.datagram()?;
-                if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
-                    return None;
-                }
+                let datagram = self.ntp_datagram()?;
                 Some(NtpInFrame {
                     src: SocketAddr::new(datagram.src, datagram.sport),
                     dst: SocketAddr::new(datagram.dst, datagram.dport),
@@ -133,10 +137,7 @@ impl<'a> Decoded<'a> {
                 _ => None,
             };
         }
-        let datagram = self.datagram()?;
-        if !self.ports.contains(datagram.sport) && !self.ports.contains(datagram.dport) {
-            return None;
-        }
+        let datagram = self.ntp_datagram()?;
         let mode = NtpPacket::new_checked(datagram.payload).ok()?.mode();
         if !matches!(mode, Mode::Client | Mode::SymmetricActive) {
             return None;
