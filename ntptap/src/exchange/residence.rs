@@ -63,7 +63,7 @@ impl Residence {
         };
         match o.ntp.mode {
             Mode::Client | Mode::SymmetricActive => {
-                self.asked(
+                self.wait(
                     (o.src, o.dst, h.transmit.0),
                     o.ts,
                     o.sighting.mono_ns,
@@ -93,12 +93,23 @@ impl Residence {
     /// its bytes alone ([`crate::output::Decoded::request`]), which need not be decoded.
     pub fn asked(
         &mut self,
-        (src, dst, transmit): (SocketAddr, SocketAddr, u64),
+        request: (SocketAddr, SocketAddr, u64),
         seen: Duration,
         mono: Option<u64>,
         direction: Option<Direction>,
     ) {
         self.expire(seen);
+        self.wait(request, seen, mono, direction);
+    }
+
+    /// A request waits (the oldest evicted when the table is full); expired ones are gone.
+    fn wait(
+        &mut self,
+        (src, dst, transmit): (SocketAddr, SocketAddr, u64),
+        seen: Duration,
+        mono: Option<u64>,
+        direction: Option<Direction>,
+    ) {
         if self.waiting.len() >= self.most {
             self.waiting.pop_oldest();
         }

@@ -367,18 +367,43 @@ fn is_later_v6_fragment(ext: &etherparse::Ipv6ExtensionsSlice<'_>) -> bool {
     false
 }
 
+/// Frames the unit tests build: NTP's UDP between two fixed hosts.
+#[cfg(test)]
+pub(crate) mod test_frames {
+    /// Ethernet, IPv4 10.0.0.1 to 10.0.0.2, UDP `sport` to `dport` carrying `payload`.
+    pub fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(sport, dport)
+            .write(&mut frame, payload)
+            .unwrap();
+        frame
+    }
+
+    /// Ethernet (with an 802.1Q tag of `vlan`, if any), IPv6 fd.. to fe.., UDP `sport` to
+    /// `dport` carrying `payload`.
+    pub fn udp6(vlan: Option<u16>, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        let eth = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match vlan {
+            Some(id) => eth
+                .single_vlan(id.try_into().unwrap())
+                .ipv6([0xfd; 16], [0xfe; 16], 64),
+            None => eth.ipv6([0xfd; 16], [0xfe; 16], 64),
+        };
+        ip.udp(sport, dport).write(&mut frame, payload).unwrap();
+        frame
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn an_offloaded_checksum_is_told_from_a_bad_one() {
-        let mut frame = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(40000, 123)
-            .write(&mut frame, &[0x23; 48])
-            .unwrap();
+        let mut frame = test_frames::udp4(40000, 123, &[0x23; 48]);
         let check = |frame: &[u8]| dissect(LinkType::Ethernet, frame).udp_checksum();
         assert_eq!(check(&frame), Some(UdpChecksum::Ok));
         // The pseudo-header's sum, by hand: 10.0+0.1+10.0+0.2 + 17 + 56.

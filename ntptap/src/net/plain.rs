@@ -98,7 +98,7 @@ pub fn udp(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Transport, dissect};
+    use crate::net::{Transport, dissect, test_frames};
 
     /// What the dissection says of the frame's UDP datagram.
     fn dissected(link: LinkType, data: &[u8]) -> Option<Datagram<'_>> {
@@ -106,19 +106,10 @@ mod tests {
     }
 
     fn frames() -> Vec<Vec<u8>> {
-        let mut v4 = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(40000, 123)
-            .write(&mut v4, &[0x23; 48])
-            .unwrap();
-        let mut v6 = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6([0xfd; 16], [0xfe; 16], 64)
-            .udp(123, 123)
-            .write(&mut v6, &[0x24; 48])
-            .unwrap();
-        vec![v4, v6]
+        vec![
+            test_frames::udp4(40000, 123, &[0x23; 48]),
+            test_frames::udp6(None, 123, 123, &[0x24; 48]),
+        ]
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::net::test_frames::{udp4, udp6};
 
     /// What the decode says of a request: its ends and transmit timestamp.
     fn decoded_request(packet: &Decoded<'_>) -> Option<(SocketAddr, SocketAddr, u64)> {
@@ -209,19 +210,8 @@ mod tests {
                     .map(|i| if i == 0 { first } else { (i * 37 + 11) as u8 })
                     .collect();
                 for (sport, dport) in [(40000, 123), (123, 123), (40000, 124)] {
-                    let mut plain = Vec::new();
-                    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                        .udp(sport, dport)
-                        .write(&mut plain, &payload)
-                        .unwrap();
-                    let mut tagged = Vec::new();
-                    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                        .single_vlan(7.try_into().unwrap())
-                        .ipv6([0xfd; 16], [0xfe; 16], 64)
-                        .udp(sport, dport)
-                        .write(&mut tagged, &payload)
-                        .unwrap();
+                    let plain = udp4(sport, dport, &payload);
+                    let tagged = udp6(Some(7), sport, dport, &payload);
                     for data in [&plain, &tagged] {
                         let frame = Frame::test(1, Duration::ZERO, data);
                         let want = decoded_request(&Decoded::new(&frame, &ports));

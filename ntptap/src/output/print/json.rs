@@ -466,6 +466,7 @@ mod tests {
     use crate::{
         containers::ContainerNames,
         frame::{Direction, Frame, KernelDrop, LinkType},
+        net::test_frames::{udp4, udp6},
         output::{PortSet, sink::SinkExt as _},
         process::Socket,
     };
@@ -496,20 +497,7 @@ mod tests {
             (0x1c, 47),
         ] {
             let p = payload(first, len);
-            let mut v4 = Vec::new();
-            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                .udp(40000, 123)
-                .write(&mut v4, &p)
-                .unwrap();
-            let mut v6 = Vec::new();
-            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .single_vlan(9.try_into().unwrap())
-                .ipv6([0xfd; 16], [0xfe; 16], 64)
-                .udp(123, 123)
-                .write(&mut v6, &p)
-                .unwrap();
-            out.extend([v4, v6]);
+            out.extend([udp4(40000, 123, &p), udp6(Some(9), 123, 123, &p)]);
         }
         let mut tcp = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
