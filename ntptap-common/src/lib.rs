@@ -192,8 +192,9 @@ pub struct RecordHeader {
     pub vlan_tci: u16,
     /// With [`RECORD_VLAN`]: the tag's protocol (0x8100 or 0x88a8), host byte order.
     pub vlan_proto: u16,
-    /// Matched frames this CPU lost to a full ring since its previous record (pcapng's
-    /// `epb_dropcount`). Drops with no later record on that CPU show only in the counters.
+    /// Matched frames of this interface and direction that this CPU lost to a full ring since
+    /// its previous record of them (pcapng's `epb_dropcount`, which counts per interface).
+    /// Drops with no later record there show only in the counters.
     pub drops_before: u32,
     /// `SOCKET_*`: what the program knows of the socket that sent or takes the frame.
     pub socket: u8,
@@ -459,9 +460,15 @@ pub const IFSLOT_ENTRIES: u32 = 65536;
 pub const COUNTER_ENTRIES: u32 = INTERFACE_SLOTS * DIRECTIONS;
 
 /// One entry of the counters map: the counters of one interface slot and direction, indexed
-/// by [`Counter`]. A frame's program looks its block up once and counts into it: one lookup
-/// a frame instead of one per counter (a captured frame counts three).
-pub type CounterBlock = [u64; COUNTER_SLOTS as usize];
+/// by [`Counter`], and [`PENDING_SLOT`]. A frame's program looks its block up once and counts
+/// into it: one lookup a frame instead of one per counter (a captured frame counts three).
+pub type CounterBlock = [u64; COUNTER_SLOTS as usize + 1];
+
+/// The slot of a [`CounterBlock`] after the counters: this CPU's ring-full drops of the
+/// block's interface and direction not yet reported in a record (the next record of them
+/// carries it as [`RecordHeader::drops_before`], and it starts again from zero). Not a
+/// counter: the reader does not read it.
+pub const PENDING_SLOT: usize = COUNTER_SLOTS as usize;
 
 /// Key of the counters of interface slot `slot` and `direction` in the counters map.
 #[inline(always)]
@@ -563,8 +570,6 @@ pub mod names {
     pub const COUNTERS: &str = "NTPTAP_COUNTERS";
     /// Interface index to counter slot (see [`INTERFACE_SLOTS`](super::INTERFACE_SLOTS)).
     pub const IFSLOTS: &str = "NTPTAP_IFSLOTS";
-    /// Per-CPU ring-full drops not yet reported in a record.
-    pub const PENDING: &str = "NTPTAP_PENDING";
     /// The port set map.
     pub const PORTS: &str = "NTPTAP_PORTS";
     /// IPv4 host set (`--host`).

@@ -31,8 +31,8 @@ use aya_log_ebpf::debug;
 use ntptap_common::{
     ATTRIBUTE, ATTRIBUTE_LATENCY, ATTRIBUTE_SELECT, COUNTER_ENTRIES, Config, Counter, CounterBlock,
     DIRECTION_EGRESS, DIRECTION_INGRESS, FILTER_ALL, FILTER_DEBUG, FILTER_EXPR, FILTER_HOST,
-    IFSLOT_ENTRIES, MAX_DATA, Owner, RECORD_TRUNCATED, RECORD_VLAN, Record, SMALL_DATA,
-    SOCKET_OWNED, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_key,
+    IFSLOT_ENTRIES, MAX_DATA, Owner, PENDING_SLOT, RECORD_TRUNCATED, RECORD_VLAN, Record,
+    SMALL_DATA, SOCKET_OWNED, SOCKET_UNKNOWN, Stamps, TINY_DATA, counter_key,
 };
 use parse::{Addresses, Verdict, classify, ipv4_addresses, ipv6_address, quick_classify};
 use shared::{
@@ -48,10 +48,6 @@ static NTPTAP_COUNTERS: PerCpuArray<CounterBlock> =
 
 /// This CPU's counters of the frame's interface slot and direction, looked up once a frame.
 type Counts = *mut CounterBlock;
-
-/// Per-CPU ring-full drops since this CPU's last record, reported in the next one.
-#[map(name = "NTPTAP_PENDING")]
-static NTPTAP_PENDING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's frame's socket and owner, between the lookup and the record: passing them
 /// through memory the verifier cannot see into keeps the paths of the lookup (no socket, no
@@ -176,8 +172,10 @@ trait Frame {
     /// How a socket opened before ntptap started is looked up in the kernel (where not, the
     /// reader names it, from the same record of /proc).
     const EARLIER: owners::Earlier = owners::Earlier::LookupAndRecord;
-    /// The socket that sent the frame or takes it, and its owner (`SOCKET_*`).
-    fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
+    /// The socket that sent the frame or takes it (`SOCKET_*`); its owner, for
+    /// `SOCKET_OWNED`, into `out`.
+    #[inline(always)]
+    fn socket(&self, direction: u8, udp: &Udp, out: &mut Owner) -> u8 {
         let _ = direction;
         let (start, end) = self.linear();
         owners::receiver(
@@ -187,6 +185,7 @@ trait Frame {
             udp.addresses,
             (udp.sport, udp.dport),
             Self::EARLIER,
+            out,
         )
     }
 }
@@ -345,12 +344,12 @@ impl Frame for TcFrame<'_> {
         unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk as u64 }
     }
     #[inline(always)]
-    fn socket(&self, direction: u8, udp: &Udp) -> (u8, Owner) {
+    fn socket(&self, direction: u8, udp: &Udp, out: &mut Owner) -> u8 {
         if direction == DIRECTION_EGRESS {
             // SAFETY: reading a field of the context the kernel gave us.
             let sk = unsafe { (*self.0.skb.skb).__bindgen_anon_2.sk };
             let (start, end) = self.linear();
-            return owners::sender(sk, start, end, udp.addresses, udp.sport);
+            return owners::sender(sk, start, end, udp.addresses, udp.sport, out);
         }
         let (start, end) = self.linear();
         owners::receiver(
@@ -360,6 +359,7 @@ impl Frame for TcFrame<'_> {
             udp.addresses,
             (udp.sport, udp.dport),
             owners::Earlier::LookupAndRecord,
+            out,
         )
     }
 }
@@ -463,45 +463,66 @@ fn attribute_and_capture<F: Frame>(
     counts: Counts,
     udp: &Udp,
 ) -> Result<u32, &'static str> {
-    let (socket, owner) = if config.attribution & ATTRIBUTE != 0 && udp.addresses.family != 0 {
-        frame.socket(direction, udp)
-    } else {
-        (SOCKET_UNKNOWN, Owner::default())
+    // A read-only flag: without attribution the verifier removes the branch, and the frame
+    // pays nothing for it.
+    if config.attribution & ATTRIBUTE != 0 {
+        attribute(frame, config, ifindex, direction, counts, udp)?;
+    }
+    count(counts, Counter::Matched);
+    capture(frame, config, ifindex, direction, counts)
+}
+
+/// Process attribution: the frame's socket and owner, for the record (through
+/// [`NTPTAP_SCRATCH`], the owner written there by the lookup itself); an error if `--pid`,
+/// `--comm` or `--cgroup` leave the frame out.
+#[inline(always)]
+fn attribute<F: Frame>(
+    frame: &F,
+    config: &Config,
+    ifindex: u32,
+    direction: u8,
+    counts: Counts,
+    udp: &Udp,
+) -> Result<(), &'static str> {
+    let Some(scratch) = NTPTAP_SCRATCH.get_ptr_mut(0) else {
+        // Never: the map has its one entry on every CPU. The record says "unknown".
+        return Ok(());
     };
-    if config.attribution & ATTRIBUTE_SELECT != 0 && !owners::selected(config, socket, &owner) {
+    // SAFETY: this CPU's own slot, read back (by `emit`) before the program returns.
+    let scratch = unsafe { &mut *scratch };
+    let socket = if udp.addresses.family != 0 {
+        frame.socket(direction, udp, &mut scratch.owner)
+    } else {
+        SOCKET_UNKNOWN
+    };
+    // The owner is read only under SOCKET_OWNED (here and by the reader).
+    scratch.socket = u32::from(socket);
+    if config.attribution & ATTRIBUTE_SELECT != 0
+        && !owners::selected(config, socket, &scratch.owner)
+    {
         count(counts, Counter::OtherProcess);
         return Err("another process's socket");
     }
-    if config.attribution & ATTRIBUTE != 0 {
-        if config.filter & FILTER_DEBUG != 0 {
-            debug!(
-                frame.ctx(),
-                "ifindex {} dir {}: socket {} owner pid {}", ifindex, direction, socket, owner.pid
-            );
-        }
-        let stamps = if config.attribution & ATTRIBUTE_LATENCY != 0 && direction == DIRECTION_EGRESS
-        {
+    if config.filter & FILTER_DEBUG != 0 {
+        let pid = if socket == SOCKET_OWNED {
+            scratch.owner.pid
+        } else {
+            0
+        };
+        debug!(
+            frame.ctx(),
+            "ifindex {} dir {}: socket {} owner pid {}", ifindex, direction, socket, pid
+        );
+    }
+    // The stamps only with --latency.
+    if config.attribution & ATTRIBUTE_LATENCY != 0 {
+        scratch.stamps = if direction == DIRECTION_EGRESS {
             egress_stamps(frame, udp)
         } else {
             Stamps::default()
         };
-        if let Some(scratch) = NTPTAP_SCRATCH.get_ptr_mut(0) {
-            // SAFETY: this CPU's own slot, read back before the program returns. Only what
-            // the record will carry: an owner only for an owned socket, the stamps only
-            // with --latency.
-            unsafe {
-                (*scratch).socket = u32::from(socket);
-                if socket == SOCKET_OWNED {
-                    (*scratch).owner = owner;
-                }
-                if config.attribution & ATTRIBUTE_LATENCY != 0 {
-                    (*scratch).stamps = stamps;
-                }
-            }
-        }
     }
-    count(counts, Counter::Matched);
-    capture(frame, config, ifindex, direction, counts)
+    Ok(())
 }
 
 /// `--latency`: when the socket that sent an egress frame last read from and sent to the
@@ -662,20 +683,21 @@ fn emit<const N: usize, F: Frame>(
     cap: u64,
     counts: Counts,
 ) -> Result<u32, &'static str> {
-    let pending = NTPTAP_PENDING.get_ptr_mut(0);
     let ring = this_cpus_ring(config);
     let Some(mut entry) = ring.and_then(|r| r.reserve_untyped::<Record<N>>(0)) else {
         count(counts, Counter::RingFull);
-        if let Some(pending) = pending {
-            // SAFETY: this CPU's own slot; see `count`.
-            unsafe { *pending = (*pending).saturating_add(1) };
-        }
+        // SAFETY: this CPU's own block; see `count`.
+        unsafe { (*counts)[PENDING_SLOT] += 1 };
         return Err("dropped: ring buffer full");
     };
-    let drops_before = match pending {
-        // SAFETY: this CPU's own slot; see `count`.
-        Some(pending) => unsafe { core::mem::replace(&mut *pending, 0) },
-        None => 0,
+    // The drops this record reports, taken from the block the frame counts in (a map of
+    // their own cost a lookup a frame).
+    // SAFETY: this CPU's own block; see `count`.
+    let pending = unsafe { core::mem::replace(&mut (*counts)[PENDING_SLOT], 0) };
+    let drops_before = if pending > u64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        pending as u32
     };
     // `tap` never calls us with cap == 0.
     let len = copy_len::<N>(cap);

@@ -507,20 +507,28 @@ pub fn ntptap_sock_release(ctx: SockContext) -> i32 {
     1
 }
 
-/// The owner of socket `sk` (a kernel address), and the record's `SOCKET_*` for it.
+/// The record's `SOCKET_*` for socket `sk` (a kernel address); for `SOCKET_OWNED`, its
+/// owner copied into `out`, which is left alone otherwise.
+///
+/// The owner goes from map to map, never through the stack: an `Owner` returned by value is
+/// a 48-byte move, and a zeroed one for the other sockets a 48-byte memset; with both, older
+/// verifiers (6.1) saw a copy of stack bytes no path had written.
 #[inline(always)]
-fn owner_of(sk: u64) -> (u8, Owner) {
+fn owner_of(sk: u64, out: &mut Owner) -> u8 {
     // SAFETY: a lookup with a key of the declared type.
     match unsafe { NTPTAP_OWNERS.get(sk) } {
-        Some(owner) => (SOCKET_OWNED, *owner),
-        None => (SOCKET_UNOWNED, Owner::default()),
+        Some(owner) => {
+            *out = *owner;
+            SOCKET_OWNED
+        }
+        None => SOCKET_UNOWNED,
     }
 }
 
 /// The owner of a socket opened before ntptap started, by its local `addr` (as on the wire,
 /// IPv4 in the first 4 bytes) and `port`: with the address, then bound to every address.
 #[inline(always)]
-fn earlier(addr: [u8; 16], port: u16, family: u8) -> Option<Owner> {
+fn earlier(addr: [u8; 16], port: u16, family: u8) -> Option<&'static Owner> {
     let mut key = Endpoint {
         addr,
         port,
@@ -529,11 +537,11 @@ fn earlier(addr: [u8; 16], port: u16, family: u8) -> Option<Owner> {
     };
     // SAFETY: lookups with a key of the declared type.
     if let Some(owner) = unsafe { NTPTAP_EARLIER.get(key) } {
-        return Some(*owner);
+        return Some(owner);
     }
     key.addr = [0; 16];
     // SAFETY: as above.
-    unsafe { NTPTAP_EARLIER.get(key) }.copied()
+    unsafe { NTPTAP_EARLIER.get(key) }
 }
 
 /// The local end of an egress frame: its source address, and the family.
@@ -566,16 +574,17 @@ pub enum Earlier {
     LookupAndRecord,
 }
 
-/// `owner_of(sk)`, or where the socket has no entry, the owner the loader found for the
+/// `owner_of(sk, out)`, or where the socket has no entry, the owner the loader found for the
 /// frame's local end when it started.
 #[inline(always)]
 fn owner_or_earlier(
     sk: u64,
     how: Earlier,
     local: impl FnOnce() -> Option<([u8; 16], u8, u16)>,
-) -> (u8, Owner) {
-    let found = owner_of(sk);
-    if found.0 == SOCKET_OWNED || how == Earlier::No {
+    out: &mut Owner,
+) -> u8 {
+    let found = owner_of(sk, out);
+    if found == SOCKET_OWNED || how == Earlier::No {
         return found;
     }
     match local().and_then(|(addr, family, port)| earlier(addr, port, family)) {
@@ -587,13 +596,14 @@ fn owner_or_earlier(
                 // and its close removes the entry.
                 let _ = NTPTAP_OWNERS.insert(sk, owner, 0);
             }
-            (SOCKET_OWNED, owner)
+            *out = *owner;
+            SOCKET_OWNED
         }
         None => found,
     }
 }
 
-/// The owner of the socket that sent an egress frame (the skb's own socket).
+/// The socket that sent an egress frame (the skb's own socket), its owner into `out`.
 #[inline(always)]
 pub fn sender(
     sk: *mut bpf_sock,
@@ -601,18 +611,23 @@ pub fn sender(
     end: usize,
     addresses: Addresses,
     sport: u16,
-) -> (u8, Owner) {
+    out: &mut Owner,
+) -> u8 {
     if sk.is_null() {
-        return (SOCKET_NONE, Owner::default());
+        return SOCKET_NONE;
     }
-    owner_or_earlier(sk as u64, Earlier::LookupAndRecord, || {
-        source_end(start, end, addresses).map(|(a, f)| (a, f, sport))
-    })
+    owner_or_earlier(
+        sk as u64,
+        Earlier::LookupAndRecord,
+        || source_end(start, end, addresses).map(|(a, f)| (a, f, sport)),
+        out,
+    )
 }
 
 /// The owner of the socket the stack will deliver an ingress UDP frame to: a lookup of the
 /// frame's addresses and ports in the namespace of the device it arrived on; for a socket with
-/// no recorded owner, the one the loader found at start, as `earlier` says.
+/// no recorded owner, the one the loader found at start, as `earlier` says. The owner goes
+/// into `out`.
 #[inline(always)]
 pub fn receiver<C: EbpfContext>(
     ctx: &C,
@@ -621,7 +636,8 @@ pub fn receiver<C: EbpfContext>(
     addresses: Addresses,
     (sport, dport): (u16, u16),
     earlier: Earlier,
-) -> (u8, Owner) {
+    out: &mut Owner,
+) -> u8 {
     // SAFETY: an all-zero tuple is a valid value of this plain-integer union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     // The frame's local end (its destination), for a socket opened before ntptap started:
@@ -632,7 +648,7 @@ pub fn receiver<C: EbpfContext>(
         Addresses::V4 => {
             let Some((src, dst)) = crate::parse::ipv4_addresses(start, end, addresses.header)
             else {
-                return (SOCKET_UNKNOWN, Owner::default());
+                return SOCKET_UNKNOWN;
             };
             local[..4].copy_from_slice(&dst.to_ne_bytes());
             tuple.__bindgen_anon_1.ipv4.saddr = src;
@@ -646,7 +662,7 @@ pub fn receiver<C: EbpfContext>(
                 crate::parse::ipv6_address(start, end, addresses.header + 8),
                 crate::parse::ipv6_address(start, end, addresses.header + 24),
             ) else {
-                return (SOCKET_UNKNOWN, Owner::default());
+                return SOCKET_UNKNOWN;
             };
             local = dst;
             // SAFETY: writing plain integers into a union field.
@@ -658,21 +674,22 @@ pub fn receiver<C: EbpfContext>(
             }
             (36, 6)
         }
-        _ => return (SOCKET_UNKNOWN, Owner::default()),
+        _ => return SOCKET_UNKNOWN,
     };
     // SAFETY: the context the kernel gave us and a tuple of `size` bytes on the stack.
     let sk = unsafe { bpf_sk_lookup_udp(ctx.as_ptr(), &raw mut tuple, size, CURRENT_NETNS, 0) };
     if sk.is_null() {
-        return (SOCKET_NONE, Owner::default());
+        return SOCKET_NONE;
     }
-    let found = owner_or_earlier(sk as u64, earlier, || Some((local, family, dport)));
+    let found = owner_or_earlier(sk as u64, earlier, || Some((local, family, dport)), out);
     // SAFETY: releases the reference the lookup took.
     unsafe { bpf_sk_release(sk.cast()) };
     found
 }
 
-/// Whether a frame whose socket is `socket` with owner `owner` is selected by `--pid`,
-/// `--comm` and `--cgroup` (only asked when one of them is given).
+/// Whether a frame whose socket is `socket` with owner `owner` (read only for
+/// `SOCKET_OWNED`) is selected by `--pid`, `--comm` and `--cgroup` (only asked when one of
+/// them is given).
 #[inline(always)]
 pub fn selected(config: &Config, socket: u8, owner: &Owner) -> bool {
     let include = config.attribution & ATTRIBUTE_INCLUDE != 0;
