@@ -346,3 +346,45 @@ pub(super) fn verifier_error(name: &str, err: &ProgramError) -> anyhow::Error {
         refusal::Refusal::of(name, err)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+
+    /// No program calls `memset` or `memmove`: the BPF target has neither, and aya-ebpf's,
+    /// which the linker then calls, move a byte a step (a 48-byte zeroed struct cost an XDP
+    /// frame ~30 ns: BENCHMARKS.md). ntptap-ebpf's build script asks LLVM to write them as
+    /// loads and stores; this fails if that flag or the linker's default goes.
+    #[test]
+    fn the_programs_call_no_byte_loop_memset_or_memmove() {
+        if super::OBJECT.is_empty() {
+            eprintln!("skipped: the eBPF object was not built (AYA_BUILD_SKIP)");
+            return;
+        }
+        let file = object::File::parse(super::OBJECT).expect("the eBPF object parses");
+        let mut calls = Vec::new();
+        let mut relocations = 0;
+        for section in file.sections() {
+            for (offset, relocation) in section.relocations() {
+                relocations += 1;
+                let RelocationTarget::Symbol(index) = relocation.target() else {
+                    continue;
+                };
+                let name = file
+                    .symbol_by_index(index)
+                    .ok()
+                    .and_then(|s| s.name().ok())
+                    .unwrap_or("");
+                if name == "memset" || name == "memmove" {
+                    calls.push(format!(
+                        "{name} at {}+{offset}",
+                        section.name().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        // The object relocates its maps: a parse that saw none would prove nothing.
+        assert!(relocations > 100, "{relocations} relocations read");
+        assert!(calls.is_empty(), "calls of the byte loops: {calls:?}");
+    }
+}
